@@ -1,0 +1,1 @@
+"""The `reenact` command line (installed as the `reenact_cli` package)."""

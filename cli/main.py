@@ -1,0 +1,88 @@
+"""Entry point of the `reenact` command: the typer app and the error boundary.
+
+Commands live in their own modules (`cli/video_cmds.py`, …) and are registered here. `run()` is
+the console script: it turns `ReenactError` into `error: <message>` with exit code 1, usage errors
+into exit code 2, and shows a traceback only with `--verbose`.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from reenact import __version__
+from reenact.errors import ReenactError
+from reenact_cli import video_cmds
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+VERBOSE_FLAGS = ("--verbose", "-v")
+
+app = typer.Typer(
+    name="reenact",
+    help="Face reenactment in real video: from video file to finished video, audio and timing kept.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"reenact {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+    verbose: bool = typer.Option(False, *VERBOSE_FLAGS, help="Show full tracebacks on errors."),
+) -> None:
+    """reenact: put one face's expressions on another, in real video."""
+
+
+app.command("probe")(video_cmds.probe)
+app.command("reencode")(video_cmds.reencode)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    args = sys.argv[1:] if argv is None else argv
+    verbose = any(flag in args for flag in VERBOSE_FLAGS)
+    try:
+        # standalone mode: typer reports usage errors itself (exit 2) and raises SystemExit.
+        app(args=args, prog_name="reenact", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    except ReenactError as exc:
+        if verbose:
+            traceback.print_exc()
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the boundary: never show a bare traceback to a user
+        if verbose:
+            traceback.print_exc()
+        typer.echo(
+            f"error: internal error ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+            "run again with --verbose for the traceback and please report it",
+            err=True,
+        )
+        return EXIT_ERROR
+    return 0
+
+
+def entry() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    entry()
