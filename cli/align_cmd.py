@@ -1,0 +1,255 @@
+"""`reenact align`: detect, track and align one face through a clip, and show what the tracker did."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
+import typer
+from reenact_cli.common import ConfigOption, SetOption, cli_config
+from tqdm import tqdm
+
+from reenact import video
+from reenact.config import Config
+from reenact.errors import ReenactError
+from reenact.faces.align import crop_matrix, quad_jitter, smooth_quads
+from reenact.faces.landmarks import make_backend
+from reenact.faces.track import FaceTrack, track_faces, track_quads
+
+ALIGN_FORMAT = "reenact-align/1"
+HASH_CHARS = 12
+HASH_CHUNK = 1 << 20
+DEFAULT_WORKDIR = Path("reenact-work")
+# Preview drawing (RGB).
+POINT_COLOUR = (0, 255, 0)
+RAW_QUAD_COLOUR = (255, 80, 80)
+QUAD_COLOUR = (255, 220, 0)
+TEXT_COLOUR = (255, 255, 255)
+LINE_PX_PER_1000 = 2.0
+"""Line width in pixels per 1000 pixels of the frame's longest side."""
+
+
+def content_hash(path: Path) -> str:
+    """Short sha256 of a file's bytes: the key of its workdir entry."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()[:HASH_CHARS]
+
+
+def parse_face_at(text: str) -> tuple[float, float]:
+    """`X,Y` (pixels of the upright frame) -> (x, y)."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ReenactError(f"--face-at expects X,Y in pixels, e.g. 640,360; got {text!r}") from None
+
+
+def _frames(reader: video.VideoReader, bar: tqdm) -> Iterator[np.ndarray]:
+    for frame in reader.frames(upright=True):
+        bar.update(1)
+        yield frame.image
+
+
+def _save_npz(path: Path, **arrays: Any) -> None:
+    """Write an `.npz` atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    with tmp.open("wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(tmp, path)
+
+
+def _line_width(shape: tuple[int, ...]) -> int:
+    return max(1, round(max(shape[:2]) * LINE_PX_PER_1000 / 1000))
+
+
+def draw_preview(
+    image: np.ndarray, *, points: np.ndarray, raw_quad: np.ndarray, quad: np.ndarray, label: str
+) -> np.ndarray:
+    """Frame with the 68 points, the raw quad (thin) and the smoothed quad (thick) drawn on it."""
+    out = image.copy()
+    width = _line_width(out.shape)
+    if np.isfinite(raw_quad).all():
+        cv2.polylines(out, [np.round(raw_quad).astype(np.int32)], True, RAW_QUAD_COLOUR, width, cv2.LINE_AA)
+    if np.isfinite(quad).all():
+        cv2.polylines(out, [np.round(quad).astype(np.int32)], True, QUAD_COLOUR, 2 * width, cv2.LINE_AA)
+    if np.isfinite(points).all():
+        for x, y in np.round(points).astype(np.int32):
+            cv2.circle(out, (int(x), int(y)), width + 1, POINT_COLOUR, -1, cv2.LINE_AA)
+    scale = width * 0.5
+    cv2.putText(
+        out, label, (8 * width, 24 * width), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, width, cv2.LINE_AA
+    )
+    return out
+
+
+def write_preview(
+    source: Path,
+    output: Path,
+    *,
+    info: video.VideoInfo,
+    track: FaceTrack,
+    raw_quads: np.ndarray,
+    quads: np.ndarray,
+    settings: Config,
+    overwrite: bool,
+) -> None:
+    """Second pass over the input: draw the track on every frame, keep timestamps and audio."""
+    shot_of = np.zeros(track.num_frames, dtype=np.int64)
+    for number, (start, stop) in enumerate(track.segments):
+        shot_of[start:stop] = number
+    audio = source if info.has_audio else None
+    with (
+        video.VideoReader(source) as reader,
+        video.VideoWriter(
+            output,
+            like=info,
+            config=settings.video,
+            audio_from=audio,
+            overwrite=overwrite,
+            upright_frames=True,
+        ) as writer,
+        tqdm(total=track.num_frames, unit="frame", desc="preview", leave=False) as bar,
+    ):
+        for frame in reader.frames(upright=True):
+            index = min(frame.index, track.num_frames - 1)
+            state = "face" if track.found[index] else "NO FACE"
+            label = f"frame {frame.index} shot {shot_of[index] + 1}/{len(track.segments)} {state}"
+            image = draw_preview(
+                frame.image,
+                points=track.points[index],
+                raw_quad=raw_quads[index],
+                quad=quads[index],
+                label=label,
+            )
+            writer.write(image, pts=frame.pts)
+            bar.update(1)
+
+
+def align(
+    source: Annotated[Path, typer.Argument(help="Input video or photo.")],
+    landmarks: Annotated[
+        str | None,
+        typer.Option(
+            "--landmarks", help="Landmark source: dlib (default), fan, or a sidecar .json/.npz file."
+        ),
+    ] = None,
+    resolution: Annotated[
+        int | None, typer.Option("--resolution", help="Aligned crop size in pixels.")
+    ] = None,
+    preview: Annotated[
+        Path | None, typer.Option("--preview", help="Write a video with the track drawn on it.")
+    ] = None,
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="Folder for per-clip results.")
+    ] = DEFAULT_WORKDIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    face_index: Annotated[
+        int, typer.Option("--face-index", help="Follow the N-th largest face (0 = largest).")
+    ] = 0,
+    face_at: Annotated[str | None, typer.Option("--face-at", help="Follow the face at X,Y (pixels).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing results and preview.")
+    ] = False,
+    config: Path | None = ConfigOption,
+    sets: list[str] = SetOption,
+) -> None:
+    """Find and follow one face through a clip: landmarks, FFHQ quads, temporal smoothing, crop transforms.
+
+    Results go to WORKDIR/<name>-<hash>/ (track.npz, align.npz); --preview draws them on the video.
+    """
+    overrides = list(sets)
+    if landmarks is not None:
+        overrides.append(f"faces.landmarks={json.dumps(landmarks)}")
+    if resolution is not None:
+        overrides.append(f"align.resolution={resolution}")
+    settings = cli_config(config, overrides)
+    point = parse_face_at(face_at) if face_at is not None else None
+    info = video.probe(source)
+    if preview is not None:
+        video.check_output(preview, inputs=(source,), overwrite=overwrite)
+    entry = workdir / f"{source.stem}-{content_hash(source)}"
+    track_path, align_path = entry / "track.npz", entry / "align.npz"
+    if align_path.exists() and not overwrite:
+        raise ReenactError(f"{align_path} already exists; pass --overwrite to compute it again")
+
+    backend = make_backend(settings.faces)
+    with (
+        video.VideoReader(source) as reader,
+        tqdm(total=info.frame_count, unit="frame", desc="align", leave=False) as bar,
+    ):
+        track = track_faces(
+            _frames(reader, bar), backend=backend, config=settings.faces, face_index=face_index, face_at=point
+        )
+    if not track.found.any():
+        raise ReenactError(
+            f"no face found in {source} ({track.num_frames} frames, {backend.name} landmarks); "
+            "check the input, or try --landmarks fan or a landmarks file"
+        )
+
+    raw_quads = track_quads(track)  # [T, 4, 2]
+    quads = smooth_quads(raw_quads, segments=track.segments, config=settings.align)  # [T, 4, 2]
+    matrices = np.full((track.num_frames, 3, 3), np.nan)  # frame -> crop
+    for index in np.flatnonzero(np.isfinite(quads).all(axis=(1, 2))):
+        matrices[index] = crop_matrix(quads[index], settings.align.resolution)
+
+    entry.mkdir(parents=True, exist_ok=True)
+    track.save(track_path)
+    _save_npz(
+        align_path,
+        format=np.array(ALIGN_FORMAT),
+        quads_raw=raw_quads,
+        quads=quads,
+        crop_matrices=matrices,
+        resolution=np.array(settings.align.resolution),
+        segments=np.array(track.segments, dtype=np.int64).reshape(-1, 2),
+        found=track.found,
+    )
+    if preview is not None:
+        write_preview(
+            source,
+            preview,
+            info=info,
+            track=track,
+            raw_quads=raw_quads,
+            quads=quads,
+            settings=settings,
+            overwrite=overwrite,
+        )
+
+    summary = {
+        "input": str(source),
+        "frames": track.num_frames,
+        "faces_found": int(track.found.sum()),
+        "frames_without_face": int((~track.found).sum()),
+        "aligned_frames": int(np.isfinite(quads).all(axis=(1, 2)).sum()),
+        "segments": [list(segment) for segment in track.segments],
+        "jitter_raw": quad_jitter(raw_quads, track.segments),
+        "jitter_smoothed": quad_jitter(quads, track.segments),
+        "landmarks": backend.name,
+        "resolution": settings.align.resolution,
+        "track": str(track_path),
+        "align": str(align_path),
+        "preview": str(preview) if preview is not None else None,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    found_pct = 100.0 * summary["faces_found"] / track.num_frames
+    typer.echo(f"{source}: {track.num_frames} frames, face in {summary['faces_found']} ({found_pct:.1f}%)")
+    typer.echo(f"  shots     {len(track.segments)} (cuts at {track.cuts or 'none'})")
+    typer.echo(f"  aligned   {summary['aligned_frames']} frames (short gaps interpolated)")
+    typer.echo(f"  jitter    {summary['jitter_raw']:.5f} raw -> {summary['jitter_smoothed']:.5f} smoothed")
+    typer.echo(f"  saved     {track_path}, {align_path}")
+    if preview is not None:
+        typer.echo(f"  preview   {preview}")
