@@ -12,7 +12,10 @@ ConfigOption = typer.Option(
     None, "--config", help="TOML preset to read settings from (see configs/).", dir_okay=False
 )
 SetOption = typer.Option(
-    [], "--set", help="Override one setting, e.g. --set video.crf=18 (repeatable).", metavar="SECTION.KEY=VALUE"
+    [],
+    "--set",
+    help="Override one setting, e.g. --set video.crf=18 (repeatable).",
+    metavar="SECTION.KEY=VALUE",
 )
 
 

@@ -36,6 +36,9 @@ def testdata_file(name: str) -> Path:
     return _require(TESTDATA_DIR / name)
 
 
+testdata_file.__test__ = False  # a helper, not a test (its name starts with "test")
+
+
 def manifest_rows() -> list[dict[str, str]]:
     """Rows of testdata/MANIFEST.tsv ([] when the folder is absent)."""
     manifest = TESTDATA_DIR / "MANIFEST.tsv"

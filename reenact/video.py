@@ -1,0 +1,608 @@
+"""Streaming video I/O on PyAV that never damages what it does not touch.
+
+- `probe(path)` describes a file without decoding it (one frame at most, for the display rotation).
+- `VideoReader` yields RGB frames with their original pts and time base, one at a time.
+- `VideoWriter` encodes H.264 with the caller's exact timestamps (VFR kept), the source's display
+  rotation and colour tags, and copies the source's audio packet for packet (no re-encode). It writes
+  to a hidden temporary file beside the destination and renames it only when everything succeeded, so
+  an interrupted or failed run never leaves a file that looks finished.
+
+Still images (jpg/png/webp/bmp/tiff) read as one-frame clips. Orientation: frames come in coded
+orientation unless `upright=True`, which applies the display rotation (what a player shows).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import cv2
+import numpy as np
+
+from reenact.config import VideoConfig
+from reenact.errors import ReenactError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
+WEBP_MAGIC = (b"RIFF", b"WEBP")
+MAGIC_BYTES = 12
+VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+FASTSTART_FORMATS = ("mp4", "mov")
+"""Containers whose index we move to the front: playable while downloading, decodable when cut short."""
+STILL_TIME_BASE = Fraction(1, 25)
+"""Time base (and frame duration) of a video made from a still image."""
+VFR_SPREAD = 0.1
+"""A clip is variable-frame-rate when its frame durations spread by more than this fraction."""
+UNSPECIFIED_COLOR = 2
+"""FFmpeg's AVCOL_*_UNSPECIFIED, the same value for primaries, transfer and matrix."""
+RIGHT_ANGLE = 90
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` learns about a file; sizes are coded (before display rotation)."""
+
+    path: str
+    container: str
+    is_image: bool
+    width: int
+    height: int
+    rotation: int
+    """Display rotation in degrees as FFmpeg reports it (-90: the player turns the picture clockwise)."""
+    display_width: int
+    display_height: int
+    fps_avg: float
+    fps_nominal: float
+    vfr: bool
+    frame_count: int
+    duration_s: float
+    time_base: str
+    video_codec: str
+    pix_fmt: str
+    has_audio: bool
+    audio_codec: str | None
+    audio_sample_rate: int | None
+    audio_channels: int | None
+    colorspace: int = UNSPECIFIED_COLOR
+    """FFmpeg colour tags of the source (matrix, range, primaries, transfer), carried to the output."""
+    color_range: int = 0
+    color_primaries: int = UNSPECIFIED_COLOR
+    color_trc: int = UNSPECIFIED_COLOR
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @property
+    def time_base_fraction(self) -> Fraction:
+        return Fraction(self.time_base)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: RGB pixels and where it sits in time."""
+
+    image: np.ndarray  # [H, W, 3] uint8 RGB
+    pts: int
+    time_base: Fraction
+    index: int
+
+    @property
+    def time_s(self) -> float:
+        return float(self.pts * self.time_base)
+
+
+def new_video_info(*, width: int, height: int, fps: Fraction | int, path: str = "") -> VideoInfo:
+    """A `VideoInfo` for frames we make ourselves (synthetic clips, morphs): constant rate, no audio."""
+    fps = Fraction(fps)
+    return VideoInfo(
+        path=path,
+        container="new",
+        is_image=False,
+        width=width,
+        height=height,
+        rotation=0,
+        display_width=width,
+        display_height=height,
+        fps_avg=float(fps),
+        fps_nominal=float(fps),
+        vfr=False,
+        frame_count=0,
+        duration_s=0.0,
+        time_base=str(1 / fps),
+        video_codec="rawvideo",
+        pix_fmt="rgb24",
+        has_audio=False,
+        audio_codec=None,
+        audio_sample_rate=None,
+        audio_channels=None,
+    )
+
+
+def rotation_turns(rotation: int) -> int:
+    """Counter-clockwise quarter turns (for `np.rot90`) that bring a coded frame upright."""
+    return (round(rotation / RIGHT_ANGLE)) % 4
+
+
+def to_upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Coded orientation -> display orientation."""
+    turns = rotation_turns(rotation)
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def to_coded(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Display orientation -> coded orientation (inverse of `to_upright`)."""
+    turns = rotation_turns(rotation)
+    return np.ascontiguousarray(np.rot90(image, -turns)) if turns else image
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Describe a video or image file; `ReenactError` when it is missing or unreadable."""
+    path = check_input(path)
+    if is_image_file(path):
+        return _probe_image(path)
+    with _open_video(path) as container:
+        stream = _video_stream(container, path)
+        rotation = _first_frame_rotation(container, stream)
+        container.seek(0)
+        pts = _packet_pts(container, stream)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return _video_info(path, container, stream, audio, rotation=rotation, pts=pts)
+
+
+def check_input(path: str | Path) -> Path:
+    """An input path that exists, is a file and is not empty, or a one-line `ReenactError`."""
+    path = Path(path)
+    if not path.exists():
+        raise ReenactError(f"input not found: {path}")
+    if path.is_dir():
+        raise ReenactError(f"{path} is a directory, not a video or image file")
+    if path.stat().st_size == 0:
+        raise ReenactError(f"{path} is empty (0 bytes)")
+    return path
+
+
+def is_image_file(path: Path) -> bool:
+    """True for still images, judged by content first (a PNG named .jpg is still an image)."""
+    with path.open("rb") as handle:
+        head = handle.read(MAGIC_BYTES)
+    if any(head.startswith(magic) for magic in IMAGE_MAGIC):
+        return True
+    if head.startswith(WEBP_MAGIC[0]) and head[8:12] == WEBP_MAGIC[1]:
+        return True
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+class VideoReader:
+    """Streaming decoder: `for frame in reader.frames(): ...` holds one frame at a time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = check_input(path)
+        self.info = probe(self.path)
+        self.frames_decoded = 0
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    @property
+    def frames_lost(self) -> int:
+        """Frames the container announced but the decoder could not deliver (after a full pass)."""
+        return max(0, self.info.frame_count - self.frames_decoded)
+
+    def frames(self, *, upright: bool = False) -> Iterator[Frame]:
+        """Decode every frame in order; `upright` applies the display rotation."""
+        self.frames_decoded = 0
+        if self.info.is_image:
+            image = _read_image(self.path)
+            self.frames_decoded = 1
+            yield Frame(image=image, pts=0, time_base=STILL_TIME_BASE, index=0)
+            return
+        with _open_video(self.path) as container:
+            stream = _video_stream(container, self.path)
+            stream.thread_type = "AUTO"
+            time_base = Fraction(stream.time_base)
+            previous_pts: int | None = None
+            try:
+                for index, frame in enumerate(container.decode(stream)):
+                    pts = frame.pts if frame.pts is not None else _next_pts(previous_pts, stream)
+                    previous_pts = pts
+                    image = frame.to_ndarray(format="rgb24")  # [H, W, 3]
+                    if upright:
+                        image = to_upright(image, self.info.rotation)
+                    self.frames_decoded = index + 1
+                    yield Frame(image=image, pts=pts, time_base=time_base, index=index)
+            except av.error.FFmpegError as exc:
+                if self.frames_decoded == 0:
+                    raise ReenactError(f"cannot decode {self.path}: {_ffmpeg_message(exc)}") from None
+                # A damaged tail: keep what decoded; `frames_lost` tells the caller how much is missing.
+
+
+class VideoWriter:
+    """H.264 writer with exact timestamps, the source's rotation and its audio copied untouched.
+
+    Use as a context manager; the output appears under its final name only on a clean exit.
+    Frames are given in coded orientation, or upright with `upright_frames=True` (rotated back here).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        like: VideoInfo,
+        config: VideoConfig,
+        audio_from: str | Path | None = None,
+        overwrite: bool = False,
+        upright_frames: bool = False,
+        inputs: tuple[str | Path, ...] = (),
+    ) -> None:
+        self.path = Path(path)
+        self.like = like
+        self.config = config
+        self.upright_frames = upright_frames
+        self.audio_from = Path(audio_from) if audio_from is not None else None
+        self.time_base = STILL_TIME_BASE if like.is_image else like.time_base_fraction
+        self.frames_written = 0
+        self.padded = False
+        protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
+        if self.audio_from is not None:
+            protected = (*protected, self.audio_from)
+        self.format_name = check_output(self.path, inputs=protected, overwrite=overwrite)
+        self._tmp_path = (
+            self.path.parent / f".{self.path.stem}.partial-{uuid.uuid4().hex[:8]}{self.path.suffix}"
+        )
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
+        self._audio: _AudioCopier | None = None
+        self._last_pts: int | None = None
+        # swscale's default matrix (BT.601) is what the reader used for untagged sources.
+        tagged = like.colorspace != UNSPECIFIED_COLOR
+        self._matrix = like.colorspace if tagged else int(av.video.reformatter.Colorspace.ITU601)
+
+    def __enter__(self) -> VideoWriter:
+        try:
+            options = {"movflags": "+faststart"} if self.format_name in FASTSTART_FORMATS else {}
+            self._container = av.open(str(self._tmp_path), mode="w", format=self.format_name, options=options)
+        except (OSError, av.error.FFmpegError) as exc:
+            raise ReenactError(f"cannot create {self.path}: {exc}") from None
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            try:
+                self._finish()
+            except BaseException:
+                self._discard()
+                raise
+            os.replace(self._tmp_path, self.path)
+        else:
+            self._discard()
+
+    def write(self, image: np.ndarray, *, pts: int | None = None) -> None:
+        """Encode one RGB frame `[H, W, 3]` uint8 at `pts` (in the source's time base)."""
+        if self._container is None:
+            raise RuntimeError("VideoWriter.write() outside its `with` block")
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an [H, W, 3] uint8 image, got {image.shape} {image.dtype}")
+        if pts is None:
+            pts = 0 if self._last_pts is None else self._last_pts + 1
+        if self._last_pts is not None and pts <= self._last_pts:
+            raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
+        if self.upright_frames:
+            image = to_coded(image, self.like.rotation)
+        image = self._pad_to_even(image)
+        if self._stream is None:
+            self._open_streams(width=image.shape[1], height=image.shape[0])
+        assert self._stream is not None
+        if self._audio is not None:
+            self._audio.copy_until(float(pts * self.time_base))
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        # The reader decoded with the source's matrix; encode with the same one, in limited range.
+        frame = rgb.reformat(
+            format=self.config.pix_fmt,
+            dst_colorspace=self._matrix,
+            dst_color_range=av.video.reformatter.ColorRange.MPEG,
+        )
+        frame.pts = pts
+        frame.time_base = self.time_base
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self._last_pts = pts
+        self.frames_written += 1
+
+    def _pad_to_even(self, image: np.ndarray) -> np.ndarray:
+        """4:2:0 H.264 needs even sizes: replicate the last row/column (never crop pixels away)."""
+        if self.config.pix_fmt != "yuv420p":
+            return image
+        pad_h, pad_w = image.shape[0] % 2, image.shape[1] % 2
+        if not (pad_h or pad_w):
+            return image
+        self.padded = True
+        return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+    def _open_streams(self, *, width: int, height: int) -> None:
+        assert self._container is not None
+        rate = Fraction(self.like.fps_nominal).limit_denominator(1001) if self.like.fps_nominal > 0 else 25
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = self.config.pix_fmt
+        stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base
+        stream.options = {"crf": str(self.config.crf), "preset": self.config.preset}
+        if self.like.rotation:
+            stream.set_display_rotation(self.like.rotation)
+        context = stream.codec_context
+        context.colorspace = self._matrix
+        context.color_range = av.video.reformatter.ColorRange.MPEG
+        context.color_primaries = self.like.color_primaries
+        context.color_trc = self.like.color_trc
+        self._stream = stream
+        if self.audio_from is not None:
+            self._audio = _AudioCopier(self.audio_from, self._container)
+
+    def _finish(self) -> None:
+        assert self._container is not None
+        if self._stream is None:
+            self._container.close()
+            raise ReenactError(f"no frames to write to {self.path}")
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        if self._audio is not None:
+            self._audio.copy_until(math.inf)
+            self._audio.close()
+        self._container.close()
+
+    def _discard(self) -> None:
+        try:
+            if self._audio is not None:
+                self._audio.close()
+            if self._container is not None:
+                self._container.close()
+        except (av.error.FFmpegError, OSError, ValueError):
+            pass
+        self._tmp_path.unlink(missing_ok=True)
+
+
+def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> str:
+    """Validate a destination before any work starts; returns the container format name."""
+    format_name = VIDEO_SUFFIXES.get(path.suffix.lower())
+    if format_name is None:
+        raise ReenactError(
+            f"unsupported output type {path.suffix!r} for {path}: use {', '.join(VIDEO_SUFFIXES)}"
+        )
+    if not path.parent.is_dir():
+        raise ReenactError(f"output folder does not exist: {path.parent}")
+    if path.is_dir():
+        raise ReenactError(f"output {path} is a directory")
+    for source in inputs:
+        if source.exists() and path.exists() and os.path.samefile(source, path):
+            raise ReenactError(f"refusing to write over the input {source}")
+        if source.resolve() == path.resolve():
+            raise ReenactError(f"refusing to write over the input {source}")
+    if path.exists() and not overwrite:
+        raise ReenactError(f"{path} already exists; pass --overwrite to replace it")
+    return format_name
+
+
+class _AudioCopier:
+    """Remuxes the audio packets of a source file into an output, interleaved with the video."""
+
+    def __init__(self, source: Path, output: av.container.OutputContainer) -> None:
+        self._input = _open_video(source)
+        in_stream = self._input.streams.audio[0] if self._input.streams.audio else None
+        self._out_stream = output.add_stream_from_template(in_stream) if in_stream is not None else None
+        self._packets = self._input.demux(in_stream) if in_stream is not None else iter(())
+        self._pending: av.Packet | None = None
+
+    def copy_until(self, time_s: float) -> None:
+        """Mux every remaining audio packet that starts at or before `time_s`."""
+        if self._out_stream is None:
+            return
+        while True:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                return
+            if packet.size == 0 or packet.dts is None:
+                continue
+            start = packet.pts if packet.pts is not None else packet.dts
+            if float(start * packet.time_base) > time_s:
+                self._pending = packet
+                return
+            packet.stream = self._out_stream
+            try:
+                self._out_stream.container.mux(packet)
+            except av.error.FFmpegError as exc:
+                raise ReenactError(
+                    f"cannot copy the audio into this container: {_ffmpeg_message(exc)}"
+                ) from None
+
+    def close(self) -> None:
+        self._input.close()
+
+
+def _probe_image(path: Path) -> VideoInfo:
+    image = _read_image(path)
+    height, width = image.shape[:2]
+    suffix = path.suffix.lower().lstrip(".")
+    return VideoInfo(
+        path=str(path),
+        container="image",
+        is_image=True,
+        width=width,
+        height=height,
+        rotation=0,
+        display_width=width,
+        display_height=height,
+        fps_avg=0.0,
+        fps_nominal=0.0,
+        vfr=False,
+        frame_count=1,
+        duration_s=0.0,
+        time_base=str(STILL_TIME_BASE),
+        video_codec=suffix or "image",
+        pix_fmt="rgb24",
+        has_audio=False,
+        audio_codec=None,
+        audio_sample_rate=None,
+        audio_channels=None,
+    )
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """Decode a still image by content (EXIF orientation applied) as RGB uint8 `[H, W, 3]`."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ReenactError(f"{path} is not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _open_video(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise ReenactError(f"{path} is not a readable video or image ({_ffmpeg_message(exc)})") from None
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise ReenactError(f"{path} has no video stream")
+    return container.streams.video[0]
+
+
+def _first_frame_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Display rotation from the first decodable frame's display matrix (0 when none)."""
+    try:
+        for frame in container.decode(stream):
+            return round(frame.rotation or 0)
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
+def _packet_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> list[int]:
+    """Presentation timestamps of every video packet, sorted, without decoding."""
+    pts: list[int] = []
+    try:
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                pts.append(packet.pts)
+    except av.error.FFmpegError:
+        pass  # damaged tail: count what is readable
+    return sorted(pts)
+
+
+def _video_info(
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    audio: av.audio.stream.AudioStream | None,
+    *,
+    rotation: int,
+    pts: list[int],
+) -> VideoInfo:
+    time_base = Fraction(stream.time_base)
+    frame_count = max(len(pts), int(stream.frames or 0))  # the index may announce frames a cut file lacks
+    durations = np.diff(np.asarray(pts, dtype=np.int64))
+    vfr = False
+    if durations.size >= 2:
+        median = float(np.median(durations))
+        vfr = median > 0 and float(durations.max() - durations.min()) / median > VFR_SPREAD
+    if durations.size >= 1:
+        duration_s = float((pts[-1] - pts[0] + int(np.median(durations))) * time_base)
+    elif container.duration:
+        duration_s = container.duration / av.time_base
+    else:
+        duration_s = 0.0
+    fps_avg = frame_count / duration_s if duration_s > 0 else 0.0
+    nominal = stream.base_rate or stream.guessed_rate or stream.average_rate
+    swapped = rotation_turns(rotation) % 2 == 1
+    width, height = stream.codec_context.width, stream.codec_context.height
+    return VideoInfo(
+        path=str(path),
+        container=container.format.name,
+        is_image=False,
+        width=width,
+        height=height,
+        rotation=rotation,
+        display_width=height if swapped else width,
+        display_height=width if swapped else height,
+        fps_avg=round(fps_avg, 4),
+        fps_nominal=round(float(nominal), 4) if nominal else 0.0,
+        vfr=vfr,
+        frame_count=frame_count,
+        duration_s=round(duration_s, 4),
+        time_base=str(time_base),
+        video_codec=stream.codec_context.name,
+        pix_fmt=stream.codec_context.pix_fmt or "unknown",
+        has_audio=audio is not None,
+        audio_codec=audio.codec_context.name if audio is not None else None,
+        audio_sample_rate=audio.codec_context.sample_rate if audio is not None else None,
+        audio_channels=audio.codec_context.channels if audio is not None else None,
+        colorspace=int(stream.codec_context.colorspace),
+        color_range=int(stream.codec_context.color_range),
+        color_primaries=int(stream.codec_context.color_primaries),
+        color_trc=int(stream.codec_context.color_trc),
+    )
+
+
+def _next_pts(previous: int | None, stream: av.video.stream.VideoStream) -> int:
+    if previous is None:
+        return 0
+    rate = stream.average_rate or stream.base_rate or 25
+    return previous + max(1, round(1 / (Fraction(rate) * Fraction(stream.time_base))))
+
+
+def _ffmpeg_message(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())
+
+
+@dataclass(frozen=True)
+class ReencodeReport:
+    """What `reencode` did: frames in and out, and whether the size had to be padded to even."""
+
+    frames_expected: int
+    frames_written: int
+    padded: bool
+
+    @property
+    def frames_lost(self) -> int:
+        return max(0, self.frames_expected - self.frames_written)
+
+
+def reencode(
+    source: str | Path,
+    destination: str | Path,
+    *,
+    config: VideoConfig,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ReencodeReport:
+    """Decode every frame and encode it again with the original timestamps, rotation and audio."""
+    with VideoReader(source) as reader:
+        audio_from = reader.path if reader.info.has_audio else None
+        with VideoWriter(
+            destination, like=reader.info, config=config, audio_from=audio_from, overwrite=overwrite
+        ) as writer:
+            for frame in reader.frames():
+                writer.write(frame.image, pts=frame.pts)
+                if progress is not None:
+                    progress(1)
+        return ReencodeReport(
+            frames_expected=reader.info.frame_count,
+            frames_written=writer.frames_written,
+            padded=writer.padded,
+        )

@@ -1,0 +1,54 @@
+"""The CLI boundary: version, help, exit codes, one-line errors, tracebacks only with --verbose."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reenact import __version__
+from reenact_cli.main import EXIT_ERROR, EXIT_USAGE, run
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"reenact {__version__}"
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("probe", "reencode"):
+        assert command in out
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["no-such-command"]) == EXIT_USAGE
+    assert run(["reencode"]) == EXIT_USAGE
+    assert run(["probe", "--no-such-flag", "x"]) == EXIT_USAGE
+
+
+def test_error_is_one_line_and_verbose_adds_the_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "missing.mp4")
+    assert run(["probe", missing]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err == f"error: input not found: {missing}\n"
+    assert run(["--verbose", "probe", missing]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().endswith(f"error: input not found: {missing}")
+
+
+def test_console_script_exit_code(tmp_path: Path) -> None:
+    """The installed entry point exits with the code `run` returns (no traceback on stderr)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reenact_cli.main", "probe", str(tmp_path / "nope.mp4")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == EXIT_ERROR
+    assert result.stderr.startswith("error: input not found") and "Traceback" not in result.stderr
