@@ -1,0 +1,95 @@
+"""Configuration: defaults in one place, presets mirror them, unknown keys and bad types are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+from reenact.config import Config, VideoConfig, config_from_dict, config_to_dict, load_config, parse_override
+from reenact.errors import ReenactError
+from reenact_cli.main import run
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_default_preset_mirrors_the_dataclass_defaults_exactly() -> None:
+    with (CONFIGS_DIR / "default.toml").open("rb") as handle:
+        preset = tomllib.load(handle)
+    defaults = config_to_dict(Config())
+    assert preset.keys() == defaults.keys(), "every section in both places"
+    for section, values in defaults.items():
+        assert preset[section].keys() == values.keys(), f"[{section}] keys differ"
+    assert config_from_dict(preset) == Config()
+
+
+@pytest.mark.parametrize("preset", sorted(CONFIGS_DIR.glob("*.toml")), ids=lambda p: p.name)
+def test_every_preset_loads(preset: Path) -> None:
+    assert isinstance(load_config(preset), Config)
+
+
+def test_overrides_apply_after_the_file(tmp_path: Path) -> None:
+    preset = tmp_path / "mine.toml"
+    preset.write_text('[video]\ncrf = 30\npreset = "fast"\n')
+    config = load_config(preset, ["video.crf=12"])
+    assert config.video == VideoConfig(crf=12, preset="fast")
+
+
+def test_override_values_are_typed() -> None:
+    assert parse_override("video.crf=18") == (["video", "crf"], 18)
+    assert parse_override("video.preset=slow") == (["video", "preset"], "slow")
+    assert parse_override('video.preset="slow"') == (["video", "preset"], "slow")
+    with pytest.raises(ReenactError, match=r"section\.key=value"):
+        parse_override("video.crf")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["video.crff=3"], "unknown config key: video.crff"),
+        (["vidoe.crf=3"], "unknown config key: vidoe"),
+        (["video.crf=fast"], "video.crf must be an integer"),
+        (["video.crf=99"], "video.crf must be in 0..51"),
+        (["video.preset=warp"], "video.preset must be one of"),
+        (["video.pix_fmt=nv12"], "video.pix_fmt must be one of"),
+        (["video=3"], "video must be a table"),
+    ],
+)
+def test_bad_settings_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ReenactError, match=message):
+        load_config(None, overrides)
+
+
+def test_missing_or_broken_preset_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ReenactError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[video\ncrf = ")
+    with pytest.raises(ReenactError, match="not valid TOML"):
+        load_config(broken)
+
+
+def test_every_setting_has_a_docstring() -> None:
+    """Each field is documented where it is defined (the string literal right after it)."""
+    source = (Path(__file__).resolve().parents[1] / "reenact" / "config.py").read_text()
+    for section in dataclasses.fields(Config()):
+        section_cls = type(getattr(Config(), section.name))
+        for item in dataclasses.fields(section_cls):
+            anchor = f"    {item.name}:"
+            start = source.index(anchor, source.index(f"class {section_cls.__name__}"))
+            following = source[start:].splitlines()[1].strip()
+            assert following.startswith('"""'), f"{section_cls.__name__}.{item.name} has no docstring"
+
+
+def test_cli_reports_a_bad_setting_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = run(["reencode", "in.mp4", "-o", str(tmp_path / "o.mp4"), "--set", "video.crff=3"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: unknown config key: video.crff (known: crf, pix_fmt, preset)"]
