@@ -58,11 +58,139 @@ class VideoConfig:
             raise ReenactError(f"video.preset must be one of {', '.join(X264_PRESETS)}; got {self.preset!r}")
 
 
+BUILTIN_LANDMARK_BACKENDS = ("dlib", "fan")
+LANDMARK_FILE_SUFFIXES = (".json", ".npz")
+
+
+@dataclass
+class FacesConfig:
+    """Face detection, 68-point landmarks, tracking of one face and scene-cut detection."""
+
+    landmarks: str = "dlib"
+    """Landmark source: `dlib` (offline), `fan` (face-alignment) or the path of a sidecar `.json`/`.npz`."""
+    dlib_detector: Literal["hog", "cnn"] = "hog"
+    """dlib face detector: `hog` (fast, frontal) or `cnn` (mmod, slower on CPU, more poses)."""
+    detect_max_side: int = 640
+    """Faces are detected on a copy whose longest side is at most this many pixels (0 = full size)."""
+    upsample: int = 0
+    """Times dlib upsamples the detection copy (each finds faces half as big, 4x slower)."""
+    min_score: float = 0.0
+    """Detections scoring below this are dropped (dlib HOG: SVM margin; cnn/fan: confidence)."""
+    fan_device: str = "cpu"
+    """Torch device of the FAN backend, e.g. `cpu` or `cuda`."""
+    fan_detector: Literal["sfd", "blazeface", "dlib"] = "sfd"
+    """Face detector the FAN backend uses (a face-alignment detector name)."""
+    max_jump: float = 0.5
+    """Largest move of the tracked face's box centre from one found frame to the next, in face sizes."""
+    max_scale_change: float = 1.5
+    """Largest change of the tracked face's box size between found frames (ratio, > 1)."""
+    scene_cuts: bool = True
+    """Detect scene cuts; tracks and smoothing restart at each cut."""
+    cut_threshold: float = 0.35
+    """Colour-histogram (Bhattacharyya) distance between consecutive frames that counts as a cut, 0..1."""
+    cut_side: int = 64
+    """Frames are shrunk to this longest side before their histograms are compared."""
+
+    def __post_init__(self) -> None:
+        if self.landmarks not in BUILTIN_LANDMARK_BACKENDS and not self.landmarks.lower().endswith(
+            LANDMARK_FILE_SUFFIXES
+        ):
+            raise ReenactError(
+                f"faces.landmarks must be dlib, fan or a .json/.npz landmarks file; got {self.landmarks!r}"
+            )
+        if self.detect_max_side < 0:
+            raise ReenactError(f"faces.detect_max_side must be >= 0, got {self.detect_max_side}")
+        if self.upsample < 0:
+            raise ReenactError(f"faces.upsample must be >= 0, got {self.upsample}")
+        if self.max_jump <= 0:
+            raise ReenactError(f"faces.max_jump must be > 0, got {self.max_jump}")
+        if self.max_scale_change <= 1:
+            raise ReenactError(f"faces.max_scale_change must be > 1, got {self.max_scale_change}")
+        if not 0 < self.cut_threshold <= 1:
+            raise ReenactError(f"faces.cut_threshold must be in (0, 1], got {self.cut_threshold}")
+        if self.cut_side < 8:
+            raise ReenactError(f"faces.cut_side must be >= 8, got {self.cut_side}")
+
+
+@dataclass
+class AlignConfig:
+    """FFHQ-style aligned crops: quad per frame, temporal smoothing, crop resolution."""
+
+    resolution: int = 1024
+    """Side of the square aligned crop in pixels (the generator's resolution)."""
+    filter: Literal["robust", "gaussian", "savgol", "one_euro", "none"] = "robust"
+    """Temporal filter of the quad (centre and axes): `robust` (Gaussian that down-weights outlier
+    frames), `gaussian` (STIT's), `savgol` (Savitzky-Golay), `one_euro` (adaptive, run forward and
+    backward) or `none`; benchmarks/compare_filters.py compares them."""
+    sigma: float = 1.5
+    """Gaussian and robust filters: standard deviation in frames."""
+    robust_iterations: int = 3
+    """Robust filter: reweighting iterations (0 = plain Gaussian)."""
+    savgol_window: int = 15
+    """Savitzky-Golay filter: window length in frames (odd)."""
+    savgol_order: int = 2
+    """Savitzky-Golay filter: polynomial order (< window)."""
+    one_euro_min_cutoff: float = 0.02
+    """One-Euro filter: cutoff frequency when the face is still, in cycles per frame (lower = smoother)."""
+    one_euro_beta: float = 5.0
+    """One-Euro filter: how fast the cutoff rises with speed (quad sizes per frame); higher = less lag."""
+    one_euro_derivative_cutoff: float = 0.1
+    """One-Euro filter: cutoff of the speed estimate, in cycles per frame."""
+    max_gap: int = 5
+    """Runs of frames without a face (inside a shot) up to this length are interpolated; longer stay empty."""
+    border: Literal["reflect", "replicate", "constant"] = "reflect"
+    """How the crop is filled where the quad leaves the frame (FFHQ reflects)."""
+
+    def __post_init__(self) -> None:
+        if self.resolution < 8:
+            raise ReenactError(f"align.resolution must be >= 8, got {self.resolution}")
+        if self.sigma <= 0:
+            raise ReenactError(f"align.sigma must be > 0, got {self.sigma}")
+        if self.savgol_window < 3 or self.savgol_window % 2 == 0:
+            raise ReenactError(f"align.savgol_window must be an odd number >= 3, got {self.savgol_window}")
+        if not 0 <= self.savgol_order < self.savgol_window:
+            raise ReenactError(f"align.savgol_order must be in 0..savgol_window-1, got {self.savgol_order}")
+        for name in ("one_euro_min_cutoff", "one_euro_derivative_cutoff"):
+            if getattr(self, name) <= 0:
+                raise ReenactError(f"align.{name} must be > 0, got {getattr(self, name)}")
+        if self.one_euro_beta < 0:
+            raise ReenactError(f"align.one_euro_beta must be >= 0, got {self.one_euro_beta}")
+        if self.robust_iterations < 0:
+            raise ReenactError(f"align.robust_iterations must be >= 0, got {self.robust_iterations}")
+        if self.max_gap < 0:
+            raise ReenactError(f"align.max_gap must be >= 0, got {self.max_gap}")
+
+
+@dataclass
+class CompositeConfig:
+    """Pasting the rendered face back: mask, feather, colour match, optional Poisson blending."""
+
+    feather: float = 0.04
+    """Width of the mask's soft edge, as a fraction of the crop resolution."""
+    forehead: float = 0.3
+    """Mask extension above the brows, as a fraction of the brow-to-chin distance."""
+    color_match: bool = True
+    """Move the rendered face's per-channel mean/std (over the mask) to the original frame's."""
+    color_space: Literal["lab", "rgb"] = "lab"
+    """Colour space of the colour match."""
+    poisson: bool = False
+    """Poisson (gradient-domain) blending inside the mask's bounding box before the alpha blend."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.feather <= 0.5:
+            raise ReenactError(f"composite.feather must be in (0, 0.5], got {self.feather}")
+        if not 0 <= self.forehead <= 1:
+            raise ReenactError(f"composite.forehead must be in 0..1, got {self.forehead}")
+
+
 @dataclass
 class Config:
     """All settings of all stages; each field is one section of a TOML preset."""
 
     video: VideoConfig = field(default_factory=VideoConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    composite: CompositeConfig = field(default_factory=CompositeConfig)
 
 
 def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:

@@ -1,0 +1,186 @@
+"""Compositing a face crop back into its frame (reenact/composite.py), on real frames."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from reenact.composite import (
+    composite_face,
+    ellipse_mask,
+    face_mask,
+    feather,
+    landmark_mask,
+    match_color,
+    weighted_stats,
+)
+from reenact.config import CompositeConfig
+from reenact.errors import ReenactError
+from reenact.faces.align import crop_matrix, ffhq_quad, transform_points, warp_to_crop, warp_to_frame
+from tests.conftest import testdata_file
+from tests.test_align import dlib_points, read_frames
+
+RESOLUTION = 1024
+MIN_ROUND_TRIP_PSNR = 35.0
+NO_CHANGE = CompositeConfig(color_match=False)
+
+
+@pytest.fixture(scope="module")
+def real_face() -> tuple[np.ndarray, np.ndarray]:
+    """(frame [H, W, 3] uint8 RGB, landmarks [68, 2]) from the first frame of a real clip."""
+    frame = read_frames(testdata_file("retalk_face2.mp4"), 1)[0]
+    points = dlib_points([frame])[0]
+    assert np.isfinite(points).all()
+    return frame, points
+
+
+@pytest.fixture(scope="module")
+def aligned(real_face):
+    """(frame, points, matrix, crop, mask_crop, alpha in the frame) at R = 1024."""
+    frame, points = real_face
+    matrix = crop_matrix(ffhq_quad(points), RESOLUTION)
+    crop = warp_to_crop(frame, matrix, RESOLUTION)
+    mask = face_mask(points, matrix=matrix, resolution=RESOLUTION, config=CompositeConfig())
+    alpha = warp_to_frame(mask, matrix, frame.shape, interpolation=cv2.INTER_LINEAR)
+    return frame, points, matrix, crop, mask, alpha
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize(
+    "config", [NO_CHANGE, CompositeConfig(color_match=True)], ids=["plain", "color_match"]
+)
+def test_identity_round_trip(aligned, config):
+    frame, _, matrix, crop, mask, alpha = aligned
+    out = composite_face(frame, crop, matrix=matrix, mask_crop=mask, config=config)
+    inside = alpha > 0
+    assert inside.sum() > 0.05 * inside.size  # the face is a real part of the frame
+    assert psnr(out[inside], frame[inside]) >= MIN_ROUND_TRIP_PSNR
+    assert np.array_equal(out[~inside], frame[~inside])
+
+
+def test_mask_zero_keeps_pixels_bit_identical(aligned):
+    frame, _, matrix, crop, mask, alpha = aligned
+    out = composite_face(frame, 255 - crop, matrix=matrix, mask_crop=mask, config=NO_CHANGE)
+    assert np.array_equal(out[alpha == 0], frame[alpha == 0])
+    full = alpha >= 0.999
+    changed = np.abs(out[full].astype(int) - frame[full]).mean()
+    assert changed > 50  # the inverted face really was pasted where alpha is 1
+
+
+def test_empty_mask_returns_the_frame(aligned):
+    frame, _, matrix, crop, mask, _ = aligned
+    out = composite_face(frame, 255 - crop, matrix=matrix, mask_crop=np.zeros_like(mask), config=NO_CHANGE)
+    assert np.array_equal(out, frame)
+
+
+def test_mask_covers_the_face_not_the_background(aligned):
+    _, points, matrix, _, mask, _ = aligned
+    inner = transform_points(points[27:68], matrix)  # nose, eyes, mouth in crop coordinates
+    rows, cols = np.round(inner[:, 1]).astype(int), np.round(inner[:, 0]).astype(int)
+    assert mask[rows, cols].min() > 0.99
+    assert mask[:20].max() == 0 and mask[:, :20].max() == 0  # crop borders are background
+
+
+def test_forehead_extension_reaches_above_the_brows(aligned):
+    _, points, matrix, _, _, _ = aligned
+    points_crop = transform_points(points, matrix)
+    brow_top = int(points_crop[17:27, 1].min())
+    low = landmark_mask(points_crop, RESOLUTION, feather_px=10.0, forehead=0.0)
+    high = landmark_mask(points_crop, RESOLUTION, feather_px=10.0, forehead=0.4)
+    assert low[: brow_top - 5].max() == 0
+    assert high[: brow_top - 40].max() == 1.0
+
+
+@pytest.mark.parametrize("kind", ["landmarks", "ellipse"])
+def test_feather_is_monotone_and_gradient_bounded(aligned, kind):
+    _, points, matrix, _, _, _ = aligned
+    feather_px = 0.04 * RESOLUTION
+    if kind == "landmarks":
+        mask = landmark_mask(
+            transform_points(points, matrix), RESOLUTION, feather_px=feather_px, forehead=0.3
+        )
+    else:
+        mask = ellipse_mask(RESOLUTION, feather_px=feather_px)
+    assert mask.min() == 0.0 and mask.max() == 1.0
+    steepest = max(np.abs(np.diff(mask, axis=0)).max(), np.abs(np.diff(mask, axis=1)).max())
+    assert steepest <= 1.0 / feather_px + 1e-4
+    ramp = ((mask > 0) & (mask < 1)).sum()
+    assert ramp > 0.05 * (mask > 0).sum()  # a real soft edge, not a hard one
+    # Monotone: along rays from the mask's centroid, alpha never rises again once it falls.
+    ys, xs = np.nonzero(mask == 1.0)
+    centre = np.array([xs.mean(), ys.mean()])
+    radii = np.arange(0, RESOLUTION, 0.5)
+    for angle in np.linspace(0, 2 * np.pi, 24, endpoint=False):
+        ray = centre + radii[:, None] * [np.cos(angle), np.sin(angle)]
+        ray = ray[(ray >= 0).all(axis=1) & (ray <= RESOLUTION - 1).all(axis=1)]
+        values = cv2.remap(
+            mask, ray[:, 0:1].astype(np.float32), ray[:, 1:2].astype(np.float32), cv2.INTER_LINEAR
+        )
+        assert np.all(np.diff(values.ravel()) <= 1e-6)
+
+
+def test_feather_gradient_bound_on_a_square():
+    binary = np.zeros((200, 200), np.uint8)
+    binary[50:150, 40:160] = 1
+    alpha = feather(binary, 20.0)
+    assert alpha[100, 100] == 1.0 and alpha[49, 100] == 0.0
+    assert np.abs(np.diff(alpha, axis=1)).max() <= 1 / 20 + 1e-6
+
+
+@pytest.mark.parametrize("space", ["lab", "rgb"])
+def test_color_match_moves_statistics_to_the_target(aligned, space):
+    _, _, _, crop, mask, _ = aligned
+    # The "rendered" face: same content, wrong colour (a cast plus lower contrast).
+    tinted = np.clip(crop.astype(np.float32) * [0.7, 0.9, 1.0] + [30, -10, 20], 0, 255).astype(np.uint8)
+    matched = match_color(tinted, crop, mask, space=space)
+
+    def stats(image: np.ndarray) -> np.ndarray:
+        lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+        return np.concatenate(weighted_stats(lab, mask))
+
+    before = np.abs(stats(tinted) - stats(crop)).max()
+    after = np.abs(stats(matched) - stats(crop)).max()
+    assert before > 5.0
+    assert after < 0.2 * before
+    assert psnr(matched[mask > 0.5], crop[mask > 0.5]) > psnr(tinted[mask > 0.5], crop[mask > 0.5]) + 6
+
+
+def test_poisson_keeps_an_unchanged_face_and_the_background(aligned):
+    frame, _, matrix, crop, mask, alpha = aligned
+    config = dataclasses.replace(NO_CHANGE, poisson=True)
+    out = composite_face(frame, crop, matrix=matrix, mask_crop=mask, config=config)
+    inside = alpha > 0
+    assert np.array_equal(out[~inside], frame[~inside])
+    assert psnr(out[inside], frame[inside]) >= MIN_ROUND_TRIP_PSNR
+
+
+def test_poisson_pulls_a_colour_cast_towards_the_frame(aligned):
+    frame, _, matrix, crop, mask, alpha = aligned
+    cast = np.clip(crop.astype(np.int16) + np.array([40, 0, -30]), 0, 255).astype(np.uint8)
+    plain = composite_face(frame, cast, matrix=matrix, mask_crop=mask, config=NO_CHANGE)
+    poisson = composite_face(
+        frame, cast, matrix=matrix, mask_crop=mask, config=dataclasses.replace(NO_CHANGE, poisson=True)
+    )
+    full = alpha >= 0.999
+    assert psnr(poisson[full], frame[full]) > psnr(plain[full], frame[full]) + 3
+
+
+def test_face_mask_without_landmarks_is_the_ellipse(aligned):
+    _, _, matrix, _, _, _ = aligned
+    config = CompositeConfig()
+    mask = face_mask(None, matrix=matrix, resolution=256, config=config)
+    np.testing.assert_array_equal(mask, ellipse_mask(256, feather_px=config.feather * 256))
+
+
+def test_composite_config_validation():
+    with pytest.raises(ReenactError):
+        CompositeConfig(feather=0.0)
+    with pytest.raises(ReenactError):
+        CompositeConfig(forehead=-0.1)
