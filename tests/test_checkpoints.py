@@ -541,3 +541,17 @@ def test_stylegan3_record_is_refused(tmp_path: Path) -> None:
     record = PersistentRecord("Generator", {"_modules": {"synthesis": synthesis}}, "")
     with pytest.raises(ReenactError, match="StyleGAN3"):
         _generator_record({"G_ema": record}, tmp_path / "sg3.pkl")
+
+
+def test_tensor_classes_are_tokens_not_callables(tmp_path: Path) -> None:
+    # `torch.Tensor` may appear (as a type tag for tensors with Python state) but never be called:
+    # calling it would let a pickle allocate tensors of any size.
+    path = tmp_path / "alloc.pkl"
+    path.write_bytes(b"\x80\x04\x8c\x05torch\x94\x8c\x06Tensor\x94\x93K\x05\x85R.")
+    with pytest.raises(ReenactError, match="cannot read"):
+        read_network_pickle(path)
+    tensor = torch.randn(3)
+    tensor.note = "python state forces the _rebuild_from_type_v2 path"
+    path.write_bytes(pickle.dumps({"G_ema": tensor, "p": nn.Parameter(torch.ones(2))}))
+    data = read_network_pickle(path)
+    assert torch.equal(data["G_ema"], tensor) and isinstance(data["p"], nn.Parameter)

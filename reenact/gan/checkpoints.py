@@ -219,6 +219,8 @@ def _rebuild_parameter(data: Any, requires_grad: Any, *_hooks_and_state: Any) ->
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> torch.Tensor:
     if func not in (_rebuild_tensor_v2, _rebuild_parameter) or not isinstance(args, tuple):
         raise _PickleRefused("a tensor rebuilt by an unexpected function")
+    if new_type is not _TENSOR_TYPE_TOKEN:
+        raise _PickleRefused("a tensor subclass")
     return func(*args)
 
 
@@ -226,9 +228,12 @@ class _PickleRefused(Exception):
     """Raised inside the unpickler; turned into a ReenactError naming the file."""
 
 
+# Tensor classes only appear as the `new_type` argument of _rebuild_from_type_v2: inert, non-callable tokens
+# (the real classes would let a pickle allocate arbitrary tensors by calling them).
+_TENSOR_TYPE_TOKEN = object()
 _TENSOR_TYPES: dict[str, Any] = {
-    "torch.Tensor": torch.Tensor,
-    "torch.nn.parameter.Parameter": torch.nn.Parameter,
+    "torch.Tensor": _TENSOR_TYPE_TOKEN,
+    "torch.nn.parameter.Parameter": _TENSOR_TYPE_TOKEN,
 }
 
 # The complete allow-list: "module.name" -> the (inert or checked) object the unpickler gets instead.
