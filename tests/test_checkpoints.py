@@ -555,3 +555,31 @@ def test_tensor_classes_are_tokens_not_callables(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps({"G_ema": tensor, "p": nn.Parameter(torch.ones(2))}))
     data = read_network_pickle(path)
     assert torch.equal(data["G_ema"], tensor) and isinstance(data["p"], nn.Parameter)
+
+
+def test_config_from_both_official_kwarg_layouts() -> None:
+    from reenact.gan.checkpoints import config_from_ada_kwargs
+
+    common = {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": 256, "img_channels": 3}
+    synthesis = {"channel_base": 16384, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256}
+    ada = config_from_ada_kwargs(
+        (), {**common, "mapping_kwargs": {"num_layers": 2}, "synthesis_kwargs": synthesis}
+    )
+    # stylegan3 repo's networks_stylegan2.Generator(..., mapping_kwargs, **synthesis_kwargs)
+    sg3 = config_from_ada_kwargs(
+        (),
+        {
+            **common,
+            "mapping_kwargs": {"num_layers": 2},
+            **synthesis,
+            "fused_modconv_default": "inference_only",
+        },
+    )
+    assert ada == sg3
+    assert (ada.resolution, ada.channel_base, ada.mapping_layers, ada.conv_clamp) == (256, 16384, 2, 256.0)
+    with pytest.raises(ReenactError, match="conditional"):
+        config_from_ada_kwargs((), {**common, "c_dim": 10})
+    with pytest.raises(ReenactError, match="architecture"):
+        config_from_ada_kwargs((), {**common, "synthesis_kwargs": {"architecture": "resnet"}})
+    with pytest.raises(ReenactError, match="magnitude_ema_beta"):
+        config_from_ada_kwargs((), {**common, "magnitude_ema_beta": 0.999})

@@ -319,7 +319,8 @@ def flatten_record(record: PersistentRecord, prefix: str = "") -> dict[str, torc
 
 
 _ADA_GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
-_IGNORED_SYNTHESIS_KWARGS = {"num_fp16_res", "fp16_channels_last"}  # speed options of the official code
+# Speed/precision options of the official code that do not change the function computed in fp32.
+_IGNORED_SYNTHESIS_KWARGS = {"num_fp16_res", "fp16_channels_last", "fused_modconv_default"}
 
 
 def config_from_ada_kwargs(init_args: tuple[Any, ...], init_kwargs: dict[str, Any]) -> GeneratorConfig:
@@ -330,6 +331,9 @@ def config_from_ada_kwargs(init_args: tuple[Any, ...], init_kwargs: dict[str, An
         raise ReenactError(f"conditional generators (c_dim={kwargs['c_dim']}) are not supported")
     mapping = dict(kwargs.get("mapping_kwargs") or {})
     synthesis = dict(kwargs.get("synthesis_kwargs") or {})
+    # The stylegan3 repo's StyleGAN2 Generator takes its synthesis arguments at the top level.
+    top_level = set(kwargs) - {*_ADA_GENERATOR_ARGS, "mapping_kwargs", "synthesis_kwargs"}
+    synthesis.update({key: kwargs[key] for key in top_level})
     w_dim = int(kwargs["w_dim"])
     expected = {
         "architecture": "skip",
