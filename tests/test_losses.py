@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -189,8 +190,9 @@ def test_lpips_matches_the_published_formula(net: str, tmp_path: Path) -> None:
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("net", ["vgg", "alex"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("net", "dtype"), [("vgg", torch.float32), ("alex", torch.float32), ("alex", torch.bfloat16)]
+)
 def test_lpips_zero_symmetric_monotone(net: str, dtype: torch.dtype) -> None:
     model = LPIPS(net=net, random_backbone=True, seed=5, dtype=dtype)
     x = images(6)
@@ -304,3 +306,51 @@ def test_parity_with_the_lpips_package() -> None:
         with torch.no_grad():
             expected = theirs(x, y).flatten()
         torch.testing.assert_close(ours(x, y), expected, rtol=1e-5, atol=1e-7)
+
+
+def stub_torchvision() -> types.ModuleType:
+    """A stand-in `torchvision` whose models are our extractors' `features` (random weights only)."""
+
+    def model(arch: str) -> object:
+        def build(pretrained: bool = False) -> types.SimpleNamespace:
+            assert not pretrained, "the stub has no ImageNet weights"
+            return types.SimpleNamespace(features=FeatureExtractor(arch, taps=(0,)).features)
+
+        return build
+
+    package = types.ModuleType("torchvision")
+    package.models = types.ModuleType("torchvision.models")
+    package.models.vgg16 = model("vgg16")
+    package.models.alexnet = model("alexnet")
+    return package
+
+
+def test_parity_with_lpips_code_on_a_stub_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lpips package's own slicing, scaling, normalisation and heads, with torchvision stubbed out.
+
+    Runs everywhere (unlike the test above); the stub only supplies the layer stack, whose
+    torchvision fidelity the strict-loading and reference tests check.
+    """
+    if "lpips" in sys.modules:
+        pytest.skip("lpips already imported with the real torchvision")
+    stub = stub_torchvision()
+    monkeypatch.setitem(sys.modules, "torchvision", stub)
+    monkeypatch.setitem(sys.modules, "torchvision.models", stub.models)
+    try:
+        import lpips
+
+        for net in ("vgg", "alex"):
+            ours = LPIPS(net=net, random_backbone=True, seed=31)
+            theirs = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+            own = ours.backbone.state_dict()
+            theirs.net.load_state_dict(
+                {key: own[f"features.{key.split('.', 1)[1]}"] for key in theirs.net.state_dict()}
+            )
+            x, y = images(32), images(33)
+            with torch.no_grad():
+                expected = theirs(x, y).flatten()
+            assert float(expected.min()) > 0
+            torch.testing.assert_close(ours(x, y), expected, rtol=1e-5, atol=1e-7)
+    finally:
+        for name in [name for name in sys.modules if name == "lpips" or name.startswith("lpips.")]:
+            del sys.modules[name]
