@@ -402,3 +402,83 @@ def test_cli_list_and_path(
     table = capsys.readouterr().out
     assert re.search(rf"^{SYNTHETIC}\s+direction\s+cached\s+2\.1 KiB\s+MIT$", table, re.MULTILINE)
     assert re.search(r"^vgg16\s+backbone\s+missing", table, re.MULTILINE)
+
+
+# --- format checks on same-format files ---------------------------------------------------------------
+
+
+def test_generator_import_uses_the_checkpoint_detector(tmp_path: Path) -> None:
+    """No checksum is published for NVIDIA's pickles, so the format decides; the sidecar records the hash."""
+    pickle_file = tmp_path / "ffhq.pkl"
+    pickle_file.write_bytes(__import__("pickle").dumps({"G_ema": None}, protocol=4))
+    torch_zip = tmp_path / "other.pkl"
+    torch.save({"g_ema": {}}, torch_zip)  # a rosinality-style torch zip under a .pkl name
+    with pytest.raises(ReenactError, match="is a rosinality-pt file, expected stylegan2-ada-pkl"):
+        weights.import_file(torch_zip, name="stylegan2-ffhq-1024")
+    text = tmp_path / "notes.pkl"
+    text.write_text("not a network")
+    with pytest.raises(ReenactError, match="refusing to import"):
+        weights.import_file(text, name="stylegan2-ffhq-1024")
+    cached = weights.import_file(pickle_file)  # recognised by its upstream filename
+    assert cached == weights.cached_file("stylegan2-ffhq-1024")
+    assert weights.verify_entry("stylegan2-ffhq-1024").status == "ok"
+    cached.write_bytes(cached.read_bytes() + b"\0")
+    assert weights.verify_entry("stylegan2-ffhq-1024").status == "corrupt"
+
+
+def small_state(entries: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Tensors of the given shapes with one stored value each (stride 0), so files stay tiny."""
+    return {key: torch.zeros(1).expand(shape) for key, shape in entries.items()}
+
+
+def test_backbone_and_landmark_format_checks(tmp_path: Path) -> None:
+    from reenact.losses import torchvision_feature_shapes
+
+    def check(name: str, state: object) -> None:
+        path = tmp_path / f"{name}.pth"
+        torch.save(state, path)
+        weights.check_format(weights.get_entry(name), path)
+
+    features = torchvision_feature_shapes("alexnet")
+    check("alexnet", small_state(features))  # features alone (classifier dropped) are accepted
+    classifier = {"classifier.1.weight": (4096, 9216), "classifier.4.weight": (4096, 4096)}
+    classifier |= {"classifier.6.weight": (1000, 4096), "classifier.1.bias": (4096,)}
+    classifier |= {"classifier.4.bias": (4096,), "classifier.6.bias": (1000,)}
+    check("alexnet", small_state(features | classifier))  # 61,100,840 parameters
+    with pytest.raises(ReenactError, match="parameters"):
+        check("alexnet", small_state(features | classifier | {"extra": (10,)}))
+    with pytest.raises(ReenactError, match=r"features\.0\.weight has shape"):
+        check("alexnet", small_state(features | {"features.0.weight": (64, 3, 3, 3)}))
+    with pytest.raises(ReenactError, match=r"not a torchvision vgg16 state dict"):
+        check("vgg16", small_state(features))
+    check("s3fd", small_state({"conv1_1.weight": (64, 3, 3, 3), "conv7_2_mbox_loc.weight": (4, 256, 3, 3)}))
+    check("fan-2d", small_state({"conv1.weight": (64, 3, 7, 7), "l3.weight": (68, 256, 1, 1)}))
+    with pytest.raises(ReenactError, match="2DFAN4"):
+        check("fan-2d", small_state({"conv1.weight": (64, 3, 7, 7), "l3.weight": (98, 256, 1, 1)}))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+def test_torchscript_fan_check(tmp_path: Path) -> None:
+    scripted = torch.jit.script(torch.nn.Conv2d(3, 4, 1))
+    archive = tmp_path / "2DFAN4-cd938726ad.zip"
+    torch.jit.save(scripted, str(archive))
+    entry = weights.get_entry("fan-2d-torchscript")
+    weights.check_format(entry, archive)
+    plain = tmp_path / "plain.zip"
+    torch.save({"a": torch.zeros(1)}, plain)  # a torch zip, but no TorchScript code
+    with pytest.raises(ReenactError, match="not a TorchScript module"):
+        weights.check_format(entry, plain)
+
+
+def test_lpips_heads_entries_match_the_package_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reenact import losses
+
+    for net in ("vgg", "alex"):
+        package_file = losses.lpips_heads_path(net)
+        assert weights.import_file(package_file).parent.name == f"lpips-{net}"  # checksum matches the wheel
+    # without the package the heads come from the cache
+    monkeypatch.setattr(losses.importlib.util, "find_spec", lambda name: None)
+    assert losses.lpips_heads_path("vgg") == weights.cached_file("lpips-vgg")
+    weights.cached_file("lpips-alex").unlink()
+    with pytest.raises(ReenactError, match=r"missing weight file alex\.pth \(lpips-alex\)"):
+        losses.lpips_heads_path("alex")
