@@ -184,6 +184,108 @@ class CompositeConfig:
 
 
 @dataclass
+class InvertConfig:
+    """W+ inversion of a clip (Image2StyleGAN loss, Adam), warm-started from frame to frame."""
+
+    space: Literal["w+", "w"] = "w+"
+    """Latent space optimised: `w+` (one w per generator layer) or `w` (one w shared by all layers)."""
+    mode: Literal["warm", "cold"] = "warm"
+    """`warm`: frame 0 from w_avg with `first_steps`, later frames from their neighbour with `warm_steps`;
+    `cold`: every frame from w_avg with `first_steps` (the slow baseline)."""
+    first_steps: int = 1000
+    """Most Adam steps for a frame started from w_avg."""
+    warm_steps: int = 100
+    """Most Adam steps for a batch of frames warm-started from the previous result."""
+    batch_size: int = 8
+    """Consecutive frames optimised together (all initialised from the previous batch's last pivot)."""
+    learning_rate: float = 0.01
+    """Adam learning rate on the latents (Image2StyleGAN: 0.01)."""
+    perceptual_weight: float = 1.0
+    """Weight of the perceptual (VGG16 feature) term."""
+    mse_weight: float = 1.0
+    """Weight of the pixel MSE term (images in [-1, 1])."""
+    plateau_window: int = 50
+    """Early stop: steps over which the loss improvement is measured (0 = never stop early)."""
+    plateau_tolerance: float = 1e-3
+    """Early stop when the loss fell by less than this fraction over `plateau_window` steps."""
+
+    def __post_init__(self) -> None:
+        for name in ("first_steps", "warm_steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ReenactError(f"invert.{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ReenactError(f"invert.learning_rate must be > 0, got {self.learning_rate}")
+        if self.perceptual_weight < 0 or self.mse_weight < 0:
+            raise ReenactError("invert.perceptual_weight and invert.mse_weight must be >= 0")
+        if self.perceptual_weight == 0 and self.mse_weight == 0:
+            raise ReenactError("invert: perceptual_weight and mse_weight cannot both be 0")
+        if self.plateau_window < 0:
+            raise ReenactError(f"invert.plateau_window must be >= 0, got {self.plateau_window}")
+        if not 0 <= self.plateau_tolerance < 1:
+            raise ReenactError(f"invert.plateau_tolerance must be in [0, 1), got {self.plateau_tolerance}")
+
+
+@dataclass
+class SyntheticConfig:
+    """The synthetic world: a fixed-seed tiny StyleGAN2 renders clips with known latents and transforms."""
+
+    seed: int = 0
+    """Seed of the world's generator, latent trajectories, transforms and backgrounds."""
+    resolution: int = 32
+    """Generator (and aligned crop) resolution, a power of two."""
+    num_frames: int = 16
+    """Frames per clip."""
+    fps: int = 25
+    """Frame rate of the written clips."""
+    frame_width: int = 128
+    """Width of the video frames in pixels (even)."""
+    frame_height: int = 96
+    """Height of the video frames in pixels (even)."""
+    face_size: float = 56.0
+    """Side of the face's crop square in frame pixels."""
+    motion: float = 0.5
+    """Size of the smooth motion in W (all layers), in units of W's per-dimension standard deviation."""
+    motion_period: float = 64.0
+    """Frames per cycle of the slowest motion component (larger = slower, smoother)."""
+    expression: float = 1.5
+    """Size of the expression direction (only on `expression_layers`), in W standard deviations."""
+    expression_layers: tuple[int, ...] = (2, 3, 4)
+    """W+ indices the expression changes (must be < the generator's num_ws)."""
+    translation: float = 6.0
+    """Amplitude of the face's translation in the frame, in pixels."""
+    rotation: float = 5.0
+    """Amplitude of the face's in-plane rotation, in degrees."""
+    scale: float = 0.06
+    """Amplitude of the face's size change, as a fraction of `face_size`."""
+    background_drift: float = 0.5
+    """Speed of the background texture's drift, in pixels per frame."""
+    identity_noise: float = 0.0
+    """Frames are rendered by a copy of the generator whose synthesis weights get noise of this relative
+    size (0 = rendered by the world's generator itself, in-domain)."""
+    audio_frequency: float = 440.0
+    """Pitch of the tone in the written clips' audio track, in Hz."""
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 2:
+            raise ReenactError(f"synthetic.num_frames must be >= 2, got {self.num_frames}")
+        if self.fps < 1:
+            raise ReenactError(f"synthetic.fps must be >= 1, got {self.fps}")
+        if self.frame_width % 2 or self.frame_height % 2 or min(self.frame_width, self.frame_height) < 16:
+            raise ReenactError("synthetic.frame_width and frame_height must be even and >= 16")
+        if not 0 < self.face_size <= min(self.frame_width, self.frame_height):
+            raise ReenactError("synthetic.face_size must be > 0 and fit in the frame")
+        if self.motion_period <= 0:
+            raise ReenactError(f"synthetic.motion_period must be > 0, got {self.motion_period}")
+        if min(self.expression_layers, default=0) < 0:
+            raise ReenactError("synthetic.expression_layers must be W+ indices >= 0")
+        for name in ("motion", "expression", "translation", "rotation", "scale", "identity_noise"):
+            if getattr(self, name) < 0:
+                raise ReenactError(f"synthetic.{name} must be >= 0, got {getattr(self, name)}")
+        if self.audio_frequency <= 0:
+            raise ReenactError(f"synthetic.audio_frequency must be > 0, got {self.audio_frequency}")
+
+
+@dataclass
 class Config:
     """All settings of all stages; each field is one section of a TOML preset."""
 
@@ -191,6 +293,8 @@ class Config:
     faces: FacesConfig = field(default_factory=FacesConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     composite: CompositeConfig = field(default_factory=CompositeConfig)
+    invert: InvertConfig = field(default_factory=InvertConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:
