@@ -124,6 +124,22 @@ def test_video_with_preview_keeps_frames_and_audio(
         assert data["found"].shape == (summary["frames"],)
 
 
+def test_multi_shot_clip_completes_with_cuts_and_gaps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = testdata_file("facerec_short_hamilton_clip.mp4")
+    summary = _summary(capsys, str(path), "--workdir", str(tmp_path), *FAST)
+    assert len(summary["segments"]) >= 4  # several shots
+    assert 0 < summary["faces_found"] < summary["frames"]
+    with np.load(summary["align"]) as data:
+        found, matrices, segments = data["found"], data["crop_matrices"], data["segments"]
+    assert found.shape == (summary["frames"],) and segments.tolist() == summary["segments"]
+    aligned = np.isfinite(matrices).all(axis=(1, 2))
+    assert aligned[found].all()  # every found frame has a transform
+    assert (~aligned).sum() > 0  # long faceless stretches stay flagged, not invented
+    assert summary["aligned_frames"] == int(aligned.sum())
+
+
 def test_human_summary_and_bad_face_at(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(testdata_file("facerec_obama-1080p.jpg"))
     code, out, _ = _align(capsys, path, "--workdir", str(tmp_path))

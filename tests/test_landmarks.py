@@ -74,6 +74,16 @@ def test_dlib_detection_on_a_downscaled_copy_maps_back_to_full_size() -> None:
     assert np.median(np.linalg.norm(small.points - full.points, axis=1)) < 0.03 * full.size
 
 
+def test_dlib_cnn_detector_agrees_with_hog(dlib_backend: lm.DlibLandmarks) -> None:
+    image = _photo("facerec_two_people.jpg")
+    cnn = sorted(lm.DlibLandmarks(detector="cnn", detect_max_side=480).detect(image), key=lambda f: f.box[0])
+    hog = sorted(dlib_backend.detect(image), key=lambda f: f.box[0])
+    assert len(cnn) == len(hog) == 2
+    for a, b in zip(cnn, hog, strict=True):
+        assert np.linalg.norm(a.centre - b.centre) < 0.3 * b.size
+        assert np.median(np.linalg.norm(a.points - b.points, axis=1)) < 0.1 * b.size
+
+
 def test_dlib_finds_no_human_face_on_a_dog(dlib_backend: lm.DlibLandmarks) -> None:
     assert dlib_backend.detect(_photo("lp_source_s25_png_as_jpg.jpg")) == []
 

@@ -198,7 +198,12 @@ def load_fan_model(*, device: str = "cpu", face_detector: str = "sfd") -> Any:
     """A `face_alignment.FaceAlignment` for 2D points; `ReenactError` naming any missing weight files."""
     import inspect
 
-    import face_alignment
+    try:
+        import face_alignment
+    except ImportError as exc:
+        raise ReenactError(
+            f"the fan backend needs the face-alignment package ({exc}); install it or use --landmarks dlib"
+        ) from None
 
     missing = missing_fan_weights(face_detector)
     kwargs: dict[str, Any] = {"device": device, "face_detector": face_detector, "flip_input": False}
