@@ -232,3 +232,21 @@ def test_cuda_matches_cpu() -> None:
         cpu = G.synthesis(ws)
         gpu = G.to("cuda").synthesis(ws.cuda()).cpu()
     assert (cpu - gpu).abs().max() < 1e-3
+
+
+def test_fixture_is_what_its_generator_script_writes(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_layouts", FIXTURE.with_name("make_official_layouts.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = json.loads(FIXTURE.read_text())
+    assert [[n, s, k] for n, s, k in module.ada_layout()] == [
+        [e["name"], e["shape"], e["kind"]] for e in data["stylegan2_ada_pytorch"]
+    ]
+    assert [[n, s, k] for n, s, k in module.rosinality_layout()] == [
+        [e["name"], e["shape"], e["kind"]] for e in data["rosinality"]
+    ]
