@@ -163,6 +163,38 @@ def test_fan_missing_weights_is_an_actionable_error(tmp_path: Path, monkeypatch:
     assert "\n" not in message
 
 
+def test_fan_loads_official_format_files_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same-format weight files (random values, written here) under the names face-alignment expects."""
+    torch = pytest.importorskip("torch")
+    models = pytest.importorskip("face_alignment.models")
+    sfd_net = pytest.importorskip("face_alignment.detection.sfd.net_s3fd")
+
+    def no_network(url, *args, **kwargs):
+        raise AssertionError(f"tried to download {url}")
+
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    fan_state = models.FAN(4).state_dict()
+    torch.save(fan_state, checkpoints / lm.FAN_WEIGHT_FILES["landmarks"])
+    # An all-zero detector scores every anchor 0.5, below its 0.5 cut: no faces, so no costly FAN passes.
+    detector_state = {key: torch.zeros_like(value) for key, value in sfd_net.s3fd().state_dict().items()}
+    torch.save(detector_state, checkpoints / lm.FAN_WEIGHT_FILES["sfd"])
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+        assert lm.missing_fan_weights("sfd") == []
+        backend = lm.FanLandmarks(device="cpu", face_detector="sfd")
+    finally:
+        torch.hub.set_dir(previous)
+    loaded = backend.model.face_alignment_net.state_dict()
+    for key in ("conv1.weight", "l3.weight"):
+        torch.testing.assert_close(loaded[key], fan_state[key], rtol=0, atol=0)
+    image = np.random.default_rng(0).integers(0, 255, size=(96, 128, 3), dtype=np.uint8)
+    assert backend.detect(image) == []
+
+
 # ---------------------------------------------------------------------------------------------- file
 
 

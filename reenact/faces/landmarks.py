@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import urllib.error
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,9 +243,11 @@ class FanLandmarks:
 
     def detect(self, image: np.ndarray, *, frame_index: int = 0) -> list[FaceDetection]:
         _check_image(image)
-        points_list, _, boxes = self.model.get_landmarks_from_image(
-            image, return_bboxes=True, return_landmark_score=True
-        )
+        with warnings.catch_warnings():  # face-alignment warns on every faceless frame
+            warnings.filterwarnings("ignore", message="No faces were detected")
+            points_list, _, boxes = self.model.get_landmarks_from_image(
+                image, return_bboxes=True, return_landmark_score=True
+            )
         if points_list is None:
             return []
         detections = []
