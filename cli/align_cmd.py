@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import cv2
 import numpy as np
 import typer
-from reenact_cli.common import ConfigOption, SetOption, cli_config
 from tqdm import tqdm
 
 from reenact import video
@@ -21,6 +20,7 @@ from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, quad_jitter, smooth_quads
 from reenact.faces.landmarks import make_backend
 from reenact.faces.track import FaceTrack, track_faces, track_quads
+from reenact_cli.common import ConfigOption, SetOption, cli_config
 
 ALIGN_FORMAT = "reenact-align/1"
 HASH_CHARS = 12
@@ -67,6 +67,11 @@ def _save_npz(path: Path, **arrays: Any) -> None:
     with tmp.open("wb") as handle:
         np.savez(handle, **arrays)
     os.replace(tmp, path)
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an undefined figure is null."""
+    return value if np.isfinite(value) else None
 
 
 def _line_width(shape: tuple[int, ...]) -> int:
@@ -234,8 +239,8 @@ def align(
         "frames_without_face": int((~track.found).sum()),
         "aligned_frames": int(np.isfinite(quads).all(axis=(1, 2)).sum()),
         "segments": [list(segment) for segment in track.segments],
-        "jitter_raw": quad_jitter(raw_quads, track.segments),
-        "jitter_smoothed": quad_jitter(quads, track.segments),
+        "jitter_raw": _finite_or_none(quad_jitter(raw_quads, track.segments)),
+        "jitter_smoothed": _finite_or_none(quad_jitter(quads, track.segments)),
         "landmarks": backend.name,
         "resolution": settings.align.resolution,
         "track": str(track_path),
@@ -249,7 +254,12 @@ def align(
     typer.echo(f"{source}: {track.num_frames} frames, face in {summary['faces_found']} ({found_pct:.1f}%)")
     typer.echo(f"  shots     {len(track.segments)} (cuts at {track.cuts or 'none'})")
     typer.echo(f"  aligned   {summary['aligned_frames']} frames (short gaps interpolated)")
-    typer.echo(f"  jitter    {summary['jitter_raw']:.5f} raw -> {summary['jitter_smoothed']:.5f} smoothed")
+    if summary["jitter_raw"] is None:
+        typer.echo("  jitter    n/a (needs 3 consecutive frames with a face)")
+    else:
+        typer.echo(
+            f"  jitter    {summary['jitter_raw']:.5f} raw -> {summary['jitter_smoothed']:.5f} smoothed"
+        )
     typer.echo(f"  saved     {track_path}, {align_path}")
     if preview is not None:
         typer.echo(f"  preview   {preview}")

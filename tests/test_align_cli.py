@@ -25,7 +25,11 @@ def _align(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
 def _summary(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
     code, out, err = _align(capsys, *args, "--json")
     assert code == 0, err
-    return json.loads(out)
+    return json.loads(out, parse_constant=_not_json)
+
+
+def _not_json(name: str) -> None:
+    raise AssertionError(f"--json printed {name}, which is not JSON")
 
 
 @pytest.mark.parametrize(
@@ -45,6 +49,7 @@ def test_photo_is_a_one_frame_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     path = testdata_file("facerec_obama-1080p.jpg")
     summary = _summary(capsys, str(path), "--workdir", str(tmp_path), "--resolution", "256")
     assert summary["frames"] == 1 and summary["faces_found"] == 1 and summary["resolution"] == 256
+    assert summary["jitter_raw"] is None  # undefined for one frame: JSON null, not NaN
     with np.load(summary["align"]) as data:
         quad, matrix = data["quads"][0], data["crop_matrices"][0]
     with np.load(summary["track"]) as data:
