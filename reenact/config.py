@@ -199,7 +199,10 @@ class InvertConfig:
     batch_size: int = 8
     """Consecutive frames optimised together (all initialised from the previous batch's last pivot)."""
     learning_rate: float = 0.01
-    """Adam learning rate on the latents (Image2StyleGAN: 0.01)."""
+    """Adam learning rate on the latents for runs started from w_avg (Image2StyleGAN: 0.01)."""
+    warm_learning_rate: float = 0.01
+    """Adam learning rate for warm-started batches (they also inherit the neighbour's Adam moments).
+    Lower rates give smoother pivots but lower PSNR; benchmarks/bench_invert.py measures both."""
     perceptual_weight: float = 1.0
     """Weight of the perceptual (VGG16 feature) term."""
     mse_weight: float = 1.0
@@ -213,8 +216,9 @@ class InvertConfig:
         for name in ("first_steps", "warm_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ReenactError(f"invert.{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ReenactError(f"invert.learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("learning_rate", "warm_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ReenactError(f"invert.{name} must be > 0, got {getattr(self, name)}")
         if self.perceptual_weight < 0 or self.mse_weight < 0:
             raise ReenactError("invert.perceptual_weight and invert.mse_weight must be >= 0")
         if self.perceptual_weight == 0 and self.mse_weight == 0:
@@ -245,7 +249,7 @@ class SyntheticConfig:
     """Side of the face's crop square in frame pixels."""
     motion: float = 0.5
     """Size of the smooth motion in W (all layers), in units of W's per-dimension standard deviation."""
-    motion_period: float = 64.0
+    motion_period: float = 128.0
     """Frames per cycle of the slowest motion component (larger = slower, smoother)."""
     expression: float = 1.5
     """Size of the expression direction (only on `expression_layers`), in W standard deviations."""

@@ -1,0 +1,283 @@
+"""W+ inversion of a whole clip (Image2StyleGAN, Abdal et al. ICCV 2019), warm-started over time.
+
+Loss per frame: `perceptual_weight * perceptual(G(w), x) + mse_weight * MSE(G(w), x)`, minimised by
+Adam over the latents only (the generator is not touched). Consecutive frames of a clip differ little,
+so after frame 0 (from `w_avg`, full budget `first_steps`) the clip is processed in batches of
+`batch_size` consecutive frames, each batch starting from the previous batch's last pivot and given
+only `warm_steps`. A warm batch also inherits Adam's moments from the previous batch's last frame:
+with fresh moments Adam's first steps are full-size in every coordinate, which kicks the latents off
+the neighbour's solution and lets the directions the image barely constrains wander (on the synthetic
+world the pivots then moved 1.6x as fast as the truth; with the handover 1.1x, at the same PSNR).
+Adam is per-element, so frames in one batch are optimised independently; batching only shares the
+generator calls. Each run follows stylegan2-ada's projector learning-rate ramps and stops early when
+its loss plateaus. `mode="cold"` starts every frame from `w_avg` with the full budget: the baseline
+that `benchmarks/bench_invert.py` compares with.
+
+Every frame keeps its best latent seen (lowest loss), so a late Adam overshoot never costs quality.
+The procedure has no randomness (fixed start, fixed noise), so results are reproducible bit for bit
+on one device; `perceptual` nets must be deterministic too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from reenact.config import InvertConfig
+from reenact.gan.stylegan2 import Generator
+from reenact.losses import mse
+
+PSNR_PEAK_TO_PEAK = 2.0
+"""PSNR is computed for images in [-1, 1] (peak-to-peak 2), the same as 0..255 images."""
+MIN_MSE = 1e-12
+LR_RAMPUP = 0.05
+LR_RAMPDOWN = 0.25
+"""Learning-rate schedule over a run's step budget, as stylegan2-ada-pytorch's `projector.py`: cosine
+ramp-up over the first 5% (a warm start is not kicked away by Adam's first, full-size steps), cosine
+ramp-down over the last 25% (the latents settle)."""
+
+
+@dataclass(frozen=True)
+class InvertProgress:
+    """What the progress callback receives after each batch."""
+
+    frames_done: int
+    num_frames: int
+    steps: int
+    """Adam steps the batch just finished took."""
+    loss: float
+    """Mean best loss of the batch's frames."""
+    psnr: float
+    """Mean PSNR (dB) of the batch's frames at their best latents."""
+
+
+@dataclass
+class InversionResult:
+    """Pivots of a clip and what they cost."""
+
+    pivots: torch.Tensor
+    """Best latents [N, num_ws, w_dim] (in `w` space all layers are equal)."""
+    loss: torch.Tensor
+    """Loss of each frame at its pivot, [N]."""
+    psnr: torch.Tensor
+    """PSNR in dB of each frame's render at its pivot, [N]."""
+    steps: list[int]
+    """Adam steps taken by each optimisation run (frame 0 alone, then each batch)."""
+    generator_evals: int
+    """Images rendered by the generator: sum of batch size x steps (each step renders once)."""
+    seconds: float
+    """Wall-clock time of the inversion."""
+
+
+@dataclass(frozen=True)
+class AdamState:
+    """Adam's moments for one frame's latents ([1, K, w_dim] each), handed on to the next batch."""
+
+    step: torch.Tensor
+    exp_avg: torch.Tensor
+    exp_avg_sq: torch.Tensor
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of each image pair in [-1, 1]: [N, C, H, W] x2 -> [N]."""
+    error = mse(x, y).clamp_min(MIN_MSE)
+    return 10.0 * torch.log10(PSNR_PEAK_TO_PEAK**2 / error)
+
+
+def learning_rate(step: int, *, steps: int, base: float) -> float:
+    """Learning rate at `step` of a run of `steps` (ramp-up, flat, ramp-down)."""
+    progress = step / steps
+    ramp_down = min(1.0, (1.0 - progress) / LR_RAMPDOWN)
+    ramp_down = 0.5 - 0.5 * math.cos(ramp_down * math.pi)
+    ramp_up = min(1.0, (step + 1) / max(LR_RAMPUP * steps, 1.0))
+    return base * ramp_down * ramp_up
+
+
+def plateaued(history: list[float], *, window: int, tolerance: float) -> bool:
+    """True when the loss fell by less than `tolerance` (relative) over the last `window` steps."""
+    if window == 0 or len(history) <= window:
+        return False
+    before, now = history[-window - 1], history[-1]
+    return (before - now) <= tolerance * abs(before)
+
+
+def frame_loss(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    perceptual: nn.Module | None,
+    config: InvertConfig,
+) -> torch.Tensor:
+    """Per-frame loss [N] of renders against targets, both [N, 3, R, R] in [-1, 1]."""
+    loss = config.mse_weight * mse(images, targets)
+    if perceptual is not None and config.perceptual_weight > 0:
+        loss = loss + config.perceptual_weight * perceptual(images, targets).float()
+    return loss
+
+
+def optimise_batch(
+    generator: Generator,
+    targets: torch.Tensor,
+    start: torch.Tensor,
+    *,
+    steps: int,
+    base_learning_rate: float,
+    perceptual: nn.Module | None,
+    config: InvertConfig,
+    adam_state: AdamState | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, AdamState]:
+    """Adam on latents from `start` towards `targets` [B, 3, R, R] for at most `steps` steps.
+
+    `start`: [B, K, w_dim] with K = num_ws (W+) or 1 (W, broadcast to every layer).
+    Returns the best latents [B, num_ws, w_dim], their loss [B] and PSNR [B], and the steps taken.
+    """
+    num_ws = generator.num_ws
+    latents = start.detach().clone().requires_grad_(True)  # [B, K, w_dim]
+    optimiser = torch.optim.Adam([latents], lr=base_learning_rate)
+    if adam_state is not None:
+        size = latents.shape[0]
+        optimiser.state[latents] = {
+            "step": adam_state.step.clone(),
+            "exp_avg": adam_state.exp_avg.expand(size, -1, -1).clone(),
+            "exp_avg_sq": adam_state.exp_avg_sq.expand(size, -1, -1).clone(),
+        }
+    best_latents = latents.detach().clone()
+    best_loss = torch.full((targets.shape[0],), math.inf, device=targets.device)
+    best_psnr = torch.zeros_like(best_loss)
+    history: list[float] = []
+    taken = 0
+    for step in range(steps):
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step, steps=steps, base=base_learning_rate)
+        ws = latents.expand(-1, num_ws, -1)  # [B, num_ws, w_dim]
+        images = generator.synthesis(ws, noise_mode="const")  # [B, 3, R, R]
+        loss = frame_loss(images, targets, perceptual=perceptual, config=config)  # [B]
+        taken += 1
+        with torch.no_grad():
+            better = loss < best_loss
+            best_latents[better] = latents.detach()[better]
+            best_loss = torch.where(better, loss.detach(), best_loss)
+            best_psnr = torch.where(better, psnr(images.detach(), targets), best_psnr)
+        history.append(float(loss.detach().sum()))
+        if plateaued(history, window=config.plateau_window, tolerance=config.plateau_tolerance):
+            break
+        # Only the latents' gradient: no gradient is accumulated into the generator's parameters.
+        (grad,) = torch.autograd.grad(loss.sum(), [latents])
+        optimiser.zero_grad(set_to_none=True)
+        latents.grad = grad
+        optimiser.step()
+    state = optimiser.state[latents]
+    if state:
+        last = AdamState(
+            step=state["step"], exp_avg=state["exp_avg"][-1:], exp_avg_sq=state["exp_avg_sq"][-1:]
+        )
+    else:  # stopped before the first update
+        last = adam_state or AdamState(
+            step=torch.zeros([]),
+            exp_avg=torch.zeros_like(latents[-1:]),
+            exp_avg_sq=torch.zeros_like(latents[-1:]),
+        )
+    return best_latents.expand(-1, num_ws, -1).clone(), best_loss, best_psnr, taken, last
+
+
+def invert_clip(
+    generator: Generator,
+    targets: torch.Tensor,
+    *,
+    config: InvertConfig,
+    perceptual: nn.Module | None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    progress: Callable[[InvertProgress], None] | None = None,
+    show_bar: bool = False,
+) -> InversionResult:
+    """Invert aligned crops `targets` [N, 3, R, R] in [-1, 1] (consecutive frames) into W+ pivots.
+
+    `generator` must already be on `device`; `perceptual` (e.g. `reenact.losses.Image2StyleGANPerceptual`)
+    may be None for an MSE-only loss. `dtype` is that of the optimised latents and targets.
+    """
+    resolution = generator.resolution
+    if targets.ndim != 4 or targets.shape[1:] != (3, resolution, resolution):
+        raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {list(targets.shape)}")
+    started = time.perf_counter()
+    targets = targets.to(device=device, dtype=dtype)
+    num_frames = targets.shape[0]
+    layers = generator.num_ws if config.space == "w+" else 1
+    w_avg = generator.mapping.w_avg.to(device=device, dtype=dtype)
+    w_avg_start = w_avg.reshape(1, 1, -1).expand(1, layers, -1)  # [1, K, w_dim]
+
+    if config.mode == "warm":
+        runs = [(0, 1, config.first_steps)]
+        runs += [
+            (start, min(start + config.batch_size, num_frames), config.warm_steps)
+            for start in range(1, num_frames, config.batch_size)
+        ]
+    else:
+        runs = [
+            (start, min(start + config.batch_size, num_frames), config.first_steps)
+            for start in range(0, num_frames, config.batch_size)
+        ]
+
+    pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim, device=device, dtype=dtype)
+    losses = torch.empty(num_frames, device=device)
+    psnrs = torch.empty(num_frames, device=device)
+    steps_taken: list[int] = []
+    evals = 0
+    adam_state: AdamState | None = None
+    bar = tqdm(total=num_frames, unit="frame", desc="invert", disable=not show_bar)
+    try:
+        for start, stop, budget in runs:
+            size = stop - start
+            if config.mode == "warm" and start > 0:
+                previous = pivots[start - 1 : start, :layers]  # [1, K, w_dim]: the neighbour's pivot
+                init, rate = previous.expand(size, -1, -1), config.warm_learning_rate
+            else:
+                init, rate = w_avg_start.expand(size, -1, -1), config.learning_rate
+            handed_on = adam_state if (config.mode == "warm" and start > 0) else None
+            best, loss, quality, taken, adam_state = optimise_batch(
+                generator,
+                targets[start:stop],
+                init,
+                steps=budget,
+                base_learning_rate=rate,
+                perceptual=perceptual,
+                config=config,
+                adam_state=handed_on,
+            )
+            pivots[start:stop] = best
+            losses[start:stop] = loss
+            psnrs[start:stop] = quality
+            steps_taken.append(taken)
+            evals += size * taken
+            report = InvertProgress(
+                frames_done=stop,
+                num_frames=num_frames,
+                steps=taken,
+                loss=float(loss.mean()),
+                psnr=float(quality.mean()),
+            )
+            bar.update(size)
+            bar.set_postfix(loss=f"{report.loss:.4g}", psnr=f"{report.psnr:.2f}")
+            if progress is not None:
+                progress(report)
+    finally:
+        bar.close()
+    return InversionResult(
+        pivots=pivots.detach(),
+        loss=losses,
+        psnr=psnrs,
+        steps=steps_taken,
+        generator_evals=evals,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def latent_speed(latents: torch.Tensor) -> torch.Tensor:
+    """Frame-to-frame distance of latents [N, num_ws, w_dim] (Frobenius over layers and dims): [N - 1]."""
+    return (latents[1:] - latents[:-1]).flatten(1).norm(dim=1)

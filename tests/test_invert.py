@@ -1,0 +1,146 @@
+"""W+ inversion of clips on the synthetic world: recovery, warm start against cold start, coherence."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from reenact.config import InvertConfig, SyntheticConfig
+from reenact.invert import InversionResult, InvertProgress, invert_clip, latent_speed, plateaued, psnr
+from reenact.losses import Image2StyleGANPerceptual
+from reenact.synthetic import SyntheticWorld, make_world
+
+NUM_FRAMES = 16
+IN_DOMAIN_PSNR_DB = 30.0
+PSNR_PARITY_DB = 0.5
+MIN_EVAL_RATIO = 4.0
+MAX_SPEED_RATIO = 1.5
+FAST = InvertConfig(
+    first_steps=300,
+    warm_steps=50,
+    batch_size=4,
+    learning_rate=0.05,
+    warm_learning_rate=0.05,
+    perceptual_weight=0.0,
+    mse_weight=1.0,
+    plateau_window=0,
+)
+"""MSE-only settings for the 32 px synthetic generator (its w moves more per step than FFHQ's)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny convolutions are fastest on one thread (and do not fight other jobs for the CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world() -> SyntheticWorld:
+    return make_world(SyntheticConfig(num_frames=NUM_FRAMES))
+
+
+@pytest.fixture(scope="module")
+def runs(world: SyntheticWorld) -> dict[str, InversionResult]:
+    """The target clip inverted three ways (shared by the tests below)."""
+    targets = world.target.crops
+    broken = dataclasses.replace(FAST, mode="cold", first_steps=FAST.warm_steps)  # w_avg, reduced budget
+    return {
+        "warm": invert_clip(world.generator, targets, config=FAST, perceptual=None),
+        "cold": invert_clip(
+            world.generator, targets, config=dataclasses.replace(FAST, mode="cold"), perceptual=None
+        ),
+        "broken": invert_clip(world.generator, targets, config=broken, perceptual=None),
+    }
+
+
+def test_in_domain_frames_are_recovered(world: SyntheticWorld, runs: dict[str, InversionResult]) -> None:
+    warm = runs["warm"]
+    assert warm.pivots.shape == world.target.ws.shape
+    assert float(warm.psnr.mean()) >= IN_DOMAIN_PSNR_DB
+    # The reported PSNR is that of the returned pivots.
+    with torch.no_grad():
+        rendered = world.generator.synthesis(warm.pivots)
+    torch.testing.assert_close(psnr(rendered, world.target.crops), warm.psnr, atol=1e-3, rtol=0)
+
+
+def test_warm_start_matches_cold_start_with_fewer_evaluations(runs: dict[str, InversionResult]) -> None:
+    warm, cold, broken = runs["warm"], runs["cold"], runs["broken"]
+    assert cold.generator_evals == NUM_FRAMES * FAST.first_steps
+    assert warm.generator_evals == FAST.first_steps + (NUM_FRAMES - 1) * FAST.warm_steps
+    assert cold.generator_evals / warm.generator_evals >= MIN_EVAL_RATIO
+    assert float(warm.psnr.mean()) >= float(cold.psnr.mean()) - PSNR_PARITY_DB
+    # Without the warm start, the same small budget per frame falls far short.
+    assert broken.generator_evals <= warm.generator_evals
+    assert float(broken.psnr.mean()) < float(cold.psnr.mean()) - PSNR_PARITY_DB
+
+
+def test_warm_started_pivots_move_like_the_truth(
+    world: SyntheticWorld, runs: dict[str, InversionResult]
+) -> None:
+    truth = float(latent_speed(world.target.ws).mean())
+    assert float(latent_speed(runs["warm"].pivots).mean()) <= MAX_SPEED_RATIO * truth
+    # Frame-by-frame cold starts land on unrelated W+ solutions: far more jitter.
+    assert float(latent_speed(runs["cold"].pivots).mean()) > MAX_SPEED_RATIO * truth
+
+
+def test_w_space_shares_one_latent_across_layers(world: SyntheticWorld) -> None:
+    config = dataclasses.replace(FAST, space="w", first_steps=150, warm_steps=30)
+    result = invert_clip(world.generator, world.target.crops[:3], config=config, perceptual=None)
+    assert torch.equal(result.pivots, result.pivots[:, :1].expand_as(result.pivots))
+    start = world.generator.mapping.w_avg.expand(1, world.generator.num_ws, -1)
+    with torch.no_grad():
+        start_psnr = float(psnr(world.generator.synthesis(start), world.target.crops[:1]))
+    assert float(result.psnr.min()) > start_psnr + 5.0
+
+
+def test_deterministic_and_generator_untouched(world: SyntheticWorld) -> None:
+    generator = world.generator
+    generator.requires_grad_(True)  # even a trainable G gets no gradients from an inversion
+    try:
+        config = dataclasses.replace(FAST, first_steps=20, warm_steps=5)
+        first = invert_clip(generator, world.target.crops[:4], config=config, perceptual=None)
+        again = invert_clip(generator, world.target.crops[:4], config=config, perceptual=None)
+        assert all(param.grad is None for param in generator.parameters())
+    finally:
+        generator.requires_grad_(False)
+    assert torch.equal(first.pivots, again.pivots)
+    assert torch.equal(first.loss, again.loss)
+
+
+def test_plateau_stops_early_and_counts_evaluations(world: SyntheticWorld) -> None:
+    assert plateaued([1.0, 0.9995, 0.999], window=2, tolerance=1e-2)
+    assert not plateaued([1.0, 0.9, 0.8], window=2, tolerance=1e-2)
+    assert not plateaued([1.0, 1.0], window=2, tolerance=1e-2)  # not enough history yet
+    assert not plateaued([1.0, 1.0, 1.0], window=0, tolerance=1e-2)  # window 0: never
+    config = dataclasses.replace(FAST, plateau_window=10, plateau_tolerance=0.5)
+    reports: list[InvertProgress] = []
+    result = invert_clip(
+        world.generator, world.target.crops[:5], config=config, perceptual=None, progress=reports.append
+    )
+    assert all(taken < budget for taken, budget in zip(result.steps, (300, 50), strict=True))
+    assert result.generator_evals == result.steps[0] + 4 * result.steps[1]
+    assert [r.frames_done for r in reports] == [1, 5]
+    assert [r.steps for r in reports] == result.steps
+
+
+def test_perceptual_loss_with_random_backbone(world: SyntheticWorld) -> None:
+    """The perceptual term is used (test backbone: random VGG16 weights, never for real runs)."""
+    perceptual = Image2StyleGANPerceptual(random_backbone=True, seed=0)
+    targets = world.target.crops[:2]
+    config = dataclasses.replace(FAST, first_steps=40, warm_steps=10, perceptual_weight=1.0, mse_weight=0.0)
+    result = invert_clip(world.generator, targets, config=config, perceptual=perceptual)
+    start = world.generator.mapping.w_avg.expand(2, world.generator.num_ws, -1)
+    with torch.no_grad():
+        start_loss = perceptual(world.generator.synthesis(start), targets)
+    assert torch.all(result.loss < 0.5 * start_loss)
+
+
+def test_rejects_wrong_target_shape(world: SyntheticWorld) -> None:
+    with pytest.raises(ValueError, match="targets must be"):
+        invert_clip(world.generator, torch.zeros(2, 3, 16, 16), config=FAST, perceptual=None)
