@@ -38,26 +38,10 @@ from reenact.gan.checkpoints import (
     save_generator,
 )
 from reenact.gan.stylegan2 import Generator, GeneratorConfig, ffhq_config_f, tiny
+from tests.gantools import FIXTURE, official_layout, randomized_generator
 
-FIXTURE = Path(__file__).parent / "fixtures" / "stylegan2_official_layouts.json"
 ROUND_TRIP_TOL = 1e-5
 SQRT2 = math.sqrt(2.0)
-
-
-def randomized_generator(config: GeneratorConfig, seed: int = 0) -> Generator:
-    """Every parameter random (biases and noise strengths too), so a wrong mapping cannot hide."""
-    torch.manual_seed(seed)
-    G = Generator(config).eval()
-    with torch.no_grad():
-        for name, param in G.named_parameters():
-            if name.endswith(("bias", "noise_strength")):
-                param.copy_(torch.randn_like(param) * 0.3 + (1.0 if "affine" in name else 0.0))
-        G.mapping.w_avg.copy_(torch.randn(config.w_dim))
-    return G
-
-
-def official_layout(name: str) -> dict[str, list[int]]:
-    return {e["name"]: e["shape"] for e in json.loads(FIXTURE.read_text())[name]}
 
 
 # ---------------------------------------------------------------------------------------------------

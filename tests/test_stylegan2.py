@@ -22,30 +22,13 @@ from reenact.gan.stylegan2 import (
     tiny,
     upsample2d,
 )
+from tests.gantools import FIXTURE, official_layout, randomized_generator
 
-FIXTURE = Path(__file__).parent / "fixtures" / "stylegan2_official_layouts.json"
 OFFICIAL_FFHQ_PARAMS_LOW, OFFICIAL_FFHQ_PARAMS_HIGH = 29.9e6, 30.5e6  # ~30.0M as published
 # bf16 keeps 8 mantissa bits (eps 2^-8); through the tiny generator the measured relative L2 error is
 # ~0.009-0.012 and the max error ~1-2 % of the output range.
 BF16_REL_L2_TOL = 0.025
 BF16_REL_MAX_TOL = 0.04
-
-
-def randomized_generator(config: GeneratorConfig, seed: int = 0) -> Generator:
-    """A generator whose every parameter (biases, noise strengths too) is random, so no mapping hides."""
-    torch.manual_seed(seed)
-    G = Generator(config).eval()
-    with torch.no_grad():
-        for name, param in G.named_parameters():
-            if name.endswith(("bias", "noise_strength")):
-                param.copy_(torch.randn_like(param) * 0.3 + (1.0 if "affine" in name else 0.0))
-        G.mapping.w_avg.copy_(torch.randn(config.w_dim))
-    return G
-
-
-def official_layout(name: str) -> dict[str, list[int]]:
-    data = json.loads(FIXTURE.read_text())
-    return {entry["name"]: entry["shape"] for entry in data[name]}
 
 
 def test_fixture_cites_reference_sources() -> None:
