@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import sys
+from itertools import islice
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from reenact.config import AlignConfig
 from reenact.faces.align import ffhq_quad, quad_jitter, quad_size, quads_from_params, rot90, smooth_quads
+from reenact.faces.landmarks import DlibLandmarks
+from reenact.video import VideoReader
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TESTDATA = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared")) / "testdata"
@@ -54,34 +55,13 @@ SYNTH_OUTLIER_GAIN = 5.0
 
 def dlib_quads(path: Path, num_frames: int) -> np.ndarray:
     """FFHQ quads [T, 4, 2] of the largest face per frame (NaN where none), from dlib's 68 points."""
-    import dlib
-
-    models = importlib.util.find_spec("face_recognition_models").submodule_search_locations[0]
-    predictor = dlib.shape_predictor(models + "/models/shape_predictor_68_face_landmarks.dat")
-    detector = dlib.get_frontal_face_detector()
-    capture = cv2.VideoCapture(str(path))
+    backend = DlibLandmarks(detect_max_side=DETECT_WIDTH)
     quads = []
-    for _ in range(num_frames):
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        scale = DETECT_WIDTH / rgb.shape[1]
-        small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects = detector(small, 0)
-        if not rects:
-            quads.append(np.full((4, 2), np.nan))
-            continue
-        box = max(rects, key=lambda r: r.area())
-        full_box = dlib.rectangle(
-            int(box.left() / scale),
-            int(box.top() / scale),
-            int(box.right() / scale),
-            int(box.bottom() / scale),
-        )
-        shape = predictor(rgb, full_box)
-        quads.append(ffhq_quad(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)))
-    capture.release()
+    with VideoReader(path) as reader:
+        for frame in islice(reader.frames(upright=True), num_frames):
+            faces = backend.detect(frame.image, frame_index=frame.index)
+            largest = max(faces, key=lambda face: face.size) if faces else None
+            quads.append(ffhq_quad(largest.points) if largest is not None else np.full((4, 2), np.nan))
     return np.stack(quads)
 
 

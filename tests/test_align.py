@@ -7,7 +7,6 @@ detecting on a downscaled copy, over a few frames only.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -29,6 +28,7 @@ from reenact.faces.align import (
     warp_to_crop,
     warp_to_frame,
 )
+from reenact.faces.landmarks import NUM_LANDMARKS, DlibLandmarks
 from tests.conftest import testdata_file
 
 DETECT_WIDTH = 320
@@ -55,29 +55,12 @@ def read_frames(path: Path, num_frames: int) -> list[np.ndarray]:
 
 def dlib_points(frames: list[np.ndarray]) -> np.ndarray:
     """68 landmarks [T, 68, 2] of the largest face per frame (NaN where dlib finds none)."""
-    dlib = pytest.importorskip("dlib")
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("face_recognition_models is not installed")
-    model = Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
-    predictor = dlib.shape_predictor(str(model))
-    detector = dlib.get_frontal_face_detector()
-    points = np.full((len(frames), 68, 2), np.nan)
+    backend = DlibLandmarks(detect_max_side=DETECT_WIDTH)
+    points = np.full((len(frames), NUM_LANDMARKS, 2), np.nan)
     for index, frame in enumerate(frames):
-        scale = min(1.0, DETECT_WIDTH / frame.shape[1])
-        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects = detector(small, 0)
-        if not rects:
-            continue
-        box = max(rects, key=lambda r: r.area())
-        full = dlib.rectangle(
-            int(box.left() / scale),
-            int(box.top() / scale),
-            int(box.right() / scale),
-            int(box.bottom() / scale),
-        )
-        shape = predictor(frame, full)
-        points[index] = [[p.x, p.y] for p in shape.parts()]
+        faces = backend.detect(frame, frame_index=index)
+        if faces:
+            points[index] = max(faces, key=lambda face: face.size).points
     return points
 
 
