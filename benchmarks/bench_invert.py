@@ -11,7 +11,8 @@ Reported: mean and minimum PSNR, generator evaluations (images rendered), wall-c
 the pivots relative to the ground truth's (frame-to-frame distance; 1.0 = as smooth as the truth), and
 the cold/warm ratios, all measured in the same run.
 
-    .venv/bin/python benchmarks/bench_invert.py [--seeds 0 1 2 3] [--frames 16] [--threads 1] [--json]
+    .venv/bin/python benchmarks/bench_invert.py [--seeds 0 1 2 3] [--frames 16] [--batch-size 4]
+        [--threads 1] [--json]
 """
 
 from __future__ import annotations
@@ -95,19 +96,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=SETTINGS.batch_size, help="frames per batch")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny convs: 1 is fastest)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = run(seeds=args.seeds, frames=args.frames, settings=SETTINGS)
+    settings = dataclasses.replace(SETTINGS, batch_size=args.batch_size)
+    rows = run(seeds=args.seeds, frames=args.frames, settings=settings)
     if args.json:
         print(
             json.dumps(
-                {"settings": dataclasses.asdict(SETTINGS), "frames": args.frames, "rows": rows}, indent=2
+                {"settings": dataclasses.asdict(settings), "frames": args.frames, "rows": rows}, indent=2
             )
         )
     else:
-        print(f"settings: {dataclasses.asdict(SETTINGS)}; frames per clip: {args.frames}")
+        print(f"settings: {dataclasses.asdict(settings)}; frames per clip: {args.frames}")
         print_table(rows)
 
 
