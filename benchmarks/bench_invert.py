@@ -25,19 +25,9 @@ import torch
 
 from reenact.config import InvertConfig, SyntheticConfig
 from reenact.invert import invert_clip, latent_speed
-from reenact.synthetic import make_world
+from reenact.synthetic import make_world, synthetic_invert_config
 
-SETTINGS = InvertConfig(
-    first_steps=300,
-    warm_steps=50,
-    batch_size=4,
-    learning_rate=0.05,
-    warm_learning_rate=0.05,
-    perceptual_weight=0.0,
-    mse_weight=1.0,
-    plateau_window=0,
-)
-"""The test suite's settings (tests/test_invert.py) for the 32 px synthetic generator."""
+SETTINGS = synthetic_invert_config()
 
 
 def run(*, seeds: list[int], frames: int, settings: InvertConfig) -> list[dict[str, object]]:

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import torch
 
-from reenact.config import SyntheticConfig, VideoConfig
+from reenact.config import InvertConfig, SyntheticConfig, VideoConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, quads_from_params, rot90, transform_points
 from reenact.faces.landmarks import NUM_LANDMARKS, write_landmarks
@@ -64,6 +64,21 @@ IDENTITY_NOISE_SALT = 7919
 
 # ---------------------------------------------------------------------------------------------------
 # The generator
+
+
+def synthetic_invert_config() -> InvertConfig:
+    """Inversion settings for the synthetic world's 32 px generator: MSE only (no VGG weights needed),
+    a larger step size (its w moves more per step than FFHQ's), short warm-started batches."""
+    return InvertConfig(
+        first_steps=300,
+        warm_steps=50,
+        batch_size=4,
+        learning_rate=0.05,
+        warm_learning_rate=0.05,
+        perceptual_weight=0.0,
+        mse_weight=1.0,
+        plateau_window=0,
+    )
 
 
 def synthetic_generator(

@@ -3,41 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 import torch
 
-from reenact.config import InvertConfig, SyntheticConfig
+from reenact.config import SyntheticConfig
 from reenact.invert import InversionResult, InvertProgress, invert_clip, latent_speed, plateaued, psnr
 from reenact.losses import Image2StyleGANPerceptual
-from reenact.synthetic import SyntheticWorld, make_world
+from reenact.synthetic import SyntheticWorld, make_world, synthetic_invert_config
 
 NUM_FRAMES = 16
 IN_DOMAIN_PSNR_DB = 30.0
 PSNR_PARITY_DB = 0.5
 MIN_EVAL_RATIO = 4.0
 MAX_SPEED_RATIO = 1.5
-FAST = InvertConfig(
-    first_steps=300,
-    warm_steps=50,
-    batch_size=4,
-    learning_rate=0.05,
-    warm_learning_rate=0.05,
-    perceptual_weight=0.0,
-    mse_weight=1.0,
-    plateau_window=0,
-)
-"""MSE-only settings for the 32 px synthetic generator (its w moves more per step than FFHQ's)."""
+FAST = synthetic_invert_config()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny convolutions are fastest on one thread (and do not fight other jobs for the CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
