@@ -127,20 +127,16 @@ def _load_torch(path: Path) -> object:
 
 
 def _check_generator(expected: str) -> Callable[[Path], None]:
-    """Generator files are identified by `reenact.gan.checkpoints.detect_format` (imported lazily)."""
+    """Generator files must be of the expected format AND load through the safe loader in full:
+    sniffing the header alone would let a hostile pickle into the cache."""
 
     def check(path: Path) -> None:
-        try:
-            from reenact.gan.checkpoints import detect_format
-        except ImportError:  # checkpoint module absent: fall back to the container's magic bytes
-            with path.open("rb") as handle:
-                head = handle.read(len(ZIP_MAGIC))
-            if not (head.startswith(PICKLE_MAGIC) or head == ZIP_MAGIC):
-                raise ReenactError(f"{path} is neither a pickle nor a torch zip archive") from None
-            return
+        from reenact.gan.checkpoints import detect_format, load_generator  # lazy: torch-heavy
+
         found = detect_format(path)  # raises ReenactError for files it cannot read
         if found != expected:
             raise ReenactError(f"{path} is a {found} file, expected {expected}")
+        load_generator(path)  # restricted unpickler / weights_only: refuses anything off the allow-list
 
     return check
 

@@ -38,6 +38,7 @@ from reenact.gan.checkpoints import (
     save_generator,
 )
 from reenact.gan.stylegan2 import Generator, GeneratorConfig, ffhq_config_f, tiny
+from reenact_cli.main import EXIT_ERROR, run
 from tests.gantools import FIXTURE, official_layout, randomized_generator
 
 ROUND_TRIP_TOL = 1e-5
@@ -461,6 +462,27 @@ def test_malicious_pickles_are_refused_without_side_effects(tmp_path: Path, mark
     message = str(info.value)
     assert str(path) in message and "allow-list" in message
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "kind", ["os.system", "builtins.eval", "builtins.exec", "subprocess.Popen", "unknown module"]
+)
+def test_malicious_generator_import_exits_1_without_side_effects(
+    tmp_path: Path,
+    marker: Path,
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Through the CLI: `reenact weights import evil.pkl --as <generator>` is one error line, exit 1."""
+    monkeypatch.setenv("REENACT_HOME", str(tmp_path / "home"))
+    path = tmp_path / "ffhq.pkl"
+    path.write_bytes(_evil_payloads(marker)[kind])
+    assert run(["weights", "import", str(path), "--as", "stylegan2-ffhq-1024"]) == EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
+    assert not marker.exists()
+    assert not list((tmp_path / "home").rglob("*.pkl")), "nothing may be copied into the cache"
 
 
 def test_old_protocol_pickle_is_not_even_unpickled(tmp_path: Path, marker: Path) -> None:

@@ -407,10 +407,20 @@ def test_cli_list_and_path(
 # --- format checks on same-format files ---------------------------------------------------------------
 
 
-def test_generator_import_uses_the_checkpoint_detector(tmp_path: Path) -> None:
-    """No checksum is published for NVIDIA's pickles, so the format decides; the sidecar records the hash."""
+def test_generator_import_loads_the_file_safely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No checksum is published for NVIDIA's pickles, so a full safe load decides; the sidecar records
+    the hash. A pickle that merely looks right (header, G_ema key) is refused."""
+    from reenact.gan.stylegan2 import tiny
+    from tests.gantools import randomized_generator
+    from tests.test_checkpoints import write_ada_pickle
+
     pickle_file = tmp_path / "ffhq.pkl"
-    pickle_file.write_bytes(__import__("pickle").dumps({"G_ema": None}, protocol=4))
+    write_ada_pickle(randomized_generator(tiny(16)), pickle_file, tmp_path / "marker", monkeypatch)
+    hollow = tmp_path / "hollow" / "ffhq.pkl"
+    hollow.parent.mkdir()
+    hollow.write_bytes(__import__("pickle").dumps({"G_ema": None}, protocol=4))
+    with pytest.raises(ReenactError, match="refusing to import"):
+        weights.import_file(hollow, name="stylegan2-ffhq-1024")
     torch_zip = tmp_path / "other.pkl"
     torch.save({"g_ema": {}}, torch_zip)  # a rosinality-style torch zip under a .pkl name
     with pytest.raises(ReenactError, match="is a rosinality-pt file, expected stylegan2-ada-pkl"):
@@ -419,6 +429,7 @@ def test_generator_import_uses_the_checkpoint_detector(tmp_path: Path) -> None:
     text.write_text("not a network")
     with pytest.raises(ReenactError, match="refusing to import"):
         weights.import_file(text, name="stylegan2-ffhq-1024")
+    assert not (tmp_path / "marker").exists()
     cached = weights.import_file(pickle_file)  # recognised by its upstream filename
     assert cached == weights.cached_file("stylegan2-ffhq-1024")
     assert weights.verify_entry("stylegan2-ffhq-1024").status == "ok"
