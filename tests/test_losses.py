@@ -288,24 +288,30 @@ def test_mse_per_image() -> None:
     assert math.isclose(float(mse(x, x + 0.5).mean()), 0.25, rel_tol=1e-6)
 
 
-def test_parity_with_the_lpips_package() -> None:
-    """Same random backbone weights in lpips.LPIPS and ours: same distances (skips without torchvision)."""
-    try:
-        import lpips
-    except Exception as exc:  # lpips imports torchvision, which cannot be imported on the CPU build machine
-        pytest.skip(f"lpips cannot be imported here ({type(exc).__name__})")
+def assert_parity_with(lpips: types.ModuleType, *, seed: int) -> None:
+    """Our LPIPS equals `lpips.LPIPS` given the same random backbone weights, for both backbones."""
     for net in ("vgg", "alex"):
-        ours = LPIPS(net=net, random_backbone=True, seed=21)
+        ours = LPIPS(net=net, random_backbone=True, seed=seed)
         theirs = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
         own = ours.backbone.state_dict()
         # lpips keys are "slice<k>.<torchvision index>.weight": the index maps straight onto ours.
         theirs.net.load_state_dict(
             {key: own[f"features.{key.split('.', 1)[1]}"] for key in theirs.net.state_dict()}
         )
-        x, y = images(22), images(23)
+        x, y = images(seed + 1), images(seed + 2)
         with torch.no_grad():
             expected = theirs(x, y).flatten()
+        assert float(expected.min()) > 0
         torch.testing.assert_close(ours(x, y), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_parity_with_the_lpips_package() -> None:
+    """Same random backbone weights in lpips.LPIPS and ours: same distances (skips without torchvision)."""
+    try:
+        import lpips
+    except Exception as exc:  # lpips imports torchvision, which cannot be imported on the CPU build machine
+        pytest.skip(f"lpips cannot be imported here ({type(exc).__name__})")
+    assert_parity_with(lpips, seed=21)
 
 
 def stub_torchvision() -> types.ModuleType:
@@ -339,18 +345,7 @@ def test_parity_with_lpips_code_on_a_stub_torchvision(monkeypatch: pytest.Monkey
     try:
         import lpips
 
-        for net in ("vgg", "alex"):
-            ours = LPIPS(net=net, random_backbone=True, seed=31)
-            theirs = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
-            own = ours.backbone.state_dict()
-            theirs.net.load_state_dict(
-                {key: own[f"features.{key.split('.', 1)[1]}"] for key in theirs.net.state_dict()}
-            )
-            x, y = images(32), images(33)
-            with torch.no_grad():
-                expected = theirs(x, y).flatten()
-            assert float(expected.min()) > 0
-            torch.testing.assert_close(ours(x, y), expected, rtol=1e-5, atol=1e-7)
+        assert_parity_with(lpips, seed=31)
     finally:
         for name in [name for name in sys.modules if name == "lpips" or name.startswith("lpips.")]:
             del sys.modules[name]
