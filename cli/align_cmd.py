@@ -99,10 +99,9 @@ def draw_preview(
 
 
 def write_preview(
-    source: Path,
+    reader: video.VideoReader,
     output: Path,
     *,
-    info: video.VideoInfo,
     track: FaceTrack,
     raw_quads: np.ndarray,
     quads: np.ndarray,
@@ -113,12 +112,11 @@ def write_preview(
     shot_of = np.zeros(track.num_frames, dtype=np.int64)
     for number, (start, stop) in enumerate(track.segments):
         shot_of[start:stop] = number
-    audio = source if info.has_audio else None
+    audio = reader.path if reader.info.has_audio else None
     with (
-        video.VideoReader(source) as reader,
         video.VideoWriter(
             output,
-            like=info,
+            like=reader.info,
             config=settings.video,
             audio_from=audio,
             overwrite=overwrite,
@@ -180,7 +178,7 @@ def align(
         overrides.append(f"align.resolution={resolution}")
     settings = cli_config(config, overrides)
     point = parse_face_at(face_at) if face_at is not None else None
-    info = video.probe(source)
+    reader = video.VideoReader(source)  # probes once; each frames() pass reopens the file
     if preview is not None:
         video.check_output(preview, inputs=(source,), overwrite=overwrite)
     entry = workdir / f"{source.stem}-{content_hash(source)}"
@@ -189,10 +187,7 @@ def align(
         raise ReenactError(f"{align_path} already exists; pass --overwrite to compute it again")
 
     backend = make_backend(settings.faces)
-    with (
-        video.VideoReader(source) as reader,
-        tqdm(total=info.frame_count, unit="frame", desc="align", leave=False) as bar,
-    ):
+    with tqdm(total=reader.info.frame_count, unit="frame", desc="align", leave=False) as bar:
         track = track_faces(
             _frames(reader, bar), backend=backend, config=settings.faces, face_index=face_index, face_at=point
         )
@@ -222,9 +217,8 @@ def align(
     )
     if preview is not None:
         write_preview(
-            source,
+            reader,
             preview,
-            info=info,
             track=track,
             raw_quads=raw_quads,
             quads=quads,

@@ -49,10 +49,10 @@ def reencode(
     """
     overrides = [*sets, *([f"video.crf={crf}"] if crf is not None else [])]
     settings = cli_config(config, overrides)
-    info = video.probe(source)
-    with tqdm(total=info.frame_count, unit="frame", desc="reencode", leave=False) as bar:
+    reader = video.VideoReader(source)
+    with tqdm(total=reader.info.frame_count, unit="frame", desc="reencode", leave=False) as bar:
         report = video.reencode(
-            source, output, config=settings.video, overwrite=overwrite, progress=bar.update
+            reader, output, config=settings.video, overwrite=overwrite, progress=bar.update
         )
     if report.frames_lost:
         typer.echo(

@@ -386,9 +386,7 @@ def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> st
     if path.is_dir():
         raise ReenactError(f"output {path} is a directory")
     for source in inputs:
-        if source.exists() and path.exists() and os.path.samefile(source, path):
-            raise ReenactError(f"refusing to write over the input {source}")
-        if source.resolve() == path.resolve():
+        if source.exists() and path.exists() and os.path.samefile(source, path):  # links included
             raise ReenactError(f"refusing to write over the input {source}")
     if path.exists() and not overwrite:
         raise ReenactError(f"{path} already exists; pass --overwrite to replace it")
@@ -584,7 +582,7 @@ class ReencodeReport:
 
 
 def reencode(
-    source: str | Path,
+    reader: VideoReader,
     destination: str | Path,
     *,
     config: VideoConfig,
@@ -592,17 +590,16 @@ def reencode(
     progress: Callable[[int], None] | None = None,
 ) -> ReencodeReport:
     """Decode every frame and encode it again with the original timestamps, rotation and audio."""
-    with VideoReader(source) as reader:
-        audio_from = reader.path if reader.info.has_audio else None
-        with VideoWriter(
-            destination, like=reader.info, config=config, audio_from=audio_from, overwrite=overwrite
-        ) as writer:
-            for frame in reader.frames():
-                writer.write(frame.image, pts=frame.pts)
-                if progress is not None:
-                    progress(1)
-        return ReencodeReport(
-            frames_expected=reader.info.frame_count,
-            frames_written=writer.frames_written,
-            padded=writer.padded,
-        )
+    audio_from = reader.path if reader.info.has_audio else None
+    with VideoWriter(
+        destination, like=reader.info, config=config, audio_from=audio_from, overwrite=overwrite
+    ) as writer:
+        for frame in reader.frames():
+            writer.write(frame.image, pts=frame.pts)
+            if progress is not None:
+                progress(1)
+    return ReencodeReport(
+        frames_expected=reader.info.frame_count,
+        frames_written=writer.frames_written,
+        padded=writer.padded,
+    )
