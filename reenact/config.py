@@ -290,6 +290,24 @@ class SyntheticConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """`reenact evaluate`: identity consistency (TL-ID/TG-ID), PSNR and LPIPS against the source clip."""
+
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    """LPIPS backbone: `alex` (the lpips authors' choice for evaluation) or `vgg`."""
+    tg_max_frames: int = 1000
+    """TG-ID compares all frame pairs among at most this many evenly spaced frames with a face."""
+    psnr_max_db: float = 100.0
+    """PSNR of identical frames (infinite in theory) is reported as this many dB."""
+
+    def __post_init__(self) -> None:
+        if self.tg_max_frames < 2:
+            raise ReenactError(f"metrics.tg_max_frames must be >= 2, got {self.tg_max_frames}")
+        if self.psnr_max_db <= 0:
+            raise ReenactError(f"metrics.psnr_max_db must be > 0, got {self.psnr_max_db}")
+
+
+@dataclass
 class Config:
     """All settings of all stages; each field is one section of a TOML preset."""
 
@@ -299,6 +317,7 @@ class Config:
     composite: CompositeConfig = field(default_factory=CompositeConfig)
     invert: InvertConfig = field(default_factory=InvertConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:
