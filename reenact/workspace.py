@@ -1,0 +1,232 @@
+"""The per-clip artifact store: every stage's result under a key of what it was computed from.
+
+A stage's key is the sha256 of a canonical JSON of its parts: the content hash of each input file,
+the stage's config section, the generator's hash and the keys of the stages it builds on. So a
+result is reused exactly when everything it depends on is the same, whatever the file is called,
+and a changed setting never picks up a stale result.
+
+Layout (`--workdir`, default `reenact-work/`):
+
+    <root>/<stage>/<digest>/            a finished result: its files + manifest.json (written last)
+    <root>/<stage>/<digest>.resume/     scratch of an unfinished run (checkpoints); kept on interrupt
+    <root>/<stage>/.<digest>.tmp-*/     being written; renamed into place in one step on success
+    <root>/file-hashes.json             content hashes by (path, size, mtime), so big inputs hash once
+
+A result directory appears atomically (rename of a complete directory), so an interrupted run never
+leaves a half-written result that looks finished; the next run resumes from the scratch directory.
+Artifacts are tensors (safetensors), arrays (.npz) and JSON, never pickles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from reenact import __version__
+from reenact.errors import ReenactError
+
+WORKSPACE_FORMAT = "reenact-workspace/1"
+MANIFEST = "manifest.json"
+HASH_INDEX = "file-hashes.json"
+DIGEST_CHARS = 16
+"""Hex characters of a stage key kept in directory names (64 bits)."""
+HASH_CHUNK_BYTES = 1 << 20
+DEFAULT_WORKDIR = Path("reenact-work")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of named tensors (names, dtypes, shapes and bytes), e.g. a generator's state dict."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the same parts always give the same text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot put {type(value).__name__} into a stage key")
+
+
+@dataclass(frozen=True)
+class StageKey:
+    """What a stage result is computed from, and its digest."""
+
+    stage: str
+    digest: str
+    parts: dict[str, Any] = field(compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.stage}/{self.digest}"
+
+
+def stage_key(stage: str, parts: Mapping[str, Any]) -> StageKey:
+    """Key of `stage` computed from `parts` (JSON-able: hashes, config dicts, other keys' digests)."""
+    text = canonical_json({"stage": stage, "parts": parts})
+    digest = hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
+    return StageKey(stage=stage, digest=digest, parts=json.loads(text)["parts"])
+
+
+class Workspace:
+    """A directory of stage results keyed by `StageKey`s."""
+
+    def __init__(self, root: Path | str = DEFAULT_WORKDIR) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ReenactError(f"--workdir {self.root} exists and is not a folder")
+        self._hashes: dict[str, str] | None = None
+
+    # ---------------------------------------------------------------------------------- inputs
+
+    def input_digest(self, path: Path) -> str:
+        """Content hash of an input file, remembered by (absolute path, size, mtime)."""
+        path = Path(path)
+        stat = path.stat()
+        memo = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        hashes = self._load_hashes()
+        if memo not in hashes:
+            hashes[memo] = file_digest(path)
+            self._save_hashes(hashes)
+        return hashes[memo]
+
+    def _load_hashes(self) -> dict[str, str]:
+        if self._hashes is None:
+            index = self.root / HASH_INDEX
+            try:
+                self._hashes = json.loads(index.read_text()) if index.is_file() else {}
+            except (OSError, ValueError):
+                self._hashes = {}  # a damaged index only costs a re-hash
+        return self._hashes
+
+    def _save_hashes(self, hashes: dict[str, str]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.root / HASH_INDEX, json.dumps(hashes, indent=1, sort_keys=True))
+
+    # ---------------------------------------------------------------------------------- results
+
+    def path(self, key: StageKey) -> Path:
+        """Directory of the finished result of `key` (it may not exist yet)."""
+        return self.root / key.stage / key.digest
+
+    def done(self, key: StageKey) -> bool:
+        """True when `key`'s result is complete (its manifest, written last, exists)."""
+        return (self.path(key) / MANIFEST).is_file()
+
+    def scratch(self, key: StageKey) -> Path:
+        """A directory for an unfinished run's checkpoints; survives interrupts, removed on success."""
+        path = self.root / key.stage / f"{key.digest}.resume"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @contextlib.contextmanager
+    def build(self, key: StageKey, *, summary: Mapping[str, Any] | None = None) -> Iterator[Path]:
+        """Write `key`'s result: yields a private directory that becomes the result only on success.
+
+        On an exception the directory is removed and nothing appears under the key.
+        """
+        stage_dir = self.root / key.stage
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{key.digest}.tmp-", dir=stage_dir))
+        try:
+            yield building
+            manifest = {
+                "format": WORKSPACE_FORMAT,
+                "stage": key.stage,
+                "digest": key.digest,
+                "parts": key.parts,
+                "summary": dict(summary or {}),
+                "reenact": __version__,
+                "torch": torch.__version__,
+            }
+            write_text_atomic(building / MANIFEST, canonical_json(manifest))
+            final = self.path(key)
+            if final.exists():  # finished meanwhile by another run: keep that one
+                shutil.rmtree(building)
+            else:
+                os.replace(building, final)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        shutil.rmtree(self.root / key.stage / f"{key.digest}.resume", ignore_errors=True)
+
+    def manifest(self, key: StageKey) -> dict[str, Any]:
+        """The manifest of a finished result."""
+        return json.loads((self.path(key) / MANIFEST).read_text())
+
+
+# ------------------------------------------------------------------------------------- file helpers
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a text file through a temp file + rename, so readers never see half of it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def save_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], *, metadata: Mapping[str, str] | None = None
+) -> Path:
+    """safetensors file of named tensors (atomic)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(
+        {name: value.detach().to("cpu").contiguous() for name, value in tensors.items()},
+        str(tmp),
+        metadata=dict(metadata or {}),
+    )
+    os.replace(tmp, path)
+    return path
+
+
+def load_tensors(path: Path, *, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file."""
+    with safe_open(str(path), framework="pt", device=str(device)) as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> Path:
+    """`.npz` of arrays (atomic, no pickles)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
