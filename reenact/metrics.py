@@ -1,0 +1,591 @@
+"""How good is a reenacted clip: identity consistency (TL-ID, TG-ID), landmark jitter, PSNR and LPIPS.
+
+TL-ID and TG-ID follow STIT (Tzaban et al., "Stitch it in Time", SIGGRAPH Asia 2022, sec. 5):
+
+* TL-ID (local): mean identity similarity of adjacent frame pairs `(t, t+1)` of the output clip,
+  divided by the same mean on the source (reference) clip.
+* TG-ID (global): mean identity similarity of all frame pairs `(s, t), s < t` of the output clip,
+  divided by the same mean on the source clip.
+
+So a clip scored against itself gets exactly 1.0, and values below 1 mean the output's identity is less
+consistent over time than the source's. STIT embeds faces with ArcFace; here the identity embedding is
+dlib's 128-d face descriptor (`dlib_face_recognition_resnet_model_v1.dat` of `face_recognition_models`,
+on the 68-point shape of the largest face dlib finds) and the similarity is the *cosine similarity* of
+two descriptors, as STIT uses for ArcFace. dlib descriptors of one person are close to parallel, so
+the scale is compressed: same person ~0.93-0.99, different people ~0.75-0.9.
+
+Frames without a face have no embedding (a NaN row): pairs that touch one are skipped (TL keeps only
+`(t, t+1)` with both faces found; it never bridges a gap) and the frames are counted in the report.
+TG on long clips: all pairs among at most `tg_max_frames` frames with a face, taken evenly spaced
+(deterministic), so its cost is bounded.
+
+Landmark jitter: the FFHQ crop quad of the output's 68 points per frame, then the RMS second temporal
+difference of its corners in quad sides (`reenact.faces.align.quad_jitter`), within shots of the
+reference (scene cuts found by colour histogram). A steady face scores ~0.002-0.005; higher is shakier.
+
+PSNR and LPIPS compare output frame t with reference frame t (decoding order; counts and sizes must
+match). PSNR is over all RGB uint8 values (peak 255); identical frames are reported as `psnr_max_db`
+(JSON has no infinity). LPIPS (v0.1, `reenact.losses.LPIPS`) needs the real ImageNet backbone weights
+from the weight cache (`reenact weights import`); when they are missing LPIPS is `null` with a note,
+never computed with random weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from reenact.config import FacesConfig, MetricsConfig
+from reenact.errors import ReenactError
+from reenact.faces.align import ffhq_quad, quad_jitter
+from reenact.faces.landmarks import NUM_LANDMARKS, DlibLandmarks, FaceDetection, face_models_file
+from reenact.faces.track import SceneCutDetector
+from reenact.video import VideoReader
+
+DESCRIPTOR_DIM = 128
+FACE_RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+DESCRIPTOR_PADDING = 0.25
+"""dlib's default margin around the aligned 150x150 face chip, as a fraction of the face."""
+DESCRIPTOR_JITTERS = 0
+"""dlib's random re-crops per descriptor; 0 keeps descriptors deterministic."""
+PIXEL_PEAK = 255.0
+REPORT_FORMAT = "reenact-evaluation/1"
+SIMILARITY_NOTE = "cosine similarity of dlib 128-d face descriptors (STIT uses ArcFace cosine)"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Identity consistency (pure)
+
+
+def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (NaN rows stay NaN)."""
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / np.where(norms > 0, norms, 1.0)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two vectors; NaN when either is missing (NaN) or zero."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    if not np.isfinite(norm) or norm == 0:
+        return float("nan")
+    return float(np.dot(a, b) / norm)
+
+
+def evenly_spaced(indices: np.ndarray, max_count: int) -> np.ndarray:
+    """At most `max_count` of `indices`, evenly spaced and always including the first and last."""
+    if len(indices) <= max_count:
+        return indices
+    picks = np.unique(np.round(np.linspace(0, len(indices) - 1, max_count)).astype(np.int64))
+    return indices[picks]
+
+
+def identity_similarity_stats(embeddings: np.ndarray, *, tg_max_frames: int = 1000) -> tuple[float, float]:
+    """Mean similarity of adjacent frame pairs (TL) and of all frame pairs (TG) of one clip.
+
+    `embeddings` [N, D], a NaN row for a frame without a face. TL averages cos(e_t, e_t+1) over the
+    `t` where both rows are present; TG averages cos(e_s, e_t), s < t, over all pairs among at most
+    `tg_max_frames` evenly spaced present rows. Each is NaN when it has no pair.
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if embeddings.ndim != 2:
+        raise ValueError(f"expected embeddings [N, D], got {embeddings.shape}")
+    unit = _unit_rows(embeddings)  # [N, D]
+    present = np.isfinite(unit).all(axis=1)  # [N]
+    adjacent = present[1:] & present[:-1]  # [N-1]
+    local_sims = (unit[1:] * unit[:-1]).sum(axis=1)[adjacent]  # [P]
+    tl = float(local_sims.mean()) if local_sims.size else float("nan")
+
+    rows = evenly_spaced(np.flatnonzero(present), tg_max_frames)
+    if len(rows) < 2:
+        return tl, float("nan")
+    gram = unit[rows] @ unit[rows].T  # [M, M]
+    upper = np.triu_indices(len(rows), k=1)
+    tg = float(gram[upper].mean())
+    return tl, tg
+
+
+def _ratio(output_value: float, reference_value: float) -> float:
+    if not (np.isfinite(output_value) and np.isfinite(reference_value)) or reference_value == 0:
+        return float("nan")
+    return output_value / reference_value
+
+
+def tl_id(output: np.ndarray, reference: np.ndarray) -> float:
+    """STIT TL-ID: adjacent-pair identity similarity of the output over that of the reference."""
+    return _ratio(identity_similarity_stats(output)[0], identity_similarity_stats(reference)[0])
+
+
+def tg_id(output: np.ndarray, reference: np.ndarray, *, tg_max_frames: int = 1000) -> float:
+    """STIT TG-ID: all-pairs identity similarity of the output over that of the reference."""
+    out_tg = identity_similarity_stats(output, tg_max_frames=tg_max_frames)[1]
+    ref_tg = identity_similarity_stats(reference, tg_max_frames=tg_max_frames)[1]
+    return _ratio(out_tg, ref_tg)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fidelity and jitter (pure)
+
+
+def psnr(output: np.ndarray, reference: np.ndarray, *, max_db: float = 100.0) -> float:
+    """PSNR in dB of two uint8 images of one shape over all values (peak 255), at most `max_db`."""
+    if output.shape != reference.shape:
+        raise ValueError(f"images differ in shape: {output.shape} vs {reference.shape}")
+    mse = float(np.mean((output.astype(np.float64) - reference.astype(np.float64)) ** 2))
+    if mse == 0:
+        return max_db
+    return min(max_db, 10.0 * math.log10(PIXEL_PEAK**2 / mse))
+
+
+def psnr_frames(outputs: np.ndarray, references: np.ndarray, *, max_db: float = 100.0) -> np.ndarray:
+    """Per-frame PSNR of two clips [N, H, W, 3] uint8 -> [N] dB (each at most `max_db`)."""
+    if outputs.shape != references.shape:
+        raise ValueError(f"clips differ in shape: {outputs.shape} vs {references.shape}")
+    return np.array([psnr(a, b, max_db=max_db) for a, b in zip(outputs, references, strict=True)])
+
+
+def landmark_jitter(points: np.ndarray, segments: list[tuple[int, int]] | None = None) -> float:
+    """Jitter of 68-point tracks [N, 68, 2] (NaN where no face): RMS 2nd difference of the FFHQ quad
+    corners, in quad sides, within `segments` (default: the whole clip); NaN without 3 faced frames."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 3 or points.shape[1:] != (NUM_LANDMARKS, 2):
+        raise ValueError(f"expected points [N, {NUM_LANDMARKS}, 2], got {points.shape}")
+    quads = np.full((len(points), 4, 2), np.nan)  # [N, 4, 2]
+    for index in np.flatnonzero(np.isfinite(points).all(axis=(1, 2))):
+        quads[index] = ffhq_quad(points[index])
+    if len(points) == 0:
+        return float("nan")
+    return quad_jitter(quads, segments if segments is not None else [(0, len(points))])
+
+
+def segments_from_cuts(cuts: list[int], num_frames: int) -> list[tuple[int, int]]:
+    """Half-open shots `[start, stop)` covering `num_frames`, a new one at every cut frame."""
+    starts = [0, *sorted(c for c in cuts if 0 < c < num_frames)]
+    return [(a, b) for a, b in zip(starts, [*starts[1:], num_frames], strict=True) if b > a]
+
+
+def image_to_lpips_input(image: np.ndarray, *, device: torch.device | str) -> torch.Tensor:
+    """RGB uint8 [H, W, 3] -> float [1, 3, H, W] in [-1, 1], the LPIPS input range."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device=device, dtype=torch.float32)
+    return (tensor.permute(2, 0, 1).unsqueeze(0) / (PIXEL_PEAK / 2.0)) - 1.0
+
+
+def load_lpips(net: str, *, device: torch.device | str = "cpu") -> tuple[torch.nn.Module | None, str | None]:
+    """The LPIPS model with real backbone weights, or `(None, note)` saying why LPIPS is unavailable."""
+    from reenact.losses import LPIPS
+
+    try:
+        return LPIPS(net=net, device=device), None  # type: ignore[arg-type]
+    except ReenactError as exc:
+        return None, f"LPIPS not computed: {exc}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Identity embedding
+
+
+class IdentityEmbedder:
+    """dlib face detector + 68-point shape + 128-d face descriptor of the largest face in a frame."""
+
+    def __init__(
+        self, *, faces: FacesConfig | None = None, recognition_model_path: Path | None = None
+    ) -> None:
+        import dlib  # local: keeps `import reenact.metrics` light
+
+        faces = faces or FacesConfig()
+        self.landmarks = DlibLandmarks(
+            detector=faces.dlib_detector,
+            detect_max_side=faces.detect_max_side,
+            upsample=faces.upsample,
+            min_score=faces.min_score,
+        )
+        model_path = recognition_model_path or face_models_file(FACE_RECOGNITION_FILE)
+        self._model = dlib.face_recognition_model_v1(str(model_path))
+        self._dlib = dlib
+
+    def largest_face(self, image: np.ndarray) -> FaceDetection | None:
+        """The biggest face dlib finds in an RGB uint8 frame, or None."""
+        faces = self.landmarks.detect(image)
+        return max(faces, key=lambda face: face.size) if faces else None
+
+    def embed_face(self, image: np.ndarray, face: FaceDetection) -> np.ndarray:
+        """Descriptor [128] float64 of `face` (its 68 points locate the aligned face chip)."""
+        dlib = self._dlib
+        rect = dlib.rectangle(*(round(v) for v in face.box))
+        parts = dlib.points([dlib.point(round(x), round(y)) for x, y in face.points])
+        shape = dlib.full_object_detection(rect, parts)
+        descriptor = self._model.compute_face_descriptor(
+            np.ascontiguousarray(image), shape, DESCRIPTOR_JITTERS, DESCRIPTOR_PADDING
+        )
+        return np.asarray(descriptor, dtype=np.float64)  # [128]
+
+    def embed(self, image: np.ndarray) -> np.ndarray | None:
+        """Descriptor [128] of the largest face in an RGB uint8 frame [H, W, 3], or None without a face."""
+        face = self.largest_face(image)
+        return None if face is None else self.embed_face(image, face)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation of a clip against its source
+
+
+@dataclass
+class EvaluationReport:
+    """Summary figures of a clip and one record per frame (JSON-ready: NaN/inf become null)."""
+
+    summary: dict[str, Any]
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": REPORT_FORMAT, "summary": self.summary, "frames": self.frames}
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(_json_safe(self.to_dict()), indent=indent)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities (no JSON form) -> None, recursively; numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def frame_column(frames: list[dict[str, Any]], key: str) -> np.ndarray:
+    """One per-frame figure as a float array [N] (null -> NaN)."""
+    return np.array([np.nan if frame[key] is None else frame[key] for frame in frames], dtype=np.float64)
+
+
+def _or_none(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def paired_frames(output: Path, reference: Path) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """Frame count and upright RGB frame pairs (output t, reference t); `ReenactError` on a mismatch."""
+    out_reader, ref_reader = VideoReader(output), VideoReader(reference)
+    out_count, ref_count = out_reader.info.frame_count, ref_reader.info.frame_count
+    if out_count and ref_count and out_count != ref_count:
+        raise ReenactError(
+            f"{output} has {out_count} frames but the reference {reference} has {ref_count}; "
+            "evaluate an output against the clip it was made from"
+        )
+
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        out_frames = out_reader.frames(upright=True)
+        ref_frames = ref_reader.frames(upright=True)
+        for index in itertools.count():
+            out_frame, ref_frame = next(out_frames, None), next(ref_frames, None)
+            if out_frame is None and ref_frame is None:
+                return
+            if out_frame is None or ref_frame is None:
+                shorter = output if out_frame is None else reference
+                raise ReenactError(
+                    f"{shorter} ends after {index} frames but the other clip goes on; frame counts must match"
+                )
+            if out_frame.image.shape != ref_frame.image.shape:
+                raise ReenactError(
+                    f"frame sizes differ: {output} is {_size(out_frame.image)}, {reference} is "
+                    f"{_size(ref_frame.image)}; evaluate at the reference's size"
+                )
+            yield out_frame.image, ref_frame.image
+
+    return max(out_count, ref_count), pairs()
+
+
+def _size(image: np.ndarray) -> str:
+    return f"{image.shape[1]}x{image.shape[0]}"
+
+
+def evaluate_frames(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    embedder: IdentityEmbedder,
+    config: MetricsConfig,
+    faces: FacesConfig,
+    lpips: torch.nn.Module | None = None,
+    lpips_note: str | None = None,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> EvaluationReport:
+    """Score (output, reference) RGB uint8 frame pairs; see the module docstring for each figure."""
+    cut_detector = SceneCutDetector(threshold=faces.cut_threshold, side=faces.cut_side)
+    out_embeddings: list[np.ndarray] = []
+    ref_embeddings: list[np.ndarray] = []
+    out_points: list[np.ndarray] = []
+    ref_points: list[np.ndarray] = []
+    cuts: list[int] = []
+    frames: list[dict[str, Any]] = []
+    missing_embedding = np.full(DESCRIPTOR_DIM, np.nan)
+    missing_points = np.full((NUM_LANDMARKS, 2), np.nan)
+    for index, (out_image, ref_image) in enumerate(pairs):
+        if faces.scene_cuts and cut_detector.is_cut(ref_image):
+            cuts.append(index)
+        out_face, ref_face = embedder.largest_face(out_image), embedder.largest_face(ref_image)
+        out_emb = embedder.embed_face(out_image, out_face) if out_face else missing_embedding
+        ref_emb = embedder.embed_face(ref_image, ref_face) if ref_face else missing_embedding
+        out_points.append(out_face.points if out_face else missing_points)
+        ref_points.append(ref_face.points if ref_face else missing_points)
+        previous = out_embeddings[-1] if out_embeddings else missing_embedding
+        out_embeddings.append(out_emb)
+        ref_embeddings.append(ref_emb)
+        lpips_value = float("nan")
+        if lpips is not None:
+            with torch.no_grad():
+                lpips_value = float(
+                    lpips(
+                        image_to_lpips_input(out_image, device=device),
+                        image_to_lpips_input(ref_image, device=device),
+                    )[0]
+                )
+        frames.append(
+            {
+                "index": index,
+                "psnr": psnr(out_image, ref_image, max_db=config.psnr_max_db),
+                "lpips": _or_none(lpips_value),
+                "id_to_reference": _or_none(cosine_similarity(out_emb, ref_emb)),
+                "id_to_previous": _or_none(cosine_similarity(out_emb, previous)),
+                "face_found": out_face is not None,
+                "reference_face_found": ref_face is not None,
+            }
+        )
+        if progress is not None:
+            progress(1)
+    if not frames:
+        raise ReenactError("no frames to evaluate: the clips are empty")
+    if lpips is None and lpips_note is None:
+        lpips_note = "LPIPS not computed (no model given)"
+    return _summarise(
+        frames,
+        out_embeddings=np.stack(out_embeddings),
+        ref_embeddings=np.stack(ref_embeddings),
+        out_points=np.stack(out_points),
+        ref_points=np.stack(ref_points),
+        segments=segments_from_cuts(cuts, len(frames)),
+        config=config,
+        lpips_note=lpips_note,
+    )
+
+
+def _summarise(
+    frames: list[dict[str, Any]],
+    *,
+    out_embeddings: np.ndarray,  # [N, 128]
+    ref_embeddings: np.ndarray,  # [N, 128]
+    out_points: np.ndarray,  # [N, 68, 2]
+    ref_points: np.ndarray,  # [N, 68, 2]
+    segments: list[tuple[int, int]],
+    config: MetricsConfig,
+    lpips_note: str | None,
+) -> EvaluationReport:
+    out_tl, out_tg = identity_similarity_stats(out_embeddings, tg_max_frames=config.tg_max_frames)
+    ref_tl, ref_tg = identity_similarity_stats(ref_embeddings, tg_max_frames=config.tg_max_frames)
+    psnrs = np.array([frame["psnr"] for frame in frames])
+    lpips_values = frame_column(frames, "lpips")
+    to_reference = frame_column(frames, "id_to_reference")
+    faced_frames = int(np.isfinite(out_embeddings).all(axis=1).sum())
+    summary: dict[str, Any] = {
+        "frames": len(frames),
+        "tl_id": _ratio(out_tl, ref_tl),
+        "tg_id": _ratio(out_tg, ref_tg),
+        "tl_output": out_tl,
+        "tl_reference": ref_tl,
+        "tg_output": out_tg,
+        "tg_reference": ref_tg,
+        "tg_frames_used": min(faced_frames, config.tg_max_frames),
+        "id_to_reference_mean": float(np.nanmean(to_reference)) if np.isfinite(to_reference).any() else None,
+        "identity_similarity": SIMILARITY_NOTE,
+        "jitter_output": landmark_jitter(out_points, segments),
+        "jitter_reference": landmark_jitter(ref_points, segments),
+        "segments": [list(segment) for segment in segments],
+        "psnr_mean": float(psnrs.mean()),
+        "psnr_min": float(psnrs.min()),
+        "psnr_max_db": config.psnr_max_db,
+        "lpips_mean": float(lpips_values.mean()) if lpips_note is None else None,
+        "lpips_net": config.lpips_net if lpips_note is None else None,
+        "lpips_note": lpips_note,
+        "frames_without_face": len(frames) - faced_frames,
+        "reference_frames_without_face": int((~np.isfinite(ref_embeddings).all(axis=1)).sum()),
+    }
+    return EvaluationReport(summary=_json_safe(summary), frames=_json_safe(frames))
+
+
+def evaluate_videos(
+    output: Path | str,
+    reference: Path | str,
+    *,
+    config: MetricsConfig | None = None,
+    faces: FacesConfig | None = None,
+    embedder: IdentityEmbedder | None = None,
+    lpips: torch.nn.Module | None = None,
+    use_lpips: bool = True,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
+    on_length: Callable[[int], None] | None = None,
+) -> EvaluationReport:
+    """Score an output clip against the reference clip it was made from (frames paired by index).
+
+    `lpips`: an LPIPS module to use (tests pass one with random weights); else the real one is loaded
+    when `use_lpips`, and a missing weight file leaves LPIPS null with a note. `on_length` receives
+    the frame count before decoding starts (for a progress bar).
+    """
+    config = config or MetricsConfig()
+    faces = faces or FacesConfig()
+    length, pairs = paired_frames(Path(output), Path(reference))
+    if on_length is not None:
+        on_length(length)
+    note: str | None = None
+    if lpips is None:
+        if use_lpips:
+            lpips, note = load_lpips(config.lpips_net, device=device)
+        else:
+            note = "LPIPS not computed (switched off)"
+    return evaluate_frames(
+        pairs,
+        embedder=embedder or IdentityEmbedder(faces=faces),
+        config=config,
+        faces=faces,
+        lpips=lpips,
+        lpips_note=note,
+        device=device,
+        progress=progress,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plot (OpenCV only: matplotlib is not a dependency)
+
+PLOT_WIDTH = 960
+PLOT_HEIGHT = 480
+PLOT_MARGIN = (80, 40, 80, 60)
+"""Left, top, right, bottom margins of the plot area in pixels."""
+NUM_TICKS = 5
+PSNR_STEP_DB = 5.0
+"""PSNR axis limits are rounded out to multiples of this."""
+SIMILARITY_STEP = 0.1
+BACKGROUND = (255, 255, 255)
+AXIS_COLOUR = (40, 40, 40)
+GRID_COLOUR = (225, 225, 225)
+PSNR_COLOUR = (200, 90, 30)  # BGR: blue
+IDENTITY_COLOUR = (30, 120, 230)  # BGR: orange
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+FONT_SCALE = 0.45
+LONE_POINT_HALF_DASH = np.array([2.0, 0.0])
+"""A series point with no finite neighbour is drawn as a dash this far to each side (pixels)."""
+
+
+def _axis_range(values: np.ndarray, *, step: float, ceiling: float | None = None) -> tuple[float, float]:
+    """Limits that hold the finite `values`, rounded out to multiples of `step`."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, step
+    low = math.floor(finite.min() / step) * step
+    high = math.ceil(finite.max() / step) * step
+    if ceiling is not None:
+        high = min(high, ceiling)
+    if high - low < step:
+        high = low + step
+    return low, high
+
+
+def _polylines(xs: np.ndarray, ys: np.ndarray) -> list[np.ndarray]:
+    """Pixel polylines through the finite points, broken at NaN gaps (a lone point is a short dash)."""
+    lines = []
+    finite = np.isfinite(ys)
+    padded = np.concatenate([[False], finite, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        points = np.stack([xs[start:stop], ys[start:stop]], axis=1)
+        if len(points) == 1:
+            points = np.concatenate([points - LONE_POINT_HALF_DASH, points + LONE_POINT_HALF_DASH])
+        lines.append(np.round(points).astype(np.int32))
+    return lines
+
+
+def render_plot(
+    report: EvaluationReport, *, width: int = PLOT_WIDTH, height: int = PLOT_HEIGHT
+) -> np.ndarray:
+    """BGR uint8 image [H, W, 3]: per-frame PSNR (left axis) and identity similarity to the reference's
+    same frame (right axis) against the frame index."""
+    left, top, right, bottom = PLOT_MARGIN
+    x0, x1, y0, y1 = left, width - right, top, height - bottom  # plot area (y0 at the top)
+    canvas = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
+    indices = np.array([frame["index"] for frame in report.frames], dtype=np.float64)
+    psnrs = frame_column(report.frames, "psnr")
+    sims = frame_column(report.frames, "id_to_reference")
+    last = max(float(indices.max()) if indices.size else 1.0, 1.0)
+    psnr_low, psnr_high = _axis_range(psnrs, step=PSNR_STEP_DB)
+    sim_low, sim_high = _axis_range(sims, step=SIMILARITY_STEP, ceiling=1.0)
+
+    def px(index: np.ndarray) -> np.ndarray:
+        return x0 + (x1 - x0) * index / last
+
+    def py(value: np.ndarray, low: float, high: float) -> np.ndarray:
+        return y1 - (y1 - y0) * (value - low) / (high - low)
+
+    for tick in range(NUM_TICKS + 1):
+        frac = tick / NUM_TICKS
+        y = round(y1 - (y1 - y0) * frac)
+        cv2.line(canvas, (x0, y), (x1, y), GRID_COLOUR, 1)
+        psnr_label = f"{psnr_low + frac * (psnr_high - psnr_low):.1f}"
+        sim_label = f"{sim_low + frac * (sim_high - sim_low):.2f}"
+        cv2.putText(canvas, psnr_label, (x0 - 50, y + 5), FONT, FONT_SCALE, PSNR_COLOUR, 1, cv2.LINE_AA)
+        cv2.putText(canvas, sim_label, (x1 + 8, y + 5), FONT, FONT_SCALE, IDENTITY_COLOUR, 1, cv2.LINE_AA)
+        x = round(x0 + (x1 - x0) * frac)
+        cv2.line(canvas, (x, y1), (x, y1 + 5), AXIS_COLOUR, 1)
+        cv2.putText(
+            canvas, f"{frac * last:.0f}", (x - 10, y1 + 22), FONT, FONT_SCALE, AXIS_COLOUR, 1, cv2.LINE_AA
+        )
+    cv2.rectangle(canvas, (x0, y0), (x1, y1), AXIS_COLOUR, 1)
+    cv2.putText(canvas, "frame", ((x0 + x1) // 2 - 20, height - 15), FONT, 0.5, AXIS_COLOUR, 1, cv2.LINE_AA)
+    cv2.putText(canvas, "PSNR (dB)", (8, y0 - 15), FONT, 0.5, PSNR_COLOUR, 1, cv2.LINE_AA)
+    cv2.putText(canvas, "identity sim.", (x1 - 40, y0 - 15), FONT, 0.5, IDENTITY_COLOUR, 1, cv2.LINE_AA)
+
+    xs = px(indices)
+    series = (
+        (py(psnrs, psnr_low, psnr_high), PSNR_COLOUR, "PSNR vs reference"),
+        (py(sims, sim_low, sim_high), IDENTITY_COLOUR, "identity sim. to reference"),
+    )
+    for ys, colour, _ in series:
+        cv2.polylines(canvas, _polylines(xs, ys), False, colour, 2, cv2.LINE_AA)
+    legend_x, legend_y = x0 + 12, y0 + 20
+    for row, (_, colour, label) in enumerate(series):
+        y = legend_y + 20 * row
+        cv2.line(canvas, (legend_x, y - 4), (legend_x + 24, y - 4), colour, 2, cv2.LINE_AA)
+        cv2.putText(canvas, label, (legend_x + 32, y), FONT, FONT_SCALE, AXIS_COLOUR, 1, cv2.LINE_AA)
+    summary = report.summary
+    title = f"TL-ID {_fmt(summary.get('tl_id'))}  TG-ID {_fmt(summary.get('tg_id'))}"
+    cv2.putText(canvas, title, ((x0 + x1) // 2 - 90, y0 - 15), FONT, 0.55, AXIS_COLOUR, 1, cv2.LINE_AA)
+    return canvas
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_plot(report: EvaluationReport, path: Path | str) -> Path:
+    """Draw `render_plot` and write it as a PNG at `path`."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ReenactError(f"the plot is written as PNG; give a .png path, not {path}")
+    ok, encoded = cv2.imencode(".png", render_plot(report))
+    if not ok:  # pragma: no cover - OpenCV always has PNG
+        raise ReenactError("OpenCV could not encode the plot as PNG")
+    try:
+        path.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise ReenactError(f"cannot write {path}: {exc.strerror}") from None
+    return path
