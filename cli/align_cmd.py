@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import cv2
 import numpy as np
@@ -17,15 +14,14 @@ from tqdm import tqdm
 from reenact import video
 from reenact.config import Config
 from reenact.errors import ReenactError
-from reenact.faces.align import crop_matrix, quad_jitter, smooth_quads
-from reenact.faces.landmarks import make_backend
-from reenact.faces.track import FaceTrack, track_faces, track_quads
+from reenact.faces.align import quad_jitter
+from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS
+from reenact.faces.track import FaceTrack
+from reenact.pipeline import compute_alignment, track_clip
+from reenact.workspace import DEFAULT_WORKDIR, file_digest
 from reenact_cli.common import ConfigOption, SetOption, cli_config
 
-ALIGN_FORMAT = "reenact-align/1"
 HASH_CHARS = 12
-HASH_CHUNK = 1 << 20
-DEFAULT_WORKDIR = Path("reenact-work")
 # Preview drawing (RGB).
 POINT_COLOUR = (0, 255, 0)
 RAW_QUAD_COLOUR = (255, 80, 80)
@@ -37,11 +33,7 @@ LINE_PX_PER_1000 = 2.0
 
 def content_hash(path: Path) -> str:
     """Short sha256 of a file's bytes: the key of its workdir entry."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()[:HASH_CHARS]
+    return file_digest(path)[:HASH_CHARS]
 
 
 def parse_face_at(text: str) -> tuple[float, float]:
@@ -53,20 +45,6 @@ def parse_face_at(text: str) -> tuple[float, float]:
         return float(parts[0]), float(parts[1])
     except ValueError:
         raise ReenactError(f"--face-at expects X,Y in pixels, e.g. 640,360; got {text!r}") from None
-
-
-def _frames(reader: video.VideoReader, bar: tqdm) -> Iterator[np.ndarray]:
-    for frame in reader.frames(upright=True):
-        bar.update(1)
-        yield frame.image
-
-
-def _save_npz(path: Path, **arrays: Any) -> None:
-    """Write an `.npz` atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.partial")
-    with tmp.open("wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -186,35 +164,11 @@ def align(
     if align_path.exists() and not overwrite:
         raise ReenactError(f"{align_path} already exists; pass --overwrite to compute it again")
 
-    backend = make_backend(settings.faces)
-    with tqdm(total=reader.info.frame_count, unit="frame", desc="align", leave=False) as bar:
-        track = track_faces(
-            _frames(reader, bar), backend=backend, config=settings.faces, face_index=face_index, face_at=point
-        )
-    if not track.found.any():
-        raise ReenactError(
-            f"no face found in {source} ({track.num_frames} frames, {backend.name} landmarks); "
-            "check the input, or try --landmarks fan or a landmarks file"
-        )
-
-    raw_quads = track_quads(track)  # [T, 4, 2]
-    quads = smooth_quads(raw_quads, segments=track.segments, config=settings.align)  # [T, 4, 2]
-    matrices = np.full((track.num_frames, 3, 3), np.nan)  # frame -> crop
-    for index in np.flatnonzero(np.isfinite(quads).all(axis=(1, 2))):
-        matrices[index] = crop_matrix(quads[index], settings.align.resolution)
-
+    track = track_clip(reader, settings=settings, face_index=face_index, face_at=point)
+    alignment = compute_alignment(track, settings=settings, resolution=settings.align.resolution)
+    raw_quads, quads = alignment.quads_raw, alignment.quads
     entry.mkdir(parents=True, exist_ok=True)
-    track.save(track_path)
-    _save_npz(
-        align_path,
-        format=np.array(ALIGN_FORMAT),
-        quads_raw=raw_quads,
-        quads=quads,
-        crop_matrices=matrices,
-        resolution=np.array(settings.align.resolution),
-        segments=np.array(track.segments, dtype=np.int64).reshape(-1, 2),
-        found=track.found,
-    )
+    alignment.save(entry)
     if preview is not None:
         write_preview(
             reader,
@@ -226,6 +180,8 @@ def align(
             overwrite=overwrite,
         )
 
+    source_name = settings.faces.landmarks
+    landmarks_name = source_name if source_name in BUILTIN_LANDMARK_BACKENDS else "file"
     summary = {
         "input": str(source),
         "frames": track.num_frames,
@@ -235,7 +191,7 @@ def align(
         "segments": [list(segment) for segment in track.segments],
         "jitter_raw": _finite_or_none(quad_jitter(raw_quads, track.segments)),
         "jitter_smoothed": _finite_or_none(quad_jitter(quads, track.segments)),
-        "landmarks": backend.name,
+        "landmarks": landmarks_name,
         "resolution": settings.align.resolution,
         "track": str(track_path),
         "align": str(align_path),
