@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import torch
 
-from reenact.config import InvertConfig, SyntheticConfig, VideoConfig
+from reenact.config import CompositeConfig, InvertConfig, SyntheticConfig, VideoConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, quads_from_params, rot90, transform_points
 from reenact.faces.landmarks import NUM_LANDMARKS, write_landmarks
@@ -58,6 +58,8 @@ AUDIO_SAMPLE_RATE = 48000
 AUDIO_FRAME_SAMPLES = 1024
 """Samples per AAC frame."""
 AUDIO_AMPLITUDE = 0.2
+FACE_REGION_ALPHA = 0.5
+"""A frame pixel is in the face region where the pasted face's mask alpha exceeds this."""
 IDENTITY_NOISE_SALT = 7919
 """Added to the world's seed for the different-identity generator's noise."""
 
@@ -486,3 +488,45 @@ def write_world(
         ground_truth=ground_truth,
         world=world,
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ground truth of an expression transfer
+
+
+def true_transfer_latents(world: SyntheticWorld, *, strength: float = 1.0, ref: int = 0) -> torch.Tensor:
+    """`w_target[t] + α·(w_driver[t] − w_driver[ref])` on the expression layers, from the true latents.
+
+    Output frame `t` takes driver frame `t` (the clips have equal length). [T, num_ws, w_dim].
+    """
+    mask = world.layer_mask[None, :, None]  # [1, num_ws, 1]
+    delta = (world.driver.ws - world.driver.ws[ref : ref + 1]) * mask  # [T, num_ws, w_dim]
+    return world.target.ws + strength * delta
+
+
+def true_transfer_frames(
+    world: SyntheticWorld, *, composite: CompositeConfig, strength: float = 1.0, ref: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ground-truth output of a transfer onto the target clip, and each frame's face region.
+
+    The true latents rendered by the world's generator and pasted into the target's frames with the
+    true crop matrices and landmark masks (the same compositing the pipeline uses).
+    Returns frames [T, H, W, 3] uint8 and the face region [T, H, W] bool (where the mask's alpha > 0.5).
+    """
+    from reenact.composite import composite_face, face_mask
+    from reenact.faces.align import warp_to_frame
+
+    latents = true_transfer_latents(world, strength=strength, ref=ref)
+    with torch.no_grad():
+        crops = images_to_uint8(world.generator.synthesis(latents, noise_mode="const")).cpu().numpy()
+    clip, resolution = world.target, world.config.resolution
+    frames, regions = [], []
+    for index, crop in enumerate(crops):
+        matrix = clip.matrices[index]
+        mask = face_mask(clip.landmarks[index], matrix=matrix, resolution=resolution, config=composite)
+        frames.append(
+            composite_face(clip.frames[index], crop, matrix=matrix, mask_crop=mask, config=composite)
+        )
+        alpha = warp_to_frame(mask.astype(np.float32), matrix, clip.frames[index].shape)
+        regions.append(alpha > FACE_REGION_ALPHA)
+    return np.stack(frames), np.stack(regions)
