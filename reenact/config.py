@@ -308,6 +308,65 @@ class MetricsConfig:
 
 
 @dataclass
+class PTIConfig:
+    """Pivotal tuning (PTI, Roich et al. 2021): ONE pass of tuning the synthesis weights over a whole clip."""
+
+    learning_rate: float = 3e-4
+    """Adam learning rate on the synthesis weights (PTI: 3e-4), constant over the run."""
+    batch_size: int = 4
+    """(frame, pivot) pairs per step, drawn as seeded shuffled passes over the clip."""
+    base_steps: int = 350
+    """Steps for a single frame (PTI: 350 per image); a clip of N frames gets base_steps * sqrt(N)."""
+    max_steps: int = 3000
+    """Upper bound of the step budget (long clips add little that their first seconds do not show)."""
+    l2_weight: float = 1.0
+    """Weight of the pixel MSE term (images in [-1, 1]; PTI: 1)."""
+    lpips_weight: float = 1.0
+    """Weight of the LPIPS term (PTI: 1); unused when no LPIPS module is given."""
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    """LPIPS backbone of the tuning loss and the regulariser (PTI: alex)."""
+    locality_weight: float = 0.1
+    """Weight of the locality regulariser (PTI: 0.1; 0 = off): G_tuned must equal G_orig near the pivots."""
+    locality_interval: int = 1
+    """The regulariser is applied every this many steps (PTI: 1)."""
+    locality_samples: int = 1
+    """Regularisation points per regularised step (PTI: 1)."""
+    locality_radius: float = 1.0
+    """Distance of a regularisation point from its pivot, towards a sampled w, in units of W's RMS spread
+    per layer (PTI's alpha = 30 over 18 x 512 coordinates, about 7 per layer in FFHQ units)."""
+    locality_truncation: float = 0.5
+    """Truncation psi of the sampled w that gives the direction (PTI: 0.5)."""
+    target_psnr: float = 0.0
+    """Stop early once the clip's running mean PSNR (dB) reaches this (0 = always run the full budget)."""
+    checkpoint_every: int = 100
+    """Steps between checkpoints (when a checkpoint file is given)."""
+    seed: int = 0
+    """Seed of the batch order and the regulariser's samples (a resumed run draws the same ones)."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "base_steps", "max_steps", "locality_interval", "locality_samples"):
+            if getattr(self, name) < 1:
+                raise ReenactError(f"pti.{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_every < 1:
+            raise ReenactError(f"pti.checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.max_steps < self.base_steps:
+            raise ReenactError(
+                f"pti.max_steps ({self.max_steps}) must be >= pti.base_steps ({self.base_steps})"
+            )
+        if self.learning_rate <= 0:
+            raise ReenactError(f"pti.learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("l2_weight", "lpips_weight", "locality_weight", "target_psnr"):
+            if getattr(self, name) < 0:
+                raise ReenactError(f"pti.{name} must be >= 0, got {getattr(self, name)}")
+        if self.l2_weight == 0 and self.lpips_weight == 0:
+            raise ReenactError("pti: l2_weight and lpips_weight cannot both be 0")
+        if self.locality_radius <= 0:
+            raise ReenactError(f"pti.locality_radius must be > 0, got {self.locality_radius}")
+        if not 0 < self.locality_truncation <= 1:
+            raise ReenactError(f"pti.locality_truncation must be in (0, 1], got {self.locality_truncation}")
+
+
+@dataclass
 class Config:
     """All settings of all stages; each field is one section of a TOML preset."""
 
@@ -318,6 +377,7 @@ class Config:
     invert: InvertConfig = field(default_factory=InvertConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    pti: PTIConfig = field(default_factory=PTIConfig)
 
 
 def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:
