@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import torch
 
-from reenact.config import CompositeConfig, InvertConfig, SyntheticConfig, VideoConfig
+from reenact.config import CompositeConfig, InvertConfig, PTIConfig, SyntheticConfig, VideoConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, quads_from_params, rot90, transform_points
 from reenact.faces.landmarks import NUM_LANDMARKS, write_landmarks
@@ -81,6 +81,13 @@ def synthetic_invert_config() -> InvertConfig:
         mse_weight=1.0,
         plateau_window=0,
     )
+
+
+def synthetic_pti_config() -> PTIConfig:
+    """Pivotal-tuning settings for the synthetic world's 32 px generator: MSE only (no LPIPS weights
+    needed), a larger step size (its few weights need bigger moves than FFHQ's 30 M) and a budget that
+    gives an 8-frame clip about 200 steps; PTI's regulariser settings otherwise."""
+    return PTIConfig(learning_rate=1e-3, base_steps=70, max_steps=400, lpips_weight=0.0)
 
 
 def synthetic_generator(

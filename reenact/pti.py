@@ -1,0 +1,448 @@
+"""Pivotal tuning (PTI, Roich et al. 2021) of the generator over a whole clip, in ONE pass.
+
+The pivots (W+ latents from `reenact.invert`) are fixed; the synthesis weights of a copy of the
+generator are tuned with Adam so that `G_tuned(pivot[t]) ≈ frame[t]` for every frame t at once:
+loss = l2_weight * MSE + lpips_weight * LPIPS on mini-batches of (frame, pivot) pairs. The mapping
+network is frozen and the input generator is never modified (it serves as the frozen original).
+
+Locality regulariser (PTI section 3.3): each regularised step samples z, maps it with truncation
+psi (`w_z`), and puts a point `w_r = w_p + d * (w_z - w_p) / ||w_z - w_p||` at distance d from a
+pivot of the batch (norm over all num_ws x w_dim coordinates, as PTI's code). The tuned generator
+must render `w_r` as the original does (same L2 + LPIPS loss, times `locality_weight`), so the edit
+directions around the pivots keep their meaning. PTI's d = 30 is in FFHQ's absolute W units; here
+d = locality_radius * spread * sqrt(num_ws), where spread is W's RMS distance from its mean per layer
+(measured through the mapping), so one setting means the same for any generator.
+
+Step budget (`pti_steps`): base_steps * sqrt(N), clamped to [base_steps, max_steps]. PTI spends 350
+steps on one image. The frames of one clip share identity, lighting and camera, which is most of what
+tuning has to learn; extra frames add pose and expression variety with diminishing returns, so the
+budget grows sublinearly. The cap keeps a long clip's tuning time bounded (with batch 4, 3000 steps
+already show each frame of a 10 s, 250-frame clip ~48 times).
+
+Reproducible and resumable: the batch order (seeded shuffled passes over the clip) and the
+regulariser's z samples are pure functions of (seed, step), so the only state is the weights, Adam's
+moments, the step and the running PSNR estimate. These go, with a fingerprint of the run, into one
+safetensors file written atomically every `checkpoint_every` steps and at the end. A run given an
+existing checkpoint with the same fingerprint continues from it and ends bit-identical (same device)
+to an uninterrupted run; a checkpoint of another run (other clip, pivots, generator or settings)
+raises `ReenactError` and is left untouched: the caller owns it and decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from tqdm import tqdm
+
+from reenact.config import PTIConfig
+from reenact.errors import ReenactError
+from reenact.gan.stylegan2 import Generator
+from reenact.invert import psnr
+from reenact.losses import mse
+
+CHECKPOINT_FORMAT = "reenact-pti-checkpoint"
+CHECKPOINT_VERSION = "1"
+PARAM_PREFIX = "param."
+ADAM_PREFIX = "adam."
+FRAME_PSNR_KEY = "frame_psnr"
+EVAL_BATCH_SIZE = 8
+"""Frames rendered at once for the before/after PSNR."""
+W_SPREAD_SAMPLES = 4096
+"""z samples whose mapped spread sets the regulariser's distance."""
+FINGERPRINT_THUMBNAIL = 64
+"""Targets enter the fingerprint as thumbnails of about this side (hashing full 1024 px clips is slow)."""
+RESUME_FREE_FIELDS = ("base_steps", "max_steps", "target_psnr", "checkpoint_every")
+"""Settings that do not change the optimisation trajectory: a run may resume with other values."""
+BATCH_STREAM, LOCALITY_STREAM, SPREAD_STREAM = 0, 1, 2
+"""Independent random streams derived from the seed."""
+
+
+@dataclass(frozen=True)
+class TuneProgress:
+    """What the progress callback receives after each step."""
+
+    step: int
+    """Steps done so far (including those before a resume)."""
+    total_steps: int
+    loss: float
+    """Total loss of the step (tuning loss + weighted regulariser)."""
+    psnr: float
+    """Mean PSNR (dB) of the step's batch, rendered before the update."""
+
+
+@dataclass
+class TuneResult:
+    """The tuned generator and what tuning bought."""
+
+    generator: Generator
+    """The tuned copy (eval mode, frozen); the input generator is never modified."""
+    psnr_before: torch.Tensor
+    """PSNR (dB) of G_orig(pivot) against each frame, [N]."""
+    psnr_after: torch.Tensor
+    """PSNR (dB) of G_tuned(pivot) against each frame, [N]."""
+    steps: int
+    """Optimisation steps done in all (including those done before a resume)."""
+    resumed_from: int
+    """Step the run resumed from (0 = fresh start)."""
+    seconds: float
+    """Wall-clock time of this call."""
+
+
+class TuneInterrupted(Exception):
+    """Tuning was stopped by the `stop` hook after `step` steps; the checkpoint holds that step."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"tuning interrupted after step {step}")
+        self.step = step
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure functions
+
+
+def pti_steps(num_frames: int, *, config: PTIConfig) -> int:
+    """Step budget of a clip: base_steps * sqrt(N), clamped to [base_steps, max_steps] (see module doc)."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    steps = round(config.base_steps * math.sqrt(num_frames))
+    return min(config.max_steps, max(config.base_steps, steps))
+
+
+def derived_seed(seed: int, stream: int, index: int) -> int:
+    """A seed for item `index` of random stream `stream`, independent of the others."""
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
+
+
+def batch_indices(step: int, *, num_frames: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Frames of batch `step` [batch_size]: consecutive slices of an endless chain of seeded permutations
+    of the clip (every frame once per pass). A pure function of its arguments, so resumes redraw it."""
+    positions = range(step * batch_size, (step + 1) * batch_size)
+    passes: dict[int, torch.Tensor] = {}
+    indices = []
+    for position in positions:
+        epoch, offset = divmod(position, num_frames)
+        if epoch not in passes:
+            rng = torch.Generator().manual_seed(derived_seed(seed, BATCH_STREAM, epoch))
+            passes[epoch] = torch.randperm(num_frames, generator=rng)
+        indices.append(int(passes[epoch][offset]))
+    return torch.tensor(indices, dtype=torch.long)
+
+
+def w_spread(mapping: nn.Module, *, z_dim: int, seed: int, device: torch.device | str) -> float:
+    """RMS distance of mapped w from their mean, per layer (stylegan2-ada projector's `w_std`)."""
+    rng = torch.Generator().manual_seed(derived_seed(seed, SPREAD_STREAM, 0))
+    z = torch.randn(W_SPREAD_SAMPLES, z_dim, generator=rng).to(device)
+    with torch.no_grad():
+        w = mapping(z)[:, 0].float()  # [S, w_dim]
+    return float((w - w.mean(dim=0)).pow(2).sum(dim=1).mean().sqrt())
+
+
+def locality_points(pivots: torch.Tensor, sampled: torch.Tensor, *, distance: float) -> torch.Tensor:
+    """PTI's regularisation points: from each pivot [S, L, D] towards its sampled w [S, L, D] by
+    `distance` (norm over all L x D coordinates): w_p + distance * (w_z - w_p) / ||w_z - w_p||."""
+    direction = sampled - pivots  # [S, L, D]
+    norm = direction.flatten(1).norm(dim=1).clamp_min(torch.finfo(direction.dtype).eps)  # [S]
+    return pivots + distance * direction / norm[:, None, None]
+
+
+def image_loss(
+    images: torch.Tensor, targets: torch.Tensor, *, perceptual: nn.Module | None, config: PTIConfig
+) -> torch.Tensor:
+    """l2_weight * MSE + lpips_weight * LPIPS per image, in float32: [B, 3, R, R] x2 -> [B]."""
+    loss = config.l2_weight * mse(images, targets)
+    if perceptual is not None and config.lpips_weight > 0:
+        loss = loss + config.lpips_weight * perceptual(images, targets).float()
+    return loss
+
+
+def run_fingerprint(
+    generator: Generator,
+    targets: torch.Tensor,
+    pivots: torch.Tensor,
+    *,
+    config: PTIConfig,
+    perceptual: nn.Module | None,
+    autocast_dtype: torch.dtype | None,
+) -> str:
+    """Hex digest of everything that shapes the tuning trajectory: the generator's synthesis weights,
+    the pivots, the targets (shape + thumbnails), the settings (but `RESUME_FREE_FIELDS`), whether and
+    which LPIPS is used, and the autocast dtype."""
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_FREE_FIELDS}
+    header = {
+        "settings": settings,
+        "targets": list(targets.shape),
+        "pivots": list(pivots.shape),
+        "perceptual": None if perceptual is None else type(perceptual).__name__,
+        "autocast": str(autocast_dtype),
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for name, param in generator.synthesis.named_parameters():
+        digest.update(name.encode())
+        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    digest.update(pivots.detach().float().cpu().contiguous().numpy().tobytes())
+    stride = max(1, targets.shape[-1] // FINGERPRINT_THUMBNAIL)
+    thumbnails = targets[:, :, ::stride, ::stride].detach().float().cpu().contiguous()
+    digest.update(thumbnails.numpy().tobytes())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    synthesis: nn.Module,
+    optimiser: torch.optim.Adam,
+    step: int,
+    frame_psnr: torch.Tensor,
+    fingerprint: str,
+) -> None:
+    """Tuned synthesis weights, Adam's state, the step and the running PSNR in one safetensors file,
+    written atomically (temporary file + os.replace)."""
+    tensors = {
+        PARAM_PREFIX + name: param.detach().cpu().contiguous() for name, param in synthesis.named_parameters()
+    }
+    for index, state in optimiser.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"{ADAM_PREFIX}{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors[FRAME_PSNR_KEY] = frame_psnr.detach().float().cpu().contiguous()
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "step": str(step),
+        "fingerprint": fingerprint,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(temporary), metadata=metadata)
+    os.replace(temporary, path)
+
+
+def read_checkpoint(path: Path, *, fingerprint: str) -> tuple[int, dict[str, torch.Tensor]]:
+    """Step and tensors of a checkpoint of this run; `ReenactError` for an unreadable one or another run's."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as error:
+        raise ReenactError(
+            f"cannot read tuning checkpoint {path}: {error}; delete it to start over"
+        ) from None
+    if metadata.get("format") != CHECKPOINT_FORMAT or metadata.get("format_version") != CHECKPOINT_VERSION:
+        raise ReenactError(f"{path} is not a reenact tuning checkpoint (version {CHECKPOINT_VERSION})")
+    if metadata.get("fingerprint") != fingerprint:
+        raise ReenactError(
+            f"tuning checkpoint {path} belongs to another run (other clip, pivots, generator or settings); "
+            "delete it or pass another checkpoint path"
+        )
+    return int(metadata["step"]), tensors
+
+
+def restore_checkpoint(
+    tensors: dict[str, torch.Tensor], *, synthesis: nn.Module, optimiser: torch.optim.Adam
+) -> torch.Tensor:
+    """Load weights and Adam's state from checkpoint tensors; returns the running per-frame PSNR."""
+    with torch.no_grad():
+        for name, param in synthesis.named_parameters():
+            param.copy_(tensors[PARAM_PREFIX + name])
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(ADAM_PREFIX):
+            index, name = key[len(ADAM_PREFIX) :].split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+    param_groups = optimiser.state_dict()["param_groups"]
+    optimiser.load_state_dict({"state": state, "param_groups": param_groups})
+    return tensors[FRAME_PSNR_KEY]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tuning
+
+
+def _check_shapes(generator: Generator, targets: torch.Tensor, pivots: torch.Tensor) -> None:
+    resolution = generator.resolution
+    if targets.ndim != 4 or targets.shape[1:] != (3, resolution, resolution) or targets.shape[0] < 1:
+        raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {list(targets.shape)}")
+    expected = (targets.shape[0], generator.num_ws, generator.w_dim)
+    if tuple(pivots.shape) != expected:
+        raise ValueError(f"pivots must be [N, num_ws, w_dim] = {list(expected)}, got {list(pivots.shape)}")
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[None]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _batches(count: int) -> Iterator[slice]:
+    for start in range(0, count, EVAL_BATCH_SIZE):
+        yield slice(start, min(start + EVAL_BATCH_SIZE, count))
+
+
+def clip_psnr(generator: Generator, targets: torch.Tensor, pivots: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) of generator(pivot) against every frame, in float32 and batches: [N]."""
+    with torch.no_grad():
+        return torch.cat(
+            [
+                psnr(generator.synthesis(pivots[part], noise_mode="const"), targets[part])
+                for part in _batches(len(targets))
+            ]
+        )
+
+
+def tune_generator(
+    generator: Generator,
+    targets: torch.Tensor,
+    pivots: torch.Tensor,
+    *,
+    config: PTIConfig,
+    perceptual: nn.Module | None,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    checkpoint: Path | None = None,
+    progress: Callable[[TuneProgress], None] | None = None,
+    show_bar: bool = False,
+    stop: Callable[[int], bool] | None = None,
+) -> TuneResult:
+    """Tune a copy of `generator`'s synthesis network so that it renders `pivots` [N, num_ws, w_dim] as
+    `targets` [N, 3, R, R] (aligned crops in [-1, 1]); see the module docstring.
+
+    `perceptual`: an LPIPS module (`reenact.losses.LPIPS`) or None for an L2-only loss.
+    `autocast_dtype`: e.g. torch.bfloat16 on cuda (renders in that dtype; losses stay float32).
+    `checkpoint`: file written every `config.checkpoint_every` steps and at the end; if it exists and
+    belongs to this run, tuning resumes from it. `stop(step)` is called after each step; True writes a
+    checkpoint (when a path is given) and raises `TuneInterrupted`.
+    """
+    _check_shapes(generator, targets, pivots)
+    started = time.perf_counter()
+    device = torch.device(device)
+    targets = targets.detach().to(device=device, dtype=torch.float32)  # [N, 3, R, R]
+    pivots = pivots.detach().to(device=device, dtype=torch.float32)  # [N, num_ws, w_dim]
+    num_frames = targets.shape[0]
+    total_steps = pti_steps(num_frames, config=config)
+
+    original = copy.deepcopy(generator).to(device).eval().requires_grad_(False)  # frozen reference
+    tuned = copy.deepcopy(original)
+    tuned.synthesis.requires_grad_(True)
+    optimiser = torch.optim.Adam(tuned.synthesis.parameters(), lr=config.learning_rate)
+    fingerprint = run_fingerprint(
+        original, targets, pivots, config=config, perceptual=perceptual, autocast_dtype=autocast_dtype
+    )
+
+    frame_psnr = torch.full((num_frames,), math.nan)  # [N] each frame's PSNR when last in a batch
+    start_step = 0
+    if checkpoint is not None and checkpoint.exists():
+        start_step, tensors = read_checkpoint(checkpoint, fingerprint=fingerprint)
+        frame_psnr = restore_checkpoint(tensors, synthesis=tuned.synthesis, optimiser=optimiser)
+
+    def write(step: int) -> None:
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                synthesis=tuned.synthesis,
+                optimiser=optimiser,
+                step=step,
+                frame_psnr=frame_psnr,
+                fingerprint=fingerprint,
+            )
+
+    psnr_before = clip_psnr(original, targets, pivots)
+    distance = config.locality_radius * math.sqrt(original.num_ws)
+    distance *= w_spread(original.mapping, z_dim=original.z_dim, seed=config.seed, device=device)
+    regularise = config.locality_weight > 0
+    step = start_step
+    bar = tqdm(total=total_steps, initial=start_step, unit="step", desc="tune", disable=not show_bar)
+    try:
+        while step < total_steps:
+            seen_all = not bool(torch.isnan(frame_psnr).any())
+            if config.target_psnr > 0 and seen_all and float(frame_psnr.mean()) >= config.target_psnr:
+                break
+            index = batch_indices(step, num_frames=num_frames, batch_size=config.batch_size, seed=config.seed)
+            index = index.to(device)
+            with _autocast(device, autocast_dtype):
+                images = tuned.synthesis(pivots[index], noise_mode="const")  # [B, 3, R, R]
+            loss = image_loss(images.float(), targets[index], perceptual=perceptual, config=config).mean()
+            if regularise and step % config.locality_interval == 0:
+                loss = loss + config.locality_weight * _locality_loss(
+                    tuned,
+                    original,
+                    pivots[index],
+                    step=step,
+                    distance=distance,
+                    config=config,
+                    perceptual=perceptual,
+                    autocast_dtype=autocast_dtype,
+                )
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            step += 1
+            batch_psnr = psnr(images.detach().float(), targets[index]).cpu()  # [B]
+            frame_psnr[index.cpu()] = batch_psnr
+            report = TuneProgress(
+                step=step, total_steps=total_steps, loss=float(loss.detach()), psnr=float(batch_psnr.mean())
+            )
+            bar.update(1)
+            bar.set_postfix(loss=f"{report.loss:.4g}", psnr=f"{report.psnr:.2f}")
+            if progress is not None:
+                progress(report)
+            if stop is not None and stop(step):
+                write(step)
+                raise TuneInterrupted(step)
+            if step % config.checkpoint_every == 0:
+                write(step)
+    finally:
+        bar.close()
+    write(step)
+    tuned.eval().requires_grad_(False)
+    return TuneResult(
+        generator=tuned,
+        psnr_before=psnr_before,
+        psnr_after=clip_psnr(tuned, targets, pivots),
+        steps=step,
+        resumed_from=start_step,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _locality_loss(
+    tuned: Generator,
+    original: Generator,
+    batch_pivots: torch.Tensor,
+    *,
+    step: int,
+    distance: float,
+    config: PTIConfig,
+    perceptual: nn.Module | None,
+    autocast_dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """Mean image loss between G_tuned and G_orig at `locality_samples` points near the batch's pivots."""
+    device = batch_pivots.device
+    rng = torch.Generator().manual_seed(derived_seed(config.seed, LOCALITY_STREAM, step))
+    z = torch.randn(config.locality_samples, original.z_dim, generator=rng).to(device)  # [S, z_dim]
+    anchors = batch_pivots[torch.arange(config.locality_samples, device=device) % batch_pivots.shape[0]]
+    with torch.no_grad():
+        sampled = original.mapping(z, truncation_psi=config.locality_truncation)  # [S, num_ws, w_dim]
+        points = locality_points(anchors, sampled, distance=distance)
+        reference = original.synthesis(points, noise_mode="const")  # [S, 3, R, R]
+    with _autocast(device, autocast_dtype):
+        rendered = tuned.synthesis(points, noise_mode="const")
+    return image_loss(rendered.float(), reference, perceptual=perceptual, config=config).mean()
