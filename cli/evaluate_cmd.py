@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,9 +41,8 @@ def print_summary(report: EvaluationReport, *, output: Path, reference: Path) ->
         f"  TG-ID     {_figure(s['tg_id'], '.4f')}  (all-pairs identity: output "
         f"{_figure(s['tg_output'], '.4f')} / reference {_figure(s['tg_reference'], '.4f')})"
     )
-    typer.echo(
-        f"  identity  {_figure(s['id_to_reference_mean'], '.4f')} mean similarity to the reference frame"
-    )
+    mean_identity = _figure(s["id_to_reference_mean"], ".4f")
+    typer.echo(f"  identity  {mean_identity} mean similarity to the reference's same frame")
     typer.echo(
         f"  jitter    {_figure(s['jitter_output'], '.5f')} output, {_figure(s['jitter_reference'], '.5f')} "
         "reference (RMS 2nd difference of the FFHQ quad, in quad sides)"
@@ -92,10 +92,12 @@ def evaluate(
         _check_new_file(target, inputs=(output, reference), overwrite=overwrite)
     if plot is not None and plot.suffix.lower() != ".png":
         raise ReenactError(f"--plot writes a PNG; give a .png path, not {plot}")
-    with tqdm(unit="frame", desc="evaluate", leave=False) as bar:
+    with ExitStack() as stack:
+        bars: list[tqdm] = []  # opened only once both inputs passed their checks
 
-        def set_length(length: int) -> None:
-            bar.reset(total=length or None)
+        def open_bar(length: int) -> None:
+            bar = tqdm(total=length or None, unit="frame", desc="evaluate", leave=False)
+            bars.append(stack.enter_context(bar))
 
         report = evaluate_videos(
             output,
@@ -103,8 +105,8 @@ def evaluate(
             config=settings.metrics,
             faces=settings.faces,
             use_lpips=lpips,
-            progress=bar.update,
-            on_length=set_length,
+            progress=lambda count: bars[0].update(count),
+            on_length=open_bar,
         )
     if report_path is not None:
         try:
