@@ -1,0 +1,275 @@
+"""Pivotal tuning on the synthetic world: out-of-domain gain, locality, resume, safety."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from reenact.config import PTIConfig, SyntheticConfig
+from reenact.errors import ReenactError
+from reenact.invert import InversionResult, invert_clip
+from reenact.losses import LPIPS
+from reenact.pti import (
+    TuneInterrupted,
+    TuneProgress,
+    TuneResult,
+    batch_indices,
+    pti_steps,
+    tune_generator,
+)
+from reenact.synthetic import SyntheticWorld, make_world, synthetic_invert_config, synthetic_pti_config
+
+NUM_FRAMES = 8
+IDENTITY_NOISE = 0.8
+"""The rendering generator's weight noise: inversion alone reaches ~25 dB on this world."""
+INVERSION_SHORT_DB = 27.0
+MIN_GAIN_DB = 6.0
+MIN_LOCALITY_RATIO = 2.0
+MAX_LOCALITY_COST_DB = 1.0
+LOCALITY_PROBES = 64
+PROBE_SEED = 123
+SETTINGS = synthetic_pti_config()
+SHORT = dataclasses.replace(SETTINGS, base_steps=10, max_steps=10, checkpoint_every=3)
+"""A 10-step run for the resume and safety tests."""
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def world() -> SyntheticWorld:
+    return make_world(SyntheticConfig(num_frames=NUM_FRAMES, identity_noise=IDENTITY_NOISE))
+
+
+@pytest.fixture(scope="module")
+def inversion(world: SyntheticWorld) -> InversionResult:
+    return invert_clip(world.generator, world.target.crops, config=synthetic_invert_config(), perceptual=None)
+
+
+@pytest.fixture(scope="module")
+def runs(world: SyntheticWorld, inversion: InversionResult) -> dict[str, TuneResult]:
+    """The clip tuned with PTI's locality regulariser and without it."""
+    targets, pivots = world.target.crops, inversion.pivots
+    return {
+        "regularised": tune_generator(world.generator, targets, pivots, config=SETTINGS, perceptual=None),
+        "free": tune_generator(
+            world.generator,
+            targets,
+            pivots,
+            config=dataclasses.replace(SETTINGS, locality_weight=0.0),
+            perceptual=None,
+        ),
+    }
+
+
+def probe_change(world: SyntheticWorld, tuned: torch.nn.Module, *, truncation: float) -> float:
+    """Mean |G_tuned(w) - G_orig(w)| over random w = mapping(z) (fresh z, not the regulariser's)."""
+    z = torch.randn(
+        LOCALITY_PROBES, world.generator.z_dim, generator=torch.Generator().manual_seed(PROBE_SEED)
+    )
+    with torch.no_grad():
+        ws = world.generator.mapping(z, truncation_psi=truncation)
+        return float((tuned.synthesis(ws) - world.generator.synthesis(ws)).abs().mean())
+
+
+def test_pti_fits_out_of_domain_frames(
+    world: SyntheticWorld, inversion: InversionResult, runs: dict[str, TuneResult]
+) -> None:
+    result = runs["regularised"]
+    inverted = float(inversion.psnr.mean())
+    assert inverted < INVERSION_SHORT_DB, "the world must be out of the generator's domain"
+    # psnr_before is G_orig at the pivots: what the inversion reported.
+    torch.testing.assert_close(result.psnr_before, inversion.psnr, atol=1e-3, rtol=0)
+    assert float(result.psnr_after.mean()) >= inverted + MIN_GAIN_DB
+    assert float(result.psnr_after.min()) > float(result.psnr_before.max())
+    assert result.steps == pti_steps(NUM_FRAMES, config=SETTINGS)
+    assert result.resumed_from == 0
+
+
+def test_locality_regulariser_keeps_the_rest_of_the_latent_space(
+    world: SyntheticWorld, runs: dict[str, TuneResult]
+) -> None:
+    truncation = SETTINGS.locality_truncation
+    with_reg = probe_change(world, runs["regularised"].generator, truncation=truncation)
+    without = probe_change(world, runs["free"].generator, truncation=truncation)
+    assert without >= MIN_LOCALITY_RATIO * with_reg
+    cost = float(runs["free"].psnr_after.mean() - runs["regularised"].psnr_after.mean())
+    assert cost <= MAX_LOCALITY_COST_DB
+
+
+def test_input_generator_is_untouched(world: SyntheticWorld, inversion: InversionResult) -> None:
+    before = {key: value.clone() for key, value in world.generator.state_dict().items()}
+    result = tune_generator(
+        world.generator, world.target.crops, inversion.pivots, config=SHORT, perceptual=None
+    )
+    after = world.generator.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    assert all(param.grad is None for param in world.generator.parameters())
+    changed = [
+        key
+        for key, value in result.generator.state_dict().items()
+        if key.startswith("synthesis.") and not torch.equal(value, before[key])
+    ]
+    assert changed, "the tuned copy's synthesis weights moved"
+    mapping = result.generator.mapping.state_dict()
+    assert all(torch.equal(value, before[f"mapping.{key}"]) for key, value in mapping.items())
+
+
+def test_resume_continues_where_it_stopped_and_matches(
+    world: SyntheticWorld, inversion: InversionResult, tmp_path: Path
+) -> None:
+    targets, pivots = world.target.crops, inversion.pivots
+    total = pti_steps(NUM_FRAMES, config=SHORT)
+    half = total // 2
+    full = tune_generator(world.generator, targets, pivots, config=SHORT, perceptual=None)
+
+    checkpoint = tmp_path / "tune.safetensors"
+    with pytest.raises(TuneInterrupted) as stopped:
+        tune_generator(
+            world.generator,
+            targets,
+            pivots,
+            config=SHORT,
+            perceptual=None,
+            checkpoint=checkpoint,
+            stop=lambda step: step == half,
+        )
+    assert stopped.value.step == half
+    assert checkpoint.exists() and not checkpoint.with_name(checkpoint.name + ".tmp").exists()
+
+    reports: list[TuneProgress] = []
+    resumed = tune_generator(
+        world.generator,
+        targets,
+        pivots,
+        config=SHORT,
+        perceptual=None,
+        checkpoint=checkpoint,
+        progress=reports.append,
+    )
+    assert resumed.resumed_from == half
+    assert resumed.steps == total
+    assert [report.step for report in reports] == list(range(half + 1, total + 1))
+    # Seeded batches, seeded regulariser samples and restored Adam state: the same run, bit for bit.
+    assert torch.equal(resumed.psnr_after, full.psnr_after)
+    tuned, reference = resumed.generator.state_dict(), full.generator.state_dict()
+    assert all(torch.equal(tuned[key], reference[key]) for key in reference)
+
+    # A finished run's checkpoint is a cache: nothing left to do.
+    again = tune_generator(
+        world.generator, targets, pivots, config=SHORT, perceptual=None, checkpoint=checkpoint
+    )
+    assert (again.resumed_from, again.steps) == (total, total)
+    assert torch.equal(again.psnr_after, full.psnr_after)
+
+
+def test_checkpoint_of_another_run_is_refused_and_kept(
+    world: SyntheticWorld, inversion: InversionResult, tmp_path: Path
+) -> None:
+    targets, pivots = world.target.crops, inversion.pivots
+    checkpoint = tmp_path / "tune.safetensors"
+    tune_generator(world.generator, targets, pivots, config=SHORT, perceptual=None, checkpoint=checkpoint)
+    written = checkpoint.read_bytes()
+    others = {
+        "settings": dict(config=dataclasses.replace(SHORT, seed=1)),
+        "pivots": dict(pivots=pivots + 0.01),
+        "targets": dict(targets=targets.flip(-1)),
+    }
+    for name, change in others.items():
+        arguments = {"targets": targets, "pivots": pivots, "config": SHORT, **change}
+        with pytest.raises(ReenactError, match="belongs to another run"):
+            tune_generator(
+                world.generator,
+                arguments["targets"],
+                arguments["pivots"],
+                config=arguments["config"],
+                perceptual=None,
+                checkpoint=checkpoint,
+            )
+        assert checkpoint.read_bytes() == written, name
+    # The budget and the early stop are not part of the run's identity: a longer budget continues.
+    longer = dataclasses.replace(SHORT, base_steps=12, max_steps=12)
+    extended = tune_generator(
+        world.generator, targets, pivots, config=longer, perceptual=None, checkpoint=checkpoint
+    )
+    assert (extended.resumed_from, extended.steps) == (10, 12)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ReenactError, match="cannot read tuning checkpoint"):
+        tune_generator(world.generator, targets, pivots, config=SHORT, perceptual=None, checkpoint=garbage)
+
+
+def test_early_stop_at_target_psnr(world: SyntheticWorld, inversion: InversionResult) -> None:
+    target_psnr = float(inversion.psnr.mean()) + 3.0
+    config = dataclasses.replace(SETTINGS, target_psnr=target_psnr)
+    result = tune_generator(
+        world.generator, world.target.crops, inversion.pivots, config=config, perceptual=None
+    )
+    budget = pti_steps(NUM_FRAMES, config=config)
+    assert result.steps < budget // 2
+    assert float(result.psnr_after.mean()) >= target_psnr - 1.0
+
+
+def test_lpips_loss_is_minimised(world: SyntheticWorld, inversion: InversionResult) -> None:
+    """LPIPS-only tuning (test backbone: random AlexNet weights, never for real runs)."""
+    lpips = LPIPS(net="alex", random_backbone=True)
+    config = dataclasses.replace(SETTINGS, base_steps=40, max_steps=40, l2_weight=0.0, lpips_weight=1.0)
+    targets, pivots = world.target.crops, inversion.pivots
+    result = tune_generator(world.generator, targets, pivots, config=config, perceptual=lpips)
+    with torch.no_grad():
+        before = lpips(world.generator.synthesis(pivots), targets).mean()
+        after = lpips(result.generator.synthesis(pivots), targets).mean()
+    assert after < 0.5 * before
+
+
+def test_bfloat16_autocast_tunes_as_well(world: SyntheticWorld, inversion: InversionResult) -> None:
+    config = dataclasses.replace(SETTINGS, base_steps=60, max_steps=60)
+    targets, pivots = world.target.crops, inversion.pivots
+    full = tune_generator(world.generator, targets, pivots, config=config, perceptual=None)
+    half = tune_generator(
+        world.generator, targets, pivots, config=config, perceptual=None, autocast_dtype=torch.bfloat16
+    )
+    assert not torch.equal(half.psnr_after, full.psnr_after), "autocast was applied"
+    assert half.generator.synthesis.b4.const.dtype == torch.float32, "weights stay float32"
+    assert float(half.psnr_after.mean()) >= float(full.psnr_after.mean()) - 0.5
+    assert float(half.psnr_after.mean()) >= float(half.psnr_before.mean()) + 3.0
+
+
+def test_rejects_bad_shapes(world: SyntheticWorld, inversion: InversionResult) -> None:
+    targets, pivots = world.target.crops, inversion.pivots
+    with pytest.raises(ValueError, match="targets must be"):
+        tune_generator(world.generator, targets[:, :, :16, :16], pivots, config=SHORT, perceptual=None)
+    with pytest.raises(ValueError, match="pivots must be"):
+        tune_generator(world.generator, targets, pivots[:-1], config=SHORT, perceptual=None)
+    with pytest.raises(ValueError, match="pivots must be"):
+        tune_generator(world.generator, targets, pivots[:, :1], config=SHORT, perceptual=None)
+
+
+def test_step_budget_grows_like_sqrt_and_is_clamped() -> None:
+    config = PTIConfig()
+    assert pti_steps(1, config=config) == config.base_steps
+    assert pti_steps(4, config=config) == 2 * config.base_steps
+    assert pti_steps(16, config=config) == 4 * config.base_steps
+    assert pti_steps(10_000, config=config) == config.max_steps
+    with pytest.raises(ValueError):
+        pti_steps(0, config=config)
+    with pytest.raises(ReenactError, match="max_steps"):
+        PTIConfig(base_steps=500, max_steps=400)
+
+
+def test_batches_cover_every_frame_once_per_pass() -> None:
+    num_frames, batch_size = 7, 3
+    stream = torch.cat(
+        [batch_indices(step, num_frames=num_frames, batch_size=batch_size, seed=5) for step in range(7)]
+    )  # 21 draws = 3 passes
+    for epoch in range(3):
+        assert sorted(stream[epoch * num_frames : (epoch + 1) * num_frames].tolist()) == list(
+            range(num_frames)
+        )
+    assert not torch.equal(stream[:num_frames], stream[num_frames : 2 * num_frames]), "reshuffled per pass"
+    assert torch.equal(batch_indices(4, num_frames=7, batch_size=3, seed=5), stream[12:15])
+    assert not torch.equal(
+        torch.cat([batch_indices(s, num_frames=7, batch_size=3, seed=6) for s in range(7)]), stream
+    )
