@@ -366,6 +366,50 @@ class PTIConfig:
             raise ReenactError(f"pti.locality_truncation must be in (0, 1], got {self.locality_truncation}")
 
 
+EDIT_LAYER_SPEC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789,+- ")
+
+
+@dataclass
+class EditConfig:
+    """Latent edits (`reenact.edit`): expression transfer, attribute directions, morphing."""
+
+    layers: str = "expression"
+    """W+ layers the driver's expression moves: a preset (expression, expression+pose, pose, color, all)
+    or indices/ranges like "4-7" or "2,4,6-8" (see `reenact.edit.LAYER_PRESETS`)."""
+    strength: float = 1.0
+    """Scale of the transferred expression deltas (0 = target unchanged, 1 = the driver's own amount)."""
+    reference: int | Literal["auto"] = "auto"
+    """The driver's neutral frame that deltas are measured from: a frame index, or `auto` to pick it
+    (`reenact.edit.neutral_frame`)."""
+    sigma: float = 1.0
+    """Temporal Gaussian smoothing of the deltas, standard deviation in frames (0 = none)."""
+    min_component: float = 0.0
+    """Per-layer soft threshold of the deltas, as a fraction of that layer's largest delta (0 = off)."""
+    length_policy: Literal["loop", "pingpong", "cut", "hold"] = "hold"
+    """Driver shorter than the target: hold its last frame, loop it, play it back and forth (pingpong),
+    or cut the output to the driver's length."""
+    direction_layers: str = "all"
+    """W+ layers an attribute direction (`--direction`) moves; InterFaceGAN/e4e edit all of them."""
+    morph_frames: int = 60
+    """Frames of a `reenact morph` video, both end faces included."""
+    morph_ease: bool = True
+    """Ease the morph in and out (smoothstep) instead of moving at constant speed."""
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "direction_layers"):
+            spec = getattr(self, name)
+            if not spec.strip() or not set(spec.lower()) <= EDIT_LAYER_SPEC_CHARS:
+                raise ReenactError(f"edit.{name} must be a preset name or ranges like 4-7, got {spec!r}")
+        if isinstance(self.reference, int) and self.reference < 0:
+            raise ReenactError(f"edit.reference must be a frame index >= 0 or 'auto', got {self.reference}")
+        if self.sigma < 0:
+            raise ReenactError(f"edit.sigma must be >= 0, got {self.sigma}")
+        if not 0 <= self.min_component < 1:
+            raise ReenactError(f"edit.min_component must be in [0, 1), got {self.min_component}")
+        if self.morph_frames < 2:
+            raise ReenactError(f"edit.morph_frames must be >= 2, got {self.morph_frames}")
+
+
 @dataclass
 class Config:
     """All settings of all stages; each field is one section of a TOML preset."""
@@ -378,6 +422,7 @@ class Config:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     pti: PTIConfig = field(default_factory=PTIConfig)
+    edit: EditConfig = field(default_factory=EditConfig)
 
 
 def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:
