@@ -1,0 +1,359 @@
+"""Latent arithmetic on W+ sequences: expression transfer, morphing, style crossover, direction edits.
+
+Pure functions on torch tensors (no I/O). W+ latents are `[T, num_ws, w_dim]`: one w per frame and
+generator layer. Every function keeps the input's device and dtype.
+
+Expression transfer (the core of `reenact transfer`)::
+
+    mask   = layer_mask("expression", num_ws=G.num_ws)
+    ref    = neutral_frame(driver_ws, mask=mask, w_avg=G.mapping.w_avg)
+    deltas = expression_deltas(driver_ws, ref=ref, mask=mask, sigma=1.0)   # [T, L, D]
+    out    = transfer(target_ws, deltas[length_indices(...)], strength=1.0)
+
+The driver's *own* slow motion on the masked layers (head pose and lighting drift that the generator
+also encodes there) leaks into the deltas: Δ[t] = expression[t] + (motion[t] - motion[ref]) on the mask.
+The layer mask keeps the coarse (pose) and fine (colour) layers out; what leaks through the middle layers
+is measured in tests/test_edit.py on the synthetic world.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal
+
+import numpy as np
+import torch
+
+from reenact.directions import Direction
+from reenact.errors import ReenactError
+
+LengthPolicy = Literal["loop", "pingpong", "cut", "hold"]
+
+REFERENCE_NUM_WS = 18
+"""W+ layers of the FFHQ 1024 px StyleGAN2 generator, in whose indices the presets are written."""
+MIN_NUM_WS_BY_RESOLUTION = 12
+"""Generators with at least this many W+ layers (128 px and up) keep the reference layer indices;
+smaller (toy) generators get the bands scaled proportionally (see `LAYER_PRESETS`)."""
+COARSE_END = 4
+"""First middle layer: W+ layers 0-3 drive the 4x4 and 8x8 synthesis blocks."""
+MIDDLE_END = 8
+"""First fine layer: W+ layers 4-7 drive the 16x16 and 32x32 blocks, 8 and up 64x64 and finer."""
+
+LAYER_PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
+    "coarse": ((0, COARSE_END),),
+    "pose": ((0, COARSE_END),),
+    "middle": ((COARSE_END, MIDDLE_END),),
+    "expression": ((COARSE_END, MIDDLE_END),),
+    "expression+pose": ((0, MIDDLE_END),),
+    "fine": ((MIDDLE_END, REFERENCE_NUM_WS),),
+    "color": ((MIDDLE_END, REFERENCE_NUM_WS),),
+    "all": ((0, REFERENCE_NUM_WS),),
+}
+"""Named W+ layer sets, as half-open bands [start, end) of the 18-layer FFHQ 1024 px generator.
+
+The bands follow the style-mixing study of StyleGAN (Karras et al., CVPR 2019, sec. 3.1), which holds
+for StyleGAN2's W+ too: *coarse* layers 0-3 (4x4-8x8) carry pose, face shape, hair style and glasses;
+*middle* layers 4-7 (16x16-32x32) carry smaller facial features: eyes open/closed, mouth, expression;
+*fine* layers 8+ (64x64 and up) carry colour scheme, lighting and micro-structure. Hence "expression"
+= middle (an expression moved onto another face without its pose or colours), "pose" = coarse,
+"expression+pose" = coarse + middle (full puppeteering), "color" = fine, "all" = every layer.
+
+A band ending at 18 means "to the last layer" for any `num_ws`. Generators with `num_ws` >= 12
+(128 px and up) keep the indices, because W+ index k drives the same resolution in every StyleGAN2
+(layer 4 is the 16x16 block's first conv at 256 px as at 1024 px). Smaller generators (8 layers at
+32 px, 10 at 64 px) lack the fine resolutions altogether, so their bands are scaled by num_ws / 18 and
+rounded: at 8 and 10 layers, coarse = 0-1, middle = 2-3, fine = 4 to the end.
+"""
+
+KERNEL_RADIUS_SIGMAS = 3.0
+"""The temporal Gaussian is cut at this many standard deviations."""
+SMOOTHSTEP_LINEAR = 3.0
+SMOOTHSTEP_CUBIC = 2.0
+"""Ease-in-out weights t' = 3 t^2 - 2 t^3: zero speed at both ends, t' = 1/2 at t = 1/2."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layer masks
+
+
+def _band_boundary(boundary: int, *, num_ws: int) -> int:
+    """A reference (18-layer) band boundary in the layer indices of a generator with `num_ws` layers."""
+    if boundary >= REFERENCE_NUM_WS:
+        return num_ws
+    if num_ws >= MIN_NUM_WS_BY_RESOLUTION:
+        return min(boundary, num_ws)
+    return min(math.floor(boundary * num_ws / REFERENCE_NUM_WS + 0.5), num_ws)
+
+
+def layer_mask(spec: str, *, num_ws: int) -> torch.Tensor:
+    """W+ layers named by `spec`, as a [num_ws] bool mask.
+
+    `spec` is a preset name (`LAYER_PRESETS`: "expression", "expression+pose", "all", ...) or a
+    comma-separated list of layer indices and inclusive ranges ("3-7", "2,4,6-8"); the items of a
+    list may also be preset names ("pose,9"). Raises `ReenactError` for unknown names, malformed items,
+    indices outside 0..num_ws-1, and specs that select no layer.
+    """
+    if num_ws < 1:
+        raise ReenactError(f"num_ws must be >= 1, got {num_ws}")
+    mask = torch.zeros(num_ws, dtype=torch.bool)
+    text = spec.strip().lower()
+    items = [text] if text in LAYER_PRESETS else [item.strip() for item in text.split(",")]
+    for item in items:
+        if item in LAYER_PRESETS:
+            for start, end in LAYER_PRESETS[item]:
+                mask[_band_boundary(start, num_ws=num_ws) : _band_boundary(end, num_ws=num_ws)] = True
+            continue
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", item)
+        if match is None:
+            raise ReenactError(
+                f"bad layer spec {spec!r}: {item!r} is neither a preset ({', '.join(LAYER_PRESETS)}) "
+                "nor a layer index or range like 3-7"
+            )
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if first > last or last >= num_ws:
+            raise ReenactError(
+                f"bad layer spec {spec!r}: {item!r} must lie within 0-{num_ws - 1} (this generator has "
+                f"{num_ws} W+ layers) and run low to high"
+            )
+        mask[first : last + 1] = True
+    if not bool(mask.any()):
+        raise ReenactError(f"layer spec {spec!r} selects no layer of a {num_ws}-layer generator")
+    return mask
+
+
+def _check_mask(mask: torch.Tensor, *, num_ws: int) -> torch.Tensor:
+    if mask.dtype != torch.bool or tuple(mask.shape) != (num_ws,):
+        raise ReenactError(
+            f"layer mask must be a [{num_ws}] bool tensor, got {mask.dtype} {tuple(mask.shape)}"
+        )
+    return mask
+
+
+def _check_ws(ws: torch.Tensor, *, what: str) -> None:
+    if ws.ndim != 3:
+        raise ReenactError(f"{what} must be W+ latents [T, num_ws, w_dim], got shape {tuple(ws.shape)}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Temporal operations
+
+
+def neutral_frame(ws: torch.Tensor, *, mask: torch.Tensor, w_avg: torch.Tensor) -> int:
+    """Index of the driver's most neutral frame. ws: [T, num_ws, w_dim]; mask: [num_ws]; w_avg: [w_dim].
+
+    Expressions are deviations from the mean face (w_avg) on the expression layers, and an expression
+    clip moves back and forth along one main axis there (mouth open/closed, smile on/off). So: take the
+    clip's main axis of change on the masked layers (first principal component over time of
+    w[t, mask] - w_avg), whose two extreme frames are the least and the most expressive, and return the
+    extreme whose coordinate lies nearer w_avg's. Using the axis, rather than the plain distance to
+    w_avg, ignores the driver's motion across it: on the synthetic world the plain distance picked
+    frames at expression weight 0.1-0.15 (motion that happens to approach w_avg), this rule frames
+    below 0.04 (24 of 24 seeds x lengths). Give the reference frame explicitly when it is known.
+    """
+    _check_ws(ws, what="ws")
+    mask = _check_mask(mask.to(ws.device), num_ws=ws.shape[1])
+    offsets = (ws[:, mask] - w_avg.to(ws)[None, None]).flatten(1).double()  # [T, M * D]
+    centred = offsets - offsets.mean(dim=0, keepdim=True)
+    axis = torch.linalg.svd(centred, full_matrices=False).Vh[0]  # [M * D]
+    coordinates = offsets @ axis  # [T]: position along the axis, w_avg at 0
+    low, high = int(coordinates.argmin()), int(coordinates.argmax())
+    return low if abs(float(coordinates[low])) <= abs(float(coordinates[high])) else high
+
+
+def _reflect_indices(indices: np.ndarray, *, length: int) -> np.ndarray:
+    """Edge-reflect (symmetric: ... c b a | a b c ... ) any integer index into 0..length-1."""
+    period = 2 * length
+    folded = np.mod(indices, period)
+    return np.where(folded < length, folded, period - 1 - folded)
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps [2r + 1] (float64), r = ceil(KERNEL_RADIUS_SIGMAS * sigma)."""
+    radius = max(1, math.ceil(KERNEL_RADIUS_SIGMAS * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def smooth_latents(ws: torch.Tensor, *, sigma: float) -> torch.Tensor:
+    """Gaussian filter along time (dim 0) with edge reflection; `sigma` in frames, 0 = unchanged copy.
+
+    Works on any [T, ...] tensor. The taps sum to 1, so a constant sequence is unchanged and the
+    symmetric edge reflection keeps the first and last frames from being pulled towards zero.
+    """
+    if not math.isfinite(sigma) or sigma < 0:
+        raise ReenactError(f"smoothing sigma must be a finite number >= 0, got {sigma}")
+    if sigma == 0 or ws.shape[0] < 2:
+        return ws.clone()
+    taps = gaussian_kernel(sigma)
+    radius = (taps.numel() - 1) // 2
+    num_frames = ws.shape[0]
+    source = _reflect_indices(np.arange(-radius, num_frames + radius), length=num_frames)
+    padded = ws[torch.from_numpy(source).to(ws.device)]  # [T + 2r, ...]
+    out = torch.zeros_like(ws)
+    for k, tap in enumerate(taps.tolist()):
+        out += tap * padded[k : k + num_frames]
+    return out
+
+
+def expression_deltas(
+    driver_ws: torch.Tensor,
+    *,
+    ref: int,
+    mask: torch.Tensor,
+    sigma: float = 0.0,
+    min_component: float = 0.0,
+) -> torch.Tensor:
+    """Δ[t] = w_drv[t] - w_drv[ref] on the masked layers, zero elsewhere: [T, num_ws, w_dim].
+
+    With `sigma` > 0 the driver is smoothed along time first (`smooth_latents`, `sigma` frames) and
+    Δ[t] = w_smooth[t] - w_smooth[ref]: the reference frame's own inversion noise is filtered too
+    (smoothing Δ afterwards would add that noise, unfiltered, to every frame), and Δ[ref] stays 0.
+    Then the deltas are shrunk per layer: with M_l the
+    largest |Δ[t, l]| over the clip, every Δ[t, l] loses `min_component * M_l` of its length (soft
+    threshold), so layer-deltas shorter than that become exactly zero (inversion jitter while the
+    driver's face rests) and larger ones change continuously (a hard cut would make expressions pop
+    in and out). `min_component` 0 keeps Δ unchanged; it must be in [0, 1).
+    """
+    _check_ws(driver_ws, what="driver_ws")
+    num_frames, num_ws, _ = driver_ws.shape
+    if not 0 <= ref < num_frames:
+        raise ReenactError(f"reference frame {ref} is outside the driver's 0..{num_frames - 1}")
+    if not 0 <= min_component < 1:
+        raise ReenactError(f"min_component must be in [0, 1), got {min_component}")
+    mask = _check_mask(mask.to(driver_ws.device), num_ws=num_ws)
+    smooth = smooth_latents(driver_ws, sigma=sigma)  # [T, L, D]
+    deltas = (smooth - smooth[ref : ref + 1]) * mask[None, :, None]  # [T, L, D]
+    if min_component > 0:
+        lengths = deltas.norm(dim=2, keepdim=True)  # [T, L, 1]
+        threshold = min_component * lengths.amax(dim=0, keepdim=True)  # [1, L, 1]
+        scale = torch.clamp(1 - threshold / lengths.clamp_min(torch.finfo(deltas.dtype).tiny), min=0)
+        deltas = deltas * scale
+    return deltas
+
+
+def length_indices(num_out: int, num_driver: int, *, policy: LengthPolicy) -> np.ndarray:
+    """Which driver frame feeds each of `num_out` output frames: [num_out] int64.
+
+    loop: 0 1 2 0 1 2 ...; pingpong: 0 1 2 1 0 1 2 ... (no jump at the turn); hold and cut: 0 1 2 2 2
+    (the last driver frame held after the driver ends). For `cut` the caller first shortens the output
+    to `output_length(...)` frames, so nothing is held; the indices are those of `hold`.
+    """
+    if num_out < 0 or num_driver < 1:
+        raise ReenactError(f"need num_out >= 0 and num_driver >= 1, got {num_out} and {num_driver}")
+    t = np.arange(num_out, dtype=np.int64)
+    if policy == "loop":
+        return t % num_driver
+    if policy == "pingpong":
+        if num_driver == 1:
+            return np.zeros(num_out, dtype=np.int64)
+        period = 2 * num_driver - 2
+        phase = t % period
+        return np.where(phase < num_driver, phase, period - phase)
+    if policy in ("hold", "cut"):
+        return np.minimum(t, num_driver - 1)
+    raise ReenactError(f"length policy must be one of loop, pingpong, cut, hold; got {policy!r}")
+
+
+def output_length(num_target: int, num_driver: int, *, policy: LengthPolicy) -> int:
+    """Frames of the output: the shorter clip's length for `cut`, else the target's."""
+    return min(num_target, num_driver) if policy == "cut" else num_target
+
+
+# ---------------------------------------------------------------------------------------------------
+# Latent arithmetic
+
+
+def transfer(target_ws: torch.Tensor, deltas: torch.Tensor, *, strength: float) -> torch.Tensor:
+    """w_tgt[t] + strength * Δ[t]: [T, num_ws, w_dim].
+
+    target_ws [T, L, D], or [1, L, D] for a still photo (broadcast to Δ's T frames); deltas [T, L, D]
+    (index them with `length_indices` first when the clips' lengths differ).
+    """
+    _check_ws(target_ws, what="target_ws")
+    _check_ws(deltas, what="deltas")
+    if target_ws.shape[1:] != deltas.shape[1:]:
+        raise ReenactError(
+            f"target latents {tuple(target_ws.shape)} and deltas {tuple(deltas.shape)} "
+            "differ in layers or w_dim"
+        )
+    if target_ws.shape[0] not in (1, deltas.shape[0]):
+        raise ReenactError(
+            f"target has {target_ws.shape[0]} frames and the deltas {deltas.shape[0]}: "
+            "index the deltas with length_indices first"
+        )
+    return target_ws + strength * deltas.to(target_ws)
+
+
+def _as_single(w: torch.Tensor, *, what: str) -> torch.Tensor:
+    if w.ndim == 3 and w.shape[0] == 1:
+        w = w[0]
+    if w.ndim != 2:
+        raise ReenactError(
+            f"{what} must be one W+ latent [num_ws, w_dim] or [1, num_ws, w_dim], got {tuple(w.shape)}"
+        )
+    return w
+
+
+def morph(w_a: torch.Tensor, w_b: torch.Tensor, *, num_frames: int, ease: bool = True) -> torch.Tensor:
+    """Image2StyleGAN morph: (1 - t) w_a + t w_b for t from 0 to 1 over `num_frames`: [F, L, D].
+
+    Interpolating the embedded W+ latents (Abdal et al., ICCV 2019, sec. 5.1) gives a smooth morph
+    between the two faces. `ease` replaces the uniform t by the smoothstep 3t^2 - 2t^3 (the morph
+    starts and ends at rest). The first and last frames are w_a and w_b exactly; at t = 1/2 the
+    frame is their mean with or without easing. w_a, w_b: [L, D] or [1, L, D].
+    """
+    w_a, w_b = _as_single(w_a, what="w_a"), _as_single(w_b, what="w_b")
+    if w_a.shape != w_b.shape:
+        raise ReenactError(f"cannot morph latents of shapes {tuple(w_a.shape)} and {tuple(w_b.shape)}")
+    if num_frames < 2:
+        raise ReenactError(f"a morph needs num_frames >= 2, got {num_frames}")
+    t = torch.linspace(0, 1, num_frames, dtype=torch.float64)
+    if ease:
+        t = t * t * (SMOOTHSTEP_LINEAR - SMOOTHSTEP_CUBIC * t)
+    t = t.to(device=w_a.device, dtype=w_a.dtype)[:, None, None]  # [F, 1, 1]
+    return (1 - t) * w_a[None] + t * w_b[None].to(w_a)
+
+
+def crossover(w_a: torch.Tensor, w_b: torch.Tensor, *, layer: int) -> torch.Tensor:
+    """Style mixing: layers < `layer` from w_a, layers >= `layer` from w_b (same shape [..., L, D]).
+
+    With `layer` = 4 the result has a's pose and face shape with b's features and colours; with 8,
+    a's pose and expression with b's colours (see `LAYER_PRESETS`).
+    """
+    if w_a.shape != w_b.shape or w_a.ndim < 2:
+        raise ReenactError(
+            f"crossover needs two W+ latents of one shape, got {tuple(w_a.shape)}, {tuple(w_b.shape)}"
+        )
+    num_ws = w_a.shape[-2]
+    if not 0 <= layer <= num_ws:
+        raise ReenactError(f"crossover layer must be in 0..{num_ws}, got {layer}")
+    return torch.cat([w_a[..., :layer, :], w_b[..., layer:, :].to(w_a)], dim=-2)
+
+
+def apply_direction(
+    ws: torch.Tensor, direction: Direction, *, strength: float, layers: torch.Tensor | None = None
+) -> torch.Tensor:
+    """ws + strength * direction on the chosen layers (all when `layers` is None): same shape as ws.
+
+    ws: [..., num_ws, w_dim]; `layers`: [num_ws] bool. A per-layer direction ([num_ws, w_dim]) must
+    have the generator's number of layers; a single one ([1, w_dim]) moves every chosen layer alike.
+    """
+    if ws.ndim < 2:
+        raise ReenactError(f"ws must be [..., num_ws, w_dim], got {tuple(ws.shape)}")
+    num_ws, w_dim = ws.shape[-2:]
+    vector = direction.vector.to(ws)  # [1 or num_ws, w_dim]
+    if vector.shape[-1] != w_dim:
+        raise ReenactError(
+            f"direction {direction.name!r} has w_dim {vector.shape[-1]} but the latents have {w_dim}: "
+            "it was made for another generator"
+        )
+    if vector.shape[0] not in (1, num_ws):
+        raise ReenactError(
+            f"direction {direction.name!r} has {vector.shape[0]} layers but the generator has {num_ws}"
+        )
+    if layers is not None:
+        vector = vector * _check_mask(layers.to(ws.device), num_ws=num_ws)[:, None]
+    return ws + strength * vector
