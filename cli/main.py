@@ -14,7 +14,7 @@ import typer
 
 from reenact import __version__
 from reenact.errors import ReenactError
-from reenact_cli import align_cmd, evaluate_cmd, video_cmds, weights_cmd
+from reenact_cli import align_cmd, demo_cmd, evaluate_cmd, pipeline_cmds, video_cmds, weights_cmd
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -50,7 +50,13 @@ def main(
 app.command("probe")(video_cmds.probe)
 app.command("reencode")(video_cmds.reencode)
 app.command("align")(align_cmd.align)
+app.command("invert")(pipeline_cmds.invert)
+app.command("tune")(pipeline_cmds.tune)
+app.command("transfer")(pipeline_cmds.transfer)
+app.command("edit")(pipeline_cmds.edit)
+app.command("morph")(pipeline_cmds.morph)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(weights_cmd.app, name="weights")
 
 

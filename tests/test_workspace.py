@@ -68,11 +68,11 @@ def test_build_is_atomic_and_failures_leave_nothing(tmp_path: Path) -> None:
 
 
 def test_tensor_and_array_round_trip(tmp_path: Path) -> None:
-    tensors = {"ws": torch.randn(3, 4, 5), "frames": torch.arange(3)}
+    tensors = {"ws": torch.randn(3, 4, 5), "frames": torch.arange(3), "scalar": torch.tensor(2.0)}
     loaded = load_tensors(save_tensors(tmp_path / "t.safetensors", tensors))
     assert all(torch.equal(tensors[name], loaded[name]) for name in tensors)
     assert tensor_digest(tensors) == tensor_digest(loaded)
-    assert tensor_digest({"ws": tensors["ws"] + 1e-6, "frames": tensors["frames"]}) != tensor_digest(tensors)
+    assert tensor_digest({**tensors, "ws": tensors["ws"] + 1e-6}) != tensor_digest(tensors)
     arrays = load_arrays(save_arrays(tmp_path / "a.npz", quads=np.ones((2, 4, 2))))
     assert arrays["quads"].shape == (2, 4, 2)
 
