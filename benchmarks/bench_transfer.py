@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from reenact import pipeline, video
-from reenact.config import SyntheticConfig
+from reenact.config import SyntheticConfig, VideoConfig
 from reenact.demo import demo_settings
 from reenact.device import resolve_runtime
 from reenact.faces.landmarks import read_landmarks, write_landmarks
@@ -40,7 +40,9 @@ def reversed_driver(files_dir: Path, driver: Path, landmarks: Path) -> tuple[Pat
     reader = video.VideoReader(driver)
     frames = [frame.image for frame in reader.frames(upright=True)]
     output = files_dir / "driver_reversed.mp4"
-    with video.VideoWriter(output, like=reader.info, audio_from=driver, overwrite=True) as writer:
+    with video.VideoWriter(
+        output, like=reader.info, config=VideoConfig(), audio_from=driver, overwrite=True
+    ) as writer:
         for index, image in enumerate(reversed(frames)):
             writer.write(image, pts=index)
     points = read_landmarks(landmarks)[::-1]
