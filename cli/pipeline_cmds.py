@@ -131,6 +131,15 @@ def report_summary(
         typer.echo(f"  total       {report.seconds:>7.1f} s  {report.frames} frames -> {report.output}")
 
 
+def _prepare_and_report(
+    source: Path, *, context: pipeline.RunContext, landmarks: str | None, tune: bool, as_json: bool
+) -> None:
+    """`invert` and `tune`: prepare the clip (tuned or not) and print its stages."""
+    clip = pipeline.prepare_clip(source, context=context, landmarks=landmarks, tune=tune, role="input")
+    what = "tuned over" if tune else "pivots of"
+    report_summary(clip.stages, as_json=as_json, title=f"{source}: {what} {len(clip.pivots.frames)} frames")
+
+
 def invert(
     source: Annotated[Path, typer.Argument(help="Input video or photo.")],
     generator: Generator = pipeline.DEFAULT_GENERATOR,
@@ -151,10 +160,7 @@ def invert(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, config=config, sets=sets, quiet=quiet,
     )  # fmt: skip
-    clip = pipeline.prepare_clip(source, context=context, landmarks=landmarks, tune=False, role="input")
-    report_summary(
-        clip.stages, as_json=as_json, title=f"{source}: pivots of {len(clip.pivots.frames)} frames"
-    )
+    _prepare_and_report(source, context=context, landmarks=landmarks, tune=False, as_json=as_json)
 
 
 def tune(
@@ -181,10 +187,7 @@ def tune(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, config=config, sets=sets, quiet=quiet,
     )  # fmt: skip
-    clip = pipeline.prepare_clip(source, context=context, landmarks=landmarks, tune=True, role="input")
-    report_summary(
-        clip.stages, as_json=as_json, title=f"{source}: tuned over {len(clip.pivots.frames)} frames"
-    )
+    _prepare_and_report(source, context=context, landmarks=landmarks, tune=True, as_json=as_json)
 
 
 def transfer(
