@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from reenact.config import InvertConfig
 from reenact.gan.stylegan2 import Generator
-from reenact.losses import mse
+from reenact.losses import mse, weighted_image_loss
 
 PSNR_PEAK_TO_PEAK = 2.0
 """PSNR is computed for images in [-1, 1] (peak-to-peak 2), the same as 0..255 images."""
@@ -115,10 +115,13 @@ def frame_loss(
     config: InvertConfig,
 ) -> torch.Tensor:
     """Per-frame loss [N] of renders against targets, both [N, 3, R, R] in [-1, 1]."""
-    loss = config.mse_weight * mse(images, targets)
-    if perceptual is not None and config.perceptual_weight > 0:
-        loss = loss + config.perceptual_weight * perceptual(images, targets).float()
-    return loss
+    return weighted_image_loss(
+        images,
+        targets,
+        pixel_weight=config.mse_weight,
+        perceptual=perceptual,
+        perceptual_weight=config.perceptual_weight,
+    )
 
 
 def optimise_batch(

@@ -342,3 +342,22 @@ def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if x.shape != y.shape:
         raise ValueError(f"shapes differ: {tuple(x.shape)} and {tuple(y.shape)}")
     return F.mse_loss(x.float(), y.float(), reduction="none").flatten(1).mean(dim=1)
+
+
+def weighted_image_loss(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    pixel_weight: float,
+    perceptual: nn.Module | None,
+    perceptual_weight: float,
+) -> torch.Tensor:
+    """`pixel_weight * MSE + perceptual_weight * perceptual` per image, in float32: [N, 3, H, W] x2 -> [N].
+
+    The loss of inversion (Image2StyleGAN) and of pivotal tuning (PTI) alike; the perceptual term is
+    skipped when there is no network or its weight is 0.
+    """
+    loss = pixel_weight * mse(images, targets)
+    if perceptual is not None and perceptual_weight > 0:
+        loss = loss + perceptual_weight * perceptual(images, targets).float()
+    return loss

@@ -55,7 +55,7 @@ from reenact.config import PTIConfig
 from reenact.errors import ReenactError
 from reenact.gan.stylegan2 import Generator
 from reenact.invert import psnr
-from reenact.losses import mse
+from reenact.losses import weighted_image_loss
 
 CHECKPOINT_FORMAT = "reenact-pti-checkpoint"
 CHECKPOINT_VERSION = "1"
@@ -166,10 +166,13 @@ def image_loss(
     images: torch.Tensor, targets: torch.Tensor, *, perceptual: nn.Module | None, config: PTIConfig
 ) -> torch.Tensor:
     """l2_weight * MSE + lpips_weight * LPIPS per image, in float32: [B, 3, R, R] x2 -> [B]."""
-    loss = config.l2_weight * mse(images, targets)
-    if perceptual is not None and config.lpips_weight > 0:
-        loss = loss + config.lpips_weight * perceptual(images, targets).float()
-    return loss
+    return weighted_image_loss(
+        images,
+        targets,
+        pixel_weight=config.l2_weight,
+        perceptual=perceptual,
+        perceptual_weight=config.lpips_weight,
+    )
 
 
 def run_fingerprint(
