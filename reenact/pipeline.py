@@ -336,7 +336,7 @@ class Pivots:
 
 def invert_stage(
     workspace: Workspace,
-    path: Path,
+    crops: Callable[[], torch.Tensor],
     *,
     alignment: ClipAlignment,
     align: StageKey,
@@ -349,6 +349,7 @@ def invert_stage(
     """W+ pivots of every frame with a face (cached), one warm-started `invert_clip` per run of frames.
 
     Each finished run is kept in the stage's scratch folder, so an interrupted inversion resumes there.
+    `crops()` gives the aligned crops [N, 3, R, R]; it is called only when something must be computed.
     """
     key = stage_key(
         "invert",
@@ -361,7 +362,6 @@ def invert_stage(
     )
     if workspace.done(key):
         return Pivots.load(workspace.path(key) / "pivots.safetensors", device=runtime.device), key, True
-    crops = read_crops(path, alignment, show_bar=show_bar)  # [N, 3, R, R]
     slot = np.cumsum(alignment.valid) - 1
     scratch = workspace.scratch(key)
     generator = source.generator
@@ -373,7 +373,7 @@ def invert_stage(
             parts_ws.append(saved["ws"].to(runtime.device))
             parts_psnr.append(saved["psnr"])
             continue
-        targets = crops[slot[start] : slot[stop - 1] + 1]
+        targets = crops()[slot[start] : slot[stop - 1] + 1]
         with autocast(runtime):
             result = invert_clip(
                 generator,
@@ -409,9 +409,8 @@ class Tuned:
 
 def tune_stage(
     workspace: Workspace,
-    path: Path,
+    crops: Callable[[], torch.Tensor],
     *,
-    alignment: ClipAlignment,
     pivots: Pivots,
     invert: StageKey,
     source: GeneratorSource,
@@ -420,7 +419,10 @@ def tune_stage(
     runtime: Runtime,
     show_bar: bool = True,
 ) -> tuple[Tuned, StageKey, bool]:
-    """ONE pivotal-tuning pass of the generator over the whole clip (cached; resumes from checkpoints)."""
+    """ONE pivotal-tuning pass of the generator over the whole clip (cached; resumes from checkpoints).
+
+    `crops()` gives the aligned crops [N, 3, R, R] of the pivots' frames, read only when tuning runs.
+    """
     key = stage_key(
         "tune",
         {
@@ -440,10 +442,9 @@ def tune_stage(
             steps=summary["steps"],
         )
         return tuned, key, True
-    crops = read_crops(path, alignment, show_bar=show_bar)  # [N, 3, R, R]
     result = tune_generator(
         source.generator,
-        crops,
+        crops(),
         pivots.ws,
         config=settings.pti,
         perceptual=lpips,
@@ -541,6 +542,18 @@ def _timed(stages: list[StageReport], name: str, log: Log) -> Callable[..., None
     return finish
 
 
+def _once(compute: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """`compute` run at the first call only, its result reused (crops shared by inversion and tuning)."""
+    result: list[torch.Tensor] = []
+
+    def get() -> torch.Tensor:
+        if not result:
+            result.append(compute())
+        return result[0]
+
+    return get
+
+
 def prepare_clip(
     path: Path, *, context: RunContext, landmarks: str | None = None, tune: bool = False, role: str = "target"
 ) -> PreparedClip:
@@ -564,9 +577,10 @@ def prepare_clip(
         workspace.path(align),
     )
     done = _timed(stages, f"{role[:3]}-invert", context.log)
+    crops = _once(lambda: read_crops(path, alignment, show_bar=context.show_bar))  # [N, 3, R, R]
     pivots, invert, cached = invert_stage(
         workspace,
-        path,
+        crops,
         alignment=alignment,
         align=align,
         source=context.source,
@@ -581,8 +595,7 @@ def prepare_clip(
         done = _timed(stages, f"{role[:3]}-tune", context.log)
         prepared.tuned, tune_key, cached = tune_stage(
             workspace,
-            path,
-            alignment=alignment,
+            crops,
             pivots=pivots,
             invert=invert,
             source=context.source,
