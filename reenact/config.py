@@ -211,6 +211,12 @@ class InvertConfig:
     """Early stop: steps over which the loss improvement is measured (0 = never stop early)."""
     plateau_tolerance: float = 1e-3
     """Early stop when the loss fell by less than this fraction over `plateau_window` steps."""
+    start_samples: int = 0
+    """Where a run from scratch starts: 0 = `w_avg` (Image2StyleGAN, stylegan2-ada's projector); N > 0 =
+    the closest (pixel MSE) of N seeded random samples `mapping(z)`, one batched render, for generators
+    whose `w_avg` renders an atypical image and sits in a poor basin (the synthetic world's random one)."""
+    start_seed: int = 0
+    """Seed of the `start_samples` z draws (inversion stays reproducible bit for bit)."""
 
     def __post_init__(self) -> None:
         for name in ("first_steps", "warm_steps", "batch_size"):
@@ -223,6 +229,8 @@ class InvertConfig:
             raise ReenactError("invert.perceptual_weight and invert.mse_weight must be >= 0")
         if self.perceptual_weight == 0 and self.mse_weight == 0:
             raise ReenactError("invert: perceptual_weight and mse_weight cannot both be 0")
+        if self.start_samples < 0:
+            raise ReenactError(f"invert.start_samples must be >= 0, got {self.start_samples}")
         if self.plateau_window < 0:
             raise ReenactError(f"invert.plateau_window must be >= 0, got {self.plateau_window}")
         if not 0 <= self.plateau_tolerance < 1:
@@ -237,6 +245,9 @@ class SyntheticConfig:
     """Seed of the world's generator, latent trajectories, transforms and backgrounds."""
     resolution: int = 32
     """Generator (and aligned crop) resolution, a power of two."""
+    w_dim: int = 8
+    """Width of the generator's z and w. At 8 every style affine is injective and the latents are
+    identifiable from the images (`reenact.synthetic.SYNTHETIC_W_DIM`); 32 is `tiny`'s width."""
     num_frames: int = 16
     """Frames per clip."""
     fps: int = 25
@@ -272,6 +283,8 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.num_frames < 2:
             raise ReenactError(f"synthetic.num_frames must be >= 2, got {self.num_frames}")
+        if self.w_dim < 1:
+            raise ReenactError(f"synthetic.w_dim must be >= 1, got {self.w_dim}")
         if self.fps < 1:
             raise ReenactError(f"synthetic.fps must be >= 1, got {self.fps}")
         if self.frame_width % 2 or self.frame_height % 2 or min(self.frame_width, self.frame_height) < 16:

@@ -2,7 +2,8 @@
 
 Loss per frame: `perceptual_weight * perceptual(G(w), x) + mse_weight * MSE(G(w), x)`, minimised by
 Adam over the latents only (the generator is not touched). Consecutive frames of a clip differ little,
-so after frame 0 (from `w_avg`, full budget `first_steps`) the clip is processed in batches of
+so after frame 0 (from `w_avg` or the best of `start_samples` random samples, full budget
+`first_steps`) the clip is processed in batches of
 `batch_size` consecutive frames, each batch starting from the previous batch's last pivot and given
 only `warm_steps`. A warm batch also inherits Adam's moments from the previous batch's last frame:
 with fresh moments Adam's first steps are full-size in every coordinate, which kicks the latents off
@@ -124,6 +125,34 @@ def frame_loss(
     )
 
 
+def start_latents(
+    generator: Generator,
+    targets: torch.Tensor,
+    *,
+    config: InvertConfig,
+    layers: int,
+) -> torch.Tensor:
+    """Starting latents [B, K, w_dim] for runs from scratch on `targets` [B, 3, R, R].
+
+    `w_avg` for every frame when `config.start_samples` is 0; otherwise each frame's closest (pixel MSE)
+    of `start_samples` seeded samples `mapping(z)`, rendered `batch_size` at a time.
+    """
+    device, dtype = targets.device, targets.dtype
+    w_avg = generator.mapping.w_avg.to(device=device, dtype=dtype)
+    if config.start_samples == 0:
+        return w_avg.reshape(1, 1, -1).expand(targets.shape[0], layers, -1)
+    rng = torch.Generator().manual_seed(config.start_seed)
+    z = torch.randn(config.start_samples, generator.z_dim, generator=rng).to(device=device, dtype=dtype)
+    with torch.no_grad():
+        candidates = generator.mapping(z)[:, 0]  # [S, w_dim]
+        errors = []
+        for chunk in candidates.split(config.batch_size):
+            images = generator.synthesis(chunk[:, None].expand(-1, generator.num_ws, -1), noise_mode="const")
+            errors.append(torch.cdist(targets.flatten(1), images.flatten(1)))  # [B, chunk]
+        closest = torch.cat(errors, dim=1).argmin(dim=1)  # [B]
+    return candidates[closest][:, None].expand(-1, layers, -1)  # [B, K, w_dim]
+
+
 def optimise_batch(
     generator: Generator,
     targets: torch.Tensor,
@@ -212,8 +241,6 @@ def invert_clip(
     targets = targets.to(device=device, dtype=dtype)
     num_frames = targets.shape[0]
     layers = generator.num_ws if config.space == "w+" else 1
-    w_avg = generator.mapping.w_avg.to(device=device, dtype=dtype)
-    w_avg_start = w_avg.reshape(1, 1, -1).expand(1, layers, -1)  # [1, K, w_dim]
 
     if config.mode == "warm":
         runs = [(0, 1, config.first_steps)]
@@ -241,7 +268,8 @@ def invert_clip(
                 previous = pivots[start - 1 : start, :layers]  # [1, K, w_dim]: the neighbour's pivot
                 init, rate = previous.expand(size, -1, -1), config.warm_learning_rate
             else:
-                init, rate = w_avg_start.expand(size, -1, -1), config.learning_rate
+                init = start_latents(generator, targets[start:stop], config=config, layers=layers)
+                rate = config.learning_rate
             handed_on = adam_state if (config.mode == "warm" and start > 0) else None
             best, loss, quality, taken, adam_state = optimise_batch(
                 generator,
