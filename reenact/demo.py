@@ -26,8 +26,10 @@ from reenact.device import Runtime
 from reenact.gan.checkpoints import save_generator
 from reenact.synthetic import (
     make_world,
+    synthetic_composite_config,
     synthetic_invert_config,
     synthetic_pti_config,
+    synthetic_video_config,
     true_transfer_frames,
     write_world,
 )
@@ -59,6 +61,8 @@ def demo_settings(world_config: SyntheticConfig) -> Config:
         settings,
         invert=synthetic_invert_config(),
         pti=synthetic_pti_config(),
+        composite=synthetic_composite_config(),
+        video=synthetic_video_config(),
         edit=replace(settings.edit, layers=layers),
         synthetic=world_config,
     )

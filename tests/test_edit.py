@@ -72,7 +72,8 @@ def test_neutral_frame_on_drivers_built_like_the_world(
     motion = motion_offsets(
         num_frames, w_std=spread, size=config.motion, period=config.motion_period, rng=rng
     )  # [T, D]
-    base = world.generator.mapping(torch.from_numpy(rng.standard_normal((1, 32))).float())[0, 0]
+    z = torch.from_numpy(rng.standard_normal((1, world.generator.z_dim))).float()
+    base = world.generator.mapping(z)[0, 0]
     direction = torch.from_numpy(rng.standard_normal(tuple(world.expression_direction.shape))).float()
     direction = direction * spread * config.expression * world.layer_mask[:, None]
     weights = expression_weights(num_frames, active=True)

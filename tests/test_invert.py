@@ -17,7 +17,13 @@ IN_DOMAIN_PSNR_DB = 30.0
 PSNR_PARITY_DB = 0.5
 MIN_EVAL_RATIO = 4.0
 MAX_SPEED_RATIO = 1.5
-FAST = synthetic_invert_config()
+WORLD_W_DIM = 32
+"""`tiny`'s width: its W+ has many directions the images barely constrain, like FFHQ's 18 x 512, which
+is what the warm start is for (cold starts land on unrelated solutions). On the default 8-wide world
+the latents are identifiable: cold and warm both reach 60-70 dB and neither jitters."""
+FAST = dataclasses.replace(synthetic_invert_config(), warm_steps=50, batch_size=4, start_samples=0)
+"""From w_avg, warm batches of 4 with a quarter of the synthetic preset's warm budget: the setting the
+warm/cold comparison was built on."""
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -25,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def world() -> SyntheticWorld:
-    return make_world(SyntheticConfig(num_frames=NUM_FRAMES))
+    return make_world(SyntheticConfig(num_frames=NUM_FRAMES, w_dim=WORLD_W_DIM))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +55,7 @@ def test_in_domain_frames_are_recovered(world: SyntheticWorld, runs: dict[str, I
     # The reported PSNR is that of the returned pivots.
     with torch.no_grad():
         rendered = world.generator.synthesis(warm.pivots)
-    torch.testing.assert_close(psnr(rendered, world.target.crops), warm.psnr, atol=1e-3, rtol=0)
+    torch.testing.assert_close(psnr(rendered, world.target.crops), warm.psnr, atol=0, rtol=1e-4)
 
 
 def test_warm_start_matches_cold_start_with_fewer_evaluations(runs: dict[str, InversionResult]) -> None:

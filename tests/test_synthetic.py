@@ -25,9 +25,10 @@ from reenact.synthetic import (
 from reenact.video import VideoReader, probe
 
 CORNER_TOLERANCE_PX = 0.01
-IDENTITY_NOISE = 0.1
-IDENTITY_PSNR_RANGE = (18.0, 27.0)
-"""PSNR (dB) of the different-identity generator (noise 0.1) against the original, same latents."""
+IDENTITY_NOISE = 0.3
+IDENTITY_PSNR_RANGE = (18.0, 29.0)
+"""PSNR (dB) of the different-identity generator (noise 0.3) against the original, same latents
+(measured 20.9 and 26.7 dB in the two tests below)."""
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -118,8 +119,9 @@ def test_generator_is_calibrated_and_leaves_global_rng_alone() -> None:
     z = torch.randn(64, generator.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         images = generator(z)
-    assert 0.3 < float(images.std()) < 0.5
-    assert float((images.abs() > 1).float().mean()) < 0.05
+    assert float(images.mean(dim=(0, 2, 3)).abs().max()) < 0.1  # centred per channel
+    assert 0.1 < float(images.std()) < 0.4
+    assert float((images.abs() > 1).float().mean()) < 0.005  # almost nothing clips
 
 
 def test_latent_structure(world: SyntheticWorld) -> None:
