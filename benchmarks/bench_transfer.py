@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 from reenact import pipeline, video
-from reenact.config import SyntheticConfig, VideoConfig
+from reenact.config import SyntheticConfig
 from reenact.demo import demo_settings
 from reenact.device import resolve_runtime
 from reenact.faces.landmarks import read_landmarks, write_landmarks
 from reenact.gan.checkpoints import save_generator
-from reenact.synthetic import make_world, write_world
+from reenact.synthetic import make_world, synthetic_video_config, write_world
 from reenact.workspace import Workspace
 
 
@@ -41,7 +41,7 @@ def reversed_driver(files_dir: Path, driver: Path, landmarks: Path) -> tuple[Pat
     frames = [frame.image for frame in reader.frames(upright=True)]
     output = files_dir / "driver_reversed.mp4"
     with video.VideoWriter(
-        output, like=reader.info, config=VideoConfig(), audio_from=driver, overwrite=True
+        output, like=reader.info, config=synthetic_video_config(), audio_from=driver, overwrite=True
     ) as writer:
         for index, image in enumerate(reversed(frames)):
             writer.write(image, pts=index)
