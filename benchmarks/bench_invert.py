@@ -1,7 +1,8 @@
 """Warm-started batched W+ inversion against per-frame cold start, on the synthetic world.
 
 For each world seed, the target clip (smooth motion, in-domain) and the driver clip (motion plus an
-expression that comes and goes) are inverted three ways with MSE-only loss on the tiny generator:
+expression that comes and goes) are inverted three ways with MSE-only loss on the 32-wide world
+(`TINY_W_DIM`, whose W+ has spare directions, like FFHQ's) with `quick_invert_config`:
 
 * cold:   every frame from w_avg with the full budget (`first_steps`), the baseline;
 * warm:   frame 0 from w_avg, then batches warm-started from the previous result (`warm_steps`);
@@ -25,9 +26,9 @@ import torch
 
 from reenact.config import InvertConfig, SyntheticConfig
 from reenact.invert import invert_clip, latent_speed
-from reenact.synthetic import make_world, synthetic_invert_config
+from reenact.synthetic import TINY_W_DIM, make_world, quick_invert_config
 
-SETTINGS = synthetic_invert_config()
+SETTINGS = quick_invert_config()
 
 
 def run(*, seeds: list[int], frames: int, settings: InvertConfig) -> list[dict[str, object]]:
@@ -39,7 +40,7 @@ def run(*, seeds: list[int], frames: int, settings: InvertConfig) -> list[dict[s
     }
     rows: list[dict[str, object]] = []
     for seed in seeds:
-        world = make_world(SyntheticConfig(seed=seed, num_frames=frames))
+        world = make_world(SyntheticConfig(seed=seed, num_frames=frames, w_dim=TINY_W_DIM))
         for clip_name, clip in (("target", world.target), ("driver", world.driver)):
             truth_speed = float(latent_speed(clip.ws).mean())
             results = {

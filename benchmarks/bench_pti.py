@@ -1,9 +1,9 @@
 """Inversion alone against pivotal tuning (PTI), in and out of domain, on the synthetic world.
 
 For each world seed and each identity-noise level (0 = frames rendered by the world's own generator,
-in-domain; > 0 = by a perturbed copy, out of domain), the target clip is inverted
-(`synthetic_invert_config`), then the generator is tuned on the pivots (`synthetic_pti_config`, MSE
-only) with PTI's locality regulariser and without it (locality_weight = 0).
+in-domain; > 0 = by a perturbed copy, out of domain), the target clip of the 32-wide world
+(`TINY_W_DIM`) is inverted (`quick_invert_config`), then the generator is tuned on the pivots
+(`synthetic_pti_config`, MSE only) with PTI's locality regulariser and without it (locality_weight = 0).
 
 Reported per row: mean and minimum PSNR of the clip at its pivots (original generator for `invert`,
 the tuned one for `pti`/`pti-noreg`), the locality change: mean |G_tuned(w) - G_orig(w)| over fresh
@@ -25,7 +25,7 @@ from reenact.config import PTIConfig, SyntheticConfig
 from reenact.gan.stylegan2 import Generator
 from reenact.invert import invert_clip
 from reenact.pti import pti_steps, tune_generator
-from reenact.synthetic import make_world, synthetic_invert_config, synthetic_pti_config
+from reenact.synthetic import TINY_W_DIM, make_world, quick_invert_config, synthetic_pti_config
 
 SETTINGS = synthetic_pti_config()
 PROBES = 64
@@ -49,11 +49,11 @@ def run(
     rows: list[dict[str, object]] = []
     for seed in seeds:
         for noise in noises:
-            world = make_world(SyntheticConfig(seed=seed, num_frames=frames, identity_noise=noise))
-            targets = world.target.crops
-            inversion = invert_clip(
-                world.generator, targets, config=synthetic_invert_config(), perceptual=None
+            world = make_world(
+                SyntheticConfig(seed=seed, num_frames=frames, identity_noise=noise, w_dim=TINY_W_DIM)
             )
+            targets = world.target.crops
+            inversion = invert_clip(world.generator, targets, config=quick_invert_config(), perceptual=None)
             base = {"seed": seed, "noise": noise}
             rows.append(
                 {

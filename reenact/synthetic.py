@@ -66,6 +66,8 @@ FACE_REGION_ALPHA = 0.5
 """A frame pixel is in the face region where the pasted face's mask alpha exceeds this."""
 IDENTITY_NOISE_SALT = 7919
 """Added to the world's seed for the different-identity generator's noise."""
+TINY_W_DIM = 32
+"""`tiny`'s width, which the inversion and PTI measurements use (see `SYNTHETIC_W_DIM`)."""
 SYNTHETIC_W_DIM = 8
 """Default width of the synthetic generator's z and w (`SyntheticConfig.w_dim`). Every style affine
 maps w to at least 16 channels, so at width 8 it is injective and, with the affine bias, no w direction
@@ -96,6 +98,12 @@ def synthetic_invert_config() -> InvertConfig:
         plateau_window=0,
         start_samples=64,
     )
+
+
+def quick_invert_config() -> InvertConfig:
+    """A quicker inversion for the inversion and PTI measurements (tests, bench_invert, bench_pti): from
+    w_avg, warm batches of 4 frames with 50 steps each, on the world with `TINY_W_DIM`."""
+    return replace(synthetic_invert_config(), warm_steps=50, batch_size=4, start_samples=0)
 
 
 def synthetic_composite_config() -> CompositeConfig:

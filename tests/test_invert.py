@@ -10,20 +10,18 @@ import torch
 from reenact.config import SyntheticConfig
 from reenact.invert import InversionResult, InvertProgress, invert_clip, latent_speed, plateaued, psnr
 from reenact.losses import Image2StyleGANPerceptual
-from reenact.synthetic import SyntheticWorld, make_world, synthetic_invert_config
+from reenact.synthetic import TINY_W_DIM, SyntheticWorld, make_world, quick_invert_config
 
 NUM_FRAMES = 16
 IN_DOMAIN_PSNR_DB = 30.0
 PSNR_PARITY_DB = 0.5
 MIN_EVAL_RATIO = 4.0
 MAX_SPEED_RATIO = 1.5
-WORLD_W_DIM = 32
+WORLD_W_DIM = TINY_W_DIM
 """`tiny`'s width: its W+ has many directions the images barely constrain, like FFHQ's 18 x 512, which
 is what the warm start is for (cold starts land on unrelated solutions). On the default 8-wide world
 the latents are identifiable: cold and warm both reach 60-70 dB and neither jitters."""
-FAST = dataclasses.replace(synthetic_invert_config(), warm_steps=50, batch_size=4, start_samples=0)
-"""From w_avg, warm batches of 4 with a quarter of the synthetic preset's warm budget: the setting the
-warm/cold comparison was built on."""
+FAST = quick_invert_config()
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")

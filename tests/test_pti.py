@@ -20,13 +20,19 @@ from reenact.pti import (
     pti_steps,
     tune_generator,
 )
-from reenact.synthetic import SyntheticWorld, make_world, synthetic_invert_config, synthetic_pti_config
+from reenact.synthetic import (
+    TINY_W_DIM,
+    SyntheticWorld,
+    make_world,
+    quick_invert_config,
+    synthetic_pti_config,
+)
 
 NUM_FRAMES = 8
 IDENTITY_NOISE = 1.0
 """The rendering generator's weight noise: the short inversion reaches ~29 dB on this world, against
 ~43 dB in-domain."""
-WORLD_W_DIM = 32
+WORLD_W_DIM = TINY_W_DIM
 """These tests run on `tiny`'s 32-wide generator, the one the PTI stage was built and measured on. On
 the default 8-wide world the locality regulariser measured 1.9x (threshold 2x), on this one 4.9x:
 a generator with few spare latent directions leaves tuning little room to leak, with or without it."""
@@ -37,8 +43,7 @@ MAX_LOCALITY_COST_DB = 1.0
 LOCALITY_PROBES = 64
 PROBE_SEED = 123
 SETTINGS = synthetic_pti_config()
-SHORT_INVERSION = dataclasses.replace(synthetic_invert_config(), start_samples=0, batch_size=4, warm_steps=50)
-"""A quick inversion (from w_avg, warm batches of 4): PTI is measured on what it leaves."""
+SHORT_INVERSION = quick_invert_config()
 SHORT = dataclasses.replace(SETTINGS, base_steps=10, max_steps=10, checkpoint_every=3)
 """A 10-step run for the resume and safety tests."""
 
