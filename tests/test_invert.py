@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from reenact.config import SyntheticConfig
-from reenact.invert import InversionResult, InvertProgress, invert_clip, latent_speed, plateaued, psnr
+from reenact.invert import (
+    InversionResult,
+    InvertProgress,
+    invert_clip,
+    latent_speed,
+    plateaued,
+    psnr,
+    start_latents,
+)
 from reenact.losses import Image2StyleGANPerceptual
 from reenact.synthetic import TINY_W_DIM, SyntheticWorld, make_world, quick_invert_config
 
@@ -17,6 +25,7 @@ IN_DOMAIN_PSNR_DB = 30.0
 PSNR_PARITY_DB = 0.5
 MIN_EVAL_RATIO = 4.0
 MAX_SPEED_RATIO = 1.5
+START_SAMPLES = 64
 WORLD_W_DIM = TINY_W_DIM
 """`tiny`'s width: its W+ has many directions the images barely constrain, like FFHQ's 18 x 512, which
 is what the warm start is for (cold starts land on unrelated solutions). On the default 8-wide world
@@ -131,3 +140,25 @@ def test_perceptual_loss_with_random_backbone(world: SyntheticWorld) -> None:
 def test_rejects_wrong_target_shape(world: SyntheticWorld) -> None:
     with pytest.raises(ValueError, match="targets must be"):
         invert_clip(world.generator, torch.zeros(2, 3, 16, 16), config=FAST, perceptual=None)
+
+
+def test_start_samples_pick_the_closest_seeded_sample(world: SyntheticWorld) -> None:
+    generator, targets = world.generator, world.target.crops[:3]
+    from_avg = start_latents(generator, targets, config=FAST, layers=generator.num_ws)
+    torch.testing.assert_close(from_avg, generator.mapping.w_avg.expand_as(from_avg), atol=0, rtol=0)
+    config = dataclasses.replace(FAST, start_samples=START_SAMPLES)
+    chosen = start_latents(generator, targets, config=config, layers=generator.num_ws)  # [3, L, D]
+    assert torch.equal(chosen, start_latents(generator, targets, config=config, layers=generator.num_ws))
+    assert torch.equal(chosen, chosen[:, :1].expand_as(chosen)), "a sample is one w on every layer"
+    z = torch.randn(
+        START_SAMPLES, generator.z_dim, generator=torch.Generator().manual_seed(config.start_seed)
+    )
+    with torch.no_grad():
+        candidates = generator.mapping(z)  # [S, L, D]
+        chosen_psnr = [
+            float(psnr(generator.synthesis(chosen[i : i + 1]), targets[i : i + 1])) for i in range(3)
+        ]
+        best = psnr(generator.synthesis(candidates), targets[:1].expand(START_SAMPLES, -1, -1, -1))
+        average = float(psnr(generator.synthesis(from_avg[:1]), targets[:1]))
+    assert chosen_psnr[0] == pytest.approx(float(best.max()), abs=1e-4)
+    assert chosen_psnr[0] > average, "the closest sample starts nearer than w_avg"
