@@ -18,7 +18,8 @@ from reenact.faces.align import quad_jitter
 from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS
 from reenact.faces.track import FaceTrack
 from reenact.pipeline import compute_alignment, track_clip
-from reenact.workspace import DEFAULT_WORKDIR, file_digest
+from reenact.weights import sha256_file
+from reenact.workspace import DEFAULT_WORKDIR
 from reenact_cli.common import ConfigOption, SetOption, cli_config
 
 HASH_CHARS = 12
@@ -33,7 +34,7 @@ LINE_PX_PER_1000 = 2.0
 
 def content_hash(path: Path) -> str:
     """Short sha256 of a file's bytes: the key of its workdir entry."""
-    return file_digest(path)[:HASH_CHARS]
+    return sha256_file(path)[:HASH_CHARS]
 
 
 def parse_face_at(text: str) -> tuple[float, float]:

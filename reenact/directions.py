@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from reenact.errors import ReenactError
-from reenact.weights import W_DIM, get_entry, weight_path
+from reenact.weights import W_DIM, get_entry, load_float_npy, weight_path
 
 GANSPACE_KEYS = frozenset({"mean", "comp", "std"})
 GANSPACE_REGISTRY_NAME = "ganspace-ffhq-pca"
@@ -98,12 +98,7 @@ def load_direction(path: Path | str, *, name: str | None = None, component: int 
         raise ReenactError(f"direction file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ReenactError(f"{path} is not a NumPy .npy array ({exc})") from None
-        if not np.issubdtype(array.dtype, np.floating):
-            raise ReenactError(f"{path} holds {array.dtype}, expected a floating-point direction")
+        array = load_float_npy(path)
         vector, source_format = _as_vector(path, torch.from_numpy(np.array(array))), "interfacegan-npy"
     elif suffix in (".pt", ".pth"):
         try:

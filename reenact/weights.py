@@ -27,9 +27,12 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from reenact.errors import ReenactError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 WeightKind = Literal["generator", "backbone", "lpips", "landmarks", "direction"]
 VerifyStatus = Literal["ok", "corrupt", "unchecked"]
@@ -208,7 +211,8 @@ def _check_direction_shape(path: Path, shape: tuple[int, ...], values_finite: bo
         raise ReenactError(f"{path} holds non-finite values")
 
 
-def _check_direction_npy(path: Path) -> None:
+def load_float_npy(path: Path) -> np.ndarray:
+    """A floating-point `.npy` array (no pickles), or `ReenactError` naming the file."""
     import numpy as np
 
     try:
@@ -216,7 +220,14 @@ def _check_direction_npy(path: Path) -> None:
     except (ValueError, OSError) as exc:
         raise ReenactError(f"{path} is not a NumPy .npy array ({exc})") from None
     if not np.issubdtype(array.dtype, np.floating):
-        raise ReenactError(f"{path} holds {array.dtype}, expected floating point")
+        raise ReenactError(f"{path} holds {array.dtype}, expected a floating-point direction")
+    return array
+
+
+def _check_direction_npy(path: Path) -> None:
+    import numpy as np
+
+    array = load_float_npy(path)
     _check_direction_shape(path, tuple(array.shape), bool(np.isfinite(array).all()))
 
 

@@ -37,23 +37,14 @@ from safetensors.torch import save_file
 
 from reenact import __version__
 from reenact.errors import ReenactError
+from reenact.weights import sha256_file
 
 WORKSPACE_FORMAT = "reenact-workspace/1"
 MANIFEST = "manifest.json"
 HASH_INDEX = "file-hashes.json"
 DIGEST_CHARS = 16
 """Hex characters of a stage key kept in directory names (64 bits)."""
-HASH_CHUNK_BYTES = 1 << 20
 DEFAULT_WORKDIR = Path("reenact-work")
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -118,7 +109,7 @@ class Workspace:
         memo = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         hashes = self._load_hashes()
         if memo not in hashes:
-            hashes[memo] = file_digest(path)
+            hashes[memo] = sha256_file(path)
             self._save_hashes(hashes)
         return hashes[memo]
 
