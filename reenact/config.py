@@ -185,17 +185,24 @@ class CompositeConfig:
 
 @dataclass
 class InvertConfig:
-    """W+ inversion of a clip (Image2StyleGAN loss, Adam), warm-started from frame to frame."""
+    """W+ inversion of a clip (Image2StyleGAN loss, Adam or L-BFGS), warm-started from frame to frame."""
 
     space: Literal["w+", "w"] = "w+"
     """Latent space optimised: `w+` (one w per generator layer) or `w` (one w shared by all layers)."""
     mode: Literal["warm", "cold"] = "warm"
     """`warm`: frame 0 from w_avg with `first_steps`, later frames from their neighbour with `warm_steps`;
     `cold`: every frame from w_avg with `first_steps` (the slow baseline)."""
+    optimiser: Literal["adam", "lbfgs"] = "adam"
+    """`adam`: Image2StyleGAN's optimiser, with stylegan2-ada's learning-rate ramps (the reference).
+    `lbfgs`: limited-memory BFGS with a strong-Wolfe line search, one frame at a time (`batch_size` 1).
+    The loss is deterministic (fixed noise), so the line search can use it; on the synthetic world 30
+    iterations fit as well as 200 Adam steps with a sixth of the renders (`benchmarks/bench_optimisers.py`).
+    Not yet measured on FFHQ with the perceptual loss. The step budgets count its iterations; the
+    learning rates and the plateau stop are Adam's (L-BFGS stops on its own tolerances)."""
     first_steps: int = 1000
-    """Most Adam steps for a frame started from w_avg."""
+    """Most optimiser steps for a frame started from w_avg."""
     warm_steps: int = 100
-    """Most Adam steps for a batch of frames warm-started from the previous result."""
+    """Most optimiser steps for a batch of frames warm-started from the previous result."""
     batch_size: int = 8
     """Consecutive frames optimised together (all initialised from the previous batch's last pivot)."""
     learning_rate: float = 0.01
@@ -222,6 +229,11 @@ class InvertConfig:
         for name in ("first_steps", "warm_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ReenactError(f"invert.{name} must be >= 1, got {getattr(self, name)}")
+        if self.optimiser == "lbfgs" and self.batch_size != 1:
+            raise ReenactError(
+                f"invert.optimiser = 'lbfgs' fits one frame at a time: set invert.batch_size = 1 "
+                f"(got {self.batch_size})"
+            )
         for name in ("learning_rate", "warm_learning_rate"):
             if getattr(self, name) <= 0:
                 raise ReenactError(f"invert.{name} must be > 0, got {getattr(self, name)}")

@@ -83,16 +83,17 @@ null directions, like FFHQ's 18 x 512: the inversion tests use that width to sho
 
 def synthetic_invert_config() -> InvertConfig:
     """Inversion settings for the synthetic world's 32 px generator: MSE only (no VGG weights needed),
-    a larger step size (its w moves more per step than FFHQ's), frame 0 started from the closest of 64
-    samples (its `w_avg` sits in a poor basin), then one frame per warm run: the synthetic expression
-    comes and goes within 16 frames, faster than a face at 25 fps, and a batch that starts 4 frames away
-    from its pivot lost 4-6 dB of driver PSNR and with it most of the transfer's accuracy."""
+    frame 0 started from the closest of 64 samples (its `w_avg` sits in a poor basin), then one frame
+    at a time, each from its neighbour's pivot: the synthetic expression comes and goes within 16
+    frames, faster than a face at 25 fps, and a batch that starts 4 frames away from its pivot lost
+    4-6 dB of driver PSNR and with it most of the transfer's accuracy. L-BFGS: 30 iterations per frame
+    (60 for frame 0) reach the transfer accuracy of 200 Adam steps per frame, 5.6x faster
+    (`benchmarks/bench_optimisers.py`)."""
     return InvertConfig(
-        first_steps=300,
-        warm_steps=200,
+        optimiser="lbfgs",
+        first_steps=60,
+        warm_steps=30,
         batch_size=1,
-        learning_rate=0.05,
-        warm_learning_rate=0.05,
         perceptual_weight=0.0,
         mse_weight=1.0,
         plateau_window=0,
@@ -101,9 +102,19 @@ def synthetic_invert_config() -> InvertConfig:
 
 
 def quick_invert_config() -> InvertConfig:
-    """A quicker inversion for the inversion and PTI measurements (tests, bench_invert, bench_pti): from
-    w_avg, warm batches of 4 frames with 50 steps each, on the world with `TINY_W_DIM`."""
-    return replace(synthetic_invert_config(), warm_steps=50, batch_size=4, start_samples=0)
+    """A quicker Adam inversion for the inversion and PTI measurements (tests, bench_invert, bench_pti):
+    from w_avg, warm batches of 4 frames with 50 steps each, on the world with `TINY_W_DIM`, whose W+
+    has spare directions like FFHQ's; Adam's warm start and moment handover are what those measure."""
+    return InvertConfig(
+        first_steps=300,
+        warm_steps=50,
+        batch_size=4,
+        learning_rate=0.05,
+        warm_learning_rate=0.05,
+        perceptual_weight=0.0,
+        mse_weight=1.0,
+        plateau_window=0,
+    )
 
 
 def synthetic_composite_config() -> CompositeConfig:

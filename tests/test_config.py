@@ -60,6 +60,8 @@ def test_override_values_are_typed() -> None:
         (["video.preset=warp"], "video.preset must be one of"),
         (["video.pix_fmt=nv12"], "video.pix_fmt must be one of"),
         (["video=3"], "video must be a table"),
+        (["invert.optimiser=sgd"], "invert.optimiser must be one of"),
+        (["invert.optimiser=lbfgs", "invert.batch_size=8"], "lbfgs' fits one frame at a time"),
     ],
 )
 def test_bad_settings_name_the_key(overrides: list[str], message: str) -> None:
