@@ -33,16 +33,16 @@ from reenact.config import InvertConfig, SyntheticConfig
 from reenact.demo import decode
 from reenact.faces.align import warp_to_crop
 from reenact.invert import InversionResult, invert_clip, psnr
-from reenact.synthetic import SyntheticClip, make_world, synthetic_invert_config, write_world
-
-ADAM = dataclasses.replace(
-    synthetic_invert_config(),
-    optimiser="adam",
-    first_steps=300,
-    warm_steps=200,
-    learning_rate=0.05,
-    warm_learning_rate=0.05,
+from reenact.synthetic import (
+    SyntheticClip,
+    make_world,
+    quick_invert_config,
+    synthetic_invert_config,
+    write_world,
 )
+
+ADAM = dataclasses.replace(quick_invert_config(), warm_steps=200, batch_size=1, start_samples=64)
+"""The synthetic preset before L-BFGS: Adam, one frame per warm run, from the closest of 64 samples."""
 OPTIMISERS: dict[str, InvertConfig] = {"adam": ADAM, "lbfgs": synthetic_invert_config()}
 
 

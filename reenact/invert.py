@@ -1,11 +1,11 @@
 """W+ inversion of a whole clip (Image2StyleGAN, Abdal et al. ICCV 2019), warm-started over time.
 
 Loss per frame: `perceptual_weight * perceptual(G(w), x) + mse_weight * MSE(G(w), x)`, minimised by
-Adam over the latents only (the generator is not touched). Consecutive frames of a clip differ little,
-so after frame 0 (from `w_avg` or the best of `start_samples` random samples, full budget
-`first_steps`) the clip is processed in batches of
-`batch_size` consecutive frames, each batch starting from the previous batch's last pivot and given
-only `warm_steps`. A warm batch also inherits Adam's moments from the previous batch's last frame:
+Adam (or L-BFGS, below) over the latents only (the generator is not touched). Consecutive frames of
+a clip differ little, so after frame 0 (from `w_avg` or the best of `start_samples` random samples,
+full budget `first_steps`) the clip is processed in batches of `batch_size` consecutive frames, each
+batch starting from the previous batch's last pivot and given only `warm_steps`. A warm batch also
+inherits Adam's moments from the previous batch's last frame:
 with fresh moments Adam's first steps are full-size in every coordinate, which kicks the latents off
 the neighbour's solution and lets the directions the image barely constrains wander (on the synthetic
 world the pivots then moved 1.6x as fast as the truth; with the handover 1.1x, at the same PSNR).

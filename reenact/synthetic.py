@@ -103,17 +103,18 @@ def synthetic_invert_config() -> InvertConfig:
 
 def quick_invert_config() -> InvertConfig:
     """A quicker Adam inversion for the inversion and PTI measurements (tests, bench_invert, bench_pti):
-    from w_avg, warm batches of 4 frames with 50 steps each, on the world with `TINY_W_DIM`, whose W+
-    has spare directions like FFHQ's; Adam's warm start and moment handover are what those measure."""
-    return InvertConfig(
+    the synthetic world's MSE-only loss, from w_avg, warm batches of 4 frames with 50 steps each, on the
+    world with `TINY_W_DIM`, whose W+ has spare directions like FFHQ's; Adam's warm start and moment
+    handover are what those measure."""
+    return replace(
+        synthetic_invert_config(),
+        optimiser="adam",
         first_steps=300,
         warm_steps=50,
         batch_size=4,
         learning_rate=0.05,
         warm_learning_rate=0.05,
-        perceptual_weight=0.0,
-        mse_weight=1.0,
-        plateau_window=0,
+        start_samples=0,
     )
 
 
