@@ -32,6 +32,7 @@ import torch
 from reenact.config import InvertConfig, SyntheticConfig
 from reenact.demo import decode
 from reenact.faces.align import warp_to_crop
+from reenact.gan.stylegan2 import images_from_uint8
 from reenact.invert import InversionResult, invert_clip, psnr
 from reenact.synthetic import (
     SyntheticClip,
@@ -54,7 +55,7 @@ def decoded_crops(path: Path, clip: SyntheticClip, *, resolution: int) -> torch.
             for frame, matrix in zip(decode(path), clip.matrices, strict=True)
         ]
     )
-    return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [N, 3, R, R]
+    return images_from_uint8(crops)  # [N, 3, R, R]
 
 
 def pooled_psnr(images: torch.Tensor, truth: torch.Tensor) -> float:

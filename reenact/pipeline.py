@@ -36,7 +36,7 @@ from reenact.faces.align import crop_matrix, smooth_quads, warp_to_crop
 from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS, make_backend
 from reenact.faces.track import FaceTrack, track_faces, track_quads
 from reenact.gan.checkpoints import load_generator, save_generator
-from reenact.gan.stylegan2 import Generator, images_to_uint8
+from reenact.gan.stylegan2 import Generator, images_from_uint8, images_to_uint8
 from reenact.invert import invert_clip
 from reenact.pti import tune_generator
 from reenact.workspace import (
@@ -308,8 +308,7 @@ def read_crops(path: Path, alignment: ClipAlignment, *, show_bar: bool = False) 
                 crops[slot[frame.index]] = warp_to_crop(
                     frame.image, alignment.matrices[frame.index], resolution
                 )
-    images = torch.from_numpy(crops).permute(0, 3, 1, 2).float()  # [N, 3, R, R]
-    return images / 127.5 - 1.0
+    return images_from_uint8(crops)  # [N, 3, R, R]
 
 
 # ------------------------------------------------------------------------------------------ inversion
