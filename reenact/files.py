@@ -1,0 +1,97 @@
+"""File helpers every module shares: atomic writes, safetensors with metadata, `.npz` arrays, hashing.
+
+Every file reenact writes appears in one step: it is written under a temporary name that is unique per
+process and per call (so several processes may write into one folder, e.g. a shared workspace), then
+renamed over the destination. A reader never sees half a file; an interrupted writer leaves only a
+hidden `.NAME.tmp-*` file behind, never something that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+HASH_CHUNK_BYTES = 1 << 20
+TMP_MARKER = ".tmp-"
+"""Part of every temporary name: `.NAME.tmp-XXXX`."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a unique temporary path beside `path`; on success it is renamed to `path`, else removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARKER}", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+    return Path(path)
+
+
+def save_tensors(
+    path: Path | str, tensors: Mapping[str, torch.Tensor], *, metadata: Mapping[str, str] | None = None
+) -> Path:
+    """A safetensors file of named tensors (moved to the CPU), with string metadata, written atomically."""
+    with atomic_path(path) as temporary:
+        save_file(
+            {name: value.detach().to("cpu").contiguous() for name, value in tensors.items()},
+            str(temporary),
+            metadata=dict(metadata or {}),
+        )
+    return Path(path)
+
+
+def load_tensors(path: Path | str, *, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file."""
+    return read_safetensors(path, device=device)[0]
+
+
+def read_safetensors(
+    path: Path | str, *, device: torch.device | str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors of a safetensors file and its metadata (empty when it has none)."""
+    with safe_open(str(path), framework="pt", device=str(device)) as handle:
+        metadata = dict(handle.metadata() or {})
+        return {name: handle.get_tensor(name) for name in handle.keys()}, metadata  # noqa: SIM118
+
+
+def save_arrays(path: Path | str, **arrays: np.ndarray) -> Path:
+    """An `.npz` of arrays (no pickles), written atomically."""
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
+        np.savez(handle, **arrays)
+    return Path(path)
+
+
+def load_arrays(path: Path | str) -> dict[str, np.ndarray]:
+    """All arrays of an `.npz` (pickled objects refused)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
