@@ -9,20 +9,30 @@ from typing import Annotated
 import cv2
 import numpy as np
 import typer
-from tqdm import tqdm
 
-from reenact import video
+from reenact import pipeline, video
 from reenact.config import Config
-from reenact.errors import ReenactError
+from reenact.device import resolve_runtime
 from reenact.faces.align import quad_jitter
 from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS
 from reenact.faces.track import FaceTrack
-from reenact.pipeline import compute_alignment, track_clip
-from reenact.weights import sha256_file
-from reenact.workspace import DEFAULT_WORKDIR
-from reenact_cli.common import ConfigOption, SetOption, cli_config
+from reenact.progress import Progress
+from reenact.workspace import DEFAULT_WORKDIR, Workspace
+from reenact_cli.common import (
+    AsJson,
+    Device,
+    FaceAt,
+    FaceIndex,
+    Landmarks,
+    Preset,
+    Quiet,
+    Sets,
+    Workdir,
+    face_choice,
+    settings_for,
+)
+from reenact_cli.progress import cli_progress
 
-HASH_CHARS = 12
 # Preview drawing (RGB).
 POINT_COLOUR = (0, 255, 0)
 RAW_QUAD_COLOUR = (255, 80, 80)
@@ -30,22 +40,6 @@ QUAD_COLOUR = (255, 220, 0)
 TEXT_COLOUR = (255, 255, 255)
 LINE_PX_PER_1000 = 2.0
 """Line width in pixels per 1000 pixels of the frame's longest side."""
-
-
-def content_hash(path: Path) -> str:
-    """Short sha256 of a file's bytes: the key of its workdir entry."""
-    return sha256_file(path)[:HASH_CHARS]
-
-
-def parse_face_at(text: str) -> tuple[float, float]:
-    """`X,Y` (pixels of the upright frame) -> (x, y)."""
-    parts = text.split(",")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return float(parts[0]), float(parts[1])
-    except ValueError:
-        raise ReenactError(f"--face-at expects X,Y in pixels, e.g. 640,360; got {text!r}") from None
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -86,6 +80,7 @@ def write_preview(
     quads: np.ndarray,
     settings: Config,
     overwrite: bool,
+    progress: Progress,
 ) -> None:
     """Second pass over the input: draw the track on every frame, keep timestamps and audio."""
     shot_of = np.zeros(track.num_frames, dtype=np.int64)
@@ -101,7 +96,7 @@ def write_preview(
             overwrite=overwrite,
             upright_frames=True,
         ) as writer,
-        tqdm(total=track.num_frames, unit="frame", desc="preview", leave=False) as bar,
+        progress.task("preview", total=track.num_frames, unit="frame") as task,
     ):
         for frame in reader.frames(upright=True):
             index = min(frame.index, track.num_frames - 1)
@@ -115,70 +110,62 @@ def write_preview(
                 label=label,
             )
             writer.write(image, pts=frame.pts)
-            bar.update(1)
+            task.advance()
 
 
 def align(
     source: Annotated[Path, typer.Argument(help="Input video or photo.")],
-    landmarks: Annotated[
-        str | None,
-        typer.Option(
-            "--landmarks", help="Landmark source: dlib (default), fan, or a sidecar .json/.npz file."
-        ),
-    ] = None,
+    landmarks: Landmarks = None,
+    face_index: FaceIndex = 0,
+    face_at: FaceAt = None,
     resolution: Annotated[
-        int | None, typer.Option("--resolution", help="Aligned crop size in pixels.")
+        int | None,
+        typer.Option("--resolution", help="Aligned crop size in pixels (default align.resolution)."),
     ] = None,
     preview: Annotated[
         Path | None, typer.Option("--preview", help="Write a video with the track drawn on it.")
     ] = None,
-    workdir: Annotated[
-        Path, typer.Option("--workdir", help="Folder for per-clip results.")
-    ] = DEFAULT_WORKDIR,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    face_index: Annotated[
-        int, typer.Option("--face-index", help="Follow the N-th largest face (0 = largest).")
-    ] = 0,
-    face_at: Annotated[str | None, typer.Option("--face-at", help="Follow the face at X,Y (pixels).")] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing results and preview.")
-    ] = False,
-    config: Path | None = ConfigOption,
-    sets: list[str] = SetOption,
+    device: Device = "auto",
+    workdir: Workdir = DEFAULT_WORKDIR,
+    as_json: AsJson = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing preview file.")] = False,
+    quiet: Quiet = False,
+    preset: Preset = None,
+    sets: Sets = None,
 ) -> None:
     """Find and follow one face through a clip: landmarks, FFHQ quads, temporal smoothing, crop transforms.
 
-    Results go to WORKDIR/<name>-<hash>/ (track.npz, align.npz); --preview draws them on the video.
+    The result is the alignment stage of `reenact transfer`/`edit`/`invert`/`tune`, stored in the workdir
+    (track.npz, align.npz), so a later run on the clip with the same face and settings reuses it;
+    --preview draws it on the video.
     """
-    overrides = list(sets)
-    if landmarks is not None:
-        overrides.append(f"faces.landmarks={json.dumps(landmarks)}")
-    if resolution is not None:
-        overrides.append(f"align.resolution={resolution}")
-    settings = cli_config(config, overrides)
-    point = parse_face_at(face_at) if face_at is not None else None
-    reader = video.VideoReader(source)  # probes once; each frames() pass reopens the file
+    settings = settings_for(preset, sets, faces={"landmarks": landmarks}, align={"resolution": resolution})
+    progress = cli_progress(quiet=quiet)
     if preview is not None:
         video.check_output(preview, inputs=(source,), overwrite=overwrite)
-    entry = workdir / f"{source.stem}-{content_hash(source)}"
+    workspace = Workspace(workdir)
+    alignment, stage = pipeline.align_clip(
+        source,
+        workspace=workspace,
+        settings=settings,
+        resolution=settings.align.resolution,
+        runtime=resolve_runtime(device),
+        face=face_choice(face_index, face_at),
+        progress=progress,
+    )
+    track, raw_quads, quads = alignment.track, alignment.quads_raw, alignment.quads
+    entry = workspace.path(stage.key)
     track_path, align_path = entry / "track.npz", entry / "align.npz"
-    if align_path.exists() and not overwrite:
-        raise ReenactError(f"{align_path} already exists; pass --overwrite to compute it again")
-
-    track = track_clip(reader, settings=settings, face_index=face_index, face_at=point)
-    alignment = compute_alignment(track, settings=settings, resolution=settings.align.resolution)
-    raw_quads, quads = alignment.quads_raw, alignment.quads
-    entry.mkdir(parents=True, exist_ok=True)
-    alignment.save(entry)
     if preview is not None:
         write_preview(
-            reader,
+            video.VideoReader(source),
             preview,
             track=track,
             raw_quads=raw_quads,
             quads=quads,
             settings=settings,
             overwrite=overwrite,
+            progress=progress,
         )
 
     source_name = settings.faces.landmarks

@@ -1,24 +1,101 @@
-"""Options and helpers shared by the CLI commands (I/O only, no maths)."""
+"""Options and helpers shared by the CLI commands (I/O only, no maths).
+
+Every option that more than one command takes is declared here once, as an `Annotated` alias, and each
+command lists the aliases it needs; defaults live in the command signatures only where the setting has
+no home in `reenact.config` (paths, flags), so every setting keeps one default.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from reenact.config import Config, load_config
+from reenact.config import DEFAULT_PRESET, Config, preset_names
+from reenact.errors import ReenactError
+from reenact.gan.source import DEFAULT_GENERATOR
+from reenact.stages.align import FaceChoice
 
-ConfigOption = typer.Option(
-    None, "--config", help="TOML preset to read settings from (see configs/).", dir_okay=False
-)
-SetOption = typer.Option(
-    [],
-    "--set",
-    help="Override one setting, e.g. --set video.crf=18 (repeatable).",
-    metavar="SECTION.KEY=VALUE",
-)
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help=(
+            f"Settings preset: a packaged name ({', '.join(preset_names())}) or your own .toml file "
+            f"(see configs/). Default: {DEFAULT_PRESET}, or synthetic with a random:* generator."
+        ),
+    ),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override one setting, e.g. --set video.crf=18 (repeatable).",
+        metavar="SECTION.KEY=VALUE",
+    ),
+]
+Generator = Annotated[
+    str,
+    typer.Option(
+        "--generator",
+        "-g",
+        help=(
+            f"Generator: a weight name (see `reenact weights list`; default {DEFAULT_GENERATOR}), a "
+            "checkpoint file (.pkl, .pt, .safetensors), or random:tiny[-RES], an explicitly random test "
+            "generator that is not a face model."
+        ),
+    ),
+]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
+Precision = Annotated[
+    str, typer.Option("--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16.")
+]
+Compile = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the generator (pays off on long GPU runs).")
+]
+Workdir = Annotated[Path, typer.Option("--workdir", help="Folder where every stage's result is cached.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bars or stage lines; only the summary.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
+Landmarks = Annotated[
+    str | None,
+    typer.Option("--landmarks", help="Landmark source: dlib (default), fan, or a sidecar .json/.npz file."),
+]
+FaceIndex = Annotated[
+    int, typer.Option("--face-index", min=0, help="Follow the N-th largest face (0 = the largest).")
+]
+FaceAt = Annotated[
+    str | None,
+    typer.Option("--face-at", help="Follow the face at X,Y (pixels of the upright frame) instead."),
+]
+Output = Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv).")]
 
 
-def cli_config(config: Path | None, sets: list[str]) -> Config:
-    """The configuration a command runs with: defaults, then `--config`, then each `--set`."""
-    return load_config(config, sets)
+def settings_for(preset: str | None, sets: list[str] | None, **sections: dict[str, Any]) -> Config:
+    """The settings a command runs with: the preset, then each `--set`, then the command's own options
+    (`sections`, e.g. `edit={"strength": 0.5}`; options left at None are not applied)."""
+    settings = Config.from_preset(preset or DEFAULT_PRESET, overrides=sets or [])
+    given = {
+        name: {key: value for key, value in values.items() if value is not None}
+        for name, values in sections.items()
+    }
+    return settings.with_values(**{name: values for name, values in given.items() if values})
+
+
+def parse_face_at(text: str) -> tuple[float, float]:
+    """`X,Y` (pixels of the upright frame) -> (x, y)."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ReenactError(f"--face-at expects X,Y in pixels, e.g. 640,360; got {text!r}") from None
+
+
+def face_choice(face_index: int, face_at: str | None) -> FaceChoice:
+    """The face a command follows, from `--face-index` and `--face-at`."""
+    return FaceChoice(index=face_index, at=parse_face_at(face_at) if face_at is not None else None)

@@ -9,7 +9,8 @@ import typer
 
 from reenact.demo import DEMO_FRAMES, run_demo
 from reenact.device import resolve_runtime
-from reenact_cli.pipeline_cmds import Device, Quiet
+from reenact_cli.common import Device, Quiet
+from reenact_cli.progress import cli_progress
 
 
 def demo(
@@ -24,14 +25,13 @@ def demo(
 
     The clips are rendered by a tiny random StyleGAN2 (not a face model), so this shows the machinery
     (video in, latents, tuning, transfer, paste-back, video out with audio) and measures it against the
-    ground truth; real faces need the official FFHQ weights (`reenact weights`).
+    ground truth; real faces need the official FFHQ weights (`reenact weights`). It runs with the
+    packaged `synthetic` preset, as `reenact transfer --generator random:tiny --preset synthetic` does.
     """
 
-    def log(line: str) -> None:
-        if not quiet:
-            typer.echo(line, err=True)
-
-    report = run_demo(output, runtime=resolve_runtime(device), num_frames=frames, show_bar=not quiet, log=log)
+    report = run_demo(
+        output, runtime=resolve_runtime(device), num_frames=frames, progress=cli_progress(quiet=quiet)
+    )
     typer.echo(f"demo finished in {report.seconds:.1f} s")
     typer.echo(f"  output        {report.output}")
     typer.echo(f"  side by side  {report.side_by_side}  (target | driver | output | ground truth)")

@@ -1,65 +1,48 @@
 """`reenact invert | tune | transfer | edit | morph`: the GAN pipeline on video files.
 
-I/O only: options are parsed into a `reenact.pipeline.RunContext` and the pipeline does the work.
-Every stage's result is cached in `--workdir`, so a second run (another driver, another edit) reuses
-what it can, and an interrupted run resumes.
+I/O only: options become a `reenact.pipeline.RunContext` and the pipeline does the work. Every stage's
+result is cached in `--workdir`, so a second run (another driver, another edit) reuses what it can, and
+an interrupted run resumes.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from reenact import pipeline
-from reenact.config import config_to_dict
 from reenact.device import resolve_runtime
 from reenact.errors import ReenactError
+from reenact.gan.random import is_random_spec
+from reenact.gan.source import DEFAULT_GENERATOR, load_generator_spec
 from reenact.workspace import DEFAULT_WORKDIR, Workspace
-from reenact_cli.common import ConfigOption, SetOption, cli_config
-
-GeneratorOption = typer.Option(
-    "--generator",
-    "-g",
-    help=(
-        f"Generator: a weight name (see `reenact weights list`; default {pipeline.DEFAULT_GENERATOR}), a "
-        "checkpoint file (.pkl, .pt, .safetensors), or random:tiny[-RES], an explicitly random test "
-        "generator that is not a face model."
-    ),
+from reenact_cli.common import (
+    AsJson,
+    Compile,
+    Device,
+    FaceAt,
+    FaceIndex,
+    Generator,
+    Landmarks,
+    Output,
+    Overwrite,
+    Precision,
+    Preset,
+    Quiet,
+    Sets,
+    Workdir,
+    face_choice,
+    settings_for,
 )
-DeviceOption = typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")
-PrecisionOption = typer.Option("--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16.")
-CompileOption = typer.Option("--compile", help="torch.compile the generator (pays off on long GPU runs).")
-WorkdirOption = typer.Option("--workdir", help="Folder where every stage's result is cached.")
-QuietOption = typer.Option("--quiet", "-q", help="No progress bars or stage lines; only the summary.")
-JsonOption = typer.Option("--json", help="Print the summary as JSON.")
-OverwriteOption = typer.Option("--overwrite", help="Replace an existing output file.")
+from reenact_cli.progress import cli_progress
 
-Generator = Annotated[str, GeneratorOption]
-Device = Annotated[str, DeviceOption]
-Precision = Annotated[str, PrecisionOption]
-Compile = Annotated[bool, CompileOption]
-Workdir = Annotated[Path, WorkdirOption]
-Quiet = Annotated[bool, QuietOption]
-AsJson = Annotated[bool, JsonOption]
-Overwrite = Annotated[bool, OverwriteOption]
+RANDOM_GENERATOR_PRESET = "synthetic"
+"""The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
 
-
-def random_preset_overrides() -> list[str]:
-    """`--set` items that put a random test generator on the synthetic world's settings.
-
-    A random generator is not a face model and the pretrained loss backbones (VGG16 / AlexNet) are not
-    needed to fit it: MSE-only inversion and tuning with the small step budgets the synthetic world uses.
-    """
-    from reenact.synthetic import synthetic_invert_config, synthetic_pti_config
-
-    overrides = []
-    for section, values in (("invert", synthetic_invert_config()), ("pti", synthetic_pti_config())):
-        for name, value in config_to_dict(values).items():
-            overrides.append(f"{section}.{name}={json.dumps(value)}")
-    return overrides
+Input = Annotated[Path, typer.Argument(help="Input video or photo.")]
 
 
 def make_context(
@@ -69,33 +52,29 @@ def make_context(
     precision: str,
     compile: bool,
     workdir: Path,
-    config: Path | None,
-    sets: list[str],
+    preset: str | None,
+    sets: list[str] | None,
     quiet: bool,
+    **sections: dict[str, Any],
 ) -> pipeline.RunContext:
     """Settings, device, workspace and generator of a command, with the loss networks built up front."""
+    progress = cli_progress(quiet=quiet)
     runtime = resolve_runtime(device, precision=precision, compile=compile)
-    overrides = list(sets)
-    is_random = generator.startswith(pipeline.RANDOM_PREFIX)
-    if is_random and config is None:
-        overrides = random_preset_overrides() + overrides
-    settings = cli_config(config, overrides)
+    is_random = is_random_spec(generator)
+    if is_random and preset is None:
+        preset = RANDOM_GENERATOR_PRESET
+    settings = settings_for(preset, sets, **sections)
     workspace = Workspace(workdir)
-    source = pipeline.load_generator_spec(generator, device=runtime.device, workspace=workspace)
-
-    def log(line: str) -> None:
-        if not quiet:
-            typer.echo(line, err=True)
-
+    source = load_generator_spec(generator, device=runtime.device, workspace=workspace)
     if is_random:
         typer.echo(
             f"note: {generator} is a random generator (for tests and demos, not a face model); "
-            "losses are MSE only",
+            f"preset {preset}",
             err=True,
         )
-    log(f"generator {generator} ({source.generator.resolution} px) on {runtime.describe()}")
+    progress.note(f"generator {generator} ({source.generator.resolution} px) on {runtime.describe()}")
     return pipeline.make_context(
-        workspace=workspace, source=source, settings=settings, runtime=runtime, show_bar=not quiet, log=log
+        workspace=workspace, source=source, settings=settings, runtime=runtime, progress=progress
     )
 
 
@@ -111,6 +90,7 @@ def report_summary(
                     "name": stage.name,
                     "seconds": round(stage.seconds, 3),
                     "cached": stage.cached,
+                    "resumed": stage.resumed,
                     "detail": stage.detail,
                     "location": str(stage.location) if stage.location else None,
                 }
@@ -124,59 +104,75 @@ def report_summary(
         return
     typer.echo(title)
     for stage in stages:
-        took = "cached" if stage.cached else f"{stage.seconds:.1f} s"
         where = f"  [{stage.location}]" if stage.location else ""
-        typer.echo(f"  {stage.name:<11} {took:>9}  {stage.detail}{where}")
+        typer.echo(f"  {pipeline.stage_line(stage)}{where}")
     if isinstance(report, pipeline.RunReport):
         typer.echo(f"  total       {report.seconds:>7.1f} s  {report.frames} frames -> {report.output}")
 
 
 def _prepare_and_report(
-    source: Path, *, context: pipeline.RunContext, landmarks: str | None, tune: bool, as_json: bool
+    source: Path,
+    *,
+    context: pipeline.RunContext,
+    landmarks: str | None,
+    face_index: int,
+    face_at: str | None,
+    tune: bool,
+    as_json: bool,
 ) -> None:
     """`invert` and `tune`: prepare the clip (tuned or not) and print its stages."""
-    clip = pipeline.prepare_clip(source, context=context, landmarks=landmarks, tune=tune, role="input")
+    clip = pipeline.prepare_clip(
+        source,
+        context=context,
+        landmarks=landmarks,
+        face=face_choice(face_index, face_at),
+        tune=tune,
+        role="input",
+    )
     what = "tuned over" if tune else "pivots of"
     report_summary(clip.stages, as_json=as_json, title=f"{source}: {what} {len(clip.pivots.frames)} frames")
 
 
 def invert(
-    source: Annotated[Path, typer.Argument(help="Input video or photo.")],
-    generator: Generator = pipeline.DEFAULT_GENERATOR,
-    landmarks: Annotated[
-        str | None, typer.Option("--landmarks", help="dlib, fan, or a sidecar .json/.npz.")
-    ] = None,
+    source: Input,
+    landmarks: Landmarks = None,
+    face_index: FaceIndex = 0,
+    face_at: FaceAt = None,
+    generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
     quiet: Quiet = False,
     as_json: AsJson = False,
-    config: Path | None = ConfigOption,
-    sets: list[str] = SetOption,
+    preset: Preset = None,
+    sets: Sets = None,
 ) -> None:
     """Align every frame and invert it into W+ (warm-started, batched); pivots are stored in the workdir."""
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, config=config, sets=sets, quiet=quiet,
+        workdir=workdir, preset=preset, sets=sets, quiet=quiet,
     )  # fmt: skip
-    _prepare_and_report(source, context=context, landmarks=landmarks, tune=False, as_json=as_json)
+    _prepare_and_report(
+        source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
+        tune=False, as_json=as_json,
+    )  # fmt: skip
 
 
 def tune(
-    source: Annotated[Path, typer.Argument(help="Input video or photo.")],
-    generator: Generator = pipeline.DEFAULT_GENERATOR,
-    landmarks: Annotated[
-        str | None, typer.Option("--landmarks", help="dlib, fan, or a sidecar .json/.npz.")
-    ] = None,
+    source: Input,
+    landmarks: Landmarks = None,
+    face_index: FaceIndex = 0,
+    face_at: FaceAt = None,
+    generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
     quiet: Quiet = False,
     as_json: AsJson = False,
-    config: Path | None = ConfigOption,
-    sets: list[str] = SetOption,
+    preset: Preset = None,
+    sets: Sets = None,
 ) -> None:
     """Invert the clip (cached) and run ONE pivotal-tuning pass of the generator over all its frames.
 
@@ -185,15 +181,18 @@ def tune(
     """
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, config=config, sets=sets, quiet=quiet,
+        workdir=workdir, preset=preset, sets=sets, quiet=quiet,
     )  # fmt: skip
-    _prepare_and_report(source, context=context, landmarks=landmarks, tune=True, as_json=as_json)
+    _prepare_and_report(
+        source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
+        tune=True, as_json=as_json,
+    )  # fmt: skip
 
 
 def transfer(
     target: Annotated[Path, typer.Argument(help="Target video (or photo): whose face and video are kept.")],
     driver: Annotated[Path, typer.Argument(help="Driver video: whose expressions are put on the target.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv).")],
+    output: Output,
     strength: Annotated[
         float | None, typer.Option("--strength", "-a", help="α: scale of the driver's expression offsets.")
     ] = None,
@@ -211,7 +210,7 @@ def transfer(
     length: Annotated[
         str | None,
         typer.Option(
-            "--length", help="When the driver is shorter/longer than the target: loop, pingpong or cut."
+            "--length", help="When the driver is shorter/longer than the target: hold, loop, pingpong or cut."
         ),
     ] = None,
     target_landmarks: Annotated[
@@ -220,7 +219,9 @@ def transfer(
     driver_landmarks: Annotated[
         str | None, typer.Option("--driver-landmarks", help="dlib, fan, or a sidecar file for the driver.")
     ] = None,
-    generator: Generator = pipeline.DEFAULT_GENERATOR,
+    face_index: FaceIndex = 0,
+    face_at: FaceAt = None,
+    generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
@@ -228,22 +229,20 @@ def transfer(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
-    config: Path | None = ConfigOption,
-    sets: list[str] = SetOption,
+    preset: Preset = None,
+    sets: Sets = None,
 ) -> None:
     """Put DRIVER's expressions on TARGET's face, in TARGET's own video, with its sound and timestamps.
 
     w_out[t] = w_target[t] + α·(w_driver[t] − w_driver[ref]) on the chosen layers, rendered with the
-    generator tuned on the target and pasted back. A second driver on the same target reuses the
-    target's alignment, pivots and tuned generator from the workdir.
+    generator tuned on the target and pasted back. --face-index/--face-at choose the target's face (the
+    driver's largest face drives). A second driver on the same target reuses the target's alignment,
+    pivots and tuned generator from the workdir.
     """
-    overrides = list(sets)
-    for name, value in (("strength", strength), ("layers", layers), ("length_policy", length)):
-        if value is not None:
-            overrides.append(f"edit.{name}={json.dumps(value)}")
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, config=config, sets=overrides, quiet=quiet,
+        workdir=workdir, preset=preset, sets=sets, quiet=quiet,
+        edit={"strength": strength, "layers": layers, "length_policy": length},
     )  # fmt: skip
     report = pipeline.transfer(
         target,
@@ -252,6 +251,7 @@ def transfer(
         context=context,
         target_landmarks=target_landmarks,
         driver_landmarks=driver_landmarks,
+        face=face_choice(face_index, face_at),
         driver_ref=driver_ref,
         overwrite=overwrite,
     )
@@ -259,24 +259,24 @@ def transfer(
 
 
 def edit(
-    source: Annotated[Path, typer.Argument(help="Input video or photo.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output video file.")],
+    source: Input,
+    output: Output,
     direction: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--direction",
             "-d",
             help="NAME=STRENGTH, repeatable. NAME: a weight name (reenact weights list), a direction file "
             "(.npy InterFaceGAN, .pt e4e/GANSpace), or FILE:K for GANSpace component K.",
         ),
-    ],
+    ] = None,
     layers: Annotated[
-        str | None, typer.Option("--layers", help="Only move these W+ layers (e.g. 4-7).")
+        str | None, typer.Option("--layers", help="Only move these W+ layers (e.g. 4-7; default all).")
     ] = None,
-    landmarks: Annotated[
-        str | None, typer.Option("--landmarks", help="dlib, fan, or a sidecar .json/.npz.")
-    ] = None,
-    generator: Generator = pipeline.DEFAULT_GENERATOR,
+    landmarks: Landmarks = None,
+    face_index: FaceIndex = 0,
+    face_at: FaceAt = None,
+    generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
@@ -284,8 +284,8 @@ def edit(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
-    config: Path | None = ConfigOption,
-    sets: list[str] = SetOption,
+    preset: Preset = None,
+    sets: Sets = None,
 ) -> None:
     """Move every frame's latent along attribute directions (smile, age, pose ...) and re-render the clip."""
     from reenact.directions import parse_direction_arg, resolve_direction
@@ -296,7 +296,7 @@ def edit(
     directions = [(resolve_direction(name), value) for name, value in parsed]
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, config=config, sets=sets, quiet=quiet,
+        workdir=workdir, preset=preset, sets=sets, quiet=quiet, edit={"direction_layers": layers},
     )  # fmt: skip
     report = pipeline.edit_video(
         source,
@@ -304,7 +304,7 @@ def edit(
         directions=directions,
         context=context,
         landmarks=landmarks,
-        layers=layers,
+        face=face_choice(face_index, face_at),
         overwrite=overwrite,
     )
     report_summary(report, as_json=as_json, title=f"edit {source}")
@@ -313,8 +313,10 @@ def edit(
 def morph(
     first: Annotated[Path, typer.Argument(help="First face (photo or video: its first frame).")],
     second: Annotated[Path, typer.Argument(help="Second face (photo or video: its first frame).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output video file.")],
-    frames: Annotated[int, typer.Option("--frames", min=2, help="Frames of the morph.")] = 50,
+    output: Output,
+    frames: Annotated[
+        int | None, typer.Option("--frames", min=2, help="Frames of the morph (default: edit.morph_frames).")
+    ] = None,
     fps: Annotated[int, typer.Option("--fps", min=1, help="Frame rate of the morph video.")] = 25,
     crossover: Annotated[
         int | None,
@@ -322,7 +324,9 @@ def morph(
             "--crossover", help="Style crossover instead: layers below K from FIRST, the rest from SECOND."
         ),
     ] = None,
-    generator: Generator = pipeline.DEFAULT_GENERATOR,
+    face_index: FaceIndex = 0,
+    face_at: FaceAt = None,
+    generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
@@ -330,21 +334,21 @@ def morph(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
-    config: Path | None = ConfigOption,
-    sets: list[str] = SetOption,
+    preset: Preset = None,
+    sets: Sets = None,
 ) -> None:
     """Image2StyleGAN morph between two faces (aligned crops, as a video), or a style crossover."""
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, config=config, sets=sets, quiet=quiet,
+        workdir=workdir, preset=preset, sets=sets, quiet=quiet, edit={"morph_frames": frames},
     )  # fmt: skip
     report = pipeline.morph_video(
         first,
         second,
         output,
         context=context,
-        num_frames=frames,
         fps=fps,
+        face=face_choice(face_index, face_at),
         crossover=crossover,
         overwrite=overwrite,
     )

@@ -1,8 +1,9 @@
 """Typed configuration: one dataclass per stage, defaults in one place.
 
-Every setting has exactly one default, here. `configs/*.toml` are presets that override some of
-them; `--set section.key=value` overrides one setting on the command line. Unknown sections or keys
-are an error that names them, so a typo never silently does nothing.
+Every setting has exactly one default, here. `configs/*.toml` are presets that override some of them,
+packaged with reenact and loaded by name with `Config.from_preset` (`--preset NAME`, or a `.toml` file);
+`--set section.key=value` overrides one setting on the command line. Unknown sections or keys are an
+error that names them, so a typo never silently does nothing.
 
 Adding a stage: write its dataclass (a docstring line per field, checks in `__post_init__`) and add
 it as a field of `Config`; the loader needs no change.
@@ -16,6 +17,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -38,6 +40,9 @@ X264_PRESETS = (
     "veryslow",
 )
 MAX_CRF = 51
+PRESETS_PACKAGE = "reenact.configs"
+"""Where the packaged presets live (the repository's `configs/` folder)."""
+DEFAULT_PRESET = "default"
 
 
 @dataclass
@@ -76,8 +81,8 @@ class FacesConfig:
     """Times dlib upsamples the detection copy (each finds faces half as big, 4x slower)."""
     min_score: float = 0.0
     """Detections scoring below this are dropped (dlib HOG: SVM margin; cnn/fan: confidence)."""
-    fan_device: str = "cpu"
-    """Torch device of the FAN backend, e.g. `cpu` or `cuda`."""
+    fan_device: str = "auto"
+    """Torch device of the FAN backend: `auto` (the run's `--device`), or e.g. `cpu` or `cuda`."""
     fan_detector: Literal["sfd", "blazeface", "dlib"] = "sfd"
     """Face detector the FAN backend uses (a face-alignment detector name)."""
     max_jump: float = 0.5
@@ -250,71 +255,6 @@ class InvertConfig:
 
 
 @dataclass
-class SyntheticConfig:
-    """The synthetic world: a fixed-seed tiny StyleGAN2 renders clips with known latents and transforms."""
-
-    seed: int = 0
-    """Seed of the world's generator, latent trajectories, transforms and backgrounds."""
-    resolution: int = 32
-    """Generator (and aligned crop) resolution, a power of two."""
-    w_dim: int = 8
-    """Width of the generator's z and w. At 8 every style affine is injective and the latents are
-    identifiable from the images (`reenact.synthetic.SYNTHETIC_W_DIM`); 32 is `tiny`'s width."""
-    num_frames: int = 16
-    """Frames per clip."""
-    fps: int = 25
-    """Frame rate of the written clips."""
-    frame_width: int = 128
-    """Width of the video frames in pixels (even)."""
-    frame_height: int = 96
-    """Height of the video frames in pixels (even)."""
-    face_size: float = 56.0
-    """Side of the face's crop square in frame pixels."""
-    motion: float = 0.5
-    """Size of the smooth motion in W (all layers), in units of W's per-dimension standard deviation."""
-    motion_period: float = 128.0
-    """Frames per cycle of the slowest motion component (larger = slower, smoother)."""
-    expression: float = 1.5
-    """Size of the expression direction (only on `expression_layers`), in W standard deviations."""
-    expression_layers: tuple[int, ...] = (2, 3, 4)
-    """W+ indices the expression changes (must be < the generator's num_ws)."""
-    translation: float = 6.0
-    """Amplitude of the face's translation in the frame, in pixels."""
-    rotation: float = 5.0
-    """Amplitude of the face's in-plane rotation, in degrees."""
-    scale: float = 0.06
-    """Amplitude of the face's size change, as a fraction of `face_size`."""
-    background_drift: float = 0.5
-    """Speed of the background texture's drift, in pixels per frame."""
-    identity_noise: float = 0.0
-    """Frames are rendered by a copy of the generator whose synthesis weights get noise of this relative
-    size (0 = rendered by the world's generator itself, in-domain)."""
-    audio_frequency: float = 440.0
-    """Pitch of the tone in the written clips' audio track, in Hz."""
-
-    def __post_init__(self) -> None:
-        if self.num_frames < 2:
-            raise ReenactError(f"synthetic.num_frames must be >= 2, got {self.num_frames}")
-        if self.w_dim < 1:
-            raise ReenactError(f"synthetic.w_dim must be >= 1, got {self.w_dim}")
-        if self.fps < 1:
-            raise ReenactError(f"synthetic.fps must be >= 1, got {self.fps}")
-        if self.frame_width % 2 or self.frame_height % 2 or min(self.frame_width, self.frame_height) < 16:
-            raise ReenactError("synthetic.frame_width and frame_height must be even and >= 16")
-        if not 0 < self.face_size <= min(self.frame_width, self.frame_height):
-            raise ReenactError("synthetic.face_size must be > 0 and fit in the frame")
-        if self.motion_period <= 0:
-            raise ReenactError(f"synthetic.motion_period must be > 0, got {self.motion_period}")
-        if min(self.expression_layers, default=0) < 0:
-            raise ReenactError("synthetic.expression_layers must be W+ indices >= 0")
-        for name in ("motion", "expression", "translation", "rotation", "scale", "identity_noise"):
-            if getattr(self, name) < 0:
-                raise ReenactError(f"synthetic.{name} must be >= 0, got {getattr(self, name)}")
-        if self.audio_frequency <= 0:
-            raise ReenactError(f"synthetic.audio_frequency must be > 0, got {self.audio_frequency}")
-
-
-@dataclass
 class MetricsConfig:
     """`reenact evaluate`: identity consistency (TL-ID/TG-ID), PSNR and LPIPS against the source clip."""
 
@@ -444,10 +384,45 @@ class Config:
     align: AlignConfig = field(default_factory=AlignConfig)
     composite: CompositeConfig = field(default_factory=CompositeConfig)
     invert: InvertConfig = field(default_factory=InvertConfig)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     pti: PTIConfig = field(default_factory=PTIConfig)
     edit: EditConfig = field(default_factory=EditConfig)
+
+    @classmethod
+    def from_preset(cls, preset: str | Path = DEFAULT_PRESET, *, overrides: Sequence[str] = ()) -> Config:
+        """A packaged preset by name (`preset_names()`) or a `.toml` file, then `section.key=value` items."""
+        return load_config(preset_path(preset), overrides)
+
+    def with_values(self, **sections: Mapping[str, Any]) -> Config:
+        """A copy with some settings replaced, e.g. `with_values(edit={"strength": 0.5})`, checked like a
+        preset's (unknown keys and bad values are a `ReenactError`)."""
+        data = config_to_dict(self)
+        for section, values in sections.items():
+            if section not in data:
+                raise ReenactError(f"unknown config section: {section}")
+            data[section].update(values)
+        return config_from_dict(data)
+
+
+def preset_names() -> list[str]:
+    """Names of the presets packaged with reenact (`configs/*.toml`)."""
+    return sorted(
+        Path(entry.name).stem
+        for entry in resources.files(PRESETS_PACKAGE).iterdir()
+        if entry.name.endswith(".toml")
+    )
+
+
+def preset_path(preset: str | Path) -> Path:
+    """The file of a packaged preset name, or `preset` itself when it is a `.toml` path."""
+    if str(preset).lower().endswith(".toml"):
+        return Path(preset)
+    packaged = resources.files(PRESETS_PACKAGE) / f"{preset}.toml"
+    if not packaged.is_file():
+        raise ReenactError(
+            f"unknown preset {str(preset)!r}; use one of {', '.join(preset_names())} or a .toml file"
+        )
+    return Path(str(packaged))
 
 
 def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:

@@ -2,8 +2,8 @@
 
 It writes a target and a driver clip rendered by the synthetic world's tiny generator (random weights
 fixed by a seed: not a face model), runs `reenact.pipeline.transfer` on the video files exactly as
-`reenact transfer` does (sidecar landmarks instead of dlib, which finds no real face in them), and
-writes next to the result:
+`reenact transfer --preset synthetic` does (sidecar landmarks instead of dlib, which finds no real face
+in them), and writes next to the result:
 
 - `transfer.mp4`: the output (target's timestamps and audio);
 - `side_by_side.mp4`: target | driver | output | ground truth, one row per frame;
@@ -15,29 +15,30 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from reenact import pipeline, video
-from reenact.config import Config, SyntheticConfig
+from reenact.config import Config
 from reenact.device import Runtime
+from reenact.files import write_text_atomic
 from reenact.gan.checkpoints import save_generator
+from reenact.gan.source import load_generator_spec
+from reenact.imaging import UINT8_PEAK, psnr_from_mse
+from reenact.progress import SILENT, Progress
 from reenact.synthetic import (
+    SyntheticConfig,
     make_world,
-    synthetic_composite_config,
-    synthetic_invert_config,
-    synthetic_pti_config,
-    synthetic_video_config,
+    synthetic_settings,
     true_transfer_frames,
     write_world,
 )
-from reenact.workspace import Workspace, write_text_atomic
+from reenact.workspace import Workspace
 
 DEMO_FRAMES = 32
 """Frames per demo clip (1.3 s at 25 fps): long enough to see the expression come and go."""
-PSNR_PEAK = 255.0
 MIN_MSE = 1e-10
 
 
@@ -53,21 +54,6 @@ class DemoReport:
     """The same for the target itself (the expression dropped): the gap is what the transfer adds."""
 
 
-def demo_settings(world_config: SyntheticConfig) -> Config:
-    """Pipeline settings for the synthetic world: its inversion and tuning budgets and expression layers."""
-    settings = Config()
-    layers = ",".join(str(index) for index in world_config.expression_layers)
-    return replace(
-        settings,
-        invert=synthetic_invert_config(),
-        pti=synthetic_pti_config(),
-        composite=synthetic_composite_config(),
-        video=synthetic_video_config(),
-        edit=replace(settings.edit, layers=layers),
-        synthetic=world_config,
-    )
-
-
 def face_errors(frames: np.ndarray, truth: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """Mean squared error of each frame against the truth over its face region: [T, H, W, 3] x2 -> [T]."""
     error = (frames.astype(np.float64) - truth.astype(np.float64)) ** 2  # [T, H, W, 3]
@@ -77,7 +63,7 @@ def face_errors(frames: np.ndarray, truth: np.ndarray, regions: np.ndarray) -> n
 def face_psnr(frames: np.ndarray, truth: np.ndarray, regions: np.ndarray) -> float:
     """PSNR (dB) over the face regions of the whole clip (pooled MSE, so no frame's exact match dominates)."""
     return float(
-        10.0 * np.log10(PSNR_PEAK**2 / max(float(face_errors(frames, truth, regions).mean()), MIN_MSE))
+        psnr_from_mse(max(float(face_errors(frames, truth, regions).mean()), MIN_MSE), peak=UINT8_PEAK)
     )
 
 
@@ -102,22 +88,23 @@ def run_demo(
     *,
     runtime: Runtime,
     num_frames: int = DEMO_FRAMES,
-    show_bar: bool = True,
-    log: pipeline.Log,
+    progress: Progress = SILENT,
 ) -> DemoReport:
     """Build the world, run the transfer on its files and compare with the ground truth, in `directory`."""
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     world_config = SyntheticConfig(num_frames=num_frames)
-    settings = demo_settings(world_config)
-    log(f"synthetic world: {num_frames} frames, {world_config.resolution} px, seed {world_config.seed}")
+    settings = synthetic_settings()
+    progress.note(
+        f"synthetic world: {num_frames} frames, {world_config.resolution} px, seed {world_config.seed}"
+    )
     world = make_world(world_config, device=runtime.device)
     files = write_world(world, directory / "world", video_config=settings.video, overwrite=True)
     generator_file = save_generator(world.generator, directory / "world" / "generator.safetensors")
     workspace = Workspace(directory / "work")
-    source = pipeline.load_generator_spec(str(generator_file), device=runtime.device, workspace=workspace)
+    source = load_generator_spec(str(generator_file), device=runtime.device, workspace=workspace)
     context = pipeline.make_context(
-        workspace=workspace, source=source, settings=settings, runtime=runtime, show_bar=show_bar, log=log
+        workspace=workspace, source=source, settings=settings, runtime=runtime, progress=progress
     )
     output = directory / "transfer.mp4"
     run = pipeline.transfer(

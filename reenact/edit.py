@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from reenact.config import EditConfig
 from reenact.directions import Direction
 from reenact.errors import ReenactError
 
@@ -285,6 +286,54 @@ def transfer(target_ws: torch.Tensor, deltas: torch.Tensor, *, strength: float) 
             "index the deltas with length_indices first"
         )
     return target_ws + strength * deltas.to(target_ws)
+
+
+def driver_deltas(
+    ws: torch.Tensor,
+    frames: np.ndarray,
+    *,
+    num_frames: int,
+    config: EditConfig,
+    w_avg: torch.Tensor,
+    ref: int | None,
+) -> tuple[torch.Tensor, int]:
+    """Expression offsets of every driver frame [num_frames, num_ws, w_dim] and the reference frame used.
+
+    `ws` [N, num_ws, w_dim] are the pivots of the driver frames `frames` [N] (those with a face) out of
+    `num_frames`. `ref` (else `config.reference`) is a driver frame index, or None/`auto` for
+    `neutral_frame`. Frames without a face take the offset of the nearest frame with one.
+    """
+    mask = layer_mask(config.layers, num_ws=ws.shape[1]).to(ws.device)
+    if ref is None and config.reference != "auto":
+        ref = int(config.reference)
+    if ref is None:
+        ref_slot = neutral_frame(ws, mask=mask, w_avg=w_avg)
+    else:
+        if not 0 <= ref < num_frames:
+            raise ReenactError(f"driver reference frame {ref} is outside the driver's {num_frames} frames")
+        if ref not in set(frames.tolist()):
+            raise ReenactError(f"driver reference frame {ref} has no face; pick another with --driver-ref")
+        ref_slot = int(np.flatnonzero(frames == ref)[0])
+    deltas = expression_deltas(
+        ws, ref=ref_slot, mask=mask, sigma=config.sigma, min_component=config.min_component
+    )  # [N, num_ws, w_dim]
+    nearest = np.abs(np.arange(num_frames)[:, None] - frames[None, :]).argmin(axis=1)  # [num_frames]
+    return deltas[torch.from_numpy(nearest).to(deltas.device)], int(frames[ref_slot])
+
+
+def transfer_to_frames(
+    target_ws: torch.Tensor,
+    target_frames: np.ndarray,
+    deltas: torch.Tensor,
+    *,
+    num_target: int,
+    config: EditConfig,
+) -> torch.Tensor:
+    """The target's pivots `target_ws` [N, num_ws, w_dim] (of frames `target_frames` out of `num_target`)
+    plus α·Δ of the driver frame each target frame is paired with (`config.length_policy`)."""
+    which = length_indices(num_target, len(deltas), policy=config.length_policy)  # [num_target]
+    per_frame = deltas[torch.from_numpy(which[target_frames]).to(deltas.device)]  # [N, num_ws, w_dim]
+    return transfer(target_ws, per_frame, strength=config.strength)
 
 
 def _as_single(w: torch.Tensor, *, what: str) -> torch.Tensor:

@@ -34,22 +34,16 @@ import cv2
 import numpy as np
 import torch
 
-from reenact.config import CompositeConfig, InvertConfig, PTIConfig, SyntheticConfig, VideoConfig
+from reenact.config import CompositeConfig, Config, InvertConfig, VideoConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, quads_from_params, rot90, transform_points
 from reenact.faces.landmarks import NUM_LANDMARKS, write_landmarks
-from reenact.gan.stylegan2 import Generator, GeneratorConfig, images_to_uint8, tiny
+from reenact.gan.random import RANDOM_W_DIM, random_generator
+from reenact.gan.stylegan2 import Generator
+from reenact.imaging import images_to_uint8
 
-W_AVG_SAMPLES = 4096
-"""z samples whose mapped mean is the synthetic generator's w_avg (and whose spread is `w_std`)."""
-OUTPUT_QUANTILE = 0.999
-OUTPUT_PEAK = 1.0
-"""The generator's output is centred per channel and scaled so that this quantile of |pixel| is
-`OUTPUT_PEAK`: almost no pixel leaves [-1, 1], as with a trained generator. A video frame cannot hold
-values outside that range, so a clipped pixel is one that no latent reproduces exactly: with a plain
-std calibration (0.4) the random generator's heavy-tailed images lost 2-5% of their pixels to clipping,
-and the inversion's optimum moved away from the true latents."""
-CALIBRATION_SAMPLES = 256
+W_STD_SAMPLES = 4096
+"""z samples whose mapped spread is `w_std`."""
 MOTION_COMPONENTS = 3
 MOTION_PERIOD_RATIOS = (1.0, 0.61, 0.37)
 """Periods of the motion components relative to `motion_period` (incommensurate, so no exact repeat)."""
@@ -67,47 +61,91 @@ FACE_REGION_ALPHA = 0.5
 IDENTITY_NOISE_SALT = 7919
 """Added to the world's seed for the different-identity generator's noise."""
 TINY_W_DIM = 32
-"""`tiny`'s width, which the inversion and PTI measurements use (see `SYNTHETIC_W_DIM`)."""
-SYNTHETIC_W_DIM = 8
-"""Default width of the synthetic generator's z and w (`SyntheticConfig.w_dim`). Every style affine
-maps w to at least 16 channels, so at width 8 it is injective and, with the affine bias, no w direction
-only rescales a layer's styles (which weight demodulation cancels): the latents are identifiable from
-the images, and a latent delta added to inverted pivots renders what it renders at the true latents,
-which the transfer's ground truth needs. At `tiny`'s width 32 the 32 px generator's W+ has dozens of
-null directions, like FFHQ's 18 x 512: the inversion tests use that width to show the warm start."""
+"""`tiny`'s width, which the inversion and PTI measurements use (see `reenact.gan.random.RANDOM_W_DIM`)."""
 
 
-# ---------------------------------------------------------------------------------------------------
-# The generator
+@dataclass
+class SyntheticConfig:
+    """The synthetic world: a fixed-seed tiny StyleGAN2 renders clips with known latents and transforms."""
+
+    seed: int = 0
+    """Seed of the world's generator, latent trajectories, transforms and backgrounds."""
+    resolution: int = 32
+    """Generator (and aligned crop) resolution, a power of two."""
+    w_dim: int = RANDOM_W_DIM
+    """Width of the generator's z and w. At 8 every style affine is injective and the latents are
+    identifiable from the images (`reenact.gan.random.RANDOM_W_DIM`); 32 is `tiny`'s width."""
+    num_frames: int = 16
+    """Frames per clip."""
+    fps: int = 25
+    """Frame rate of the written clips."""
+    frame_width: int = 128
+    """Width of the video frames in pixels (even)."""
+    frame_height: int = 96
+    """Height of the video frames in pixels (even)."""
+    face_size: float = 56.0
+    """Side of the face's crop square in frame pixels."""
+    motion: float = 0.5
+    """Size of the smooth motion in W (all layers), in units of W's per-dimension standard deviation."""
+    motion_period: float = 128.0
+    """Frames per cycle of the slowest motion component (larger = slower, smoother)."""
+    expression: float = 1.5
+    """Size of the expression direction (only on `expression_layers`), in W standard deviations."""
+    expression_layers: tuple[int, ...] = (2, 3, 4)
+    """W+ indices the expression changes (must be < the generator's num_ws)."""
+    translation: float = 6.0
+    """Amplitude of the face's translation in the frame, in pixels."""
+    rotation: float = 5.0
+    """Amplitude of the face's in-plane rotation, in degrees."""
+    scale: float = 0.06
+    """Amplitude of the face's size change, as a fraction of `face_size`."""
+    background_drift: float = 0.5
+    """Speed of the background texture's drift, in pixels per frame."""
+    identity_noise: float = 0.0
+    """Frames are rendered by a copy of the generator whose synthesis weights get noise of this relative
+    size (0 = rendered by the world's generator itself, in-domain)."""
+    audio_frequency: float = 440.0
+    """Pitch of the tone in the written clips' audio track, in Hz."""
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 2:
+            raise ReenactError(f"synthetic.num_frames must be >= 2, got {self.num_frames}")
+        if self.w_dim < 1:
+            raise ReenactError(f"synthetic.w_dim must be >= 1, got {self.w_dim}")
+        if self.fps < 1:
+            raise ReenactError(f"synthetic.fps must be >= 1, got {self.fps}")
+        if self.frame_width % 2 or self.frame_height % 2 or min(self.frame_width, self.frame_height) < 16:
+            raise ReenactError("synthetic.frame_width and frame_height must be even and >= 16")
+        if not 0 < self.face_size <= min(self.frame_width, self.frame_height):
+            raise ReenactError("synthetic.face_size must be > 0 and fit in the frame")
+        if self.motion_period <= 0:
+            raise ReenactError(f"synthetic.motion_period must be > 0, got {self.motion_period}")
+        if min(self.expression_layers, default=0) < 0:
+            raise ReenactError("synthetic.expression_layers must be W+ indices >= 0")
+        for name in ("motion", "expression", "translation", "rotation", "scale", "identity_noise"):
+            if getattr(self, name) < 0:
+                raise ReenactError(f"synthetic.{name} must be >= 0, got {getattr(self, name)}")
+        if self.audio_frequency <= 0:
+            raise ReenactError(f"synthetic.audio_frequency must be > 0, got {self.audio_frequency}")
 
 
-def synthetic_invert_config() -> InvertConfig:
-    """Inversion settings for the synthetic world's 32 px generator: MSE only (no VGG weights needed),
-    frame 0 started from the closest of 64 samples (its `w_avg` sits in a poor basin), then one frame
-    at a time, each from its neighbour's pivot: the synthetic expression comes and goes within 16
-    frames, faster than a face at 25 fps, and a batch that starts 4 frames away from its pivot lost
-    4-6 dB of driver PSNR and with it most of the transfer's accuracy. L-BFGS: 30 iterations per frame
-    (60 for frame 0) reach the transfer accuracy of 200 Adam steps per frame, 5.6x faster
-    (`benchmarks/bench_optimisers.py`)."""
-    return InvertConfig(
-        optimiser="lbfgs",
-        first_steps=60,
-        warm_steps=30,
-        batch_size=1,
-        perceptual_weight=0.0,
-        mse_weight=1.0,
-        plateau_window=0,
-        start_samples=64,
-    )
+SYNTHETIC_PRESET = "synthetic"
+"""The packaged preset (`configs/synthetic.toml`) that every run on the synthetic world uses: the demo,
+`--generator random:tiny`, the tests and the benchmarks."""
+
+
+def synthetic_settings() -> Config:
+    """Pipeline settings for the synthetic world: the packaged `synthetic` preset."""
+    return Config.from_preset(SYNTHETIC_PRESET)
 
 
 def quick_invert_config() -> InvertConfig:
     """A quicker Adam inversion for the inversion and PTI measurements (tests, bench_invert, bench_pti):
-    the synthetic world's MSE-only loss, from w_avg, warm batches of 4 frames with 50 steps each, on the
+    the synthetic preset's MSE-only loss, from w_avg, warm batches of 4 frames with 50 steps each, on the
     world with `TINY_W_DIM`, whose W+ has spare directions like FFHQ's; Adam's warm start and moment
     handover are what those measure."""
     return replace(
-        synthetic_invert_config(),
+        synthetic_settings().invert,
         optimiser="adam",
         first_steps=300,
         warm_steps=50,
@@ -118,67 +156,14 @@ def quick_invert_config() -> InvertConfig:
     )
 
 
-def synthetic_composite_config() -> CompositeConfig:
-    """Paste-back for the synthetic world: no colour match. Its renders come from the very generator that
-    drew the frames, so there is no colour cast to correct, and matching each face's mean and spread to
-    the target frame's would cancel the part of the expression that changes the face's colours (the
-    full transfer's face-region change fell from 24.8 to 30.6 dB PSNR on seed 0)."""
-    return CompositeConfig(color_match=False)
-
-
-def synthetic_video_config() -> VideoConfig:
-    """Encoding of the synthetic clips and outputs: x264 at full chroma resolution (yuv444p). The world's
-    face is only 56 px across; 4:2:0 would halve its colours to 28 px and put an encoding floor of about
-    39 dB under every face-region measurement (44 dB with 4:4:4)."""
-    return VideoConfig(pix_fmt="yuv444p")
-
-
-def synthetic_pti_config() -> PTIConfig:
-    """Pivotal-tuning settings for the synthetic world's 32 px generator: MSE only (no LPIPS weights
-    needed), a larger step size (its few weights need bigger moves than FFHQ's 30 M) and a budget that
-    gives an 8-frame clip about 200 steps; PTI's regulariser settings otherwise."""
-    return PTIConfig(learning_rate=1e-3, base_steps=70, max_steps=400, lpips_weight=0.0)
-
-
-def synthetic_generator_config(resolution: int = 32, *, w_dim: int = SYNTHETIC_W_DIM) -> GeneratorConfig:
-    """The synthetic world's architecture: `tiny` with z and w `w_dim` wide."""
-    return replace(tiny(resolution), z_dim=w_dim, w_dim=w_dim)
-
-
-def synthetic_generator(
-    *, resolution: int = 32, w_dim: int = SYNTHETIC_W_DIM, seed: int = 0, device: torch.device | str = "cpu"
-) -> Generator:
-    """The synthetic world's tiny StyleGAN2: random weights fixed by `seed`, w_avg set, output calibrated.
-
-    Deterministic (the global RNG is neither used nor disturbed). Frozen (`requires_grad_(False)`), eval.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        generator = Generator(synthetic_generator_config(resolution, w_dim=w_dim))
-        z = torch.randn(W_AVG_SAMPLES, generator.z_dim)
-    generator.eval().requires_grad_(False)
-    with torch.no_grad():
-        w = generator.mapping(z)[:, 0]  # [S, w_dim]
-        generator.mapping.w_avg.copy_(w.mean(dim=0))
-        images = generator.synthesis(w[:CALIBRATION_SAMPLES])  # [S, 3, R, R]
-        mean = images.mean(dim=(0, 2, 3))  # [3]
-        peak = (images - mean[None, :, None, None]).abs().flatten().quantile(OUTPUT_QUANTILE)
-        gain = OUTPUT_PEAK / float(peak)
-        last = getattr(generator.synthesis, f"b{generator.resolution}")
-        for res in generator.synthesis.block_resolutions:
-            # Every ToRGB output is linear in its weight and the skip images add up: exact rescale.
-            block = getattr(generator.synthesis, f"b{res}")
-            block.torgb.weight.mul_(gain)
-            block.torgb.bias.mul_(gain)
-        # A constant added to the last ToRGB's bias shifts the image by that constant: centre it.
-        last.torgb.bias.sub_(gain * mean)
-    return generator.to(device)
+# ---------------------------------------------------------------------------------------------------
+# The generator
 
 
 def w_std(generator: Generator, *, seed: int = 0) -> torch.Tensor:
     """Per-dimension standard deviation of W under the generator's mapping, [w_dim] (on G's device)."""
     device = generator.mapping.w_avg.device
-    z = torch.randn(W_AVG_SAMPLES, generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    z = torch.randn(W_STD_SAMPLES, generator.z_dim, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         return generator.mapping(z.to(device))[:, 0].std(dim=0)
 
@@ -445,7 +430,7 @@ def _render_clip(
 
 def make_world(config: SyntheticConfig, *, device: torch.device | str = "cpu") -> SyntheticWorld:
     """Build the synthetic world in memory (deterministic for a given config)."""
-    generator = synthetic_generator(
+    generator = random_generator(
         resolution=config.resolution, w_dim=config.w_dim, seed=config.seed, device=device
     )
     num_ws = generator.num_ws
@@ -511,14 +496,14 @@ def write_world(
 ) -> SyntheticFiles:
     """Write both clips (H.264 + AAC tone), their landmark sidecars and the ground truth into `directory`.
 
-    `video_config` defaults to `synthetic_video_config()` (4:4:4 chroma).
+    `video_config` defaults to the synthetic preset's (4:4:4 chroma).
     """
     from reenact.video import VideoWriter, new_video_info
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = world.config
-    video_config = video_config or synthetic_video_config()
+    video_config = video_config or synthetic_settings().video
     audio = write_tone(
         directory / "tone.m4a", duration_s=config.num_frames / config.fps, frequency=config.audio_frequency
     )

@@ -32,12 +32,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from reenact import __version__
 from reenact.errors import ReenactError
-from reenact.weights import sha256_file
+from reenact.files import sha256_file, write_text_atomic
 
 WORKSPACE_FORMAT = "reenact-workspace/1"
 MANIFEST = "manifest.json"
@@ -146,6 +144,7 @@ class Workspace:
     def build(self, key: StageKey, *, summary: Mapping[str, Any] | None = None) -> Iterator[Path]:
         """Write `key`'s result: yields a private directory that becomes the result only on success.
 
+        `summary` goes into the manifest, read when the block ends (so the block may still fill it in).
         On an exception the directory is removed and nothing appears under the key.
         """
         stage_dir = self.root / key.stage
@@ -176,48 +175,3 @@ class Workspace:
     def manifest(self, key: StageKey) -> dict[str, Any]:
         """The manifest of a finished result."""
         return json.loads((self.path(key) / MANIFEST).read_text())
-
-
-# ------------------------------------------------------------------------------------- file helpers
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a text file through a temp file + rename, so readers never see half of it."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
-def save_tensors(
-    path: Path, tensors: Mapping[str, torch.Tensor], *, metadata: Mapping[str, str] | None = None
-) -> Path:
-    """safetensors file of named tensors (atomic)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(
-        {name: value.detach().to("cpu").contiguous() for name, value in tensors.items()},
-        str(tmp),
-        metadata=dict(metadata or {}),
-    )
-    os.replace(tmp, path)
-    return path
-
-
-def load_tensors(path: Path, *, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file."""
-    with safe_open(str(path), framework="pt", device=str(device)) as handle:
-        return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-
-
-def save_arrays(path: Path, **arrays: np.ndarray) -> Path:
-    """`.npz` of arrays (atomic, no pickles)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
-    return path
-
-
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}

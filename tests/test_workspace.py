@@ -11,16 +11,8 @@ import torch
 
 from reenact.device import resolve_device, resolve_runtime
 from reenact.errors import ReenactError
-from reenact.workspace import (
-    MANIFEST,
-    Workspace,
-    load_arrays,
-    load_tensors,
-    save_arrays,
-    save_tensors,
-    stage_key,
-    tensor_digest,
-)
+from reenact.files import load_arrays, load_tensors, save_arrays, save_tensors
+from reenact.workspace import MANIFEST, Workspace, stage_key, tensor_digest
 
 
 def test_key_depends_on_every_part_and_not_on_order() -> None:

@@ -43,6 +43,8 @@ LANDMARKS_FORMAT = "reenact-landmarks/1"
 FACE_MODELS_PACKAGE = "face_recognition_models"
 SHAPE_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
+FAN_DEVICE_AUTO = "auto"
+"""`faces.fan_device` value meaning: the run's device."""
 FAN_WEIGHT_FILES = {"landmarks": "2DFAN4-11f355bf06.pth.tar", "sfd": "s3fd-619a316812.pth"}
 """Files face-alignment loads from `<torch hub dir>/checkpoints` (2D landmarks, S3FD detector)."""
 
@@ -346,8 +348,13 @@ class FileLandmarks:
         return [detection_from_points(face) for face in self.points[frame_index] if np.isfinite(face).all()]
 
 
-def make_backend(config: FacesConfig, *, landmarks: str | None = None) -> LandmarkBackend:
-    """The backend `landmarks` names (`dlib`, `fan` or a sidecar path), else `config.landmarks`."""
+def make_backend(
+    config: FacesConfig, *, landmarks: str | None = None, device: str = "cpu"
+) -> LandmarkBackend:
+    """The backend `landmarks` names (`dlib`, `fan` or a sidecar path), else `config.landmarks`.
+
+    FAN runs on `config.fan_device`, or on `device` (the run's) when that is `auto`.
+    """
     choice = landmarks or config.landmarks
     if choice == "dlib":
         return DlibLandmarks(
@@ -358,7 +365,9 @@ def make_backend(config: FacesConfig, *, landmarks: str | None = None) -> Landma
         )
     if choice == "fan":
         return FanLandmarks(
-            device=config.fan_device, face_detector=config.fan_detector, min_score=config.min_score
+            device=device if config.fan_device == FAN_DEVICE_AUTO else config.fan_device,
+            face_detector=config.fan_detector,
+            min_score=config.min_score,
         )
     if choice in BUILTIN_LANDMARK_BACKENDS:  # pragma: no cover - a new name without a branch
         raise ReenactError(f"landmark backend {choice!r} is not wired up")

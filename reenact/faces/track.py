@@ -216,6 +216,121 @@ def track_quads(track: FaceTrack) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- driver
 
 
+@dataclass
+class FrameDetections:
+    """Every face found in a run of consecutive frames, and each frame's colour histogram (for cuts).
+
+    What detection gives before any choice of face: frames can be detected in any order, in parts, by
+    any process; `follow_faces` then makes the track from all of them in order.
+    """
+
+    counts: np.ndarray  # [T] int64, faces found per frame
+    boxes: np.ndarray  # [K, 4] float64, all frames' faces one after another
+    points: np.ndarray  # [K, 68, 2] float64
+    scores: np.ndarray  # [K] float64
+    histograms: np.ndarray  # [T, bins] float32; empty [T, 0] when scene cuts are off
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.counts)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "counts": self.counts,
+            "boxes": self.boxes,
+            "points": self.points,
+            "scores": self.scores,
+            "histograms": self.histograms,
+        }
+
+    @classmethod
+    def concat(cls, parts: list[FrameDetections]) -> FrameDetections:
+        """Detections of consecutive runs of frames, joined in order."""
+        return cls(**{name: np.concatenate([part.arrays()[name] for part in parts]) for name in FIELDS})
+
+
+FIELDS = ("counts", "boxes", "points", "scores", "histograms")
+
+
+def detect_faces(
+    frames: Iterable[np.ndarray], *, backend: LandmarkBackend, config: FacesConfig, first_index: int = 0
+) -> FrameDetections:
+    """All faces and the colour histogram of each RGB uint8 frame `[H, W, 3]`; frame numbers from
+    `first_index` (sidecar landmark files are indexed by frame)."""
+    counts: list[int] = []
+    detections: list[FaceDetection] = []
+    histograms: list[np.ndarray] = []
+    for offset, image in enumerate(frames):
+        found = backend.detect(image, frame_index=first_index + offset)
+        counts.append(len(found))
+        detections.extend(found)
+        if config.scene_cuts:
+            histograms.append(colour_histogram(image, side=config.cut_side).reshape(-1))
+    bins = int(np.prod(HIST_BINS)) if config.scene_cuts else 0
+    return FrameDetections(
+        counts=np.asarray(counts, dtype=np.int64),
+        boxes=np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4),
+        points=np.array([d.points for d in detections], dtype=np.float64).reshape(-1, NUM_LANDMARKS, 2),
+        scores=np.array([d.score for d in detections], dtype=np.float64),
+        histograms=np.array(histograms, dtype=np.float32).reshape(len(counts), bins),
+    )
+
+
+def shot_starts(histograms: np.ndarray, *, threshold: float) -> list[int]:
+    """First frame of every shot: 0 and each frame whose histogram is farther than `threshold` from the
+    previous frame's (Bhattacharyya distance)."""
+    starts = [0]
+    for index in range(1, len(histograms)):
+        distance = cv2.compareHist(histograms[index - 1], histograms[index], cv2.HISTCMP_BHATTACHARYYA)
+        if distance > threshold:
+            starts.append(index)
+    return starts
+
+
+def follow_faces(
+    detections: FrameDetections,
+    *,
+    config: FacesConfig,
+    face_index: int = 0,
+    face_at: tuple[float, float] | None = None,
+) -> FaceTrack:
+    """Split the frames into shots and follow one face through them (see the module docstring)."""
+    num_frames = detections.num_frames
+    if num_frames == 0:
+        raise ReenactError("the input has no frames")
+    tracker = FaceTracker(
+        max_jump=config.max_jump,
+        max_scale_change=config.max_scale_change,
+        face_index=face_index,
+        face_at=face_at,
+    )
+    starts = shot_starts(detections.histograms, threshold=config.cut_threshold) if config.scene_cuts else [0]
+    new_shot = np.zeros(num_frames, dtype=bool)
+    new_shot[starts[1:]] = True
+    points = np.full((num_frames, NUM_LANDMARKS, 2), np.nan)
+    boxes = np.full((num_frames, 4), np.nan)
+    scores = np.full(num_frames, np.nan)
+    found = np.zeros(num_frames, dtype=bool)
+    first = np.concatenate([[0], np.cumsum(detections.counts)])  # [T + 1] each frame's first face
+    for index in range(num_frames):
+        faces = [
+            FaceDetection(
+                box=detections.boxes[k], points=detections.points[k], score=float(detections.scores[k])
+            )
+            for k in range(first[index], first[index + 1])
+        ]
+        chosen = tracker.step(faces, new_shot=bool(new_shot[index]))
+        if chosen is not None:
+            points[index], boxes[index], scores[index], found[index] = (
+                chosen.points,
+                chosen.box,
+                chosen.score,
+                True,
+            )
+    segments = list(zip(starts, [*starts[1:], num_frames], strict=True))
+    return FaceTrack(points=points, boxes=boxes, scores=scores, found=found, segments=segments)
+
+
 def track_faces(
     frames: Iterable[np.ndarray],
     *,
@@ -224,43 +339,6 @@ def track_faces(
     face_index: int = 0,
     face_at: tuple[float, float] | None = None,
 ) -> FaceTrack:
-    """Detect, follow one face and split into shots, streaming over RGB uint8 frames `[H, W, 3]`.
-
-    Only per-frame points are kept, so memory grows by ~1 KiB per frame, never by frames.
-    """
-    tracker = FaceTracker(
-        max_jump=config.max_jump,
-        max_scale_change=config.max_scale_change,
-        face_index=face_index,
-        face_at=face_at,
-    )
-    cuts = (
-        SceneCutDetector(threshold=config.cut_threshold, side=config.cut_side) if config.scene_cuts else None
-    )
-    points: list[np.ndarray] = []
-    boxes: list[np.ndarray] = []
-    scores: list[float] = []
-    found: list[bool] = []
-    starts = [0]
-    missing_points = np.full((NUM_LANDMARKS, 2), np.nan)
-    missing_box = np.full(4, np.nan)
-    for index, image in enumerate(frames):
-        new_shot = cuts is not None and cuts.is_cut(image)  # never true for the first frame
-        if new_shot:
-            starts.append(index)
-        chosen = tracker.step(backend.detect(image, frame_index=index), new_shot=new_shot)
-        points.append(missing_points if chosen is None else chosen.points)
-        boxes.append(missing_box if chosen is None else chosen.box)
-        scores.append(np.nan if chosen is None else chosen.score)
-        found.append(chosen is not None)
-    num_frames = len(points)
-    if num_frames == 0:
-        raise ReenactError("the input has no frames")
-    segments = list(zip(starts, [*starts[1:], num_frames], strict=True))
-    return FaceTrack(
-        points=np.stack(points).astype(np.float64),
-        boxes=np.stack(boxes).astype(np.float64),
-        scores=np.asarray(scores, dtype=np.float64),
-        found=np.asarray(found, dtype=bool),
-        segments=segments,
-    )
+    """Detect, follow one face and split into shots over RGB uint8 frames `[H, W, 3]`, in one call."""
+    detections = detect_faces(frames, backend=backend, config=config)
+    return follow_faces(detections, config=config, face_index=face_index, face_at=face_at)

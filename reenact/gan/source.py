@@ -1,0 +1,56 @@
+"""The generator a run starts from: a registry name, a checkpoint file, or an explicitly random one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from reenact.errors import ReenactError
+from reenact.gan.checkpoints import load_generator
+from reenact.gan.random import is_random_spec, random_generator_from_spec
+from reenact.gan.stylegan2 import Generator
+from reenact.workspace import Workspace, tensor_digest
+
+DEFAULT_GENERATOR = "stylegan2-ffhq-1024"
+
+
+@dataclass(frozen=True)
+class GeneratorSource:
+    """The generator a run starts from, where it came from, and its content hash (part of stage keys)."""
+
+    spec: str
+    generator: Generator
+    digest: str
+    is_random: bool
+
+
+def load_generator_spec(
+    spec: str, *, device: torch.device | str = "cpu", workspace: Workspace | None = None
+) -> GeneratorSource:
+    """`NAME` from the weight registry, a checkpoint `PATH`, or `random:tiny[-RES]` (explicitly random).
+
+    A missing registry file is a `ReenactError` naming the file and the `reenact weights` command.
+    """
+    from reenact import weights
+
+    if is_random_spec(spec):
+        generator = random_generator_from_spec(spec, device=device)
+        return GeneratorSource(
+            spec=spec, generator=generator, digest=tensor_digest(generator.state_dict()), is_random=True
+        )
+    path = Path(spec)
+    if spec in weights.registry():
+        entry = weights.get_entry(spec)
+        if entry.kind != "generator":
+            raise ReenactError(f"{spec} is a {entry.kind} weight, not a generator")
+        path = weights.weight_path(spec)
+    elif not path.exists():
+        raise ReenactError(
+            f"generator {spec!r} is neither a file nor a known weight name; see `reenact weights list` "
+            f"(default {DEFAULT_GENERATOR}), or pass random:tiny for a random test generator"
+        )
+    digest = (workspace or Workspace()).input_digest(path) if path.is_file() else spec
+    generator = load_generator(path, device=device).eval().requires_grad_(False)
+    return GeneratorSource(spec=spec, generator=generator, digest=digest, is_random=False)

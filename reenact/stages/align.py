@@ -1,0 +1,249 @@
+"""Alignment stage: faces detected by parts of frames, then one face followed and its FFHQ crop smoothed.
+
+Parts: consecutive ranges of `ALIGN_PART_FRAMES` frames, each holding every face found in its frames and
+their colour histograms (`faces.track.detect_faces`). Merge: scene cuts, the choice of one face (the
+`face_index`-th largest or the one at `face_at`) followed through every shot, FFHQ quads smoothed within
+shots and each frame's frame -> crop matrix (`faces.track.follow_faces`, `faces.align`). Detection is the
+costly part and needs no neighbour, so any process can compute any part; tracking and smoothing see the
+whole track, so the result is the same however the parts were computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reenact import video
+from reenact.config import Config, config_to_dict
+from reenact.errors import ReenactError
+from reenact.faces.align import crop_matrix, smooth_quads
+from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS, make_backend
+from reenact.faces.track import FaceTrack, FrameDetections, detect_faces, follow_faces, track_quads
+from reenact.files import load_arrays, save_arrays
+from reenact.progress import SILENT, Progress
+from reenact.stages.base import STAGE_VERSION, FrameRange, split_range
+from reenact.workspace import StageKey, Workspace, stage_key
+
+ALIGN_FORMAT = "reenact-align/1"
+ALIGN_PART_FRAMES = 500
+"""Frames per detection part: what an interrupted alignment loses at most."""
+DETECTIONS_FILE = "detections.npz"
+
+
+@dataclass(frozen=True)
+class FaceChoice:
+    """Which face a run follows: the `index`-th largest (0 = largest), or the one at `at` (x, y pixels)."""
+
+    index: int = 0
+    at: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.index < 0:
+            raise ReenactError(f"--face-index must be >= 0, got {self.index}")
+
+
+LARGEST_FACE = FaceChoice()
+"""The default: follow the largest face."""
+
+
+@dataclass
+class ClipAlignment:
+    """One face followed through a clip: landmarks, smoothed FFHQ quads and frame -> crop matrices."""
+
+    track: FaceTrack
+    quads_raw: np.ndarray  # [T, 4, 2]
+    quads: np.ndarray  # [T, 4, 2], smoothed; NaN where no face
+    matrices: np.ndarray  # [T, 3, 3] frame -> crop; NaN where no face
+    resolution: int
+
+    @property
+    def num_frames(self) -> int:
+        return self.track.num_frames
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Frames that have a crop, [T] bool."""
+        return np.isfinite(self.matrices).all(axis=(1, 2))
+
+    def runs(self) -> list[FrameRange]:
+        """Maximal runs of consecutive frames with a crop, never across a scene cut."""
+        valid = self.valid
+        runs: list[FrameRange] = []
+        for first, last in self.track.segments:
+            start = None
+            for index in range(first, last + 1):
+                inside = index < last and valid[index]
+                if inside and start is None:
+                    start = index
+                elif not inside and start is not None:
+                    runs.append(FrameRange(start, index))
+                    start = None
+        return runs
+
+    def at_resolution(self, resolution: int) -> ClipAlignment:
+        """The same alignment with frame -> crop matrices for crops of `resolution` pixels."""
+        if resolution == self.resolution:
+            return self
+        return replace(self, matrices=crop_matrices(self.quads, resolution), resolution=resolution)
+
+    def save(self, directory: Path) -> None:
+        self.track.save(directory / "track.npz")
+        save_arrays(
+            directory / "align.npz",
+            format=np.array(ALIGN_FORMAT),
+            quads_raw=self.quads_raw,
+            quads=self.quads,
+            crop_matrices=self.matrices,
+            resolution=np.array(self.resolution),
+            segments=np.array(self.track.segments, dtype=np.int64).reshape(-1, 2),
+            found=self.track.found,
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> ClipAlignment:
+        arrays = load_arrays(directory / "align.npz")
+        return cls(
+            track=FaceTrack.load(directory / "track.npz"),
+            quads_raw=arrays["quads_raw"],
+            quads=arrays["quads"],
+            matrices=arrays["crop_matrices"],
+            resolution=int(arrays["resolution"]),
+        )
+
+
+def compute_alignment(track: FaceTrack, *, settings: Config, resolution: int) -> ClipAlignment:
+    """Raw quads from the landmarks, temporal smoothing within shots, and each frame's crop matrix."""
+    quads_raw = track_quads(track)  # [T, 4, 2]
+    quads = smooth_quads(quads_raw, segments=track.segments, config=settings.align)  # [T, 4, 2]
+    return ClipAlignment(
+        track=track,
+        quads_raw=quads_raw,
+        quads=quads,
+        matrices=crop_matrices(quads, resolution),
+        resolution=resolution,
+    )
+
+
+def crop_matrices(quads: np.ndarray, resolution: int) -> np.ndarray:
+    """Frame -> crop matrix [T, 3, 3] of each quad [T, 4, 2] (NaN where the quad is)."""
+    matrices = np.full((len(quads), 3, 3), np.nan)
+    for index in np.flatnonzero(np.isfinite(quads).all(axis=(1, 2))):
+        matrices[index] = crop_matrix(quads[index], resolution)
+    return matrices
+
+
+class FrameCursor:
+    """Upright frames of a clip from any start, continuing the same decode when asked for the next range."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._frames: Iterator[video.Frame] | None = None
+        self._position = 0
+
+    def images(self, frames: FrameRange, *, to_end: bool = False) -> Iterator[np.ndarray]:
+        """The images of `frames` (with `to_end`, every frame from `frames.start` to the end of the clip)."""
+        if self._frames is None or self._position != frames.start:
+            self._frames = iter(video.VideoReader(self.path).frames(upright=True))
+            self._position = 0
+        for frame in self._frames:
+            self._position += 1
+            if frame.index < frames.start:
+                continue
+            yield frame.image
+            if not to_end and self._position >= frames.stop:
+                return
+
+
+class AlignStage:
+    """A clip's alignment (see the module docstring)."""
+
+    name = "align"
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        path: Path,
+        *,
+        settings: Config,
+        landmarks: str | None,
+        resolution: int,
+        face: FaceChoice,
+        device: torch.device,
+        progress: Progress = SILENT,
+    ) -> None:
+        self.path = path
+        self.settings = settings
+        self.landmarks = landmarks
+        self.resolution = resolution
+        self.face = face
+        self.device = device
+        self.progress = progress
+        self.info = video.probe(path)
+        source = landmarks or settings.faces.landmarks
+        faces = config_to_dict(settings.faces)
+        faces["landmarks"] = (
+            source if source in BUILTIN_LANDMARK_BACKENDS else workspace.input_digest(Path(source))
+        )
+        faces.pop("fan_device")  # where FAN runs does not change what it finds
+        align = config_to_dict(settings.align)
+        align.pop("resolution")  # crop matrices are made for any resolution at load (`at_resolution`)
+        self.key: StageKey = stage_key(
+            "align",
+            {
+                "version": STAGE_VERSION,
+                "input": workspace.input_digest(path),
+                "faces": faces,
+                "align": align,
+                "face_index": face.index,
+                "face_at": face.at,
+            },
+        )
+        self._cursor = FrameCursor(path)
+        self._backend: Any = None
+
+    def ranges(self) -> list[FrameRange]:
+        return split_range(FrameRange(0, max(self.info.frame_count, 1)), size=ALIGN_PART_FRAMES)
+
+    def compute(self, frames: FrameRange, part: Path) -> None:
+        """Every face in `frames` (the last part reads on to the clip's real end, whatever was announced)."""
+        if self._backend is None:
+            self._backend = make_backend(
+                self.settings.faces, landmarks=self.landmarks, device=str(self.device)
+            )
+        last = frames.stop >= max(self.info.frame_count, 1)
+        with self.progress.task("align", total=len(frames), unit="frame") as task:
+
+            def images() -> Iterator[np.ndarray]:
+                for image in self._cursor.images(frames, to_end=last):
+                    task.advance()
+                    yield image
+
+            detections = detect_faces(
+                images(), backend=self._backend, config=self.settings.faces, first_index=frames.start
+            )
+        save_arrays(part / DETECTIONS_FILE, **detections.arrays())
+
+    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+        detections = FrameDetections.concat(
+            [FrameDetections(**load_arrays(part / DETECTIONS_FILE)) for part in parts]
+        )
+        track = follow_faces(
+            detections, config=self.settings.faces, face_index=self.face.index, face_at=self.face.at
+        )
+        if not track.found.any():
+            source = self.landmarks or self.settings.faces.landmarks
+            raise ReenactError(
+                f"no face found in {self.path} ({track.num_frames} frames, {source} landmarks); "
+                "check the input, or try --landmarks fan or a landmarks file"
+            )
+        alignment = compute_alignment(track, settings=self.settings, resolution=self.resolution)
+        alignment.save(directory)
+        return {"frames": alignment.num_frames, "aligned": int(alignment.valid.sum())}
+
+    def load(self, directory: Path) -> ClipAlignment:
+        return ClipAlignment.load(directory).at_resolution(self.resolution)

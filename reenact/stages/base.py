@@ -1,0 +1,143 @@
+"""The one shape of every stage, and the one helper that runs it: cached, else computed by parts.
+
+A stage is a unit of work over a clip's frames:
+
+- `key`: what its result depends on (input hashes, settings, generator, earlier stages' keys);
+- `ranges()`: the frame ranges it is computed in, each an independent, resumable part;
+- `compute(frames, part)`: the work of one range, written into the part's own folder;
+- `merge(parts, directory)`: the parts joined into the result, written into the result's folder;
+- `load(directory)`: the stored result, for this and every later run.
+
+`run_stage` is the only place that decides between the cache and the work: a finished result is loaded;
+otherwise every range whose part is not yet in the stage's scratch folder is computed (so a killed run
+resumes at the first missing part), the parts are merged, and the result is published atomically.
+This is the seam along which a clip is sharded: a part is a range of frames, stored on its own, so it
+can be computed by any process that shares the workspace, and the merge needs only the stored parts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+from reenact.progress import SILENT, Progress
+from reenact.workspace import StageKey, Workspace
+
+Result = TypeVar("Result")
+Result_co = TypeVar("Result_co", covariant=True)
+STAGE_VERSION = 1
+"""Bumped when a stage's stored result changes meaning, so old workspace entries are not reused."""
+PART_DONE = "part.done"
+"""Written last into a part's folder: the part is complete."""
+
+
+@dataclass(frozen=True, order=True)
+class FrameRange:
+    """Frames `[start, stop)` of a clip (or of a stage's items, e.g. the frames with a face)."""
+
+    start: int
+    stop: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.stop:
+            raise ValueError(f"bad frame range [{self.start}, {self.stop})")
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def name(self) -> str:
+        return f"{self.start:08d}-{self.stop:08d}"
+
+
+def split_range(frames: FrameRange, *, size: int) -> list[FrameRange]:
+    """`frames` cut into consecutive ranges of at most `size` frames."""
+    if size < 1:
+        raise ValueError(f"part size must be >= 1, got {size}")
+    return [
+        FrameRange(start, min(start + size, frames.stop)) for start in range(frames.start, frames.stop, size)
+    ]
+
+
+class Stage(Protocol[Result_co]):
+    """What `run_stage` needs of a stage (see the module docstring)."""
+
+    name: str
+    key: StageKey
+
+    def ranges(self) -> list[FrameRange]: ...
+
+    def compute(self, frames: FrameRange, part: Path) -> None: ...
+
+    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+        """Write the result into `directory`; returns the summary kept in its manifest."""
+        ...
+
+    def load(self, directory: Path) -> Result_co: ...
+
+
+@dataclass
+class StageRun(Generic[Result]):
+    """A stage's result and how it was obtained."""
+
+    result: Result
+    key: StageKey
+    cached: bool
+    """Loaded from the workspace, nothing computed."""
+    resumed: int
+    """Parts found finished in the scratch folder of an interrupted run."""
+    computed: int
+    """Parts computed by this run."""
+    seconds: float
+    location: Path
+
+
+def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress = SILENT) -> StageRun[Result]:
+    """`stage`'s result: loaded when stored, else computed part by part (resuming), merged and stored."""
+    started = time.perf_counter()
+    key = stage.key
+    location = workspace.path(key)
+    if workspace.done(key):
+        return StageRun(stage.load(location), key, True, 0, 0, time.perf_counter() - started, location)
+    scratch = workspace.scratch(key)
+    parts, resumed, computed = [], 0, 0
+    for frames in stage.ranges():
+        part = scratch / frames.name
+        if (part / PART_DONE).is_file():
+            resumed += 1
+        else:
+            compute_part(stage, frames, part)
+            computed += 1
+        parts.append(part)
+    summary: dict[str, Any] = {}
+    with workspace.build(key, summary=summary) as directory:
+        summary.update(stage.merge(parts, directory))
+    result = stage.load(location)
+    return StageRun(result, key, False, resumed, computed, time.perf_counter() - started, location)
+
+
+def compute_part(stage: Stage[Any], frames: FrameRange, part: Path) -> None:
+    """Compute one part into a private folder and move it into place complete, or leave nothing."""
+    shutil.rmtree(part, ignore_errors=True)  # an unfinished part of a killed run
+    building = Path(tempfile.mkdtemp(prefix=f".{part.name}.tmp-", dir=part.parent))
+    try:
+        stage.compute(frames, building)
+        (building / PART_DONE).touch()
+        building.rename(part)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+
+
+def adopt(source: Path, destination: Path) -> None:
+    """Put a part's file into the result being built, leaving the part intact (a hard link, else a copy),
+    so a merge that fails half-way can be done again from the same parts."""
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)

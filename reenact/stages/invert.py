@@ -1,0 +1,109 @@
+"""Inversion stage: W+ pivots of every frame with a face, with the ORIGINAL generator.
+
+Parts: the clip's runs of consecutive frames with a face (never across a scene cut), each inverted by
+one warm-started `reenact.invert.invert_clip` (frame 0 of a run from the start point, the others from
+their neighbour). A finished run is kept as a part, so an interrupted inversion resumes at the first
+unfinished run. Merge: the runs' pivots in frame order, one safetensors file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from reenact.config import Config, config_to_dict
+from reenact.device import Runtime
+from reenact.files import load_tensors, save_tensors
+from reenact.gan.source import GeneratorSource
+from reenact.invert import invert_clip
+from reenact.progress import SILENT, Progress
+from reenact.stages.align import ClipAlignment
+from reenact.stages.base import STAGE_VERSION, FrameRange
+from reenact.stages.crops import ClipCrops
+from reenact.workspace import StageKey, stage_key
+
+PIVOTS_FILE = "pivots.safetensors"
+
+
+@dataclass
+class Pivots:
+    """W+ pivots of the frames that have a face."""
+
+    frames: np.ndarray  # [N] frame indices
+    ws: torch.Tensor  # [N, num_ws, w_dim]
+    psnr: torch.Tensor  # [N] dB of G(pivot) against the crop
+
+    def save(self, path: Path) -> None:
+        frames = torch.from_numpy(self.frames.astype(np.int64))
+        save_tensors(path, {"frames": frames, "ws": self.ws, "psnr": self.psnr})
+
+    @classmethod
+    def load(cls, path: Path, *, device: torch.device | str = "cpu") -> Pivots:
+        tensors = load_tensors(path)
+        return cls(frames=tensors["frames"].numpy(), ws=tensors["ws"].to(device), psnr=tensors["psnr"])
+
+
+class InvertStage:
+    """A clip's pivots (see the module docstring)."""
+
+    name = "invert"
+
+    def __init__(
+        self,
+        crops: ClipCrops,
+        *,
+        align: StageKey,
+        source: GeneratorSource,
+        settings: Config,
+        perceptual: nn.Module | None,
+        runtime: Runtime,
+        progress: Progress = SILENT,
+    ) -> None:
+        self.crops = crops
+        self.alignment: ClipAlignment = crops.alignment
+        self.source = source
+        self.settings = settings
+        self.perceptual = perceptual
+        self.runtime = runtime
+        self.progress = progress
+        self.key = stage_key(
+            "invert",
+            {
+                "version": STAGE_VERSION,
+                "align": align.digest,
+                "generator": source.digest,
+                "invert": config_to_dict(settings.invert),
+            },
+        )
+
+    def ranges(self) -> list[FrameRange]:
+        return self.alignment.runs()
+
+    def compute(self, frames: FrameRange, part: Path) -> None:
+        result = invert_clip(
+            self.source.generator,
+            self.crops.frames(frames),
+            config=self.settings.invert,
+            perceptual=self.perceptual,
+            runtime=self.runtime,
+            progress=self.progress,
+        )
+        save_tensors(part / PIVOTS_FILE, {"ws": result.pivots, "psnr": result.psnr})
+
+    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+        saved = [load_tensors(part / PIVOTS_FILE) for part in parts]
+        pivots = Pivots(
+            frames=np.flatnonzero(self.alignment.valid),
+            ws=torch.cat([part["ws"] for part in saved]).float(),
+            psnr=torch.cat([part["psnr"] for part in saved]).float(),
+        )
+        pivots.save(directory / PIVOTS_FILE)
+        return {"mean_psnr": float(pivots.psnr.mean())}
+
+    def load(self, directory: Path) -> Pivots:
+        return Pivots.load(directory / PIVOTS_FILE, device=self.runtime.device)

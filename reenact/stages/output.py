@@ -1,0 +1,107 @@
+"""Paste-back and encode: the last step, whose result is the output file, not a workspace entry.
+
+Streams the input's frames: a frame with a latent gets its rendered crop pasted back (inverse warp,
+feathered landmark mask, colour match: `reenact.composite`), a frame without one passes through
+untouched; every frame is encoded at its own timestamp with the audio copied (`reenact.video`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from reenact import video
+from reenact.composite import composite_face, face_mask
+from reenact.config import Config
+from reenact.progress import SILENT, Progress
+from reenact.stages.align import ClipAlignment
+from reenact.stages.render import RenderedCrops
+
+
+def slots_for(alignment: ClipAlignment, frames: np.ndarray) -> np.ndarray:
+    """[T] latent slot of each frame (-1 where the frame has no latent)."""
+    slots = np.full(alignment.num_frames, -1, dtype=np.int64)
+    slots[frames] = np.arange(len(frames))
+    return slots
+
+
+def composite_frames(
+    frames: Iterator[video.Frame],
+    *,
+    alignment: ClipAlignment,
+    crops: RenderedCrops,
+    slots: np.ndarray,
+    settings: Config,
+) -> Iterator[tuple[video.Frame, np.ndarray]]:
+    """Each frame with its rendered face pasted back; frames without a face (slot -1) pass through unchanged.
+
+    `slots[t]` is the crop index for frame `t` (or -1). Yields (decoded frame, output image).
+    """
+    for frame in frames:
+        index = min(frame.index, alignment.num_frames - 1)
+        if slots[index] < 0:
+            yield frame, frame.image
+            continue
+        matrix = alignment.matrices[index]
+        mask = face_mask(
+            alignment.track.points[index] if alignment.track.found[index] else None,
+            matrix=matrix,
+            resolution=alignment.resolution,
+            config=settings.composite,
+        )
+        crop = crops.crop(int(slots[index]))
+        yield (
+            frame,
+            composite_face(frame.image, crop, matrix=matrix, mask_crop=mask, config=settings.composite),
+        )
+
+
+def still_frames(
+    timeline: Iterator[video.Frame], *, alignment: ClipAlignment, crops: RenderedCrops, settings: Config
+) -> Iterator[tuple[video.Frame, np.ndarray]]:
+    """A photo with step `t`'s rendered face for each frame `t` of another clip's timeline."""
+    matrix = alignment.matrices[0]
+    mask = face_mask(
+        alignment.track.points[0], matrix=matrix, resolution=alignment.resolution, config=settings.composite
+    )
+    for position, frame in enumerate(timeline):
+        crop = crops.crop(min(position, len(crops) - 1))
+        yield (
+            frame,
+            composite_face(frame.image, crop, matrix=matrix, mask_crop=mask, config=settings.composite),
+        )
+
+
+def write_video(
+    output: Path,
+    frames: Iterator[tuple[video.Frame, np.ndarray]],
+    *,
+    like: video.VideoInfo,
+    audio_from: Path | None,
+    inputs: tuple[Path, ...],
+    settings: Config,
+    overwrite: bool,
+    total: int,
+    progress: Progress = SILENT,
+) -> int:
+    """Encode (frame, image) pairs at the frames' own timestamps with the audio copied; returns frames."""
+    written = 0
+    with (
+        video.VideoWriter(
+            output,
+            like=like,
+            config=settings.video,
+            audio_from=audio_from,
+            overwrite=overwrite,
+            upright_frames=True,
+            inputs=inputs,
+        ) as writer,
+        progress.task("encode", total=total, unit="frame") as task,
+    ):
+        for frame, image in frames:
+            writer.write(image, pts=frame.pts)
+            written += 1
+            task.advance()
+    return written

@@ -1,0 +1,102 @@
+"""Render stage: W+ latents rendered to uint8 crops by a generator, by parts of `RENDER_PART` latents.
+
+Each part renders its latents in batches of `RENDER_BATCH` and stores the crops [n, R, R, 3] uint8 as
+one `.npy`; the merge only links the parts into the result, which is read back a part at a time
+(memory-mapped), never as a whole clip. The key is the generator's (the tuned one's stage key, or the
+source's hash) and the latents' own hash, so the same latents rendered again, e.g. to another output
+file or after an interrupted encode, are not rendered twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reenact.device import Runtime, autocast
+from reenact.gan.stylegan2 import Generator
+from reenact.imaging import images_to_uint8
+from reenact.progress import SILENT, Progress
+from reenact.stages.base import STAGE_VERSION, FrameRange, adopt, split_range
+from reenact.workspace import StageKey, stage_key, tensor_digest
+
+RENDER_PART = 256
+"""Latents per part: what an interrupted render loses at most."""
+RENDER_BATCH = 8
+"""Latents per generator call."""
+CROPS_FILE = "crops.npy"
+
+
+class RenderedCrops:
+    """The crops of a render result, read one part at a time."""
+
+    def __init__(self, directory: Path) -> None:
+        self.files = sorted(directory.glob("crops-*.npy"))
+        self.starts = [int(path.stem.split("-")[1]) for path in self.files]
+        self._part = -1
+        self._crops = np.zeros((0,), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        if not self.files:
+            return 0
+        return self.starts[-1] + len(np.load(self.files[-1], mmap_mode="r"))
+
+    def crop(self, slot: int) -> np.ndarray:
+        """The crop [R, R, 3] uint8 of latent `slot`."""
+        part = int(np.searchsorted(self.starts, slot, side="right")) - 1
+        if part != self._part:
+            self._part, self._crops = part, np.load(self.files[part], mmap_mode="r")
+        return np.asarray(self._crops[slot - self.starts[part]])
+
+
+class RenderStage:
+    """Latents rendered to crops (see the module docstring)."""
+
+    name = "render"
+
+    def __init__(
+        self,
+        generator: Generator,
+        latents: torch.Tensor,
+        *,
+        generator_digest: str,
+        runtime: Runtime,
+        progress: Progress = SILENT,
+    ) -> None:
+        self.generator = generator
+        self.latents = latents  # [M, num_ws, w_dim]
+        self.runtime = runtime
+        self.progress = progress
+        self.key: StageKey = stage_key(
+            "render",
+            {
+                "version": STAGE_VERSION,
+                "generator": generator_digest,
+                "latents": tensor_digest({"latents": latents.float()}),
+                "autocast": str(runtime.autocast_dtype),
+            },
+        )
+
+    def ranges(self) -> list[FrameRange]:
+        return split_range(FrameRange(0, len(self.latents)), size=RENDER_PART)
+
+    def compute(self, frames: FrameRange, part: Path) -> None:
+        crops = []
+        with self.progress.task("render", total=len(frames), unit="frame") as task:
+            for start in range(frames.start, frames.stop, RENDER_BATCH):
+                ws = self.latents[start : min(start + RENDER_BATCH, frames.stop)].to(self.runtime.device)
+                with torch.no_grad(), autocast(self.runtime):
+                    images = self.generator.synthesis(ws, noise_mode="const").float()  # [B, 3, R, R]
+                crops.append(images_to_uint8(images).cpu().numpy())  # [B, R, R, 3]
+                task.advance(len(ws))
+        np.save(part / CROPS_FILE, np.concatenate(crops))
+
+    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+        for frames, part in zip(self.ranges(), parts, strict=True):
+            adopt(part / CROPS_FILE, directory / f"crops-{frames.name}.npy")
+        return {"crops": len(self.latents)}
+
+    def load(self, directory: Path) -> RenderedCrops:
+        return RenderedCrops(directory)

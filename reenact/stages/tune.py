@@ -1,0 +1,114 @@
+"""Tuning stage: ONE pivotal-tuning pass of the generator over the whole clip (`reenact.pti`).
+
+The one stage that is a single optimisation, so it has one part over all pivots. It is resumable all
+the same: its checkpoints live in the stage's scratch folder (the parent of the part being built), so a
+killed run continues from the last one and ends bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from reenact.config import Config, config_to_dict
+from reenact.device import Runtime
+from reenact.gan.checkpoints import load_generator, save_generator
+from reenact.gan.source import GeneratorSource
+from reenact.gan.stylegan2 import Generator
+from reenact.progress import SILENT, Progress
+from reenact.pti import tune_generator
+from reenact.stages.base import STAGE_VERSION, FrameRange, adopt
+from reenact.stages.crops import ClipCrops
+from reenact.stages.invert import Pivots
+from reenact.workspace import MANIFEST, StageKey, stage_key
+
+GENERATOR_FILE = "generator.safetensors"
+SUMMARY_FILE = "tune.json"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+@dataclass
+class Tuned:
+    """The tuned generator and what tuning bought."""
+
+    generator: Generator
+    psnr_before: float
+    psnr_after: float
+    steps: int
+
+
+class TuneStage:
+    """A clip's tuned generator (see the module docstring)."""
+
+    name = "tune"
+
+    def __init__(
+        self,
+        crops: ClipCrops,
+        *,
+        pivots: Pivots,
+        invert: StageKey,
+        source: GeneratorSource,
+        settings: Config,
+        lpips: nn.Module | None,
+        runtime: Runtime,
+        progress: Progress = SILENT,
+    ) -> None:
+        self.crops = crops
+        self.pivots = pivots
+        self.source = source
+        self.settings = settings
+        self.lpips = lpips
+        self.runtime = runtime
+        self.progress = progress
+        self.key = stage_key(
+            "tune",
+            {
+                "version": STAGE_VERSION,
+                "invert": invert.digest,
+                "generator": source.digest,
+                "pti": config_to_dict(settings.pti),
+            },
+        )
+
+    def ranges(self) -> list[FrameRange]:
+        return [FrameRange(0, len(self.pivots.frames))]
+
+    def compute(self, frames: FrameRange, part: Path) -> None:
+        result = tune_generator(
+            self.source.generator,
+            self.crops.all()[frames.start : frames.stop],
+            self.pivots.ws[frames.start : frames.stop],
+            config=self.settings.pti,
+            perceptual=self.lpips,
+            runtime=self.runtime,
+            checkpoint=part.parent / CHECKPOINT_FILE,
+            progress=self.progress,
+        )
+        save_generator(result.generator, part / GENERATOR_FILE)
+        summary = {
+            "psnr_before": float(result.psnr_before.mean()),
+            "psnr_after": float(result.psnr_after.mean()),
+            "steps": result.steps,
+            "resumed_from": result.resumed_from,
+        }
+        (part / SUMMARY_FILE).write_text(json.dumps(summary))
+
+    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+        (part,) = parts
+        adopt(part / GENERATOR_FILE, directory / GENERATOR_FILE)
+        return json.loads((part / SUMMARY_FILE).read_text())
+
+    def load(self, directory: Path) -> Tuned:
+        summary = json.loads((directory / MANIFEST).read_text())["summary"]
+        generator = load_generator(directory / GENERATOR_FILE, device=self.runtime.device)
+        return Tuned(
+            generator=generator.eval().requires_grad_(False),
+            psnr_before=summary["psnr_before"],
+            psnr_after=summary["psnr_after"],
+            steps=summary["steps"],
+        )
