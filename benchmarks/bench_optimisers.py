@@ -32,7 +32,7 @@ import torch
 from reenact.config import InvertConfig, SyntheticConfig
 from reenact.demo import decode
 from reenact.faces.align import warp_to_crop
-from reenact.gan.stylegan2 import images_from_uint8
+from reenact.imaging import images_from_uint8
 from reenact.invert import InversionResult, invert_clip, psnr
 from reenact.synthetic import (
     SyntheticClip,

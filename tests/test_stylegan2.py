@@ -16,12 +16,12 @@ from reenact.gan.stylegan2 import (
     GeneratorConfig,
     count_parameters,
     ffhq_config_f,
-    images_to_uint8,
     modulated_conv2d,
     setup_filter,
     tiny,
     upsample2d,
 )
+from reenact.imaging import images_to_uint8
 from tests.gantools import FIXTURE, official_layout, randomized_generator
 
 OFFICIAL_FFHQ_PARAMS_LOW, OFFICIAL_FFHQ_PARAMS_HIGH = 29.9e6, 30.5e6  # ~30.0M as published

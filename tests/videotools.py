@@ -9,8 +9,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from reenact.imaging import uint8_psnr
+
 MAX_PSNR_DB = 100.0
-PIXEL_MAX = 255.0
 
 
 def frame_times(path: Path) -> list[Fraction]:
@@ -36,8 +37,7 @@ def audio_digest(path: Path) -> tuple[str, int] | None:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 images of the same shape (capped for identical images)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return MAX_PSNR_DB if mse == 0 else 10.0 * np.log10(PIXEL_MAX**2 / mse)
+    return min(MAX_PSNR_DB, uint8_psnr(a, b))
 
 
 def decoded_rgb(path: Path) -> list[np.ndarray]:

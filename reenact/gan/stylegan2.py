@@ -10,7 +10,7 @@ Two deliberate differences from the official module, both for pipelines that fin
 - `w_avg` is only updated by an explicit `MappingNetwork.track_w_avg(w)` call, never as a side effect of
   `train()` mode (pivotal tuning must not drift the truncation centre);
 - the output image is returned unclamped (nominally in [-1, 1], as the official G) so gradients flow;
-  `images_to_uint8` clamps for display.
+  `reenact.imaging.images_to_uint8` clamps for display.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -251,16 +250,6 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor, *, lrelu: bool, clamp: float |
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
-
-
-def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[N, 3, R, R] images in [-1, 1] -> [N, R, R, 3] uint8 (clamped)."""
-    return ((images.detach().float().permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def images_from_uint8(images: np.ndarray) -> torch.Tensor:
-    """[N, R, R, 3] uint8 images -> [N, 3, R, R] float32 in [-1, 1] (the inverse of `images_to_uint8`)."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 # ---------------------------------------------------------------------------------------------------
