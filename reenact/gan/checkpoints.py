@@ -32,10 +32,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from reenact.errors import ReenactError
+from reenact.files import read_safetensors, save_tensors
 from reenact.gan.stylegan2 import UPSAMPLE_FACTOR, Generator, GeneratorConfig, setup_filter
 
 CheckpointFormat = Literal["stylegan2-ada-pkl", "rosinality-pt", "reenact-safetensors"]
@@ -586,27 +585,19 @@ def to_rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
 
 
 def save_generator(G: Generator, path: str | Path) -> Path:
-    """Save G as safetensors with its GeneratorConfig as JSON metadata (exact round trip)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in G.state_dict().items()}
+    """Save G as safetensors with its GeneratorConfig as JSON metadata (exact round trip), atomically."""
     metadata = {
         "format": SAFETENSORS_FORMAT_NAME,
         "format_version": SAFETENSORS_FORMAT_VERSION,
         "config": json.dumps(G.config.to_dict(), sort_keys=True),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return path
+    return save_tensors(path, G.state_dict(), metadata=metadata)
 
 
 def generator_from_safetensors(path: str | Path, *, device: str | torch.device = "cpu") -> Generator:
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        tensors, metadata = read_safetensors(path)
     except Exception as error:
         raise ReenactError(f"cannot read {path} as safetensors: {error}") from None
     if metadata.get("format") != SAFETENSORS_FORMAT_NAME:
