@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from tqdm import tqdm
 
 from reenact.errors import ReenactError
 from reenact.metrics import EvaluationReport, evaluate_videos, write_plot
-from reenact_cli.common import ConfigOption, SetOption, cli_config
+from reenact_cli.common import Preset, Quiet, Sets, settings_for
+from reenact_cli.progress import cli_progress
 
 
 def _check_new_file(path: Path | None, *, inputs: tuple[Path, ...], overwrite: bool) -> None:
@@ -81,33 +80,26 @@ def evaluate(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing --plot and --report files.")
     ] = False,
-    config: Path | None = ConfigOption,
-    sets: list[str] = SetOption,
+    quiet: Quiet = False,
+    preset: Preset = None,
+    sets: Sets = None,
 ) -> None:
     """Score OUTPUT against its source clip: STIT's TL-ID/TG-ID (dlib face descriptors), landmark jitter,
     per-frame PSNR and LPIPS. Frames are paired by index; counts and sizes must match.
     """
-    settings = cli_config(config, list(sets))
+    settings = settings_for(preset, sets)
     for target in (plot, report_path):
         _check_new_file(target, inputs=(output, reference), overwrite=overwrite)
     if plot is not None and plot.suffix.lower() != ".png":
         raise ReenactError(f"--plot writes a PNG; give a .png path, not {plot}")
-    with ExitStack() as stack:
-        bars: list[tqdm] = []  # opened only once both inputs passed their checks
-
-        def open_bar(length: int) -> None:
-            bar = tqdm(total=length or None, unit="frame", desc="evaluate", leave=False)
-            bars.append(stack.enter_context(bar))
-
-        report = evaluate_videos(
-            output,
-            reference,
-            config=settings.metrics,
-            faces=settings.faces,
-            use_lpips=lpips,
-            progress=lambda count: bars[0].update(count),
-            on_length=open_bar,
-        )
+    report = evaluate_videos(  # its "evaluate" task opens only once both inputs passed their checks
+        output,
+        reference,
+        config=settings.metrics,
+        faces=settings.faces,
+        use_lpips=lpips,
+        progress=cli_progress(quiet=quiet),
+    )
     if report_path is not None:
         try:
             report_path.write_text(report.to_json() + "\n")

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from tqdm import tqdm
 
 from reenact import video
-from reenact_cli.common import ConfigOption, SetOption, cli_config
+from reenact_cli.common import Preset, Quiet, Sets, settings_for
+from reenact_cli.progress import cli_progress
 
 
 def probe(
@@ -40,19 +40,20 @@ def reencode(
     output: Path = typer.Option(..., "--output", "-o", help="Output file (.mp4, .mov, .m4v or .mkv)."),
     crf: int | None = typer.Option(None, "--crf", help="x264 quality, 0..51 (lower is better; default 16)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
-    config: Path | None = ConfigOption,
-    sets: list[str] = SetOption,
+    quiet: Quiet = False,
+    preset: Preset = None,
+    sets: Sets = None,
 ) -> None:
     """Decode every frame and encode it again, keeping timestamps, rotation and the audio bit-exact.
 
     The honest check of reenact's I/O path, and a handy normaliser for odd inputs.
     """
-    overrides = [*sets, *([f"video.crf={crf}"] if crf is not None else [])]
-    settings = cli_config(config, overrides)
+    settings = settings_for(preset, sets, video={"crf": crf})
     reader = video.VideoReader(source)
-    with tqdm(total=reader.info.frame_count, unit="frame", desc="reencode", leave=False) as bar:
+    progress = cli_progress(quiet=quiet)
+    with progress.task("reencode", total=reader.info.frame_count, unit="frame") as task:
         report = video.reencode(
-            reader, output, config=settings.video, overwrite=overwrite, progress=bar.update
+            reader, output, config=settings.video, overwrite=overwrite, progress=task.advance
         )
     if report.frames_lost:
         typer.echo(

@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,8 @@ from reenact.errors import ReenactError
 from reenact.faces.align import ffhq_quad, quad_jitter
 from reenact.faces.landmarks import NUM_LANDMARKS, DlibLandmarks, FaceDetection, face_models_file
 from reenact.faces.track import SceneCutDetector
+from reenact.imaging import image_from_uint8, uint8_psnr
+from reenact.progress import SILENT, Progress
 from reenact.video import VideoReader
 
 DESCRIPTOR_DIM = 128
@@ -59,7 +61,6 @@ DESCRIPTOR_PADDING = 0.25
 """dlib's default margin around the aligned 150x150 face chip, as a fraction of the face."""
 DESCRIPTOR_JITTERS = 0
 """dlib's random re-crops per descriptor; 0 keeps descriptors deterministic."""
-PIXEL_PEAK = 255.0
 REPORT_FORMAT = "reenact-evaluation/1"
 SIMILARITY_NOTE = "cosine similarity of dlib 128-d face descriptors (STIT uses ArcFace cosine)"
 
@@ -140,12 +141,7 @@ def tg_id(output: np.ndarray, reference: np.ndarray, *, tg_max_frames: int = 100
 
 def psnr(output: np.ndarray, reference: np.ndarray, *, max_db: float = 100.0) -> float:
     """PSNR in dB of two uint8 images of one shape over all values (peak 255), at most `max_db`."""
-    if output.shape != reference.shape:
-        raise ValueError(f"images differ in shape: {output.shape} vs {reference.shape}")
-    mse = float(np.mean((output.astype(np.float64) - reference.astype(np.float64)) ** 2))
-    if mse == 0:
-        return max_db
-    return min(max_db, 10.0 * math.log10(PIXEL_PEAK**2 / mse))
+    return min(max_db, uint8_psnr(output, reference))
 
 
 def psnr_frames(outputs: np.ndarray, references: np.ndarray, *, max_db: float = 100.0) -> np.ndarray:
@@ -173,12 +169,6 @@ def segments_from_cuts(cuts: list[int], num_frames: int) -> list[tuple[int, int]
     """Half-open shots `[start, stop)` covering `num_frames`, a new one at every cut frame."""
     starts = [0, *sorted(c for c in cuts if 0 < c < num_frames)]
     return [(a, b) for a, b in zip(starts, [*starts[1:], num_frames], strict=True) if b > a]
-
-
-def image_to_lpips_input(image: np.ndarray, *, device: torch.device | str) -> torch.Tensor:
-    """RGB uint8 [H, W, 3] -> float [1, 3, H, W] in [-1, 1], the LPIPS input range."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device=device, dtype=torch.float32)
-    return (tensor.permute(2, 0, 1).unsqueeze(0) / (PIXEL_PEAK / 2.0)) - 1.0
 
 
 def load_lpips(net: str, *, device: torch.device | str = "cpu") -> tuple[torch.nn.Module | None, str | None]:
@@ -321,9 +311,13 @@ def evaluate_frames(
     lpips: torch.nn.Module | None = None,
     lpips_note: str | None = None,
     device: torch.device | str = "cpu",
-    progress: Callable[[int], None] | None = None,
+    progress: Progress = SILENT,
+    total: int | None = None,
 ) -> EvaluationReport:
-    """Score (output, reference) RGB uint8 frame pairs; see the module docstring for each figure."""
+    """Score (output, reference) RGB uint8 frame pairs; see the module docstring for each figure.
+
+    `progress` gets an "evaluate" task counting the pairs, of `total` when the count is known.
+    """
     cut_detector = SceneCutDetector(threshold=faces.cut_threshold, side=faces.cut_side)
     out_embeddings: list[np.ndarray] = []
     ref_embeddings: list[np.ndarray] = []
@@ -333,39 +327,39 @@ def evaluate_frames(
     frames: list[dict[str, Any]] = []
     missing_embedding = np.full(DESCRIPTOR_DIM, np.nan)
     missing_points = np.full((NUM_LANDMARKS, 2), np.nan)
-    for index, (out_image, ref_image) in enumerate(pairs):
-        if faces.scene_cuts and cut_detector.is_cut(ref_image):
-            cuts.append(index)
-        out_face, ref_face = embedder.largest_face(out_image), embedder.largest_face(ref_image)
-        out_emb = embedder.embed_face(out_image, out_face) if out_face else missing_embedding
-        ref_emb = embedder.embed_face(ref_image, ref_face) if ref_face else missing_embedding
-        out_points.append(out_face.points if out_face else missing_points)
-        ref_points.append(ref_face.points if ref_face else missing_points)
-        previous = out_embeddings[-1] if out_embeddings else missing_embedding
-        out_embeddings.append(out_emb)
-        ref_embeddings.append(ref_emb)
-        lpips_value = float("nan")
-        if lpips is not None:
-            with torch.no_grad():
-                lpips_value = float(
-                    lpips(
-                        image_to_lpips_input(out_image, device=device),
-                        image_to_lpips_input(ref_image, device=device),
-                    )[0]
-                )
-        frames.append(
-            {
-                "index": index,
-                "psnr": psnr(out_image, ref_image, max_db=config.psnr_max_db),
-                "lpips": _or_none(lpips_value),
-                "id_to_reference": _or_none(cosine_similarity(out_emb, ref_emb)),
-                "id_to_previous": _or_none(cosine_similarity(out_emb, previous)),
-                "face_found": out_face is not None,
-                "reference_face_found": ref_face is not None,
-            }
-        )
-        if progress is not None:
-            progress(1)
+    with progress.task("evaluate", total=total, unit="frame") as task:
+        for index, (out_image, ref_image) in enumerate(pairs):
+            if faces.scene_cuts and cut_detector.is_cut(ref_image):
+                cuts.append(index)
+            out_face, ref_face = embedder.largest_face(out_image), embedder.largest_face(ref_image)
+            out_emb = embedder.embed_face(out_image, out_face) if out_face else missing_embedding
+            ref_emb = embedder.embed_face(ref_image, ref_face) if ref_face else missing_embedding
+            out_points.append(out_face.points if out_face else missing_points)
+            ref_points.append(ref_face.points if ref_face else missing_points)
+            previous = out_embeddings[-1] if out_embeddings else missing_embedding
+            out_embeddings.append(out_emb)
+            ref_embeddings.append(ref_emb)
+            lpips_value = float("nan")
+            if lpips is not None:
+                with torch.no_grad():
+                    lpips_value = float(
+                        lpips(
+                            image_from_uint8(out_image, device=device),
+                            image_from_uint8(ref_image, device=device),
+                        )[0]
+                    )
+            frames.append(
+                {
+                    "index": index,
+                    "psnr": psnr(out_image, ref_image, max_db=config.psnr_max_db),
+                    "lpips": _or_none(lpips_value),
+                    "id_to_reference": _or_none(cosine_similarity(out_emb, ref_emb)),
+                    "id_to_previous": _or_none(cosine_similarity(out_emb, previous)),
+                    "face_found": out_face is not None,
+                    "reference_face_found": ref_face is not None,
+                }
+            )
+            task.advance()
     if not frames:
         raise ReenactError("no frames to evaluate: the clips are empty")
     if lpips is None and lpips_note is None:
@@ -435,20 +429,17 @@ def evaluate_videos(
     lpips: torch.nn.Module | None = None,
     use_lpips: bool = True,
     device: torch.device | str = "cpu",
-    progress: Callable[[int], None] | None = None,
-    on_length: Callable[[int], None] | None = None,
+    progress: Progress = SILENT,
 ) -> EvaluationReport:
     """Score an output clip against the reference clip it was made from (frames paired by index).
 
     `lpips`: an LPIPS module to use (tests pass one with random weights); else the real one is loaded
-    when `use_lpips`, and a missing weight file leaves LPIPS null with a note. `on_length` receives
-    the frame count before decoding starts (for a progress bar).
+    when `use_lpips`, and a missing weight file leaves LPIPS null with a note. `progress` gets an
+    "evaluate" task, opened only once the clips' frame counts agree.
     """
     config = config or MetricsConfig()
     faces = faces or FacesConfig()
     length, pairs = paired_frames(Path(output), Path(reference))
-    if on_length is not None:
-        on_length(length)
     note: str | None = None
     if lpips is None:
         if use_lpips:
@@ -464,6 +455,7 @@ def evaluate_videos(
         lpips_note=note,
         device=device,
         progress=progress,
+        total=length or None,
     )
 
 

@@ -6,12 +6,14 @@ import itertools
 import json
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
 from reenact.config import MetricsConfig, VideoConfig
+from reenact.errors import ReenactError
 from reenact.metrics import (
     IDENTITY_COLOUR,
     PSNR_COLOUR,
@@ -27,6 +29,7 @@ from reenact.metrics import (
     tl_id,
     write_plot,
 )
+from reenact.progress import Progress, ProgressTask
 from reenact.video import VideoReader, VideoWriter, new_video_info
 from reenact_cli.main import run
 from tests import videotools
@@ -235,8 +238,29 @@ def test_embedder_finds_the_face_and_separates_people(clips: dict[str, Path], em
     assert cosine_similarity(same[0], different) < 0.9
 
 
+class CountingTask(ProgressTask):
+    def __init__(self, record: list[Any]) -> None:
+        self.record = record
+
+    def advance(self, count: int = 1) -> None:
+        self.record[2] += count
+
+
+class CountingProgress(Progress):
+    """Records each task opened as [name, total, units done]."""
+
+    def __init__(self) -> None:
+        self.tasks: list[list[Any]] = []
+
+    def task(self, name: str, *, total: int | None, unit: str, initial: int = 0) -> ProgressTask:
+        self.tasks.append([name, total, initial])
+        return CountingTask(self.tasks[-1])
+
+
 def test_clip_against_itself_scores_one(clips: dict[str, Path], embedder) -> None:
-    report = _evaluate(clips, "face2", "face2", embedder)
+    progress = CountingProgress()
+    report = _evaluate(clips, "face2", "face2", embedder, progress=progress)
+    assert progress.tasks == [["evaluate", NUM_FRAMES, NUM_FRAMES]]
     summary = report.summary
     assert summary["tl_id"] == pytest.approx(1.0, abs=1e-12)
     assert summary["tg_id"] == pytest.approx(1.0, abs=1e-12)
@@ -271,7 +295,7 @@ def test_second_half_another_person_lowers_tg(clips: dict[str, Path], embedder) 
 def test_noise_lowers_psnr_and_lpips_sees_it(clips: dict[str, Path], embedder) -> None:
     from reenact.losses import LPIPS
 
-    lpips = LPIPS(net="alex", random_backbone=True)  # tests only: the real weights are not available
+    lpips = LPIPS(net="alex", random_backbone=True)  # random: tests only
     noisy = _evaluate(clips, "noisy", "face2", embedder, lpips=lpips)
     clean = _evaluate(clips, "face2", "face2", embedder, lpips=lpips)
     noisy_psnr = np.array([frame["psnr"] for frame in noisy.frames])
@@ -329,6 +353,13 @@ def test_cli_human_summary(clips: dict[str, Path], capsys) -> None:
     assert code == 0, err
     assert "TL-ID     1.0000" in out and "TG-ID     1.0000" in out
     assert "PSNR      100.00 dB" in out and "LPIPS     n/a" in out
+
+
+def test_mismatched_frame_counts_fail_before_progress_starts(clips: dict[str, Path], embedder) -> None:
+    progress = CountingProgress()
+    with pytest.raises(ReenactError, match="frames"):
+        _evaluate(clips, "short", "face2", embedder, progress=progress)
+    assert progress.tasks == []
 
 
 @pytest.mark.parametrize(
