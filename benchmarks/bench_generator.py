@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from reenact.device import Runtime, autocast
 from reenact.gan.stylegan2 import Generator, count_parameters, ffhq_config_f
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -48,12 +49,10 @@ def time_case(
 ) -> tuple[float, float | None]:
     """Median wall time (ms) of one forward (no grad) or forward+backward (grads to W+ and all weights)."""
     ws = torch.randn(batch, G.num_ws, G.w_dim, device=device)
-    autocast_dtype = DTYPES[dtype]
+    runtime = Runtime(device=device, autocast_dtype=DTYPES[dtype], compile=False)
 
     def step() -> None:
-        with torch.autocast(
-            device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-        ):
+        with autocast(runtime):
             if mode == "fwd":
                 with torch.no_grad():
                     G.synthesis(ws, noise_mode="const")

@@ -24,11 +24,14 @@ import json
 
 import torch
 
-from reenact.config import InvertConfig, SyntheticConfig
+from reenact.config import InvertConfig
+from reenact.device import resolve_runtime
 from reenact.invert import invert_clip, latent_speed
-from reenact.synthetic import TINY_W_DIM, make_world, quick_invert_config
+from reenact.synthetic import TINY_W_DIM, SyntheticConfig, make_world, quick_invert_config
 
 SETTINGS = quick_invert_config()
+CPU = resolve_runtime("cpu")
+"""fp32 on the CPU, where this benchmark runs."""
 
 
 def run(*, seeds: list[int], frames: int, settings: InvertConfig) -> list[dict[str, object]]:
@@ -44,7 +47,7 @@ def run(*, seeds: list[int], frames: int, settings: InvertConfig) -> list[dict[s
         for clip_name, clip in (("target", world.target), ("driver", world.driver)):
             truth_speed = float(latent_speed(clip.ws).mean())
             results = {
-                name: invert_clip(world.generator, clip.crops, config=config, perceptual=None)
+                name: invert_clip(world.generator, clip.crops, config=config, perceptual=None, runtime=CPU)
                 for name, config in methods.items()
             }
             cold = results["cold"]

@@ -6,7 +6,7 @@ both clips are then inverted with each optimiser:
 
 * adam:  Image2StyleGAN's Adam, one frame per warm run, 300 steps for frame 0 and 200 per later frame
          at learning rate 0.05 (the synthetic preset before L-BFGS);
-* lbfgs: `synthetic_invert_config()` (L-BFGS, 60 iterations for frame 0 and 30 per later frame).
+* lbfgs: the synthetic preset's `invert` settings (L-BFGS, 60 iterations for frame 0 and 30 per later frame).
 
 Reported per seed and optimiser: the inversion's mean PSNR (target / driver), images rendered and
 seconds for both clips, and the crop-level transfer against the ground truth `G(w_target + Δ_driver)`:
@@ -29,22 +29,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reenact.config import InvertConfig, SyntheticConfig
+from reenact.config import InvertConfig
 from reenact.demo import decode
+from reenact.device import resolve_runtime
 from reenact.faces.align import warp_to_crop
 from reenact.imaging import images_from_uint8
 from reenact.invert import InversionResult, invert_clip, psnr
 from reenact.synthetic import (
     SyntheticClip,
+    SyntheticConfig,
     make_world,
     quick_invert_config,
-    synthetic_invert_config,
+    synthetic_settings,
     write_world,
 )
 
 ADAM = dataclasses.replace(quick_invert_config(), warm_steps=200, batch_size=1, start_samples=64)
 """The synthetic preset before L-BFGS: Adam, one frame per warm run, from the closest of 64 samples."""
-OPTIMISERS: dict[str, InvertConfig] = {"adam": ADAM, "lbfgs": synthetic_invert_config()}
+OPTIMISERS: dict[str, InvertConfig] = {"adam": ADAM, "lbfgs": synthetic_settings().invert}
+CPU = resolve_runtime("cpu")
+"""fp32 on the CPU, where this benchmark runs."""
 
 
 def decoded_crops(path: Path, clip: SyntheticClip, *, resolution: int) -> torch.Tensor:
@@ -80,7 +84,7 @@ def run(*, seeds: list[int]) -> list[dict[str, object]]:
             truth = generator.synthesis(world.target.ws + true_delta)
         for name, config in OPTIMISERS.items():
             results: dict[str, InversionResult] = {
-                clip: invert_clip(generator, crops, config=config, perceptual=None)
+                clip: invert_clip(generator, crops, config=config, perceptual=None, runtime=CPU)
                 for clip, crops in (("target", target), ("driver", driver))
             }
             pivots = results["target"].pivots

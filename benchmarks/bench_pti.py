@@ -2,8 +2,9 @@
 
 For each world seed and each identity-noise level (0 = frames rendered by the world's own generator,
 in-domain; > 0 = by a perturbed copy, out of domain), the target clip of the 32-wide world
-(`TINY_W_DIM`) is inverted (`quick_invert_config`), then the generator is tuned on the pivots
-(`synthetic_pti_config`, MSE only) with PTI's locality regulariser and without it (locality_weight = 0).
+(`TINY_W_DIM`) is inverted (`quick_invert_config`), then the generator is tuned on the pivots (the
+synthetic preset's `pti` settings, MSE only) with PTI's locality regulariser and without it
+(locality_weight = 0).
 
 Reported per row: mean and minimum PSNR of the clip at its pivots (original generator for `invert`,
 the tuned one for `pti`/`pti-noreg`), the locality change: mean |G_tuned(w) - G_orig(w)| over fresh
@@ -21,16 +22,19 @@ import json
 
 import torch
 
-from reenact.config import PTIConfig, SyntheticConfig
+from reenact.config import PTIConfig
+from reenact.device import resolve_runtime
 from reenact.gan.stylegan2 import Generator
 from reenact.invert import invert_clip
 from reenact.pti import pti_steps, tune_generator
-from reenact.synthetic import TINY_W_DIM, make_world, quick_invert_config, synthetic_pti_config
+from reenact.synthetic import TINY_W_DIM, SyntheticConfig, make_world, quick_invert_config, synthetic_settings
 
-SETTINGS = synthetic_pti_config()
+SETTINGS = synthetic_settings().pti
 PROBES = 64
 PROBE_SEED = 123
 PROBE_TRUNCATIONS = (0.5, 1.0)
+CPU = resolve_runtime("cpu")
+"""fp32 on the CPU, where this benchmark runs."""
 
 
 def locality_change(original: Generator, tuned: Generator, *, truncation: float) -> float:
@@ -53,7 +57,9 @@ def run(
                 SyntheticConfig(seed=seed, num_frames=frames, identity_noise=noise, w_dim=TINY_W_DIM)
             )
             targets = world.target.crops
-            inversion = invert_clip(world.generator, targets, config=quick_invert_config(), perceptual=None)
+            inversion = invert_clip(
+                world.generator, targets, config=quick_invert_config(), perceptual=None, runtime=CPU
+            )
             base = {"seed": seed, "noise": noise}
             rows.append(
                 {
@@ -69,7 +75,7 @@ def run(
             )
             for name, config in methods.items():
                 result = tune_generator(
-                    world.generator, targets, inversion.pivots, config=config, perceptual=None
+                    world.generator, targets, inversion.pivots, config=config, perceptual=None, runtime=CPU
                 )
                 rows.append(
                     {

@@ -67,6 +67,12 @@ def autocast(runtime: Runtime) -> Iterator[None]:
         yield
 
 
+def full_precision(device: torch.device) -> torch.autocast:
+    """Switch an enclosing autocast off on `device`: for work that compares nearly equal numbers (an
+    L-BFGS line search), which bf16 would blur."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def maybe_compile(module: nn.Module, *, runtime: Runtime) -> nn.Module:
     """Compile `module`'s forward in place (`nn.Module.compile`) when asked for.
 

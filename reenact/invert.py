@@ -33,15 +33,16 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from reenact.config import InvertConfig
+from reenact.device import Runtime, autocast, full_precision
 from reenact.gan.stylegan2 import Generator
+from reenact.imaging import UNIT_RANGE_PEAK, psnr_from_mse
 from reenact.losses import mse, weighted_image_loss
+from reenact.progress import SILENT, Progress
 
-PSNR_PEAK_TO_PEAK = 2.0
-"""PSNR is computed for images in [-1, 1] (peak-to-peak 2), the same as 0..255 images."""
 MIN_MSE = 1e-12
+"""Errors are clamped to this before the PSNR, so an exact fit reads about 126 dB, not infinity."""
 LR_RAMPUP = 0.05
 LR_RAMPDOWN = 0.25
 """Learning-rate schedule over a run's step budget, as stylegan2-ada-pytorch's `projector.py`: cosine
@@ -50,8 +51,8 @@ ramp-down over the last 25% (the latents settle)."""
 
 
 @dataclass(frozen=True)
-class InvertProgress:
-    """What the progress callback receives after each batch."""
+class InvertReport:
+    """What the `on_batch` callback receives after each batch."""
 
     frames_done: int
     num_frames: int
@@ -92,8 +93,7 @@ class AdamState:
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """PSNR in dB of each image pair in [-1, 1]: [N, C, H, W] x2 -> [N]."""
-    error = mse(x, y).clamp_min(MIN_MSE)
-    return 10.0 * torch.log10(PSNR_PEAK_TO_PEAK**2 / error)
+    return psnr_from_mse(mse(x, y).clamp_min(MIN_MSE), peak=UNIT_RANGE_PEAK)
 
 
 def learning_rate(step: int, *, steps: int, base: float) -> float:
@@ -249,8 +249,9 @@ def optimise_lbfgs(
     `target` [1, 3, R, R], for at most `steps` iterations (torch's own tolerances may stop it sooner).
 
     The line search compares losses of nearby latents, so the whole run is in full precision even under
-    a bf16 autocast. Returns the best latents seen [1, num_ws, w_dim], their loss [1] and PSNR [1], the
-    iterations taken and the images rendered (each iteration renders once or more in its line search).
+    the run's bf16 autocast. Returns the best latents seen [1, num_ws, w_dim], their loss [1] and PSNR
+    [1], the iterations taken and the images rendered (each iteration renders once or more in its line
+    search).
     """
     num_ws = generator.num_ws
     latents = start.detach().clone().requires_grad_(True)  # [1, K, w_dim]
@@ -269,7 +270,7 @@ def optimise_lbfgs(
         latents.grad = grad
         return loss.sum().detach()
 
-    with torch.autocast(device_type=target.device.type, enabled=False):
+    with full_precision(target.device):
         optimiser.step(closure)
     iterations = int(optimiser.state[latents].get("n_iter", 0))
     return best.latents.expand(-1, num_ws, -1).clone(), best.loss, best.psnr, iterations, renders
@@ -281,21 +282,23 @@ def invert_clip(
     *,
     config: InvertConfig,
     perceptual: nn.Module | None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    progress: Callable[[InvertProgress], None] | None = None,
-    show_bar: bool = False,
+    runtime: Runtime,
+    progress: Progress = SILENT,
+    on_batch: Callable[[InvertReport], None] | None = None,
 ) -> InversionResult:
     """Invert aligned crops `targets` [N, 3, R, R] in [-1, 1] (consecutive frames) into W+ pivots.
 
-    `generator` must already be on `device`; `perceptual` (e.g. `reenact.losses.Image2StyleGANPerceptual`)
-    may be None for an MSE-only loss. `dtype` is that of the optimised latents and targets.
+    `generator` must already be on `runtime.device`; `perceptual` (e.g.
+    `reenact.losses.Image2StyleGANPerceptual`) may be None for an MSE-only loss. Latents and targets are
+    float32; renders run under the runtime's autocast (L-BFGS excepted: always full precision).
+    `progress` gets an "invert" task counting frames; `on_batch` receives each batch's figures.
     """
     resolution = generator.resolution
     if targets.ndim != 4 or targets.shape[1:] != (3, resolution, resolution):
         raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {list(targets.shape)}")
     started = time.perf_counter()
-    targets = targets.to(device=device, dtype=dtype)
+    device = runtime.device
+    targets = targets.to(device=device, dtype=torch.float32)
     num_frames = targets.shape[0]
     layers = generator.num_ws if config.space == "w+" else 1
 
@@ -311,14 +314,13 @@ def invert_clip(
             for start in range(0, num_frames, config.batch_size)
         ]
 
-    pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim, device=device, dtype=dtype)
+    pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim, device=device)
     losses = torch.empty(num_frames, device=device)
     psnrs = torch.empty(num_frames, device=device)
     steps_taken: list[int] = []
     evals = 0
     adam_state: AdamState | None = None
-    bar = tqdm(total=num_frames, unit="frame", desc="invert", disable=not show_bar)
-    try:
+    with progress.task("invert", total=num_frames, unit="frame") as task, autocast(runtime):
         for start, stop, budget in runs:
             size = stop - start
             if config.mode == "warm" and start > 0:
@@ -349,19 +351,17 @@ def invert_clip(
             psnrs[start:stop] = quality
             steps_taken.append(taken)
             evals += renders
-            report = InvertProgress(
-                frames_done=stop,
-                num_frames=num_frames,
-                steps=taken,
-                loss=float(loss.mean()),
-                psnr=float(quality.mean()),
-            )
-            bar.update(size)
-            bar.set_postfix(loss=f"{report.loss:.4g}", psnr=f"{report.psnr:.2f}")
-            if progress is not None:
-                progress(report)
-    finally:
-        bar.close()
+            task.advance(size)
+            if on_batch is not None:
+                on_batch(
+                    InvertReport(
+                        frames_done=stop,
+                        num_frames=num_frames,
+                        steps=taken,
+                        loss=float(loss.mean()),
+                        psnr=float(quality.mean()),
+                    )
+                )
     return InversionResult(
         pivots=pivots.detach(),
         loss=losses,

@@ -32,13 +32,11 @@ raises `ReenactError` and is left untouched: the caller owns it and decides.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,16 +44,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
-from tqdm import tqdm
 
 from reenact.config import PTIConfig
+from reenact.device import Runtime, autocast
 from reenact.errors import ReenactError
+from reenact.files import read_safetensors, save_tensors
 from reenact.gan.stylegan2 import Generator
 from reenact.invert import psnr
 from reenact.losses import weighted_image_loss
+from reenact.progress import SILENT, Progress
 
 CHECKPOINT_FORMAT = "reenact-pti-checkpoint"
 CHECKPOINT_VERSION = "1"
@@ -75,8 +73,8 @@ BATCH_STREAM, LOCALITY_STREAM, SPREAD_STREAM = 0, 1, 2
 
 
 @dataclass(frozen=True)
-class TuneProgress:
-    """What the progress callback receives after each step."""
+class TuneReport:
+    """What the `on_step` callback receives after each step."""
 
     step: int
     """Steps done so far (including those before a resume)."""
@@ -221,32 +219,25 @@ def save_checkpoint(
     fingerprint: str,
 ) -> None:
     """Tuned synthesis weights, Adam's state, the step and the running PSNR in one safetensors file,
-    written atomically (temporary file + os.replace)."""
-    tensors = {
-        PARAM_PREFIX + name: param.detach().cpu().contiguous() for name, param in synthesis.named_parameters()
-    }
+    written atomically (`reenact.files.save_tensors`)."""
+    tensors = {PARAM_PREFIX + name: param for name, param in synthesis.named_parameters()}
     for index, state in optimiser.state_dict()["state"].items():
         for key, value in state.items():
-            tensors[f"{ADAM_PREFIX}{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tensors[FRAME_PSNR_KEY] = frame_psnr.detach().float().cpu().contiguous()
+            tensors[f"{ADAM_PREFIX}{index}.{key}"] = torch.as_tensor(value)
+    tensors[FRAME_PSNR_KEY] = frame_psnr.float()
     metadata = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "step": str(step),
         "fingerprint": fingerprint,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary), metadata=metadata)
-    os.replace(temporary, path)
+    save_tensors(path, tensors, metadata=metadata)
 
 
 def read_checkpoint(path: Path, *, fingerprint: str) -> tuple[int, dict[str, torch.Tensor]]:
     """Step and tensors of a checkpoint of this run; `ReenactError` for an unreadable one or another run's."""
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        tensors, metadata = read_safetensors(path)
     except Exception as error:
         raise ReenactError(
             f"cannot read tuning checkpoint {path}: {error}; delete it to start over"
@@ -291,12 +282,6 @@ def _check_shapes(generator: Generator, targets: torch.Tensor, pivots: torch.Ten
         raise ValueError(f"pivots must be [N, num_ws, w_dim] = {list(expected)}, got {list(pivots.shape)}")
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[None]:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def _batches(count: int) -> Iterator[slice]:
     for start in range(0, count, EVAL_BATCH_SIZE):
         yield slice(start, min(start + EVAL_BATCH_SIZE, count))
@@ -320,25 +305,25 @@ def tune_generator(
     *,
     config: PTIConfig,
     perceptual: nn.Module | None,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
+    runtime: Runtime,
     checkpoint: Path | None = None,
-    progress: Callable[[TuneProgress], None] | None = None,
-    show_bar: bool = False,
+    progress: Progress = SILENT,
+    on_step: Callable[[TuneReport], None] | None = None,
     stop: Callable[[int], bool] | None = None,
 ) -> TuneResult:
     """Tune a copy of `generator`'s synthesis network so that it renders `pivots` [N, num_ws, w_dim] as
     `targets` [N, 3, R, R] (aligned crops in [-1, 1]); see the module docstring.
 
     `perceptual`: an LPIPS module (`reenact.losses.LPIPS`) or None for an L2-only loss.
-    `autocast_dtype`: e.g. torch.bfloat16 on cuda (renders in that dtype; losses stay float32).
+    `runtime`: the device, and the autocast the tuned generator renders under (losses stay float32).
     `checkpoint`: file written every `config.checkpoint_every` steps and at the end; if it exists and
-    belongs to this run, tuning resumes from it. `stop(step)` is called after each step; True writes a
-    checkpoint (when a path is given) and raises `TuneInterrupted`.
+    belongs to this run, tuning resumes from it. `progress` gets a "tune" task counting steps (a resumed
+    run starts at its checkpoint's step); `on_step` receives each step's figures. `stop(step)` is called
+    after each step; True writes a checkpoint (when a path is given) and raises `TuneInterrupted`.
     """
     _check_shapes(generator, targets, pivots)
     started = time.perf_counter()
-    device = torch.device(device)
+    device = runtime.device
     targets = targets.detach().to(device=device, dtype=torch.float32)  # [N, 3, R, R]
     pivots = pivots.detach().to(device=device, dtype=torch.float32)  # [N, num_ws, w_dim]
     num_frames = targets.shape[0]
@@ -349,7 +334,7 @@ def tune_generator(
     tuned.synthesis.requires_grad_(True)
     optimiser = torch.optim.Adam(tuned.synthesis.parameters(), lr=config.learning_rate)
     fingerprint = run_fingerprint(
-        original, targets, pivots, config=config, perceptual=perceptual, autocast_dtype=autocast_dtype
+        original, targets, pivots, config=config, perceptual=perceptual, autocast_dtype=runtime.autocast_dtype
     )
 
     frame_psnr = torch.full((num_frames,), math.nan)  # [N] each frame's PSNR when last in a batch
@@ -374,15 +359,14 @@ def tune_generator(
     distance *= w_spread(original.mapping, z_dim=original.z_dim, seed=config.seed, device=device)
     regularise = config.locality_weight > 0
     step = start_step
-    bar = tqdm(total=total_steps, initial=start_step, unit="step", desc="tune", disable=not show_bar)
-    try:
+    with progress.task("tune", total=total_steps, unit="step", initial=start_step) as task:
         while step < total_steps:
             seen_all = not bool(torch.isnan(frame_psnr).any())
             if config.target_psnr > 0 and seen_all and float(frame_psnr.mean()) >= config.target_psnr:
                 break
             index = batch_indices(step, num_frames=num_frames, batch_size=config.batch_size, seed=config.seed)
             index = index.to(device)
-            with _autocast(device, autocast_dtype):
+            with autocast(runtime):
                 images = tuned.synthesis(pivots[index], noise_mode="const")  # [B, 3, R, R]
             loss = image_loss(images.float(), targets[index], perceptual=perceptual, config=config).mean()
             if regularise and step % config.locality_interval == 0:
@@ -394,7 +378,7 @@ def tune_generator(
                     distance=distance,
                     config=config,
                     perceptual=perceptual,
-                    autocast_dtype=autocast_dtype,
+                    runtime=runtime,
                 )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -402,20 +386,21 @@ def tune_generator(
             step += 1
             batch_psnr = psnr(images.detach().float(), targets[index]).cpu()  # [B]
             frame_psnr[index.cpu()] = batch_psnr
-            report = TuneProgress(
-                step=step, total_steps=total_steps, loss=float(loss.detach()), psnr=float(batch_psnr.mean())
-            )
-            bar.update(1)
-            bar.set_postfix(loss=f"{report.loss:.4g}", psnr=f"{report.psnr:.2f}")
-            if progress is not None:
-                progress(report)
+            task.advance()
+            if on_step is not None:
+                on_step(
+                    TuneReport(
+                        step=step,
+                        total_steps=total_steps,
+                        loss=float(loss.detach()),
+                        psnr=float(batch_psnr.mean()),
+                    )
+                )
             if stop is not None and stop(step):
                 write(step)
                 raise TuneInterrupted(step)
             if step % config.checkpoint_every == 0:
                 write(step)
-    finally:
-        bar.close()
     write(step)
     tuned.eval().requires_grad_(False)
     return TuneResult(
@@ -437,7 +422,7 @@ def _locality_loss(
     distance: float,
     config: PTIConfig,
     perceptual: nn.Module | None,
-    autocast_dtype: torch.dtype | None,
+    runtime: Runtime,
 ) -> torch.Tensor:
     """Mean image loss between G_tuned and G_orig at `locality_samples` points near the batch's pivots."""
     device = batch_pivots.device
@@ -448,6 +433,6 @@ def _locality_loss(
         sampled = original.mapping(z, truncation_psi=config.locality_truncation)  # [S, num_ws, w_dim]
         points = locality_points(anchors, sampled, distance=distance)
         reference = original.synthesis(points, noise_mode="const")  # [S, 3, R, R]
-    with _autocast(device, autocast_dtype):
+    with autocast(runtime):
         rendered = tuned.synthesis(points, noise_mode="const")
     return image_loss(rendered.float(), reference, perceptual=perceptual, config=config).mean()

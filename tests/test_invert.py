@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from reenact.config import SyntheticConfig
+from reenact.device import resolve_runtime
 from reenact.invert import (
     InversionResult,
-    InvertProgress,
+    InvertReport,
     invert_clip,
     latent_speed,
     plateaued,
@@ -18,12 +18,14 @@ from reenact.invert import (
     start_latents,
 )
 from reenact.losses import Image2StyleGANPerceptual
+from reenact.progress import Progress, ProgressTask
 from reenact.synthetic import (
     TINY_W_DIM,
+    SyntheticConfig,
     SyntheticWorld,
     make_world,
     quick_invert_config,
-    synthetic_invert_config,
+    synthetic_settings,
 )
 
 NUM_FRAMES = 16
@@ -37,15 +39,50 @@ WORLD_W_DIM = TINY_W_DIM
 is what the warm start is for (cold starts land on unrelated solutions). On the default 8-wide world
 the latents are identifiable: cold and warm both reach 60-70 dB and neither jitters."""
 FAST = quick_invert_config()
-LBFGS = synthetic_invert_config()
+LBFGS = synthetic_settings().invert
 LBFGS_FRAMES = 8
 LBFGS_IN_DOMAIN_DB = 60.0
 """In-domain on the identifiable 8-wide world, L-BFGS fits clean crops to 80+ dB in its budget."""
 LBFGS_GAIN_DB = 10.0
 """...and by at least this much more than Adam given as many renders (measured: 82 against 60 dB)."""
+CPU = resolve_runtime("cpu")
+"""fp32 on the CPU."""
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+class RecordingTask(ProgressTask):
+    """Keeps what a task was told: its advances and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.advances: list[int] = []
+        self.closed = False
+
+    def advance(self, count: int = 1) -> None:
+        self.advances.append(count)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingProgress(Progress):
+    """Keeps every task opened: (name, total, unit, initial, advances, closed)."""
+
+    def __init__(self) -> None:
+        self.opened: list[tuple[str, int | None, str, int, RecordingTask]] = []
+
+    def task(self, name: str, *, total: int | None, unit: str, initial: int = 0) -> ProgressTask:
+        task = RecordingTask()
+        self.opened.append((name, total, unit, initial, task))
+        return task
+
+    @property
+    def tasks(self) -> list[tuple[str, int | None, str, int, list[int], bool]]:
+        return [
+            (name, total, unit, initial, t.advances, t.closed)
+            for name, total, unit, initial, t in self.opened
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +96,15 @@ def runs(world: SyntheticWorld) -> dict[str, InversionResult]:
     targets = world.target.crops
     broken = dataclasses.replace(FAST, mode="cold", first_steps=FAST.warm_steps)  # w_avg, reduced budget
     return {
-        "warm": invert_clip(world.generator, targets, config=FAST, perceptual=None),
+        "warm": invert_clip(world.generator, targets, config=FAST, perceptual=None, runtime=CPU),
         "cold": invert_clip(
-            world.generator, targets, config=dataclasses.replace(FAST, mode="cold"), perceptual=None
+            world.generator,
+            targets,
+            config=dataclasses.replace(FAST, mode="cold"),
+            perceptual=None,
+            runtime=CPU,
         ),
-        "broken": invert_clip(world.generator, targets, config=broken, perceptual=None),
+        "broken": invert_clip(world.generator, targets, config=broken, perceptual=None, runtime=CPU),
     }
 
 
@@ -99,7 +140,7 @@ def test_warm_started_pivots_move_like_the_truth(
 
 def test_w_space_shares_one_latent_across_layers(world: SyntheticWorld) -> None:
     config = dataclasses.replace(FAST, space="w", first_steps=150, warm_steps=30)
-    result = invert_clip(world.generator, world.target.crops[:3], config=config, perceptual=None)
+    result = invert_clip(world.generator, world.target.crops[:3], config=config, perceptual=None, runtime=CPU)
     assert torch.equal(result.pivots, result.pivots[:, :1].expand_as(result.pivots))
     start = world.generator.mapping.w_avg.expand(1, world.generator.num_ws, -1)
     with torch.no_grad():
@@ -112,8 +153,8 @@ def test_deterministic_and_generator_untouched(world: SyntheticWorld) -> None:
     generator.requires_grad_(True)  # even a trainable G gets no gradients from an inversion
     try:
         config = dataclasses.replace(FAST, first_steps=20, warm_steps=5)
-        first = invert_clip(generator, world.target.crops[:4], config=config, perceptual=None)
-        again = invert_clip(generator, world.target.crops[:4], config=config, perceptual=None)
+        first = invert_clip(generator, world.target.crops[:4], config=config, perceptual=None, runtime=CPU)
+        again = invert_clip(generator, world.target.crops[:4], config=config, perceptual=None, runtime=CPU)
         assert all(param.grad is None for param in generator.parameters())
     finally:
         generator.requires_grad_(False)
@@ -127,14 +168,22 @@ def test_plateau_stops_early_and_counts_evaluations(world: SyntheticWorld) -> No
     assert not plateaued([1.0, 1.0], window=2, tolerance=1e-2)  # not enough history yet
     assert not plateaued([1.0, 1.0, 1.0], window=0, tolerance=1e-2)  # window 0: never
     config = dataclasses.replace(FAST, plateau_window=10, plateau_tolerance=0.5)
-    reports: list[InvertProgress] = []
+    reports: list[InvertReport] = []
+    progress = RecordingProgress()
     result = invert_clip(
-        world.generator, world.target.crops[:5], config=config, perceptual=None, progress=reports.append
+        world.generator,
+        world.target.crops[:5],
+        config=config,
+        perceptual=None,
+        runtime=CPU,
+        progress=progress,
+        on_batch=reports.append,
     )
     assert all(taken < budget for taken, budget in zip(result.steps, (300, 50), strict=True))
     assert result.generator_evals == result.steps[0] + 4 * result.steps[1]
     assert [r.frames_done for r in reports] == [1, 5]
     assert [r.steps for r in reports] == result.steps
+    assert progress.tasks == [("invert", 5, "frame", 0, [1, 4], True)]
 
 
 def test_perceptual_loss_with_random_backbone(world: SyntheticWorld) -> None:
@@ -142,7 +191,7 @@ def test_perceptual_loss_with_random_backbone(world: SyntheticWorld) -> None:
     perceptual = Image2StyleGANPerceptual(random_backbone=True, seed=0)
     targets = world.target.crops[:2]
     config = dataclasses.replace(FAST, first_steps=40, warm_steps=10, perceptual_weight=1.0, mse_weight=0.0)
-    result = invert_clip(world.generator, targets, config=config, perceptual=perceptual)
+    result = invert_clip(world.generator, targets, config=config, perceptual=perceptual, runtime=CPU)
     start = world.generator.mapping.w_avg.expand(2, world.generator.num_ws, -1)
     with torch.no_grad():
         start_loss = perceptual(world.generator.synthesis(start), targets)
@@ -151,7 +200,7 @@ def test_perceptual_loss_with_random_backbone(world: SyntheticWorld) -> None:
 
 def test_rejects_wrong_target_shape(world: SyntheticWorld) -> None:
     with pytest.raises(ValueError, match="targets must be"):
-        invert_clip(world.generator, torch.zeros(2, 3, 16, 16), config=FAST, perceptual=None)
+        invert_clip(world.generator, torch.zeros(2, 3, 16, 16), config=FAST, perceptual=None, runtime=CPU)
 
 
 def test_start_samples_pick_the_closest_seeded_sample(world: SyntheticWorld) -> None:
@@ -183,7 +232,7 @@ def identifiable() -> SyntheticWorld:
 
 def test_lbfgs_fits_far_better_than_adam_with_as_many_renders(identifiable: SyntheticWorld) -> None:
     generator, targets = identifiable.generator, identifiable.target.crops
-    lbfgs = invert_clip(generator, targets, config=LBFGS, perceptual=None)
+    lbfgs = invert_clip(generator, targets, config=LBFGS, perceptual=None, runtime=CPU)
     budgets = [LBFGS.first_steps] + [LBFGS.warm_steps] * (LBFGS_FRAMES - 1)
     assert len(lbfgs.steps) == LBFGS_FRAMES, "L-BFGS runs one frame at a time"
     assert all(0 < taken <= budget for taken, budget in zip(lbfgs.steps, budgets, strict=True))
@@ -199,7 +248,7 @@ def test_lbfgs_fits_far_better_than_adam_with_as_many_renders(identifiable: Synt
         learning_rate=0.05,
         warm_learning_rate=0.05,
     )
-    adam = invert_clip(generator, targets, config=adam_config, perceptual=None)
+    adam = invert_clip(generator, targets, config=adam_config, perceptual=None, runtime=CPU)
     assert adam.generator_evals <= lbfgs.generator_evals
     assert float(lbfgs.psnr.mean()) >= LBFGS_IN_DOMAIN_DB
     assert float(lbfgs.psnr.mean()) >= float(adam.psnr.mean()) + LBFGS_GAIN_DB
@@ -210,10 +259,15 @@ def test_lbfgs_fits_far_better_than_adam_with_as_many_renders(identifiable: Synt
 
 
 def test_lbfgs_runs_in_full_precision_under_autocast(identifiable: SyntheticWorld) -> None:
-    """Its line search compares nearby losses: a bf16 autocast around the stage must not reach it."""
+    """Its line search compares nearby losses: the run's bf16 autocast must not reach it."""
     config = dataclasses.replace(LBFGS, first_steps=20, warm_steps=5, start_samples=0)  # start: w_avg
     targets = identifiable.target.crops[:3]
-    plain = invert_clip(identifiable.generator, targets, config=config, perceptual=None)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        under = invert_clip(identifiable.generator, targets, config=config, perceptual=None)
+    plain = invert_clip(identifiable.generator, targets, config=config, perceptual=None, runtime=CPU)
+    bf16 = resolve_runtime("cpu", precision="bf16")
+    under = invert_clip(identifiable.generator, targets, config=config, perceptual=None, runtime=bf16)
     assert torch.equal(plain.pivots, under.pivots)
+    # Adam, by contrast, renders under the run's autocast.
+    adam = dataclasses.replace(config, optimiser="adam")
+    plain = invert_clip(identifiable.generator, targets, config=adam, perceptual=None, runtime=CPU)
+    under = invert_clip(identifiable.generator, targets, config=adam, perceptual=None, runtime=bf16)
+    assert not torch.equal(plain.pivots, under.pivots), "autocast was applied"

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from reenact.config import PTIConfig, SyntheticConfig
+from reenact.config import PTIConfig
+from reenact.device import resolve_runtime
 from reenact.errors import ReenactError
+from reenact.files import TMP_MARKER
 from reenact.invert import InversionResult, invert_clip
 from reenact.losses import LPIPS
 from reenact.pti import (
     TuneInterrupted,
-    TuneProgress,
+    TuneReport,
     TuneResult,
     batch_indices,
     pti_steps,
@@ -22,11 +24,13 @@ from reenact.pti import (
 )
 from reenact.synthetic import (
     TINY_W_DIM,
+    SyntheticConfig,
     SyntheticWorld,
     make_world,
     quick_invert_config,
-    synthetic_pti_config,
+    synthetic_settings,
 )
+from tests.test_invert import RecordingProgress
 
 NUM_FRAMES = 8
 IDENTITY_NOISE = 1.0
@@ -42,10 +46,12 @@ MIN_LOCALITY_RATIO = 2.0
 MAX_LOCALITY_COST_DB = 1.0
 LOCALITY_PROBES = 64
 PROBE_SEED = 123
-SETTINGS = synthetic_pti_config()
+SETTINGS = synthetic_settings().pti
 SHORT_INVERSION = quick_invert_config()
 SHORT = dataclasses.replace(SETTINGS, base_steps=10, max_steps=10, checkpoint_every=3)
 """A 10-step run for the resume and safety tests."""
+CPU = resolve_runtime("cpu")
+"""fp32 on the CPU."""
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -59,7 +65,9 @@ def world() -> SyntheticWorld:
 
 @pytest.fixture(scope="module")
 def inversion(world: SyntheticWorld) -> InversionResult:
-    return invert_clip(world.generator, world.target.crops, config=SHORT_INVERSION, perceptual=None)
+    return invert_clip(
+        world.generator, world.target.crops, config=SHORT_INVERSION, perceptual=None, runtime=CPU
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +75,16 @@ def runs(world: SyntheticWorld, inversion: InversionResult) -> dict[str, TuneRes
     """The clip tuned with PTI's locality regulariser and without it."""
     targets, pivots = world.target.crops, inversion.pivots
     return {
-        "regularised": tune_generator(world.generator, targets, pivots, config=SETTINGS, perceptual=None),
+        "regularised": tune_generator(
+            world.generator, targets, pivots, config=SETTINGS, perceptual=None, runtime=CPU
+        ),
         "free": tune_generator(
             world.generator,
             targets,
             pivots,
             config=dataclasses.replace(SETTINGS, locality_weight=0.0),
             perceptual=None,
+            runtime=CPU,
         ),
     }
 
@@ -116,7 +127,7 @@ def test_locality_regulariser_keeps_the_rest_of_the_latent_space(
 def test_input_generator_is_untouched(world: SyntheticWorld, inversion: InversionResult) -> None:
     before = {key: value.clone() for key, value in world.generator.state_dict().items()}
     result = tune_generator(
-        world.generator, world.target.crops, inversion.pivots, config=SHORT, perceptual=None
+        world.generator, world.target.crops, inversion.pivots, config=SHORT, perceptual=None, runtime=CPU
     )
     after = world.generator.state_dict()
     assert all(torch.equal(before[key], after[key]) for key in before)
@@ -137,7 +148,7 @@ def test_resume_continues_where_it_stopped_and_matches(
     targets, pivots = world.target.crops, inversion.pivots
     total = pti_steps(NUM_FRAMES, config=SHORT)
     half = total // 2
-    full = tune_generator(world.generator, targets, pivots, config=SHORT, perceptual=None)
+    full = tune_generator(world.generator, targets, pivots, config=SHORT, perceptual=None, runtime=CPU)
 
     checkpoint = tmp_path / "tune.safetensors"
     with pytest.raises(TuneInterrupted) as stopped:
@@ -147,25 +158,30 @@ def test_resume_continues_where_it_stopped_and_matches(
             pivots,
             config=SHORT,
             perceptual=None,
+            runtime=CPU,
             checkpoint=checkpoint,
             stop=lambda step: step == half,
         )
     assert stopped.value.step == half
-    assert checkpoint.exists() and not checkpoint.with_name(checkpoint.name + ".tmp").exists()
+    assert checkpoint.exists() and not list(tmp_path.glob(f".*{TMP_MARKER}*")), "no temporary file left"
 
-    reports: list[TuneProgress] = []
+    reports: list[TuneReport] = []
+    progress = RecordingProgress()
     resumed = tune_generator(
         world.generator,
         targets,
         pivots,
         config=SHORT,
         perceptual=None,
+        runtime=CPU,
         checkpoint=checkpoint,
-        progress=reports.append,
+        progress=progress,
+        on_step=reports.append,
     )
     assert resumed.resumed_from == half
     assert resumed.steps == total
     assert [report.step for report in reports] == list(range(half + 1, total + 1))
+    assert progress.tasks == [("tune", total, "step", half, [1] * (total - half), True)]
     # Seeded batches, seeded regulariser samples and restored Adam state: the same run, bit for bit.
     assert torch.equal(resumed.psnr_after, full.psnr_after)
     tuned, reference = resumed.generator.state_dict(), full.generator.state_dict()
@@ -173,7 +189,7 @@ def test_resume_continues_where_it_stopped_and_matches(
 
     # A finished run's checkpoint is a cache: nothing left to do.
     again = tune_generator(
-        world.generator, targets, pivots, config=SHORT, perceptual=None, checkpoint=checkpoint
+        world.generator, targets, pivots, config=SHORT, perceptual=None, runtime=CPU, checkpoint=checkpoint
     )
     assert (again.resumed_from, again.steps) == (total, total)
     assert torch.equal(again.psnr_after, full.psnr_after)
@@ -184,7 +200,9 @@ def test_checkpoint_of_another_run_is_refused_and_kept(
 ) -> None:
     targets, pivots = world.target.crops, inversion.pivots
     checkpoint = tmp_path / "tune.safetensors"
-    tune_generator(world.generator, targets, pivots, config=SHORT, perceptual=None, checkpoint=checkpoint)
+    tune_generator(
+        world.generator, targets, pivots, config=SHORT, perceptual=None, runtime=CPU, checkpoint=checkpoint
+    )
     written = checkpoint.read_bytes()
     others = {
         "settings": dict(config=dataclasses.replace(SHORT, seed=1)),
@@ -200,26 +218,29 @@ def test_checkpoint_of_another_run_is_refused_and_kept(
                 arguments["pivots"],
                 config=arguments["config"],
                 perceptual=None,
+                runtime=CPU,
                 checkpoint=checkpoint,
             )
         assert checkpoint.read_bytes() == written, name
     # The budget and the early stop are not part of the run's identity: a longer budget continues.
     longer = dataclasses.replace(SHORT, base_steps=12, max_steps=12)
     extended = tune_generator(
-        world.generator, targets, pivots, config=longer, perceptual=None, checkpoint=checkpoint
+        world.generator, targets, pivots, config=longer, perceptual=None, runtime=CPU, checkpoint=checkpoint
     )
     assert (extended.resumed_from, extended.steps) == (10, 12)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ReenactError, match="cannot read tuning checkpoint"):
-        tune_generator(world.generator, targets, pivots, config=SHORT, perceptual=None, checkpoint=garbage)
+        tune_generator(
+            world.generator, targets, pivots, config=SHORT, perceptual=None, runtime=CPU, checkpoint=garbage
+        )
 
 
 def test_early_stop_at_target_psnr(world: SyntheticWorld, inversion: InversionResult) -> None:
     target_psnr = float(inversion.psnr.mean()) + 3.0
     config = dataclasses.replace(SETTINGS, target_psnr=target_psnr)
     result = tune_generator(
-        world.generator, world.target.crops, inversion.pivots, config=config, perceptual=None
+        world.generator, world.target.crops, inversion.pivots, config=config, perceptual=None, runtime=CPU
     )
     budget = pti_steps(NUM_FRAMES, config=config)
     assert result.steps < budget // 2
@@ -231,7 +252,7 @@ def test_lpips_loss_is_minimised(world: SyntheticWorld, inversion: InversionResu
     lpips = LPIPS(net="alex", random_backbone=True)
     config = dataclasses.replace(SETTINGS, base_steps=40, max_steps=40, l2_weight=0.0, lpips_weight=1.0)
     targets, pivots = world.target.crops, inversion.pivots
-    result = tune_generator(world.generator, targets, pivots, config=config, perceptual=lpips)
+    result = tune_generator(world.generator, targets, pivots, config=config, perceptual=lpips, runtime=CPU)
     with torch.no_grad():
         before = lpips(world.generator.synthesis(pivots), targets).mean()
         after = lpips(result.generator.synthesis(pivots), targets).mean()
@@ -241,9 +262,14 @@ def test_lpips_loss_is_minimised(world: SyntheticWorld, inversion: InversionResu
 def test_bfloat16_autocast_tunes_as_well(world: SyntheticWorld, inversion: InversionResult) -> None:
     config = dataclasses.replace(SETTINGS, base_steps=60, max_steps=60)
     targets, pivots = world.target.crops, inversion.pivots
-    full = tune_generator(world.generator, targets, pivots, config=config, perceptual=None)
+    full = tune_generator(world.generator, targets, pivots, config=config, perceptual=None, runtime=CPU)
     half = tune_generator(
-        world.generator, targets, pivots, config=config, perceptual=None, autocast_dtype=torch.bfloat16
+        world.generator,
+        targets,
+        pivots,
+        config=config,
+        perceptual=None,
+        runtime=resolve_runtime("cpu", precision="bf16"),
     )
     assert not torch.equal(half.psnr_after, full.psnr_after), "autocast was applied"
     assert half.generator.synthesis.b4.const.dtype == torch.float32, "weights stay float32"
@@ -254,11 +280,13 @@ def test_bfloat16_autocast_tunes_as_well(world: SyntheticWorld, inversion: Inver
 def test_rejects_bad_shapes(world: SyntheticWorld, inversion: InversionResult) -> None:
     targets, pivots = world.target.crops, inversion.pivots
     with pytest.raises(ValueError, match="targets must be"):
-        tune_generator(world.generator, targets[:, :, :16, :16], pivots, config=SHORT, perceptual=None)
+        tune_generator(
+            world.generator, targets[:, :, :16, :16], pivots, config=SHORT, perceptual=None, runtime=CPU
+        )
     with pytest.raises(ValueError, match="pivots must be"):
-        tune_generator(world.generator, targets, pivots[:-1], config=SHORT, perceptual=None)
+        tune_generator(world.generator, targets, pivots[:-1], config=SHORT, perceptual=None, runtime=CPU)
     with pytest.raises(ValueError, match="pivots must be"):
-        tune_generator(world.generator, targets, pivots[:, :1], config=SHORT, perceptual=None)
+        tune_generator(world.generator, targets, pivots[:, :1], config=SHORT, perceptual=None, runtime=CPU)
 
 
 def test_step_budget_grows_like_sqrt_and_is_clamped() -> None:
