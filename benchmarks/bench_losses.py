@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from reenact.losses import LPIPS, Image2StyleGANPerceptual
+from reenact.weights import lpips_heads_path
 
 LOSSES = ("lpips-vgg", "lpips-alex", "image2stylegan")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -42,7 +43,9 @@ class Row:
 def build(loss: str, *, device: str, dtype: torch.dtype) -> torch.nn.Module:
     if loss == "image2stylegan":
         return Image2StyleGANPerceptual(random_backbone=True, device=device, dtype=dtype)
-    return LPIPS(net=loss.removeprefix("lpips-"), random_backbone=True, device=device, dtype=dtype)
+    net = loss.removeprefix("lpips-")
+    heads = lpips_heads_path(net)  # the real heads; only the backbone is random
+    return LPIPS(net=net, heads_path=heads, random_backbone=True, device=device, dtype=dtype)
 
 
 def median_ms(step: Callable[[], None], *, device: str, warmup: int, repeats: int) -> float:

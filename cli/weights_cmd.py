@@ -10,6 +10,7 @@ import typer
 
 from reenact import weights
 from reenact.errors import ReenactError
+from reenact_cli.progress import cli_progress
 
 app = typer.Typer(
     help=(
@@ -85,12 +86,12 @@ def fetch(
         bool, typer.Option("--force", help="Download again even if a good copy is cached.")
     ] = False,
     progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a download progress bar.")
+        bool, typer.Option("--progress/--no-progress", help="Show download progress (bar or log lines).")
     ] = True,
 ) -> None:
     """Download weight files into the cache: resumes a broken download, checks the checksum."""
     for name in names:
-        path = weights.fetch(name, progress=progress, force=force)
+        path = weights.fetch(name, progress=cli_progress(quiet=not progress), force=force)
         typer.echo(f"{name}: {path}")
 
 

@@ -9,14 +9,15 @@ Formats (all for the StyleGAN2 FFHQ generator, w_dim 512):
   the direction `comp[k] * std[k]`, so strength 1 moves w by one standard deviation along it.
   (GANSpace/PTI *set* the coordinate to `strength` instead; here every edit is additive.)
 
-Every `.pt` is read with `torch.load(weights_only=True)`: nothing in a file is ever executed.
+Every `.pt` is read with `torch.load(weights_only=True)`: nothing in a file is ever executed. The
+readers and their checks live in `reenact.weights.formats`, which the weight cache runs on import too,
+so the cache and the loaders accept the same files with the same errors.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +25,15 @@ import numpy as np
 import torch
 
 from reenact.errors import ReenactError
-from reenact.weights import W_DIM, get_entry, load_float_npy, weight_path
+from reenact.weights import get_entry, weight_path
+from reenact.weights.formats import (
+    direction_vector,
+    ganspace_components,
+    is_ganspace,
+    load_float_npy,
+    load_torch_file,
+)
 
-GANSPACE_KEYS = frozenset({"mean", "comp", "std"})
 GANSPACE_REGISTRY_NAME = "ganspace-ffhq-pca"
 PCA_PREFIX = "pca"
 DIRECTION_ALIASES: dict[str, str] = {
@@ -50,41 +57,17 @@ class Direction:
     """Where it came from: interfacegan-npy, tensor-pt, per-layer-pt, ganspace-pca or memory."""
 
 
-def _as_vector(path: Path, array: torch.Tensor) -> torch.Tensor:
-    """A loaded array as [1, W_DIM] or [L, W_DIM] float32; `ReenactError` naming `path` otherwise."""
-    shape = tuple(array.shape)
-    if array.ndim == 3 and shape[0] == 1:
-        array = array[0]
-    elif array.ndim == 1:
-        array = array[None]
-    if array.ndim != 2 or array.shape[-1] != W_DIM or array.shape[0] < 1:
-        raise ReenactError(
-            f"{path} is not a W-space direction: shape {shape}, expected (1, {W_DIM}) or (1, L, {W_DIM})"
-        )
-    if not array.is_floating_point():
-        raise ReenactError(f"{path} holds {array.dtype}, expected a floating-point direction")
-    if not bool(torch.isfinite(array).all()):
-        raise ReenactError(f"{path} holds non-finite values")
-    return array.detach().to(dtype=torch.float32, device="cpu").contiguous()
-
-
-def _ganspace_component(path: Path, state: Mapping, component: int | None) -> torch.Tensor:
-    comp, std = state["comp"], state["std"]
-    if not (isinstance(comp, torch.Tensor) and isinstance(std, torch.Tensor)):
-        raise ReenactError(f"{path}: GANSpace comp and std must be tensors")
+def _ganspace_component(path: Path, loaded: object, component: int | None) -> torch.Tensor:
+    """Component `component` of a GANSpace PCA file, scaled by its standard deviation: [1, w_dim]."""
+    comp, std = ganspace_components(path, loaded)  # [K, w_dim], [K]
     num_components = comp.shape[0]
-    if tuple(comp.shape[1:]) not in ((1, W_DIM), (W_DIM,)) or tuple(std.shape) != (num_components,):
-        raise ReenactError(
-            f"{path}: GANSpace comp {tuple(comp.shape)} / std {tuple(std.shape)}, "
-            f"expected (K, 1, {W_DIM}) / (K,)"
-        )
     if component is None:
         raise ReenactError(
             f"{path} is a GANSpace PCA file with {num_components} components: choose one (pca:K or PATH:K)"
         )
     if not 0 <= component < num_components:
         raise ReenactError(f"{path} has GANSpace components 0..{num_components - 1}, not {component}")
-    return _as_vector(path, comp[component].reshape(1, W_DIM) * std[component])
+    return direction_vector(path, comp[component : component + 1] * std[component])
 
 
 def load_direction(path: Path | str, *, name: str | None = None, component: int | None = None) -> Direction:
@@ -98,25 +81,15 @@ def load_direction(path: Path | str, *, name: str | None = None, component: int 
         raise ReenactError(f"direction file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        array = load_float_npy(path)
-        vector, source_format = _as_vector(path, torch.from_numpy(np.array(array))), "interfacegan-npy"
+        array = torch.from_numpy(np.array(load_float_npy(path)))
+        vector, source_format = direction_vector(path, array), "interfacegan-npy"
     elif suffix in (".pt", ".pth"):
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # an unreadable or unsafe file is refused, never executed
-            raise ReenactError(
-                f"{path} is not a plain tensor file torch can load safely ({type(exc).__name__})"
-            ) from None
-        if isinstance(loaded, Mapping) and set(loaded) >= GANSPACE_KEYS:
+        loaded = load_torch_file(path)  # weights_only: nothing in the file is executed
+        if is_ganspace(loaded):
             vector, source_format = _ganspace_component(path, loaded, component), "ganspace-pca"
-        elif isinstance(loaded, torch.Tensor):
-            vector = _as_vector(path, loaded)
-            source_format = "per-layer-pt" if vector.shape[0] > 1 else "tensor-pt"
         else:
-            raise ReenactError(
-                f"{path} holds a {type(loaded).__name__}, expected a (1, {W_DIM}) direction tensor "
-                "or a GANSpace dict of mean, comp, std"
-            )
+            vector = direction_vector(path, loaded)
+            source_format = "per-layer-pt" if vector.shape[0] > 1 else "tensor-pt"
     else:
         raise ReenactError(f"{path}: unknown direction format {suffix!r}, expected .npy or .pt")
     if component is not None and source_format != "ganspace-pca":

@@ -173,10 +173,15 @@ def segments_from_cuts(cuts: list[int], num_frames: int) -> list[tuple[int, int]
 
 def load_lpips(net: str, *, device: torch.device | str = "cpu") -> tuple[torch.nn.Module | None, str | None]:
     """The LPIPS model with real backbone weights, or `(None, note)` saying why LPIPS is unavailable."""
+    from reenact import weights
+    from reenact.backbones import LPIPS_ARCH
     from reenact.losses import LPIPS
 
     try:
-        return LPIPS(net=net, device=device), None  # type: ignore[arg-type]
+        backbone = weights.backbone_path(LPIPS_ARCH[net])  # type: ignore[index]
+        heads = weights.lpips_heads_path(net)  # type: ignore[arg-type]
+        model = LPIPS(net=net, backbone_weights=backbone, heads_path=heads, device=device)  # type: ignore[arg-type]
+        return model, None
     except ReenactError as exc:
         return None, f"LPIPS not computed: {exc}"
 

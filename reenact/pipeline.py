@@ -45,19 +45,20 @@ def loss_networks(settings: Config, *, runtime: Runtime) -> tuple[nn.Module | No
     get it, never a random stand-in.
     """
     from reenact import weights
-    from reenact.losses import LPIPS, Image2StyleGANPerceptual
+    from reenact.backbones import LPIPS_ARCH
+    from reenact.losses import IMAGE2STYLEGAN_ARCH, LPIPS, Image2StyleGANPerceptual
 
     perceptual = None
     if settings.invert.perceptual_weight > 0:
         perceptual = Image2StyleGANPerceptual(
-            backbone_weights=weights.backbone_path("vgg16"), device=runtime.device
+            backbone_weights=weights.backbone_path(IMAGE2STYLEGAN_ARCH), device=runtime.device
         )
     lpips = None
     if settings.pti.lpips_weight > 0:
         net = settings.pti.lpips_net
         lpips = LPIPS(
             net=net,
-            backbone_weights=weights.backbone_path(weights.LPIPS_BACKBONES[net]),
+            backbone_weights=weights.backbone_path(LPIPS_ARCH[net]),
             heads_path=weights.lpips_heads_path(net),
             device=runtime.device,
         )

@@ -14,8 +14,8 @@ from reenact import weights
 from reenact.directions import load_direction, parse_direction_arg, resolve_direction
 from reenact.edit import apply_direction, layer_mask
 from reenact.errors import ReenactError
+from reenact.gan.stylegan2 import FFHQ_W_DIM
 
-W_DIM = 512
 FFHQ_NUM_WS = 18
 UNIT_NORM_TOLERANCE = 1e-5
 
@@ -36,10 +36,12 @@ def put_in_cache(source: Path, name: str) -> Path:
 
 def ganspace_file(path: Path, *, num_components: int = 5) -> Path:
     """A GANSpace-format PCA file: orthonormal components, decreasing stdevs."""
-    basis, _ = torch.linalg.qr(torch.randn(W_DIM, num_components, generator=torch.Generator().manual_seed(0)))
+    basis, _ = torch.linalg.qr(
+        torch.randn(FFHQ_W_DIM, num_components, generator=torch.Generator().manual_seed(0))
+    )
     state = {
-        "mean": torch.randn(1, W_DIM),
-        "comp": basis.T.reshape(num_components, 1, W_DIM).contiguous(),
+        "mean": torch.randn(1, FFHQ_W_DIM),
+        "comp": basis.T.reshape(num_components, 1, FFHQ_W_DIM).contiguous(),
         "std": torch.linspace(3.0, 1.0, num_components),
     }
     torch.save(state, path)
@@ -55,7 +57,7 @@ def test_interfacegan_boundaries_are_unit_normals(directions_dir: Path) -> None:
     assert len(files) >= 30
     for path in files:
         direction = load_direction(path)
-        assert direction.vector.shape == (1, W_DIM), path.name
+        assert direction.vector.shape == (1, FFHQ_W_DIM), path.name
         assert direction.source_format == "interfacegan-npy"
         assert abs(float(direction.vector.norm()) - 1) < UNIT_NORM_TOLERANCE, path.name
         assert direction.name == path.stem
@@ -65,14 +67,14 @@ def test_interfacegan_boundaries_are_unit_normals(directions_dir: Path) -> None:
 def test_e4e_directions_are_unit_vectors(directions_dir: Path, folder: str) -> None:
     for attribute in ("age", "smile"):
         direction = load_direction(directions_dir / folder / f"{attribute}.pt")
-        assert direction.vector.shape == (1, W_DIM)
+        assert direction.vector.shape == (1, FFHQ_W_DIM)
         assert direction.source_format == "tensor-pt"
         assert abs(float(direction.vector.norm()) - 1) < UNIT_NORM_TOLERANCE
 
 
 def test_ganinverter_pose_is_per_layer(directions_dir: Path) -> None:
     pose = load_direction(directions_dir / "ganinverter_interfacegan" / "pose.pt")
-    assert pose.vector.shape == (FFHQ_NUM_WS, W_DIM)
+    assert pose.vector.shape == (FFHQ_NUM_WS, FFHQ_W_DIM)
     assert pose.source_format == "per-layer-pt"
     norms = pose.vector.norm(dim=1)
     assert float((norms - 1).abs().max()) < UNIT_NORM_TOLERANCE
@@ -85,12 +87,12 @@ def test_ganspace_components_are_orthonormal_and_scaled_by_their_stdev(direction
     path = directions_dir / "ganspace_via_PTI" / "ffhq_pca.pt"
     state = torch.load(path, map_location="cpu", weights_only=True)
     num_components = state["comp"].shape[0]
-    components = state["comp"].reshape(num_components, W_DIM)
+    components = state["comp"].reshape(num_components, FFHQ_W_DIM)
     torch.testing.assert_close(components @ components.T, torch.eye(num_components), atol=1e-5, rtol=0)
     assert bool((state["std"] > 0).all())
     for index in (0, 3, num_components - 1):
         direction = load_direction(path, component=index)
-        assert direction.vector.shape == (1, W_DIM)
+        assert direction.vector.shape == (1, FFHQ_W_DIM)
         assert direction.source_format == "ganspace-pca"
         assert direction.name == f"ffhq_pca:{index}"
         torch.testing.assert_close(direction.vector[0], components[index] * state["std"][index])
@@ -102,11 +104,13 @@ def test_ganspace_components_are_orthonormal_and_scaled_by_their_stdev(direction
 
 def test_a_real_direction_moves_only_the_chosen_layers_by_strength_times_vector(directions_dir: Path) -> None:
     smile = load_direction(directions_dir / "e4e_interfacegan_via_PTI" / "smile.pt")
-    ws = torch.randn(4, FFHQ_NUM_WS, W_DIM, generator=torch.Generator().manual_seed(1))
+    ws = torch.randn(4, FFHQ_NUM_WS, FFHQ_W_DIM, generator=torch.Generator().manual_seed(1))
     layers = layer_mask("expression", num_ws=FFHQ_NUM_WS)
     edited = apply_direction(ws, smile, strength=2.5, layers=layers)
     assert torch.equal(edited[:, ~layers], ws[:, ~layers])
-    torch.testing.assert_close(edited[:, layers] - ws[:, layers], (2.5 * smile.vector).expand(4, 4, W_DIM))
+    torch.testing.assert_close(
+        edited[:, layers] - ws[:, layers], (2.5 * smile.vector).expand(4, 4, FFHQ_W_DIM)
+    )
     # The edit moves each chosen layer by exactly |strength| along the unit direction.
     moved = (edited - ws)[:, layers] @ smile.vector[0]
     torch.testing.assert_close(moved, torch.full((4, 4), 2.5))
@@ -117,7 +121,12 @@ def test_a_real_direction_moves_only_the_chosen_layers_by_strength_times_vector(
 
 
 @pytest.mark.parametrize(
-    ("shape", "expected"), [((W_DIM,), (1, W_DIM)), ((1, W_DIM), (1, W_DIM)), ((1, 6, W_DIM), (6, W_DIM))]
+    ("shape", "expected"),
+    [
+        ((FFHQ_W_DIM,), (1, FFHQ_W_DIM)),
+        ((1, FFHQ_W_DIM), (1, FFHQ_W_DIM)),
+        ((1, 6, FFHQ_W_DIM), (6, FFHQ_W_DIM)),
+    ],
 )
 def test_accepted_shapes(tmp_path: Path, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
     array = np.random.default_rng(0).standard_normal(shape)  # float64: stored as float32
@@ -137,13 +146,13 @@ def test_accepted_shapes(tmp_path: Path, shape: tuple[int, ...], expected: tuple
             lambda p: np.save(p / "x.npy", np.zeros((1, 511), np.float32)),
             r"shape \(1, 511\), expected \(1, 512\)",
         ),
-        (lambda p: np.save(p / "x.npy", np.zeros((2, 3, W_DIM), np.float32)), "not a W-space direction"),
-        (lambda p: np.save(p / "x.npy", np.zeros((1, W_DIM), np.int64)), "expected a floating-point"),
-        (lambda p: np.save(p / "x.npy", np.full((1, W_DIM), np.nan, np.float32)), "non-finite"),
+        (lambda p: np.save(p / "x.npy", np.zeros((2, 3, FFHQ_W_DIM), np.float32)), "not a W-space direction"),
+        (lambda p: np.save(p / "x.npy", np.zeros((1, FFHQ_W_DIM), np.int64)), "expected a floating-point"),
+        (lambda p: np.save(p / "x.npy", np.full((1, FFHQ_W_DIM), np.nan, np.float32)), "non-finite"),
         (lambda p: np.save(p / "x.npy", np.array([{"a": 1}], dtype=object)), "not a NumPy .npy array"),
         (lambda p: (p / "x.npy").write_text("not numpy"), "not a NumPy .npy array"),
-        (lambda p: torch.save([torch.zeros(1, W_DIM)], p / "x.pt"), "holds a list"),
-        (lambda p: torch.save({"w": torch.zeros(1, W_DIM)}, p / "x.pt"), "holds a dict"),
+        (lambda p: torch.save([torch.zeros(1, FFHQ_W_DIM)], p / "x.pt"), "holds a list"),
+        (lambda p: torch.save({"w": torch.zeros(1, FFHQ_W_DIM)}, p / "x.pt"), "holds a dict"),
         (lambda p: (p / "x.pt").write_bytes(b"garbage"), "cannot load safely|can load safely"),
         (lambda p: (p / "x.txt").write_text("0.1"), "unknown direction format '.txt'"),
     ],
@@ -154,6 +163,18 @@ def test_wrong_files_are_refused_with_a_one_line_error(tmp_path: Path, write, me
     with pytest.raises(ReenactError, match=message) as info:
         load_direction(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_cache_refuses_what_the_loader_refuses(tmp_path: Path) -> None:
+    """One home for the direction checks: importing and loading a bad file give the same error."""
+    path = tmp_path / "smile.pt"
+    torch.save(torch.zeros(2, 3, FFHQ_W_DIM), path)
+    with pytest.raises(ReenactError) as loading:
+        load_direction(path)
+    with pytest.raises(ReenactError) as checking:
+        weights.check_format(weights.get_entry("e4e-smile"), path)
+    assert str(checking.value) == str(loading.value)
+    assert "not a W-space direction: shape (2, 3, 512)" in str(loading.value)
 
 
 class _Payload:
@@ -175,7 +196,7 @@ def test_a_malicious_pickle_is_not_executed(tmp_path: Path) -> None:
 
 
 def test_component_only_for_ganspace_files(tmp_path: Path) -> None:
-    torch.save(torch.randn(1, W_DIM), tmp_path / "single.pt")
+    torch.save(torch.randn(1, FFHQ_W_DIM), tmp_path / "single.pt")
     with pytest.raises(ReenactError, match="no component 2"):
         load_direction(tmp_path / "single.pt", component=2)
     pca = ganspace_file(tmp_path / "pca.pt")
@@ -210,7 +231,7 @@ def test_parse_direction_arg_errors(text: str) -> None:
 
 
 def test_resolve_a_path_and_a_ganspace_path_component(tmp_path: Path) -> None:
-    vector = torch.randn(1, W_DIM)
+    vector = torch.randn(1, FFHQ_W_DIM)
     torch.save(vector, tmp_path / "mine.pt")
     assert torch.equal(resolve_direction(str(tmp_path / "mine.pt")).vector, vector)
     pca = ganspace_file(tmp_path / "pca.pt")
@@ -227,7 +248,7 @@ def test_resolve_registry_names_through_the_cache(cache: Path, directions_dir: P
         resolve_direction("pca:3")
     put_in_cache(directions_dir / "e4e_interfacegan_via_PTI" / "smile.pt", "e4e-smile")
     smile = resolve_direction("smile")
-    assert smile.name == "smile" and smile.vector.shape == (1, W_DIM)
+    assert smile.name == "smile" and smile.vector.shape == (1, FFHQ_W_DIM)
     assert torch.equal(resolve_direction("e4e-smile").vector, smile.vector)
     put_in_cache(directions_dir / "ganspace_via_PTI" / "ffhq_pca.pt", "ganspace-ffhq-pca")
     assert resolve_direction("pca:3").name == "pca:3"

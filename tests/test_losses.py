@@ -2,13 +2,14 @@
 
 No ImageNet weights can be downloaded here, so the backbones run with seeded random weights
 (asked for explicitly with `random_backbone=True`); the LPIPS linear heads are the real ones shipped
-with the `lpips` package. The reference implementation below is written from the published sources
-(torchvision `models/vgg.py` and `models/alexnet.py`, lpips `lpips/lpips.py`), with functional ops,
-independently of `reenact.losses`.
+with the `lpips` package (found by `reenact.weights.lpips_heads_path`). The reference implementation
+below is written from the published sources (torchvision `models/vgg.py` and `models/alexnet.py`,
+lpips `lpips/lpips.py`), with functional ops, independently of `reenact.losses`.
 """
 
 from __future__ import annotations
 
+import ast
 import math
 import sys
 import types
@@ -18,15 +19,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reenact.backbones import FeatureExtractor
 from reenact.errors import ReenactError
-from reenact.losses import (
-    LPIPS,
-    FeatureExtractor,
-    Image2StyleGANPerceptual,
-    load_backbone,
-    lpips_heads_path,
-    mse,
-)
+from reenact.losses import LPIPS, Image2StyleGANPerceptual, load_backbone, mse
+from reenact.weights import lpips_heads_path
 
 # --- torchvision's layers, from pytorch/vision torchvision/models/vgg.py (cfgs["D"], make_layers,
 # VGG.classifier) and torchvision/models/alexnet.py (AlexNet.features, AlexNet.classifier).
@@ -70,6 +66,7 @@ SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
 SCALE = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
 IMAGE2STYLEGAN_RELUS = (1, 3, 13, 20)  # after conv1_1, conv1_2, conv3_2, conv4_2
 SIZE = 32
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def torchvision_state_dict(arch: str, *, seed: int) -> dict[str, torch.Tensor]:
@@ -127,6 +124,11 @@ def reference_lpips(
     return total
 
 
+def random_lpips(net: str, **options: object) -> LPIPS:
+    """LPIPS with the package's real heads and a seeded random backbone (tests only)."""
+    return LPIPS(net=net, heads_path=lpips_heads_path(net), random_backbone=True, **options)
+
+
 def images(seed: int, n: int = 2) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, SIZE, SIZE, generator=generator) * 2 - 1  # [N, 3, H, W] in [-1, 1]
@@ -144,7 +146,7 @@ def test_lpips_heads_are_the_package_files(net: str) -> None:
     assert path.parts[-3:] == ("weights", "v0.1", f"{net}.pth")
     assert ("lpips" in sys.modules) == imported_before  # found without importing the package
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = LPIPS(net=net, random_backbone=True)
+    model = random_lpips(net)
     assert len(model.lins) == len(LPIPS_CHANNELS[net])
     for k, channels in enumerate(LPIPS_CHANNELS[net]):
         assert model.lins[k].weight.shape == (1, channels, 1, 1)
@@ -181,7 +183,7 @@ def test_lpips_matches_the_published_formula(net: str, tmp_path: Path) -> None:
     state = torchvision_state_dict(LPIPS_ARCH[net], seed=2)
     path = tmp_path / "backbone.pth"
     torch.save(state, path)
-    model = LPIPS(net=net, backbone_weights=path)
+    model = LPIPS(net=net, backbone_weights=path, heads_path=lpips_heads_path(net))
     x, y = images(3), images(4)
     expected = reference_lpips(state, net, x, y)
     got = model(x, y)
@@ -194,7 +196,7 @@ def test_lpips_matches_the_published_formula(net: str, tmp_path: Path) -> None:
     ("net", "dtype"), [("vgg", torch.float32), ("alex", torch.float32), ("alex", torch.bfloat16)]
 )
 def test_lpips_zero_symmetric_monotone(net: str, dtype: torch.dtype) -> None:
-    model = LPIPS(net=net, random_backbone=True, seed=5, dtype=dtype)
+    model = random_lpips(net, seed=5, dtype=dtype)
     x = images(6)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
     assert torch.equal(model(x, x), torch.zeros(2))
@@ -208,13 +210,13 @@ def test_lpips_zero_symmetric_monotone(net: str, dtype: torch.dtype) -> None:
 
 def test_lpips_bfloat16_close_to_float32() -> None:
     x, y = images(8), images(9)
-    full = LPIPS(net="alex", random_backbone=True, seed=3)(x, y)
-    half = LPIPS(net="alex", random_backbone=True, seed=3, dtype=torch.bfloat16)(x, y)
+    full = random_lpips("alex", seed=3)(x, y)
+    half = random_lpips("alex", seed=3, dtype=torch.bfloat16)(x, y)
     torch.testing.assert_close(half, full, rtol=0.05, atol=0.0)
 
 
 def test_gradients_reach_the_input_only() -> None:
-    model = LPIPS(net="alex", random_backbone=True)
+    model = random_lpips("alex")
     x = images(10).requires_grad_(True)
     model(x, images(11)).sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
@@ -222,28 +224,41 @@ def test_gradients_reach_the_input_only() -> None:
 
 
 def test_random_weights_never_stand_in_silently() -> None:
-    """With an empty cache and no explicit choice, building a loss is an actionable error."""
-    with pytest.raises(
-        ReenactError, match=r"missing weight file vgg16-397923af\.pth \(vgg16\).*weights import"
-    ):
-        LPIPS(net="vgg")
-    with pytest.raises(ReenactError, match=r"alexnet-owt-7be5be79\.pth"):
-        LPIPS(net="alex")
-    with pytest.raises(ReenactError, match=r"vgg16-397923af\.pth"):
+    """A loss gets its backbone file or an explicit `random_backbone=True`: anything else is a bug."""
+    heads = lpips_heads_path("vgg")
+    with pytest.raises(ValueError, match="not both or neither"):
+        LPIPS(net="vgg", heads_path=heads)
+    with pytest.raises(ValueError, match="not both or neither"):
         Image2StyleGANPerceptual()
     with pytest.raises(ValueError, match="not both"):
-        LPIPS(net="vgg", random_backbone=True, backbone_weights=Path("x.pth"))
+        LPIPS(net="vgg", heads_path=heads, random_backbone=True, backbone_weights=Path("x.pth"))
 
 
-def test_backbone_comes_from_the_registry_cache(tmp_path: Path) -> None:
-    from reenact.weights import cached_file
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports anywhere, lazily too (`from a import b` counts as a and a.b)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return names
 
-    state = torchvision_state_dict("alexnet", seed=12)
-    target = cached_file("alexnet")
-    target.parent.mkdir(parents=True)
-    torch.save(state, target)
-    model = LPIPS(net="alex")
-    assert torch.equal(model.backbone.features[3].weight, state["features.3.weight"])
+
+def imports_of(paths: list[Path], package: str) -> set[str]:
+    return {
+        name
+        for path in paths
+        for name in imported_modules(path)
+        if name == package or name.startswith(f"{package}.")
+    }
+
+
+def test_losses_and_weights_do_not_import_each_other() -> None:
+    """The loss networks take file paths and know nothing of the cache; the cache's format checks use
+    `reenact.backbones`, never the losses."""
+    assert imports_of([REPO_ROOT / "reenact" / "losses.py"], "reenact.weights") == set()
+    assert imports_of(sorted((REPO_ROOT / "reenact" / "weights").glob("*.py")), "reenact.losses") == set()
 
 
 def test_feature_taps_have_the_lpips_shapes() -> None:
@@ -291,7 +306,7 @@ def test_mse_per_image() -> None:
 def assert_parity_with(lpips: types.ModuleType, *, seed: int) -> None:
     """Our LPIPS equals `lpips.LPIPS` given the same random backbone weights, for both backbones."""
     for net in ("vgg", "alex"):
-        ours = LPIPS(net=net, random_backbone=True, seed=seed)
+        ours = random_lpips(net, seed=seed)
         theirs = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
         own = ours.backbone.state_dict()
         # lpips keys are "slice<k>.<torchvision index>.weight": the index maps straight onto ours.

@@ -294,8 +294,9 @@ def test_second_half_another_person_lowers_tg(clips: dict[str, Path], embedder) 
 
 def test_noise_lowers_psnr_and_lpips_sees_it(clips: dict[str, Path], embedder) -> None:
     from reenact.losses import LPIPS
+    from reenact.weights import lpips_heads_path
 
-    lpips = LPIPS(net="alex", random_backbone=True)  # random: tests only
+    lpips = LPIPS(net="alex", random_backbone=True, heads_path=lpips_heads_path("alex"))  # random: tests only
     noisy = _evaluate(clips, "noisy", "face2", embedder, lpips=lpips)
     clean = _evaluate(clips, "face2", "face2", embedder, lpips=lpips)
     noisy_psnr = np.array([frame["psnr"] for frame in noisy.frames])

@@ -30,6 +30,7 @@ from reenact.synthetic import (
     quick_invert_config,
     synthetic_settings,
 )
+from reenact.weights import lpips_heads_path
 from tests.test_invert import RecordingProgress
 
 NUM_FRAMES = 8
@@ -249,7 +250,7 @@ def test_early_stop_at_target_psnr(world: SyntheticWorld, inversion: InversionRe
 
 def test_lpips_loss_is_minimised(world: SyntheticWorld, inversion: InversionResult) -> None:
     """LPIPS-only tuning (test backbone: random AlexNet weights, never for real runs)."""
-    lpips = LPIPS(net="alex", random_backbone=True)
+    lpips = LPIPS(net="alex", random_backbone=True, heads_path=lpips_heads_path("alex"))
     config = dataclasses.replace(SETTINGS, base_steps=40, max_steps=40, l2_weight=0.0, lpips_weight=1.0)
     targets, pivots = world.target.crops, inversion.pivots
     result = tune_generator(world.generator, targets, pivots, config=config, perceptual=lpips, runtime=CPU)

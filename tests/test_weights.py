@@ -18,7 +18,11 @@ import pytest
 import torch
 
 from reenact import weights
+from reenact.backbones import torchvision_feature_shapes
 from reenact.errors import ReenactError
+from reenact.progress import Progress, ProgressTask
+from reenact.weights.formats import FORMAT_CHECKS
+from reenact.weights.registry import _REGISTRY
 from reenact_cli.main import EXIT_ERROR, run
 
 SERVER_TIMEOUT_S = 10.0
@@ -61,7 +65,7 @@ def add_entry(
         citation="test",
     )
     entry = dataclasses.replace(entry, **changes)
-    monkeypatch.setitem(weights._REGISTRY, entry.name, entry)
+    monkeypatch.setitem(_REGISTRY, entry.name, entry)
     return entry
 
 
@@ -147,7 +151,7 @@ def test_registry_entries_are_well_formed() -> None:
     cached = {weights.cached_file(name) for name in entries}
     assert len(cached) == len(entries)
     for entry in entries.values():
-        assert entry.file_format in weights.FORMAT_CHECKS
+        assert entry.file_format in FORMAT_CHECKS
         assert entry.license and entry.citation and entry.page.startswith("https://")
         assert all(url.startswith("https://") for url in entry.urls)
         if entry.sha256 is not None:
@@ -318,9 +322,7 @@ def test_fetch_offline_is_one_error_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"http://127.0.0.1:{closed_port()}/vgg16-397923af.pth"
-    monkeypatch.setitem(
-        weights._REGISTRY, "vgg16", dataclasses.replace(weights.get_entry("vgg16"), urls=(url,))
-    )
+    monkeypatch.setitem(_REGISTRY, "vgg16", dataclasses.replace(weights.get_entry("vgg16"), urls=(url,)))
     assert run(["weights", "fetch", "vgg16"]) == EXIT_ERROR
     line = single_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: cannot download vgg16-397923af.pth (vgg16) from {url} (")
@@ -341,8 +343,37 @@ def test_fetch_resumes_a_partial_download(
     assert dest.read_bytes() == payload
     assert not dest.with_name(dest.name + ".part").exists()
     assert capsys.readouterr().out.strip() == f"{SYNTHETIC}: {dest}"
-    assert weights.fetch(SYNTHETIC, progress=False) == dest  # cached and good: no new request
+    assert weights.fetch(SYNTHETIC) == dest  # cached and good: no new request
     assert len(served.ranges) == 1
+
+
+class RecordingProgress(Progress):
+    """Keeps every task's name, total, unit, starting count and advances."""
+
+    def __init__(self) -> None:
+        self.tasks: list[dict] = []
+
+    def task(self, name: str, *, total: int | None, unit: str, initial: int = 0) -> ProgressTask:
+        record = {"name": name, "total": total, "unit": unit, "initial": initial, "advances": []}
+        self.tasks.append(record)
+        recorder = ProgressTask()
+        recorder.advance = lambda count=1: record["advances"].append(count)  # type: ignore[method-assign]
+        return recorder
+
+
+def test_fetch_reports_the_bytes_to_its_progress(
+    served: Server, payload: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_entry(monkeypatch, payload, urls=(served.url,))
+    dest = weights.cached_file(SYNTHETIC)
+    dest.parent.mkdir(parents=True)
+    half = len(payload) // 2
+    dest.with_name(dest.name + ".part").write_bytes(payload[:half])
+    progress = RecordingProgress()
+    weights.fetch(SYNTHETIC, progress=progress)
+    (task,) = progress.tasks
+    assert (task["name"], task["total"], task["initial"]) == ("boundary_Test.npy", len(payload), half)
+    assert sum(task["advances"]) == len(payload) - half
 
 
 @pytest.mark.parametrize("served", [False], indirect=True)
@@ -353,7 +384,7 @@ def test_fetch_starts_over_when_the_server_ignores_range(
     dest = weights.cached_file(SYNTHETIC)
     dest.parent.mkdir(parents=True)
     dest.with_name(dest.name + ".part").write_bytes(payload[:100])
-    assert weights.fetch(SYNTHETIC, progress=False).read_bytes() == payload
+    assert weights.fetch(SYNTHETIC).read_bytes() == payload
 
 
 def test_fetch_rejects_a_bad_checksum_and_drops_the_part_file(
@@ -443,8 +474,6 @@ def small_state(entries: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
 
 
 def test_backbone_and_landmark_format_checks(tmp_path: Path) -> None:
-    from reenact.losses import torchvision_feature_shapes
-
     def check(name: str, state: object) -> None:
         path = tmp_path / f"{name}.pth"
         torch.save(state, path)
@@ -482,14 +511,38 @@ def test_torchscript_fan_check(tmp_path: Path) -> None:
 
 
 def test_lpips_heads_entries_match_the_package_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reenact import losses
+    import importlib.util
 
     for net in ("vgg", "alex"):
-        package_file = losses.lpips_heads_path(net)
+        package_file = weights.lpips_heads_path(net)
         assert weights.import_file(package_file).parent.name == f"lpips-{net}"  # checksum matches the wheel
     # without the package the heads come from the cache
-    monkeypatch.setattr(losses.importlib.util, "find_spec", lambda name: None)
-    assert losses.lpips_heads_path("vgg") == weights.cached_file("lpips-vgg")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert weights.lpips_heads_path("vgg") == weights.cached_file("lpips-vgg")
     weights.cached_file("lpips-alex").unlink()
     with pytest.raises(ReenactError, match=r"missing weight file alex\.pth \(lpips-alex\)"):
-        losses.lpips_heads_path("alex")
+        weights.lpips_heads_path("alex")
+
+
+# --- the loss networks' files -------------------------------------------------------------------------
+
+
+def test_backbone_path_says_how_to_get_a_missing_file() -> None:
+    with pytest.raises(
+        ReenactError, match=r"missing weight file vgg16-397923af\.pth \(vgg16\).*weights import"
+    ):
+        weights.backbone_path("vgg16")
+    with pytest.raises(ReenactError, match=r"alexnet-owt-7be5be79\.pth"):
+        weights.backbone_path("alexnet")
+
+
+def test_lpips_runs_on_the_cached_backbone() -> None:
+    from reenact.losses import LPIPS
+
+    state = {key: torch.randn(shape) * 0.01 for key, shape in torchvision_feature_shapes("alexnet").items()}
+    target = weights.cached_file("alexnet")
+    target.parent.mkdir(parents=True)
+    torch.save(state, target)
+    path = weights.backbone_path("alexnet")
+    model = LPIPS(net="alex", backbone_weights=path, heads_path=weights.lpips_heads_path("alex"))
+    assert torch.equal(model.backbone.features[3].weight, state["features.3.weight"])

@@ -36,6 +36,8 @@ FIRST_RESOLUTION = 4  # the constant input's size
 UPSAMPLE_FACTOR = 2  # each synthesis block doubles the resolution
 MIN_RESOLUTION = 4
 MAX_RESOLUTION = 1024
+FFHQ_W_DIM = 512
+"""Width of the FFHQ generators' W space, which every published FFHQ direction file lives in."""
 
 
 @dataclass(frozen=True)

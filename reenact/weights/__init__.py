@@ -1,0 +1,53 @@
+"""The weight registry and cache: which files the pipeline needs, where they live, how they get there.
+
+- `registry`: the known files (`WeightEntry`), `registry()`, `get_entry(name)`;
+- `formats`: the per-format checks a file passes before it enters the cache (`check_format`), and the
+  direction-file readers `reenact.directions` uses;
+- `cache`: the cache folder, `weight_path(name)`, `backbone_path(arch)`, `lpips_heads_path(net)`,
+  `import_file`, `verify`;
+- `download`: `fetch(name)`, resumable and checked.
+
+Import the public names from here (`from reenact import weights; weights.weight_path(name)`). Note that
+`weights.registry` is the function; the module is `reenact.weights.registry`.
+"""
+
+from __future__ import annotations
+
+from reenact.weights.cache import (
+    VerifyResult,
+    backbone_path,
+    cache_dir,
+    cached_file,
+    checksum_problem,
+    import_file,
+    is_cached,
+    lpips_heads_path,
+    verify,
+    verify_entry,
+    weight_path,
+    weights_dir,
+)
+from reenact.weights.download import fetch
+from reenact.weights.formats import check_format
+from reenact.weights.registry import WeightEntry, WeightKind, get_entry, registry
+
+__all__ = [
+    "VerifyResult",
+    "WeightEntry",
+    "WeightKind",
+    "backbone_path",
+    "cache_dir",
+    "cached_file",
+    "check_format",
+    "checksum_problem",
+    "fetch",
+    "get_entry",
+    "import_file",
+    "is_cached",
+    "lpips_heads_path",
+    "registry",
+    "verify",
+    "verify_entry",
+    "weight_path",
+    "weights_dir",
+]
