@@ -26,12 +26,11 @@ import numpy as np
 import torch
 
 from reenact import pipeline, video
-from reenact.config import SyntheticConfig
-from reenact.demo import demo_settings
 from reenact.device import resolve_runtime
 from reenact.faces.landmarks import read_landmarks, write_landmarks
 from reenact.gan.checkpoints import save_generator
-from reenact.synthetic import make_world, synthetic_video_config, write_world
+from reenact.gan.source import load_generator_spec
+from reenact.synthetic import SyntheticConfig, make_world, synthetic_settings, write_world
 from reenact.workspace import Workspace
 
 
@@ -41,7 +40,7 @@ def reversed_driver(files_dir: Path, driver: Path, landmarks: Path) -> tuple[Pat
     frames = [frame.image for frame in reader.frames(upright=True)]
     output = files_dir / "driver_reversed.mp4"
     with video.VideoWriter(
-        output, like=reader.info, config=synthetic_video_config(), audio_from=driver, overwrite=True
+        output, like=reader.info, config=synthetic_settings().video, audio_from=driver, overwrite=True
     ) as writer:
         for index, image in enumerate(reversed(frames)):
             writer.write(image, pts=index)
@@ -56,13 +55,12 @@ def one_round(root: Path, *, frames: int) -> dict[str, float]:
     generator = save_generator(world.generator, root / "generator.safetensors")
     runtime = resolve_runtime("cpu")
     workspace = Workspace(root / "work")
-    source = pipeline.load_generator_spec(str(generator), device=runtime.device, workspace=workspace)
+    source = load_generator_spec(str(generator), device=runtime.device, workspace=workspace)
     context = pipeline.make_context(
         workspace=workspace,
         source=source,
-        settings=demo_settings(world.config),
+        settings=synthetic_settings(),
         runtime=runtime,
-        show_bar=False,
     )
     times = {}
     for name, driver, landmarks in (

@@ -62,12 +62,17 @@ def test_photo_is_a_one_frame_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
 
 
-def test_existing_results_need_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_results_live_in_the_workspace_and_are_reused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`align` computes the transfer's own alignment stage: a second run (any crop size) is cached."""
     path = str(testdata_file("facerec_obama-1080p.jpg"))
-    assert _align(capsys, path, "--workdir", str(tmp_path))[0] == 0
-    code, _, err = _align(capsys, path, "--workdir", str(tmp_path))
-    assert code == 1 and "--overwrite" in err
-    assert _align(capsys, path, "--workdir", str(tmp_path), "--overwrite")[0] == 0
+    first = _align(capsys, path, "--workdir", str(tmp_path))
+    assert first[0] == 0 and "cached" not in first[2]
+    code, _, err = _align(capsys, path, "--workdir", str(tmp_path), "--resolution", "256")
+    assert code == 0
+    assert "inp-align" in err and "cached" in err, err
+    assert len(list((tmp_path / "align").iterdir())) == 1, "one entry, whatever the crop size"
 
 
 def test_face_at_picks_the_pointed_face(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from reenact.config import Config, VideoConfig, config_from_dict, config_to_dict, load_config, parse_override
+from reenact.config import (
+    Config,
+    VideoConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override,
+    preset_names,
+)
 from reenact.errors import ReenactError
 from reenact_cli.main import run
 
@@ -95,3 +103,27 @@ def test_cli_reports_a_bad_setting_in_one_line(capsys: pytest.CaptureFixture[str
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: unknown config key: video.crff (known: crf, pix_fmt, preset)"]
+
+
+def test_packaged_presets_load_by_name_and_files_by_path(tmp_path: Path) -> None:
+    assert {"default", "synthetic"} <= set(preset_names())
+    assert Config.from_preset("default") == Config()
+    synthetic = Config.from_preset("synthetic", overrides=["video.crf=20"])
+    assert synthetic.invert.optimiser == "lbfgs" and synthetic.video.crf == 20
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[edit]\nstrength = 0.5\n")
+    assert Config.from_preset(mine).edit.strength == 0.5
+    with pytest.raises(ReenactError, match="unknown preset 'fast'"):
+        Config.from_preset("fast")
+
+
+def test_typed_overrides_are_checked_like_a_preset() -> None:
+    assert Config().with_values(edit={"layers": "3-7"}).edit.layers == "3-7"
+    with pytest.raises(ReenactError, match=r"edit\.strenght"):
+        Config().with_values(edit={"strenght": 1.0})
+    with pytest.raises(ReenactError, match=r"video\.crf must be in"):
+        Config().with_values(video={"crf": 99})
+
+
+def test_the_synthetic_world_is_not_a_production_setting() -> None:
+    assert "synthetic" not in config_to_dict(Config())

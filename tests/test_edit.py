@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from reenact.config import EditConfig, SyntheticConfig, load_config
+from reenact.config import EditConfig, load_config
 from reenact.directions import Direction
 from reenact.edit import (
     apply_direction,
@@ -24,7 +24,7 @@ from reenact.edit import (
     transfer,
 )
 from reenact.errors import ReenactError
-from reenact.synthetic import SyntheticWorld, expression_weights, make_world, motion_offsets
+from reenact.synthetic import SyntheticConfig, SyntheticWorld, expression_weights, make_world, motion_offsets
 
 NEUTRAL_WEIGHT = 0.05
 """A frame whose expression weight is below this counts as neutral."""

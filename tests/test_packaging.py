@@ -28,6 +28,8 @@ def test_every_package_folder_is_listed() -> None:
     assert on_disk <= listed, f"missing from pyproject packages: {sorted(on_disk - listed)}"
     assert settings["package-dir"]["reenact_cli"] == "cli"
     assert "reenact_cli" in listed
+    assert settings["package-dir"]["reenact.configs"] == "configs", "presets ship with the package"
+    assert "*.toml" in _pyproject()["tool"]["setuptools"]["package-data"]["reenact.configs"]
 
 
 def test_console_script_points_at_the_cli() -> None:

@@ -6,31 +6,41 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from reenact import pipeline, pti, video
-from reenact.config import SyntheticConfig, VideoConfig
+from reenact import pti, video
+from reenact.composite import face_mask
+from reenact.config import Config, VideoConfig
 from reenact.demo import decode, face_psnr
 from reenact.faces.align import warp_to_frame
 from reenact.gan.checkpoints import save_generator
+from reenact.stages import tune as tune_stage
+from reenact.stages.align import ClipAlignment
 from reenact.synthetic import (
+    SyntheticConfig,
     SyntheticFiles,
     make_world,
-    synthetic_composite_config,
+    synthetic_settings,
     true_transfer_frames,
     write_world,
 )
 from reenact_cli.main import run
-from tests.conftest import REPO_ROOT, testdata_file
+from tests.conftest import testdata_file
 from tests.videotools import audio_digest, frame_times
 
-SYNTHETIC_PRESET = REPO_ROOT / "configs" / "synthetic.toml"
-MIN_FACE_PSNR_DB = 28.0
+MIN_GAIN_OVER_TARGET_DB = 4.0
+"""The transfer must beat doing nothing (the target itself, ~26.8 dB on seed 0; measured transfer ~37 dB)
+by this much against the ground truth."""
 MIN_GAP_DB = 6.0
 MIN_TUNE_GAIN_DB = 0.4
 EXCERPT_FRAMES = 50
 """2 s of a 25 fps clip."""
+MIN_FACE_CHANGE = 5.0
+"""Mean absolute change (levels) inside the paste mask that counts as a replaced face; the random
+generator's abstract face differs from a real one by tens of levels, re-encoding noise by about one."""
+MIN_CHANGED_SHARE = 0.9
 
 
 @dataclass
@@ -40,7 +50,6 @@ class World:
     root: Path
 
     def transfer_args(self, output: Path, *extra: str, workdir: Path | None = None) -> list[str]:
-        layers = ",".join(str(index) for index in self.files.world.config.expression_layers)
         return [
             "transfer",
             str(self.files.target_video),
@@ -49,14 +58,12 @@ class World:
             str(output),
             "--generator",
             str(self.generator),
-            "--config",
-            str(SYNTHETIC_PRESET),
+            "--preset",
+            "synthetic",
             "--target-landmarks",
             str(self.files.target_landmarks),
             "--driver-landmarks",
             str(self.files.driver_landmarks),
-            "--layers",
-            layers,
             "--workdir",
             str(workdir or self.root / "work"),
             "--quiet",
@@ -88,15 +95,16 @@ def _transfer(
 
 @pytest.fixture(scope="module")
 def truth(world: World) -> tuple[np.ndarray, np.ndarray]:
-    return true_transfer_frames(world.files.world, composite=synthetic_composite_config(), ref=0)
+    return true_transfer_frames(world.files.world, composite=synthetic_settings().composite, ref=0)
 
 
 def _assert_matches_ground_truth(
     world: World, truth: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The transfer through the CLI matches `G(w_target + Δ)`; Δ dropped or flipped scores far worse."""
+    """The transfer through the CLI matches `G(w_target + Δ)` far better than the target itself does
+    (doing nothing); Δ dropped or flipped scores far worse."""
     frames_truth, regions = truth
-    results = {}
+    results = {"do nothing": face_psnr(decode(world.files.target_video), frames_truth, regions)}
     for name, strength in (("transfer", "1"), ("dropped", "0"), ("flipped", "-1")):
         output = world.root / f"{name}.mp4"
         summary = _transfer(world, capsys, output, "--strength", strength)
@@ -104,9 +112,11 @@ def _assert_matches_ground_truth(
         results[name] = face_psnr(decode(output), frames_truth, regions)
         if name != "transfer":
             stages = {stage["name"]: stage["cached"] for stage in summary["stages"]}
-            assert all(cached for stage, cached in stages.items() if stage != "render"), stages
+            assert all(cached for stage, cached in stages.items() if stage not in ("render", "encode")), (
+                stages
+            )
     print("face-region PSNR vs ground truth:", results)
-    assert results["transfer"] >= MIN_FACE_PSNR_DB
+    assert results["transfer"] >= results["do nothing"] + MIN_GAIN_OVER_TARGET_DB
     assert results["transfer"] - results["dropped"] >= MIN_GAP_DB
     assert results["transfer"] - results["flipped"] >= MIN_GAP_DB
 
@@ -124,21 +134,14 @@ def test_transfer_matches_ground_truth_on_other_worlds(
 ) -> None:
     """The same on five more seeds (`python -m pytest -m slow -k other_worlds -s`: ~1 min)."""
     other = _make_world(tmp_path, seed=seed)
-    truth = true_transfer_frames(other.files.world, composite=synthetic_composite_config(), ref=0)
+    truth = true_transfer_frames(other.files.world, composite=synthetic_settings().composite, ref=0)
     _assert_matches_ground_truth(other, truth, capsys)
 
 
 def test_output_keeps_target_timing_audio_and_background(
     world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    written: list[np.ndarray] = []
-    original_write = video.VideoWriter.write
-
-    def recording_write(self: video.VideoWriter, image: np.ndarray, *, pts: int | None = None) -> None:
-        written.append(image.copy())
-        original_write(self, image, pts=pts)
-
-    monkeypatch.setattr(video.VideoWriter, "write", recording_write)
+    written = record_written_frames(monkeypatch)
     output = world.root / "kept.mp4"
     _transfer(world, capsys, output)
     target = world.files.target_video
@@ -166,7 +169,7 @@ def test_interrupted_tuning_resumes(
     def interrupted(*args: object, **kwargs: object) -> pti.TuneResult:
         return real_tune(*args, stop=lambda step: step >= 3, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "tune_generator", interrupted)
+    monkeypatch.setattr(tune_stage, "tune_generator", interrupted)
     assert run(world.transfer_args(world.root / "cut.mp4", workdir=workdir)) == 1
     assert not (world.root / "cut.mp4").exists()
     capsys.readouterr()
@@ -176,7 +179,7 @@ def test_interrupted_tuning_resumes(
         calls.append(result.resumed_from)
         return result
 
-    monkeypatch.setattr(pipeline, "tune_generator", counting)
+    monkeypatch.setattr(tune_stage, "tune_generator", counting)
     summary = _transfer(world, capsys, world.root / "resumed.mp4", workdir=workdir)
     assert calls and calls[0] >= 3, f"tuning started over: resumed from {calls}"
     stages = {stage["name"]: stage["cached"] for stage in summary["stages"]}
@@ -195,8 +198,8 @@ def test_invert_and_tune_commands_store_pivots_and_tuned_generator(
         str(world.files.target_video),
         "--generator",
         str(world.generator),
-        "--config",
-        str(SYNTHETIC_PRESET),
+        "--preset",
+        "synthetic",
         "--landmarks",
         str(world.files.target_landmarks),
         "--workdir",
@@ -234,17 +237,6 @@ def test_cuda_without_gpu_is_one_line(world: World, capsys: pytest.CaptureFixtur
     assert code == 1 and len(err.splitlines()) == 1 and "no CUDA" in err
 
 
-def test_synthetic_preset_matches_the_code() -> None:
-    from reenact.config import load_config
-    from reenact.synthetic import synthetic_invert_config, synthetic_pti_config, synthetic_video_config
-
-    preset = load_config(SYNTHETIC_PRESET)
-    assert preset.invert == synthetic_invert_config()
-    assert preset.pti == synthetic_pti_config()
-    assert preset.composite == synthetic_composite_config()
-    assert preset.video == synthetic_video_config()
-
-
 def _excerpt(source: Path, output: Path, frames: int) -> Path:
     reader = video.VideoReader(source)
     with video.VideoWriter(
@@ -261,18 +253,71 @@ def _excerpt(source: Path, output: Path, frames: int) -> Path:
     return output
 
 
-def test_real_clips_with_random_generator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def record_written_frames(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """Every image handed to the video encoder from now on (what the pipeline made, before encoding)."""
+    written: list[np.ndarray] = []
+    original_write = video.VideoWriter.write
+
+    def recording_write(self: video.VideoWriter, image: np.ndarray, *, pts: int | None = None) -> None:
+        written.append(image.copy())
+        original_write(self, image, pts=pts)
+
+    monkeypatch.setattr(video.VideoWriter, "write", recording_write)
+    return written
+
+
+def paste_regions(
+    summary: dict, shape: tuple[int, ...], *, settings: Config, role: str = "tar"
+) -> list[np.ndarray]:
+    """Per frame, where paste-back may change pixels: the face mask (alpha > 0) of the stored alignment."""
+    location = Path(
+        next(stage["location"] for stage in summary["stages"] if stage["name"] == f"{role}-align")
+    )
+    alignment = ClipAlignment.load(location)
+    regions = []
+    for index in range(alignment.num_frames):
+        if not np.isfinite(alignment.matrices[index]).all():
+            regions.append(np.zeros(shape[:2], dtype=bool))
+            continue
+        points = alignment.track.points[index] if alignment.track.found[index] else None
+        mask = face_mask(points, matrix=alignment.matrices[index], resolution=alignment.resolution,
+                         config=settings.composite)  # fmt: skip
+        alpha = warp_to_frame(
+            mask.astype(np.float32), alignment.matrices[index], shape, interpolation=cv2.INTER_LINEAR
+        )
+        regions.append(alpha > 0)
+    return regions
+
+
+def test_real_clips_with_random_generator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real clips through the whole transfer: the face region is replaced, every pixel outside the paste
+    mask is the decoded target's own before encoding, and timing, audio and frame count are kept."""
     target = _excerpt(testdata_file("retalk_face2.mp4"), tmp_path / "target.mp4", EXCERPT_FRAMES)
     driver = _excerpt(testdata_file("lp_driving_d3.mp4"), tmp_path / "driver.mp4", EXCERPT_FRAMES)
     output = tmp_path / "out.mp4"
+    written = record_written_frames(monkeypatch)
     args = ["transfer", str(target), str(driver), "-o", str(output), "--generator", "random:tiny"]
-    code = run([*args, "--workdir", str(tmp_path / "work"), "--quiet", "--set", "faces.detect_max_side=480"])
+    code = run([*args, "--workdir", str(tmp_path / "work"), "--json", "--set", "faces.detect_max_side=480"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "random generator" in captured.err
     assert frame_times(output) == frame_times(target)
     assert audio_digest(output) == audio_digest(target) is not None
     assert video.probe(output).frame_count == EXCERPT_FRAMES
+    summary = json.loads(captured.out)
+    decoded = decode(target)
+    assert len(written) == len(decoded) == EXCERPT_FRAMES
+    regions = paste_regions(summary, decoded[0].shape, settings=synthetic_settings())
+    changed_frames = 0
+    for index, (out, original, region) in enumerate(zip(written, decoded, regions, strict=True)):
+        assert np.array_equal(out[~region], original[~region]), (
+            f"frame {index}: pixels outside the mask changed"
+        )
+        face_change = np.abs(out[region].astype(np.int16) - original[region]).mean() if region.any() else 0.0
+        changed_frames += int(face_change > MIN_FACE_CHANGE)
+    assert changed_frames >= EXCERPT_FRAMES * MIN_CHANGED_SHARE, f"{changed_frames} frames got a new face"
 
 
 def test_missing_generator_is_one_line(

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from reenact.config import SyntheticConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, ffhq_quad, transform_points
 from reenact.faces.landmarks import read_landmarks
+from reenact.gan.random import random_generator
 from reenact.invert import psnr
 from reenact.synthetic import (
+    SyntheticConfig,
     SyntheticWorld,
     crop_square,
     landmark_template,
     make_world,
     perturbed_generator,
-    synthetic_generator,
     write_world,
 )
 from reenact.video import VideoReader, probe
@@ -113,7 +113,7 @@ def test_generator_is_calibrated_and_leaves_global_rng_alone() -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    generator = synthetic_generator(resolution=16, seed=5)
+    generator = random_generator(resolution=16, seed=5)
     assert torch.equal(torch.rand(3), expected)
     assert not any(p.requires_grad for p in generator.parameters())
     z = torch.randn(64, generator.z_dim, generator=torch.Generator().manual_seed(0))
