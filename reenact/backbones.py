@@ -119,14 +119,21 @@ def torchvision_feature_shapes(arch: BackboneArch) -> dict[str, tuple[int, ...]]
     return {key: tuple(value.shape) for key, value in net.state_dict().items()}
 
 
-def load_torchvision_features(net: FeatureExtractor, path: Path) -> None:
-    """Load a torchvision state dict (classifier keys dropped) strictly into `net`."""
+def read_state_dict(path: Path, *, what: str) -> Mapping[str, torch.Tensor]:
+    """A tensors-only torch file (`weights_only`: nothing in it is executed) that must be a mapping;
+    a `ReenactError` saying the file is not `what` otherwise."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable or unsafe file: refuse, never execute
-        raise ReenactError(f"cannot read {path} as a torch state dict ({type(exc).__name__})") from None
+        raise ReenactError(f"cannot read {path} as {what} ({type(exc).__name__})") from None
     if not isinstance(state, Mapping):
-        raise ReenactError(f"{path} is not a torch state dict (got {type(state).__name__})")
+        raise ReenactError(f"{path} is not {what} (got {type(state).__name__})")
+    return state
+
+
+def load_torchvision_features(net: FeatureExtractor, path: Path) -> None:
+    """Load a torchvision state dict (classifier keys dropped) strictly into `net`."""
+    state = read_state_dict(path, what="a torch state dict")
     features = {key: value for key, value in state.items() if not key.startswith("classifier.")}
     try:
         net.load_state_dict(features, strict=True)
@@ -139,12 +146,7 @@ def load_torchvision_features(net: FeatureExtractor, path: Path) -> None:
 
 def load_lpips_heads(path: Path, channels: tuple[int, ...]) -> list[torch.Tensor]:
     """The 1x1 head weights `lin{k}.model.1.weight`, each [1, C_k, 1, 1], checked against `channels`."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unreadable or unsafe file: refuse, never execute
-        raise ReenactError(f"cannot read LPIPS heads {path} ({type(exc).__name__})") from None
-    if not isinstance(state, Mapping):
-        raise ReenactError(f"{path} is not an LPIPS head file (got {type(state).__name__}, not a state dict)")
+    state = read_state_dict(path, what="an LPIPS head file")
     heads = []
     for index, num_channels in enumerate(channels):
         key = f"lin{index}.model.1.weight"

@@ -18,7 +18,6 @@ from reenact.invert import (
     start_latents,
 )
 from reenact.losses import Image2StyleGANPerceptual
-from reenact.progress import Progress, ProgressTask
 from reenact.synthetic import (
     TINY_W_DIM,
     SyntheticConfig,
@@ -27,6 +26,7 @@ from reenact.synthetic import (
     quick_invert_config,
     synthetic_settings,
 )
+from tests.progresstools import RecordingProgress
 
 NUM_FRAMES = 16
 IN_DOMAIN_PSNR_DB = 30.0
@@ -50,39 +50,6 @@ CPU = resolve_runtime("cpu")
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-class RecordingTask(ProgressTask):
-    """Keeps what a task was told: its advances and whether it was closed."""
-
-    def __init__(self) -> None:
-        self.advances: list[int] = []
-        self.closed = False
-
-    def advance(self, count: int = 1) -> None:
-        self.advances.append(count)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class RecordingProgress(Progress):
-    """Keeps every task opened: (name, total, unit, initial, advances, closed)."""
-
-    def __init__(self) -> None:
-        self.opened: list[tuple[str, int | None, str, int, RecordingTask]] = []
-
-    def task(self, name: str, *, total: int | None, unit: str, initial: int = 0) -> ProgressTask:
-        task = RecordingTask()
-        self.opened.append((name, total, unit, initial, task))
-        return task
-
-    @property
-    def tasks(self) -> list[tuple[str, int | None, str, int, list[int], bool]]:
-        return [
-            (name, total, unit, initial, t.advances, t.closed)
-            for name, total, unit, initial, t in self.opened
-        ]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import itertools
 import json
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -29,11 +28,11 @@ from reenact.metrics import (
     tl_id,
     write_plot,
 )
-from reenact.progress import Progress, ProgressTask
 from reenact.video import VideoReader, VideoWriter, new_video_info
 from reenact_cli.main import run
 from tests import videotools
 from tests.conftest import testdata_file
+from tests.progresstools import RecordingProgress
 
 SIDE = 256
 """Test clips are downscaled to SIDE x SIDE (both sources are square)."""
@@ -238,29 +237,11 @@ def test_embedder_finds_the_face_and_separates_people(clips: dict[str, Path], em
     assert cosine_similarity(same[0], different) < 0.9
 
 
-class CountingTask(ProgressTask):
-    def __init__(self, record: list[Any]) -> None:
-        self.record = record
-
-    def advance(self, count: int = 1) -> None:
-        self.record[2] += count
-
-
-class CountingProgress(Progress):
-    """Records each task opened as [name, total, units done]."""
-
-    def __init__(self) -> None:
-        self.tasks: list[list[Any]] = []
-
-    def task(self, name: str, *, total: int | None, unit: str, initial: int = 0) -> ProgressTask:
-        self.tasks.append([name, total, initial])
-        return CountingTask(self.tasks[-1])
-
-
 def test_clip_against_itself_scores_one(clips: dict[str, Path], embedder) -> None:
-    progress = CountingProgress()
+    progress = RecordingProgress()
     report = _evaluate(clips, "face2", "face2", embedder, progress=progress)
-    assert progress.tasks == [["evaluate", NUM_FRAMES, NUM_FRAMES]]
+    assert [(name, total) for name, total, *_ in progress.tasks] == [("evaluate", NUM_FRAMES)]
+    assert progress.done("evaluate") == NUM_FRAMES
     summary = report.summary
     assert summary["tl_id"] == pytest.approx(1.0, abs=1e-12)
     assert summary["tg_id"] == pytest.approx(1.0, abs=1e-12)
@@ -357,7 +338,7 @@ def test_cli_human_summary(clips: dict[str, Path], capsys) -> None:
 
 
 def test_mismatched_frame_counts_fail_before_progress_starts(clips: dict[str, Path], embedder) -> None:
-    progress = CountingProgress()
+    progress = RecordingProgress()
     with pytest.raises(ReenactError, match="frames"):
         _evaluate(clips, "short", "face2", embedder, progress=progress)
     assert progress.tasks == []

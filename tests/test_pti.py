@@ -31,7 +31,7 @@ from reenact.synthetic import (
     synthetic_settings,
 )
 from reenact.weights import lpips_heads_path
-from tests.test_invert import RecordingProgress
+from tests.progresstools import RecordingProgress
 
 NUM_FRAMES = 8
 IDENTITY_NOISE = 1.0

@@ -20,10 +20,10 @@ import torch
 from reenact import weights
 from reenact.backbones import torchvision_feature_shapes
 from reenact.errors import ReenactError
-from reenact.progress import Progress, ProgressTask
 from reenact.weights.formats import FORMAT_CHECKS
 from reenact.weights.registry import _REGISTRY
 from reenact_cli.main import EXIT_ERROR, run
+from tests.progresstools import RecordingProgress
 
 SERVER_TIMEOUT_S = 10.0
 SYNTHETIC = "test-direction"
@@ -347,20 +347,6 @@ def test_fetch_resumes_a_partial_download(
     assert len(served.ranges) == 1
 
 
-class RecordingProgress(Progress):
-    """Keeps every task's name, total, unit, starting count and advances."""
-
-    def __init__(self) -> None:
-        self.tasks: list[dict] = []
-
-    def task(self, name: str, *, total: int | None, unit: str, initial: int = 0) -> ProgressTask:
-        record = {"name": name, "total": total, "unit": unit, "initial": initial, "advances": []}
-        self.tasks.append(record)
-        recorder = ProgressTask()
-        recorder.advance = lambda count=1: record["advances"].append(count)  # type: ignore[method-assign]
-        return recorder
-
-
 def test_fetch_reports_the_bytes_to_its_progress(
     served: Server, payload: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,9 +357,9 @@ def test_fetch_reports_the_bytes_to_its_progress(
     dest.with_name(dest.name + ".part").write_bytes(payload[:half])
     progress = RecordingProgress()
     weights.fetch(SYNTHETIC, progress=progress)
-    (task,) = progress.tasks
-    assert (task["name"], task["total"], task["initial"]) == ("boundary_Test.npy", len(payload), half)
-    assert sum(task["advances"]) == len(payload) - half
+    ((name, total, _, initial, advances, closed),) = progress.tasks
+    assert (name, total, initial, closed) == ("boundary_Test.npy", len(payload), half, True)
+    assert sum(advances) == len(payload) - half
 
 
 @pytest.mark.parametrize("served", [False], indirect=True)
