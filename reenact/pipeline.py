@@ -198,7 +198,7 @@ def align_clip(
         landmarks=landmarks,
         resolution=resolution,
         face=face,
-        device=runtime.device,
+        runtime=runtime,
         progress=progress,
     )
     alignment = run_reported(

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from reenact import video
 from reenact.config import Config, config_to_dict
+from reenact.device import Runtime
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, smooth_quads
 from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS, make_backend
@@ -173,7 +173,7 @@ class AlignStage:
         landmarks: str | None,
         resolution: int,
         face: FaceChoice,
-        device: torch.device,
+        runtime: Runtime,
         progress: Progress = SILENT,
     ) -> None:
         self.path = path
@@ -181,7 +181,7 @@ class AlignStage:
         self.landmarks = landmarks
         self.resolution = resolution
         self.face = face
-        self.device = device
+        self.runtime = runtime
         self.progress = progress
         self.info = video.probe(path)
         source = landmarks or settings.faces.landmarks
@@ -213,7 +213,7 @@ class AlignStage:
         """Every face in `frames` (the last part reads on to the clip's real end, whatever was announced)."""
         if self._backend is None:
             self._backend = make_backend(
-                self.settings.faces, landmarks=self.landmarks, device=str(self.device)
+                self.settings.faces, landmarks=self.landmarks, device=str(self.runtime.device)
             )
         last = frames.stop >= max(self.info.frame_count, 1)
         with self.progress.task("align", total=len(frames), unit="frame") as task:
