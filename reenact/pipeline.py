@@ -13,12 +13,13 @@ the driver is inverted with the *original* generator, never the tuned one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -306,18 +307,41 @@ class RunReport:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _encoded(
-    stages: list[StageReport], started: float, *, output: Path, frames: int, progress: Progress
-) -> None:
+def encode(
+    output: Path,
+    frames: Iterator[tuple[video.Frame, np.ndarray]],
+    *,
+    like: video.VideoInfo,
+    audio_from: Path | None,
+    inputs: tuple[Path, ...],
+    total: int,
+    overwrite: bool,
+    context: RunContext,
+    stages: list[StageReport],
+) -> int:
+    """Write the output (`stages.output.write_video`) and report it as the `encode` stage; returns frames."""
+    started = time.perf_counter()
+    written = write_video(
+        output,
+        frames,
+        like=like,
+        audio_from=audio_from,
+        inputs=inputs,
+        settings=context.settings,
+        overwrite=overwrite,
+        total=total,
+        progress=context.progress,
+    )
     report = StageReport(
         name="encode",
         seconds=time.perf_counter() - started,
         cached=False,
-        detail=f"{frames} frames",
+        detail=f"{written} frames",
         location=output,
     )
     stages.append(report)
-    progress.note(stage_line(report))
+    context.progress.note(stage_line(report))
+    return written
 
 
 def transfer(
@@ -368,7 +392,6 @@ def transfer(
         context=context,
         stages=stages,
     )
-    encode_started = time.perf_counter()
     if target.info.is_image:
         photo = next(iter(video.VideoReader(target_path).frames(upright=True)))
         timeline = (
@@ -393,18 +416,17 @@ def transfer(
             settings=context.settings,
         )
         like, audio, total = target.info, (target_path if target.info.has_audio else None), num_out
-    written = write_video(
+    written = encode(
         output,
         frames,
         like=like,
         audio_from=audio,
         inputs=(target_path, driver_path),
-        settings=context.settings,
         overwrite=overwrite,
         total=total,
-        progress=context.progress,
+        context=context,
+        stages=stages,
     )
-    _encoded(stages, encode_started, output=output, frames=written, progress=context.progress)
     return RunReport(
         output=output,
         frames=written,
@@ -444,7 +466,6 @@ def edit_video(
     crops = render(
         clip.tuned.generator, latents, generator_digest=clip.tune_digest, context=context, stages=stages
     )
-    encode_started = time.perf_counter()
     frames = composite_frames(
         video.VideoReader(input_path).frames(upright=True),
         alignment=clip.alignment,
@@ -452,18 +473,17 @@ def edit_video(
         slots=slots_for(clip.alignment, clip.pivots.frames),
         settings=context.settings,
     )
-    written = write_video(
+    written = encode(
         output,
         frames,
         like=clip.info,
         audio_from=input_path if clip.info.has_audio else None,
         inputs=(input_path,),
-        settings=context.settings,
         overwrite=overwrite,
         total=clip.info.frame_count,
-        progress=context.progress,
+        context=context,
+        stages=stages,
     )
-    _encoded(stages, encode_started, output=output, frames=written, progress=context.progress)
     return RunReport(output=output, frames=written, stages=stages, seconds=time.perf_counter() - started)
 
 
@@ -501,23 +521,21 @@ def morph_video(
         context=context,
         stages=stages,
     )
-    encode_started = time.perf_counter()
     resolution = context.source.generator.resolution
     info = video.new_video_info(width=resolution, height=resolution, fps=Fraction(fps))
     frames = (
         (video.Frame(image=crop, pts=index, time_base=info.time_base_fraction, index=index), crop)
         for index, crop in ((index, crops.crop(index)) for index in range(num_frames))
     )
-    written = write_video(
+    written = encode(
         output,
         frames,
         like=info,
         audio_from=None,
         inputs=(first, second),
-        settings=context.settings,
         overwrite=overwrite,
         total=num_frames,
-        progress=context.progress,
+        context=context,
+        stages=stages,
     )
-    _encoded(stages, encode_started, output=output, frames=written, progress=context.progress)
     return RunReport(output=output, frames=written, stages=stages, seconds=time.perf_counter() - started)

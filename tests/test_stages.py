@@ -281,3 +281,72 @@ def test_log_progress_is_one_line_per_interval(monkeypatch: pytest.MonkeyPatch) 
     assert len(lines) == 1000 // 100 + 1, lines
     assert lines[0].startswith("  invert 100/1000 frames") and lines[-1].startswith("tar-invert")
     assert SILENT.task("x", total=1, unit="frame").advance() is None
+
+
+# ------------------------------------------------------------------------------------- edit and morph
+
+MIN_EDIT_CHANGE = 2.0
+"""Mean absolute change (levels) in the pasted face that a strong direction must make."""
+
+
+def test_edit_moves_the_face_along_a_direction_and_reuses_the_clip(
+    world_files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from reenact import pipeline
+    from reenact.device import resolve_runtime
+    from reenact.directions import Direction
+    from reenact.gan.source import load_generator_spec
+
+    runtime = resolve_runtime("cpu")
+    workspace = Workspace(tmp_path / "work")
+    context = pipeline.make_context(
+        workspace=workspace,
+        source=load_generator_spec("random:tiny", device=runtime.device),
+        settings=synthetic_settings(),
+        runtime=runtime,
+    )
+    w_dim = context.source.generator.w_dim
+    direction = Direction(name="test", vector=torch.ones(1, w_dim), source_format="memory")
+    outputs = {}
+    reports = {}
+    for strength in (0.0, 2.0):
+        written = record_written_frames(monkeypatch)
+        reports[strength] = pipeline.edit_video(
+            world_files.target_video,
+            tmp_path / f"edit{strength}.mp4",
+            directions=[(direction, strength)],
+            context=context,
+            landmarks=str(world_files.target_landmarks),
+        )
+        monkeypatch.undo()
+        outputs[strength] = np.stack(written).astype(np.int16)
+    change = np.abs(outputs[2.0] - outputs[0.0])  # [T, H, W, 3]
+    moved = change.any(axis=(0, 3))
+    assert change[:, moved].mean() > MIN_EDIT_CHANGE, "the direction moved nothing"
+    assert moved.mean() < 1 / 2, "the edit reached far outside the face"
+    again = {stage.name: stage.cached for stage in reports[2.0].stages}
+    assert again == {
+        "inp-align": True,
+        "inp-invert": True,
+        "inp-tune": True,
+        "render": False,
+        "encode": False,
+    }
+
+
+def test_morph_length_comes_from_the_settings(tmp_path: Path, capsys) -> None:
+    from reenact.config import EditConfig
+
+    first, second = testdata_file("facerec_obama-1080p.jpg"), testdata_file("imageio_astronaut.png")
+    common = ["--generator", "random:tiny", "--workdir", str(tmp_path / "work"), "--quiet"]
+    assert run(["morph", str(first), str(second), "-o", str(tmp_path / "a.mp4"), *common]) == 0
+    assert (
+        run(["morph", str(first), str(second), "-o", str(tmp_path / "b.mp4"), "--frames", "5", *common]) == 0
+    )
+    capsys.readouterr()
+    assert video.probe(tmp_path / "a.mp4").frame_count == EditConfig().morph_frames
+    frames = [frame.image.astype(np.int16) for frame in video.VideoReader(tmp_path / "b.mp4").frames()]
+    assert len(frames) == 5
+    assert np.abs(frames[0] - frames[-1]).mean() > MIN_EDIT_CHANGE, "the morph ends where it starts"
