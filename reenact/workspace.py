@@ -97,6 +97,8 @@ class Workspace:
         if self.root.exists() and not self.root.is_dir():
             raise ReenactError(f"--workdir {self.root} exists and is not a folder")
         self._hashes: dict[str, str] | None = None
+        self._verified: set[str] = set()
+        """Digests of results whose files were hashed and found intact by this process."""
 
     # ---------------------------------------------------------------------------------- inputs
 
@@ -157,6 +159,7 @@ class Workspace:
                 "stage": key.stage,
                 "digest": key.digest,
                 "parts": key.parts,
+                "files": file_hashes(building),
                 "summary": dict(summary or {}),
                 "reenact": __version__,
                 "torch": torch.__version__,
@@ -175,3 +178,42 @@ class Workspace:
     def manifest(self, key: StageKey) -> dict[str, Any]:
         """The manifest of a finished result."""
         return json.loads((self.path(key) / MANIFEST).read_text())
+
+    def damage(self, key: StageKey) -> str | None:
+        """Why `key`'s stored result cannot be trusted (a missing, changed or extra file, an unreadable
+        manifest), or None when every file is what its manifest says. Each result is hashed once per
+        process; a damaged one is never used."""
+        if key.digest in self._verified:
+            return None
+        directory = self.path(key)
+        try:
+            manifest = self.manifest(key)
+            expected = manifest["files"]
+            if manifest.get("digest") != key.digest or not isinstance(expected, dict):
+                return "its manifest belongs to another result"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "its manifest is unreadable"
+        actual = file_hashes(directory, skip=(MANIFEST,))
+        for name in sorted(set(expected) | set(actual)):
+            if name not in actual:
+                return f"{name} is missing"
+            if name not in expected:
+                return f"{name} is not in its manifest"
+            if actual[name] != expected[name]:
+                return f"{name} does not match its hash"
+        self._verified.add(key.digest)
+        return None
+
+    def discard(self, key: StageKey) -> None:
+        """Remove `key`'s stored result (a damaged one), so it is computed again."""
+        self._verified.discard(key.digest)
+        shutil.rmtree(self.path(key), ignore_errors=True)
+
+
+def file_hashes(directory: Path, *, skip: tuple[str, ...] = (MANIFEST,)) -> dict[str, str]:
+    """sha256 of every file below `directory` by relative path (`skip`: names left out)."""
+    return {
+        path.relative_to(directory).as_posix(): sha256_file(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name not in skip
+    }

@@ -350,3 +350,69 @@ def test_morph_length_comes_from_the_settings(tmp_path: Path, capsys) -> None:
     frames = [frame.image.astype(np.int16) for frame in video.VideoReader(tmp_path / "b.mp4").frames()]
     assert len(frames) == 5
     assert np.abs(frames[0] - frames[-1]).mean() > MIN_EDIT_CHANGE, "the morph ends where it starts"
+
+
+# ------------------------------------------------------------------------------------- a verified cache
+
+
+def _flip_bytes(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8] = bytes(255 - b for b in data[middle : middle + 8])
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_or_swapped_cache_file_is_recomputed_never_used(
+    world_files, tmp_path: Path, capsys
+) -> None:
+    """Every file of every stage: flipped bytes are noticed, the stage is computed again, and the output is
+    the clean run's; a file copied from another result (the driver's pivots over the target's) too."""
+    from reenact.demo import decode
+
+    workdir = tmp_path / "work"
+
+    def transfer(name: str) -> tuple[dict, str, np.ndarray]:
+        output = tmp_path / f"{name}.mp4"
+        args = [
+            "transfer", str(world_files.target_video), str(world_files.driver_video), "-o", str(output),
+            "--generator", "random:tiny", "--target-landmarks", str(world_files.target_landmarks),
+            "--driver-landmarks", str(world_files.driver_landmarks), "--workdir", str(workdir), "--json",
+        ]  # fmt: skip
+        assert run(args) == 0
+        captured = capsys.readouterr()
+        return json.loads(captured.out), captured.err, decode(output)
+
+    clean, _, clean_frames = transfer("clean")
+    locations = {
+        stage["name"]: Path(stage["location"]) for stage in clean["stages"] if stage["name"] != "encode"
+    }
+    damaged_files = [
+        (name, path) for name, folder in locations.items() for path in sorted(folder.iterdir())
+        if path.name != "manifest.json"
+    ]  # fmt: skip
+    assert {name for name, _ in damaged_files} == set(locations), "every stage stores files"
+    for number, (name, path) in enumerate(damaged_files):
+        _flip_bytes(path)
+        summary, err, frames = transfer(f"damaged{number}")
+        stages = {stage["name"]: stage["cached"] for stage in summary["stages"]}
+        assert stages[name] is False, f"damaged {path.name} of {name} was used"
+        assert f"stored {name.split('-')[-1]} result" in err and "damaged" in err, err
+        np.testing.assert_array_equal(frames, clean_frames)
+
+    target_pivots = locations["tar-invert"] / "pivots.safetensors"
+    target_pivots.write_bytes((locations["dri-invert"] / "pivots.safetensors").read_bytes())
+    summary, err, frames = transfer("swapped")
+    assert {s["name"]: s["cached"] for s in summary["stages"]}["tar-invert"] is False
+    np.testing.assert_array_equal(frames, clean_frames)
+
+
+def test_a_damaged_part_is_computed_again(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(workspace, SquaresStage(9, part=3, fail_at=6))
+    first_part = workspace.scratch(SquaresStage(9, part=3).key) / FrameRange(0, 3).name
+    np.save(first_part / "values.npy", np.zeros(3, dtype=np.int64))  # changed after it was finished
+    again = SquaresStage(9, part=3)
+    outcome = run_stage(workspace, again)
+    assert again.computed == [FrameRange(0, 3), FrameRange(6, 9)]
+    np.testing.assert_array_equal(outcome.result, np.arange(9) ** 2)

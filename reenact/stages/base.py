@@ -17,23 +17,30 @@ can be computed by any process that shares the workspace, and the merge needs on
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from safetensors import SafetensorError
+
+from reenact.errors import ReenactError
 from reenact.progress import SILENT, Progress
-from reenact.workspace import StageKey, Workspace
+from reenact.workspace import StageKey, Workspace, file_hashes
 
 Result = TypeVar("Result")
 Result_co = TypeVar("Result_co", covariant=True)
 STAGE_VERSION = 1
 """Bumped when a stage's stored result changes meaning, so old workspace entries are not reused."""
 PART_DONE = "part.done"
-"""Written last into a part's folder: the part is complete."""
+"""Written last into a part's folder: the part is complete; it holds the hashes of the part's files."""
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, SafetensorError, ReenactError)
+"""What loading a damaged file raises."""
 
 
 @dataclass(frozen=True, order=True)
@@ -103,12 +110,23 @@ def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress 
     key = stage.key
     location = workspace.path(key)
     if workspace.done(key):
-        return StageRun(stage.load(location), key, True, 0, 0, time.perf_counter() - started, location)
+        problem = workspace.damage(key)
+        if problem is None:
+            try:
+                result = stage.load(location)
+            except UNREADABLE as exc:  # files that hash right but do not load: written damaged
+                problem = f"it does not load ({type(exc).__name__})"
+            else:
+                return StageRun(result, key, True, 0, 0, time.perf_counter() - started, location)
+        progress.note(
+            f"warning: the stored {stage.name} result {location} is damaged ({problem}); computing it again"
+        )
+        workspace.discard(key)
     scratch = workspace.scratch(key)
     parts, resumed, computed = [], 0, 0
     for frames in stage.ranges():
         part = scratch / frames.name
-        if (part / PART_DONE).is_file():
+        if part_intact(part):
             resumed += 1
         else:
             compute_part(stage, frames, part)
@@ -121,13 +139,22 @@ def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress 
     return StageRun(result, key, False, resumed, computed, time.perf_counter() - started, location)
 
 
+def part_intact(part: Path) -> bool:
+    """Whether a stored part is complete and every file in it is what it was when it was written."""
+    try:
+        expected = json.loads((part / PART_DONE).read_text())
+    except (OSError, ValueError):
+        return False
+    return expected == file_hashes(part, skip=(PART_DONE,))
+
+
 def compute_part(stage: Stage[Any], frames: FrameRange, part: Path) -> None:
     """Compute one part into a private folder and move it into place complete, or leave nothing."""
     shutil.rmtree(part, ignore_errors=True)  # an unfinished part of a killed run
     building = Path(tempfile.mkdtemp(prefix=f".{part.name}.tmp-", dir=part.parent))
     try:
         stage.compute(frames, building)
-        (building / PART_DONE).touch()
+        (building / PART_DONE).write_text(json.dumps(file_hashes(building, skip=(PART_DONE,))))
         building.rename(part)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
