@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -226,6 +227,10 @@ class VideoReader:
                 # A damaged tail: keep what decoded; `frames_lost` tells the caller how much is missing.
 
 
+PARTIAL_MARKER = ".partial-"
+"""In the name of an output being written: `.NAME.partial-PID@HOST-RANDOM.EXT`."""
+
+
 class VideoWriter:
     """H.264 writer with exact timestamps, the source's rotation and its audio copied untouched.
 
@@ -256,8 +261,11 @@ class VideoWriter:
         if self.audio_from is not None:
             protected = (*protected, self.audio_from)
         self.format_name = check_output(self.path, inputs=protected, overwrite=overwrite)
+        self.overwrite = overwrite
+        remove_stale_partials(self.path)
         self._tmp_path = (
-            self.path.parent / f".{self.path.stem}.partial-{uuid.uuid4().hex[:8]}{self.path.suffix}"
+            self.path.parent
+            / f".{self.path.stem}{PARTIAL_MARKER}{partial_owner()}-{uuid.uuid4().hex[:8]}{self.path.suffix}"
         )
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
@@ -284,7 +292,7 @@ class VideoWriter:
             except BaseException:
                 self._discard()
                 raise
-            os.replace(self._tmp_path, self.path)
+            publish(self._tmp_path, self.path, overwrite=self.overwrite)
         else:
             self._discard()
 
@@ -372,6 +380,51 @@ class VideoWriter:
         except (av.error.FFmpegError, OSError, ValueError):
             pass
         self._tmp_path.unlink(missing_ok=True)
+
+
+def publish(finished: Path, path: Path, *, overwrite: bool) -> None:
+    """Move a finished temporary file to `path` in one step. Without `overwrite` the existence check is
+    repeated atomically at this moment (a hard link fails on an existing name), so of two runs writing
+    one output exactly one succeeds; the other stops with one line and leaves the first's file alone."""
+    if overwrite:
+        os.replace(finished, path)
+        return
+    try:
+        os.link(finished, path)
+    except FileExistsError:
+        finished.unlink(missing_ok=True)
+        raise ReenactError(
+            f"{path} was created by another run meanwhile; pass --overwrite to replace it"
+        ) from None
+    finished.unlink()
+
+
+def partial_owner() -> str:
+    """`PID@HOST` of this process, in the names of the partial files it writes."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Remove the partial files that killed runs on this machine left beside `path` (their process no
+    longer exists). Files of other machines sharing the folder are left alone."""
+    prefix = f".{path.stem}{PARTIAL_MARKER}"
+    host = socket.gethostname()
+    for partial in path.parent.glob(f"{prefix}*{path.suffix}"):
+        owner = partial.name[len(prefix) : -len(path.suffix) or None].rsplit("-", 1)[0]
+        pid, _, owner_host = owner.partition("@")
+        if owner_host == host and pid.isdigit() and not process_alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> str:

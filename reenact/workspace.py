@@ -10,6 +10,7 @@ Layout (`--workdir`, default `reenact-work/`):
     <root>/<stage>/<digest>/            a finished result: its files + manifest.json (written last)
     <root>/<stage>/<digest>.resume/     scratch of an unfinished run (checkpoints); kept on interrupt
     <root>/<stage>/.<digest>.tmp-*/     being written; renamed into place in one step on success
+    <root>/<stage>/<digest>.lock        held (flock) by the process computing the result
     <root>/file-hashes.json             content hashes by (path, size, mtime), so big inputs hash once
 
 A result directory appears atomically (rename of a complete directory), so an interrupted run never
@@ -20,12 +21,13 @@ Artifacts are tensors (safetensors), arrays (.npz) and JSON, never pickles.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from reenact.files import sha256_file, write_text_atomic
 WORKSPACE_FORMAT = "reenact-workspace/1"
 MANIFEST = "manifest.json"
 HASH_INDEX = "file-hashes.json"
+LOCK_SUFFIX = ".lock"
 DIGEST_CHARS = 16
 """Hex characters of a stage key kept in directory names (64 bits)."""
 DEFAULT_WORKDIR = Path("reenact-work")
@@ -135,6 +138,28 @@ class Workspace:
     def done(self, key: StageKey) -> bool:
         """True when `key`'s result is complete (its manifest, written last, exists)."""
         return (self.path(key) / MANIFEST).is_file()
+
+    @contextlib.contextmanager
+    def lock(self, key: StageKey, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold `key`'s lock (an exclusive `flock` on `<stage>/<digest>.lock`) while computing it.
+
+        A second process asking for the same key blocks here (`on_wait` is called once first) until the
+        first is done. The kernel drops a lock when its process dies, so a killed run never leaves a
+        stale lock; the small lock file stays.
+        """
+        path = self.root / key.stage / f"{key.digest}{LOCK_SUFFIX}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def scratch(self, key: StageKey) -> Path:
         """A directory for an unfinished run's checkpoints; survives interrupts, removed on success."""

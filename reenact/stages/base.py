@@ -105,38 +105,59 @@ class StageRun(Generic[Result]):
 
 
 def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress = SILENT) -> StageRun[Result]:
-    """`stage`'s result: loaded when stored, else computed part by part (resuming), merged and stored."""
+    """`stage`'s result: loaded when stored, else computed part by part (resuming), merged and stored.
+
+    Computing holds the stage's lock in the workspace: another process that needs the same result waits,
+    then loads it (several commands, or ranks, on one workspace compute a shared stage once).
+    """
     started = time.perf_counter()
     key = stage.key
     location = workspace.path(key)
-    if workspace.done(key):
-        problem = workspace.damage(key)
-        if problem is None:
-            try:
-                result = stage.load(location)
-            except UNREADABLE as exc:  # files that hash right but do not load: written damaged
-                problem = f"it does not load ({type(exc).__name__})"
+    stored = load_stored(workspace, stage, progress=progress)
+    if stored is not None:
+        return StageRun(stored[0], key, True, 0, 0, time.perf_counter() - started, location)
+
+    def waiting() -> None:
+        progress.note(f"{stage.name}: waiting for another run that is computing {location}")
+
+    with workspace.lock(key, on_wait=waiting):
+        stored = load_stored(workspace, stage, progress=progress)  # finished by the run we waited for
+        if stored is not None:
+            return StageRun(stored[0], key, True, 0, 0, time.perf_counter() - started, location)
+        scratch = workspace.scratch(key)
+        parts, resumed, computed = [], 0, 0
+        for frames in stage.ranges():
+            part = scratch / frames.name
+            if part_intact(part):
+                resumed += 1
             else:
-                return StageRun(result, key, True, 0, 0, time.perf_counter() - started, location)
-        progress.note(
-            f"warning: the stored {stage.name} result {location} is damaged ({problem}); computing it again"
-        )
-        workspace.discard(key)
-    scratch = workspace.scratch(key)
-    parts, resumed, computed = [], 0, 0
-    for frames in stage.ranges():
-        part = scratch / frames.name
-        if part_intact(part):
-            resumed += 1
-        else:
-            compute_part(stage, frames, part)
-            computed += 1
-        parts.append(part)
-    summary: dict[str, Any] = {}
-    with workspace.build(key, summary=summary) as directory:
-        summary.update(stage.merge(parts, directory))
+                compute_part(stage, frames, part)
+                computed += 1
+            parts.append(part)
+        summary: dict[str, Any] = {}
+        with workspace.build(key, summary=summary) as directory:
+            summary.update(stage.merge(parts, directory))
     result = stage.load(location)
     return StageRun(result, key, False, resumed, computed, time.perf_counter() - started, location)
+
+
+def load_stored(workspace: Workspace, stage: Stage[Result], *, progress: Progress) -> tuple[Result] | None:
+    """`(result,)` when the stage's stored result is intact, else None (a damaged one is removed, with a
+    warning, so it is computed again)."""
+    key, location = stage.key, workspace.path(stage.key)
+    if not workspace.done(key):
+        return None
+    problem = workspace.damage(key)
+    if problem is None:
+        try:
+            return (stage.load(location),)
+        except UNREADABLE as exc:  # files that hash right but do not load: written damaged
+            problem = f"it does not load ({type(exc).__name__})"
+    progress.note(
+        f"warning: the stored {stage.name} result {location} is damaged ({problem}); computing it again"
+    )
+    workspace.discard(key)
+    return None
 
 
 def part_intact(part: Path) -> bool:

@@ -1,0 +1,162 @@
+"""Faults a farm meets: damaged cache files, several commands on one workspace, killed runs' leftovers.
+
+Each test drives the real CLI on the synthetic world (known answer) and checks that nothing wrong is
+used and nothing is lost: a damaged result is computed again, shared stages are computed once, and of
+two runs writing one output exactly one succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reenact import video
+from reenact.demo import decode
+from reenact.stages.base import FrameRange, run_stage
+from reenact.synthetic import SyntheticConfig, make_world, write_world
+from reenact.workspace import Workspace
+from reenact_cli.main import run
+from tests.test_stages import SquaresStage
+
+START_GAP_S = 0.5
+"""Second of two concurrent runs starts this long after the first."""
+
+
+@pytest.fixture(scope="module")
+def world_files(tmp_path_factory: pytest.TempPathFactory):
+    return write_world(make_world(SyntheticConfig(num_frames=8)), tmp_path_factory.mktemp("world"))
+
+
+def transfer_args(world_files, output: Path, workdir: Path, *extra: str) -> list[str]:
+    return [
+        "transfer", str(world_files.target_video), str(world_files.driver_video), "-o", str(output),
+        "--generator", "random:tiny", "--target-landmarks", str(world_files.target_landmarks),
+        "--driver-landmarks", str(world_files.driver_landmarks), "--workdir", str(workdir), *extra,
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- a verified cache
+
+
+def _flip_bytes(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8] = bytes(255 - b for b in data[middle : middle + 8])
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_or_swapped_cache_file_is_recomputed_never_used(
+    world_files, tmp_path: Path, capsys
+) -> None:
+    """Every file of every stage: flipped bytes are noticed, the stage is computed again, and the output is
+    the clean run's; a file copied from another result (the driver's pivots over the target's) too."""
+    workdir = tmp_path / "work"
+
+    def transfer(name: str) -> tuple[dict, str, np.ndarray]:
+        output = tmp_path / f"{name}.mp4"
+        assert run(transfer_args(world_files, output, workdir, "--json")) == 0
+        captured = capsys.readouterr()
+        return json.loads(captured.out), captured.err, decode(output)
+
+    clean, _, clean_frames = transfer("clean")
+    locations = {
+        stage["name"]: Path(stage["location"]) for stage in clean["stages"] if stage["name"] != "encode"
+    }
+    damaged_files = [
+        (name, path) for name, folder in locations.items() for path in sorted(folder.iterdir())
+        if path.name != "manifest.json"
+    ]  # fmt: skip
+    assert {name for name, _ in damaged_files} == set(locations), "every stage stores files"
+    for number, (name, path) in enumerate(damaged_files):
+        _flip_bytes(path)
+        summary, err, frames = transfer(f"damaged{number}")
+        stages = {stage["name"]: stage["cached"] for stage in summary["stages"]}
+        assert stages[name] is False, f"damaged {path.name} of {name} was used"
+        assert f"stored {name.split('-')[-1]} result" in err and "damaged" in err, err
+        np.testing.assert_array_equal(frames, clean_frames)
+
+    target_pivots = locations["tar-invert"] / "pivots.safetensors"
+    target_pivots.write_bytes((locations["dri-invert"] / "pivots.safetensors").read_bytes())
+    summary, err, frames = transfer("swapped")
+    assert {s["name"]: s["cached"] for s in summary["stages"]}["tar-invert"] is False
+    np.testing.assert_array_equal(frames, clean_frames)
+
+
+def test_a_damaged_part_is_computed_again(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(workspace, SquaresStage(9, part=3, fail_at=6))
+    first_part = workspace.scratch(SquaresStage(9, part=3).key) / FrameRange(0, 3).name
+    np.save(first_part / "values.npy", np.zeros(3, dtype=np.int64))  # changed after it was finished
+    again = SquaresStage(9, part=3)
+    outcome = run_stage(workspace, again)
+    assert again.computed == [FrameRange(0, 3), FrameRange(6, 9)]
+    np.testing.assert_array_equal(outcome.result, np.arange(9) ** 2)
+
+
+# ------------------------------------------------------------------------------------- concurrent runs
+
+
+def start(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reenact_cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_two(first: list[str], second: list[str]) -> list[tuple[int, str, str]]:
+    """Two commands, the second started `START_GAP_S` after the first; (exit code, stdout, stderr) each."""
+    processes = [start(first)]
+    time.sleep(START_GAP_S)
+    processes.append(start(second))
+    return [(p.wait(), *p.communicate()) for p in processes]
+
+
+def test_two_runs_on_one_workdir_compute_each_shared_stage_once(world_files, tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    outputs = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    results = run_two(*(transfer_args(world_files, out, workdir, "--json") for out in outputs))
+    for code, _, err in results:
+        assert code == 0, err
+    np.testing.assert_array_equal(decode(outputs[0]), decode(outputs[1]))
+    computed: dict[str, int] = {}
+    for _, out, _ in results:
+        for stage in json.loads(out)["stages"]:
+            computed[stage["name"]] = computed.get(stage["name"], 0) + (not stage["cached"])
+    shared = {name: count for name, count in computed.items() if name != "encode"}
+    assert set(shared.values()) == {1}, f"stages computed by both runs, or by neither: {shared}"
+
+
+def test_two_runs_to_one_output_exactly_one_succeeds(world_files, tmp_path: Path) -> None:
+    output = tmp_path / "out.mp4"
+    args = transfer_args(world_files, output, tmp_path / "work")
+    results = run_two(args, args)
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], [err for _, _, err in results]
+    loser = next(err for code, _, err in results if code == 1)
+    assert loser.strip().splitlines()[-1].startswith("error: ") and "--overwrite" in loser
+    assert video.probe(output).frame_count == 8
+    assert not list(tmp_path.glob(".out.partial-*")), "the loser left its partial file"
+
+
+def test_partial_files_of_dead_runs_are_removed(world_files, tmp_path: Path) -> None:
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()  # its pid now names no process
+    host = video.partial_owner().partition("@")[2]
+    output = tmp_path / "out.mp4"
+    dead = tmp_path / f".out{video.PARTIAL_MARKER}{dead_pid.pid}@{host}-deadbeef.mp4"
+    alive = tmp_path / f".out{video.PARTIAL_MARKER}{video.partial_owner()}-0badf00d.mp4"
+    elsewhere = tmp_path / f".out{video.PARTIAL_MARKER}{dead_pid.pid}@another-host-12345678.mp4"
+    for path in (dead, alive, elsewhere):
+        path.write_bytes(b"half a video")
+    assert run(transfer_args(world_files, output, tmp_path / "work", "--quiet")) == 0
+    assert not dead.exists(), "a dead run's partial file was kept"
+    assert alive.exists() and elsewhere.exists(), "a live run's (or another machine's) partial was removed"
