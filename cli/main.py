@@ -7,7 +7,9 @@ into exit code 2, and shows a traceback only with `--verbose`.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
 
 import typer
@@ -18,7 +20,9 @@ from reenact_cli import align_cmd, demo_cmd, evaluate_cmd, pipeline_cmds, video_
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_SIGNAL_BASE = 128
+"""A command stopped by signal N exits with 128 + N (Ctrl-C: 130, SIGTERM: 143), as shells do."""
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 VERBOSE_FLAGS = ("--verbose", "-v")
 
 app = typer.Typer(
@@ -60,23 +64,53 @@ app.command("demo")(demo_cmd.demo)
 app.add_typer(weights_cmd.app, name="weights")
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM, raised from the signal handler so that every `with` block unwinds (partial
+    outputs are removed, locks released) before the command exits."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line naming the path and the cause, e.g. `cannot write /x/out.mp4: No space left on device`."""
+    cause = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"{exc.filename}: {cause}"
+    return cause
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     args = sys.argv[1:] if argv is None else argv
     verbose = any(flag in args for flag in VERBOSE_FLAGS)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only there can it catch signals
+    handlers = (
+        {signum: signal.signal(signum, _interrupt) for signum in INTERRUPT_SIGNALS} if in_main_thread else {}
+    )
     try:
         # standalone mode: typer reports usage errors itself (exit 2) and raises SystemExit.
         app(args=args, prog_name="reenact", standalone_mode=True)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    except Interrupted as exc:
+        typer.echo(f"error: interrupted ({exc}); finished stages are kept, partial outputs removed", err=True)
+        return EXIT_SIGNAL_BASE + exc.signum
     except ReenactError as exc:
         if verbose:
             traceback.print_exc()
         typer.echo(f"error: {exc}", err=True)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
-        return EXIT_INTERRUPTED
+    except OSError as exc:  # the system refused: a full disk, a read-only or missing folder, no permission
+        if verbose:
+            traceback.print_exc()
+        typer.echo(f"error: {os_error_message(exc)}", err=True)
+        return EXIT_ERROR
     except Exception as exc:  # the boundary: never show a bare traceback to a user
         if verbose:
             traceback.print_exc()
@@ -86,6 +120,9 @@ def run(argv: list[str] | None = None) -> int:
             err=True,
         )
         return EXIT_ERROR
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     return 0
 
 

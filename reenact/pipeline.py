@@ -268,7 +268,10 @@ def prepare_clip(
             stage,
             name=f"{role[:3]}-tune",
             stages=stages,
-            detail=lambda t: f"PSNR {t.psnr_before:.2f} -> {t.psnr_after:.2f} dB",
+            detail=lambda t: (
+                f"PSNR {t.psnr_before:.2f} -> {t.psnr_after:.2f} dB"
+                + (f" (resumed from step {stage.resumed_from})" if stage.resumed_from else "")
+            ),
         )
         prepared.tune_digest = stage.key.digest
     return prepared
@@ -359,6 +362,7 @@ def transfer(
     """Put the driver's expressions on the target (its `face`), in the target's video (or animate a still)."""
     started = time.perf_counter()
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
+    video.probe(driver_path)  # a bad driver stops the run now, not after the target's inversion and tuning
     config = context.settings.edit
     target = prepare_clip(
         target_path, context=context, landmarks=target_landmarks, face=face, tune=True, role="target"

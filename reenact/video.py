@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -443,6 +444,12 @@ def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> st
             raise ReenactError(f"refusing to write over the input {source}")
     if path.exists() and not overwrite:
         raise ReenactError(f"{path} already exists; pass --overwrite to replace it")
+    try:  # find out now, not after the work, that the folder takes no files
+        handle, probe_name = tempfile.mkstemp(prefix=f".{path.stem}.write-test-", dir=path.parent)
+        os.close(handle)
+        os.unlink(probe_name)
+    except OSError as exc:
+        raise ReenactError(f"cannot write {path}: {exc.strerror or exc}") from None
     return format_name
 
 

@@ -8,6 +8,7 @@ two runs writing one output exactly one succeeds.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -160,3 +161,56 @@ def test_partial_files_of_dead_runs_are_removed(world_files, tmp_path: Path) -> 
     assert run(transfer_args(world_files, output, tmp_path / "work", "--quiet")) == 0
     assert not dead.exists(), "a dead run's partial file was kept"
     assert alive.exists() and elsewhere.exists(), "a live run's (or another machine's) partial was removed"
+
+
+# ------------------------------------------------------------------------------------- signals and errors
+
+SIGNAL_WAIT_S = 120.0
+"""Longest wait for the run under test to reach its inversion."""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_with_one_line_keeps_finished_stages_and_leaves_no_output(
+    world_files, tmp_path: Path, signum: int, code: int
+) -> None:
+    workdir, output = tmp_path / "work", tmp_path / "out.mp4"
+    process = start(transfer_args(world_files, output, workdir))
+    deadline = time.monotonic() + SIGNAL_WAIT_S
+    while not list((workdir / "invert").glob("*.resume")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the target's inversion has started
+    process.send_signal(signum)
+    _, err = process.communicate()
+    assert process.returncode == code, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted") and "Traceback" not in err
+    assert not output.exists() and not list(tmp_path.glob(".out*")), "a partial output was left"
+    assert run(transfer_args(world_files, output, workdir, "--json")) == 0
+    assert video.probe(output).frame_count == 8
+
+
+def test_an_unwritable_output_or_a_bad_driver_stops_before_any_work(
+    world_files, tmp_path: Path, capsys
+) -> None:
+    workdir = tmp_path / "work"
+    assert run(transfer_args(world_files, Path("/proc/reenact-out.mp4"), workdir)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if line.startswith("error:")] == err[-1:], err
+    assert err[-1].startswith("error: cannot write /proc/reenact-out.mp4"), err
+    broken = tmp_path / "driver.mp4"
+    broken.write_bytes(b"not a video at all")
+    args = transfer_args(world_files, tmp_path / "out.mp4", workdir)
+    args[2] = str(broken)
+    assert run(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and str(broken) in err[-1], err
+    assert not (workdir / "invert").exists(), "work was done before the inputs were checked"
+
+
+def test_os_errors_name_the_path_and_the_cause(tmp_path: Path, capsys) -> None:
+    from reenact_cli import main
+
+    missing = tmp_path / "gone" / "file.txt"
+    try:
+        missing.read_text()
+    except OSError as exc:
+        assert main.os_error_message(exc) == f"{missing}: No such file or directory"

@@ -182,6 +182,8 @@ def test_interrupted_tuning_resumes(
     monkeypatch.setattr(tune_stage, "tune_generator", counting)
     summary = _transfer(world, capsys, world.root / "resumed.mp4", workdir=workdir)
     assert calls and calls[0] >= 3, f"tuning started over: resumed from {calls}"
+    tune_line = next(stage["detail"] for stage in summary["stages"] if stage["name"] == "tar-tune")
+    assert f"resumed from step {calls[0]}" in tune_line, tune_line
     stages = {stage["name"]: stage["cached"] for stage in summary["stages"]}
     assert stages["tar-align"] and stages["tar-invert"], "finished stages must be reused"
 

@@ -65,6 +65,8 @@ class TuneStage:
         self.lpips = lpips
         self.runtime = runtime
         self.progress = progress
+        self.resumed_from = 0
+        """The checkpoint step this process's tuning resumed from (0: fresh, or not computed here)."""
         self.key = stage_key(
             "tune",
             {
@@ -89,6 +91,7 @@ class TuneStage:
             checkpoint=part.parent / CHECKPOINT_FILE,
             progress=self.progress,
         )
+        self.resumed_from = result.resumed_from
         save_generator(result.generator, part / GENERATOR_FILE)
         summary = {
             "psnr_before": float(result.psnr_before.mean()),
