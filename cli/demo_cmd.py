@@ -9,7 +9,7 @@ import typer
 
 from reenact.demo import DEMO_FRAMES, run_demo
 from reenact.device import resolve_runtime
-from reenact_cli.common import Device, Quiet
+from reenact_cli.common import Device, Overwrite, Quiet
 from reenact_cli.progress import cli_progress
 
 
@@ -19,6 +19,7 @@ def demo(
     ),
     frames: Annotated[int, typer.Option("--frames", min=4, help="Frames per synthetic clip.")] = DEMO_FRAMES,
     device: Device = "auto",
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Run transfer end to end on a synthetic world whose right answer is known, offline, in minutes.
@@ -30,7 +31,11 @@ def demo(
     """
 
     report = run_demo(
-        output, runtime=resolve_runtime(device), num_frames=frames, progress=cli_progress(quiet=quiet)
+        output,
+        runtime=resolve_runtime(device),
+        num_frames=frames,
+        overwrite=overwrite,
+        progress=cli_progress(quiet=quiet),
     )
     typer.echo(f"demo finished in {report.seconds:.1f} s")
     typer.echo(f"  output        {report.output}")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from reenact.errors import ReenactError
+from reenact.files import write_text_atomic
 from reenact.metrics import EvaluationReport, evaluate_videos, write_plot
 from reenact_cli.common import Preset, Quiet, Sets, settings_for
 from reenact_cli.progress import cli_progress
@@ -102,7 +103,7 @@ def evaluate(
     )
     if report_path is not None:
         try:
-            report_path.write_text(report.to_json() + "\n")
+            write_text_atomic(report_path, report.to_json() + "\n")
         except OSError as exc:
             raise ReenactError(f"cannot write {report_path}: {exc.strerror}") from None
     if plot is not None:

@@ -23,6 +23,7 @@ import numpy as np
 from reenact import pipeline, video
 from reenact.config import Config
 from reenact.device import Runtime
+from reenact.errors import ReenactError
 from reenact.files import write_text_atomic
 from reenact.gan.checkpoints import save_generator
 from reenact.gan.source import load_generator_spec
@@ -40,6 +41,8 @@ from reenact.workspace import Workspace
 DEMO_FRAMES = 32
 """Frames per demo clip (1.3 s at 25 fps): long enough to see the expression come and go."""
 MIN_MSE = 1e-10
+DEMO_OUTPUTS = ("transfer.mp4", "side_by_side.mp4", "report.json")
+"""The files the demo writes into its folder, never over a user's own without `--overwrite`."""
 
 
 @dataclass
@@ -88,10 +91,19 @@ def run_demo(
     *,
     runtime: Runtime,
     num_frames: int = DEMO_FRAMES,
+    overwrite: bool = False,
     progress: Progress = SILENT,
 ) -> DemoReport:
     """Build the world, run the transfer on its files and compare with the ground truth, in `directory`."""
     started = time.perf_counter()
+    if directory.exists() and not directory.is_dir():
+        raise ReenactError(f"{directory} is a file; the demo writes a folder (give another -o)")
+    if not overwrite:
+        existing = [name for name in DEMO_OUTPUTS if (directory / name).exists()]
+        if existing:
+            raise ReenactError(
+                f"{directory} already holds {', '.join(existing)}; pass --overwrite to replace them"
+            )
     directory.mkdir(parents=True, exist_ok=True)
     world_config = SyntheticConfig(num_frames=num_frames)
     settings = synthetic_settings()

@@ -51,6 +51,7 @@ from reenact.errors import ReenactError
 from reenact.faces.align import ffhq_quad, quad_jitter
 from reenact.faces.landmarks import NUM_LANDMARKS, DlibLandmarks, FaceDetection, face_models_file
 from reenact.faces.track import SceneCutDetector
+from reenact.files import atomic_path
 from reenact.imaging import image_from_uint8, uint8_psnr
 from reenact.progress import SILENT, Progress
 from reenact.video import VideoReader
@@ -584,7 +585,8 @@ def write_plot(report: EvaluationReport, path: Path | str) -> Path:
     if not ok:  # pragma: no cover - OpenCV always has PNG
         raise ReenactError("OpenCV could not encode the plot as PNG")
     try:
-        path.write_bytes(encoded.tobytes())
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(encoded.tobytes())
     except OSError as exc:
         raise ReenactError(f"cannot write {path}: {exc.strerror}") from None
     return path

@@ -214,3 +214,17 @@ def test_os_errors_name_the_path_and_the_cause(tmp_path: Path, capsys) -> None:
         missing.read_text()
     except OSError as exc:
         assert main.os_error_message(exc) == f"{missing}: No such file or directory"
+
+
+def test_demo_never_writes_over_a_users_files(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "report.json").write_text("my own report")
+    assert run(["demo", "-o", str(folder), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {folder} already holds report.json; pass --overwrite to replace them"]
+    assert (folder / "report.json").read_text() == "my own report"
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert run(["demo", "-o", str(a_file), "--quiet"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {a_file} is a file")
