@@ -228,3 +228,55 @@ def test_demo_never_writes_over_a_users_files(tmp_path: Path, capsys) -> None:
     a_file.write_text("x")
     assert run(["demo", "-o", str(a_file), "--quiet"]) == 1
     assert capsys.readouterr().err.startswith(f"error: {a_file} is a file")
+
+
+# ------------------------------------------------------------------------------------- absurd inputs
+
+ABSURD_LIMIT_S = 30.0
+ABSURD_LIMIT_BYTES = 1 << 30
+ABSURD_SCALE = 1e6
+ABSURD_INDEX = 3_000_000
+
+
+def _landmarks_json(points: np.ndarray, indices: list[int]) -> dict:
+    frames = [{"index": index, "faces": [face.tolist()]} for index, face in zip(indices, points, strict=True)]
+    return {"format": "reenact-landmarks/1", "frames": frames}
+
+
+@pytest.mark.parametrize("case", ["scaled", "far_index"])
+def test_absurd_landmark_files_end_fast_in_bounded_memory(world_files, tmp_path: Path, case: str) -> None:
+    """×1e6 coordinates count as missing faces; an index of 3,000,000 is ignored: both in seconds, < 1 GB."""
+    import resource
+
+    from reenact.faces.landmarks import read_landmarks
+
+    points = read_landmarks(world_files.target_landmarks)[:, 0]  # [T, 68, 2]
+    indices = list(range(len(points)))
+    if case == "scaled":
+        points = points * ABSURD_SCALE
+    else:
+        indices[-1] = ABSURD_INDEX
+    sidecar = tmp_path / "absurd.json"
+    sidecar.write_text(json.dumps(_landmarks_json(points, indices)))
+    args = [
+        "align",
+        str(world_files.target_video),
+        "--landmarks",
+        str(sidecar),
+        "--workdir",
+        str(tmp_path / "w"),
+    ]
+    started = time.monotonic()
+    process = start([*args, "--json"])
+    out, err = process.communicate(timeout=ABSURD_LIMIT_S * 4)
+    seconds = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
+    assert seconds < ABSURD_LIMIT_S and peak < ABSURD_LIMIT_BYTES, (seconds, peak)
+    assert "warning:" in err, err
+    if case == "scaled":
+        assert process.returncode == 1 and err.strip().splitlines()[-1].startswith("error: no face found"), (
+            err
+        )
+    else:
+        assert process.returncode == 0, err
+        assert json.loads(out)["faces_found"] == len(points) - 1

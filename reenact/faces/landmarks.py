@@ -44,6 +44,8 @@ FACE_MODELS_PACKAGE = "face_recognition_models"
 SHAPE_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
 FAN_DEVICE_AUTO = "auto"
+OUTSIDE_FRAME_LIMIT = 1.0
+"""A sidecar face with a point farther than this many frame sizes outside its frame counts as missing."""
 """`faces.fan_device` value meaning: the run's device."""
 FAN_WEIGHT_FILES = {"landmarks": "2DFAN4-11f355bf06.pth.tar", "sfd": "s3fd-619a316812.pth"}
 """Files face-alignment loads from `<torch hub dir>/checkpoints` (2D landmarks, S3FD detector)."""
@@ -295,9 +297,17 @@ def write_landmarks(path: Path | str, points: np.ndarray) -> Path:
     return path
 
 
-def read_landmarks(path: Path | str) -> np.ndarray:
-    """Read a `.json` or `.npz` sidecar into `[T, F, 68, 2]` (all-NaN face = none)."""
-    path = Path(path)
+def read_landmarks(path: Path | str, *, max_frames: int | None = None) -> np.ndarray:
+    """Read a `.json` or `.npz` sidecar into `[T, F, 68, 2]` (all-NaN face = none).
+
+    With `max_frames` (the video's length) frames from that index on are dropped, so a stray huge index
+    cannot make the array huge.
+    """
+    return _read_landmarks(Path(path), max_frames=max_frames)[0]
+
+
+def _read_landmarks(path: Path, *, max_frames: int | None) -> tuple[np.ndarray, int]:
+    """The points of `read_landmarks` and how many frame entries lay at or past `max_frames`."""
     if not path.is_file():
         raise ReenactError(f"landmarks file not found: {path}")
     suffix = path.suffix.lower()
@@ -305,7 +315,9 @@ def read_landmarks(path: Path | str) -> np.ndarray:
         with np.load(path, allow_pickle=False) as data:
             if "points" not in data:
                 raise ReenactError(f"{path}: no `points` array; see reenact.faces.landmarks for the format")
-            return _validate_points(data["points"], source=str(path))
+            points = data["points"]
+        dropped = max(0, len(points) - max_frames) if max_frames is not None else 0
+        return _validate_points(points[: len(points) - dropped], source=str(path)), dropped
     if suffix != ".json":
         raise ReenactError(f"landmarks file must end in .json or .npz: {path}")
     try:
@@ -321,6 +333,10 @@ def read_landmarks(path: Path | str) -> np.ndarray:
         raise ReenactError(f"{path}: bad frame entry ({exc}); each needs an index and a faces list") from None
     if any(index < 0 for index in per_frame):
         raise ReenactError(f"{path}: frame indices must be >= 0")
+    dropped = 0
+    if max_frames is not None:
+        kept = {index: faces for index, faces in per_frame.items() if index < max_frames}
+        dropped, per_frame = len(per_frame) - len(kept), kept
     num_frames = max(per_frame, default=-1) + 1
     num_faces = max((faces.shape[0] for faces in per_frame.values() if faces.size), default=1)
     points = np.full((num_frames, num_faces, NUM_LANDMARKS, 2), np.nan)
@@ -330,26 +346,49 @@ def read_landmarks(path: Path | str) -> np.ndarray:
         if faces.ndim != 3 or faces.shape[1:] != (NUM_LANDMARKS, 2):
             raise ReenactError(f"{path}: frame {index} faces must be lists of 68 [x, y] points")
         points[index, : faces.shape[0]] = faces
-    return _validate_points(points, source=str(path))
+    return _validate_points(points, source=str(path)), dropped
 
 
 class FileLandmarks:
-    """Landmarks read from a sidecar file; frames past its end have no face."""
+    """Landmarks read from a sidecar file; frames past its end have no face.
+
+    Entries past the video's `num_frames` are ignored, and a face with a point farther than
+    `OUTSIDE_FRAME_LIMIT` frame sizes outside the frame is treated as missing: a sidecar cannot make a
+    run allocate or warp without bound. `warnings` says what was ignored.
+    """
 
     name = "file"
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, num_frames: int | None = None) -> None:
         self.path = Path(path)
-        self.points = read_landmarks(self.path)  # [T, F, 68, 2]
+        self.points, dropped = _read_landmarks(self.path, max_frames=num_frames)  # [T, F, 68, 2]
+        self.outside = 0
+        """Faces ignored so far for lying far outside their frame."""
+        self.warnings: list[str] = []
+        if dropped:
+            self.warnings.append(
+                f"{self.path}: {dropped} frame entries lie past the video's {num_frames} frames; ignored"
+            )
 
     def detect(self, image: np.ndarray, *, frame_index: int = 0) -> list[FaceDetection]:
         if frame_index >= len(self.points):
             return []
-        return [detection_from_points(face) for face in self.points[frame_index] if np.isfinite(face).all()]
+        height, width = image.shape[:2]
+        low = -OUTSIDE_FRAME_LIMIT * np.array([width, height])
+        high = (1 + OUTSIDE_FRAME_LIMIT) * np.array([width, height])
+        faces = []
+        for face in self.points[frame_index]:
+            if not np.isfinite(face).all():
+                continue
+            if (face < low).any() or (face > high).any():
+                self.outside += 1
+                continue
+            faces.append(detection_from_points(face))
+        return faces
 
 
 def make_backend(
-    config: FacesConfig, *, landmarks: str | None = None, device: str = "cpu"
+    config: FacesConfig, *, landmarks: str | None = None, device: str = "cpu", num_frames: int | None = None
 ) -> LandmarkBackend:
     """The backend `landmarks` names (`dlib`, `fan` or a sidecar path), else `config.landmarks`.
 
@@ -371,4 +410,4 @@ def make_backend(
         )
     if choice in BUILTIN_LANDMARK_BACKENDS:  # pragma: no cover - a new name without a branch
         raise ReenactError(f"landmark backend {choice!r} is not wired up")
-    return FileLandmarks(choice)
+    return FileLandmarks(choice, num_frames=num_frames)

@@ -213,8 +213,13 @@ class AlignStage:
         """Every face in `frames` (the last part reads on to the clip's real end, whatever was announced)."""
         if self._backend is None:
             self._backend = make_backend(
-                self.settings.faces, landmarks=self.landmarks, device=str(self.runtime.device)
+                self.settings.faces,
+                landmarks=self.landmarks,
+                device=str(self.runtime.device),
+                num_frames=self.info.frame_count,
             )
+            for line in getattr(self._backend, "warnings", []):
+                self.progress.note(f"warning: {line}")
         last = frames.stop >= max(self.info.frame_count, 1)
         with self.progress.task("align", total=len(frames), unit="frame") as task:
 
@@ -225,6 +230,11 @@ class AlignStage:
 
             detections = detect_faces(
                 images(), backend=self._backend, config=self.settings.faces, first_index=frames.start
+            )
+        outside = getattr(self._backend, "outside", 0)
+        if outside:
+            self.progress.note(
+                f"warning: {outside} landmark faces so far lie far outside their frames and count as missing"
             )
         save_arrays(part / DETECTIONS_FILE, **detections.arrays())
 
