@@ -230,8 +230,11 @@ def test_file_backend_serves_each_frames_faces(tmp_path: Path) -> None:
     path = lm.write_landmarks(tmp_path / "marks.npz", points)
     backend = lm.make_backend(FacesConfig(), landmarks=str(path))
     assert isinstance(backend, lm.FileLandmarks)
-    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    image = np.zeros((1000, 1000, 3), dtype=np.uint8)  # the points' frame
     assert [len(backend.detect(image, frame_index=i)) for i in range(8)] == [2, 0, 2, 1, 2, 0, 0, 0]
+    small = np.zeros((100, 100, 3), dtype=np.uint8)  # points up to 10 frame sizes away: not this frame's
+    assert [len(backend.detect(small, frame_index=i)) for i in range(8)] == [0] * 8
+    assert backend.outside == 7
     face = backend.detect(image, frame_index=3)[0]
     np.testing.assert_array_equal(face.points, points[3, 0])
     np.testing.assert_array_equal(face.box, [*points[3, 0].min(0), *points[3, 0].max(0)])
