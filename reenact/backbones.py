@@ -19,10 +19,13 @@ import torch
 from torch import nn
 
 from reenact.errors import ReenactError
+from reenact.files import check_unpacked_size
 
 BackboneArch = Literal["vgg16", "alexnet"]
 LpipsNet = Literal["vgg", "alex"]
 
+BACKBONE_MAX_BYTES = 2 << 30
+"""Largest unpacked backbone or LPIPS head file (torchvision's VGG16 is about 530 MB)."""
 RGB_CHANNELS = 3
 POOL = "M"
 VGG16_CONFIG: tuple[int | str, ...] = (
@@ -122,6 +125,7 @@ def torchvision_feature_shapes(arch: BackboneArch) -> dict[str, tuple[int, ...]]
 def read_state_dict(path: Path, *, what: str) -> Mapping[str, torch.Tensor]:
     """A tensors-only torch file (`weights_only`: nothing in it is executed) that must be a mapping;
     a `ReenactError` saying the file is not `what` otherwise."""
+    check_unpacked_size(path, limit=BACKBONE_MAX_BYTES, what=what.removeprefix("a ").removeprefix("an "))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable or unsafe file: refuse, never execute

@@ -27,6 +27,7 @@ import torch
 from reenact.errors import ReenactError
 from reenact.weights import get_entry, weight_path
 from reenact.weights.formats import (
+    DIRECTION_MAX_BYTES,
     direction_vector,
     ganspace_components,
     is_ganspace,
@@ -84,7 +85,7 @@ def load_direction(path: Path | str, *, name: str | None = None, component: int 
         array = torch.from_numpy(np.array(load_float_npy(path)))
         vector, source_format = direction_vector(path, array), "interfacegan-npy"
     elif suffix in (".pt", ".pth"):
-        loaded = load_torch_file(path)  # weights_only: nothing in the file is executed
+        loaded = load_torch_file(path, limit=DIRECTION_MAX_BYTES, what="direction file")  # weights_only
         if is_ganspace(loaded):
             vector, source_format = _ganspace_component(path, loaded, component), "ganspace-pca"
         else:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from reenact.errors import ReenactError
 
 HASH_CHUNK_BYTES = 1 << 20
 TMP_MARKER = ".tmp-"
@@ -95,3 +98,21 @@ def sha256_file(path: Path | str) -> str:
         while chunk := handle.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_unpacked_size(path: Path | str, *, limit: int, what: str) -> None:
+    """Refuse a zip container (torch's `.pt` format) whose members unpack to more than `limit` bytes,
+    before anything is read from it: a small file that inflates to gigabytes never reaches memory."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ReenactError(f"{path} is not a readable {what} ({exc})") from None
+    if declared > limit:
+        raise ReenactError(
+            f"refusing {path}: it unpacks to {declared / 2**20:.0f} MiB, more than a {what} can be "
+            f"({limit / 2**20:.0f} MiB)"
+        )

@@ -280,3 +280,44 @@ def test_absurd_landmark_files_end_fast_in_bounded_memory(world_files, tmp_path:
     else:
         assert process.returncode == 0, err
         assert json.loads(out)["faces_found"] == len(points) - 1
+
+
+# ------------------------------------------------------------------------------------- oversized weight files
+
+BOMB_BYTES = 3 << 29
+"""1.5 GiB of zeros, deflated into a file of about 1.5 MB."""
+BOMB_CHUNK = 1 << 24
+MAX_EXTRA_PEAK_BYTES = 200 << 20
+
+PEAK_SCRIPT = """
+import resource, sys
+from reenact.directions import load_direction
+from reenact.errors import ReenactError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_direction(sys.argv[1])
+    print("loaded")
+except ReenactError as exc:
+    print("refused:", exc)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_zip_bomb_weight_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    import zipfile
+
+    bomb = tmp_path / "direction.pt"
+    zeros = bytes(BOMB_CHUNK)
+    with (
+        zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("archive/data.pkl", "w", force_zip64=True) as member,
+    ):
+        for _ in range(BOMB_BYTES // BOMB_CHUNK):
+            member.write(zeros)
+    assert bomb.stat().st_size < BOMB_BYTES // 100
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(bomb)], capture_output=True, text=True, check=True
+    )
+    verdict, extra_kb = result.stdout.strip().splitlines()
+    assert verdict.startswith("refused:") and "unpacks to 1536 MiB" in verdict, verdict
+    assert int(extra_kb) * 1024 < MAX_EXTRA_PEAK_BYTES, f"{int(extra_kb) / 1024:.0f} MB while refusing"

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from reenact.errors import ReenactError
-from reenact.files import read_safetensors, save_tensors
+from reenact.files import check_unpacked_size, read_safetensors, save_tensors
 from reenact.gan.stylegan2 import UPSAMPLE_FACTOR, Generator, GeneratorConfig, setup_filter
 
 CheckpointFormat = Literal["stylegan2-ada-pkl", "rosinality-pt", "reenact-safetensors"]
@@ -47,6 +47,8 @@ MAX_PICKLE_PROTOCOL = 5
 ROSINALITY_LR_MULTIPLIER = 0.01  # rosinality's lr_mlp default (config F); not stored in its checkpoints
 W_AVG_NUM_SAMPLES = 10_000  # z samples to estimate w_avg when a rosinality file has no latent_avg
 W_AVG_SEED = 0
+GENERATOR_MAX_BYTES = 4 << 30
+"""Largest unpacked rosinality checkpoint (config F with discriminator and EMA copy is about 1 GB)."""
 FILTER_ATOL = 1e-6
 
 
@@ -498,6 +500,7 @@ def _rosinality_config(state: dict[str, torch.Tensor], path: Path) -> GeneratorC
 def generator_from_rosinality(path: str | Path, *, device: str | torch.device = "cpu") -> Generator:
     """Load `g_ema` from a rosinality checkpoint with torch's weights-only loader."""
     path = Path(path)
+    check_unpacked_size(path, limit=GENERATOR_MAX_BYTES, what="generator checkpoint")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -28,6 +28,7 @@ from reenact.backbones import (
     torchvision_feature_shapes,
 )
 from reenact.errors import ReenactError
+from reenact.files import check_unpacked_size
 from reenact.gan.checkpoints import detect_format, load_generator
 from reenact.gan.stylegan2 import FFHQ_W_DIM
 
@@ -48,8 +49,18 @@ FAN_LAST_HOURGLASS = 3
 # Readers shared with the loaders.
 
 
-def load_torch_file(path: Path) -> object:
-    """`torch.load(weights_only=True)` on the CPU, or `ReenactError` naming the file (never executes it)."""
+DIRECTION_MAX_BYTES = 16 << 20
+"""Largest unpacked direction file (the published ones are a few hundred KB at most)."""
+STATE_DICT_MAX_BYTES = 2 << 30
+"""Largest unpacked network file (VGG16 is about 530 MB)."""
+
+
+def load_torch_file(path: Path, *, limit: int, what: str) -> object:
+    """`torch.load(weights_only=True)` on the CPU, or `ReenactError` naming the file (never executes it).
+
+    A file that unpacks to more than `limit` bytes is refused before it is read (`what` names the kind).
+    """
+    check_unpacked_size(path, limit=limit, what=what)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable or unsafe file is refused, not executed
@@ -139,7 +150,7 @@ def _check_generator(expected: str) -> Callable[[Path], None]:
 
 
 def _check_state_dict_shapes(path: Path, expected: Mapping[str, tuple[int, ...]], *, what: str) -> dict:
-    state = load_torch_file(path)
+    state = load_torch_file(path, limit=STATE_DICT_MAX_BYTES, what=f"{what} state dict")
     if not isinstance(state, Mapping):
         raise ReenactError(f"{path} is not a {what} state dict (got {type(state).__name__})")
     for key, shape in expected.items():
@@ -199,11 +210,11 @@ def _check_direction_npy(path: Path) -> None:
 
 
 def _check_direction_pt(path: Path) -> None:
-    direction_vector(path, load_torch_file(path))
+    direction_vector(path, load_torch_file(path, limit=DIRECTION_MAX_BYTES, what="direction file"))
 
 
 def _check_ganspace(path: Path) -> None:
-    ganspace_components(path, load_torch_file(path))
+    ganspace_components(path, load_torch_file(path, limit=DIRECTION_MAX_BYTES, what="direction file"))
 
 
 FORMAT_CHECKS: dict[str, Callable[[Path], None]] = {
