@@ -54,9 +54,12 @@ from reenact.gan.stylegan2 import Generator
 from reenact.invert import psnr
 from reenact.losses import weighted_image_loss
 from reenact.progress import SILENT, Progress
+from reenact.workspace import tensor_digest
 
 CHECKPOINT_FORMAT = "reenact-pti-checkpoint"
-CHECKPOINT_VERSION = "1"
+CHECKPOINT_VERSION = "2"
+CONTENT_KEY = "tensors_sha256"
+"""Checkpoint metadata: the hash of its tensors, so a damaged checkpoint is never resumed from."""
 PARAM_PREFIX = "param."
 ADAM_PREFIX = "adam."
 FRAME_PSNR_KEY = "frame_psnr"
@@ -101,6 +104,10 @@ class TuneResult:
     """Step the run resumed from (0 = fresh start)."""
     seconds: float
     """Wall-clock time of this call."""
+
+
+class CheckpointError(ReenactError):
+    """A tuning checkpoint that cannot be resumed from: unreadable, damaged, or another run's."""
 
 
 class TuneInterrupted(Exception):
@@ -231,6 +238,7 @@ def save_checkpoint(
         "step": str(step),
         "fingerprint": fingerprint,
     }
+    metadata[CONTENT_KEY] = tensor_digest(tensors)
     save_tensors(path, tensors, metadata=metadata)
 
 
@@ -239,13 +247,15 @@ def read_checkpoint(path: Path, *, fingerprint: str) -> tuple[int, dict[str, tor
     try:
         tensors, metadata = read_safetensors(path)
     except Exception as error:
-        raise ReenactError(
+        raise CheckpointError(
             f"cannot read tuning checkpoint {path}: {error}; delete it to start over"
         ) from None
+    if metadata.get(CONTENT_KEY) != tensor_digest(tensors):
+        raise CheckpointError(f"tuning checkpoint {path} is damaged (its tensors do not match their hash)")
     if metadata.get("format") != CHECKPOINT_FORMAT or metadata.get("format_version") != CHECKPOINT_VERSION:
-        raise ReenactError(f"{path} is not a reenact tuning checkpoint (version {CHECKPOINT_VERSION})")
+        raise CheckpointError(f"{path} is not a reenact tuning checkpoint (version {CHECKPOINT_VERSION})")
     if metadata.get("fingerprint") != fingerprint:
-        raise ReenactError(
+        raise CheckpointError(
             f"tuning checkpoint {path} belongs to another run (other clip, pivots, generator or settings); "
             "delete it or pass another checkpoint path"
         )

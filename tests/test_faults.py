@@ -321,3 +321,34 @@ def test_a_zip_bomb_weight_file_is_refused_before_it_is_read(tmp_path: Path) -> 
     verdict, extra_kb = result.stdout.strip().splitlines()
     assert verdict.startswith("refused:") and "unpacks to 1536 MiB" in verdict, verdict
     assert int(extra_kb) * 1024 < MAX_EXTRA_PEAK_BYTES, f"{int(extra_kb) / 1024:.0f} MB while refusing"
+
+
+def test_a_damaged_tuning_checkpoint_is_not_resumed_from(
+    world_files, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scratch state is checked like results: a changed checkpoint means tuning starts over, with a warning,
+    and the output is the uninterrupted run's."""
+    from reenact import pti
+    from reenact.stages import tune as tune_stage
+
+    clean = tmp_path / "clean.mp4"
+    assert run(transfer_args(world_files, clean, tmp_path / "clean-work", "--quiet")) == 0
+    workdir = tmp_path / "work"
+    real_tune = pti.tune_generator
+
+    def interrupted(*args: object, **kwargs: object) -> pti.TuneResult:
+        return real_tune(*args, stop=lambda step: step >= 3, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tune_stage, "tune_generator", interrupted)
+    assert run(transfer_args(world_files, tmp_path / "cut.mp4", workdir)) == 1
+    monkeypatch.undo()
+    (checkpoint,) = (workdir / "tune").glob("*.resume/checkpoint.safetensors")
+    data = bytearray(checkpoint.read_bytes())
+    data[-16:] = bytes(255 - b for b in data[-16:])  # tensor bytes, not the header
+    checkpoint.write_bytes(bytes(data))
+    capsys.readouterr()
+    output = tmp_path / "out.mp4"
+    assert run(transfer_args(world_files, output, workdir)) == 0
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "tuning starts over" in err, err
+    np.testing.assert_array_equal(decode(output), decode(clean))

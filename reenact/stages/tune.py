@@ -20,7 +20,7 @@ from reenact.gan.checkpoints import load_generator, save_generator
 from reenact.gan.source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
 from reenact.progress import SILENT, Progress
-from reenact.pti import tune_generator
+from reenact.pti import CheckpointError, TuneResult, tune_generator
 from reenact.stages.base import STAGE_VERSION, FrameRange, adopt
 from reenact.stages.crops import ClipCrops
 from reenact.stages.invert import Pivots
@@ -81,16 +81,26 @@ class TuneStage:
         return [FrameRange(0, len(self.pivots.frames))]
 
     def compute(self, frames: FrameRange, part: Path) -> None:
-        result = tune_generator(
-            self.source.generator,
-            self.crops.all()[frames.start : frames.stop],
-            self.pivots.ws[frames.start : frames.stop],
-            config=self.settings.pti,
-            perceptual=self.lpips,
-            runtime=self.runtime,
-            checkpoint=part.parent / CHECKPOINT_FILE,
-            progress=self.progress,
-        )
+        checkpoint = part.parent / CHECKPOINT_FILE
+
+        def tune() -> TuneResult:
+            return tune_generator(
+                self.source.generator,
+                self.crops.all()[frames.start : frames.stop],
+                self.pivots.ws[frames.start : frames.stop],
+                config=self.settings.pti,
+                perceptual=self.lpips,
+                runtime=self.runtime,
+                checkpoint=checkpoint,
+                progress=self.progress,
+            )
+
+        try:
+            result = tune()
+        except CheckpointError as exc:  # this stage's own scratch: damaged or swapped, so start over
+            self.progress.note(f"warning: {exc}; tuning starts over")
+            checkpoint.unlink(missing_ok=True)
+            result = tune()
         self.resumed_from = result.resumed_from
         save_generator(result.generator, part / GENERATOR_FILE)
         summary = {
