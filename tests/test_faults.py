@@ -352,3 +352,34 @@ def test_a_damaged_tuning_checkpoint_is_not_resumed_from(
     err = capsys.readouterr().err
     assert "is damaged" in err and "tuning starts over" in err, err
     np.testing.assert_array_equal(decode(output), decode(clean))
+
+
+@pytest.mark.parametrize("case", ["object_npz", "garbage_npz", "nested_json", "degenerate"])
+def test_bad_landmark_files_are_one_specific_line(tmp_path: Path, capsys, case: str) -> None:
+    """Files that used to end in `internal error`: each now says what is wrong with it."""
+    import zipfile
+
+    from tests.conftest import testdata_file
+
+    if case == "object_npz":
+        np.save(tmp_path / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+        sidecar = tmp_path / "marks.npz"
+        with zipfile.ZipFile(sidecar, "w") as archive:
+            archive.write(tmp_path / "objects.npy", "points.npy")
+        expected = "is not a landmarks .npz of plain arrays"
+    elif case == "garbage_npz":
+        sidecar = tmp_path / "marks.npz"
+        sidecar.write_bytes(b"\x00garbage" * 100)
+        expected = "is not a landmarks .npz of plain arrays"
+    elif case == "nested_json":
+        sidecar = tmp_path / "marks.json"
+        sidecar.write_text("[" * 100_000 + "]" * 100_000)
+        expected = "nests its JSON too deeply"
+    else:
+        sidecar = tmp_path / "marks.npz"
+        np.savez(sidecar, points=np.full((1, 1, 68, 2), 50.0), format=np.array("reenact-landmarks/1"))
+        expected = "no face found"
+    photo = testdata_file("facerec_obama-1080p.jpg")
+    assert run(["align", str(photo), "--landmarks", str(sidecar), "--workdir", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and expected in err[-1] and "internal error" not in err[-1], err

@@ -27,6 +27,7 @@ import importlib.util
 import json
 import urllib.error
 import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ SHAPE_PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
 FAN_DEVICE_AUTO = "auto"
 OUTSIDE_FRAME_LIMIT = 1.0
+"""A sidecar face with a point farther than this many frame sizes outside its frame counts as missing."""
+MIN_FACE_EXTENT_PX = 1.0
+"""A sidecar face whose points span less than this in x or y (a degenerate face) counts as missing."""
 """A sidecar face with a point farther than this many frame sizes outside its frame counts as missing."""
 """`faces.fan_device` value meaning: the run's device."""
 FAN_WEIGHT_FILES = {"landmarks": "2DFAN4-11f355bf06.pth.tar", "sfd": "s3fd-619a316812.pth"}
@@ -312,10 +316,15 @@ def _read_landmarks(path: Path, *, max_frames: int | None) -> tuple[np.ndarray, 
         raise ReenactError(f"landmarks file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            if "points" not in data:
-                raise ReenactError(f"{path}: no `points` array; see reenact.faces.landmarks for the format")
-            points = data["points"]
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "points" not in data:
+                    raise ReenactError(
+                        f"{path}: no `points` array; see reenact.faces.landmarks for the format"
+                    )
+                points = data["points"]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # garbage, pickled objects
+            raise ReenactError(f"{path} is not a landmarks .npz of plain arrays ({exc})") from None
         dropped = max(0, len(points) - max_frames) if max_frames is not None else 0
         return _validate_points(points[: len(points) - dropped], source=str(path)), dropped
     if suffix != ".json":
@@ -324,6 +333,8 @@ def _read_landmarks(path: Path, *, max_frames: int | None) -> tuple[np.ndarray, 
         document = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReenactError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ReenactError(f"{path} nests its JSON too deeply to be a landmarks file") from None
     if not isinstance(document, dict) or document.get("format") != LANDMARKS_FORMAT:
         raise ReenactError(f'{path}: expected "format": "{LANDMARKS_FORMAT}"')
     frames = document.get("frames", [])
@@ -380,8 +391,8 @@ class FileLandmarks:
         for face in self.points[frame_index]:
             if not np.isfinite(face).all():
                 continue
-            if (face < low).any() or (face > high).any():
-                self.outside += 1
+            if (face < low).any() or (face > high).any() or np.ptp(face, axis=0).min() < MIN_FACE_EXTENT_PX:
+                self.outside += 1  # far outside the frame, or all points (nearly) on one line or spot
                 continue
             faces.append(detection_from_points(face))
         return faces

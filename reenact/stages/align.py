@@ -234,7 +234,7 @@ class AlignStage:
         outside = getattr(self._backend, "outside", 0)
         if outside:
             self.progress.note(
-                f"warning: {outside} landmark faces so far lie far outside their frames and count as missing"
+                f"warning: {outside} landmark faces so far are degenerate or far off their frames: missing"
             )
         save_arrays(part / DETECTIONS_FILE, **detections.arrays())
 
