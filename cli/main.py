@@ -78,7 +78,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def os_error_message(exc: OSError) -> str:
-    """One line naming the path and the cause, e.g. `cannot write /x/out.mp4: No space left on device`."""
+    """One line naming the path and the cause, e.g. `/x/out.mp4: No space left on device`."""
     cause = exc.strerror or str(exc)
     if exc.filename is not None:
         return f"{exc.filename}: {cause}"
@@ -101,15 +101,13 @@ def run(argv: list[str] | None = None) -> int:
     except Interrupted as exc:
         typer.echo(f"error: interrupted ({exc}); finished stages are kept, partial outputs removed", err=True)
         return EXIT_SIGNAL_BASE + exc.signum
-    except ReenactError as exc:
+    except (
+        ReenactError,
+        OSError,
+    ) as exc:  # a user's mistake, or the system refused (full disk, no permission)
         if verbose:
             traceback.print_exc()
-        typer.echo(f"error: {exc}", err=True)
-        return EXIT_ERROR
-    except OSError as exc:  # the system refused: a full disk, a read-only or missing folder, no permission
-        if verbose:
-            traceback.print_exc()
-        typer.echo(f"error: {os_error_message(exc)}", err=True)
+        typer.echo(f"error: {os_error_message(exc) if isinstance(exc, OSError) else exc}", err=True)
         return EXIT_ERROR
     except Exception as exc:  # the boundary: never show a bare traceback to a user
         if verbose:

@@ -195,6 +195,7 @@ class Workspace:
                 shutil.rmtree(building)
             else:
                 os.replace(building, final)
+                self._verified.add(key.digest)  # just hashed into its manifest
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise

@@ -186,6 +186,11 @@ def colour_histogram(image: np.ndarray, *, side: int) -> np.ndarray:
     return hist / max(float(hist.sum()), 1.0)
 
 
+def histogram_distance(previous: np.ndarray, current: np.ndarray) -> float:
+    """Bhattacharyya distance of two `colour_histogram`s (any shape, float32), 0 (same) .. 1."""
+    return float(cv2.compareHist(previous, current, cv2.HISTCMP_BHATTACHARYYA))
+
+
 class SceneCutDetector:
     """Says for each frame whether a cut separates it from the previous one."""
 
@@ -201,7 +206,7 @@ class SceneCutDetector:
         if previous is None:
             self.last_distance = 0.0
             return False
-        self.last_distance = float(cv2.compareHist(previous, hist, cv2.HISTCMP_BHATTACHARYYA))
+        self.last_distance = histogram_distance(previous, hist)
         return self.last_distance > self.threshold
 
 
@@ -281,8 +286,7 @@ def shot_starts(histograms: np.ndarray, *, threshold: float) -> list[int]:
     previous frame's (Bhattacharyya distance)."""
     starts = [0]
     for index in range(1, len(histograms)):
-        distance = cv2.compareHist(histograms[index - 1], histograms[index], cv2.HISTCMP_BHATTACHARYYA)
-        if distance > threshold:
+        if histogram_distance(histograms[index - 1], histograms[index]) > threshold:
             starts.append(index)
     return starts
 

@@ -115,7 +115,7 @@ def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress 
     location = workspace.path(key)
     stored = load_stored(workspace, stage, progress=progress)
     if stored is not None:
-        return StageRun(stored[0], key, True, 0, 0, time.perf_counter() - started, location)
+        return StageRun(stored, key, True, 0, 0, time.perf_counter() - started, location)
 
     def waiting() -> None:
         progress.note(f"{stage.name}: waiting for another run that is computing {location}")
@@ -123,7 +123,7 @@ def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress 
     with workspace.lock(key, on_wait=waiting):
         stored = load_stored(workspace, stage, progress=progress)  # finished by the run we waited for
         if stored is not None:
-            return StageRun(stored[0], key, True, 0, 0, time.perf_counter() - started, location)
+            return StageRun(stored, key, True, 0, 0, time.perf_counter() - started, location)
         scratch = workspace.scratch(key)
         parts, resumed, computed = [], 0, 0
         for frames in stage.ranges():
@@ -141,16 +141,16 @@ def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress 
     return StageRun(result, key, False, resumed, computed, time.perf_counter() - started, location)
 
 
-def load_stored(workspace: Workspace, stage: Stage[Result], *, progress: Progress) -> tuple[Result] | None:
-    """`(result,)` when the stage's stored result is intact, else None (a damaged one is removed, with a
-    warning, so it is computed again)."""
+def load_stored(workspace: Workspace, stage: Stage[Result], *, progress: Progress) -> Result | None:
+    """The stage's stored result when it is intact (stage results are never None), else None; a damaged
+    one is removed, with a warning, so it is computed again."""
     key, location = stage.key, workspace.path(stage.key)
     if not workspace.done(key):
         return None
     problem = workspace.damage(key)
     if problem is None:
         try:
-            return (stage.load(location),)
+            return stage.load(location)
         except UNREADABLE as exc:  # files that hash right but do not load: written damaged
             problem = f"it does not load ({type(exc).__name__})"
     progress.note(

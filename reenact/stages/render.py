@@ -33,15 +33,14 @@ class RenderedCrops:
     """The crops of a render result, read one part at a time."""
 
     def __init__(self, directory: Path) -> None:
-        self.files = sorted(directory.glob("crops-*.npy"))
+        self.files = sorted(directory.glob("crops-*.npy"))  # crops-START-STOP.npy
         self.starts = [int(path.stem.split("-")[1]) for path in self.files]
+        self.count = int(self.files[-1].stem.split("-")[2]) if self.files else 0
         self._part = -1
         self._crops = np.zeros((0,), dtype=np.uint8)
 
     def __len__(self) -> int:
-        if not self.files:
-            return 0
-        return self.starts[-1] + len(np.load(self.files[-1], mmap_mode="r"))
+        return self.count
 
     def crop(self, slot: int) -> np.ndarray:
         """The crop [R, R, 3] uint8 of latent `slot`."""
