@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from reenact import video
+from reenact.config import VideoConfig
 from reenact_cli.common import Preset, Quiet, Sets, settings_for
 from reenact_cli.progress import cli_progress
 
@@ -38,7 +39,9 @@ def probe(
 def reencode(
     source: Path = typer.Argument(..., help="Input video (or image)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output file (.mp4, .mov, .m4v or .mkv)."),
-    crf: int | None = typer.Option(None, "--crf", help="x264 quality, 0..51 (lower is better; default 16)."),
+    crf: int | None = typer.Option(
+        None, "--crf", help=f"x264 quality, 0..51 (lower is better; default {VideoConfig.crf})."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: Quiet = False,
     preset: Preset = None,
@@ -57,8 +60,7 @@ def reencode(
         )
     if report.frames_lost:
         typer.echo(
-            f"warning: {report.frames_lost} of {report.frames_expected} frames could not be decoded "
-            "(damaged or truncated input); wrote the rest",
+            video.lost_frames_warning(source, lost=report.frames_lost, announced=report.frames_expected),
             err=True,
         )
     if report.padded:

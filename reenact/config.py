@@ -49,7 +49,7 @@ DEFAULT_PRESET = "default"
 class VideoConfig:
     """Encoding of every video we write (H.264 through libx264)."""
 
-    crf: int = 16
+    crf: int = 14
     """Constant rate factor, 0 (lossless) .. 51; lower is better quality and bigger files."""
     preset: str = "medium"
     """x264 speed/size trade-off, `ultrafast` .. `veryslow`."""

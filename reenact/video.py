@@ -36,15 +36,36 @@ IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x0
 WEBP_MAGIC = (b"RIFF", b"WEBP")
 MAGIC_BYTES = 12
 VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
-FASTSTART_FORMATS = ("mp4", "mov")
-"""Containers whose index we move to the front: playable while downloading, decodable when cut short."""
+MUXER_OPTIONS = {
+    "mp4": {"movflags": "+faststart"},
+    "mov": {"movflags": "+faststart"},
+    "matroska": {"avoid_negative_ts": "disabled"},
+}
+"""Per container: mp4/mov get their index in front (playable while downloading, decodable when cut short);
+Matroska keeps negative timestamps (audio priming, B-frame delay) instead of shifting every stream."""
 STILL_TIME_BASE = Fraction(1, 25)
 """Time base (and frame duration) of a video made from a still image."""
 VFR_SPREAD = 0.1
 """A clip is variable-frame-rate when its frame durations spread by more than this fraction."""
 UNSPECIFIED_COLOR = 2
 """FFmpeg's AVCOL_*_UNSPECIFIED, the same value for primaries, transfer and matrix."""
+Interpolation = av.video.reformatter.Interpolation
+ColorRange = av.video.reformatter.ColorRange
+COLOUR_EXACT = (
+    Interpolation.BILINEAR
+    | Interpolation.ACCURATE_RND
+    | Interpolation.FULL_CHR_H_INT
+    | Interpolation.FULL_CHR_H_INP
+)
+"""swscale flags for every RGB<->YUV conversion: correctly rounded, chroma handled at full resolution.
+swscale's fast default is biased (each decode/encode pass darkened the picture by about a level)."""
+DEFAULT_MATRIX = int(av.video.reformatter.Colorspace.ITU601)
+"""The matrix swscale and most decoders assume for a source that does not say (BT.601)."""
 RIGHT_ANGLE = 90
+MACROBLOCK = 16
+H264_MAX_FRAME_MACROBLOCKS = 139_264
+"""The largest frame H.264 allows (level 6.2, e.g. 8192x4320), in 16x16 macroblocks; each side at most
+sqrt(8x) of them."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,9 @@ class VideoInfo:
     fps_nominal: float
     vfr: bool
     frame_count: int
+    """Frames a decoder shows: for a file cut short, those that survive the cut."""
+    frames_announced: int
+    """Frames the container's index announces (more than `frame_count` when the file is cut short)."""
     duration_s: float
     time_base: str
     video_codec: str
@@ -84,6 +108,11 @@ class VideoInfo:
     @property
     def time_base_fraction(self) -> Fraction:
         return Fraction(self.time_base)
+
+    @property
+    def frames_missing(self) -> int:
+        """Announced frames that a cut or damaged file cannot deliver."""
+        return max(0, self.frames_announced - self.frame_count)
 
 
 @dataclass(frozen=True)
@@ -116,6 +145,7 @@ def new_video_info(*, width: int, height: int, fps: Fraction | int, path: str = 
         fps_nominal=float(fps),
         vfr=False,
         frame_count=0,
+        frames_announced=0,
         duration_s=0.0,
         time_base=str(1 / fps),
         video_codec="rawvideo",
@@ -153,9 +183,9 @@ def probe(path: str | Path) -> VideoInfo:
         stream = _video_stream(container, path)
         rotation = _first_frame_rotation(container, stream)
         container.seek(0)
-        pts = _packet_pts(container, stream)
+        times = _packet_times(container, stream)
         audio = container.streams.audio[0] if container.streams.audio else None
-        return _video_info(path, container, stream, audio, rotation=rotation, pts=pts)
+        return _video_info(path, container, stream, audio, rotation=rotation, times=times)
 
 
 def check_input(path: str | Path) -> Path:
@@ -198,7 +228,7 @@ class VideoReader:
     @property
     def frames_lost(self) -> int:
         """Frames the container announced but the decoder could not deliver (after a full pass)."""
-        return max(0, self.info.frame_count - self.frames_decoded)
+        return max(0, self.info.frames_announced - self.frames_decoded)
 
     def frames(self, *, upright: bool = False) -> Iterator[Frame]:
         """Decode every frame in order; `upright` applies the display rotation."""
@@ -217,7 +247,7 @@ class VideoReader:
                 for index, frame in enumerate(container.decode(stream)):
                     pts = frame.pts if frame.pts is not None else _next_pts(previous_pts, stream)
                     previous_pts = pts
-                    image = frame.to_ndarray(format="rgb24")  # [H, W, 3]
+                    image = frame_to_rgb(frame)  # [H, W, 3]
                     if upright:
                         image = to_upright(image, self.info.rotation)
                     self.frames_decoded = index + 1
@@ -226,6 +256,33 @@ class VideoReader:
                 if self.frames_decoded == 0:
                     raise ReenactError(f"cannot decode {self.path}: {_ffmpeg_message(exc)}") from None
                 # A damaged tail: keep what decoded; `frames_lost` tells the caller how much is missing.
+
+
+def lost_frames_warning(path: str | Path, *, lost: int, announced: int) -> str:
+    """The one warning every command gives for an input that cannot deliver all its frames."""
+    return (
+        f"warning: {lost} of {announced} frames of {Path(path).name} could not be decoded "
+        "(damaged or truncated input); the rest are used"
+    )
+
+
+def yuv_matrix(colorspace: int) -> int:
+    """The YUV matrix of a stream with this colour tag; untagged streams get the usual default."""
+    return DEFAULT_MATRIX if colorspace == UNSPECIFIED_COLOR else colorspace
+
+
+def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """RGB pixels `[H, W, 3]` uint8 of a decoded frame, converted exactly in its own matrix and range."""
+    color_range = frame.color_range
+    if color_range == ColorRange.UNSPECIFIED:  # full range only where the pixel format says so
+        color_range = ColorRange.JPEG if frame.format.name.startswith("yuvj") else ColorRange.MPEG
+    rgb = frame.reformat(
+        format="rgb24",
+        src_colorspace=yuv_matrix(frame.colorspace),
+        src_color_range=color_range,
+        interpolation=COLOUR_EXACT,
+    )
+    return rgb.to_ndarray()
 
 
 PARTIAL_MARKER = ".partial-"
@@ -262,6 +319,7 @@ class VideoWriter:
         if self.audio_from is not None:
             protected = (*protected, self.audio_from)
         self.format_name = check_output(self.path, inputs=protected, overwrite=overwrite)
+        check_encodable(like)
         self.overwrite = overwrite
         remove_stale_partials(self.path)
         self._tmp_path = (
@@ -272,13 +330,11 @@ class VideoWriter:
         self._stream: av.video.stream.VideoStream | None = None
         self._audio: _AudioCopier | None = None
         self._last_pts: int | None = None
-        # swscale's default matrix (BT.601) is what the reader used for untagged sources.
-        tagged = like.colorspace != UNSPECIFIED_COLOR
-        self._matrix = like.colorspace if tagged else int(av.video.reformatter.Colorspace.ITU601)
+        self._matrix = yuv_matrix(like.colorspace)  # the reader's matrix, so a pass changes no colour
 
     def __enter__(self) -> VideoWriter:
         try:
-            options = {"movflags": "+faststart"} if self.format_name in FASTSTART_FORMATS else {}
+            options = MUXER_OPTIONS.get(self.format_name, {})
             self._container = av.open(str(self._tmp_path), mode="w", format=self.format_name, options=options)
         except (OSError, av.error.FFmpegError) as exc:
             raise ReenactError(f"cannot create {self.path}: {exc}") from None
@@ -290,12 +346,19 @@ class VideoWriter:
         if exc_type is None:
             try:
                 self._finish()
+            except OSError as error:
+                self._discard()
+                raise self._output_error(error) from None
             except BaseException:
                 self._discard()
                 raise
             publish(self._tmp_path, self.path, overwrite=self.overwrite)
         else:
             self._discard()
+
+    def _output_error(self, error: OSError) -> OSError:
+        """The same OS error, naming the output the user asked for rather than its hidden partial file."""
+        return OSError(error.errno, error.strerror or str(error), str(self.path))
 
     def write(self, image: np.ndarray, *, pts: int | None = None) -> None:
         """Encode one RGB frame `[H, W, 3]` uint8 at `pts` (in the source's time base)."""
@@ -316,16 +379,19 @@ class VideoWriter:
         if self._audio is not None:
             self._audio.copy_until(float(pts * self.time_base))
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        # The reader decoded with the source's matrix; encode with the same one, in limited range.
         frame = rgb.reformat(
             format=self.config.pix_fmt,
             dst_colorspace=self._matrix,
-            dst_color_range=av.video.reformatter.ColorRange.MPEG,
+            dst_color_range=ColorRange.MPEG,
+            interpolation=COLOUR_EXACT,
         )
         frame.pts = pts
         frame.time_base = self.time_base
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except OSError as error:
+            raise self._output_error(error) from None
         self._last_pts = pts
         self.frames_written += 1
 
@@ -353,7 +419,7 @@ class VideoWriter:
             stream.set_display_rotation(self.like.rotation)
         context = stream.codec_context
         context.colorspace = self._matrix
-        context.color_range = av.video.reformatter.ColorRange.MPEG
+        context.color_range = ColorRange.MPEG
         context.color_primaries = self.like.color_primaries
         context.color_trc = self.like.color_trc
         self._stream = stream
@@ -453,6 +519,19 @@ def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> st
     return format_name
 
 
+def check_encodable(info: VideoInfo) -> None:
+    """A one-line `ReenactError` now, before any work, when frames of this size cannot be encoded."""
+    columns, rows = (-(-side // MACROBLOCK) for side in (info.width, info.height))
+    longest = math.isqrt(8 * H264_MAX_FRAME_MACROBLOCKS)
+    if columns * rows > H264_MAX_FRAME_MACROBLOCKS or max(columns, rows) > longest:
+        largest = H264_MAX_FRAME_MACROBLOCKS * MACROBLOCK**2 / 1e6
+        raise ReenactError(
+            f"{info.path} is {info.width}x{info.height}: too large for H.264, which encodes at most "
+            f"{largest:.1f} megapixels per frame (e.g. 8192x4320) and {longest * MACROBLOCK} px per side; "
+            "scale it down first"
+        )
+
+
 class _AudioCopier:
     """Remuxes the audio packets of a source file into an output, interleaved with the video."""
 
@@ -507,6 +586,7 @@ def _probe_image(path: Path) -> VideoInfo:
         fps_nominal=0.0,
         vfr=False,
         frame_count=1,
+        frames_announced=1,
         duration_s=0.0,
         time_base=str(STILL_TIME_BASE),
         video_codec=suffix or "image",
@@ -550,16 +630,62 @@ def _first_frame_rotation(container: av.container.InputContainer, stream: av.vid
     return 0
 
 
-def _packet_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> list[int]:
-    """Presentation timestamps of every video packet, sorted, without decoding."""
-    pts: list[int] = []
+@dataclass(frozen=True)
+class PacketTimes:
+    """What the packets of a video stream say, read without decoding (except a cut file's last GOP)."""
+
+    pts: list[int]
+    """Presentation timestamps of the frames a decoder shows, sorted (pre-roll frames left out)."""
+    announced: int
+    """Frames the container's index announces, pre-roll left out (0 when it has no count)."""
+    truncated: bool
+    """The stream ends early: a packet cut short or a read error."""
+
+
+def _packet_times(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> PacketTimes:
+    """Timestamps of the frames a decoder will show. Packets before the last keyframe of a cut file all
+    decode; the last group of pictures is decoded to learn which of its frames survive."""
+    complete: list[int] = []  # before the last keyframe seen
+    group: list[int] = []  # since the last keyframe seen
+    last_key: int | None = None
+    discarded = 0
+    truncated = False
     try:
         for packet in container.demux(stream):
-            if packet.size and packet.pts is not None:
-                pts.append(packet.pts)
+            if not packet.size or packet.pts is None:
+                continue
+            if packet.is_discard:
+                discarded += 1
+                continue
+            if packet.is_corrupt:
+                truncated = True
+                break
+            if packet.is_keyframe:
+                complete += group
+                group, last_key = [], packet.pts
+            group.append(packet.pts)
     except av.error.FFmpegError:
-        pass  # damaged tail: count what is readable
-    return sorted(pts)
+        truncated = True
+    announced = int(stream.frames or 0) - discarded  # the index counts pre-roll samples too
+    truncated = truncated or len(complete) + len(group) < announced  # the index outlives the data
+    if truncated and last_key is not None:
+        group = _decoded_pts(container, stream, start=last_key)
+    return PacketTimes(pts=sorted(set(complete + group)), announced=announced, truncated=truncated)
+
+
+def _decoded_pts(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, start: int
+) -> list[int]:
+    """pts of the frames that decode from the keyframe at `start` to the end of a cut file."""
+    pts: list[int] = []
+    try:
+        container.seek(start, stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            if frame.pts is not None and frame.pts >= start:
+                pts.append(frame.pts)
+    except av.error.FFmpegError:
+        pass  # the cut: what decoded so far is what a reader gets
+    return pts
 
 
 def _video_info(
@@ -569,10 +695,12 @@ def _video_info(
     audio: av.audio.stream.AudioStream | None,
     *,
     rotation: int,
-    pts: list[int],
+    times: PacketTimes,
 ) -> VideoInfo:
     time_base = Fraction(stream.time_base)
-    frame_count = max(len(pts), int(stream.frames or 0))  # the index may announce frames a cut file lacks
+    pts = times.pts
+    frame_count = len(pts)
+    frames_announced = max(frame_count, times.announced) if times.truncated else frame_count
     durations = np.diff(np.asarray(pts, dtype=np.int64))
     vfr = False
     if durations.size >= 2:
@@ -601,6 +729,7 @@ def _video_info(
         fps_nominal=round(float(nominal), 4) if nominal else 0.0,
         vfr=vfr,
         frame_count=frame_count,
+        frames_announced=frames_announced,
         duration_s=round(duration_s, 4),
         time_base=str(time_base),
         video_codec=stream.codec_context.name,
@@ -659,7 +788,7 @@ def reencode(
             if progress is not None:
                 progress(1)
     return ReencodeReport(
-        frames_expected=reader.info.frame_count,
+        frames_expected=reader.info.frames_announced,
         frames_written=writer.frames_written,
         padded=writer.padded,
     )

@@ -15,7 +15,16 @@ from reenact.config import VideoConfig
 from reenact.errors import ReenactError
 from reenact_cli.main import run
 from tests.conftest import manifest_rows, testdata_file
-from tests.videotools import audio_digest, frame_times, psnr
+from tests.videotools import (
+    HARD_SOURCES,
+    HardSource,
+    audio_digest,
+    audio_start,
+    frame_times,
+    psnr,
+    write_hard_source,
+    write_preroll_clip,
+)
 
 MIN_REENCODE_PSNR_DB = 40.0
 VIDEO_CLIPS = [row["file"] for row in manifest_rows() if row["container"] == "mov"] or ["retalk_face2.mp4"]
@@ -49,6 +58,18 @@ def test_reencode_keeps_frames_timestamps_orientation_audio(name: str, tmp_path:
             before.color_trc,
         )
 
+    with video.VideoReader(source) as a, video.VideoReader(output) as b:
+        scores = [psnr(fa.image, fb.image) for fa, fb in zip(a.frames(), b.frames(), strict=True)]
+    assert np.mean(scores) >= MIN_REENCODE_PSNR_DB, f"mean PSNR {np.mean(scores):.2f} dB"
+
+
+@pytest.mark.parametrize("recipe", HARD_SOURCES, ids=lambda recipe: recipe.name)
+def test_default_encode_keeps_40_db_on_hard_sources(recipe: HardSource, tmp_path: Path) -> None:
+    """Noisy MPEG-4 Part 2, VP9 and 240 fps sources: the hardest to re-encode faithfully."""
+    source = write_hard_source(recipe, testdata_file(recipe.clip), tmp_path)
+    output = tmp_path / "out.mp4"
+    assert run(["reencode", str(source), "-o", str(output), "--quiet"]) == 0
+    assert frame_times(output) == frame_times(source)
     with video.VideoReader(source) as a, video.VideoReader(output) as b:
         scores = [psnr(fa.image, fb.image) for fa, fb in zip(a.frames(), b.frames(), strict=True)]
     assert np.mean(scores) >= MIN_REENCODE_PSNR_DB, f"mean PSNR {np.mean(scores):.2f} dB"
@@ -225,6 +246,56 @@ def test_truncated_clip_fails_cleanly_or_reports_lost_frames(
         assert faststart and 0 < written < expected
         assert f"{expected - written} of" in captured.err
     assert sorted(p.name for p in tmp_path.iterdir()) in (["truncated.mp4"], ["out.mp4", "truncated.mp4"])
+
+
+def test_probe_counts_what_a_cut_file_delivers(tmp_path: Path) -> None:
+    name = "retalk_face2.mp4"
+    source = tmp_path / "faststart.mp4"  # index first, so a cut copy still decodes up to the cut
+    assert run(["reencode", str(testdata_file(name)), "-o", str(source), "--quiet"]) == 0
+    data = source.read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: int(len(data) * 0.4)])
+    full, cut = video.probe(source), video.probe(truncated)
+    with video.VideoReader(truncated) as reader:
+        decoded = sum(1 for _ in reader.frames())
+    assert 0 < cut.frame_count == decoded < full.frame_count
+    assert cut.frames_announced == full.frame_count and cut.frames_missing == full.frame_count - decoded
+    assert not cut.vfr and cut.fps_avg == pytest.approx(full.fps_avg, rel=1e-3)
+    assert cut.duration_s == pytest.approx(decoded / full.fps_avg, abs=1e-3)
+
+
+PREROLL_FRAMES = 8
+SHOWN_FRAMES = 68
+
+
+def test_pre_roll_frames_are_not_counted_as_lost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "preroll.mp4"
+    write_preroll_clip(source, preroll=PREROLL_FRAMES, frames=SHOWN_FRAMES)
+    info = video.probe(source)
+    assert info.frame_count == info.frames_announced == SHOWN_FRAMES
+    assert info.duration_s == pytest.approx(SHOWN_FRAMES / info.fps_avg) and info.fps_avg == pytest.approx(25)
+    output = tmp_path / "out.mp4"
+    assert run(["reencode", str(source), "-o", str(output), "--quiet"]) == 0
+    assert "could not be decoded" not in capsys.readouterr().err
+    assert frame_times(output) == frame_times(source) and len(frame_times(output)) == SHOWN_FRAMES
+
+
+MKV_PRECISION_S = Fraction(1, 1000)
+"""Matroska stores whole milliseconds: a timestamp is as exact as it can be within one (it was off by
+23-69 ms when the muxer shifted every stream to make the audio priming non-negative)."""
+
+
+@pytest.mark.parametrize("name", ["retalk_face2.mp4", "lp_source_s18.mp4"])
+def test_mkv_output_keeps_every_timestamp(name: str, tmp_path: Path) -> None:
+    """B-frame delay and audio priming are kept as negative timestamps, not shifted onto every stream."""
+    source = testdata_file(name)
+    output = tmp_path / "out.mkv"
+    assert run(["reencode", str(source), "-o", str(output), "--quiet"]) == 0
+    before, after = frame_times(source), frame_times(output)
+    assert len(before) == len(after)
+    assert max(abs(a - b) for a, b in zip(before, after, strict=True)) <= MKV_PRECISION_S
+    assert abs(audio_start(output) - audio_start(source)) <= MKV_PRECISION_S
+    assert audio_digest(output) == audio_digest(source)
 
 
 def test_unsupported_output_type_is_refused_before_work(
