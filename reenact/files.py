@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -18,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from reenact.errors import ReenactError
 
 HASH_CHUNK_BYTES = 1 << 20
+OS_ERROR_CODE = re.compile(r"os error (\d+)")
+"""How the safetensors library reports the errno of a failed write, e.g. `(os error 28)`."""
 TMP_MARKER = ".tmp-"
 """Part of every temporary name: `.NAME.tmp-XXXX`."""
 
@@ -39,6 +42,11 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        if exc.filename == str(temporary):  # name the file the user knows, not the hidden one
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -56,11 +64,17 @@ def save_tensors(
 ) -> Path:
     """A safetensors file of named tensors (moved to the CPU), with string metadata, written atomically."""
     with atomic_path(path) as temporary:
-        save_file(
-            {name: value.detach().to("cpu").contiguous() for name, value in tensors.items()},
-            str(temporary),
-            metadata=dict(metadata or {}),
-        )
+        try:
+            save_file(
+                {name: value.detach().to("cpu").contiguous() for name, value in tensors.items()},
+                str(temporary),
+                metadata=dict(metadata or {}),
+            )
+        except SafetensorError as exc:  # its I/O failures carry the OS error only in the text
+            code = OS_ERROR_CODE.search(str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(temporary)) from None
     return Path(path)
 
 

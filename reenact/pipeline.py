@@ -202,6 +202,12 @@ def align_clip(
         runtime=runtime,
         progress=progress,
     )
+    if stage.info.frames_missing:
+        progress.note(
+            video.lost_frames_warning(
+                path, lost=stage.info.frames_missing, announced=stage.info.frames_announced
+            )
+        )
     alignment = run_reported(
         workspace,
         stage,
@@ -362,7 +368,8 @@ def transfer(
     """Put the driver's expressions on the target (its `face`), in the target's video (or animate a still)."""
     started = time.perf_counter()
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
-    video.probe(driver_path)  # a bad driver stops the run now, not after the target's inversion and tuning
+    video.check_encodable(video.probe(target_path))  # bad inputs stop the run now, not after the tuning
+    video.probe(driver_path)
     config = context.settings.edit
     target = prepare_clip(
         target_path, context=context, landmarks=target_landmarks, face=face, tune=True, role="target"
@@ -459,6 +466,7 @@ def edit_video(
     """Attribute edit over a whole clip: every pivot moved along the directions on `edit.direction_layers`."""
     started = time.perf_counter()
     video.check_output(output, inputs=(input_path,), overwrite=overwrite)
+    video.check_encodable(video.probe(input_path))
     clip = prepare_clip(input_path, context=context, landmarks=landmarks, face=face, tune=True, role="input")
     assert clip.tuned is not None
     stages = list(clip.stages)

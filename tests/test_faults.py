@@ -12,8 +12,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -23,7 +25,9 @@ from reenact.stages.base import FrameRange, run_stage
 from reenact.synthetic import SyntheticConfig, make_world, write_world
 from reenact.workspace import Workspace
 from reenact_cli.main import run
+from tests.conftest import testdata_file
 from tests.test_stages import SquaresStage
+from tests.test_video import VIDEO_CLIPS
 
 START_GAP_S = 0.5
 """Second of two concurrent runs starts this long after the first."""
@@ -104,12 +108,22 @@ def test_a_damaged_part_is_computed_again(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- concurrent runs
 
 
-def start(args: list[str]) -> subprocess.Popen[str]:
+PEAK_RUN_SCRIPT = """
+import sys
+from reenact_cli.main import run
+code = run(sys.argv[2:])
+status = open("/proc/self/status").read().splitlines()
+with open(sys.argv[1], "w") as peak:  # VmHWM: this process's own peak, not its parent's before exec
+    peak.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+sys.exit(code)
+"""
+
+
+def start(args: list[str], *, peak_file: Path | None = None) -> subprocess.Popen[str]:
+    """The CLI in a child process; with `peak_file`, its peak resident memory (kB) is written there."""
+    command = ["-m", "reenact_cli.main"] if peak_file is None else ["-c", PEAK_RUN_SCRIPT, str(peak_file)]
     return subprocess.Popen(
-        [sys.executable, "-m", "reenact_cli.main", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, *command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -206,6 +220,34 @@ def test_an_unwritable_output_or_a_bad_driver_stops_before_any_work(
     assert not (workdir / "invert").exists(), "work was done before the inputs were checked"
 
 
+def test_a_cut_input_gives_the_same_warning_in_every_command(world_files, tmp_path: Path, capsys) -> None:
+    data = world_files.target_video.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 3 // 5])
+    info = video.probe(cut)
+    assert 0 < info.frame_count < info.frames_announced
+    expected = video.lost_frames_warning(cut, lost=info.frames_missing, announced=info.frames_announced)
+    workdir = tmp_path / "work"
+    commands = {
+        "reencode": ["reencode", str(cut), "-o", str(tmp_path / "re.mp4"), "--quiet"],
+        "align": [
+            "align",
+            str(cut),
+            "--landmarks",
+            str(world_files.target_landmarks),
+            "--workdir",
+            str(workdir),
+        ],
+        "transfer": transfer_args(world_files, tmp_path / "out.mp4", workdir),
+    }
+    commands["transfer"][1] = str(cut)
+    for command, args in commands.items():
+        assert run(args) == 0, command
+        err = capsys.readouterr().err.splitlines()
+        assert err.count(expected) == 1, (command, err)
+    assert video.probe(tmp_path / "out.mp4").frame_count == info.frame_count
+
+
 def test_os_errors_name_the_path_and_the_cause(tmp_path: Path, capsys) -> None:
     from reenact_cli import main
 
@@ -214,6 +256,63 @@ def test_os_errors_name_the_path_and_the_cause(tmp_path: Path, capsys) -> None:
         missing.read_text()
     except OSError as exc:
         assert main.os_error_message(exc) == f"{missing}: No such file or directory"
+
+
+FULL_DISK_BYTES = 300 << 10
+"""A filesystem this small fills up in every command below."""
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tiny tmpfs (needs root and mount rights: skipped elsewhere), unmounted afterwards."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={FULL_DISK_BYTES}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_a_full_disk_is_one_line_naming_the_path(
+    world_files, full_disk: Path, tmp_path: Path, capsys
+) -> None:
+    reencoded = full_disk / "out.mp4"
+    assert run(["reencode", str(testdata_file("lp_driving_d0.mp4")), "-o", str(reencoded), "--quiet"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {reencoded}: No space left on device"
+    assert list(full_disk.iterdir()) == [], "a partial file was left on the full disk"
+
+    assert run(transfer_args(world_files, tmp_path / "out.mp4", full_disk / "work", "--quiet")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {full_disk}/work/") and err[-1].endswith(
+        ": No space left on device"
+    ), err
+    assert not any("Traceback" in line or "internal error" in line for line in err)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+HUGE_SIDE = 16384
+
+
+def test_an_image_too_large_to_encode_is_refused_before_any_work(world_files, tmp_path: Path, capsys) -> None:
+    huge = tmp_path / "huge.png"
+    assert cv2.imwrite(str(huge), np.zeros((HUGE_SIDE, HUGE_SIDE, 3), dtype=np.uint8))
+    workdir = tmp_path / "work"
+    args = transfer_args(world_files, tmp_path / "out.mp4", workdir)
+    args[1] = str(huge)
+    for command in (["reencode", str(huge), "-o", str(tmp_path / "re.mp4")], args):
+        assert run(command) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"error: {huge} is {HUGE_SIDE}x{HUGE_SIDE}: too large for H.264"), err
+        assert not any("internal error" in line for line in err)
+    assert not list(workdir.rglob("manifest.json")), "work was done before the input was checked"
+    assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".*"))
 
 
 def test_demo_never_writes_over_a_users_files(tmp_path: Path, capsys) -> None:
@@ -246,8 +345,6 @@ def _landmarks_json(points: np.ndarray, indices: list[int]) -> dict:
 @pytest.mark.parametrize("case", ["scaled", "far_index"])
 def test_absurd_landmark_files_end_fast_in_bounded_memory(world_files, tmp_path: Path, case: str) -> None:
     """×1e6 coordinates count as missing faces; an index of 3,000,000 is ignored: both in seconds, < 1 GB."""
-    import resource
-
     from reenact.faces.landmarks import read_landmarks
 
     points = read_landmarks(world_files.target_landmarks)[:, 0]  # [T, 68, 2]
@@ -267,10 +364,11 @@ def test_absurd_landmark_files_end_fast_in_bounded_memory(world_files, tmp_path:
         str(tmp_path / "w"),
     ]
     started = time.monotonic()
-    process = start([*args, "--json"])
+    peak_file = tmp_path / "peak_kb"
+    process = start([*args, "--json"], peak_file=peak_file)
     out, err = process.communicate(timeout=ABSURD_LIMIT_S * 4)
     seconds = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
+    peak = int(peak_file.read_text()) * 1024
     assert seconds < ABSURD_LIMIT_S and peak < ABSURD_LIMIT_BYTES, (seconds, peak)
     assert "warning:" in err, err
     if case == "scaled":
@@ -383,3 +481,26 @@ def test_bad_landmark_files_are_one_specific_line(tmp_path: Path, capsys, case: 
     assert run(["align", str(photo), "--landmarks", str(sidecar), "--workdir", str(tmp_path / "w")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and expected in err[-1] and "internal error" not in err[-1], err
+
+
+CHAINED_PASSES = 3
+MAX_DRIFT_PER_PASS = 0.1
+"""Mean RGB level change per decode/encode pass (each pass used to darken by about 1.2 levels)."""
+
+
+def _mean_level(path: Path) -> float:
+    with video.VideoReader(path) as reader:
+        return float(np.mean([frame.image.mean(dtype=np.float64) for frame in reader.frames()]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", VIDEO_CLIPS)
+def test_chained_reencodes_do_not_drift(name: str, tmp_path: Path) -> None:
+    """Three `reencode` passes in a row: each keeps the picture's mean level within a tenth of a level."""
+    paths = [testdata_file(name)]
+    for index in range(CHAINED_PASSES):
+        paths.append(tmp_path / f"pass{index + 1}.mp4")
+        assert run(["reencode", str(paths[-2]), "-o", str(paths[-1]), "--quiet"]) == 0
+    levels = [_mean_level(path) for path in paths]
+    drift = np.diff(levels)
+    assert np.abs(drift).max() < MAX_DRIFT_PER_PASS, f"level drift per pass {np.round(drift, 3)}"
