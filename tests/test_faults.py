@@ -7,6 +7,8 @@ two runs writing one output exactly one succeeds.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import signal
 import subprocess
@@ -56,11 +58,19 @@ def _flip_bytes(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGES = (_flip_bytes, _truncate)
+
+
 def test_a_damaged_or_swapped_cache_file_is_recomputed_never_used(
     world_files, tmp_path: Path, capsys
 ) -> None:
-    """Every file of every stage: flipped bytes are noticed, the stage is computed again, and the output is
-    the clean run's; a file copied from another result (the driver's pivots over the target's) too."""
+    """Every file of every stage: flipped bytes or a cut file are noticed, the stage is computed again, and
+    the output is the clean run's; a file copied from another result (the driver's pivots over the
+    target's) too."""
     workdir = tmp_path / "work"
 
     def transfer(name: str) -> tuple[dict, str, np.ndarray]:
@@ -78,8 +88,8 @@ def test_a_damaged_or_swapped_cache_file_is_recomputed_never_used(
         if path.name != "manifest.json"
     ]  # fmt: skip
     assert {name for name, _ in damaged_files} == set(locations), "every stage stores files"
-    for number, (name, path) in enumerate(damaged_files):
-        _flip_bytes(path)
+    for number, ((name, path), damage) in enumerate(itertools.product(damaged_files, DAMAGES)):
+        damage(path)
         summary, err, frames = transfer(f"damaged{number}")
         stages = {stage["name"]: stage["cached"] for stage in summary["stages"]}
         assert stages[name] is False, f"damaged {path.name} of {name} was used"
@@ -179,6 +189,70 @@ def test_partial_files_of_dead_runs_are_removed(world_files, tmp_path: Path) -> 
 
 # ------------------------------------------------------------------------------------- signals and errors
 
+KILL_SCRIPT = """
+import os, signal, sys
+from reenact import pti, video
+from reenact.stages import align, base, invert, render, tune
+from reenact_cli.main import run
+
+stage_name, point, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+STAGES = {cls.name: cls for cls in (align.AlignStage, invert.InvertStage, tune.TuneStage, render.RenderStage)}
+frames_written = []
+
+
+def then_die(owner, attribute, when=lambda *args: True):
+    original = getattr(owner, attribute)
+
+    def wrapper(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if when(*args):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    setattr(owner, attribute, wrapper)
+
+
+if point == "part":  # a part finished and stored
+    then_die(base, "compute_part", lambda stage, *rest: stage.name == stage_name)
+elif point == "compute":  # a part computed, not yet marked done
+    then_die(STAGES[stage_name], "compute")
+elif point == "merge":  # the result merged, not yet published
+    then_die(STAGES[stage_name], "merge")
+elif point == "checkpoint":  # tuning's first checkpoint written
+    then_die(pti, "save_checkpoint")
+elif point == "frames":  # a few frames of the output encoded
+    then_die(video.VideoWriter, "write", lambda *rest: frames_written.append(1) or len(frames_written) == 3)
+sys.exit(run(args))
+"""
+KILL_POINTS = (
+    ("align", "part"),
+    ("invert", "compute"),
+    ("tune", "checkpoint"),
+    ("invert", "merge"),  # the target's is stored by now: this is the driver's
+    ("render", "part"),
+    ("encode", "frames"),
+)
+"""One transfer killed at each point in turn, each run resuming what the runs before it left."""
+
+
+def test_kill_9_at_every_stage_then_a_rerun_gives_the_identical_output(world_files, tmp_path: Path) -> None:
+    clean = tmp_path / "clean.mp4"
+    assert run(transfer_args(world_files, clean, tmp_path / "clean-work", "--quiet")) == 0
+    output, workdir = tmp_path / "out.mp4", tmp_path / "work"
+    for stage, point in KILL_POINTS:
+        killed = subprocess.run(
+            [sys.executable, "-c", KILL_SCRIPT, stage, point, *transfer_args(world_files, output, workdir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert killed.returncode == -signal.SIGKILL, (stage, point, killed.stderr)
+        assert not output.exists(), "a killed run left an output that looks finished"
+    assert run(transfer_args(world_files, output, workdir, "--quiet")) == 0
+    assert output.read_bytes() == clean.read_bytes()
+    assert not list(tmp_path.glob(".out*")), "a killed run's partial output is still there"
+
+
 SIGNAL_WAIT_S = 120.0
 """Longest wait for the run under test to reach its inversion."""
 
@@ -248,36 +322,52 @@ def test_a_cut_input_gives_the_same_warning_in_every_command(world_files, tmp_pa
     assert video.probe(tmp_path / "out.mp4").frame_count == info.frame_count
 
 
-def test_os_errors_name_the_path_and_the_cause(tmp_path: Path, capsys) -> None:
-    from reenact_cli import main
-
-    missing = tmp_path / "gone" / "file.txt"
-    try:
-        missing.read_text()
-    except OSError as exc:
-        assert main.os_error_message(exc) == f"{missing}: No such file or directory"
-
-
 FULL_DISK_BYTES = 300 << 10
 """A filesystem this small fills up in every command below."""
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tiny tmpfs (needs root and mount rights: skipped elsewhere), unmounted afterwards."""
-    mount_point = tmp_path / "tiny"
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted with `options` (needs root and mount rights: the test is skipped elsewhere)."""
     mount_point.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={FULL_DISK_BYTES}", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True, check=False
     )
     if mounted.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
     try:
         yield mount_point
     finally:
         subprocess.run(["umount", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "tiny", f"size={FULL_DISK_BYTES}") as mount_point:
+        yield mount_point
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "readonly", "ro") as mount_point:
+        yield mount_point
+
+
+def test_a_read_only_output_or_a_missing_landmarks_file_is_one_line(
+    world_files, read_only_disk: Path, tmp_path: Path, capsys
+) -> None:
+    output = read_only_disk / "out.mp4"
+    assert run(["reencode", str(testdata_file("lp_driving_d0.mp4")), "-o", str(output), "--quiet"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: cannot write {output}: Read-only file system"
+    missing = tmp_path / "no-such-landmarks.json"
+    args = transfer_args(world_files, tmp_path / "out.mp4", tmp_path / "work", "--quiet")
+    args[args.index("--target-landmarks") + 1] = str(missing)
+    assert run(args) == 1
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("note:")]
+    assert err == [f"error: {missing}: No such file or directory"], err
+    assert not list((tmp_path / "work").rglob("manifest.json")), (
+        "work was done before the inputs were checked"
+    )
 
 
 def test_a_full_disk_is_one_line_naming_the_path(
