@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -69,6 +70,8 @@ rounded: at 8 and 10 layers, coarse = 0-1, middle = 2-3, fine = 4 to the end.
 
 KERNEL_RADIUS_SIGMAS = 3.0
 """The temporal Gaussian is cut at this many standard deviations."""
+NEUTRAL_BATCH = 1024
+"""Frames per batch when `neutral_frame` sums over a long driver."""
 SMOOTHSTEP_LINEAR = 3.0
 SMOOTHSTEP_CUBIC = 2.0
 """Ease-in-out weights t' = 3 t^2 - 2 t^3: zero speed at both ends, t' = 1/2 at t = 1/2."""
@@ -155,12 +158,34 @@ def neutral_frame(ws: torch.Tensor, *, mask: torch.Tensor, w_avg: torch.Tensor) 
     """
     _check_ws(ws, what="ws")
     mask = _check_mask(mask.to(ws.device), num_ws=ws.shape[1])
-    offsets = (ws[:, mask] - w_avg.to(ws)[None, None]).flatten(1).double()  # [T, M * D]
-    centred = offsets - offsets.mean(dim=0, keepdim=True)
-    axis = torch.linalg.svd(centred, full_matrices=False).Vh[0]  # [M * D]
-    coordinates = offsets @ axis  # [T]: position along the axis, w_avg at 0
+    centre = w_avg.to(ws)[None, None]
+
+    def offsets(batch: torch.Tensor) -> torch.Tensor:
+        return (batch[:, mask] - centre).flatten(1).double()  # [b, M * D]
+
+    axis = main_axis(ws, offsets)  # [M * D]
+    coordinates = torch.cat([offsets(batch) @ axis for batch in ws.split(NEUTRAL_BATCH)])  # [T], w_avg at 0
     low, high = int(coordinates.argmin()), int(coordinates.argmax())
     return low if abs(float(coordinates[low])) <= abs(float(coordinates[high])) else high
+
+
+def main_axis(ws: torch.Tensor, offsets: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """First principal axis [M * D] of `offsets(ws)` over time, in memory that does not grow with T: the
+    SVD of the centred data while it is no bigger than its covariance, else the top eigenvector of the
+    covariance accumulated batch by batch (about the first frame, so the sums stay small)."""
+    first = offsets(ws[:1])  # [1, M * D]
+    if len(ws) <= first.shape[1]:
+        data = offsets(ws)  # [T, M * D]
+        return torch.linalg.svd(data - data.mean(dim=0, keepdim=True), full_matrices=False).Vh[0]
+    total = torch.zeros(first.shape[1], dtype=torch.float64, device=ws.device)
+    scatter = torch.zeros(first.shape[1], first.shape[1], dtype=torch.float64, device=ws.device)
+    for batch in ws.split(NEUTRAL_BATCH):
+        shifted = offsets(batch) - first  # [b, M * D]
+        total += shifted.sum(dim=0)
+        scatter += shifted.T @ shifted
+    mean = total / len(ws)
+    covariance = scatter / len(ws) - torch.outer(mean, mean)
+    return torch.linalg.eigh(covariance).eigenvectors[:, -1]
 
 
 def _reflect_indices(indices: np.ndarray, *, length: int) -> np.ndarray:
@@ -317,8 +342,21 @@ def driver_deltas(
     deltas = expression_deltas(
         ws, ref=ref_slot, mask=mask, sigma=config.sigma, min_component=config.min_component
     )  # [N, num_ws, w_dim]
-    nearest = np.abs(np.arange(num_frames)[:, None] - frames[None, :]).argmin(axis=1)  # [num_frames]
+    nearest = nearest_slots(np.arange(num_frames), frames)  # [num_frames]
     return deltas[torch.from_numpy(nearest).to(deltas.device)], int(frames[ref_slot])
+
+
+def nearest_slots(points: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """For each of `points` [P], the index into the sorted `frames` [N] of the nearest one (the earlier
+    on a tie), in O(P log N) time and O(P) memory."""
+    if len(frames) == 0:
+        raise ValueError("no frames to choose from")
+    right = np.searchsorted(frames, points).clip(1, max(len(frames) - 1, 1))  # [P]
+    left = right - 1
+    if len(frames) == 1:
+        return np.zeros(len(points), dtype=np.int64)
+    nearer_left = np.abs(points - frames[left]) <= np.abs(frames[right] - points)
+    return np.where(nearer_left, left, right).astype(np.int64)
 
 
 def transfer_to_frames(

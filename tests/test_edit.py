@@ -18,6 +18,7 @@ from reenact.edit import (
     layer_mask,
     length_indices,
     morph,
+    nearest_slots,
     neutral_frame,
     output_length,
     smooth_latents,
@@ -355,3 +356,35 @@ def test_edit_config_reference_and_validation() -> None:
         EditConfig(layers="4..7")
     for spec in (EditConfig().layers, EditConfig().direction_layers):
         assert bool(layer_mask(spec, num_ws=18).any())
+
+
+def test_nearest_slots_match_the_brute_force_answer() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        length = int(rng.integers(1, 60))
+        frames = np.sort(rng.choice(length, size=int(rng.integers(1, length + 1)), replace=False))
+        points = np.arange(length)
+        expected = np.abs(points[:, None] - frames[None, :]).argmin(axis=1)  # [P, N]: what it replaces
+        np.testing.assert_array_equal(nearest_slots(points, frames), expected)
+
+
+def test_neutral_frame_of_a_long_driver_is_the_principal_axis_answer() -> None:
+    """Past the size of its covariance, the axis comes from streamed sums: the same frame as the SVD's."""
+    generator = torch.Generator().manual_seed(0)
+    num_ws, w_dim, frames = 6, 8, 3000
+    base, axis = (
+        torch.randn(num_ws, w_dim, generator=generator),
+        torch.randn(num_ws, w_dim, generator=generator),
+    )
+    weight = torch.sin(torch.linspace(0, 20, frames)) ** 2  # [T]: expression on and off
+    ws = base + weight[:, None, None] * axis + 0.05 * torch.randn(frames, num_ws, w_dim, generator=generator)
+    mask = torch.tensor([False, True, True, True, True, False])
+    w_avg = torch.randn(w_dim, generator=generator)
+    offsets = (ws[:, mask] - w_avg).flatten(1).double()  # [T, M * D]
+    principal = torch.linalg.svd(offsets - offsets.mean(dim=0), full_matrices=False).Vh[0]
+    coordinates = offsets @ principal
+    low, high = int(coordinates.argmin()), int(coordinates.argmax())
+    expected = low if abs(float(coordinates[low])) <= abs(float(coordinates[high])) else high
+    chosen = neutral_frame(ws, mask=mask, w_avg=w_avg)
+    assert chosen == expected
+    assert float(weight[chosen]) < 0.01, "the chosen frame is not the neutral one"
