@@ -105,6 +105,46 @@ def load_arrays(path: Path | str) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
+class RowWriter:
+    """A `.npy` file of `rows` equal rows written one row (or a few) at a time, so an array bigger than
+    memory never has to exist: the header first, then the rows' bytes in order. Use as a context manager
+    on a private path (a stage's part folder); closing checks that every row was written."""
+
+    def __init__(self, path: Path | str, *, rows: int, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path = Path(path)
+        self.rows = rows
+        self.row_shape = row_shape
+        self.dtype = np.dtype(dtype)
+        self.written = 0
+        self._handle = self.path.open("wb")
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (rows, *row_shape),
+        }
+        np.lib.format.write_array_header_2_0(self._handle, header)
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        """Append rows `block` [k, *row_shape] (or one row [*row_shape])."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape == self.row_shape:
+            block = block[None]
+        if block.shape[1:] != self.row_shape or self.written + len(block) > self.rows:
+            raise ValueError(
+                f"rows {block.shape} do not fit {self.rows} x {self.row_shape} at row {self.written}"
+            )
+        self._handle.write(block.tobytes())
+        self.written += len(block)
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._handle.close()
+        if exc_type is None and self.written != self.rows:
+            raise ValueError(f"{self.path}: {self.written} of {self.rows} rows written")
+
+
 def sha256_file(path: Path | str) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
     digest = hashlib.sha256()

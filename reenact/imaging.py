@@ -8,7 +8,7 @@ and video frames, uint8 arrays [N, H, W, 3] in 0..255 (peak 255). `images_to_uin
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +22,16 @@ UINT8_HALF_RANGE = UINT8_PEAK / 2.0
 
 Value = TypeVar("Value", float, np.ndarray, torch.Tensor)
 """A number, a numpy array or a tensor: `psnr_from_mse` returns the kind it is given."""
+
+
+class CropSource(Protocol):
+    """Aligned crops addressed by frame: `source[a:b]` or `source[indices]` gives [n, 3, R, R] float in
+    [-1, 1]. A [N, 3, R, R] tensor is one; `reenact.stages.crops.CropStore` is one that reads them from
+    disk a batch at a time, so inversion and tuning never hold a clip."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor: ...
 
 
 def images_to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ from torch import nn
 from reenact.config import InvertConfig
 from reenact.device import Runtime, autocast, full_precision
 from reenact.gan.stylegan2 import Generator
-from reenact.imaging import UNIT_RANGE_PEAK, psnr_from_mse
+from reenact.imaging import UNIT_RANGE_PEAK, CropSource, psnr_from_mse
 from reenact.losses import mse, weighted_image_loss
 from reenact.progress import SILENT, Progress
 
@@ -278,7 +278,7 @@ def optimise_lbfgs(
 
 def invert_clip(
     generator: Generator,
-    targets: torch.Tensor,
+    targets: CropSource,
     *,
     config: InvertConfig,
     perceptual: nn.Module | None,
@@ -286,7 +286,9 @@ def invert_clip(
     progress: Progress = SILENT,
     on_batch: Callable[[InvertReport], None] | None = None,
 ) -> InversionResult:
-    """Invert aligned crops `targets` [N, 3, R, R] in [-1, 1] (consecutive frames) into W+ pivots.
+    """Invert aligned crops `targets` (N consecutive frames [3, R, R] in [-1, 1]: a tensor, or a store
+    read a batch at a time) into W+ pivots. Only the batch in work is on the device; the pivots, losses
+    and PSNRs are gathered on the CPU.
 
     `generator` must already be on `runtime.device`; `perceptual` (e.g.
     `reenact.losses.Image2StyleGANPerceptual`) may be None for an MSE-only loss. Latents and targets are
@@ -294,12 +296,13 @@ def invert_clip(
     `progress` gets an "invert" task counting frames; `on_batch` receives each batch's figures.
     """
     resolution = generator.resolution
-    if targets.ndim != 4 or targets.shape[1:] != (3, resolution, resolution):
-        raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {list(targets.shape)}")
+    first = targets[0:1] if len(targets) else None
+    if first is None or first.ndim != 4 or first.shape[1:] != (3, resolution, resolution):
+        shape = "no frames" if first is None else f"[N, {', '.join(map(str, first.shape[1:]))}]"
+        raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {shape}")
     started = time.perf_counter()
     device = runtime.device
-    targets = targets.to(device=device, dtype=torch.float32)
-    num_frames = targets.shape[0]
+    num_frames = len(targets)
     layers = generator.num_ws if config.space == "w+" else 1
 
     if config.mode == "warm":
@@ -314,30 +317,31 @@ def invert_clip(
             for start in range(0, num_frames, config.batch_size)
         ]
 
-    pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim, device=device)
-    losses = torch.empty(num_frames, device=device)
-    psnrs = torch.empty(num_frames, device=device)
+    pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim)
+    losses = torch.empty(num_frames)
+    psnrs = torch.empty(num_frames)
     steps_taken: list[int] = []
     evals = 0
     adam_state: AdamState | None = None
     with progress.task("invert", total=num_frames, unit="frame") as task, autocast(runtime):
         for start, stop, budget in runs:
             size = stop - start
+            batch = targets[start:stop].to(device=device, dtype=torch.float32)  # [B, 3, R, R]
             if config.mode == "warm" and start > 0:
-                previous = pivots[start - 1 : start, :layers]  # [1, K, w_dim]: the neighbour's pivot
+                previous = pivots[start - 1 : start, :layers].to(device)  # [1, K, w_dim]: the neighbour's
                 init, rate = previous.expand(size, -1, -1), config.warm_learning_rate
             else:
-                init = start_latents(generator, targets[start:stop], config=config, layers=layers)
+                init = start_latents(generator, batch, config=config, layers=layers)
                 rate = config.learning_rate
             if config.optimiser == "lbfgs":
                 best, loss, quality, taken, renders = optimise_lbfgs(
-                    generator, targets[start:stop], init, steps=budget, perceptual=perceptual, config=config
+                    generator, batch, init, steps=budget, perceptual=perceptual, config=config
                 )
             else:
                 handed_on = adam_state if (config.mode == "warm" and start > 0) else None
                 best, loss, quality, taken, adam_state = optimise_batch(
                     generator,
-                    targets[start:stop],
+                    batch,
                     init,
                     steps=budget,
                     base_learning_rate=rate,
@@ -346,9 +350,9 @@ def invert_clip(
                     adam_state=handed_on,
                 )
                 renders = size * taken
-            pivots[start:stop] = best
-            losses[start:stop] = loss
-            psnrs[start:stop] = quality
+            pivots[start:stop] = best.detach().cpu()
+            losses[start:stop] = loss.detach().cpu()
+            psnrs[start:stop] = quality.detach().cpu()
             steps_taken.append(taken)
             evals += renders
             task.advance(size)

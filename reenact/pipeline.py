@@ -12,6 +12,7 @@ the driver is inverted with the *original* generator, never the tuned one.
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from reenact import edit, video
+from reenact.cache import folder_bytes
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.gan.source import GeneratorSource
@@ -31,12 +33,16 @@ from reenact.gan.stylegan2 import Generator
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
 from reenact.stages.base import Stage, StageRun, run_stage
-from reenact.stages.crops import ClipCrops
+from reenact.stages.crops import ClipCrops, CropsStage
 from reenact.stages.invert import InvertStage, Pivots
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
 from reenact.stages.render import RenderedCrops, RenderStage
 from reenact.stages.tune import Tuned, TuneStage
 from reenact.workspace import Workspace
+
+MEGABYTE = 1e6
+KIB = 1024
+PROC_STATUS = Path("/proc/self/status")
 
 
 def loss_networks(settings: Config, *, runtime: Runtime) -> tuple[nn.Module | None, nn.Module | None]:
@@ -138,6 +144,22 @@ def stage_line(report: StageReport) -> str:
     """`name  time|cached  detail`: the line a finished stage prints."""
     took = "cached" if report.cached else f"{report.seconds:.1f} s"
     return f"{report.name:<11} {took:>8}  {report.detail}"
+
+
+def resource_usage(*, workspace: Workspace, runtime: Runtime) -> dict[str, int | None]:
+    """What a run's summary reports besides time: this process's peak host memory (VmHWM, else
+    ru_maxrss), the device's peak (CUDA; None elsewhere) and the workspace's size on disk."""
+    try:
+        status = PROC_STATUS.read_text().splitlines()
+        peak = int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) * KIB
+    except (OSError, StopIteration, ValueError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB
+    device = torch.cuda.max_memory_allocated(runtime.device) if runtime.device.type == "cuda" else None
+    return {
+        "peak_memory_bytes": peak,
+        "peak_device_memory_bytes": device,
+        "workspace_bytes": folder_bytes(workspace.root) if workspace.root.is_dir() else 0,
+    }
 
 
 def make_context(
@@ -242,7 +264,15 @@ def prepare_clip(
         progress=context.progress,
         stages=stages,
     )
-    crops = ClipCrops(path, alignment, progress=context.progress)
+    crops = ClipCrops(
+        CropsStage(path, alignment, align=align.key, progress=context.progress),
+        run=lambda stage: context.run(
+            stage,
+            name=f"{role[:3]}-crops",
+            stages=stages,
+            detail=lambda store: f"{len(store)} crops, {store.disk_bytes / MEGABYTE:.1f} MB on disk",
+        ),
+    )
     invert = InvertStage(
         crops,
         align=align.key,

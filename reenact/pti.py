@@ -38,7 +38,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,7 @@ from reenact.device import Runtime, autocast
 from reenact.errors import ReenactError
 from reenact.files import read_safetensors, save_tensors
 from reenact.gan.stylegan2 import Generator
+from reenact.imaging import CropSource
 from reenact.invert import psnr
 from reenact.losses import weighted_image_loss
 from reenact.progress import SILENT, Progress
@@ -65,6 +66,9 @@ ADAM_PREFIX = "adam."
 FRAME_PSNR_KEY = "frame_psnr"
 EVAL_BATCH_SIZE = 8
 """Frames rendered at once for the before/after PSNR."""
+REPORT_FRAMES = 64
+"""At most this many frames, evenly spaced over the clip, measure the before/after PSNR and enter the
+fingerprint: reports and resume checks cost the same on a clip of any length."""
 W_SPREAD_SAMPLES = 4096
 """z samples whose mapped spread sets the regulariser's distance."""
 FINGERPRINT_THUMBNAIL = 64
@@ -95,9 +99,11 @@ class TuneResult:
     generator: Generator
     """The tuned copy (eval mode, frozen); the input generator is never modified."""
     psnr_before: torch.Tensor
-    """PSNR (dB) of G_orig(pivot) against each frame, [N]."""
+    """PSNR (dB) of G_orig(pivot) against the `report_frames` [K] (every frame of a short clip)."""
     psnr_after: torch.Tensor
-    """PSNR (dB) of G_tuned(pivot) against each frame, [N]."""
+    """PSNR (dB) of G_tuned(pivot) against the same frames, [K]."""
+    report_frames: torch.Tensor
+    """The frames [K] the two PSNRs measure: `report_frames(N)`."""
     steps: int
     """Optimisation steps done in all (including those done before a resume)."""
     resumed_from: int
@@ -130,6 +136,13 @@ def pti_steps(num_frames: int, *, config: PTIConfig) -> int:
     return min(config.max_steps, max(config.base_steps, steps))
 
 
+def report_frames(num_frames: int) -> torch.Tensor:
+    """Every frame of a short clip, else `REPORT_FRAMES` evenly spaced from first to last: [K]."""
+    if num_frames <= REPORT_FRAMES:
+        return torch.arange(num_frames)
+    return torch.linspace(0, num_frames - 1, REPORT_FRAMES).round().long()
+
+
 def derived_seed(seed: int, stream: int, index: int) -> int:
     """A seed for item `index` of random stream `stream`, independent of the others."""
     return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
@@ -148,6 +161,16 @@ def batch_indices(step: int, *, num_frames: int, batch_size: int, seed: int) -> 
             passes[epoch] = torch.randperm(num_frames, generator=rng)
         indices.append(int(passes[epoch][offset]))
     return torch.tensor(indices, dtype=torch.long)
+
+
+def times_drawn(steps: int, *, num_frames: int, batch_size: int, seed: int) -> np.ndarray:
+    """How often each frame is in a batch over `steps` steps of tuning: [N] (the same draw as tuning's)."""
+    counts = np.zeros(num_frames, dtype=np.int64)
+    for step in range(steps):
+        np.add.at(
+            counts, batch_indices(step, num_frames=num_frames, batch_size=batch_size, seed=seed).numpy(), 1
+        )
+    return counts
 
 
 def w_spread(mapping: nn.Module, *, z_dim: int, seed: int, device: torch.device | str) -> float:
@@ -182,7 +205,7 @@ def image_loss(
 
 def run_fingerprint(
     generator: Generator,
-    targets: torch.Tensor,
+    targets: CropSource,
     pivots: torch.Tensor,
     *,
     config: PTIConfig,
@@ -190,13 +213,13 @@ def run_fingerprint(
     autocast_dtype: torch.dtype | None,
 ) -> str:
     """Hex digest of everything that shapes the tuning trajectory: the generator's synthesis weights,
-    the pivots, the targets (shape + thumbnails), the settings (but `RESUME_FREE_FIELDS`), whether and
-    which LPIPS is used, and the autocast dtype."""
+    the pivots, the targets (count + thumbnails of the report frames), the settings (but
+    `RESUME_FREE_FIELDS`), whether and which LPIPS is used, and the autocast dtype."""
     digest = hashlib.sha256()
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_FREE_FIELDS}
     header = {
         "settings": settings,
-        "targets": list(targets.shape),
+        "targets": len(targets),
         "pivots": list(pivots.shape),
         "perceptual": None if perceptual is None else type(perceptual).__name__,
         "autocast": str(autocast_dtype),
@@ -206,8 +229,9 @@ def run_fingerprint(
         digest.update(name.encode())
         digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
     digest.update(pivots.detach().float().cpu().contiguous().numpy().tobytes())
-    stride = max(1, targets.shape[-1] // FINGERPRINT_THUMBNAIL)
-    thumbnails = targets[:, :, ::stride, ::stride].detach().float().cpu().contiguous()
+    sample = targets[report_frames(len(targets))]  # [K, 3, R, R]
+    stride = max(1, sample.shape[-1] // FINGERPRINT_THUMBNAIL)
+    thumbnails = sample[:, :, ::stride, ::stride].detach().float().cpu().contiguous()
     digest.update(thumbnails.numpy().tobytes())
     return digest.hexdigest()
 
@@ -283,34 +307,34 @@ def restore_checkpoint(
 # Tuning
 
 
-def _check_shapes(generator: Generator, targets: torch.Tensor, pivots: torch.Tensor) -> None:
+def _check_shapes(generator: Generator, targets: CropSource, pivots: torch.Tensor) -> None:
     resolution = generator.resolution
-    if targets.ndim != 4 or targets.shape[1:] != (3, resolution, resolution) or targets.shape[0] < 1:
-        raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {list(targets.shape)}")
-    expected = (targets.shape[0], generator.num_ws, generator.w_dim)
+    first = targets[0:1] if len(targets) else None
+    if first is None or first.ndim != 4 or first.shape[1:] != (3, resolution, resolution):
+        shape = "no frames" if first is None else f"[N, {', '.join(map(str, first.shape[1:]))}]"
+        raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {shape}")
+    expected = (len(targets), generator.num_ws, generator.w_dim)
     if tuple(pivots.shape) != expected:
         raise ValueError(f"pivots must be [N, num_ws, w_dim] = {list(expected)}, got {list(pivots.shape)}")
 
 
-def _batches(count: int) -> Iterator[slice]:
-    for start in range(0, count, EVAL_BATCH_SIZE):
-        yield slice(start, min(start + EVAL_BATCH_SIZE, count))
-
-
-def clip_psnr(generator: Generator, targets: torch.Tensor, pivots: torch.Tensor) -> torch.Tensor:
-    """PSNR (dB) of generator(pivot) against every frame, in float32 and batches: [N]."""
+def clip_psnr(
+    generator: Generator, targets: CropSource, pivots: torch.Tensor, *, frames: torch.Tensor
+) -> torch.Tensor:
+    """PSNR (dB) of generator(pivot) against the `frames` [K] of the clip, in float32 and batches: [K]."""
+    device = generator.mapping.w_avg.device
+    scores = []
     with torch.no_grad():
-        return torch.cat(
-            [
-                psnr(generator.synthesis(pivots[part], noise_mode="const"), targets[part])
-                for part in _batches(len(targets))
-            ]
-        )
+        for batch in frames.split(EVAL_BATCH_SIZE):
+            ws = pivots[batch].to(device=device, dtype=torch.float32)  # [b, num_ws, w_dim]
+            images = generator.synthesis(ws, noise_mode="const")
+            scores.append(psnr(images, targets[batch].to(device=device, dtype=torch.float32)).cpu())
+    return torch.cat(scores)
 
 
 def tune_generator(
     generator: Generator,
-    targets: torch.Tensor,
+    targets: CropSource,
     pivots: torch.Tensor,
     *,
     config: PTIConfig,
@@ -322,7 +346,8 @@ def tune_generator(
     stop: Callable[[int], bool] | None = None,
 ) -> TuneResult:
     """Tune a copy of `generator`'s synthesis network so that it renders `pivots` [N, num_ws, w_dim] as
-    `targets` [N, 3, R, R] (aligned crops in [-1, 1]); see the module docstring.
+    `targets` (N aligned crops [3, R, R] in [-1, 1]: a tensor, or a store read a batch at a time); see
+    the module docstring. Only the batch in use is on the device.
 
     `perceptual`: an LPIPS module (`reenact.losses.LPIPS`) or None for an L2-only loss.
     `runtime`: the device, and the autocast the tuned generator renders under (losses stay float32).
@@ -334,9 +359,9 @@ def tune_generator(
     _check_shapes(generator, targets, pivots)
     started = time.perf_counter()
     device = runtime.device
-    targets = targets.detach().to(device=device, dtype=torch.float32)  # [N, 3, R, R]
-    pivots = pivots.detach().to(device=device, dtype=torch.float32)  # [N, num_ws, w_dim]
-    num_frames = targets.shape[0]
+    pivots = pivots.detach().to(device="cpu", dtype=torch.float32)  # [N, num_ws, w_dim]
+    num_frames = len(targets)
+    measured = report_frames(num_frames)  # [K]
     total_steps = pti_steps(num_frames, config=config)
 
     original = copy.deepcopy(generator).to(device).eval().requires_grad_(False)  # frozen reference
@@ -364,7 +389,7 @@ def tune_generator(
                 fingerprint=fingerprint,
             )
 
-    psnr_before = clip_psnr(original, targets, pivots)
+    psnr_before = clip_psnr(original, targets, pivots, frames=measured)
     distance = config.locality_radius * math.sqrt(original.num_ws)
     distance *= w_spread(original.mapping, z_dim=original.z_dim, seed=config.seed, device=device)
     regularise = config.locality_weight > 0
@@ -375,15 +400,16 @@ def tune_generator(
             if config.target_psnr > 0 and seen_all and float(frame_psnr.mean()) >= config.target_psnr:
                 break
             index = batch_indices(step, num_frames=num_frames, batch_size=config.batch_size, seed=config.seed)
-            index = index.to(device)
+            batch_pivots = pivots[index].to(device, non_blocking=True)  # [B, num_ws, w_dim]
+            batch_targets = targets[index].to(device=device, dtype=torch.float32, non_blocking=True)
             with autocast(runtime):
-                images = tuned.synthesis(pivots[index], noise_mode="const")  # [B, 3, R, R]
-            loss = image_loss(images.float(), targets[index], perceptual=perceptual, config=config).mean()
+                images = tuned.synthesis(batch_pivots, noise_mode="const")  # [B, 3, R, R]
+            loss = image_loss(images.float(), batch_targets, perceptual=perceptual, config=config).mean()
             if regularise and step % config.locality_interval == 0:
                 loss = loss + config.locality_weight * _locality_loss(
                     tuned,
                     original,
-                    pivots[index],
+                    batch_pivots,
                     step=step,
                     distance=distance,
                     config=config,
@@ -394,8 +420,8 @@ def tune_generator(
             loss.backward()
             optimiser.step()
             step += 1
-            batch_psnr = psnr(images.detach().float(), targets[index]).cpu()  # [B]
-            frame_psnr[index.cpu()] = batch_psnr
+            batch_psnr = psnr(images.detach().float(), batch_targets).cpu()  # [B]
+            frame_psnr[index] = batch_psnr
             task.advance()
             if on_step is not None:
                 on_step(
@@ -416,7 +442,8 @@ def tune_generator(
     return TuneResult(
         generator=tuned,
         psnr_before=psnr_before,
-        psnr_after=clip_psnr(tuned, targets, pivots),
+        psnr_after=clip_psnr(tuned, targets, pivots, frames=measured),
+        report_frames=measured,
         steps=step,
         resumed_from=start_step,
         seconds=time.perf_counter() - started,

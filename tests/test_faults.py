@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from reenact.synthetic import SyntheticConfig, make_world, write_world
 from reenact.workspace import Workspace
 from reenact_cli.main import run
 from tests.conftest import testdata_file
+from tests.proctools import peak_bytes, start
 from tests.test_stages import SquaresStage
 from tests.test_video import VIDEO_CLIPS
 
@@ -90,6 +92,11 @@ def test_a_damaged_or_swapped_cache_file_is_recomputed_never_used(
     assert {name for name, _ in damaged_files} == set(locations), "every stage stores files"
     for number, ((name, path), damage) in enumerate(itertools.product(damaged_files, DAMAGES)):
         damage(path)
+        if name.endswith("-crops"):  # crops are read only by a computing inversion or tuning: make them
+            for needs in ("invert", "tune"):
+                shutil.rmtree(
+                    locations.get(name.replace("crops", needs), tmp_path / "none"), ignore_errors=True
+                )
         summary, err, frames = transfer(f"damaged{number}")
         stages = {stage["name"]: stage["cached"] for stage in summary["stages"]}
         assert stages[name] is False, f"damaged {path.name} of {name} was used"
@@ -116,25 +123,6 @@ def test_a_damaged_part_is_computed_again(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- concurrent runs
-
-
-PEAK_RUN_SCRIPT = """
-import sys
-from reenact_cli.main import run
-code = run(sys.argv[2:])
-status = open("/proc/self/status").read().splitlines()
-with open(sys.argv[1], "w") as peak:  # VmHWM: this process's own peak, not its parent's before exec
-    peak.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
-sys.exit(code)
-"""
-
-
-def start(args: list[str], *, peak_file: Path | None = None) -> subprocess.Popen[str]:
-    """The CLI in a child process; with `peak_file`, its peak resident memory (kB) is written there."""
-    command = ["-m", "reenact_cli.main"] if peak_file is None else ["-c", PEAK_RUN_SCRIPT, str(peak_file)]
-    return subprocess.Popen(
-        [sys.executable, *command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 def run_two(first: list[str], second: list[str]) -> list[tuple[int, str, str]]:
@@ -458,7 +446,7 @@ def test_absurd_landmark_files_end_fast_in_bounded_memory(world_files, tmp_path:
     process = start([*args, "--json"], peak_file=peak_file)
     out, err = process.communicate(timeout=ABSURD_LIMIT_S * 4)
     seconds = time.monotonic() - started
-    peak = int(peak_file.read_text()) * 1024
+    peak = peak_bytes(peak_file)
     assert seconds < ABSURD_LIMIT_S and peak < ABSURD_LIMIT_BYTES, (seconds, peak)
     assert "warning:" in err, err
     if case == "scaled":
@@ -546,8 +534,6 @@ def test_a_damaged_tuning_checkpoint_is_not_resumed_from(
 def test_bad_landmark_files_are_one_specific_line(tmp_path: Path, capsys, case: str) -> None:
     """Files that used to end in `internal error`: each now says what is wrong with it."""
     import zipfile
-
-    from tests.conftest import testdata_file
 
     if case == "object_npz":
         np.save(tmp_path / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)

@@ -217,7 +217,7 @@ def test_invert_and_tune_commands_store_pivots_and_tuned_generator(
     assert run(["tune", *common]) == 0
     tuned = json.loads(capsys.readouterr().out)
     stages = {stage["name"]: stage["cached"] for stage in tuned["stages"]}
-    assert stages == {"inp-align": True, "inp-invert": True, "inp-tune": False}
+    assert stages == {"inp-align": True, "inp-crops": True, "inp-invert": True, "inp-tune": False}
     summary = _stage_manifest(tuned, "inp-tune")["summary"]
     # In-domain frames are inverted to ~43 dB, so tuning adds little (measured +0.8 dB); an untouched
     # generator adds nothing.

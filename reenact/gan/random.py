@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from reenact.errors import ReenactError
@@ -31,7 +32,11 @@ OUTPUT_PEAK = 1.0
 values outside that range, so a clipped pixel is one that no latent reproduces exactly: with a plain
 std calibration (0.4) the random generator's heavy-tailed images lost 2-5% of their pixels to clipping,
 and the inversion's optimum moved away from the true latents."""
+TORCH_QUANTILE_MAX_ELEMENTS = 1 << 24
+"""`torch.quantile` refuses larger inputs."""
 CALIBRATION_SAMPLES = 256
+CALIBRATION_BATCH_PIXELS = 1 << 20
+"""Calibration renders at most this many output pixels at once (all samples at once up to 64 px)."""
 
 RANDOM_W_DIM = 8
 """Default width of the random generator's z and w (the synthetic world's `w_dim`). Every style affine
@@ -62,10 +67,17 @@ def random_generator(
     with torch.no_grad():
         w = generator.mapping(z)[:, 0]  # [S, w_dim]
         generator.mapping.w_avg.copy_(w.mean(dim=0))
-        images = generator.synthesis(w[:CALIBRATION_SAMPLES])  # [S, 3, R, R]
+        chunk = max(1, CALIBRATION_BATCH_PIXELS // resolution**2)  # bounded activations at any size
+        images = torch.cat(
+            [generator.synthesis(ws) for ws in w[:CALIBRATION_SAMPLES].split(chunk)]
+        )  # [S, 3, R, R]
         mean = images.mean(dim=(0, 2, 3))  # [3]
-        peak = (images - mean[None, :, None, None]).abs().flatten().quantile(OUTPUT_QUANTILE)
-        gain = OUTPUT_PEAK / float(peak)
+        magnitudes = (images - mean[None, :, None, None]).abs().flatten()
+        if magnitudes.numel() <= TORCH_QUANTILE_MAX_ELEMENTS:
+            peak = float(magnitudes.quantile(OUTPUT_QUANTILE))
+        else:  # large resolutions: the same linear-interpolated quantile, where torch refuses
+            peak = float(np.quantile(magnitudes.numpy(), OUTPUT_QUANTILE))
+        gain = OUTPUT_PEAK / peak
         last = getattr(generator.synthesis, f"b{generator.resolution}")
         for res in generator.synthesis.block_resolutions:
             # Every ToRGB output is linear in its weight and the skip images add up: exact rescale.

@@ -1,54 +1,159 @@
-"""The aligned crops of a clip, read for inversion and tuning.
+"""Crops stage: the aligned crops of a clip's frames with a face, cached on disk, read a batch at a time.
 
-Today the crops of every frame with a face are decoded and warped once, at the first request, and kept
-for both stages (a cached stage never asks). This is the one place that reads crops, so a streaming
-crop source (an on-disk crop cache, or decode-and-warp on demand) replaces it without touching a stage.
+Inversion and tuning read crops many times and in any order (tuning draws its batches from the whole
+clip), so the crops are warped once and stored as uint8 in the workspace, in parts of `CROP_PART_FRAMES`
+clip frames (`crops-START-STOP.npy`, [n, R, R, 3], only the frames with a face). Readers open the part
+files they need for one batch (memory-mapped) and let them go, so nothing held grows with the clip.
+The stage runs only when a stage that needs pixels computes: a cached inversion and tuning never ask.
+
+Disk: R x R x 3 bytes per frame with a face (3 MiB at 1024 px); `reenact cache` shows and prunes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from reenact import video
 from reenact.faces.align import warp_to_crop
+from reenact.files import RowWriter
 from reenact.imaging import images_from_uint8
 from reenact.progress import SILENT, Progress
-from reenact.stages.align import ClipAlignment
-from reenact.stages.base import FrameRange
+from reenact.stages.align import ClipAlignment, FrameCursor
+from reenact.stages.base import STAGE_VERSION, FrameRange, adopt, split_range
+from reenact.workspace import StageKey, stage_key
+
+CROP_PART_FRAMES = 256
+"""Clip frames per part: what an interrupted crop pass loses at most."""
+CROPS_FILE = "crops.npy"
+PART_PREFIX = "crops-"
 
 
-class ClipCrops:
-    """Aligned crops of a clip's frames with a face, as [n, 3, R, R] float32 in [-1, 1]."""
+class CropStore:
+    """The stored crops, addressed by slot (the index of a frame among the frames with a face).
 
-    def __init__(self, path: Path, alignment: ClipAlignment, *, progress: Progress = SILENT) -> None:
+    `store[a:b]` or `store[indices]` gives float32 crops [n, 3, R, R] in [-1, 1] on the CPU; a [N, 3, R, R]
+    tensor answers the same two questions, so the maths takes either."""
+
+    def __init__(self, directory: Path, *, digest: str) -> None:
+        self.digest = digest
+        """The crops stage's content key: what tuning's resume fingerprint records instead of the pixels."""
+        self.files = sorted(directory.glob(f"{PART_PREFIX}*.npy"), key=lambda p: int(p.stem.split("-")[1]))
+        counts = [int(np.load(path, mmap_mode="r").shape[0]) for path in self.files]  # header only
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # [parts + 1]
+        first = np.load(self.files[0], mmap_mode="r") if self.files else np.zeros((0, 0, 0, 3), np.uint8)
+        self.resolution = int(first.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.files)
+
+    def __getitem__(self, index: slice | torch.Tensor | np.ndarray) -> torch.Tensor:
+        if isinstance(index, slice):
+            slots = np.arange(*index.indices(len(self)), dtype=np.int64)
+        else:
+            slots = np.asarray(index, dtype=np.int64).reshape(-1)
+        return images_from_uint8(self.uint8(slots))  # [n, 3, R, R]
+
+    def window(self, slots: slice) -> CropWindow:
+        """The crops of `slots` alone, addressed from 0 (one inversion segment's targets)."""
+        return CropWindow(self, slots)
+
+    def uint8(self, slots: np.ndarray) -> np.ndarray:
+        """Crops [n, R, R, 3] uint8 of `slots`, in their order; each part file is opened once per call."""
+        out = np.empty((len(slots), self.resolution, self.resolution, 3), dtype=np.uint8)
+        parts = np.searchsorted(self.starts, slots, side="right") - 1  # [n]
+        for part in np.unique(parts):
+            rows = np.flatnonzero(parts == part)
+            stored = np.load(self.files[part], mmap_mode="r")
+            out[rows] = stored[slots[rows] - self.starts[part]]
+            del stored  # unmapped: pages read for this batch stop counting towards the process
+        return out
+
+
+class CropWindow:
+    """A contiguous run of a store's slots, addressed from 0: itself a `CropSource`."""
+
+    def __init__(self, store: CropStore, slots: slice) -> None:
+        self.store = store
+        self.start, self.stop, _ = slots.indices(len(store))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: slice | torch.Tensor | np.ndarray) -> torch.Tensor:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            return self.store[slice(self.start + start, self.start + stop, step)]
+        return self.store[np.asarray(index, dtype=np.int64) + self.start]
+
+
+class CropsStage:
+    """A clip's aligned crops at one resolution (see the module docstring)."""
+
+    name = "crops"
+
+    def __init__(
+        self, path: Path, alignment: ClipAlignment, *, align: StageKey, progress: Progress = SILENT
+    ) -> None:
         self.path = path
         self.alignment = alignment
         self.progress = progress
-        self.slot = np.cumsum(alignment.valid) - 1  # [T] index of each frame among the frames with a face
-        self._crops: torch.Tensor | None = None
+        self.key = stage_key(
+            "crops", {"version": STAGE_VERSION, "align": align.digest, "resolution": alignment.resolution}
+        )
+        self._cursor = FrameCursor(path)
 
-    def frames(self, frames: FrameRange) -> torch.Tensor:
-        """Crops of the frames in `frames` (all of which have a face): [len, 3, R, R]."""
-        return self.all()[self.slot[frames.start] : self.slot[frames.stop - 1] + 1]
+    def ranges(self) -> list[FrameRange]:
+        return split_range(FrameRange(0, self.alignment.num_frames), size=CROP_PART_FRAMES)
 
-    def all(self) -> torch.Tensor:
-        """Crops of every frame with a face: [N, 3, R, R]."""
-        if self._crops is None:
-            self._crops = self._read()
-        return self._crops
-
-    def _read(self) -> torch.Tensor:
-        alignment, valid = self.alignment, self.alignment.valid
-        resolution = alignment.resolution
-        crops = np.zeros((int(valid.sum()), resolution, resolution, 3), dtype=np.uint8)  # [N, R, R, 3]
-        with self.progress.task("crops", total=alignment.num_frames, unit="frame") as task:
-            for frame in video.VideoReader(self.path).frames(upright=True):
+    def compute(self, frames: FrameRange, part: Path) -> None:
+        """Decode and warp the part's frames, each crop written to the part's file as it is made."""
+        alignment, resolution = self.alignment, self.alignment.resolution
+        count = int(alignment.valid[frames.start : frames.stop].sum())
+        indices = range(frames.start, frames.stop)
+        with (
+            self.progress.task("crops", total=len(frames), unit="frame") as task,
+            RowWriter(
+                part / CROPS_FILE, rows=count, row_shape=(resolution, resolution, 3), dtype=np.uint8
+            ) as out,
+        ):
+            for index, image in zip(indices, self._cursor.images(frames), strict=False):
                 task.advance()
-                if frame.index < alignment.num_frames and valid[frame.index]:
-                    crops[self.slot[frame.index]] = warp_to_crop(
-                        frame.image, alignment.matrices[frame.index], resolution
-                    )
-        return images_from_uint8(crops)  # [N, 3, R, R]
+                if alignment.valid[index]:
+                    out.write(warp_to_crop(image, alignment.matrices[index], resolution))  # [R, R, 3]
+
+    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+        for frames, part in zip(self.ranges(), parts, strict=True):
+            adopt(part / CROPS_FILE, directory / f"{PART_PREFIX}{frames.name}.npy")
+        return {"crops": int(self.alignment.valid.sum())}
+
+    def load(self, directory: Path) -> CropStore:
+        return CropStore(directory, digest=self.key.digest)
+
+
+class ClipCrops:
+    """A clip's crops, stored on first request: `store()` runs the crops stage (cached) through `run`,
+    so a run whose inversion and tuning are cached never decodes the clip for them."""
+
+    def __init__(self, stage: CropsStage, *, run: Callable[[CropsStage], CropStore]) -> None:
+        self.stage = stage
+        self.alignment = stage.alignment
+        self._run = run
+        self._store: CropStore | None = None
+
+    def store(self) -> CropStore:
+        if self._store is None:
+            self._store = self._run(self.stage)
+        return self._store
+
+    def slots(self, frames: FrameRange) -> slice:
+        """The slots of `frames` (all of which have a face)."""
+        before = int(self.alignment.valid[: frames.start].sum())
+        return slice(before, before + len(frames))

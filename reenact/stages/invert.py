@@ -1,9 +1,12 @@
 """Inversion stage: W+ pivots of every frame with a face, with the ORIGINAL generator.
 
-Parts: the clip's runs of consecutive frames with a face (never across a scene cut), each inverted by
-one warm-started `reenact.invert.invert_clip` (frame 0 of a run from the start point, the others from
-their neighbour). A finished run is kept as a part, so an interrupted inversion resumes at the first
-unfinished run. Merge: the runs' pivots in frame order, one safetensors file.
+Parts: the clip's runs of consecutive frames with a face (never across a scene cut), cut into segments
+of at most `SEGMENT_FRAMES`, each inverted by one warm-started `reenact.invert.invert_clip`. A segment
+starts like a shot: its first frame from the start point with the full first-frame budget, the others
+from their neighbour. So segments do not depend on each other (a long shot resumes at its first
+unfinished segment, and segments can be computed anywhere), at the price of one cold start per segment.
+Targets are read from the crops stage a batch at a time. Merge: the pivots in frame order, one
+safetensors file.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from reenact.gan.source import GeneratorSource
 from reenact.invert import invert_clip
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import ClipAlignment
-from reenact.stages.base import STAGE_VERSION, FrameRange
+from reenact.stages.base import STAGE_VERSION, FrameRange, split_range
 from reenact.stages.crops import ClipCrops
 from reenact.workspace import StageKey, stage_key
 
 PIVOTS_FILE = "pivots.safetensors"
+SEGMENT_FRAMES = 256
+"""Frames per inversion part at most: what an interrupted inversion loses, and one cold start each."""
 
 
 @dataclass
@@ -82,12 +87,12 @@ class InvertStage:
         )
 
     def ranges(self) -> list[FrameRange]:
-        return self.alignment.runs()
+        return [segment for run in self.alignment.runs() for segment in split_range(run, size=SEGMENT_FRAMES)]
 
     def compute(self, frames: FrameRange, part: Path) -> None:
         result = invert_clip(
             self.source.generator,
-            self.crops.frames(frames),
+            self.crops.store().window(self.crops.slots(frames)),
             config=self.settings.invert,
             perceptual=self.perceptual,
             runtime=self.runtime,

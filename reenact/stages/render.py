@@ -1,10 +1,11 @@
 """Render stage: W+ latents rendered to uint8 crops by a generator, by parts of `RENDER_PART` latents.
 
-Each part renders its latents in batches of `RENDER_BATCH` and stores the crops [n, R, R, 3] uint8 as
-one `.npy`; the merge only links the parts into the result, which is read back a part at a time
-(memory-mapped), never as a whole clip. The key is the generator's (the tuned one's stage key, or the
-source's hash) and the latents' own hash, so the same latents rendered again, e.g. to another output
-file or after an interrupted encode, are not rendered twice.
+Each part renders its latents in batches of `RENDER_BATCH` and writes the crops [n, R, R, 3] uint8 to
+one `.npy` as they come (never holding the part); the merge only links the parts into the result,
+which is read back a part at a time (memory-mapped), never as a whole clip. The key is the
+generator's (the tuned one's stage key, or the source's hash) and the latents' own hash, so the same
+latents rendered again, e.g. to another output file or after an interrupted encode, are not rendered
+twice.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from reenact.device import Runtime, autocast
+from reenact.files import RowWriter
 from reenact.gan.stylegan2 import Generator
 from reenact.imaging import images_to_uint8
 from reenact.progress import SILENT, Progress
@@ -82,15 +84,19 @@ class RenderStage:
         return split_range(FrameRange(0, len(self.latents)), size=RENDER_PART)
 
     def compute(self, frames: FrameRange, part: Path) -> None:
-        crops = []
-        with self.progress.task("render", total=len(frames), unit="frame") as task:
+        resolution = self.generator.resolution
+        with (
+            self.progress.task("render", total=len(frames), unit="frame") as task,
+            RowWriter(
+                part / CROPS_FILE, rows=len(frames), row_shape=(resolution, resolution, 3), dtype=np.uint8
+            ) as out,
+        ):
             for start in range(frames.start, frames.stop, RENDER_BATCH):
                 ws = self.latents[start : min(start + RENDER_BATCH, frames.stop)].to(self.runtime.device)
                 with torch.no_grad(), autocast(self.runtime):
                     images = self.generator.synthesis(ws, noise_mode="const").float()  # [B, 3, R, R]
-                crops.append(images_to_uint8(images).cpu().numpy())  # [B, R, R, 3]
+                out.write(images_to_uint8(images).cpu().numpy())  # [B, R, R, 3]
                 task.advance(len(ws))
-        np.save(part / CROPS_FILE, np.concatenate(crops))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         for frames, part in zip(self.ranges(), parts, strict=True):

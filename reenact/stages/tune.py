@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from reenact.config import Config, config_to_dict
@@ -20,7 +21,7 @@ from reenact.gan.checkpoints import load_generator, save_generator
 from reenact.gan.source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
 from reenact.progress import SILENT, Progress
-from reenact.pti import CheckpointError, TuneResult, tune_generator
+from reenact.pti import CheckpointError, TuneResult, times_drawn, tune_generator
 from reenact.stages.base import STAGE_VERSION, FrameRange, adopt
 from reenact.stages.crops import ClipCrops
 from reenact.stages.invert import Pivots
@@ -81,13 +82,14 @@ class TuneStage:
         return [FrameRange(0, len(self.pivots.frames))]
 
     def compute(self, frames: FrameRange, part: Path) -> None:
+        """Tune on every frame with a face (`frames` is the one part, all of them)."""
         checkpoint = part.parent / CHECKPOINT_FILE
 
         def tune() -> TuneResult:
             return tune_generator(
                 self.source.generator,
-                self.crops.all()[frames.start : frames.stop],
-                self.pivots.ws[frames.start : frames.stop],
+                self.crops.store(),
+                self.pivots.ws,
                 config=self.settings.pti,
                 perceptual=self.lpips,
                 runtime=self.runtime,
@@ -103,13 +105,31 @@ class TuneStage:
             result = tune()
         self.resumed_from = result.resumed_from
         save_generator(result.generator, part / GENERATOR_FILE)
+        per_shot = self.frames_drawn_per_shot(result.steps)
+        covered = int((per_shot > 0).sum())
+        self.progress.note(
+            f"tune: batches drew from {covered} of {len(per_shot)} shots with a face "
+            f"(fewest frames drawn from one: {int(per_shot.min())})"
+        )
         summary = {
             "psnr_before": float(result.psnr_before.mean()),
             "psnr_after": float(result.psnr_after.mean()),
             "steps": result.steps,
             "resumed_from": result.resumed_from,
+            "frames_drawn_per_shot": per_shot.tolist(),
         }
         (part / SUMMARY_FILE).write_text(json.dumps(summary))
+
+    def frames_drawn_per_shot(self, steps: int) -> np.ndarray:
+        """Frames tuning's batches drew from each shot that has a face, over `steps` steps: [shots]."""
+        config = self.settings.pti
+        drawn = times_drawn(
+            steps, num_frames=len(self.pivots.frames), batch_size=config.batch_size, seed=config.seed
+        )
+        starts = np.array([first for first, _ in self.crops.alignment.track.segments], dtype=np.int64)
+        shot = np.searchsorted(starts, self.pivots.frames, side="right") - 1  # [N] shot of each frame
+        per_shot = np.bincount(shot, weights=drawn, minlength=len(starts)).astype(np.int64)
+        return per_shot[np.unique(shot)]
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         (part,) = parts

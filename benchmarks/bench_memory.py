@@ -1,0 +1,160 @@
+"""Peak memory of `transfer` against the clip's length: the data path must not grow with it.
+
+Examples:
+    python benchmarks/bench_memory.py                              # 100, 1000 and 5000 frames, 1024 px
+    python benchmarks/bench_memory.py --frames 100 400 --resolution 256
+    python benchmarks/bench_memory.py --device cuda --json         # the real generator on a GPU
+
+Target and driver are a real clip of the test data looped to N frames (written once as a video, its
+landmarks looped alongside, so detection is not measured). Each length runs in a fresh subprocess
+through the pipeline API: a config-F generator at `--resolution` with random weights, every loss
+network off and every step count cut to one, so only the data path counts. On the CPU a config-F
+render costs seconds, so the synthesis arithmetic is swapped for a cheap stand-in with the same
+parameters (tuning still keeps their gradients and Adam state) and the same output shape; the first
+line of the output says so. On CUDA the real architecture runs.
+
+Columns: peak host RSS (VmHWM), peak device memory (CUDA), seconds per frame, and the workspace's bytes
+per frame (the crop cache is most of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared"))
+DEFAULT_CLIP = SHARED_DIR / "testdata" / "retalk_face2.mp4"
+DEFAULT_FRAMES = (100, 1000, 5000)
+MIB = 2**20
+DRIVER_OFFSET = 40
+"""The driver is the same loop started this many frames later: other content, same faces."""
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+import torch
+from reenact import pipeline
+from reenact.config import Config
+from reenact.device import resolve_runtime
+from reenact.gan import stylegan2
+from reenact.gan.source import GeneratorSource
+from reenact.gan.stylegan2 import Generator, ffhq_config_f
+from reenact.workspace import Workspace
+
+target, driver, target_marks, driver_marks, out, work, resolution, device, stand_in = sys.argv[1:10]
+resolution, stand_in = int(resolution), stand_in == "1"
+if stand_in:
+    def cheap_forward(self, ws, **kwargs):  # same parameters and output shape, trivial arithmetic
+        touch = sum(p.reshape(-1)[0] for p in self.parameters()) * 0.0
+        level = torch.tanh(ws.mean(dim=(1, 2)))[:, None, None, None]
+        return level.expand(ws.shape[0], 3, self.resolution, self.resolution) + touch
+    stylegan2.SynthesisNetwork.forward = cheap_forward
+runtime = resolve_runtime(device)
+generator = Generator(ffhq_config_f(resolution)).to(runtime.device).eval().requires_grad_(False)
+source = GeneratorSource(spec="bench", generator=generator, digest=f"bench-f-{resolution}", is_random=True)
+settings = Config().with_values(
+    invert={"first_steps": 1, "warm_steps": 1, "perceptual_weight": 0.0, "start_samples": 0},
+    pti={"base_steps": 1, "max_steps": 1, "lpips_weight": 0.0, "locality_weight": 0.0},
+)
+context = pipeline.make_context(workspace=Workspace(work), source=source, settings=settings, runtime=runtime)
+started = time.perf_counter()
+report = pipeline.transfer(Path(target), Path(driver), Path(out), context=context,
+                           target_landmarks=target_marks, driver_landmarks=driver_marks)
+seconds = time.perf_counter() - started
+status = Path("/proc/self/status").read_text().splitlines()
+peak_kb = int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+device_peak = torch.cuda.max_memory_allocated() if runtime.device.type == "cuda" else None
+work_bytes = sum(p.stat().st_size for p in Path(work).rglob("*") if p.is_file())
+print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": peak_kb * 1024,
+                  "peak_device": device_peak, "workspace": work_bytes}))
+"""
+
+
+def looped_inputs(clip: Path, frames: int, folder: Path, *, offset: int = 0) -> tuple[Path, Path]:
+    """`clip` looped to `frames` frames from its frame `offset` (one video file), and its landmarks looped
+    alongside."""
+    import numpy as np
+
+    from reenact import video
+    from reenact.config import Config
+    from reenact.device import resolve_runtime
+    from reenact.faces.landmarks import write_landmarks
+    from reenact.pipeline import align_clip
+    from reenact.workspace import Workspace
+
+    alignment, _ = align_clip(
+        clip,
+        workspace=Workspace(folder / "align-work"),
+        settings=Config(),
+        resolution=64,
+        runtime=resolve_runtime("cpu"),
+    )  # fmt: skip  (cached after the first length)
+    points = alignment.track.points  # [T, 68, 2], NaN where no face
+    reader = video.VideoReader(clip)
+    images = [frame.image for frame in reader.frames(upright=True)]
+    period = round(1 / (reader.info.fps_avg * float(reader.info.time_base_fraction)))
+    order = (np.arange(frames) + offset) % len(images)  # [N]
+    output = folder / f"looped-{frames}-{offset}.mp4"
+    with video.VideoWriter(output, like=reader.info, config=Config().video, overwrite=True) as writer:
+        for index, source in enumerate(order):
+            writer.write(images[source], pts=index * period)
+    marks = folder / f"looped-{frames}-{offset}.npz"
+    return output, write_landmarks(marks, np.ascontiguousarray(points[order][:, None]))  # [N, 1, 68, 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--frames", type=int, nargs="+", default=list(DEFAULT_FRAMES))
+    parser.add_argument("--resolution", type=int, default=1024)
+    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    stand_in = args.device == "cpu"
+    if not args.json:
+        print(
+            "stand-in synthesis arithmetic (same parameters and output shapes): data path only"
+            if stand_in
+            else "real config-F architecture with random weights"
+        )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_memory-") as tmp:
+        folder = Path(tmp)
+        for frames in args.frames:
+            target, target_marks = looped_inputs(args.clip, frames, folder)
+            driver, driver_marks = looped_inputs(args.clip, frames, folder, offset=DRIVER_OFFSET)
+            started = time.perf_counter()
+            result = subprocess.run(
+                [sys.executable, "-c", CHILD, str(target), str(driver), str(target_marks), str(driver_marks),
+                 str(folder / f"out-{frames}.mp4"), str(folder / f"work-{frames}"), str(args.resolution),
+                 args.device, "1" if stand_in else "0"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise SystemExit(f"{frames} frames failed:\n{result.stderr[-3000:]}")
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            row["wall"] = time.perf_counter() - started
+            rows.append(row)
+            if not args.json:
+                device = "-" if row["peak_device"] is None else f"{row['peak_device'] / MIB:.0f}"
+                per_frame = row["workspace"] / frames / MIB
+                print(
+                    f"{frames:>6} frames  peak RSS {row['peak_rss'] / MIB:8.0f} MiB  device {device:>6} MiB  "
+                    f"{row['seconds'] / frames:6.3f} s/frame  workspace {per_frame:6.2f} MiB/frame",
+                    flush=True,
+                )
+            shutil.rmtree(folder / f"work-{frames}", ignore_errors=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
