@@ -16,7 +16,7 @@ import typer
 
 from reenact import __version__
 from reenact.errors import ReenactError
-from reenact_cli import align_cmd, demo_cmd, evaluate_cmd, pipeline_cmds, video_cmds, weights_cmd
+from reenact_cli import align_cmd, cache_cmd, demo_cmd, evaluate_cmd, pipeline_cmds, video_cmds, weights_cmd
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -62,6 +62,7 @@ app.command("morph")(pipeline_cmds.morph)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(weights_cmd.app, name="weights")
+app.add_typer(cache_cmd.app, name="cache")
 
 
 class Interrupted(BaseException):

@@ -40,6 +40,7 @@ from reenact_cli.common import (
 from reenact_cli.progress import cli_progress
 
 RANDOM_GENERATOR_PRESET = "synthetic"
+GIGABYTE = 1e9
 """The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
 
 Input = Annotated[Path, typer.Argument(help="Input video or photo.")]
@@ -79,10 +80,16 @@ def make_context(
 
 
 def report_summary(
-    report: pipeline.RunReport | list[pipeline.StageReport], *, as_json: bool, title: str
+    report: pipeline.RunReport | list[pipeline.StageReport],
+    *,
+    context: pipeline.RunContext,
+    as_json: bool,
+    title: str,
 ) -> None:
-    """The final summary: every stage's time (or `cached`), its result, and the output."""
+    """The final summary: every stage's time (or `cached`), its result, the output, peak memory and the
+    workspace's size."""
     stages = report.stages if isinstance(report, pipeline.RunReport) else report
+    usage = pipeline.resource_usage(workspace=context.workspace, runtime=context.runtime)
     if as_json:
         data: dict[str, object] = {
             "stages": [
@@ -100,6 +107,7 @@ def report_summary(
         if isinstance(report, pipeline.RunReport):
             data.update(output=str(report.output), frames=report.frames, seconds=round(report.seconds, 3))
             data.update(report.details)
+        data.update(usage)
         typer.echo(json.dumps(data, indent=2))
         return
     typer.echo(title)
@@ -108,6 +116,12 @@ def report_summary(
         typer.echo(f"  {pipeline.stage_line(stage)}{where}")
     if isinstance(report, pipeline.RunReport):
         typer.echo(f"  total       {report.seconds:>7.1f} s  {report.frames} frames -> {report.output}")
+    device = usage["peak_device_memory_bytes"]
+    on_device = "" if device is None else f", {device / GIGABYTE:.2f} GB on the device"
+    typer.echo(
+        f"  memory      peak {usage['peak_memory_bytes'] / GIGABYTE:.2f} GB{on_device}; "
+        f"workspace {usage['workspace_bytes'] / GIGABYTE:.2f} GB"
+    )
 
 
 def _prepare_and_report(
@@ -130,7 +144,12 @@ def _prepare_and_report(
         role="input",
     )
     what = "tuned over" if tune else "pivots of"
-    report_summary(clip.stages, as_json=as_json, title=f"{source}: {what} {len(clip.pivots.frames)} frames")
+    report_summary(
+        clip.stages,
+        context=context,
+        as_json=as_json,
+        title=f"{source}: {what} {len(clip.pivots.frames)} frames",
+    )
 
 
 def invert(
@@ -255,7 +274,7 @@ def transfer(
         driver_ref=driver_ref,
         overwrite=overwrite,
     )
-    report_summary(report, as_json=as_json, title=f"transfer {driver} -> {target}")
+    report_summary(report, context=context, as_json=as_json, title=f"transfer {driver} -> {target}")
 
 
 def edit(
@@ -307,7 +326,7 @@ def edit(
         face=face_choice(face_index, face_at),
         overwrite=overwrite,
     )
-    report_summary(report, as_json=as_json, title=f"edit {source}")
+    report_summary(report, context=context, as_json=as_json, title=f"edit {source}")
 
 
 def morph(
@@ -352,4 +371,4 @@ def morph(
         crossover=crossover,
         overwrite=overwrite,
     )
-    report_summary(report, as_json=as_json, title=f"morph {first} -> {second}")
+    report_summary(report, context=context, as_json=as_json, title=f"morph {first} -> {second}")

@@ -13,13 +13,14 @@ orientation unless `upright=True`, which applies the display rotation (what a pl
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +63,8 @@ swscale's fast default is biased (each decode/encode pass darkened the picture b
 DEFAULT_MATRIX = int(av.video.reformatter.Colorspace.ITU601)
 """The matrix swscale and most decoders assume for a source that does not say (BT.601)."""
 RIGHT_ANGLE = 90
+PROBES_REMEMBERED = 64
+"""Files whose `probe` a process remembers."""
 MACROBLOCK = 16
 H264_MAX_FRAME_MACROBLOCKS = 139_264
 """The largest frame H.264 allows (level 6.2, e.g. 8192x4320), in 16x16 macroblocks; each side at most
@@ -175,8 +178,19 @@ def to_coded(image: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def probe(path: str | Path) -> VideoInfo:
-    """Describe a video or image file; `ReenactError` when it is missing or unreadable."""
+    """Describe a video or image file; `ReenactError` when it is missing or unreadable. A file is read
+    once per process while it is unchanged (same size and modification time): every stage of a run asks,
+    and a long file's packets are many."""
     path = check_input(path)
+    stat = path.stat()
+    info = _probe_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return replace(info, path=str(path))
+
+
+@functools.lru_cache(maxsize=PROBES_REMEMBERED)
+def _probe_file(resolved: str, size: int, mtime_ns: int) -> VideoInfo:
+    """`probe` of the file at `resolved` with this size and mtime (the arguments are the memo's key)."""
+    path = Path(resolved)
     if is_image_file(path):
         return _probe_image(path)
     with _open_video(path) as container:

@@ -11,6 +11,8 @@ Layout (`--workdir`, default `reenact-work/`):
     <root>/<stage>/<digest>.resume/     scratch of an unfinished run (checkpoints); kept on interrupt
     <root>/<stage>/.<digest>.tmp-*/     being written; renamed into place in one step on success
     <root>/<stage>/<digest>.lock        held (flock) by the process computing the result
+    <root>/<stage>/<digest>.use         held shared (flock) by every process using the result; its
+                                        mtime is the last use (`reenact cache` prunes by it)
     <root>/file-hashes.json             content hashes by (path, size, mtime), so big inputs hash once
 
 A result directory appears atomically (rename of a complete directory), so an interrupted run never
@@ -30,7 +32,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -43,6 +45,8 @@ WORKSPACE_FORMAT = "reenact-workspace/1"
 MANIFEST = "manifest.json"
 HASH_INDEX = "file-hashes.json"
 LOCK_SUFFIX = ".lock"
+USE_SUFFIX = ".use"
+RESUME_SUFFIX = ".resume"
 DIGEST_CHARS = 16
 """Hex characters of a stage key kept in directory names (64 bits)."""
 DEFAULT_WORKDIR = Path("reenact-work")
@@ -102,6 +106,8 @@ class Workspace:
         self._hashes: dict[str, str] | None = None
         self._verified: set[str] = set()
         """Digests of results whose files were hashed and found intact by this process."""
+        self._held: dict[str, IO[str]] = {}
+        """Open `.use` files of the results this process uses (shared locks, released at exit)."""
 
     # ---------------------------------------------------------------------------------- inputs
 
@@ -161,9 +167,22 @@ class Workspace:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def hold(self, key: StageKey) -> None:
+        """Mark `key`'s result as used by this process until it exits (a shared `flock` on `.use`, whose
+        mtime records the use), so `reenact cache prune` leaves it alone meanwhile. Taken before the
+        result is looked at: a prune in progress finishes first."""
+        if key.digest in self._held:
+            return
+        path = self.root / key.stage / f"{key.digest}{USE_SUFFIX}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        os.utime(path)
+        self._held[key.digest] = handle
+
     def scratch(self, key: StageKey) -> Path:
         """A directory for an unfinished run's checkpoints; survives interrupts, removed on success."""
-        path = self.root / key.stage / f"{key.digest}.resume"
+        path = self.root / key.stage / f"{key.digest}{RESUME_SUFFIX}"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -199,7 +218,7 @@ class Workspace:
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
-        shutil.rmtree(self.root / key.stage / f"{key.digest}.resume", ignore_errors=True)
+        shutil.rmtree(self.root / key.stage / f"{key.digest}{RESUME_SUFFIX}", ignore_errors=True)
 
     def manifest(self, key: StageKey) -> dict[str, Any]:
         """The manifest of a finished result."""

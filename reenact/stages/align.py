@@ -253,7 +253,8 @@ class AlignStage:
             )
         alignment = compute_alignment(track, settings=self.settings, resolution=self.resolution)
         alignment.save(directory)
-        return {"frames": alignment.num_frames, "aligned": int(alignment.valid.sum())}
+        aligned = int(alignment.valid.sum())
+        return {"frames": alignment.num_frames, "aligned": aligned, "input": str(self.path)}
 
     def load(self, directory: Path) -> ClipAlignment:
         return ClipAlignment.load(directory).at_resolution(self.resolution)

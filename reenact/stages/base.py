@@ -113,6 +113,7 @@ def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress 
     started = time.perf_counter()
     key = stage.key
     location = workspace.path(key)
+    workspace.hold(key)  # in use from now on: never pruned under this run
     stored = load_stored(workspace, stage, progress=progress)
     if stored is not None:
         return StageRun(stored, key, True, 0, 0, time.perf_counter() - started, location)
