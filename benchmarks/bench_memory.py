@@ -13,8 +13,9 @@ render costs seconds, so the synthesis arithmetic is swapped for a cheap stand-i
 parameters (tuning still keeps their gradients and Adam state) and the same output shape; the first
 line of the output says so. On CUDA the real architecture runs.
 
-Columns: peak host RSS (VmHWM), peak device memory (CUDA), seconds per frame, and the workspace's bytes
-per frame (the crop cache is most of it).
+Columns: peak host RSS (VmHWM), peak device memory (CUDA), seconds per frame, and the workspace's size;
+the last line gives the peak's growth and the workspace's cost per extra frame (crop caches and
+rendered crops; the tuned generator is a fixed cost).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ if stand_in:
     def cheap_forward(self, ws, **kwargs):  # same parameters and output shape, trivial arithmetic
         touch = sum(p.reshape(-1)[0] for p in self.parameters()) * 0.0
         level = torch.tanh(ws.mean(dim=(1, 2)))[:, None, None, None]
-        return level.expand(ws.shape[0], 3, self.resolution, self.resolution) + touch
+        size = self.block_resolutions[-1]
+        return level.expand(ws.shape[0], 3, size, size) + touch
     stylegan2.SynthesisNetwork.forward = cheap_forward
 runtime = resolve_runtime(device)
 generator = Generator(ffhq_config_f(resolution)).to(runtime.device).eval().requires_grad_(False)
@@ -145,15 +147,23 @@ def main() -> None:
             rows.append(row)
             if not args.json:
                 device = "-" if row["peak_device"] is None else f"{row['peak_device'] / MIB:.0f}"
-                per_frame = row["workspace"] / frames / MIB
                 print(
                     f"{frames:>6} frames  peak RSS {row['peak_rss'] / MIB:8.0f} MiB  device {device:>6} MiB  "
-                    f"{row['seconds'] / frames:6.3f} s/frame  workspace {per_frame:6.2f} MiB/frame",
+                    f"{row['seconds'] / frames:6.3f} s/frame  workspace {row['workspace'] / MIB:8.0f} MiB",
                     flush=True,
                 )
             shutil.rmtree(folder / f"work-{frames}", ignore_errors=True)
     if args.json:
         print(json.dumps(rows, indent=2))
+        return
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        growth = (last["peak_rss"] - first["peak_rss"]) / MIB
+        disk = (last["workspace"] - first["workspace"]) / (last["frames"] - first["frames"]) / MIB
+        print(
+            f"peak RSS {growth:+.0f} MiB from {first['frames']} to {last['frames']} frames; "
+            f"workspace {disk:.2f} MiB per extra frame"
+        )
 
 
 if __name__ == "__main__":

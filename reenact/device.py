@@ -67,6 +67,15 @@ def autocast(runtime: Runtime) -> Iterator[None]:
         yield
 
 
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host batch on `device` as float32: through pinned memory with a non-blocking copy on CUDA (the
+    copy overlaps the work already queued), a plain conversion elsewhere."""
+    batch = batch.to(dtype=torch.float32)
+    if device.type == "cuda" and batch.device.type == "cpu":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
 def full_precision(device: torch.device) -> torch.autocast:
     """Switch an enclosing autocast off on `device`: for work that compares nearly equal numbers (an
     L-BFGS line search), which bf16 would blur."""

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from reenact.config import InvertConfig
-from reenact.device import Runtime, autocast, full_precision
+from reenact.device import Runtime, autocast, full_precision, to_device
 from reenact.gan.stylegan2 import Generator
 from reenact.imaging import UNIT_RANGE_PEAK, CropSource, psnr_from_mse
 from reenact.losses import mse, weighted_image_loss
@@ -326,7 +326,7 @@ def invert_clip(
     with progress.task("invert", total=num_frames, unit="frame") as task, autocast(runtime):
         for start, stop, budget in runs:
             size = stop - start
-            batch = targets[start:stop].to(device=device, dtype=torch.float32)  # [B, 3, R, R]
+            batch = to_device(targets[start:stop], device)  # [B, 3, R, R]
             if config.mode == "warm" and start > 0:
                 previous = pivots[start - 1 : start, :layers].to(device)  # [1, K, w_dim]: the neighbour's
                 init, rate = previous.expand(size, -1, -1), config.warm_learning_rate

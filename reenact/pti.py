@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from reenact.config import PTIConfig
-from reenact.device import Runtime, autocast
+from reenact.device import Runtime, autocast, to_device
 from reenact.errors import ReenactError
 from reenact.files import read_safetensors, save_tensors
 from reenact.gan.stylegan2 import Generator
@@ -326,9 +326,8 @@ def clip_psnr(
     scores = []
     with torch.no_grad():
         for batch in frames.split(EVAL_BATCH_SIZE):
-            ws = pivots[batch].to(device=device, dtype=torch.float32)  # [b, num_ws, w_dim]
-            images = generator.synthesis(ws, noise_mode="const")
-            scores.append(psnr(images, targets[batch].to(device=device, dtype=torch.float32)).cpu())
+            images = generator.synthesis(to_device(pivots[batch], device), noise_mode="const")
+            scores.append(psnr(images, to_device(targets[batch], device)).cpu())
     return torch.cat(scores)
 
 
@@ -400,8 +399,8 @@ def tune_generator(
             if config.target_psnr > 0 and seen_all and float(frame_psnr.mean()) >= config.target_psnr:
                 break
             index = batch_indices(step, num_frames=num_frames, batch_size=config.batch_size, seed=config.seed)
-            batch_pivots = pivots[index].to(device, non_blocking=True)  # [B, num_ws, w_dim]
-            batch_targets = targets[index].to(device=device, dtype=torch.float32, non_blocking=True)
+            batch_pivots = to_device(pivots[index], device)  # [B, num_ws, w_dim]
+            batch_targets = to_device(targets[index], device)  # [B, 3, R, R]
             with autocast(runtime):
                 images = tuned.synthesis(batch_pivots, noise_mode="const")  # [B, 3, R, R]
             loss = image_loss(images.float(), batch_targets, perceptual=perceptual, config=config).mean()

@@ -58,7 +58,8 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         value = tensors[name].detach().to("cpu").contiguous()
         digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        if value.numel():
+            digest.update(value.reshape(-1).view(torch.uint8).numpy())  # hashed in place, not copied
     return digest.hexdigest()
 
 

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from reenact.synthetic import SyntheticConfig, make_world, write_world
 from tests.proctools import peak_bytes
@@ -118,3 +119,22 @@ def test_each_input_is_probed_once_and_decoded_once_per_stage_that_needs_pixels(
     target, driver = files.target_video.name, files.driver_video.name
     assert probes[target] == probes[driver] == 1, probes
     assert (decodes[target], decodes[driver]) == (3, 2), decodes
+
+
+def test_batches_become_float32_on_their_device() -> None:
+    from reenact.device import to_device
+
+    batch = torch.rand(4, 3, 8, 8, dtype=torch.float64)
+    moved = to_device(batch, torch.device("cpu"))
+    assert moved.dtype == torch.float32 and torch.equal(moved, batch.float())
+
+
+@pytest.mark.gpu
+def test_batches_reach_the_gpu_through_pinned_memory() -> None:
+    from reenact.device import to_device
+
+    batch = torch.rand(4, 3, 8, 8, dtype=torch.float64)
+    moved = to_device(batch, torch.device("cuda"))
+    torch.cuda.synchronize()
+    assert moved.device.type == "cuda" and moved.dtype == torch.float32
+    assert torch.equal(moved.cpu(), batch.float())
