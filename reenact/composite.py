@@ -26,6 +26,9 @@ SUBPIXEL_BITS = 4
 """Fixed-point bits for drawing polygons at sub-pixel precision with OpenCV."""
 POISSON_MARGIN = 8
 """Pixels of frame kept around the mask's bounding box for Poisson blending."""
+COLOR_MARGIN = 4
+"""Crop pixels beyond the mask that paste-back still reads: a blended frame pixel samples the crop
+within 1 px of the mask (bilinear alpha) and the cubic warp reaches 2 px further; one spare."""
 MIN_STD = 1e-3
 
 
@@ -105,12 +108,26 @@ def _from_space(values: np.ndarray, space: str) -> np.ndarray:
 
 
 def weighted_stats(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel weighted mean and std of values [H, W, C] under weights [H, W]."""
-    w = weights.astype(np.float64)[..., None]
+    """Per-channel weighted mean and std of values [H, W, C] under weights [H, W]: float64 moments, one
+    pass (variance = E[v²] - E[v]², safe in float64 at image value ranges)."""
+    w = weights.reshape(-1).astype(np.float64)  # [n]
+    v = values.reshape(len(w), -1).astype(np.float64)  # [n, C]
     total = max(float(w.sum()), 1e-12)
-    mean = (values * w).sum(axis=(0, 1)) / total
-    std = np.sqrt(((values - mean) ** 2 * w).sum(axis=(0, 1)) / total)
-    return mean, std
+    mean = w @ v / total
+    variance = np.maximum(w @ (v * v) / total - mean * mean, 0.0)
+    return mean, np.sqrt(variance)
+
+
+def support_window(weights: np.ndarray, *, margin: int) -> tuple[slice, slice] | None:
+    """Rows and columns of the box around `weights` > 0, grown by `margin` pixels (None when empty)."""
+    rows, cols = np.flatnonzero(weights.any(axis=1)), np.flatnonzero(weights.any(axis=0))
+    if rows.size == 0:
+        return None
+    height, width = weights.shape
+    return (
+        slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, height)),
+        slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, width)),
+    )
 
 
 def match_color(
@@ -120,13 +137,21 @@ def match_color(
     *,
     space: str = "lab",
 ) -> np.ndarray:
-    """`source` [H, W, 3] uint8 RGB with its per-channel mean/std (under `weights`) set to the reference's."""
-    src = _to_space(source, space)
-    ref = _to_space(reference, space)
-    src_mean, src_std = weighted_stats(src, weights)
-    ref_mean, ref_std = weighted_stats(ref, weights)
-    gain = ref_std / np.maximum(src_std, MIN_STD)
-    return _from_space((src - src_mean) * gain + ref_mean, space)
+    """`source` [H, W, 3] uint8 RGB with its per-channel mean/std (under `weights`) set to the reference's.
+
+    Only the box around the weights (grown by `COLOR_MARGIN`, what the paste-back's interpolation reads
+    beyond the mask) is converted; the rest of `source` is returned as it is."""
+    window = support_window(weights > 0, margin=COLOR_MARGIN)
+    if window is None:
+        return source
+    src = _to_space(source[window], space)
+    ref = _to_space(reference[window], space)
+    src_mean, src_std = weighted_stats(src, weights[window])
+    ref_mean, ref_std = weighted_stats(ref, weights[window])
+    gain = (ref_std / np.maximum(src_std, MIN_STD)).astype(np.float32)
+    out = source.copy()
+    out[window] = _from_space((src - src_mean.astype(np.float32)) * gain + ref_mean.astype(np.float32), space)
+    return out
 
 
 def _poisson(face: np.ndarray, frame: np.ndarray, region: np.ndarray) -> np.ndarray:
