@@ -28,6 +28,10 @@ def probe(
     if not info.is_image:
         rate = f"{info.fps_avg:.3f} fps average, {info.fps_nominal:.3f} nominal"
         typer.echo(f"  timing    {info.frame_count} frames, {info.duration_s:.3f} s, {rate}, VFR: {info.vfr}")
+        if info.frames_missing:
+            typer.echo(
+                f"  damaged   {info.frames_missing} of {info.frames_announced} announced frames do not decode"
+            )
     audio = (
         f"{info.audio_codec} {info.audio_sample_rate} Hz {info.audio_channels} ch"
         if info.has_audio

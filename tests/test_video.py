@@ -248,7 +248,7 @@ def test_truncated_clip_fails_cleanly_or_reports_lost_frames(
     assert sorted(p.name for p in tmp_path.iterdir()) in (["truncated.mp4"], ["out.mp4", "truncated.mp4"])
 
 
-def test_probe_counts_what_a_cut_file_delivers(tmp_path: Path) -> None:
+def test_probe_counts_what_a_cut_file_delivers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name = "retalk_face2.mp4"
     source = tmp_path / "faststart.mp4"  # index first, so a cut copy still decodes up to the cut
     assert run(["reencode", str(testdata_file(name)), "-o", str(source), "--quiet"]) == 0
@@ -262,6 +262,10 @@ def test_probe_counts_what_a_cut_file_delivers(tmp_path: Path) -> None:
     assert cut.frames_announced == full.frame_count and cut.frames_missing == full.frame_count - decoded
     assert not cut.vfr and cut.fps_avg == pytest.approx(full.fps_avg, rel=1e-3)
     assert cut.duration_s == pytest.approx(decoded / full.fps_avg, abs=1e-3)
+    capsys.readouterr()
+    assert run(["probe", str(truncated)]) == 0
+    expected = f"{cut.frames_missing} of {full.frame_count} announced frames do not decode"
+    assert expected in capsys.readouterr().out
 
 
 PREROLL_FRAMES = 8
