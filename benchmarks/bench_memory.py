@@ -39,7 +39,7 @@ DRIVER_OFFSET = 40
 """The driver is the same loop started this many frames later: other content, same faces."""
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 import torch
 from reenact import pipeline
@@ -71,11 +71,9 @@ started = time.perf_counter()
 report = pipeline.transfer(Path(target), Path(driver), Path(out), context=context,
                            target_landmarks=target_marks, driver_landmarks=driver_marks)
 seconds = time.perf_counter() - started
-status = Path("/proc/self/status").read_text().splitlines()
-peak_kb = int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 device_peak = torch.cuda.max_memory_allocated() if runtime.device.type == "cuda" else None
 work_bytes = sum(p.stat().st_size for p in Path(work).rglob("*") if p.is_file())
-print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": peak_kb * 1024,
+print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": pipeline.peak_memory_bytes(),
                   "peak_device": device_peak, "workspace": work_bytes}))
 """
 

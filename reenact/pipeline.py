@@ -33,10 +33,10 @@ from reenact.gan.stylegan2 import Generator
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
 from reenact.stages.base import Stage, StageRun, run_stage
-from reenact.stages.crops import ClipCrops, CropsStage
+from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
-from reenact.stages.render import RenderedCrops, RenderStage
+from reenact.stages.render import RenderStage
 from reenact.stages.tune import Tuned, TuneStage
 from reenact.workspace import Workspace
 
@@ -146,17 +146,22 @@ def stage_line(report: StageReport) -> str:
     return f"{report.name:<11} {took:>8}  {report.detail}"
 
 
-def resource_usage(*, workspace: Workspace, runtime: Runtime) -> dict[str, int | None]:
-    """What a run's summary reports besides time: this process's peak host memory (VmHWM, else
-    ru_maxrss), the device's peak (CUDA; None elsewhere) and the workspace's size on disk."""
+def peak_memory_bytes() -> int:
+    """This process's peak resident memory: VmHWM (its own since exec, and resettable through
+    /proc/self/clear_refs), else ru_maxrss."""
     try:
         status = PROC_STATUS.read_text().splitlines()
-        peak = int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) * KIB
+        return int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) * KIB
     except (OSError, StopIteration, ValueError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB
+
+
+def resource_usage(*, workspace: Workspace, runtime: Runtime) -> dict[str, int | None]:
+    """What a run's summary reports besides time: this process's peak host memory, the device's peak
+    (CUDA; None elsewhere) and the workspace's size on disk."""
     device = torch.cuda.max_memory_allocated(runtime.device) if runtime.device.type == "cuda" else None
     return {
-        "peak_memory_bytes": peak,
+        "peak_memory_bytes": peak_memory_bytes(),
         "peak_device_memory_bytes": device,
         "workspace_bytes": folder_bytes(workspace.root) if workspace.root.is_dir() else 0,
     }
@@ -320,7 +325,7 @@ def render(
     generator_digest: str,
     context: RunContext,
     stages: list[StageReport],
-) -> RenderedCrops:
+) -> CropStore:
     """`latents` [M, num_ws, w_dim] rendered to crops by `generator` (cached by both)."""
     stage = RenderStage(
         generator,

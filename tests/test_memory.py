@@ -8,8 +8,6 @@ keeps the difference to what the small per-frame tables (latents, flags) need.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 import torch
 
 from reenact.synthetic import SyntheticConfig, make_world, write_world
-from tests.proctools import peak_bytes
+from tests.proctools import peak_bytes, start
 
 SHORT_FRAMES, LONG_FRAMES = 100, 400
 GENERATOR = "random:tiny-256"
@@ -30,30 +28,6 @@ MINIMAL_STEPS = (
 MAX_GROWTH_BYTES = 64 << 20
 """Allowed peak growth from the short to the long clip (a whole-clip crop buffer adds ~300 MB)."""
 RUN_TIMEOUT_S = 600
-DATA_PATH_PEAK_SCRIPT = """
-import sys
-from pathlib import Path
-from reenact import pipeline
-from reenact_cli.main import run
-
-make_context = pipeline.make_context
-
-
-def reset_peak_after(**kwargs):  # the generator and loss networks are built: measure from here on
-    context = make_context(**kwargs)
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM
-    return context
-
-
-pipeline.make_context = reset_peak_after
-code = run(sys.argv[2:])
-status = Path("/proc/self/status").read_text().splitlines()
-Path(sys.argv[1]).write_text(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
-sys.exit(code)
-"""
-"""The CLI with its peak memory measured from the moment the run's context exists: the generator's
-construction (the random one calibrates on a batch of renders) is the same at any length and would
-hide the data path's growth under its own peak."""
 
 
 def transfer_peak(frames: int, root: Path) -> int:
@@ -67,14 +41,11 @@ def transfer_peak(frames: int, root: Path) -> int:
     for setting in MINIMAL_STEPS:
         args += ["--set", setting]
     peak_file = root / f"peak{frames}"
-    done = subprocess.run(
-        [sys.executable, "-c", DATA_PATH_PEAK_SCRIPT, str(peak_file), *args],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    # the generator's construction (the random one calibrates on a batch of renders) is the same at any
+    # length and would hide the data path's growth under its own peak: count from the context on
+    process = start(args, peak_file=peak_file, reset_after_context=True)
+    _, err = process.communicate(timeout=RUN_TIMEOUT_S)
+    assert process.returncode == 0, err
     return peak_bytes(peak_file)
 
 

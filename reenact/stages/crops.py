@@ -38,9 +38,7 @@ class CropStore:
     `store[a:b]` or `store[indices]` gives float32 crops [n, 3, R, R] in [-1, 1] on the CPU; a [N, 3, R, R]
     tensor answers the same two questions, so the maths takes either."""
 
-    def __init__(self, directory: Path, *, digest: str) -> None:
-        self.digest = digest
-        """The crops stage's content key: what tuning's resume fingerprint records instead of the pixels."""
+    def __init__(self, directory: Path) -> None:
         self.files = sorted(directory.glob(f"{PART_PREFIX}*.npy"), key=lambda p: int(p.stem.split("-")[1]))
         counts = [int(np.load(path, mmap_mode="r").shape[0]) for path in self.files]  # header only
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # [parts + 1]
@@ -60,6 +58,10 @@ class CropStore:
         else:
             slots = np.asarray(index, dtype=np.int64).reshape(-1)
         return images_from_uint8(self.uint8(slots))  # [n, 3, R, R]
+
+    def crop(self, slot: int) -> np.ndarray:
+        """The crop [R, R, 3] uint8 of one slot (paste-back reads them one at a time)."""
+        return self.uint8(np.array([slot], dtype=np.int64))[0]
 
     def window(self, slots: slice) -> CropWindow:
         """The crops of `slots` alone, addressed from 0 (one inversion segment's targets)."""
@@ -130,12 +132,18 @@ class CropsStage:
                     out.write(warp_to_crop(image, alignment.matrices[index], resolution))  # [R, R, 3]
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        for frames, part in zip(self.ranges(), parts, strict=True):
-            adopt(part / CROPS_FILE, directory / f"{PART_PREFIX}{frames.name}.npy")
+        link_parts(self.ranges(), parts, directory)
         return {"crops": int(self.alignment.valid.sum())}
 
     def load(self, directory: Path) -> CropStore:
-        return CropStore(directory, digest=self.key.digest)
+        return CropStore(directory)
+
+
+def link_parts(ranges: list[FrameRange], parts: list[Path], directory: Path) -> None:
+    """A crop result from its parts: each part's `CROPS_FILE` linked in as `crops-START-STOP.npy`, the
+    layout `CropStore` reads (the crops stage's and the render stage's alike)."""
+    for frames, part in zip(ranges, parts, strict=True):
+        adopt(part / CROPS_FILE, directory / f"{PART_PREFIX}{frames.name}.npy")
 
 
 class ClipCrops:

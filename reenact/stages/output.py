@@ -17,7 +17,7 @@ from reenact.composite import composite_face, face_mask
 from reenact.config import Config
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import ClipAlignment
-from reenact.stages.render import RenderedCrops
+from reenact.stages.crops import CropStore
 
 
 def slots_for(alignment: ClipAlignment, frames: np.ndarray) -> np.ndarray:
@@ -31,7 +31,7 @@ def composite_frames(
     frames: Iterator[video.Frame],
     *,
     alignment: ClipAlignment,
-    crops: RenderedCrops,
+    crops: CropStore,
     slots: np.ndarray,
     settings: Config,
 ) -> Iterator[tuple[video.Frame, np.ndarray]]:
@@ -59,7 +59,7 @@ def composite_frames(
 
 
 def still_frames(
-    timeline: Iterator[video.Frame], *, alignment: ClipAlignment, crops: RenderedCrops, settings: Config
+    timeline: Iterator[video.Frame], *, alignment: ClipAlignment, crops: CropStore, settings: Config
 ) -> Iterator[tuple[video.Frame, np.ndarray]]:
     """A photo with step `t`'s rendered face for each frame `t` of another clip's timeline."""
     matrix = alignment.matrices[0]

@@ -1,8 +1,8 @@
 """Render stage: W+ latents rendered to uint8 crops by a generator, by parts of `RENDER_PART` latents.
 
 Each part renders its latents in batches of `RENDER_BATCH` and writes the crops [n, R, R, 3] uint8 to
-one `.npy` as they come (never holding the part); the merge only links the parts into the result,
-which is read back a part at a time (memory-mapped), never as a whole clip. The key is the
+one `.npy` as they come (never holding the part); the merge only links the parts into the result, in
+the crops stage's layout, read back crop by crop (`CropStore`), never as a whole clip. The key is the
 generator's (the tuned one's stage key, or the source's hash) and the latents' own hash, so the same
 latents rendered again, e.g. to another output file or after an interrupted encode, are not rendered
 twice.
@@ -21,35 +21,14 @@ from reenact.files import RowWriter
 from reenact.gan.stylegan2 import Generator
 from reenact.imaging import images_to_uint8
 from reenact.progress import SILENT, Progress
-from reenact.stages.base import STAGE_VERSION, FrameRange, adopt, split_range
+from reenact.stages.base import STAGE_VERSION, FrameRange, split_range
+from reenact.stages.crops import CROPS_FILE, CropStore, link_parts
 from reenact.workspace import StageKey, stage_key, tensor_digest
 
 RENDER_PART = 256
 """Latents per part: what an interrupted render loses at most."""
 RENDER_BATCH = 8
 """Latents per generator call."""
-CROPS_FILE = "crops.npy"
-
-
-class RenderedCrops:
-    """The crops of a render result, read one part at a time."""
-
-    def __init__(self, directory: Path) -> None:
-        self.files = sorted(directory.glob("crops-*.npy"))  # crops-START-STOP.npy
-        self.starts = [int(path.stem.split("-")[1]) for path in self.files]
-        self.count = int(self.files[-1].stem.split("-")[2]) if self.files else 0
-        self._part = -1
-        self._crops = np.zeros((0,), dtype=np.uint8)
-
-    def __len__(self) -> int:
-        return self.count
-
-    def crop(self, slot: int) -> np.ndarray:
-        """The crop [R, R, 3] uint8 of latent `slot`."""
-        part = int(np.searchsorted(self.starts, slot, side="right")) - 1
-        if part != self._part:
-            self._part, self._crops = part, np.load(self.files[part], mmap_mode="r")
-        return np.asarray(self._crops[slot - self.starts[part]])
 
 
 class RenderStage:
@@ -99,9 +78,8 @@ class RenderStage:
                 task.advance(len(ws))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        for frames, part in zip(self.ranges(), parts, strict=True):
-            adopt(part / CROPS_FILE, directory / f"crops-{frames.name}.npy")
+        link_parts(self.ranges(), parts, directory)
         return {"crops": len(self.latents)}
 
-    def load(self, directory: Path) -> RenderedCrops:
-        return RenderedCrops(directory)
+    def load(self, directory: Path) -> CropStore:
+        return CropStore(directory)
