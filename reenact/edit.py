@@ -1,7 +1,9 @@
 """Latent arithmetic on W+ sequences: expression transfer, morphing, style crossover, direction edits.
 
-Pure functions on torch tensors (no I/O). W+ latents are `[T, num_ws, w_dim]`: one w per frame and
-generator layer. Every function keeps the input's device and dtype.
+Pure functions (no I/O). W+ latents are `[T, num_ws, w_dim]`: one w per frame and generator layer.
+A clip's latents are a `reenact.latents.LatentSource`, a tensor or a table read a batch at a time: what
+runs over a whole clip (the neutral frame, the offsets, the transfer) reads and computes it a batch at a
+time, so a long clip costs time, not memory. Every function keeps the input's device and dtype.
 
 Expression transfer (the core of `reenact transfer`)::
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -29,6 +32,7 @@ import torch
 from reenact.config import EditConfig
 from reenact.directions import Direction
 from reenact.errors import ReenactError
+from reenact.latents import LATENT_BATCH, ComputedLatents, LatentSource, latent_batches
 
 LengthPolicy = Literal["loop", "pingpong", "cut", "hold"]
 
@@ -70,8 +74,6 @@ rounded: at 8 and 10 layers, coarse = 0-1, middle = 2-3, fine = 4 to the end.
 
 KERNEL_RADIUS_SIGMAS = 3.0
 """The temporal Gaussian is cut at this many standard deviations."""
-NEUTRAL_BATCH = 1024
-"""Frames per batch when `neutral_frame` sums over a long driver."""
 SMOOTHSTEP_LINEAR = 3.0
 SMOOTHSTEP_CUBIC = 2.0
 """Ease-in-out weights t' = 3 t^2 - 2 t^3: zero speed at both ends, t' = 1/2 at t = 1/2."""
@@ -135,8 +137,8 @@ def _check_mask(mask: torch.Tensor, *, num_ws: int) -> torch.Tensor:
     return mask
 
 
-def _check_ws(ws: torch.Tensor, *, what: str) -> None:
-    if ws.ndim != 3:
+def _check_ws(ws: LatentSource, *, what: str) -> None:
+    if len(ws.shape) != 3:
         raise ReenactError(f"{what} must be W+ latents [T, num_ws, w_dim], got shape {tuple(ws.shape)}")
 
 
@@ -144,7 +146,7 @@ def _check_ws(ws: torch.Tensor, *, what: str) -> None:
 # Temporal operations
 
 
-def neutral_frame(ws: torch.Tensor, *, mask: torch.Tensor, w_avg: torch.Tensor) -> int:
+def neutral_frame(ws: LatentSource, *, mask: torch.Tensor, w_avg: torch.Tensor) -> int:
     """Index of the driver's most neutral frame. ws: [T, num_ws, w_dim]; mask: [num_ws]; w_avg: [w_dim].
 
     Expressions are deviations from the mean face (w_avg) on the expression layers, and an expression
@@ -157,29 +159,32 @@ def neutral_frame(ws: torch.Tensor, *, mask: torch.Tensor, w_avg: torch.Tensor) 
     below 0.04 (24 of 24 seeds x lengths). Give the reference frame explicitly when it is known.
     """
     _check_ws(ws, what="ws")
-    mask = _check_mask(mask.to(ws.device), num_ws=ws.shape[1])
-    centre = w_avg.to(ws)[None, None]
+    first = ws[0:1]  # [1, num_ws, w_dim]: the rows' device and dtype
+    mask = _check_mask(mask.to(first.device), num_ws=ws.shape[1])
+    centre = w_avg.to(first)[None, None]
 
     def offsets(batch: torch.Tensor) -> torch.Tensor:
         return (batch[:, mask] - centre).flatten(1).double()  # [b, M * D]
 
     axis = main_axis(ws, offsets)  # [M * D]
-    coordinates = torch.cat([offsets(batch) @ axis for batch in ws.split(NEUTRAL_BATCH)])  # [T], w_avg at 0
+    coordinates = torch.cat(
+        [offsets(batch) @ axis for batch in latent_batches(ws, size=LATENT_BATCH)]
+    )  # [T], w_avg at 0
     low, high = int(coordinates.argmin()), int(coordinates.argmax())
     return low if abs(float(coordinates[low])) <= abs(float(coordinates[high])) else high
 
 
-def main_axis(ws: torch.Tensor, offsets: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def main_axis(ws: LatentSource, offsets: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """First principal axis [M * D] of `offsets(ws)` over time, in memory that does not grow with T: the
     SVD of the centred data while it is no bigger than its covariance, else the top eigenvector of the
     covariance accumulated batch by batch (about the first frame, so the sums stay small)."""
     first = offsets(ws[:1])  # [1, M * D]
     if len(ws) <= first.shape[1]:
-        data = offsets(ws)  # [T, M * D]
+        data = torch.cat([offsets(batch) for batch in latent_batches(ws, size=LATENT_BATCH)])  # [T, M * D]
         return torch.linalg.svd(data - data.mean(dim=0, keepdim=True), full_matrices=False).Vh[0]
-    total = torch.zeros(first.shape[1], dtype=torch.float64, device=ws.device)
-    scatter = torch.zeros(first.shape[1], first.shape[1], dtype=torch.float64, device=ws.device)
-    for batch in ws.split(NEUTRAL_BATCH):
+    total = torch.zeros(first.shape[1], dtype=torch.float64, device=first.device)
+    scatter = torch.zeros(first.shape[1], first.shape[1], dtype=torch.float64, device=first.device)
+    for batch in latent_batches(ws, size=LATENT_BATCH):
         shifted = offsets(batch) - first  # [b, M * D]
         total += shifted.sum(dim=0)
         scatter += shifted.T @ shifted
@@ -209,23 +214,84 @@ def smooth_latents(ws: torch.Tensor, *, sigma: float) -> torch.Tensor:
     Works on any [T, ...] tensor. The taps sum to 1, so a constant sequence is unchanged and the
     symmetric edge reflection keeps the first and last frames from being pulled towards zero.
     """
+    return smooth_rows(ws, 0, ws.shape[0], sigma=sigma)
+
+
+def smooth_rows(ws: LatentSource, start: int, stop: int, *, sigma: float) -> torch.Tensor:
+    """Rows [start, stop) of `smooth_latents(ws)`, the same numbers, read with only the kernel's radius of
+    neighbours on each side: a long sequence is smoothed a window at a time."""
     if not math.isfinite(sigma) or sigma < 0:
         raise ReenactError(f"smoothing sigma must be a finite number >= 0, got {sigma}")
-    if sigma == 0 or ws.shape[0] < 2:
-        return ws.clone()
+    num_frames = len(ws)
+    if sigma == 0 or num_frames < 2:
+        return ws[start:stop].clone()
     taps = gaussian_kernel(sigma)
     radius = (taps.numel() - 1) // 2
-    num_frames = ws.shape[0]
-    source = _reflect_indices(np.arange(-radius, num_frames + radius), length=num_frames)
-    padded = ws[torch.from_numpy(source).to(ws.device)]  # [T + 2r, ...]
-    out = torch.zeros_like(ws)
+    source = _reflect_indices(np.arange(start - radius, stop + radius), length=num_frames)
+    padded = ws[source]  # [n + 2r, ...]
+    out = torch.zeros_like(padded[: stop - start])
     for k, tap in enumerate(taps.tolist()):
-        out += tap * padded[k : k + num_frames]
+        out += tap * padded[k : k + stop - start]
     return out
 
 
+@dataclass(frozen=True)
+class DeltaBasis:
+    """What the expression offsets need besides the driver's rows (`delta_basis`)."""
+
+    ref: int
+    """The reference row (its offset is 0)."""
+    origin: torch.Tensor  # [num_ws, w_dim] the smoothed driver at `ref`
+    mask: torch.Tensor  # [num_ws] bool
+    sigma: float
+    threshold: torch.Tensor | None  # [num_ws, 1] per-layer soft threshold; None: no shrink
+
+
+def delta_basis(
+    driver_ws: LatentSource, *, ref: int, mask: torch.Tensor, sigma: float = 0.0, min_component: float = 0.0
+) -> DeltaBasis:
+    """The reference and per-layer thresholds of `expression_deltas`, from one sweep over the driver
+    a batch at a time (only when `min_component` > 0: the thresholds need every row's offset)."""
+    _check_ws(driver_ws, what="driver_ws")
+    num_frames, num_ws = driver_ws.shape[0], driver_ws.shape[1]
+    if not 0 <= ref < num_frames:
+        raise ReenactError(f"reference frame {ref} is outside the driver's 0..{num_frames - 1}")
+    if not 0 <= min_component < 1:
+        raise ReenactError(f"min_component must be in [0, 1), got {min_component}")
+    origin = smooth_rows(driver_ws, ref, ref + 1, sigma=sigma)[0]  # [L, D]
+    mask = _check_mask(mask.to(origin.device), num_ws=num_ws)
+    basis = DeltaBasis(ref=ref, origin=origin, mask=mask, sigma=sigma, threshold=None)
+    if min_component == 0:
+        return basis
+    longest = torch.zeros(num_ws, 1, dtype=origin.dtype, device=origin.device)  # [L, 1]
+    for start in range(0, num_frames, LATENT_BATCH):
+        rows = np.arange(start, min(start + LATENT_BATCH, num_frames))
+        lengths = delta_rows(driver_ws, rows, basis=basis).norm(dim=2, keepdim=True)  # [n, L, 1]
+        longest = torch.maximum(longest, lengths.amax(dim=0))
+    return replace(basis, threshold=min_component * longest)
+
+
+def delta_rows(driver_ws: LatentSource, rows: np.ndarray, *, basis: DeltaBasis) -> torch.Tensor:
+    """The expression offsets [n, num_ws, w_dim] of the driver rows `rows` [n] (any order, repeats
+    allowed): each run of consecutive rows is smoothed as one window."""
+    unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
+    breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+    smooth = torch.cat(
+        [
+            smooth_rows(driver_ws, int(run[0]), int(run[-1]) + 1, sigma=basis.sigma)
+            for run in np.split(unique, breaks)
+        ]
+    )  # [u, L, D]
+    deltas = (smooth - basis.origin[None]) * basis.mask[None, :, None]  # [u, L, D]
+    if basis.threshold is not None:
+        lengths = deltas.norm(dim=2, keepdim=True)  # [u, L, 1]
+        tiny = torch.finfo(deltas.dtype).tiny
+        deltas = deltas * torch.clamp(1 - basis.threshold[None] / lengths.clamp_min(tiny), min=0)
+    return deltas[torch.from_numpy(inverse.reshape(-1)).to(deltas.device)]
+
+
 def expression_deltas(
-    driver_ws: torch.Tensor,
+    driver_ws: LatentSource,
     *,
     ref: int,
     mask: torch.Tensor,
@@ -243,21 +309,8 @@ def expression_deltas(
     driver's face rests) and larger ones change continuously (a hard cut would make expressions pop
     in and out). `min_component` 0 keeps Δ unchanged; it must be in [0, 1).
     """
-    _check_ws(driver_ws, what="driver_ws")
-    num_frames, num_ws, _ = driver_ws.shape
-    if not 0 <= ref < num_frames:
-        raise ReenactError(f"reference frame {ref} is outside the driver's 0..{num_frames - 1}")
-    if not 0 <= min_component < 1:
-        raise ReenactError(f"min_component must be in [0, 1), got {min_component}")
-    mask = _check_mask(mask.to(driver_ws.device), num_ws=num_ws)
-    smooth = smooth_latents(driver_ws, sigma=sigma)  # [T, L, D]
-    deltas = (smooth - smooth[ref : ref + 1]) * mask[None, :, None]  # [T, L, D]
-    if min_component > 0:
-        lengths = deltas.norm(dim=2, keepdim=True)  # [T, L, 1]
-        threshold = min_component * lengths.amax(dim=0, keepdim=True)  # [1, L, 1]
-        scale = torch.clamp(1 - threshold / lengths.clamp_min(torch.finfo(deltas.dtype).tiny), min=0)
-        deltas = deltas * scale
-    return deltas
+    basis = delta_basis(driver_ws, ref=ref, mask=mask, sigma=sigma, min_component=min_component)
+    return delta_rows(driver_ws, np.arange(len(driver_ws)), basis=basis)
 
 
 def length_indices(num_out: int, num_driver: int, *, policy: LengthPolicy) -> np.ndarray:
@@ -314,21 +367,22 @@ def transfer(target_ws: torch.Tensor, deltas: torch.Tensor, *, strength: float) 
 
 
 def driver_deltas(
-    ws: torch.Tensor,
+    ws: LatentSource,
     frames: np.ndarray,
     *,
     num_frames: int,
     config: EditConfig,
     w_avg: torch.Tensor,
     ref: int | None,
-) -> tuple[torch.Tensor, int]:
+) -> tuple[ComputedLatents, int]:
     """Expression offsets of every driver frame [num_frames, num_ws, w_dim] and the reference frame used.
 
     `ws` [N, num_ws, w_dim] are the pivots of the driver frames `frames` [N] (those with a face) out of
     `num_frames`. `ref` (else `config.reference`) is a driver frame index, or None/`auto` for
-    `neutral_frame`. Frames without a face take the offset of the nearest frame with one.
+    `neutral_frame`. Frames without a face take the offset of the nearest frame with one. The offsets
+    are computed a batch at a time when asked for, never held.
     """
-    mask = layer_mask(config.layers, num_ws=ws.shape[1]).to(ws.device)
+    mask = layer_mask(config.layers, num_ws=ws.shape[1])
     if ref is None and config.reference != "auto":
         ref = int(config.reference)
     if ref is None:
@@ -339,11 +393,12 @@ def driver_deltas(
         if ref not in set(frames.tolist()):
             raise ReenactError(f"driver reference frame {ref} has no face; pick another with --driver-ref")
         ref_slot = int(np.flatnonzero(frames == ref)[0])
-    deltas = expression_deltas(
-        ws, ref=ref_slot, mask=mask, sigma=config.sigma, min_component=config.min_component
-    )  # [N, num_ws, w_dim]
+    basis = delta_basis(ws, ref=ref_slot, mask=mask, sigma=config.sigma, min_component=config.min_component)
     nearest = nearest_slots(np.arange(num_frames), frames)  # [num_frames]
-    return deltas[torch.from_numpy(nearest).to(deltas.device)], int(frames[ref_slot])
+    deltas = ComputedLatents(
+        num_frames, row_shape=tuple(ws.shape[1:]), rows=lambda t: delta_rows(ws, nearest[t], basis=basis)
+    )
+    return deltas, int(frames[ref_slot])
 
 
 def nearest_slots(points: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -360,18 +415,32 @@ def nearest_slots(points: np.ndarray, frames: np.ndarray) -> np.ndarray:
 
 
 def transfer_to_frames(
-    target_ws: torch.Tensor,
+    target_ws: LatentSource,
     target_frames: np.ndarray,
-    deltas: torch.Tensor,
+    deltas: LatentSource,
     *,
     num_target: int,
     config: EditConfig,
-) -> torch.Tensor:
+) -> ComputedLatents:
     """The target's pivots `target_ws` [N, num_ws, w_dim] (of frames `target_frames` out of `num_target`)
-    plus α·Δ of the driver frame each target frame is paired with (`config.length_policy`)."""
-    which = length_indices(num_target, len(deltas), policy=config.length_policy)  # [num_target]
-    per_frame = deltas[torch.from_numpy(which[target_frames]).to(deltas.device)]  # [N, num_ws, w_dim]
-    return transfer(target_ws, per_frame, strength=config.strength)
+    plus α·Δ of the driver frame each target frame is paired with (`config.length_policy`), computed a
+    batch at a time when asked for."""
+    which = length_indices(num_target, len(deltas), policy=config.length_policy)[target_frames]  # [N]
+
+    def rows(slots: np.ndarray) -> torch.Tensor:
+        return transfer(target_ws[slots], deltas[which[slots]], strength=config.strength)
+
+    return ComputedLatents(len(target_ws), row_shape=tuple(target_ws.shape[1:]), rows=rows)
+
+
+def transfer_to_still(target_w: torch.Tensor, deltas: LatentSource, *, strength: float) -> ComputedLatents:
+    """A still photo's one pivot `target_w` [1, num_ws, w_dim] plus α·Δ of each driver frame, computed a
+    batch at a time: [T_drv, num_ws, w_dim]."""
+    return ComputedLatents(
+        len(deltas),
+        row_shape=tuple(target_w.shape[1:]),
+        rows=lambda t: transfer(target_w, deltas[t], strength=strength),
+    )
 
 
 def _as_single(w: torch.Tensor, *, what: str) -> torch.Tensor:
@@ -444,3 +513,18 @@ def apply_direction(
     if layers is not None:
         vector = vector * _check_mask(layers.to(ws.device), num_ws=num_ws)[:, None]
     return ws + strength * vector
+
+
+def apply_directions(
+    ws: LatentSource, directions: list[tuple[Direction, float]], *, layers: torch.Tensor | None = None
+) -> ComputedLatents:
+    """`apply_direction` of each (direction, strength) in turn on every row of `ws`, computed a batch at a
+    time when asked for: [T, num_ws, w_dim]."""
+
+    def rows(slots: np.ndarray) -> torch.Tensor:
+        out = ws[slots]
+        for direction, strength in directions:
+            out = apply_direction(out, direction, strength=strength, layers=layers)
+        return out
+
+    return ComputedLatents(len(ws), row_shape=tuple(ws.shape[1:]), rows=rows)

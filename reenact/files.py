@@ -99,6 +99,13 @@ def save_arrays(path: Path | str, **arrays: np.ndarray) -> Path:
     return Path(path)
 
 
+def save_array(path: Path | str, array: np.ndarray) -> Path:
+    """One array as an `.npy`, written atomically."""
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+    return Path(path)
+
+
 def load_arrays(path: Path | str) -> dict[str, np.ndarray]:
     """All arrays of an `.npz` (pickled objects refused)."""
     with np.load(path, allow_pickle=False) as data:
@@ -143,6 +150,52 @@ class RowWriter:
         self._handle.close()
         if exc_type is None and self.written != self.rows:
             raise ValueError(f"{self.path}: {self.written} of {self.rows} rows written")
+
+
+class RowParts:
+    """The rows of a folder's `.npy` part files `PREFIX-START-STOP.npy` (in order of START), addressed as
+    one table [N, *row_shape]. A read maps only the files its rows are in and lets them go, so the pages
+    it touched stop counting towards the process: a reader never holds more than what it asked for."""
+
+    def __init__(self, directory: Path, *, prefix: str) -> None:
+        self.files = sorted(
+            directory.glob(f"{prefix}*.npy"), key=lambda path: int(path.stem[len(prefix) :].split("-")[0])
+        )
+        headers = [np.load(path, mmap_mode="r") for path in self.files]  # headers only
+        self.starts = np.concatenate([[0], np.cumsum([len(h) for h in headers])]).astype(np.int64)
+        self.row_shape: tuple[int, ...] = tuple(headers[0].shape[1:]) if headers else ()
+        self.dtype = headers[0].dtype if headers else np.dtype(np.float32)
+        del headers
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.files)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Rows [n, *row_shape] at the indices `rows` [n], in their order; each file is opened once."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"rows {rows.min()}..{rows.max()} outside a table of {len(self)}")
+        out = np.empty((len(rows), *self.row_shape), dtype=self.dtype)
+        parts = np.searchsorted(self.starts, rows, side="right") - 1  # [n]
+        for part in np.unique(parts):
+            where = np.flatnonzero(parts == part)
+            stored = np.load(self.files[part], mmap_mode="r")
+            out[where] = stored[rows[where] - self.starts[part]]
+            del stored  # unmapped
+        return out
+
+
+def index_rows(index: slice | torch.Tensor | np.ndarray | int, *, length: int) -> np.ndarray:
+    """A slice, an index tensor or array, or one index, as row indices [n] int64 of a table of `length`."""
+    if isinstance(index, slice):
+        return np.arange(*index.indices(length), dtype=np.int64)
+    if isinstance(index, torch.Tensor):
+        index = index.cpu().numpy()
+    return np.asarray(index, dtype=np.int64).reshape(-1)
 
 
 def sha256_file(path: Path | str) -> str:

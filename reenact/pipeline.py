@@ -30,6 +30,7 @@ from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.gan.source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
+from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
 from reenact.stages.base import Stage, StageRun, run_stage
@@ -320,7 +321,7 @@ def prepare_clip(
 
 def render(
     generator: Generator,
-    latents: torch.Tensor,
+    latents: LatentSource,
     *,
     generator_digest: str,
     context: RunContext,
@@ -422,7 +423,7 @@ def transfer(
     )  # [T_drv, num_ws, w_dim]
     if target.info.is_image:
         # A still photo: the output follows the driver's timeline, one frame of the photo per driver frame.
-        latents = edit.transfer(target.pivots.ws, deltas, strength=config.strength)  # [T_drv, num_ws, w_dim]
+        latents = edit.transfer_to_still(target.pivots.ws[0:1], deltas, strength=config.strength)
     else:
         latents = edit.transfer_to_frames(
             target.pivots.ws,
@@ -505,11 +506,8 @@ def edit_video(
     clip = prepare_clip(input_path, context=context, landmarks=landmarks, face=face, tune=True, role="input")
     assert clip.tuned is not None
     stages = list(clip.stages)
-    num_ws = context.source.generator.num_ws
-    mask = edit.layer_mask(context.settings.edit.direction_layers, num_ws=num_ws).to(clip.pivots.ws.device)
-    latents = clip.pivots.ws
-    for direction, strength in directions:
-        latents = edit.apply_direction(latents, direction, strength=strength, layers=mask)
+    mask = edit.layer_mask(context.settings.edit.direction_layers, num_ws=context.source.generator.num_ws)
+    latents = edit.apply_directions(clip.pivots.ws, directions, layers=mask)
     crops = render(
         clip.tuned.generator, latents, generator_digest=clip.tune_digest, context=context, stages=stages
     )

@@ -53,6 +53,7 @@ from reenact.files import read_safetensors, save_tensors
 from reenact.gan.stylegan2 import Generator
 from reenact.imaging import CropSource
 from reenact.invert import psnr
+from reenact.latents import LatentSource, latent_digest
 from reenact.losses import weighted_image_loss
 from reenact.progress import SILENT, Progress
 from reenact.workspace import tensor_digest
@@ -206,7 +207,7 @@ def image_loss(
 def run_fingerprint(
     generator: Generator,
     targets: CropSource,
-    pivots: torch.Tensor,
+    pivots: LatentSource,
     *,
     config: PTIConfig,
     perceptual: nn.Module | None,
@@ -228,7 +229,7 @@ def run_fingerprint(
     for name, param in generator.synthesis.named_parameters():
         digest.update(name.encode())
         digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
-    digest.update(pivots.detach().float().cpu().contiguous().numpy().tobytes())
+    digest.update(latent_digest(pivots).encode())
     sample = targets[report_frames(len(targets))]  # [K, 3, R, R]
     stride = max(1, sample.shape[-1] // FINGERPRINT_THUMBNAIL)
     thumbnails = sample[:, :, ::stride, ::stride].detach().float().cpu().contiguous()
@@ -307,7 +308,7 @@ def restore_checkpoint(
 # Tuning
 
 
-def _check_shapes(generator: Generator, targets: CropSource, pivots: torch.Tensor) -> None:
+def _check_shapes(generator: Generator, targets: CropSource, pivots: LatentSource) -> None:
     resolution = generator.resolution
     first = targets[0:1] if len(targets) else None
     if first is None or first.ndim != 4 or first.shape[1:] != (3, resolution, resolution):
@@ -319,7 +320,7 @@ def _check_shapes(generator: Generator, targets: CropSource, pivots: torch.Tenso
 
 
 def clip_psnr(
-    generator: Generator, targets: CropSource, pivots: torch.Tensor, *, frames: torch.Tensor
+    generator: Generator, targets: CropSource, pivots: LatentSource, *, frames: torch.Tensor
 ) -> torch.Tensor:
     """PSNR (dB) of generator(pivot) against the `frames` [K] of the clip, in float32 and batches: [K]."""
     device = generator.mapping.w_avg.device
@@ -334,7 +335,7 @@ def clip_psnr(
 def tune_generator(
     generator: Generator,
     targets: CropSource,
-    pivots: torch.Tensor,
+    pivots: LatentSource,
     *,
     config: PTIConfig,
     perceptual: nn.Module | None,
@@ -358,7 +359,6 @@ def tune_generator(
     _check_shapes(generator, targets, pivots)
     started = time.perf_counter()
     device = runtime.device
-    pivots = pivots.detach().to(device="cpu", dtype=torch.float32)  # [N, num_ws, w_dim]
     num_frames = len(targets)
     measured = report_frames(num_frames)  # [K]
     total_steps = pti_steps(num_frames, config=config)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from reenact.directions import Direction
 from reenact.edit import (
     apply_direction,
     crossover,
+    delta_basis,
+    delta_rows,
+    driver_deltas,
     expression_deltas,
     layer_mask,
     length_indices,
@@ -22,9 +26,12 @@ from reenact.edit import (
     neutral_frame,
     output_length,
     smooth_latents,
+    smooth_rows,
     transfer,
+    transfer_to_frames,
 )
 from reenact.errors import ReenactError
+from reenact.latents import LATENT_BATCH, StoredLatents
 from reenact.synthetic import SyntheticConfig, SyntheticWorld, expression_weights, make_world, motion_offsets
 
 NEUTRAL_WEIGHT = 0.05
@@ -388,3 +395,76 @@ def test_neutral_frame_of_a_long_driver_is_the_principal_axis_answer() -> None:
     chosen = neutral_frame(ws, mask=mask, w_avg=w_avg)
     assert chosen == expected
     assert float(weight[chosen]) < 0.01, "the chosen frame is not the neutral one"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Long clips: the same numbers, a batch at a time
+
+
+def store_latents(ws: torch.Tensor, directory: Path, *, part: int) -> StoredLatents:
+    """`ws` as a stage would store it: `.npy` parts of `part` rows."""
+    directory.mkdir()
+    for start in range(0, len(ws), part):
+        stop = min(start + part, len(ws))
+        np.save(directory / f"rows-{start:08d}-{stop:08d}.npy", ws[start:stop].numpy())
+    return StoredLatents(directory, prefix="rows-")
+
+
+def whole_clip_deltas(ws: torch.Tensor, *, ref: int, mask: torch.Tensor, sigma: float, fraction: float):
+    """The offsets as the whole-clip arithmetic gives them (smooth all, subtract, shrink by the clip max)."""
+    smooth = smooth_latents(ws, sigma=sigma)
+    deltas = (smooth - smooth[ref : ref + 1]) * mask[None, :, None]
+    lengths = deltas.norm(dim=2, keepdim=True)
+    threshold = fraction * lengths.amax(dim=0, keepdim=True)
+    return deltas * torch.clamp(1 - threshold / lengths.clamp_min(torch.finfo(deltas.dtype).tiny), min=0)
+
+
+def test_streamed_offsets_and_transfer_are_the_whole_clip_numbers(tmp_path: Path) -> None:
+    """Over a stored driver longer than a batch, read a batch at a time (in any order, with repeats), the
+    offsets, the neutral frame and the transferred latents equal the whole-clip arithmetic's."""
+    generator = torch.Generator().manual_seed(3)
+    num_ws, w_dim, frames = 6, 8, 3 * LATENT_BATCH + 17
+    ws = torch.randn(frames, num_ws, w_dim, generator=generator).cumsum(dim=0) * 0.1  # [T, L, D] a walk
+    stored = store_latents(ws, tmp_path / "driver", part=100)
+    mask = torch.tensor([False, True, True, True, False, False])
+    sigma, fraction, ref = 1.5, 0.1, 700
+
+    expected = whole_clip_deltas(ws, ref=ref, mask=mask, sigma=sigma, fraction=fraction)
+    rows = np.random.default_rng(0).integers(0, frames, size=300)  # any order, repeats
+    basis = delta_basis(stored, ref=ref, mask=mask, sigma=sigma, min_component=fraction)
+    torch.testing.assert_close(delta_rows(stored, rows, basis=basis), expected[rows], rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        expression_deltas(ws, ref=ref, mask=mask, sigma=sigma, min_component=fraction), expected
+    )
+    torch.testing.assert_close(
+        smooth_rows(stored, 5, 400, sigma=sigma), smooth_latents(ws, sigma=sigma)[5:400]
+    )
+    w_avg = torch.randn(w_dim, generator=generator)
+    assert neutral_frame(stored, mask=mask, w_avg=w_avg) == neutral_frame(ws, mask=mask, w_avg=w_avg)
+
+    config = EditConfig(
+        layers="1-3", sigma=sigma, min_component=fraction, reference="auto", length_policy="pingpong"
+    )
+    faces = np.flatnonzero(np.arange(frames) % 7 != 3)  # frames with a face
+    deltas, ref_frame = driver_deltas(
+        store_latents(ws[faces], tmp_path / "faces", part=64), faces, num_frames=frames, config=config,
+        w_avg=w_avg, ref=None,
+    )  # fmt: skip
+    ref_slot = int(np.flatnonzero(faces == ref_frame)[0])
+    per_face = whole_clip_deltas(ws[faces], ref=ref_slot, mask=mask, sigma=sigma, fraction=fraction)
+    per_frame = per_face[nearest_slots(np.arange(frames), faces)]  # [T, L, D]
+    torch.testing.assert_close(deltas[0:frames], per_frame, rtol=0, atol=1e-6)
+
+    target = torch.randn(500, num_ws, w_dim, generator=generator)
+    target_frames = np.arange(0, 1000, 2)
+    latents = transfer_to_frames(
+        store_latents(target, tmp_path / "target", part=256), target_frames, deltas, num_target=1000,
+        config=config,
+    )  # fmt: skip
+    which = length_indices(1000, frames, policy="pingpong")[target_frames]
+    torch.testing.assert_close(
+        latents[np.arange(500)],
+        transfer(target, per_frame[which], strength=config.strength),
+        rtol=0,
+        atol=1e-6,
+    )

@@ -28,6 +28,9 @@ MINIMAL_STEPS = (
 MAX_GROWTH_BYTES = 64 << 20
 """Allowed peak growth from the short to the long clip (a whole-clip crop buffer adds ~300 MB)."""
 RUN_TIMEOUT_S = 600
+TABLE_FRAMES = 1200
+MAX_ROWS_PER_READ = 300
+"""A batch (`reenact.latents.LATENT_BATCH`, 256 rows) and the smoothing kernel's reach on both sides."""
 
 
 def transfer_peak(frames: int, root: Path) -> int:
@@ -109,3 +112,37 @@ def test_batches_reach_the_gpu_through_pinned_memory() -> None:
     torch.cuda.synchronize()
     assert moved.device.type == "cuda" and moved.dtype == torch.float32
     assert torch.equal(moved.cpu(), batch.float())
+
+
+def test_no_stage_reads_a_whole_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stored tables (crops, pivots, rendered crops) and computed latents (offsets, transferred latents)
+    are read a batch at a time: on a clip far longer than any batch, no read asks for the clip."""
+    from reenact.files import RowParts
+    from reenact.latents import ComputedLatents
+    from reenact_cli.main import run
+
+    files = write_world(make_world(SyntheticConfig(num_frames=TABLE_FRAMES)), tmp_path / "world")
+    largest: Counter[str] = Counter()
+    read, compute = RowParts.read, ComputedLatents.__getitem__
+
+    def counted_read(self, rows):
+        largest["stored"] = max(largest["stored"], len(rows))
+        return read(self, rows)
+
+    def counted_compute(self, index):
+        out = compute(self, index)
+        largest["computed"] = max(largest["computed"], len(out))
+        return out
+
+    monkeypatch.setattr(RowParts, "read", counted_read)
+    monkeypatch.setattr(ComputedLatents, "__getitem__", counted_compute)
+    args = [
+        "transfer", str(files.target_video), str(files.driver_video), "-o", str(tmp_path / "out.mp4"),
+        "--generator", "random:tiny", "--target-landmarks", str(files.target_landmarks),
+        "--driver-landmarks", str(files.driver_landmarks), "--workdir", str(tmp_path / "work"), "--quiet",
+    ]  # fmt: skip
+    for setting in MINIMAL_STEPS:
+        args += ["--set", setting]
+    assert run(args) == 0
+    assert set(largest) == {"stored", "computed"}, "the transfer read no table"
+    assert max(largest.values()) <= MAX_ROWS_PER_READ, largest

@@ -3,7 +3,8 @@
 Inversion and tuning read crops many times and in any order (tuning draws its batches from the whole
 clip), so the crops are warped once and stored as uint8 in the workspace, in parts of `CROP_PART_FRAMES`
 clip frames (`crops-START-STOP.npy`, [n, R, R, 3], only the frames with a face). Readers open the part
-files they need for one batch (memory-mapped) and let them go, so nothing held grows with the clip.
+files they need for one batch (`reenact.files.RowParts`) and let them go, so nothing held grows with
+the clip.
 The stage runs only when a stage that needs pixels computes: a cached inversion and tuning never ask.
 
 Disk: R x R x 3 bytes per frame with a face (3 MiB at 1024 px); `reenact cache` shows and prunes it.
@@ -19,11 +20,11 @@ import numpy as np
 import torch
 
 from reenact.faces.align import warp_to_crop
-from reenact.files import RowWriter
+from reenact.files import RowParts, RowWriter, index_rows
 from reenact.imaging import images_from_uint8
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import ClipAlignment, FrameCursor
-from reenact.stages.base import STAGE_VERSION, FrameRange, adopt, split_range
+from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
 from reenact.workspace import StageKey, stage_key
 
 CROP_PART_FRAMES = 256
@@ -39,44 +40,26 @@ class CropStore:
     tensor answers the same two questions, so the maths takes either."""
 
     def __init__(self, directory: Path) -> None:
-        self.files = sorted(directory.glob(f"{PART_PREFIX}*.npy"), key=lambda p: int(p.stem.split("-")[1]))
-        counts = [int(np.load(path, mmap_mode="r").shape[0]) for path in self.files]  # header only
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # [parts + 1]
-        first = np.load(self.files[0], mmap_mode="r") if self.files else np.zeros((0, 0, 0, 3), np.uint8)
-        self.resolution = int(first.shape[1])
+        self.rows = RowParts(directory, prefix=PART_PREFIX)
+        self.resolution = self.rows.row_shape[0] if self.rows.row_shape else 0
 
     def __len__(self) -> int:
-        return int(self.starts[-1])
+        return len(self.rows)
 
     @property
     def disk_bytes(self) -> int:
-        return sum(path.stat().st_size for path in self.files)
+        return self.rows.disk_bytes
 
     def __getitem__(self, index: slice | torch.Tensor | np.ndarray) -> torch.Tensor:
-        if isinstance(index, slice):
-            slots = np.arange(*index.indices(len(self)), dtype=np.int64)
-        else:
-            slots = np.asarray(index, dtype=np.int64).reshape(-1)
-        return images_from_uint8(self.uint8(slots))  # [n, 3, R, R]
+        return images_from_uint8(self.rows.read(index_rows(index, length=len(self))))  # [n, 3, R, R]
 
     def crop(self, slot: int) -> np.ndarray:
         """The crop [R, R, 3] uint8 of one slot (paste-back reads them one at a time)."""
-        return self.uint8(np.array([slot], dtype=np.int64))[0]
+        return self.rows.read(np.array([slot], dtype=np.int64))[0]
 
     def window(self, slots: slice) -> CropWindow:
         """The crops of `slots` alone, addressed from 0 (one inversion segment's targets)."""
         return CropWindow(self, slots)
-
-    def uint8(self, slots: np.ndarray) -> np.ndarray:
-        """Crops [n, R, R, 3] uint8 of `slots`, in their order; each part file is opened once per call."""
-        out = np.empty((len(slots), self.resolution, self.resolution, 3), dtype=np.uint8)
-        parts = np.searchsorted(self.starts, slots, side="right") - 1  # [n]
-        for part in np.unique(parts):
-            rows = np.flatnonzero(parts == part)
-            stored = np.load(self.files[part], mmap_mode="r")
-            out[rows] = stored[slots[rows] - self.starts[part]]
-            del stored  # unmapped: pages read for this batch stop counting towards the process
-        return out
 
 
 class CropWindow:
@@ -132,18 +115,11 @@ class CropsStage:
                     out.write(warp_to_crop(image, alignment.matrices[index], resolution))  # [R, R, 3]
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        link_parts(self.ranges(), parts, directory)
+        link_parts(self.ranges(), parts, directory, file=CROPS_FILE, prefix=PART_PREFIX)
         return {"crops": int(self.alignment.valid.sum())}
 
     def load(self, directory: Path) -> CropStore:
         return CropStore(directory)
-
-
-def link_parts(ranges: list[FrameRange], parts: list[Path], directory: Path) -> None:
-    """A crop result from its parts: each part's `CROPS_FILE` linked in as `crops-START-STOP.npy`, the
-    layout `CropStore` reads (the crops stage's and the render stage's alike)."""
-    for frames, part in zip(ranges, parts, strict=True):
-        adopt(part / CROPS_FILE, directory / f"{PART_PREFIX}{frames.name}.npy")
 
 
 class ClipCrops:

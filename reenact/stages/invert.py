@@ -5,8 +5,8 @@ of at most `SEGMENT_FRAMES`, each inverted by one warm-started `reenact.invert.i
 starts like a shot: its first frame from the start point with the full first-frame budget, the others
 from their neighbour. So segments do not depend on each other (a long shot resumes at its first
 unfinished segment, and segments can be computed anywhere), at the price of one cold start per segment.
-Targets are read from the crops stage a batch at a time. Merge: the pivots in frame order, one
-safetensors file.
+Targets are read from the crops stage a batch at a time. Merge: the parts' pivot tables linked in
+frame order (`pivots-START-STOP.npy`, read back a batch at a time), with the frames and PSNRs.
 """
 
 from __future__ import annotations
@@ -21,36 +21,40 @@ from torch import nn
 
 from reenact.config import Config, config_to_dict
 from reenact.device import Runtime
-from reenact.files import load_tensors, save_tensors
+from reenact.files import save_array
 from reenact.gan.source import GeneratorSource
 from reenact.invert import invert_clip
+from reenact.latents import LatentSource, StoredLatents
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import ClipAlignment
-from reenact.stages.base import STAGE_VERSION, FrameRange, split_range
+from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
 from reenact.stages.crops import ClipCrops
 from reenact.workspace import StageKey, stage_key
 
-PIVOTS_FILE = "pivots.safetensors"
+PIVOTS_FILE = "pivots.npy"
+"""A part's pivots [n, num_ws, w_dim] float32; linked into the result as `pivots-START-STOP.npy`."""
+PIVOTS_PREFIX = "pivots-"
+PSNR_FILE = "psnr.npy"
+FRAMES_FILE = "frames.npy"
 SEGMENT_FRAMES = 256
 """Frames per inversion part at most: what an interrupted inversion loses, and one cold start each."""
 
 
 @dataclass
 class Pivots:
-    """W+ pivots of the frames that have a face."""
+    """W+ pivots of the frames that have a face: `ws` is read from the workspace a batch at a time."""
 
     frames: np.ndarray  # [N] frame indices
-    ws: torch.Tensor  # [N, num_ws, w_dim]
+    ws: LatentSource  # [N, num_ws, w_dim]
     psnr: torch.Tensor  # [N] dB of G(pivot) against the crop
 
-    def save(self, path: Path) -> None:
-        frames = torch.from_numpy(self.frames.astype(np.int64))
-        save_tensors(path, {"frames": frames, "ws": self.ws, "psnr": self.psnr})
-
     @classmethod
-    def load(cls, path: Path, *, device: torch.device | str = "cpu") -> Pivots:
-        tensors = load_tensors(path)
-        return cls(frames=tensors["frames"].numpy(), ws=tensors["ws"].to(device), psnr=tensors["psnr"])
+    def load(cls, directory: Path) -> Pivots:
+        return cls(
+            frames=np.load(directory / FRAMES_FILE),
+            ws=StoredLatents(directory, prefix=PIVOTS_PREFIX),
+            psnr=torch.from_numpy(np.load(directory / PSNR_FILE)),
+        )
 
 
 class InvertStage:
@@ -98,17 +102,15 @@ class InvertStage:
             runtime=self.runtime,
             progress=self.progress,
         )
-        save_tensors(part / PIVOTS_FILE, {"ws": result.pivots, "psnr": result.psnr})
+        save_array(part / PIVOTS_FILE, result.pivots.detach().float().cpu().numpy())
+        save_array(part / PSNR_FILE, result.psnr.detach().float().cpu().numpy())
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        saved = [load_tensors(part / PIVOTS_FILE) for part in parts]
-        pivots = Pivots(
-            frames=np.flatnonzero(self.alignment.valid),
-            ws=torch.cat([part["ws"] for part in saved]).float(),
-            psnr=torch.cat([part["psnr"] for part in saved]).float(),
-        )
-        pivots.save(directory / PIVOTS_FILE)
-        return {"mean_psnr": float(pivots.psnr.mean())}
+        link_parts(self.ranges(), parts, directory, file=PIVOTS_FILE, prefix=PIVOTS_PREFIX)
+        psnr = np.concatenate([np.load(part / PSNR_FILE) for part in parts])  # [N]
+        save_array(directory / PSNR_FILE, psnr)
+        save_array(directory / FRAMES_FILE, np.flatnonzero(self.alignment.valid).astype(np.int64))
+        return {"mean_psnr": float(psnr.mean())}
 
     def load(self, directory: Path) -> Pivots:
-        return Pivots.load(directory / PIVOTS_FILE, device=self.runtime.device)
+        return Pivots.load(directory)

@@ -3,7 +3,8 @@
 Each part renders its latents in batches of `RENDER_BATCH` and writes the crops [n, R, R, 3] uint8 to
 one `.npy` as they come (never holding the part); the merge only links the parts into the result, in
 the crops stage's layout, read back crop by crop (`CropStore`), never as a whole clip. The key is the
-generator's (the tuned one's stage key, or the source's hash) and the latents' own hash, so the same
+generator's (the tuned one's stage key, or the source's hash) and the latents' own hash (swept a batch
+at a time: the latents may be computed on demand, `reenact.latents`), so the same
 latents rendered again, e.g. to another output file or after an interrupted encode, are not rendered
 twice.
 """
@@ -16,14 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from reenact.device import Runtime, autocast
+from reenact.device import Runtime, autocast, to_device
 from reenact.files import RowWriter
 from reenact.gan.stylegan2 import Generator
 from reenact.imaging import images_to_uint8
+from reenact.latents import LatentSource, latent_digest
 from reenact.progress import SILENT, Progress
-from reenact.stages.base import STAGE_VERSION, FrameRange, split_range
-from reenact.stages.crops import CROPS_FILE, CropStore, link_parts
-from reenact.workspace import StageKey, stage_key, tensor_digest
+from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
+from reenact.stages.crops import CROPS_FILE, PART_PREFIX, CropStore
+from reenact.workspace import StageKey, stage_key
 
 RENDER_PART = 256
 """Latents per part: what an interrupted render loses at most."""
@@ -39,7 +41,7 @@ class RenderStage:
     def __init__(
         self,
         generator: Generator,
-        latents: torch.Tensor,
+        latents: LatentSource,
         *,
         generator_digest: str,
         runtime: Runtime,
@@ -54,7 +56,7 @@ class RenderStage:
             {
                 "version": STAGE_VERSION,
                 "generator": generator_digest,
-                "latents": tensor_digest({"latents": latents.float()}),
+                "latents": latent_digest(latents),
                 "autocast": str(runtime.autocast_dtype),
             },
         )
@@ -71,14 +73,16 @@ class RenderStage:
             ) as out,
         ):
             for start in range(frames.start, frames.stop, RENDER_BATCH):
-                ws = self.latents[start : min(start + RENDER_BATCH, frames.stop)].to(self.runtime.device)
+                ws = to_device(
+                    self.latents[start : min(start + RENDER_BATCH, frames.stop)], self.runtime.device
+                )
                 with torch.no_grad(), autocast(self.runtime):
                     images = self.generator.synthesis(ws, noise_mode="const").float()  # [B, 3, R, R]
                 out.write(images_to_uint8(images).cpu().numpy())  # [B, R, R, 3]
                 task.advance(len(ws))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        link_parts(self.ranges(), parts, directory)
+        link_parts(self.ranges(), parts, directory, file=CROPS_FILE, prefix=PART_PREFIX)
         return {"crops": len(self.latents)}
 
     def load(self, directory: Path) -> CropStore:
