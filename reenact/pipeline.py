@@ -13,6 +13,7 @@ the driver is inverted with the *original* generator, never the tuned one.
 from __future__ import annotations
 
 import resource
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,11 +34,11 @@ from reenact.gan.stylegan2 import Generator
 from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
-from reenact.stages.base import Stage, StageRun, run_stage
+from reenact.stages.base import FrameRange, Stage, StageRun, run_stage
 from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
-from reenact.stages.render import RenderStage
+from reenact.stages.render import RenderStage, RenderStream
 from reenact.stages.tune import Tuned, TuneStage
 from reenact.workspace import Workspace
 
@@ -119,12 +120,13 @@ def run_reported(
     stages: list[StageReport],
     progress: Progress,
     detail: Callable[[Any], str],
+    on_part: Callable[[FrameRange, Path], None] | None = None,
 ) -> Any:
     """Run `stage` (cached or computed), report it as `name` (a stage line), and return its result.
 
-    `detail(result)` is the text of its stage line.
+    `detail(result)` is the text of its stage line; `on_part` goes to `run_stage`.
     """
-    outcome: StageRun[Any] = run_stage(workspace, stage, progress=progress)
+    outcome: StageRun[Any] = run_stage(workspace, stage, progress=progress, on_part=on_part)
     text = detail(outcome.result)
     if outcome.resumed:
         text += f" (resumed: {outcome.resumed} of {outcome.resumed + outcome.computed} parts were done)"
@@ -326,16 +328,31 @@ def render(
     generator_digest: str,
     context: RunContext,
     stages: list[StageReport],
-) -> CropStore:
-    """`latents` [M, num_ws, w_dim] rendered to crops by `generator` (cached by both)."""
+) -> RenderStream:
+    """`latents` [M, num_ws, w_dim] rendered to crops by `generator` (cached by both), in a background
+    thread: use it as a context manager around the paste-back and encoding that consume its crops."""
+    cancel = threading.Event()
     stage = RenderStage(
         generator,
         latents,
         generator_digest=generator_digest,
         runtime=context.runtime,
         progress=context.progress,
+        cancel=cancel,
     )
-    return context.run(stage, name="render", stages=stages, detail=lambda c: f"{len(c)} crops")
+
+    def run(on_part: Callable[[FrameRange, Path], None]) -> CropStore:
+        return run_reported(
+            context.workspace,
+            stage,
+            name="render",
+            stages=stages,
+            progress=context.progress,
+            detail=lambda c: f"{len(c)} crops",
+            on_part=on_part,
+        )
+
+    return RenderStream(run, ranges=stage.ranges(), cancel=cancel)
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -363,20 +380,25 @@ def encode(
     overwrite: bool,
     context: RunContext,
     stages: list[StageReport],
+    render: RenderStream,
 ) -> int:
-    """Write the output (`stages.output.write_video`) and report it as the `encode` stage; returns frames."""
+    """Write the output (`stages.output.write_video`) and report it as the `encode` stage; returns frames.
+
+    `frames` consume `render`'s crops while it renders (a producer/consumer pipeline): the output is
+    written inside its context, so a failure on either side stops both."""
     started = time.perf_counter()
-    written = write_video(
-        output,
-        frames,
-        like=like,
-        audio_from=audio_from,
-        inputs=inputs,
-        settings=context.settings,
-        overwrite=overwrite,
-        total=total,
-        progress=context.progress,
-    )
+    with render:
+        written = write_video(
+            output,
+            frames,
+            like=like,
+            audio_from=audio_from,
+            inputs=inputs,
+            settings=context.settings,
+            overwrite=overwrite,
+            total=total,
+            progress=context.progress,
+        )
     report = StageReport(
         name="encode",
         seconds=time.perf_counter() - started,
@@ -473,6 +495,7 @@ def transfer(
         total=total,
         context=context,
         stages=stages,
+        render=crops,
     )
     return RunReport(
         output=output,
@@ -528,6 +551,7 @@ def edit_video(
         total=clip.info.frame_count,
         context=context,
         stages=stages,
+        render=crops,
     )
     return RunReport(output=output, frames=written, stages=stages, seconds=time.perf_counter() - started)
 
@@ -582,5 +606,6 @@ def morph_video(
         total=num_frames,
         context=context,
         stages=stages,
+        render=crops,
     )
     return RunReport(output=output, frames=written, stages=stages, seconds=time.perf_counter() - started)

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -104,11 +105,19 @@ class StageRun(Generic[Result]):
     location: Path
 
 
-def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress = SILENT) -> StageRun[Result]:
+def run_stage(
+    workspace: Workspace,
+    stage: Stage[Result],
+    *,
+    progress: Progress = SILENT,
+    on_part: Callable[[FrameRange, Path], None] | None = None,
+) -> StageRun[Result]:
     """`stage`'s result: loaded when stored, else computed part by part (resuming), merged and stored.
 
     Computing holds the stage's lock in the workspace: another process that needs the same result waits,
     then loads it (several commands, or ranks, on one workspace compute a shared stage once).
+    `on_part(frames, part)` is told of each finished part (found or computed) before the merge, so a
+    consumer can use the parts while the rest are computed.
     """
     started = time.perf_counter()
     key = stage.key
@@ -135,6 +144,8 @@ def run_stage(workspace: Workspace, stage: Stage[Result], *, progress: Progress 
                 compute_part(stage, frames, part)
                 computed += 1
             parts.append(part)
+            if on_part is not None:
+                on_part(frames, part)
         summary: dict[str, Any] = {}
         with workspace.build(key, summary=summary) as directory:
             summary.update(stage.merge(parts, directory))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -17,7 +18,14 @@ from reenact.composite import composite_face, face_mask
 from reenact.config import Config
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import ClipAlignment
-from reenact.stages.crops import CropStore
+
+
+class CropReader(Protocol):
+    """Rendered crops by slot, one at a time: a `CropStore`, or a `RenderStream` still rendering."""
+
+    def __len__(self) -> int: ...
+
+    def crop(self, slot: int) -> np.ndarray: ...
 
 
 def slots_for(alignment: ClipAlignment, frames: np.ndarray) -> np.ndarray:
@@ -31,7 +39,7 @@ def composite_frames(
     frames: Iterator[video.Frame],
     *,
     alignment: ClipAlignment,
-    crops: CropStore,
+    crops: CropReader,
     slots: np.ndarray,
     settings: Config,
 ) -> Iterator[tuple[video.Frame, np.ndarray]]:
@@ -59,7 +67,7 @@ def composite_frames(
 
 
 def still_frames(
-    timeline: Iterator[video.Frame], *, alignment: ClipAlignment, crops: CropStore, settings: Config
+    timeline: Iterator[video.Frame], *, alignment: ClipAlignment, crops: CropReader, settings: Config
 ) -> Iterator[tuple[video.Frame, np.ndarray]]:
     """A photo with step `t`'s rendered face for each frame `t` of another clip's timeline."""
     matrix = alignment.matrices[0]

@@ -11,6 +11,8 @@ twice.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,10 @@ RENDER_BATCH = 8
 """Latents per generator call."""
 
 
+class RenderCancelled(Exception):
+    """The render's consumer stopped; the unfinished part is dropped, the finished ones are kept."""
+
+
 class RenderStage:
     """Latents rendered to crops (see the module docstring)."""
 
@@ -46,8 +52,11 @@ class RenderStage:
         generator_digest: str,
         runtime: Runtime,
         progress: Progress = SILENT,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.generator = generator
+        self.cancel = cancel
+        """Set by a consumer that gave up (`RenderStream`): the part in work stops at its next batch."""
         self.latents = latents  # [M, num_ws, w_dim]
         self.runtime = runtime
         self.progress = progress
@@ -73,6 +82,8 @@ class RenderStage:
             ) as out,
         ):
             for start in range(frames.start, frames.stop, RENDER_BATCH):
+                if self.cancel is not None and self.cancel.is_set():
+                    raise RenderCancelled
                 ws = to_device(
                     self.latents[start : min(start + RENDER_BATCH, frames.stop)], self.runtime.device
                 )
@@ -87,3 +98,78 @@ class RenderStage:
 
     def load(self, directory: Path) -> CropStore:
         return CropStore(directory)
+
+
+class RenderStream:
+    """The render stage run in a background thread while the caller pastes back and encodes: a
+    producer/consumer pipeline, so the CPU's paste-back overlaps the generator's rendering.
+
+    `run(on_part)` runs the stage (cached or computed) and returns its `CropStore`; each part is handed
+    over as soon as it is finished, and `crop(slot)` waits for the part that holds `slot`. Leaving the
+    `with` block on an error cancels the render at its next batch (finished parts stay in the workspace)
+    and waits for the thread; an error of the render is raised in the consumer.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Callable[[FrameRange, Path], None]], CropStore],
+        *,
+        ranges: list[FrameRange],
+        cancel: threading.Event,
+    ) -> None:
+        self._run = run
+        self._starts = np.array([frames.start for frames in ranges], dtype=np.int64)
+        self._count = ranges[-1].stop if ranges else 0
+        self._cancel = cancel
+        self._ready = threading.Condition()
+        self._parts: dict[int, np.ndarray] = {}  # part number -> its crops, memory-mapped
+        self._store: CropStore | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._produce, name="render", daemon=True)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __enter__(self) -> RenderStream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self._cancel.set()
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
+
+    def _produce(self) -> None:
+        try:
+            store = self._run(self._part_done)
+        except BaseException as error:  # handed to the consumer, which raises it
+            with self._ready:
+                self._error = error
+                self._ready.notify_all()
+            return
+        with self._ready:
+            self._store = store
+            self._parts.clear()
+            self._ready.notify_all()
+
+    def _part_done(self, frames: FrameRange, part: Path) -> None:
+        crops = np.load(part / CROPS_FILE, mmap_mode="r")  # mapped now: the file may move at the merge
+        with self._ready:
+            self._parts[int(np.searchsorted(self._starts, frames.start))] = crops
+            self._ready.notify_all()
+
+    def crop(self, slot: int) -> np.ndarray:
+        """The rendered crop [R, R, 3] uint8 of latent `slot`, once its part is finished."""
+        number = int(np.searchsorted(self._starts, slot, side="right")) - 1
+        with self._ready:
+            while self._store is None and number not in self._parts:
+                if self._error is not None:
+                    raise self._error
+                self._ready.wait()
+            if self._store is not None:
+                return self._store.crop(slot)
+            for done in [key for key in self._parts if key < number]:  # passed: let their pages go
+                del self._parts[done]
+            return np.array(self._parts[number][slot - self._starts[number]])
