@@ -6,14 +6,17 @@ expression that comes and goes) are inverted three ways with MSE-only loss on th
 
 * cold:   every frame from w_avg with the full budget (`first_steps`), the baseline;
 * warm:   frame 0 from w_avg, then batches warm-started from the previous result (`warm_steps`);
-* broken: every frame from w_avg with only `warm_steps` (what a warm start without its start is).
+* broken: every frame from w_avg with only `warm_steps` (what a warm start without its start is);
+* segmented (with `--segment N`): warm, but restarted every N frames the way the inversion stage cuts a
+  long shot into resumable parts (`reenact.stages.invert.SEGMENT_FRAMES`): each segment starts cold.
 
 Reported: mean and minimum PSNR, generator evaluations (images rendered), wall-clock, the W+ speed of
 the pivots relative to the ground truth's (frame-to-frame distance; 1.0 = as smooth as the truth), and
-the cold/warm ratios, all measured in the same run.
+the cold/warm ratios, all measured in the same run. With `--segment`, also the PSNR of the frames where
+a segment starts, and the W+ step into them over the clip's median step (a seam shows as a jump).
 
     .venv/bin/python benchmarks/bench_invert.py [--seeds 0 1 2 3] [--frames 16] [--batch-size 4]
-        [--threads 1] [--json]
+        [--threads 1] [--segment N] [--json]
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 
 import torch
 
 from reenact.config import InvertConfig
 from reenact.device import resolve_runtime
-from reenact.invert import invert_clip, latent_speed
+from reenact.invert import InversionResult, invert_clip, latent_speed
 from reenact.synthetic import TINY_W_DIM, SyntheticConfig, make_world, quick_invert_config
 
 SETTINGS = quick_invert_config()
@@ -34,13 +38,33 @@ CPU = resolve_runtime("cpu")
 """fp32 on the CPU, where this benchmark runs."""
 
 
-def run(*, seeds: list[int], frames: int, settings: InvertConfig) -> list[dict[str, object]]:
+def segmented(world_generator, crops: torch.Tensor, *, config: InvertConfig, segment: int) -> InversionResult:
+    """Warm inversion restarted every `segment` frames, as the inversion stage's parts are."""
+    parts = [
+        invert_clip(
+            world_generator, crops[start : start + segment], config=config, perceptual=None, runtime=CPU
+        )
+        for start in range(0, len(crops), segment)
+    ]
+    return dataclasses.replace(
+        parts[0],
+        pivots=torch.cat([part.pivots for part in parts]),
+        psnr=torch.cat([part.psnr for part in parts]),
+        generator_evals=sum(part.generator_evals for part in parts),
+        seconds=sum(part.seconds for part in parts),
+    )
+
+
+def run(
+    *, seeds: list[int], frames: int, settings: InvertConfig, segment: int | None = None
+) -> list[dict[str, object]]:
     """One row per (seed, clip, method)."""
     methods = {
         "cold": dataclasses.replace(settings, mode="cold"),
         "warm": dataclasses.replace(settings, mode="warm"),
         "broken": dataclasses.replace(settings, mode="cold", first_steps=settings.warm_steps),
     }
+    starts = torch.arange(segment or frames, frames, segment or frames)  # segment starts but the first
     rows: list[dict[str, object]] = []
     for seed in seeds:
         world = make_world(SyntheticConfig(seed=seed, num_frames=frames, w_dim=TINY_W_DIM))
@@ -50,6 +74,10 @@ def run(*, seeds: list[int], frames: int, settings: InvertConfig) -> list[dict[s
                 name: invert_clip(world.generator, clip.crops, config=config, perceptual=None, runtime=CPU)
                 for name, config in methods.items()
             }
+            if segment is not None:
+                results["segmented"] = segmented(
+                    world.generator, clip.crops, config=methods["warm"], segment=segment
+                )
             cold = results["cold"]
             for name, result in results.items():
                 rows.append(
@@ -65,15 +93,28 @@ def run(*, seeds: list[int], frames: int, settings: InvertConfig) -> list[dict[s
                         "seconds": result.seconds,
                         "time_ratio_cold_over": cold.seconds / result.seconds,
                         "speed_vs_truth": float(latent_speed(result.pivots).mean()) / truth_speed,
+                        **seam(result, starts),
                     }
                 )
     return rows
 
 
+def seam(result: InversionResult, starts: torch.Tensor) -> dict[str, float]:
+    """PSNR at the segment starts and the largest W+ step into one over the median step (NaN: none)."""
+    if len(starts) == 0:
+        return {"psnr_at_starts": math.nan, "seam_jump": math.nan}
+    steps = latent_speed(result.pivots)  # [N - 1]: step t is frame t -> t + 1
+    return {
+        "psnr_at_starts": float(result.psnr[starts].mean()),
+        "seam_jump": float(steps[starts - 1].max() / steps.median()),
+    }
+
+
 def print_table(rows: list[dict[str, object]]) -> None:
     header = (
         f"{'seed':>4} {'clip':<6} {'method':<6} {'PSNR':>6} {'min':>6} {'Δcold':>6} "
-        f"{'evals':>6} {'cold/x':>6} {'sec':>6} {'cold/x':>6} {'speed/truth':>11}"
+        f"{'evals':>6} {'cold/x':>6} {'sec':>6} {'cold/x':>6} {'speed/truth':>11} "
+        f"{'PSNR@seam':>9} {'jump':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -82,7 +123,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
             f"{row['seed']:>4} {row['clip']:<6} {row['method']:<6} {row['psnr_mean']:6.2f} "
             f"{row['psnr_min']:6.2f} {row['psnr_vs_cold']:+6.2f} {row['generator_evals']:>6} "
             f"{row['eval_ratio_cold_over']:6.2f} {row['seconds']:6.2f} {row['time_ratio_cold_over']:6.2f} "
-            f"{row['speed_vs_truth']:11.2f}"
+            f"{row['speed_vs_truth']:11.2f} {row['psnr_at_starts']:9.2f} {row['seam_jump']:5.2f}"
         )
 
 
@@ -92,11 +133,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=SETTINGS.batch_size, help="frames per batch")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny convs: 1 is fastest)")
+    parser.add_argument("--segment", type=int, default=None, help="also invert in segments of N frames")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = dataclasses.replace(SETTINGS, batch_size=args.batch_size)
-    rows = run(seeds=args.seeds, frames=args.frames, settings=settings)
+    rows = run(seeds=args.seeds, frames=args.frames, settings=settings, segment=args.segment)
     if args.json:
         print(
             json.dumps(

@@ -122,7 +122,7 @@ class RenderStream:
         self._count = ranges[-1].stop if ranges else 0
         self._cancel = cancel
         self._ready = threading.Condition()
-        self._parts: dict[int, np.ndarray] = {}  # part number -> its crops, memory-mapped
+        self._parts: dict[int, Path] = {}  # part number -> its finished crops file
         self._store: CropStore | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._produce, name="render", daemon=True)
@@ -151,25 +151,40 @@ class RenderStream:
             return
         with self._ready:
             self._store = store
-            self._parts.clear()
             self._ready.notify_all()
 
     def _part_done(self, frames: FrameRange, part: Path) -> None:
-        crops = np.load(part / CROPS_FILE, mmap_mode="r")  # mapped now: the file may move at the merge
         with self._ready:
-            self._parts[int(np.searchsorted(self._starts, frames.start))] = crops
+            self._parts[int(np.searchsorted(self._starts, frames.start))] = part / CROPS_FILE
             self._ready.notify_all()
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        """Wait (holding the condition) until `ready()`; the render's error is raised here."""
+        while not ready():
+            if self._error is not None:
+                raise self._error
+            self._ready.wait()
 
     def crop(self, slot: int) -> np.ndarray:
         """The rendered crop [R, R, 3] uint8 of latent `slot`, once its part is finished."""
         number = int(np.searchsorted(self._starts, slot, side="right")) - 1
         with self._ready:
-            while self._store is None and number not in self._parts:
-                if self._error is not None:
-                    raise self._error
-                self._ready.wait()
-            if self._store is not None:
-                return self._store.crop(slot)
-            for done in [key for key in self._parts if key < number]:  # passed: let their pages go
-                del self._parts[done]
-            return np.array(self._parts[number][slot - self._starts[number]])
+            self._wait(lambda: self._store is not None or number in self._parts)
+            store, path = self._store, self._parts.get(number)
+        if store is None and path is not None:
+            try:
+                return read_row(path, slot - int(self._starts[number]))
+            except FileNotFoundError:  # the merge has moved the part into the result meanwhile
+                with self._ready:
+                    self._wait(lambda: self._store is not None)
+                    store = self._store
+        assert store is not None
+        return store.crop(slot)
+
+
+def read_row(path: Path, row: int) -> np.ndarray:
+    """One row of an `.npy`, through a mapping that is let go at once (nothing stays resident)."""
+    stored = np.load(path, mmap_mode="r")
+    out = np.array(stored[row])
+    del stored
+    return out
