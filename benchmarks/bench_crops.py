@@ -45,11 +45,12 @@ depend on where the face is)."""
 
 
 def crop_matrix(width: int, height: int, resolution: int) -> np.ndarray:
-    """A frame -> crop affine [2, 3] of a centred square."""
+    """A frame -> crop affine [3, 3] of a centred square."""
     side = CROP_FRACTION * min(width, height)
     scale = resolution / side
     return np.array(
-        [[scale, 0.0, -(width - side) / 2 * scale], [0.0, scale, -(height - side) / 2 * scale]], np.float64
+        [[scale, 0.0, -(width - side) / 2 * scale], [0.0, scale, -(height - side) / 2 * scale], [0, 0, 1]],
+        np.float64,
     )
 
 

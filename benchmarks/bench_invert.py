@@ -7,8 +7,9 @@ expression that comes and goes) are inverted three ways with MSE-only loss on th
 * cold:   every frame from w_avg with the full budget (`first_steps`), the baseline;
 * warm:   frame 0 from w_avg, then batches warm-started from the previous result (`warm_steps`);
 * broken: every frame from w_avg with only `warm_steps` (what a warm start without its start is);
-* segmented (with `--segment N`): warm, but restarted every N frames the way the inversion stage cuts a
-  long shot into resumable parts (`reenact.stages.invert.SEGMENT_FRAMES`): each segment starts cold.
+* with `--segment N`, warm in segments of N frames, as the inversion stage cuts a long shot into
+  resumable parts (`reenact.stages.invert.SEGMENT_FRAMES`): `chained` hands each segment the last pivot
+  before it (what the stage does), `fresh` starts each segment anew.
 
 Reported: mean and minimum PSNR, generator evaluations (images rendered), wall-clock, the W+ speed of
 the pivots relative to the ground truth's (frame-to-frame distance; 1.0 = as smooth as the truth), and
@@ -38,14 +39,17 @@ CPU = resolve_runtime("cpu")
 """fp32 on the CPU, where this benchmark runs."""
 
 
-def segmented(world_generator, crops: torch.Tensor, *, config: InvertConfig, segment: int) -> InversionResult:
-    """Warm inversion restarted every `segment` frames, as the inversion stage's parts are."""
-    parts = [
-        invert_clip(
-            world_generator, crops[start : start + segment], config=config, perceptual=None, runtime=CPU
+def segmented(
+    world_generator, crops: torch.Tensor, *, config: InvertConfig, segment: int, chained: bool
+) -> InversionResult:
+    """Warm inversion in segments of `segment` frames, each continuing the last one's chain or fresh."""
+    parts: list[InversionResult] = []
+    for first in range(0, len(crops), segment):
+        start = parts[-1].pivots[-1:] if (chained and parts) else None
+        part = crops[first : first + segment]
+        parts.append(
+            invert_clip(world_generator, part, config=config, perceptual=None, runtime=CPU, start=start)
         )
-        for start in range(0, len(crops), segment)
-    ]
     return dataclasses.replace(
         parts[0],
         pivots=torch.cat([part.pivots for part in parts]),
@@ -75,9 +79,10 @@ def run(
                 for name, config in methods.items()
             }
             if segment is not None:
-                results["segmented"] = segmented(
-                    world.generator, clip.crops, config=methods["warm"], segment=segment
-                )
+                for name, chained in (("chained", True), ("fresh", False)):
+                    results[name] = segmented(
+                        world.generator, clip.crops, config=methods["warm"], segment=segment, chained=chained
+                    )
             cold = results["cold"]
             for name, result in results.items():
                 rows.append(

@@ -285,6 +285,7 @@ def invert_clip(
     runtime: Runtime,
     progress: Progress = SILENT,
     on_batch: Callable[[InvertReport], None] | None = None,
+    start: torch.Tensor | None = None,
 ) -> InversionResult:
     """Invert aligned crops `targets` (N consecutive frames [3, R, R] in [-1, 1]: a tensor, or a store
     read a batch at a time) into W+ pivots. Only the batch in work is on the device; the pivots, losses
@@ -294,6 +295,9 @@ def invert_clip(
     `reenact.losses.Image2StyleGANPerceptual`) may be None for an MSE-only loss. Latents and targets are
     float32; renders run under the runtime's autocast (L-BFGS excepted: always full precision).
     `progress` gets an "invert" task counting frames; `on_batch` receives each batch's figures.
+    `start` [1, num_ws, w_dim], in warm mode: the pivot of the frame before `targets[0]`, so these frames
+    continue that warm chain (every batch warm, none from the start point): a long shot inverted in
+    segments has no seam where one segment hands over to the next.
     """
     resolution = generator.resolution
     first = targets[0:1] if len(targets) else None
@@ -305,16 +309,22 @@ def invert_clip(
     num_frames = len(targets)
     layers = generator.num_ws if config.space == "w+" else 1
 
-    if config.mode == "warm":
+    chained = config.mode == "warm" and start is not None
+    if chained:
+        runs = [
+            (first_frame, min(first_frame + config.batch_size, num_frames), config.warm_steps)
+            for first_frame in range(0, num_frames, config.batch_size)
+        ]
+    elif config.mode == "warm":
         runs = [(0, 1, config.first_steps)]
         runs += [
-            (start, min(start + config.batch_size, num_frames), config.warm_steps)
-            for start in range(1, num_frames, config.batch_size)
+            (first_frame, min(first_frame + config.batch_size, num_frames), config.warm_steps)
+            for first_frame in range(1, num_frames, config.batch_size)
         ]
     else:
         runs = [
-            (start, min(start + config.batch_size, num_frames), config.first_steps)
-            for start in range(0, num_frames, config.batch_size)
+            (first_frame, min(first_frame + config.batch_size, num_frames), config.first_steps)
+            for first_frame in range(0, num_frames, config.batch_size)
         ]
 
     pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim)
@@ -324,11 +334,12 @@ def invert_clip(
     evals = 0
     adam_state: AdamState | None = None
     with progress.task("invert", total=num_frames, unit="frame") as task, autocast(runtime):
-        for start, stop, budget in runs:
-            size = stop - start
-            batch = to_device(targets[start:stop], device)  # [B, 3, R, R]
-            if config.mode == "warm" and start > 0:
-                previous = pivots[start - 1 : start, :layers].to(device)  # [1, K, w_dim]: the neighbour's
+        for begin, stop, budget in runs:
+            size = stop - begin
+            batch = to_device(targets[begin:stop], device)  # [B, 3, R, R]
+            if config.mode == "warm" and (begin > 0 or chained):
+                before = pivots[begin - 1 : begin] if begin > 0 else start.reshape(1, *pivots.shape[1:])
+                previous = before[:, :layers].to(device)  # [1, K, w_dim]: the neighbour's
                 init, rate = previous.expand(size, -1, -1), config.warm_learning_rate
             else:
                 init = start_latents(generator, batch, config=config, layers=layers)
@@ -338,7 +349,7 @@ def invert_clip(
                     generator, batch, init, steps=budget, perceptual=perceptual, config=config
                 )
             else:
-                handed_on = adam_state if (config.mode == "warm" and start > 0) else None
+                handed_on = adam_state if (config.mode == "warm" and begin > 0) else None
                 best, loss, quality, taken, adam_state = optimise_batch(
                     generator,
                     batch,
@@ -350,9 +361,9 @@ def invert_clip(
                     adam_state=handed_on,
                 )
                 renders = size * taken
-            pivots[start:stop] = best.detach().cpu()
-            losses[start:stop] = loss.detach().cpu()
-            psnrs[start:stop] = quality.detach().cpu()
+            pivots[begin:stop] = best.detach().cpu()
+            losses[begin:stop] = loss.detach().cpu()
+            psnrs[begin:stop] = quality.detach().cpu()
             steps_taken.append(taken)
             evals += renders
             task.advance(size)

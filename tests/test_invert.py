@@ -238,3 +238,41 @@ def test_lbfgs_runs_in_full_precision_under_autocast(identifiable: SyntheticWorl
     plain = invert_clip(identifiable.generator, targets, config=adam, perceptual=None, runtime=CPU)
     under = invert_clip(identifiable.generator, targets, config=adam, perceptual=None, runtime=bf16)
     assert not torch.equal(plain.pivots, under.pivots), "autocast was applied"
+
+
+SEGMENT = 8
+MAX_SEAM_JUMP = 4.0
+"""Step into a segment's first frame over the clip's median step. A warm chain's largest step is ~3x its
+median here (measured: 2.9 in one run, 3.1 at the seam of a chained one); a segment started afresh
+lands elsewhere in W+ for the same picture (15x here; 24-28x in bench_invert --segment)."""
+
+
+def seam_jump(pivots: torch.Tensor, *, segment: int) -> float:
+    steps = latent_speed(pivots)  # [N - 1]
+    return float(steps[torch.arange(segment, len(pivots), segment) - 1].max() / steps.median())
+
+
+def test_a_segment_continues_the_chain_of_the_one_before_without_a_seam(world: SyntheticWorld) -> None:
+    """Segments handed the last pivot before them (the inversion stage's parts) form one warm chain:
+    no jump where one hands over, and the quality of one run; segments started afresh jump."""
+    targets = world.target.crops
+
+    def segments(*, chained: bool) -> torch.Tensor:
+        pivots: list[torch.Tensor] = []
+        for first in range(0, len(targets), SEGMENT):
+            start = pivots[-1][-1:] if (chained and pivots) else None
+            part = targets[first : first + SEGMENT]
+            pivots.append(
+                invert_clip(
+                    world.generator, part, config=FAST, perceptual=None, runtime=CPU, start=start
+                ).pivots
+            )
+        return torch.cat(pivots)
+
+    chained, fresh = segments(chained=True), segments(chained=False)
+    assert seam_jump(chained, segment=SEGMENT) < MAX_SEAM_JUMP
+    assert seam_jump(fresh, segment=SEGMENT) > MAX_SEAM_JUMP, "fresh segments should show the seam"
+    with torch.no_grad():
+        quality = psnr(world.generator.synthesis(chained, noise_mode="const"), targets)
+    whole = invert_clip(world.generator, targets, config=FAST, perceptual=None, runtime=CPU)
+    assert float(quality.mean()) > float(whole.psnr.mean()) - PSNR_PARITY_DB

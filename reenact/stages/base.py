@@ -3,7 +3,8 @@
 A stage is a unit of work over a clip's frames:
 
 - `key`: what its result depends on (input hashes, settings, generator, earlier stages' keys);
-- `ranges()`: the frame ranges it is computed in, each an independent, resumable part;
+- `ranges()`: the frame ranges it is computed in, each a resumable part, computed in order (a part may
+  read the finished parts before it: inversion continues its warm chain from the segment before);
 - `compute(frames, part)`: the work of one range, written into the part's own folder;
 - `merge(parts, directory)`: the parts joined into the result, written into the result's folder;
 - `load(directory)`: the stored result, for this and every later run.

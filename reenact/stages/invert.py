@@ -1,12 +1,15 @@
 """Inversion stage: W+ pivots of every frame with a face, with the ORIGINAL generator.
 
 Parts: the clip's runs of consecutive frames with a face (never across a scene cut), cut into segments
-of at most `SEGMENT_FRAMES`, each inverted by one warm-started `reenact.invert.invert_clip`. A segment
-starts like a shot: its first frame from the start point with the full first-frame budget, the others
-from their neighbour. So segments do not depend on each other (a long shot resumes at its first
-unfinished segment, and segments can be computed anywhere), at the price of one cold start per segment.
-Targets are read from the crops stage a batch at a time. Merge: the parts' pivot tables linked in
-frame order (`pivots-START-STOP.npy`, read back a batch at a time), with the frames and PSNRs.
+of at most `SEGMENT_FRAMES`, each inverted by one warm-started `reenact.invert.invert_clip`. A run's
+first segment starts like a shot (its first frame from the start point with the full first-frame
+budget); every later segment continues the warm chain from the last pivot of the segment before it,
+read from that finished part. So a long shot resumes at its first unfinished segment and has no seam:
+a segment started afresh lands elsewhere in W+ for the same picture (`benchmarks/bench_invert.py
+--segment` measures the jump), which the driver's offsets would show as a pop. The price is order:
+a run's segments are computed one after another. Targets are read from the crops stage a batch at a
+time. Merge: the parts' pivot tables linked in frame order (`pivots-START-STOP.npy`, read back a batch
+at a time), with the frames and PSNRs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch import nn
 
 from reenact.config import Config, config_to_dict
 from reenact.device import Runtime
+from reenact.errors import ReenactError
 from reenact.files import save_array
 from reenact.gan.source import GeneratorSource
 from reenact.invert import invert_clip
@@ -101,9 +105,21 @@ class InvertStage:
             perceptual=self.perceptual,
             runtime=self.runtime,
             progress=self.progress,
+            start=self.chain_start(frames, scratch=part.parent),
         )
         save_array(part / PIVOTS_FILE, result.pivots.detach().float().cpu().numpy())
         save_array(part / PSNR_FILE, result.psnr.detach().float().cpu().numpy())
+
+    def chain_start(self, frames: FrameRange, *, scratch: Path) -> torch.Tensor | None:
+        """The last pivot [1, num_ws, w_dim] of the segment before `frames` in the same run (None for a
+        run's first segment), read from its finished part: the chain continues from it."""
+        before = [earlier for earlier in self.ranges() if earlier.stop == frames.start]
+        if not before or frames.start in {run.start for run in self.alignment.runs()}:
+            return None
+        path = scratch / before[0].name / PIVOTS_FILE
+        if not path.is_file():
+            raise ReenactError(f"inversion segment {frames.name} needs its predecessor's pivots {path}")
+        return torch.from_numpy(np.array(np.load(path, mmap_mode="r")[-1:]))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=PIVOTS_FILE, prefix=PIVOTS_PREFIX)
