@@ -1,9 +1,9 @@
 """No stage holds the clip: a transfer's peak memory does not grow with the clip's length.
 
 The synthetic world at 100 and at 400 frames, transferred with a 256 px random generator and every step
-count cut to one, so only the data path counts. A whole-clip buffer of crops anywhere (decoded, warped,
-as floats, on the device) costs about 1 MB per frame at 256 px, 300 MB between the two runs; streaming
-keeps the difference to what the small per-frame tables (latents, flags) need.
+count cut to one, so only the data path counts. A whole-clip buffer of float crops anywhere (decoded,
+warped, on the device) costs about 0.8 MB per frame at 256 px, 240 MB between the two runs; streaming
+keeps the difference within the runs' own noise.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ MINIMAL_STEPS = (
     "pti.base_steps=1",
     "pti.max_steps=1",
 )
-MAX_GROWTH_BYTES = 64 << 20
-"""Allowed peak growth from the short to the long clip (a whole-clip crop buffer adds ~300 MB)."""
+MAX_GROWTH_BYTES = 128 << 20
+"""Allowed peak growth from the short to the long clip. A whole-clip buffer of float crops adds ~240 MB;
+two runs of one length differ by up to ~100 MB (allocator reuse, and how the background render and
+paste-back interleave), so a tighter bound would fail at random. Whole-table reads of the stored and
+computed tables are caught exactly by `test_no_stage_reads_a_whole_table`."""
 RUN_TIMEOUT_S = 600
 TABLE_FRAMES = 1200
 MAX_ROWS_PER_READ = 300

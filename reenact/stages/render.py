@@ -29,7 +29,7 @@ from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_ran
 from reenact.stages.crops import CROPS_FILE, PART_PREFIX, CropStore
 from reenact.workspace import StageKey, stage_key
 
-RENDER_PART = 256
+RENDER_PART = 64
 """Latents per part: what an interrupted render loses at most."""
 RENDER_BATCH = 8
 """Latents per generator call."""
