@@ -183,10 +183,17 @@ class RowParts:
         parts = np.searchsorted(self.starts, rows, side="right") - 1  # [n]
         for part in np.unique(parts):
             where = np.flatnonzero(parts == part)
-            stored = np.load(self.files[part], mmap_mode="r")
-            out[where] = stored[rows[where] - self.starts[part]]
-            del stored  # unmapped
+            out[where] = read_rows(self.files[part], rows[where] - self.starts[part])
         return out
+
+
+def read_rows(path: Path, rows: np.ndarray | int) -> np.ndarray:
+    """Rows of one `.npy` (`rows` [n], or one index), copied out through a mapping that is let go at
+    once, so the pages read stop counting towards the process."""
+    stored = np.load(path, mmap_mode="r")
+    out = np.array(stored[rows])
+    del stored  # unmapped
+    return out
 
 
 def index_rows(index: slice | torch.Tensor | np.ndarray | int, *, length: int) -> np.ndarray:

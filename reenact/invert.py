@@ -310,22 +310,15 @@ def invert_clip(
     layers = generator.num_ws if config.space == "w+" else 1
 
     chained = config.mode == "warm" and start is not None
-    if chained:
-        runs = [
-            (first_frame, min(first_frame + config.batch_size, num_frames), config.warm_steps)
-            for first_frame in range(0, num_frames, config.batch_size)
-        ]
-    elif config.mode == "warm":
-        runs = [(0, 1, config.first_steps)]
-        runs += [
-            (first_frame, min(first_frame + config.batch_size, num_frames), config.warm_steps)
-            for first_frame in range(1, num_frames, config.batch_size)
-        ]
-    else:
-        runs = [
-            (first_frame, min(first_frame + config.batch_size, num_frames), config.first_steps)
-            for first_frame in range(0, num_frames, config.batch_size)
-        ]
+    runs, first_batch, budget = [], 0, config.first_steps  # cold: every batch from the start point
+    if config.mode == "warm":
+        budget = config.warm_steps
+        if not chained:  # frame 0 alone from the start point, then batches from their neighbours
+            runs, first_batch = [(0, 1, config.first_steps)], 1
+    runs += [
+        (first_frame, min(first_frame + config.batch_size, num_frames), budget)
+        for first_frame in range(first_batch, num_frames, config.batch_size)
+    ]
 
     pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim)
     losses = torch.empty(num_frames)

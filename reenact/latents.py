@@ -85,5 +85,5 @@ def latent_digest(source: LatentSource) -> str:
     digest whatever holds them."""
     digest = hashlib.sha256(f"latents:{tuple(source.shape)};".encode())
     for batch in latent_batches(source):
-        digest.update(batch.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes())
+        digest.update(batch.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy())  # in place
     return digest.hexdigest()

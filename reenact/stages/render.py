@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from reenact.device import Runtime, autocast, to_device
-from reenact.files import RowWriter
+from reenact.files import RowWriter, read_rows
 from reenact.gan.stylegan2 import Generator
 from reenact.imaging import images_to_uint8
 from reenact.latents import LatentSource, latent_digest
@@ -173,18 +173,10 @@ class RenderStream:
             store, path = self._store, self._parts.get(number)
         if store is None and path is not None:
             try:
-                return read_row(path, slot - int(self._starts[number]))
+                return read_rows(path, slot - int(self._starts[number]))
             except FileNotFoundError:  # the merge has moved the part into the result meanwhile
                 with self._ready:
                     self._wait(lambda: self._store is not None)
                     store = self._store
         assert store is not None
         return store.crop(slot)
-
-
-def read_row(path: Path, row: int) -> np.ndarray:
-    """One row of an `.npy`, through a mapping that is let go at once (nothing stays resident)."""
-    stored = np.load(path, mmap_mode="r")
-    out = np.array(stored[row])
-    del stored
-    return out
