@@ -16,7 +16,16 @@ import typer
 
 from reenact import __version__
 from reenact.errors import ReenactError
-from reenact_cli import align_cmd, cache_cmd, demo_cmd, evaluate_cmd, pipeline_cmds, video_cmds, weights_cmd
+from reenact_cli import (
+    align_cmd,
+    batch_cmd,
+    cache_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    pipeline_cmds,
+    video_cmds,
+    weights_cmd,
+)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -59,6 +68,7 @@ app.command("tune")(pipeline_cmds.tune)
 app.command("transfer")(pipeline_cmds.transfer)
 app.command("edit")(pipeline_cmds.edit)
 app.command("morph")(pipeline_cmds.morph)
+app.command("batch")(batch_cmd.batch)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(weights_cmd.app, name="weights")
@@ -88,7 +98,17 @@ def os_error_message(exc: OSError) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
-    args = sys.argv[1:] if argv is None else argv
+    code = EXIT_ERROR
+    try:
+        code = _run(sys.argv[1:] if argv is None else argv)
+        return code
+    finally:
+        group = sys.modules.get("reenact.distributed")  # only a command that ran under torchrun opened one
+        if group is not None:
+            group.leave(finished=code == 0)
+
+
+def _run(args: list[str]) -> int:
     verbose = any(flag in args for flag in VERBOSE_FLAGS)
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can it catch signals
     handlers = (

@@ -2,18 +2,20 @@
 
 I/O only: options become a `reenact.pipeline.RunContext` and the pipeline does the work. Every stage's
 result is cached in `--workdir`, so a second run (another driver, another edit) reuses what it can, and
-an interrupted run resumes.
+an interrupted run resumes. Launched by `torchrun`, every rank runs the command and shares its stages
+out (`reenact.distributed`); the main rank prints progress and the summary, with each rank's work.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from reenact import pipeline
+from reenact import distributed, pipeline
 from reenact.device import resolve_runtime
 from reenact.errors import ReenactError
 from reenact.gan.random import is_random_spec
@@ -56,27 +58,45 @@ def make_context(
     preset: str | None,
     sets: list[str] | None,
     quiet: bool,
+    group: distributed.Group | None = None,
     **sections: dict[str, Any],
 ) -> pipeline.RunContext:
-    """Settings, device, workspace and generator of a command, with the loss networks built up front."""
-    progress = cli_progress(quiet=quiet)
+    """Settings, device, workspace and generator of a command, with the loss networks built up front.
+
+    `group`: the ranks that share this command's stages; by default the processes `torchrun` started (one
+    without it). Under `torchrun` each process runs on its own GPU."""
     runtime = resolve_runtime(device, precision=precision, compile=compile)
+    runtime = dataclasses.replace(runtime, device=distributed.rank_device(runtime.device))
+    group = distributed.join(runtime.device) if group is None else group
+    progress = cli_progress(quiet=quiet or not group.is_main)
     is_random = is_random_spec(generator)
     if is_random and preset is None:
         preset = RANDOM_GENERATOR_PRESET
     settings = settings_for(preset, sets, **sections)
     workspace = Workspace(workdir)
     source = load_generator_spec(generator, device=runtime.device, workspace=workspace)
-    if is_random:
+    if is_random and group.is_main:
         typer.echo(
             f"note: {generator} is a random generator (for tests and demos, not a face model); "
             f"preset {preset}",
             err=True,
         )
-    progress.note(f"generator {generator} ({source.generator.resolution} px) on {runtime.describe()}")
+    ranks = f", {group.size} ranks" if group.distributed else ""
+    progress.note(f"generator {generator} ({source.generator.resolution} px) on {runtime.describe()}{ranks}")
     return pipeline.make_context(
-        workspace=workspace, source=source, settings=settings, runtime=runtime, progress=progress
+        workspace=workspace, source=source, settings=settings, runtime=runtime, progress=progress, group=group
     )
+
+
+def rank_work(stages: list[pipeline.StageReport]) -> dict[str, object]:
+    """What this process computed, by stage and in all: the summary's entry for its rank."""
+    by_stage = {stage.name: dataclasses.asdict(stage.work) for stage in stages if stage.work.parts}
+    return {
+        "stages": by_stage,
+        "frames": sum(work["frames"] for work in by_stage.values()),
+        "generator_evals": sum(work["generator_evals"] for work in by_stage.values()),
+        "seconds": round(sum(work["seconds"] for work in by_stage.values()), 3),
+    }
 
 
 def report_summary(
@@ -87,9 +107,12 @@ def report_summary(
     title: str,
 ) -> None:
     """The final summary: every stage's time (or `cached`), its result, the output, peak memory and the
-    workspace's size."""
+    workspace's size, and in a group each rank's work (gathered from every rank; the main one prints)."""
     stages = report.stages if isinstance(report, pipeline.RunReport) else report
     usage = pipeline.resource_usage(workspace=context.workspace, runtime=context.runtime)
+    ranks = context.group.gather({**rank_work(stages), "peak_memory_bytes": usage["peak_memory_bytes"]})
+    if not context.group.is_main:
+        return
     if as_json:
         data: dict[str, object] = {
             "stages": [
@@ -108,6 +131,7 @@ def report_summary(
             data.update(output=str(report.output), frames=report.frames, seconds=round(report.seconds, 3))
             data.update(report.details)
         data.update(usage)
+        data["ranks"] = ranks
         typer.echo(json.dumps(data, indent=2))
         return
     typer.echo(title)
@@ -116,6 +140,12 @@ def report_summary(
         typer.echo(f"  {pipeline.stage_line(stage)}{where}")
     if isinstance(report, pipeline.RunReport):
         typer.echo(f"  total       {report.seconds:>7.1f} s  {report.frames} frames -> {report.output}")
+    if context.group.distributed:
+        for rank, work in enumerate(ranks):
+            typer.echo(
+                f"  rank {rank:<6} {work['seconds']:>7.1f} s  {work['frames']} frames, "
+                f"{work['generator_evals']} generator evaluations"
+            )
     device = usage["peak_device_memory_bytes"]
     on_device = "" if device is None else f", {device / GIGABYTE:.2f} GB on the device"
     typer.echo(

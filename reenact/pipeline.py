@@ -8,6 +8,10 @@ it (resuming finished parts). What this module adds is the order:
 
 so a second `transfer` with another driver re-uses the target's alignment, pivots and tuned generator;
 the driver is inverted with the *original* generator, never the tuned one.
+
+Under `torchrun` every rank runs the same command with the run's `group`: each stage is shared out
+between the ranks (`reenact.stages.base.run_stage`), and the main rank alone pastes back and writes the
+output, so the file is written once, exactly as by one process.
 """
 
 from __future__ import annotations
@@ -29,14 +33,15 @@ from reenact import edit, video
 from reenact.cache import folder_bytes
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
+from reenact.distributed import SINGLE, Group
 from reenact.gan.source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
 from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
-from reenact.stages.base import FrameRange, Stage, StageRun, run_stage
+from reenact.stages.base import FrameRange, Stage, StageRun, Work, run_stage, run_stages
 from reenact.stages.crops import ClipCrops, CropsStage, CropStore
-from reenact.stages.invert import InvertStage, Pivots
+from reenact.stages.invert import InvertStage, Pivots, plan_segments
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
 from reenact.stages.render import RenderStage, RenderStream
 from reenact.stages.tune import Tuned, TuneStage
@@ -89,6 +94,8 @@ class StageReport:
     """Where the stage's result is stored (its workspace folder or the output file)."""
     resumed: int = 0
     """Parts of an interrupted run that were found finished and not computed again."""
+    work: Work = field(default_factory=Work)
+    """What this process computed of the stage (in a group: this rank's share)."""
 
 
 @dataclass
@@ -102,13 +109,21 @@ class RunContext:
     perceptual: nn.Module | None = None
     lpips: nn.Module | None = None
     progress: Progress = SILENT
+    group: Group = SINGLE
+    """The ranks running this command together (`torchrun`); one process by default."""
 
     def run(
         self, stage: Stage[Any], *, name: str, stages: list[StageReport], detail: Callable[[Any], str]
     ) -> Any:
-        """`run_reported` in this run's workspace, with its progress."""
+        """`run_reported` in this run's workspace, with its progress and group."""
         return run_reported(
-            self.workspace, stage, name=name, stages=stages, progress=self.progress, detail=detail
+            self.workspace,
+            stage,
+            name=name,
+            stages=stages,
+            progress=self.progress,
+            detail=detail,
+            group=self.group,
         )
 
 
@@ -121,12 +136,42 @@ def run_reported(
     progress: Progress,
     detail: Callable[[Any], str],
     on_part: Callable[[FrameRange, Path], None] | None = None,
+    group: Group = SINGLE,
 ) -> Any:
     """Run `stage` (cached or computed), report it as `name` (a stage line), and return its result.
 
-    `detail(result)` is the text of its stage line; `on_part` goes to `run_stage`.
+    `detail(result)` is the text of its stage line; `on_part` and `group` go to `run_stage`.
     """
-    outcome: StageRun[Any] = run_stage(workspace, stage, progress=progress, on_part=on_part)
+    outcome: StageRun[Any] = run_stage(workspace, stage, progress=progress, on_part=on_part, group=group)
+    report_stage(outcome, name=name, stages=stages, progress=progress, detail=detail)
+    return outcome.result
+
+
+def run_reported_all(
+    workspace: Workspace,
+    jobs: list[tuple[Stage[Any], str, Callable[[Any], str]]],
+    *,
+    reports: list[list[StageReport]],
+    progress: Progress,
+    group: Group = SINGLE,
+) -> list[Any]:
+    """`run_reported` for independent stages run together (`run_stages`): each job is (stage, name,
+    detail) and is reported into its own list of `reports`; returns the results in order."""
+    outcomes = run_stages(workspace, [stage for stage, _, _ in jobs], progress=progress, group=group)
+    for outcome, (_, name, detail), stages in zip(outcomes, jobs, reports, strict=True):
+        report_stage(outcome, name=name, stages=stages, progress=progress, detail=detail)
+    return [outcome.result for outcome in outcomes]
+
+
+def report_stage(
+    outcome: StageRun[Any],
+    *,
+    name: str,
+    stages: list[StageReport],
+    progress: Progress,
+    detail: Callable[[Any], str],
+) -> None:
+    """Append a finished stage's report to `stages` and print its stage line."""
     text = detail(outcome.result)
     if outcome.resumed:
         text += f" (resumed: {outcome.resumed} of {outcome.resumed + outcome.computed} parts were done)"
@@ -137,10 +182,10 @@ def run_reported(
         detail=text,
         location=outcome.location,
         resumed=outcome.resumed,
+        work=outcome.work,
     )
     stages.append(report)
     progress.note(stage_line(report))
-    return outcome.result
 
 
 def stage_line(report: StageReport) -> str:
@@ -177,6 +222,7 @@ def make_context(
     settings: Config,
     runtime: Runtime,
     progress: Progress = SILENT,
+    group: Group = SINGLE,
 ) -> RunContext:
     """A run's shared state; the loss networks are built once, here (failing early if weights are missing)."""
     perceptual, lpips = loss_networks(settings, runtime=runtime)
@@ -189,6 +235,7 @@ def make_context(
         perceptual=perceptual,
         lpips=lpips,
         progress=progress,
+        group=group,
     )
 
 
@@ -220,6 +267,7 @@ def align_clip(
     role: str = "input",
     progress: Progress = SILENT,
     stages: list[StageReport] | None = None,
+    group: Group = SINGLE,
 ) -> tuple[ClipAlignment, AlignStage]:
     """The clip's alignment, crops of `resolution` px (cached): what `reenact align` computes too."""
     stage = AlignStage(
@@ -231,6 +279,7 @@ def align_clip(
         face=face,
         runtime=runtime,
         progress=progress,
+        shards=group.size,
     )
     if stage.info.frames_missing:
         progress.note(
@@ -245,8 +294,115 @@ def align_clip(
         stages=[] if stages is None else stages,
         progress=progress,
         detail=lambda a: f"{int(a.valid.sum())}/{a.num_frames} frames with a face",
+        group=group,
     )
     return alignment, stage
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """A clip a command prepares: its file, landmark source, the face to follow and its role."""
+
+    path: Path
+    landmarks: str | None = None
+    face: FaceChoice = LARGEST_FACE
+    role: str = "target"
+
+
+def prepare_clips(
+    requests: list[ClipRequest], *, context: RunContext, tune_first: bool = False
+) -> list[PreparedClip]:
+    """Align and invert clips with the original generator; `tune_first=True` adds the PTI pass of the first.
+
+    The clips' inversions run together (`run_stages`), so in a group every rank has work at once
+    (`stages.invert.plan_segments`). In a group, the crops are stored before any part needs them: every
+    rank must run a stage together, never from inside a part that only one rank computes."""
+    group = context.group
+    clips: list[tuple[ClipAlignment, AlignStage, ClipCrops, list[StageReport]]] = []
+    for request in requests:
+        stages: list[StageReport] = []
+        alignment, align = align_clip(
+            request.path,
+            workspace=context.workspace,
+            settings=context.settings,
+            resolution=context.source.generator.resolution,
+            runtime=context.runtime,
+            landmarks=request.landmarks,
+            face=request.face,
+            role=request.role,
+            progress=context.progress,
+            stages=stages,
+            group=group,
+        )
+        crops = ClipCrops(
+            CropsStage(
+                request.path, alignment, align=align.key, progress=context.progress, shards=group.size
+            ),
+            run=lambda stage, role=request.role, stages=stages: context.run(
+                stage,
+                name=f"{role[:3]}-crops",
+                stages=stages,
+                detail=lambda store: f"{len(store)} crops, {store.disk_bytes / MEGABYTE:.1f} MB on disk",
+            ),
+        )
+        clips.append((alignment, align, crops, stages))
+    plans = plan_segments([alignment for alignment, *_ in clips], shards=group.size)
+    inverts = [
+        InvertStage(
+            crops,
+            align=align.key,
+            source=context.source,
+            settings=context.settings,
+            perceptual=context.perceptual,
+            runtime=context.runtime,
+            progress=context.progress,
+            plan=plan,
+        )
+        for (_, align, crops, _), plan in zip(clips, plans, strict=True)
+    ]
+    if group.distributed:
+        for (_, _, crops, _), invert in zip(clips, inverts, strict=True):
+            if not group.broadcast(context.workspace.done(invert.key)):
+                crops.store()
+    pivots = run_reported_all(
+        context.workspace,
+        [
+            (invert, f"{request.role[:3]}-invert", lambda p: f"mean PSNR {float(p.psnr.mean()):.2f} dB")
+            for invert, request in zip(inverts, requests, strict=True)
+        ],
+        reports=[stages for *_, stages in clips],
+        progress=context.progress,
+        group=group,
+    )
+    prepared = [
+        PreparedClip(
+            path=request.path, alignment=alignment, pivots=clip_pivots, info=align.info, stages=stages
+        )
+        for request, (alignment, align, _, stages), clip_pivots in zip(requests, clips, pivots, strict=True)
+    ]
+    if tune_first:  # tuning's one part is computed by all ranks together, so each asks for the crops
+        stage = TuneStage(
+            clips[0][2],
+            pivots=pivots[0],
+            invert=inverts[0].key,
+            source=context.source,
+            settings=context.settings,
+            lpips=context.lpips,
+            runtime=context.runtime,
+            progress=context.progress,
+            group=group,
+        )
+        prepared[0].tuned = context.run(
+            stage,
+            name=f"{requests[0].role[:3]}-tune",
+            stages=prepared[0].stages,
+            detail=lambda t: (
+                f"PSNR {t.psnr_before:.2f} -> {t.psnr_after:.2f} dB"
+                + (f" (resumed from step {stage.resumed_from})" if stage.resumed_from else "")
+            ),
+        )
+        prepared[0].tune_digest = stage.key.digest
+    return prepared
 
 
 def prepare_clip(
@@ -258,67 +414,10 @@ def prepare_clip(
     tune: bool = False,
     role: str = "target",
 ) -> PreparedClip:
-    """Align and invert a clip with the original generator; `tune=True` adds the PTI pass."""
-    stages: list[StageReport] = []
-    alignment, align = align_clip(
-        path,
-        workspace=context.workspace,
-        settings=context.settings,
-        resolution=context.source.generator.resolution,
-        runtime=context.runtime,
-        landmarks=landmarks,
-        face=face,
-        role=role,
-        progress=context.progress,
-        stages=stages,
-    )
-    crops = ClipCrops(
-        CropsStage(path, alignment, align=align.key, progress=context.progress),
-        run=lambda stage: context.run(
-            stage,
-            name=f"{role[:3]}-crops",
-            stages=stages,
-            detail=lambda store: f"{len(store)} crops, {store.disk_bytes / MEGABYTE:.1f} MB on disk",
-        ),
-    )
-    invert = InvertStage(
-        crops,
-        align=align.key,
-        source=context.source,
-        settings=context.settings,
-        perceptual=context.perceptual,
-        runtime=context.runtime,
-        progress=context.progress,
-    )
-    pivots = context.run(
-        invert,
-        name=f"{role[:3]}-invert",
-        stages=stages,
-        detail=lambda p: f"mean PSNR {float(p.psnr.mean()):.2f} dB",
-    )
-    prepared = PreparedClip(path=path, alignment=alignment, pivots=pivots, info=align.info, stages=stages)
-    if tune:
-        stage = TuneStage(
-            crops,
-            pivots=pivots,
-            invert=invert.key,
-            source=context.source,
-            settings=context.settings,
-            lpips=context.lpips,
-            runtime=context.runtime,
-            progress=context.progress,
-        )
-        prepared.tuned = context.run(
-            stage,
-            name=f"{role[:3]}-tune",
-            stages=stages,
-            detail=lambda t: (
-                f"PSNR {t.psnr_before:.2f} -> {t.psnr_after:.2f} dB"
-                + (f" (resumed from step {stage.resumed_from})" if stage.resumed_from else "")
-            ),
-        )
-        prepared.tune_digest = stage.key.digest
-    return prepared
+    """One clip aligned and inverted (`prepare_clips`); `tune=True` adds the PTI pass."""
+    request = ClipRequest(path=path, landmarks=landmarks, face=face, role=role)
+    (clip,) = prepare_clips([request], context=context, tune_first=tune)
+    return clip
 
 
 def render(
@@ -339,6 +438,7 @@ def render(
         runtime=context.runtime,
         progress=context.progress,
         cancel=cancel,
+        shards=context.group.size,
     )
 
     def run(on_part: Callable[[FrameRange, Path], None]) -> CropStore:
@@ -350,6 +450,7 @@ def render(
             progress=context.progress,
             detail=lambda c: f"{len(c)} crops",
             on_part=on_part,
+            group=context.group,
         )
 
     return RenderStream(run, ranges=stage.ranges(), cancel=cancel)
@@ -385,25 +486,28 @@ def encode(
     """Write the output (`stages.output.write_video`) and report it as the `encode` stage; returns frames.
 
     `frames` consume `render`'s crops while it renders (a producer/consumer pipeline): the output is
-    written inside its context, so a failure on either side stops both."""
+    written inside its context, so a failure on either side stops both. In a group, the other ranks take
+    their share of the render and the main rank alone writes the output."""
     started = time.perf_counter()
+    written = 0
     with render:
-        written = write_video(
-            output,
-            frames,
-            like=like,
-            audio_from=audio_from,
-            inputs=inputs,
-            settings=context.settings,
-            overwrite=overwrite,
-            total=total,
-            progress=context.progress,
-        )
+        if context.group.is_main:
+            written = write_video(
+                output,
+                frames,
+                like=like,
+                audio_from=audio_from,
+                inputs=inputs,
+                settings=context.settings,
+                overwrite=overwrite,
+                total=total,
+                progress=context.progress,
+            )
     report = StageReport(
         name="encode",
         seconds=time.perf_counter() - started,
         cached=False,
-        detail=f"{written} frames",
+        detail=f"{written} frames" if context.group.is_main else "written by the main rank",
         location=output,
     )
     stages.append(report)
@@ -429,10 +533,14 @@ def transfer(
     video.check_encodable(video.probe(target_path))  # bad inputs stop the run now, not after the tuning
     video.probe(driver_path)
     config = context.settings.edit
-    target = prepare_clip(
-        target_path, context=context, landmarks=target_landmarks, face=face, tune=True, role="target"
+    target, driver = prepare_clips(
+        [
+            ClipRequest(target_path, landmarks=target_landmarks, face=face, role="target"),
+            ClipRequest(driver_path, landmarks=driver_landmarks, role="driver"),
+        ],
+        context=context,
+        tune_first=True,
     )
-    driver = prepare_clip(driver_path, context=context, landmarks=driver_landmarks, role="driver")
     assert target.tuned is not None
     stages = [*target.stages, *driver.stages]
     deltas, ref_frame = edit.driver_deltas(
@@ -572,10 +680,9 @@ def morph_video(
     (style crossover), one still held as long."""
     started = time.perf_counter()
     video.check_output(output, inputs=(first, second), overwrite=overwrite)
-    clips = [
-        prepare_clip(path, context=context, face=face, role=role)
-        for path, role in ((first, "a"), (second, "b"))
-    ]
+    clips = prepare_clips(
+        [ClipRequest(first, face=face, role="a"), ClipRequest(second, face=face, role="b")], context=context
+    )
     stages = [*clips[0].stages, *clips[1].stages]
     num_frames = context.settings.edit.morph_frames
     w_a, w_b = (clip.pivots.ws[:1] for clip in clips)  # [1, num_ws, w_dim] each

@@ -28,6 +28,12 @@ safetensors file written atomically every `checkpoint_every` steps and at the en
 existing checkpoint with the same fingerprint continues from it and ends bit-identical (same device)
 to an uninterrupted run; a checkpoint of another run (other clip, pivots, generator or settings)
 raises `ReenactError` and is left untouched: the caller owns it and decides.
+
+Data-parallel over a `torch.distributed` group (`torchrun`): `batch_size` is the global batch. Every rank
+draws the same seeded batch and renders its own slice of it (`rank_slice`), the loss is each frame's
+loss over the global batch size, and the gradients are summed over the ranks before Adam's step, so
+the update is the one-process update on the whole batch, whatever the number of ranks. The main rank
+adds the regulariser, writes the checkpoints, and every rank reads them to resume.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from torch import nn
 
 from reenact.config import PTIConfig
 from reenact.device import Runtime, autocast, to_device
+from reenact.distributed import SINGLE, Group
 from reenact.errors import ReenactError
 from reenact.files import read_safetensors, save_tensors
 from reenact.gan.stylegan2 import Generator
@@ -107,6 +114,8 @@ class TuneResult:
     """The frames [K] the two PSNRs measure: `report_frames(N)`."""
     steps: int
     """Optimisation steps done in all (including those done before a resume)."""
+    generator_evals: int
+    """Images this process rendered (tuning renders, the regulariser's and the PSNR reports')."""
     resumed_from: int
     """Step the run resumed from (0 = fresh start)."""
     seconds: float
@@ -162,6 +171,12 @@ def batch_indices(step: int, *, num_frames: int, batch_size: int, seed: int) -> 
             passes[epoch] = torch.randperm(num_frames, generator=rng)
         indices.append(int(passes[epoch][offset]))
     return torch.tensor(indices, dtype=torch.long)
+
+
+def rank_slice(batch: torch.Tensor, *, group: Group) -> torch.Tensor:
+    """This rank's share of a global batch [B]: consecutive, as equal as can be."""
+    size = len(batch)
+    return batch[size * group.rank // group.size : size * (group.rank + 1) // group.size]
 
 
 def times_drawn(steps: int, *, num_frames: int, batch_size: int, seed: int) -> np.ndarray:
@@ -344,6 +359,7 @@ def tune_generator(
     progress: Progress = SILENT,
     on_step: Callable[[TuneReport], None] | None = None,
     stop: Callable[[int], bool] | None = None,
+    group: Group = SINGLE,
 ) -> TuneResult:
     """Tune a copy of `generator`'s synthesis network so that it renders `pivots` [N, num_ws, w_dim] as
     `targets` (N aligned crops [3, R, R] in [-1, 1]: a tensor, or a store read a batch at a time); see
@@ -355,8 +371,15 @@ def tune_generator(
     belongs to this run, tuning resumes from it. `progress` gets a "tune" task counting steps (a resumed
     run starts at its checkpoint's step); `on_step` receives each step's figures. `stop(step)` is called
     after each step; True writes a checkpoint (when a path is given) and raises `TuneInterrupted`.
+    `group`: the ranks tuning together, data-parallel (see the module docstring); each must call this
+    with the same arguments.
     """
     _check_shapes(generator, targets, pivots)
+    if config.batch_size < group.size:
+        raise ReenactError(
+            f"pti.batch_size ({config.batch_size}) is the batch of all ranks together and must be at least "
+            f"the number of ranks ({group.size}); use e.g. --set pti.batch_size={group.size}"
+        )
     started = time.perf_counter()
     device = runtime.device
     num_frames = len(targets)
@@ -376,9 +399,11 @@ def tune_generator(
     if checkpoint is not None and checkpoint.exists():
         start_step, tensors = read_checkpoint(checkpoint, fingerprint=fingerprint)
         frame_psnr = restore_checkpoint(tensors, synthesis=tuned.synthesis, optimiser=optimiser)
+    if len(set(group.gather(start_step))) > 1:
+        raise ReenactError(f"the ranks found different tuning checkpoints in {checkpoint}; run again")
 
     def write(step: int) -> None:
-        if checkpoint is not None:
+        if checkpoint is not None and group.is_main:
             save_checkpoint(
                 checkpoint,
                 synthesis=tuned.synthesis,
@@ -391,7 +416,9 @@ def tune_generator(
     psnr_before = clip_psnr(original, targets, pivots, frames=measured)
     distance = config.locality_radius * math.sqrt(original.num_ws)
     distance *= w_spread(original.mapping, z_dim=original.z_dim, seed=config.seed, device=device)
-    regularise = config.locality_weight > 0
+    regularise = config.locality_weight > 0 and group.is_main
+    evals = 2 * len(measured)  # the before and after PSNR renders
+    parameters = list(tuned.synthesis.parameters())
     step = start_step
     with progress.task("tune", total=total_steps, unit="step", initial=start_step) as task:
         while step < total_steps:
@@ -399,27 +426,38 @@ def tune_generator(
             if config.target_psnr > 0 and seen_all and float(frame_psnr.mean()) >= config.target_psnr:
                 break
             index = batch_indices(step, num_frames=num_frames, batch_size=config.batch_size, seed=config.seed)
-            batch_pivots = to_device(pivots[index], device)  # [B, num_ws, w_dim]
-            batch_targets = to_device(targets[index], device)  # [B, 3, R, R]
+            mine = rank_slice(index, group=group)  # this rank's frames of the batch
+            batch_pivots = to_device(pivots[mine], device)  # [b, num_ws, w_dim]
+            batch_targets = to_device(targets[mine], device)  # [b, 3, R, R]
             with autocast(runtime):
-                images = tuned.synthesis(batch_pivots, noise_mode="const")  # [B, 3, R, R]
-            loss = image_loss(images.float(), batch_targets, perceptual=perceptual, config=config).mean()
+                images = tuned.synthesis(batch_pivots, noise_mode="const")  # [b, 3, R, R]
+            losses = image_loss(images.float(), batch_targets, perceptual=perceptual, config=config)  # [b]
+            loss = losses.sum() / len(index)  # this rank's share of the batch mean
+            evals += len(mine)
             if regularise and step % config.locality_interval == 0:
                 loss = loss + config.locality_weight * _locality_loss(
                     tuned,
                     original,
-                    batch_pivots,
+                    to_device(pivots[index], device),
                     step=step,
                     distance=distance,
                     config=config,
                     perceptual=perceptual,
                     runtime=runtime,
                 )
+                evals += 2 * config.locality_samples  # G_orig's reference and G_tuned's render
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            if group.distributed:
+                sum_gradients(parameters, group=group)
             optimiser.step()
             step += 1
-            batch_psnr = psnr(images.detach().float(), batch_targets).cpu()  # [B]
+            shared = torch.zeros(len(index) + 1)  # [B + 1]: the batch's PSNRs and the total loss
+            first = len(index) * group.rank // group.size  # where this rank's slice starts
+            shared[first : first + len(mine)] = psnr(images.detach().float(), batch_targets).cpu()
+            shared[-1] = float(loss.detach())
+            group.sum_(shared)
+            batch_psnr, total_loss = shared[:-1], float(shared[-1])
             frame_psnr[index] = batch_psnr
             task.advance()
             if on_step is not None:
@@ -427,7 +465,7 @@ def tune_generator(
                     TuneReport(
                         step=step,
                         total_steps=total_steps,
-                        loss=float(loss.detach()),
+                        loss=total_loss,
                         psnr=float(batch_psnr.mean()),
                     )
                 )
@@ -444,9 +482,21 @@ def tune_generator(
         psnr_after=clip_psnr(tuned, targets, pivots, frames=measured),
         report_frames=measured,
         steps=step,
+        generator_evals=evals,
         resumed_from=start_step,
         seconds=time.perf_counter() - started,
     )
+
+
+def sum_gradients(parameters: list[nn.Parameter], *, group: Group) -> None:
+    """Each parameter's gradient summed over the ranks, in one flat buffer (one collective per step).
+    Every rank renders through the same layers, so the same parameters have gradients on each."""
+    grads = [param.grad for param in parameters if param.grad is not None]
+    flat = group.sum_(torch.cat([grad.reshape(-1) for grad in grads]))
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
 
 
 def _locality_loss(

@@ -216,8 +216,8 @@ sys.exit(run(args))
 KILL_POINTS = (
     ("align", "part"),
     ("invert", "compute"),
+    ("invert", "merge"),  # the target's and the driver's inversions merge together, after all their parts
     ("tune", "checkpoint"),
-    ("invert", "merge"),  # the target's is stored by now: this is the driver's
     ("render", "part"),
     ("encode", "frames"),
 )

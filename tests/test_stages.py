@@ -41,12 +41,13 @@ class SquaresStage:
     def ranges(self) -> list[FrameRange]:
         return split_range(FrameRange(0, self.n), size=self.part)
 
-    def compute(self, frames: FrameRange, part: Path) -> None:
+    def compute(self, frames: FrameRange, part: Path) -> int:
         if frames.start == self.fail_at:
             (part / "half.npy").write_text("half-written")
             raise KeyboardInterrupt
         self.computed.append(frames)
         np.save(part / "values.npy", np.arange(frames.start, frames.stop) ** 2)
+        return 0
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         values = np.concatenate([np.load(part / "values.npy") for part in parts])

@@ -20,6 +20,7 @@ import numpy as np
 from reenact import video
 from reenact.config import Config, config_to_dict
 from reenact.device import Runtime
+from reenact.distributed import part_size
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, smooth_quads
 from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS, make_backend
@@ -175,8 +176,11 @@ class AlignStage:
         face: FaceChoice,
         runtime: Runtime,
         progress: Progress = SILENT,
+        shards: int = 1,
     ) -> None:
         self.path = path
+        self.shards = shards
+        """Ranks the detection is split over (a block of parts each); the result does not depend on it."""
         self.settings = settings
         self.landmarks = landmarks
         self.resolution = resolution
@@ -207,9 +211,12 @@ class AlignStage:
         self._backend: Any = None
 
     def ranges(self) -> list[FrameRange]:
-        return split_range(FrameRange(0, max(self.info.frame_count, 1)), size=ALIGN_PART_FRAMES)
+        frames = max(self.info.frame_count, 1)
+        return split_range(
+            FrameRange(0, frames), size=part_size(frames, limit=ALIGN_PART_FRAMES, shards=self.shards)
+        )
 
-    def compute(self, frames: FrameRange, part: Path) -> None:
+    def compute(self, frames: FrameRange, part: Path) -> int:
         """Every face in `frames` (the last part reads on to the clip's real end, whatever was announced)."""
         if self._backend is None:
             self._backend = make_backend(
@@ -237,6 +244,7 @@ class AlignStage:
                 f"warning: {outside} landmark faces so far are degenerate or far off their frames: missing"
             )
         save_arrays(part / DETECTIONS_FILE, **detections.arrays())
+        return 0
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         detections = FrameDetections.concat(

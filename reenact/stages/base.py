@@ -5,7 +5,8 @@ A stage is a unit of work over a clip's frames:
 - `key`: what its result depends on (input hashes, settings, generator, earlier stages' keys);
 - `ranges()`: the frame ranges it is computed in, each a resumable part, computed in order (a part may
   read the finished parts before it: inversion continues its warm chain from the segment before);
-- `compute(frames, part)`: the work of one range, written into the part's own folder;
+- `compute(frames, part)`: the work of one range, written into the part's own folder; returns the
+  generator evaluations (images rendered) it cost, for the run's report;
 - `merge(parts, directory)`: the parts joined into the result, written into the result's folder;
 - `load(directory)`: the stored result, for this and every later run.
 
@@ -14,10 +15,15 @@ otherwise every range whose part is not yet in the stage's scratch folder is com
 resumes at the first missing part), the parts are merged, and the result is published atomically.
 This is the seam along which a clip is sharded: a part is a range of frames, stored on its own, so it
 can be computed by any process that shares the workspace, and the merge needs only the stored parts.
+Under `torchrun` (`group` of several ranks) each rank computes its own contiguous block of parts
+(`reenact.distributed.shard`), the main rank merges, and every rank loads the result. A stage marked
+`collective` (tuning: one optimisation) has its one part computed by all ranks together, and the main
+rank's copy is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,18 +31,20 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from safetensors import SafetensorError
 
+from reenact.distributed import SINGLE, Group, shard
 from reenact.errors import ReenactError
 from reenact.progress import SILENT, Progress
 from reenact.workspace import StageKey, Workspace, file_hashes
 
 Result = TypeVar("Result")
 Result_co = TypeVar("Result_co", covariant=True)
+Value = TypeVar("Value")
 STAGE_VERSION = 1
 """Bumped when a stage's stored result changes meaning, so old workspace entries are not reused."""
 PART_DONE = "part.done"
@@ -81,13 +89,30 @@ class Stage(Protocol[Result_co]):
 
     def ranges(self) -> list[FrameRange]: ...
 
-    def compute(self, frames: FrameRange, part: Path) -> None: ...
+    def compute(self, frames: FrameRange, part: Path) -> int: ...
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         """Write the result into `directory`; returns the summary kept in its manifest."""
         ...
 
     def load(self, directory: Path) -> Result_co: ...
+
+
+@dataclass
+class Work:
+    """What one process computed of a stage: parts, frames, generator evaluations and seconds."""
+
+    parts: int = 0
+    resumed: int = 0
+    frames: int = 0
+    generator_evals: int = 0
+    seconds: float = 0.0
+
+    def add(self, frames: FrameRange, *, generator_evals: int, seconds: float) -> None:
+        self.parts += 1
+        self.frames += len(frames)
+        self.generator_evals += generator_evals
+        self.seconds += seconds
 
 
 @dataclass
@@ -104,6 +129,8 @@ class StageRun(Generic[Result]):
     """Parts computed by this run."""
     seconds: float
     location: Path
+    work: Work = field(default_factory=Work)
+    """What this process computed of it (in a group: this rank's share)."""
 
 
 def run_stage(
@@ -112,46 +139,186 @@ def run_stage(
     *,
     progress: Progress = SILENT,
     on_part: Callable[[FrameRange, Path], None] | None = None,
+    group: Group = SINGLE,
 ) -> StageRun[Result]:
     """`stage`'s result: loaded when stored, else computed part by part (resuming), merged and stored.
 
-    Computing holds the stage's lock in the workspace: another process that needs the same result waits,
-    then loads it (several commands, or ranks, on one workspace compute a shared stage once).
-    `on_part(frames, part)` is told of each finished part (found or computed) before the merge, so a
-    consumer can use the parts while the rest are computed.
+    Computing holds the stage's lock in the workspace (the main rank holds it for its group): another
+    process that needs the same result waits, then loads it (several commands, jobs or ranks on one
+    workspace compute a shared stage once). `on_part(frames, part)` is told of each finished part (found
+    or computed) before the merge, so a consumer can use the parts while the rest are computed; in a
+    group it is told of every part once all are finished. In a group, every rank must call this for the
+    same stage; a `ReenactError` on any rank is raised on all.
     """
+    (outcome,) = run_stages(workspace, [stage], progress=progress, on_part=on_part, group=group)
+    return outcome
+
+
+def run_stages(
+    workspace: Workspace,
+    stages: list[Stage[Any]],
+    *,
+    progress: Progress = SILENT,
+    on_part: Callable[[FrameRange, Path], None] | None = None,
+    group: Group = SINGLE,
+) -> list[StageRun[Any]]:
+    """Several independent stages run as one (`run_stage` for each): in a group, their parts are shared
+    out together, so two clips' inversions keep every rank busy at once. A stage with an `owners` list
+    (the rank of each of its parts) keeps it; the others' parts are cut into contiguous blocks together
+    (`shard`). Locks are taken in key order, so two groups never wait for each other in a circle. A stage
+    given twice (a transfer of a clip onto itself) is run once; its second report is `cached`."""
+    firsts: dict[StageKey, int] = {}
+    for index, stage in enumerate(stages):
+        firsts.setdefault(stage.key, index)
+    if len(firsts) < len(stages):
+        unique = run_stages(
+            workspace,
+            [stages[index] for index in firsts.values()],
+            progress=progress,
+            on_part=on_part,
+            group=group,
+        )
+        by_key = dict(zip(firsts, unique, strict=True))
+        return [
+            by_key[stage.key]
+            if firsts[stage.key] == index
+            else replace(by_key[stage.key], cached=True, work=Work())
+            for index, stage in enumerate(stages)
+        ]
     started = time.perf_counter()
-    key = stage.key
-    location = workspace.path(key)
-    workspace.hold(key)  # in use from now on: never pruned under this run
-    stored = load_stored(workspace, stage, progress=progress)
-    if stored is not None:
-        return StageRun(stored, key, True, 0, 0, time.perf_counter() - started, location)
+    for stage in stages:
+        workspace.hold(stage.key)  # in use from now on: never pruned under this run
+    runs: dict[int, StageRun[Any]] = {}
 
-    def waiting() -> None:
-        progress.note(f"{stage.name}: waiting for another run that is computing {location}")
+    def cached(index: int, result: Any) -> None:
+        stage = stages[index]
+        elapsed = time.perf_counter() - started
+        runs[index] = StageRun(result, stage.key, True, 0, 0, elapsed, workspace.path(stage.key))
 
-    with workspace.lock(key, on_wait=waiting):
-        stored = load_stored(workspace, stage, progress=progress)  # finished by the run we waited for
-        if stored is not None:
-            return StageRun(stored, key, True, 0, 0, time.perf_counter() - started, location)
-        scratch = workspace.scratch(key)
-        parts, resumed, computed = [], 0, 0
-        for frames in stage.ranges():
-            part = scratch / frames.name
-            if part_intact(part):
-                resumed += 1
-            else:
-                compute_part(stage, frames, part)
-                computed += 1
-            parts.append(part)
-            if on_part is not None:
-                on_part(frames, part)
-        summary: dict[str, Any] = {}
-        with workspace.build(key, summary=summary) as directory:
-            summary.update(stage.merge(parts, directory))
-    result = stage.load(location)
-    return StageRun(result, key, False, resumed, computed, time.perf_counter() - started, location)
+    stored = [load_stored(workspace, stage, progress=progress) for stage in stages]
+    everywhere = [
+        all(flags) for flags in zip(*group.gather([value is not None for value in stored]), strict=True)
+    ]
+    for index, found in enumerate(everywhere):
+        if found:
+            cached(index, stored[index])
+    todo = [index for index in range(len(stages)) if index not in runs]
+    if not todo:
+        return [runs[index] for index in range(len(stages))]
+
+    with contextlib.ExitStack() as held:
+        if group.is_main:
+            for index in sorted(todo, key=lambda index: str(stages[index].key)):
+                stage, location = stages[index], workspace.path(stages[index].key)
+                note = f"{stage.name}: waiting for another run that is computing {location}"
+                held.enter_context(workspace.lock(stage.key, on_wait=lambda note=note: progress.note(note)))
+                stored[index] = load_stored(workspace, stage, progress=progress)  # finished meanwhile
+        finished = group.broadcast([stored[index] is not None for index in todo])
+        for index, done in zip(todo, finished, strict=True):
+            if done:
+                result = stored[index]
+                cached(
+                    index,
+                    result if result is not None else stages[index].load(workspace.path(stages[index].key)),
+                )
+        todo = [index for index in todo if index not in runs]
+        ranges = [stages[index].ranges() for index in todo]
+        parts = [
+            [workspace.scratch(stages[index].key) / frames.name for frames in stage_ranges]
+            for index, stage_ranges in zip(todo, ranges, strict=True)
+        ]
+        owners = part_owners([stages[index] for index in todo], ranges, shards=group.size)
+
+        def compute() -> list[Work]:
+            return [
+                compute_parts(stages[index], *job, group=group, on_part=on_part)
+                for index, job in zip(todo, zip(ranges, parts, owners, strict=True), strict=True)
+            ]
+
+        works = together(group, compute)
+        assert works is not None
+        if group.distributed and on_part is not None:
+            for stage_ranges, stage_parts in zip(ranges, parts, strict=True):
+                for frames, part in zip(stage_ranges, stage_parts, strict=True):
+                    on_part(frames, part)
+
+        def merge() -> None:
+            if not group.is_main:
+                return
+            for index, stage_parts in zip(todo, parts, strict=True):
+                summary: dict[str, Any] = {}
+                with workspace.build(stages[index].key, summary=summary) as directory:
+                    summary.update(stages[index].merge(stage_parts, directory))
+
+        together(group, merge)
+    for index, work in zip(todo, works, strict=True):
+        stage = stages[index]
+        location = workspace.path(stage.key)
+        result = stage.load(location)
+        elapsed = time.perf_counter() - started
+        runs[index] = StageRun(result, stage.key, False, work.resumed, work.parts, elapsed, location, work)
+    return [runs[index] for index in range(len(stages))]
+
+
+def part_owners(stages: list[Stage[Any]], ranges: list[list[FrameRange]], *, shards: int) -> list[list[int]]:
+    """The rank of each part of each stage: a stage's own `owners` when it has them, else contiguous blocks
+    of about equal frames over the parts of all the other stages together."""
+    free = [index for index, stage in enumerate(stages) if getattr(stage, "owners", None) is None]
+    joint = shard([len(frames) for index in free for frames in ranges[index]], shards=shards)
+    owners: list[list[int]] = []
+    for index, stage in enumerate(stages):
+        if index in free:
+            owners.append(joint[: len(ranges[index])])
+            joint = joint[len(ranges[index]) :]
+        else:
+            owners.append(list(stage.owners))  # type: ignore[attr-defined]
+    return owners
+
+
+def together(group: Group, work: Callable[[], Value]) -> Value | None:
+    """`work()` on every rank of `group`; a `ReenactError` on any rank is raised on all of them (in one
+    process, as it is). Returns this rank's value."""
+    if not group.distributed:
+        return work()
+    value, error = None, None
+    try:
+        value = work()
+    except ReenactError as exc:
+        error = str(exc)
+    group.raise_any(error)
+    return value
+
+
+def compute_parts(
+    stage: Stage[Any],
+    ranges: list[FrameRange],
+    parts: list[Path],
+    owners: list[int],
+    *,
+    group: Group,
+    on_part: Callable[[FrameRange, Path], None] | None,
+) -> Work:
+    """This rank's parts of `stage`, each computed unless already intact, and what they cost.
+
+    One process computes every part, in order, telling `on_part` of each. In a group, each rank computes
+    the parts it `owners`; a `collective` stage's parts are computed by all ranks together, and the main
+    rank's copy is kept."""
+    collective = bool(getattr(stage, "collective", False))
+    work = Work()
+    for index, (frames, part) in enumerate(zip(ranges, parts, strict=True)):
+        mine = collective or owners[index] == group.rank
+        if not mine:
+            continue
+        intact = group.broadcast(part_intact(part)) if collective else part_intact(part)
+        if intact:  # a collective part: the main rank's view, so all ranks skip it or none
+            work.resumed += 1
+        else:
+            started = time.perf_counter()
+            evals = compute_part(stage, frames, part, keep=group.is_main or not collective)
+            work.add(frames, generator_evals=evals, seconds=time.perf_counter() - started)
+        if not group.distributed and on_part is not None:
+            on_part(frames, part)
+    return work
 
 
 def load_stored(workspace: Workspace, stage: Stage[Result], *, progress: Progress) -> Result | None:
@@ -182,14 +349,21 @@ def part_intact(part: Path) -> bool:
     return expected == file_hashes(part, skip=(PART_DONE,))
 
 
-def compute_part(stage: Stage[Any], frames: FrameRange, part: Path) -> None:
-    """Compute one part into a private folder and move it into place complete, or leave nothing."""
-    shutil.rmtree(part, ignore_errors=True)  # an unfinished part of a killed run
+def compute_part(stage: Stage[Any], frames: FrameRange, part: Path, *, keep: bool = True) -> int:
+    """Compute one part into a private folder and move it into place complete, or leave nothing
+    (`keep=False`: a collective part's copy on a rank other than the main one, dropped). Returns the
+    generator evaluations it cost."""
+    if keep:
+        shutil.rmtree(part, ignore_errors=True)  # an unfinished part of a killed run
     building = Path(tempfile.mkdtemp(prefix=f".{part.name}.tmp-", dir=part.parent))
     try:
-        stage.compute(frames, building)
-        (building / PART_DONE).write_text(json.dumps(file_hashes(building, skip=(PART_DONE,))))
-        building.rename(part)
+        evals = stage.compute(frames, building)
+        if keep:
+            (building / PART_DONE).write_text(json.dumps(file_hashes(building, skip=(PART_DONE,))))
+            building.rename(part)
+        else:
+            shutil.rmtree(building)
+        return evals
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reenact.distributed import part_size
 from reenact.faces.align import warp_to_crop
 from reenact.files import RowParts, RowWriter, index_rows
 from reenact.imaging import images_from_uint8
@@ -85,9 +86,17 @@ class CropsStage:
     name = "crops"
 
     def __init__(
-        self, path: Path, alignment: ClipAlignment, *, align: StageKey, progress: Progress = SILENT
+        self,
+        path: Path,
+        alignment: ClipAlignment,
+        *,
+        align: StageKey,
+        progress: Progress = SILENT,
+        shards: int = 1,
     ) -> None:
         self.path = path
+        self.shards = shards
+        """Ranks the crops are split over; the result does not depend on it."""
         self.alignment = alignment
         self.progress = progress
         self.key = stage_key(
@@ -96,9 +105,12 @@ class CropsStage:
         self._cursor = FrameCursor(path)
 
     def ranges(self) -> list[FrameRange]:
-        return split_range(FrameRange(0, self.alignment.num_frames), size=CROP_PART_FRAMES)
+        frames = self.alignment.num_frames
+        return split_range(
+            FrameRange(0, frames), size=part_size(frames, limit=CROP_PART_FRAMES, shards=self.shards)
+        )
 
-    def compute(self, frames: FrameRange, part: Path) -> None:
+    def compute(self, frames: FrameRange, part: Path) -> int:
         """Decode and warp the part's frames, each crop written to the part's file as it is made."""
         alignment, resolution = self.alignment, self.alignment.resolution
         count = int(alignment.valid[frames.start : frames.stop].sum())
@@ -113,6 +125,7 @@ class CropsStage:
                 task.advance()
                 if alignment.valid[index]:
                     out.write(warp_to_crop(image, alignment.matrices[index], resolution))  # [R, R, 3]
+        return 0
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=CROPS_FILE, prefix=PART_PREFIX)

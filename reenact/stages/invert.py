@@ -8,7 +8,18 @@ read from that finished part. So a long shot resumes at its first unfinished seg
 a segment started afresh lands elsewhere in W+ for the same picture (`benchmarks/bench_invert.py
 --segment` measures the jump), which the driver's offsets would show as a pop. The price is order:
 a run's segments are computed one after another. Targets are read from the crops stage a batch at a
-time. Merge: the parts' pivot tables linked in frame order (`pivots-START-STOP.npy`, read back a batch
+time.
+
+Over several ranks (`plan_segments`), the segments of all the clips a command inverts (a transfer's
+target and driver) are planned together: made short enough that every rank gets some, and cut into
+contiguous blocks of about equal frames, one per rank (`reenact.distributed.shard`), run together
+(`run_stages`). A rank continues the chain within its block. Where a block starts inside a run, it
+cannot wait for the block before it, so the chain starts afresh there: a chain break. Two ranks on a
+transfer whose clips are about as long as each other take one clip each, with no break; in general there
+are at most `ranks - 1` breaks per command. The breaks are in the key, so a result is shared exactly by
+runs that break the same chains (one rank never does).
+
+Merge: the parts' pivot tables linked in frame order (`pivots-START-STOP.npy`, read back a batch
 at a time), with the frames and PSNRs.
 """
 
@@ -24,6 +35,7 @@ from torch import nn
 
 from reenact.config import Config, config_to_dict
 from reenact.device import Runtime
+from reenact.distributed import part_size, shard
 from reenact.errors import ReenactError
 from reenact.files import save_array
 from reenact.gan.source import GeneratorSource
@@ -42,6 +54,28 @@ PSNR_FILE = "psnr.npy"
 FRAMES_FILE = "frames.npy"
 SEGMENT_FRAMES = 256
 """Frames per inversion part at most: what an interrupted inversion loses, and one cold start each."""
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """One clip's inversion segments (its parts) and the rank that inverts each."""
+
+    segments: list[FrameRange]
+    owners: list[int]
+
+
+def plan_segments(alignments: list[ClipAlignment], *, shards: int) -> list[SegmentPlan]:
+    """The segments of each clip's runs, and their ranks: `shards` contiguous blocks of about equal frames
+    over all the clips together (see the module docstring); everything on rank 0 for one process."""
+    runs = [alignment.runs() for alignment in alignments]
+    size = part_size(sum(len(run) for clip in runs for run in clip), limit=SEGMENT_FRAMES, shards=shards)
+    segments = [[segment for run in clip for segment in split_range(run, size=size)] for clip in runs]
+    owners = shard([len(segment) for clip in segments for segment in clip], shards=shards)
+    plans = []
+    for clip in segments:
+        plans.append(SegmentPlan(segments=clip, owners=owners[: len(clip)]))
+        owners = owners[len(clip) :]
+    return plans
 
 
 @dataclass
@@ -76,8 +110,13 @@ class InvertStage:
         perceptual: nn.Module | None,
         runtime: Runtime,
         progress: Progress = SILENT,
+        plan: SegmentPlan | None = None,
     ) -> None:
+        """`plan`: the segments and their ranks (`plan_segments`); by default this clip's, on one process."""
         self.crops = crops
+        self.plan = plan or plan_segments([crops.alignment], shards=1)[0]
+        self.owners = self.plan.owners
+        """The rank of each part (`run_stages` keeps them)."""
         self.alignment: ClipAlignment = crops.alignment
         self.source = source
         self.settings = settings
@@ -91,13 +130,25 @@ class InvertStage:
                 "align": align.digest,
                 "generator": source.digest,
                 "invert": config_to_dict(settings.invert),
+                "chain_breaks": self.chain_breaks(),
             },
         )
 
     def ranges(self) -> list[FrameRange]:
-        return [segment for run in self.alignment.runs() for segment in split_range(run, size=SEGMENT_FRAMES)]
+        return list(self.plan.segments)
 
-    def compute(self, frames: FrameRange, part: Path) -> None:
+    def chain_breaks(self) -> list[int]:
+        """First frames of the segments that start afresh inside a run: those whose predecessor in the run
+        is another rank's."""
+        segments, owners = self.plan.segments, self.plan.owners
+        run_starts = {run.start for run in self.alignment.runs()}
+        return [
+            segments[index].start
+            for index in range(1, len(segments))
+            if segments[index].start not in run_starts and owners[index - 1] != owners[index]
+        ]
+
+    def compute(self, frames: FrameRange, part: Path) -> int:
         result = invert_clip(
             self.source.generator,
             self.crops.store().window(self.crops.slots(frames)),
@@ -109,12 +160,15 @@ class InvertStage:
         )
         save_array(part / PIVOTS_FILE, result.pivots.detach().float().cpu().numpy())
         save_array(part / PSNR_FILE, result.psnr.detach().float().cpu().numpy())
+        return result.generator_evals
 
     def chain_start(self, frames: FrameRange, *, scratch: Path) -> torch.Tensor | None:
         """The last pivot [1, num_ws, w_dim] of the segment before `frames` in the same run (None for a
         run's first segment), read from its finished part: the chain continues from it."""
         before = [earlier for earlier in self.ranges() if earlier.stop == frames.start]
         if not before or frames.start in {run.start for run in self.alignment.runs()}:
+            return None
+        if frames.start in self.chain_breaks():
             return None
         path = scratch / before[0].name / PIVOTS_FILE
         if not path.is_file():

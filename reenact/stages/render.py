@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from reenact.device import Runtime, autocast, to_device
+from reenact.distributed import part_size
 from reenact.files import RowWriter, read_rows
 from reenact.gan.stylegan2 import Generator
 from reenact.imaging import images_to_uint8
@@ -53,8 +54,11 @@ class RenderStage:
         runtime: Runtime,
         progress: Progress = SILENT,
         cancel: threading.Event | None = None,
+        shards: int = 1,
     ) -> None:
         self.generator = generator
+        self.shards = shards
+        """Ranks the rendering is split over; the result does not depend on it."""
         self.cancel = cancel
         """Set by a consumer that gave up (`RenderStream`): the part in work stops at its next batch."""
         self.latents = latents  # [M, num_ws, w_dim]
@@ -71,9 +75,10 @@ class RenderStage:
         )
 
     def ranges(self) -> list[FrameRange]:
-        return split_range(FrameRange(0, len(self.latents)), size=RENDER_PART)
+        count = len(self.latents)
+        return split_range(FrameRange(0, count), size=part_size(count, limit=RENDER_PART, shards=self.shards))
 
-    def compute(self, frames: FrameRange, part: Path) -> None:
+    def compute(self, frames: FrameRange, part: Path) -> int:
         resolution = self.generator.resolution
         with (
             self.progress.task("render", total=len(frames), unit="frame") as task,
@@ -91,6 +96,7 @@ class RenderStage:
                     images = self.generator.synthesis(ws, noise_mode="const").float()  # [B, 3, R, R]
                 out.write(images_to_uint8(images).cpu().numpy())  # [B, R, R, 3]
                 task.advance(len(ws))
+        return len(frames)
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=CROPS_FILE, prefix=PART_PREFIX)

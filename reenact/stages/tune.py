@@ -1,8 +1,9 @@
 """Tuning stage: ONE pivotal-tuning pass of the generator over the whole clip (`reenact.pti`).
 
-The one stage that is a single optimisation, so it has one part over all pivots. It is resumable all
-the same: its checkpoints live in the stage's scratch folder (the parent of the part being built), so a
-killed run continues from the last one and ends bit-identical to an uninterrupted run.
+The one stage that is a single optimisation, so it has one part over all pivots, computed by every
+rank of a group together (`collective`: data-parallel, `reenact.pti`). It is resumable all the same:
+its checkpoints live in the stage's scratch folder (the parent of the part being built), so a killed
+run continues from the last one and ends bit-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from reenact.config import Config, config_to_dict
 from reenact.device import Runtime
+from reenact.distributed import SINGLE, Group
 from reenact.gan.checkpoints import load_generator, save_generator
 from reenact.gan.source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
@@ -46,6 +48,7 @@ class TuneStage:
     """A clip's tuned generator (see the module docstring)."""
 
     name = "tune"
+    collective = True
 
     def __init__(
         self,
@@ -58,8 +61,10 @@ class TuneStage:
         lpips: nn.Module | None,
         runtime: Runtime,
         progress: Progress = SILENT,
+        group: Group = SINGLE,
     ) -> None:
         self.crops = crops
+        self.group = group
         self.pivots = pivots
         self.source = source
         self.settings = settings
@@ -81,7 +86,7 @@ class TuneStage:
     def ranges(self) -> list[FrameRange]:
         return [FrameRange(0, len(self.pivots.frames))]
 
-    def compute(self, frames: FrameRange, part: Path) -> None:
+    def compute(self, frames: FrameRange, part: Path) -> int:
         """Tune on every frame with a face (`frames` is the one part, all of them)."""
         checkpoint = part.parent / CHECKPOINT_FILE
 
@@ -95,6 +100,7 @@ class TuneStage:
                 runtime=self.runtime,
                 checkpoint=checkpoint,
                 progress=self.progress,
+                group=self.group,
             )
 
         try:
@@ -119,6 +125,7 @@ class TuneStage:
             "frames_drawn_per_shot": per_shot.tolist(),
         }
         (part / SUMMARY_FILE).write_text(json.dumps(summary))
+        return result.generator_evals
 
     def frames_drawn_per_shot(self, steps: int) -> np.ndarray:
         """Frames tuning's batches drew from each shot that has a face, over `steps` steps: [shots]."""
