@@ -446,17 +446,16 @@ def tune_generator(
                     runtime=runtime,
                 )
                 evals += 2 * config.locality_samples  # G_orig's reference and G_tuned's render
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            if group.distributed:
-                sum_gradients(parameters, group=group)
-            optimiser.step()
-            step += 1
             shared = torch.zeros(len(index) + 1)  # [B + 1]: the batch's PSNRs and the total loss
             first = len(index) * group.rank // group.size  # where this rank's slice starts
             shared[first : first + len(mine)] = psnr(images.detach().float(), batch_targets).cpu()
             shared[-1] = float(loss.detach())
-            group.sum_(shared)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if group.distributed:
+                shared = sum_gradients(parameters, extra=shared, group=group)
+            optimiser.step()
+            step += 1
             batch_psnr, total_loss = shared[:-1], float(shared[-1])
             frame_psnr[index] = batch_psnr
             task.advance()
@@ -488,15 +487,18 @@ def tune_generator(
     )
 
 
-def sum_gradients(parameters: list[nn.Parameter], *, group: Group) -> None:
-    """Each parameter's gradient summed over the ranks, in one flat buffer (one collective per step).
+def sum_gradients(parameters: list[nn.Parameter], *, extra: torch.Tensor, group: Group) -> torch.Tensor:
+    """Each parameter's gradient summed over the ranks, in place, with `extra` [K] (a step's figures)
+    carried along in the same flat buffer: one collective per step. Returns `extra` summed, on the CPU.
     Every rank renders through the same layers, so the same parameters have gradients on each."""
     grads = [param.grad for param in parameters if param.grad is not None]
-    flat = group.sum_(torch.cat([grad.reshape(-1) for grad in grads]))
+    device = grads[0].device
+    flat = group.sum_(torch.cat([*(grad.reshape(-1) for grad in grads), extra.to(device)]))
     offset = 0
     for grad in grads:
         grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
         offset += grad.numel()
+    return flat[offset:].cpu()
 
 
 def _locality_loss(

@@ -163,8 +163,16 @@ def test_two_ranks_give_the_one_process_transfer(runner: Runner, two_ranks: tupl
     """Same frames, timestamps and audio; face-region PSNR against the truth within 0.5 dB; each rank
     did about half of the inversions' generator evaluations."""
     one = runner.root / "one.mp4"
-    runner.run([sys.executable, "-m", "reenact_cli", *runner.transfer_args(one, runner.root / "one-work")])
+    alone = runner.run(
+        [sys.executable, "-m", "reenact_cli", *runner.transfer_args(one, runner.root / "one-work")]
+    )
     two, summary = two_ranks
+    for name in ("tar-align", "dri-align"):  # detection split over ranks, tracking and smoothing over all
+        stored = [
+            np.load(Path(next(s["location"] for s in run["stages"] if s["name"] == name)) / "align.npz")
+            for run in (alone, summary)
+        ]
+        assert np.array_equal(stored[0]["quads"], stored[1]["quads"], equal_nan=True), name
     assert frame_times(two) == frame_times(one) == frame_times(runner.files.target_video)
     assert audio_digest(two) == audio_digest(one) is not None
     truth, regions = true_transfer_frames(runner.files.world, composite=synthetic_settings().composite, ref=0)
