@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import cv2
-import numpy as np
 import typer
 
-from reenact import pipeline, video
-from reenact.config import Config
-from reenact.device import resolve_runtime
-from reenact.faces.align import quad_jitter
-from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS
-from reenact.faces.track import FaceTrack
+from reenact.config import BUILTIN_LANDMARK_BACKENDS, DEFAULT_WORKDIR, Config
 from reenact.progress import Progress
-from reenact.workspace import DEFAULT_WORKDIR, Workspace
 from reenact_cli.common import (
     AsJson,
     Device,
@@ -33,6 +26,12 @@ from reenact_cli.common import (
 )
 from reenact_cli.progress import cli_progress
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from reenact import video
+    from reenact.faces.track import FaceTrack
+
 # Preview drawing (RGB).
 POINT_COLOUR = (0, 255, 0)
 RAW_QUAD_COLOUR = (255, 80, 80)
@@ -44,7 +43,7 @@ LINE_PX_PER_1000 = 2.0
 
 def _finite_or_none(value: float) -> float | None:
     """JSON has no NaN: an undefined figure is null."""
-    return value if np.isfinite(value) else None
+    return value if math.isfinite(value) else None
 
 
 def _line_width(shape: tuple[int, ...]) -> int:
@@ -55,6 +54,9 @@ def draw_preview(
     image: np.ndarray, *, points: np.ndarray, raw_quad: np.ndarray, quad: np.ndarray, label: str
 ) -> np.ndarray:
     """Frame with the 68 points, the raw quad (thin) and the smoothed quad (thick) drawn on it."""
+    import cv2
+    import numpy as np
+
     out = image.copy()
     width = _line_width(out.shape)
     if np.isfinite(raw_quad).all():
@@ -83,6 +85,10 @@ def write_preview(
     progress: Progress,
 ) -> None:
     """Second pass over the input: draw the track on every frame, keep timestamps and audio."""
+    import numpy as np
+
+    from reenact import video
+
     shot_of = np.zeros(track.num_frames, dtype=np.int64)
     for number, (start, stop) in enumerate(track.segments):
         shot_of[start:stop] = number
@@ -139,6 +145,13 @@ def align(
     (track.npz, align.npz), so a later run on the clip with the same face and settings reuses it;
     --preview draws it on the video.
     """
+    import numpy as np
+
+    from reenact import pipeline, video
+    from reenact.device import resolve_runtime
+    from reenact.faces.align import quad_jitter
+    from reenact.workspace import Workspace
+
     settings = settings_for(preset, sets, faces={"landmarks": landmarks}, align={"resolution": resolution})
     progress = cli_progress(quiet=quiet)
     if preview is not None:

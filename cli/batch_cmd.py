@@ -36,12 +36,8 @@ from typing import Annotated, Any
 
 import typer
 
-from reenact import distributed, pipeline
-from reenact.config import tomllib
-from reenact.device import resolve_device
+from reenact.config import DEFAULT_GENERATOR, DEFAULT_WORKDIR, tomllib
 from reenact.errors import ReenactError
-from reenact.gan.source import DEFAULT_GENERATOR
-from reenact.workspace import DEFAULT_WORKDIR
 from reenact_cli.common import (
     AsJson,
     Compile,
@@ -154,6 +150,8 @@ def _job(number: int, row: dict[str, Any], *, folder: Path, source: Path) -> Job
 def run_job(job: Job, *, common: dict[str, Any], overwrite: bool, quiet: bool) -> dict[str, Any]:
     """One job in this process: its summary entry, with status `ok`, `skipped` or `failed` (and the
     error's one line)."""
+    from reenact import distributed, pipeline
+
     entry: dict[str, Any] = {
         "job": job.number,
         "target": str(job.target),
@@ -253,6 +251,9 @@ def batch(
     face_index, face_at, generator, preset, set, target_landmarks, driver_landmarks). Stages that jobs
     share are computed once; jobs whose output exists are skipped; a failing job does not stop the others.
     """
+    from reenact import distributed
+    from reenact.device import resolve_device
+
     jobs = read_jobs(jobs_file)
     group = distributed.join(distributed.rank_device(resolve_device(device)))
     common = {

@@ -6,13 +6,15 @@ import datetime
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reenact import cache
+from reenact.config import DEFAULT_WORKDIR
 from reenact.errors import ReenactError
-from reenact.workspace import DEFAULT_WORKDIR
+
+if TYPE_CHECKING:
+    from reenact import cache
 
 app = typer.Typer(
     help=(
@@ -68,6 +70,8 @@ def list_entries(
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list.")] = False,
 ) -> None:
     """Every entry, most recently used first: stage, key, size, last use and the inputs it came from."""
+    from reenact import cache
+
     listed = cache.entries(workdir)
     if as_json:
         typer.echo(json.dumps([entry.to_dict() for entry in listed], indent=2))
@@ -91,6 +95,8 @@ def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
 ) -> None:
     """Remove old entries, or the least recently used ones beyond a total size."""
+    from reenact import cache
+
     if older_than is None and max_size is None:
         raise ReenactError("say what to prune: --older-than AGE and/or --max-size SIZE")
     report = cache.prune(

@@ -3,19 +3,23 @@
 Every option that more than one command takes is declared here once, as an `Annotated` alias, and each
 command lists the aliases it needs; defaults live in the command signatures only where the setting has
 no home in `reenact.config` (paths, flags), so every setting keeps one default.
+
+Every command module imports this one, and `reenact --help` imports every command module: nothing here
+may import torch at import time (the stage types are imported where they are used).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reenact.config import DEFAULT_PRESET, Config, preset_names
+from reenact.config import DEFAULT_GENERATOR, DEFAULT_PRESET, Config, preset_names
 from reenact.errors import ReenactError
-from reenact.gan.source import DEFAULT_GENERATOR
-from reenact.stages.align import FaceChoice
+
+if TYPE_CHECKING:
+    from reenact.stages.align import FaceChoice
 
 Preset = Annotated[
     str | None,
@@ -98,4 +102,6 @@ def parse_face_at(text: str) -> tuple[float, float]:
 
 def face_choice(face_index: int, face_at: str | None) -> FaceChoice:
     """The face a command follows, from `--face-index` and `--face-at`."""
+    from reenact.stages.align import FaceChoice
+
     return FaceChoice(index=face_index, at=parse_face_at(face_at) if face_at is not None else None)

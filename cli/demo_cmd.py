@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from reenact.demo import DEMO_FRAMES, run_demo
-from reenact.device import resolve_runtime
+from reenact.config import DEMO_FRAMES
 from reenact_cli.common import Device, Overwrite, Quiet
 from reenact_cli.progress import cli_progress
 
@@ -29,6 +28,8 @@ def demo(
     ground truth; real faces need the official FFHQ weights (`reenact weights`). It runs with the
     packaged `synthetic` preset, as `reenact transfer --generator random:tiny --preset synthetic` does.
     """
+    from reenact.demo import run_demo
+    from reenact.device import resolve_runtime
 
     report = run_demo(
         output,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from reenact.errors import ReenactError
-from reenact.files import write_text_atomic
-from reenact.metrics import EvaluationReport, evaluate_videos, write_plot
 from reenact_cli.common import Preset, Quiet, Sets, settings_for
 from reenact_cli.progress import cli_progress
+
+if TYPE_CHECKING:
+    from reenact.metrics import EvaluationReport
 
 
 def _check_new_file(path: Path | None, *, inputs: tuple[Path, ...], overwrite: bool) -> None:
@@ -88,6 +89,9 @@ def evaluate(
     """Score OUTPUT against its source clip: STIT's TL-ID/TG-ID (dlib face descriptors), landmark jitter,
     per-frame PSNR and LPIPS. Frames are paired by index; counts and sizes must match.
     """
+    from reenact.files import write_text_atomic
+    from reenact.metrics import evaluate_videos, write_plot
+
     settings = settings_for(preset, sets)
     for target in (plot, report_path):
         _check_new_file(target, inputs=(output, reference), overwrite=overwrite)

@@ -3,6 +3,11 @@
 Commands live in their own modules (`cli/video_cmds.py`, …) and are registered here. `run()` is
 the console script: it turns `ReenactError` into `error: <message>` with exit code 1, usage errors
 into exit code 2, and shows a traceback only with `--verbose`.
+
+Every command module is imported here, for every command: at import time they take only typer, the
+standard library and light parts of reenact (`config`, `errors`, `progress`); torch, the pipeline, PyAV
+and OpenCV are imported inside the command functions. So `--help`, `--version`, `probe` and
+`weights list` answer in a fraction of a second, without torch (tests/test_cli.py checks it).
 """
 
 from __future__ import annotations

@@ -11,16 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reenact import distributed, pipeline
-from reenact.device import resolve_runtime
+from reenact.config import DEFAULT_GENERATOR, DEFAULT_WORKDIR
 from reenact.errors import ReenactError
-from reenact.gan.random import is_random_spec
-from reenact.gan.source import DEFAULT_GENERATOR, load_generator_spec
-from reenact.workspace import DEFAULT_WORKDIR, Workspace
 from reenact_cli.common import (
     AsJson,
     Compile,
@@ -40,6 +36,9 @@ from reenact_cli.common import (
     settings_for,
 )
 from reenact_cli.progress import cli_progress
+
+if TYPE_CHECKING:
+    from reenact import distributed, pipeline
 
 RANDOM_GENERATOR_PRESET = "synthetic"
 GIGABYTE = 1e9
@@ -65,6 +64,12 @@ def make_context(
 
     `group`: the ranks that share this command's stages; by default the processes `torchrun` started (one
     without it). Under `torchrun` each process runs on its own GPU."""
+    from reenact import distributed, pipeline
+    from reenact.device import resolve_runtime
+    from reenact.gan.random import is_random_spec
+    from reenact.gan.source import load_generator_spec
+    from reenact.workspace import Workspace
+
     runtime = resolve_runtime(device, precision=precision, compile=compile)
     runtime = dataclasses.replace(runtime, device=distributed.rank_device(runtime.device))
     group = distributed.join(runtime.device) if group is None else group
@@ -108,6 +113,8 @@ def report_summary(
 ) -> None:
     """The final summary: every stage's time (or `cached`), its result, the output, peak memory and the
     workspace's size, and in a group each rank's work (gathered from every rank; the main one prints)."""
+    from reenact import pipeline
+
     stages = report.stages if isinstance(report, pipeline.RunReport) else report
     usage = pipeline.resource_usage(workspace=context.workspace, runtime=context.runtime)
     ranks = context.group.gather({**rank_work(stages), "peak_memory_bytes": usage["peak_memory_bytes"]})
@@ -165,6 +172,8 @@ def _prepare_and_report(
     as_json: bool,
 ) -> None:
     """`invert` and `tune`: prepare the clip (tuned or not) and print its stages."""
+    from reenact import pipeline
+
     clip = pipeline.prepare_clip(
         source,
         context=context,
@@ -288,6 +297,8 @@ def transfer(
     driver's largest face drives). A second driver on the same target reuses the target's alignment,
     pivots and tuned generator from the workdir.
     """
+    from reenact import pipeline
+
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, sets=sets, quiet=quiet,
@@ -337,6 +348,7 @@ def edit(
     sets: Sets = None,
 ) -> None:
     """Move every frame's latent along attribute directions (smile, age, pose ...) and re-render the clip."""
+    from reenact import pipeline
     from reenact.directions import parse_direction_arg, resolve_direction
 
     if not direction:
@@ -387,6 +399,8 @@ def morph(
     sets: Sets = None,
 ) -> None:
     """Image2StyleGAN morph between two faces (aligned crops, as a video), or a style crossover."""
+    from reenact import pipeline
+
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, sets=sets, quiet=quiet, edit={"morph_frames": frames},

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from reenact import video
 from reenact.config import VideoConfig
 from reenact_cli.common import Preset, Quiet, Sets, settings_for
 from reenact_cli.progress import cli_progress
@@ -18,6 +17,8 @@ def probe(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Describe a video or image: size, rotation, frame rate (average and nominal), VFR, frames, audio."""
+    from reenact import video
+
     info = video.probe(path)
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
@@ -55,6 +56,8 @@ def reencode(
 
     The honest check of reenact's I/O path, and a handy normaliser for odd inputs.
     """
+    from reenact import video
+
     settings = settings_for(preset, sets, video={"crf": crf})
     reader = video.VideoReader(source)
     progress = cli_progress(quiet=quiet)

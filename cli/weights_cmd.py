@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from reenact import weights
 from reenact.errors import ReenactError
 from reenact_cli.progress import cli_progress
 
@@ -41,6 +40,8 @@ def list_weights(
     ] = None,
 ) -> None:
     """Every known weight file: cached or missing, size, license."""
+    from reenact import weights
+
     rows = []
     for entry in weights.registry().values():
         if kind is not None and entry.kind != kind:
@@ -90,6 +91,8 @@ def fetch(
     ] = True,
 ) -> None:
     """Download weight files into the cache: resumes a broken download, checks the checksum."""
+    from reenact import weights
+
     for name in names:
         path = weights.fetch(name, progress=cli_progress(quiet=not progress), force=force)
         typer.echo(f"{name}: {path}")
@@ -104,6 +107,8 @@ def import_(
     ] = None,
 ) -> None:
     """Copy a downloaded weight file into the cache after checking its checksum and format."""
+    from reenact import weights
+
     path = weights.import_file(file, name=name)
     typer.echo(f"imported {file} -> {path}")
 
@@ -111,6 +116,8 @@ def import_(
 @app.command("verify")
 def verify() -> None:
     """Recompute the checksum of every cached file; exit 1 if any is corrupt."""
+    from reenact import weights
+
     results = weights.verify()
     for result in results:
         typer.echo(f"{result.status:<9}  {result.name}: {result.detail}")
@@ -127,4 +134,6 @@ def verify() -> None:
 @app.command("path")
 def path(name: Annotated[str, typer.Argument(help="Registry name.")]) -> None:
     """Print the cached file's path (error with download instructions if it is missing)."""
+    from reenact import weights
+
     typer.echo(str(weights.weight_path(name)))

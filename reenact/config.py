@@ -43,6 +43,12 @@ MAX_CRF = 51
 PRESETS_PACKAGE = "reenact.configs"
 """Where the packaged presets live (the repository's `configs/` folder)."""
 DEFAULT_PRESET = "default"
+# Command-line defaults kept here, not beside the torch code that uses them (`reenact.gan.source`,
+# `reenact.workspace`, `reenact.demo`), so that `reenact --help` shows them without importing torch.
+DEFAULT_GENERATOR = "stylegan2-ffhq-1024"
+DEFAULT_WORKDIR = Path("reenact-work")
+DEMO_FRAMES = 32
+"""Frames per demo clip (1.3 s at 25 fps): long enough to see the expression come and go."""
 
 
 @dataclass

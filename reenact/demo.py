@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from reenact import pipeline, video
-from reenact.config import Config
+from reenact.config import DEMO_FRAMES, Config
 from reenact.device import Runtime
 from reenact.errors import ReenactError
 from reenact.files import write_text_atomic
@@ -38,8 +38,6 @@ from reenact.synthetic import (
 )
 from reenact.workspace import Workspace
 
-DEMO_FRAMES = 32
-"""Frames per demo clip (1.3 s at 25 fps): long enough to see the expression come and go."""
 MIN_MSE = 1e-10
 DEMO_OUTPUTS = ("transfer.mp4", "side_by_side.mp4", "report.json")
 """The files the demo writes into its folder, never over a user's own without `--overwrite`."""

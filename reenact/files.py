@@ -4,6 +4,9 @@ Every file reenact writes appears in one step: it is written under a temporary n
 process and per call (so several processes may write into one folder, e.g. a shared workspace), then
 renamed over the destination. A reader never sees half a file; an interrupted writer leaves only a
 hidden `.NAME.tmp-*` file behind, never something that looks finished.
+
+torch is imported by the functions that take or make tensors, not here: the weight cache uses this
+module, and `reenact weights list` answers without torch.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from reenact.errors import ReenactError
+
+if TYPE_CHECKING:
+    import torch
 
 HASH_CHUNK_BYTES = 1 << 20
 OS_ERROR_CODE = re.compile(r"os error (\d+)")
@@ -63,6 +68,8 @@ def save_tensors(
     path: Path | str, tensors: Mapping[str, torch.Tensor], *, metadata: Mapping[str, str] | None = None
 ) -> Path:
     """A safetensors file of named tensors (moved to the CPU), with string metadata, written atomically."""
+    from safetensors.torch import save_file
+
     with atomic_path(path) as temporary:
         try:
             save_file(
@@ -198,6 +205,8 @@ def read_rows(path: Path, rows: np.ndarray | int) -> np.ndarray:
 
 def index_rows(index: slice | torch.Tensor | np.ndarray | int, *, length: int) -> np.ndarray:
     """A slice, an index tensor or array, or one index, as row indices [n] int64 of a table of `length`."""
+    import torch
+
     if isinstance(index, slice):
         return np.arange(*index.indices(length), dtype=np.int64)
     if isinstance(index, torch.Tensor):

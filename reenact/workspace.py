@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from reenact import __version__
+from reenact.config import DEFAULT_WORKDIR
 from reenact.errors import ReenactError
 from reenact.files import sha256_file, write_text_atomic
 
@@ -49,7 +50,6 @@ USE_SUFFIX = ".use"
 RESUME_SUFFIX = ".resume"
 DIGEST_CHARS = 16
 """Hex characters of a stage key kept in directory names (64 bits)."""
-DEFAULT_WORKDIR = Path("reenact-work")
 
 
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:

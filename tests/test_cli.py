@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,16 @@ import pytest
 
 from reenact import __version__
 from reenact_cli.main import EXIT_ERROR, EXIT_USAGE, run
+from tests.videotools import write_preroll_clip
+
+LIGHT_COMMAND_SCRIPT = (
+    "import sys\n"
+    "from reenact_cli.main import run\n"
+    "code = run(sys.argv[1:])\n"
+    "print(f'exit {code}, torch imported: {\"torch\" in sys.modules}')\n"
+)
+"""Runs the CLI in a fresh interpreter and says, on the last stdout line, whether torch got imported."""
+CLIP_FRAMES = 3
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,3 +63,23 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
     )
     assert result.returncode == EXIT_ERROR
     assert result.stderr.startswith("error: input not found") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--version"], ["--help"], ["transfer", "--help"], ["probe", "CLIP"], ["weights", "list"]],
+    ids=lambda args: " ".join(args),
+)
+def test_light_commands_do_not_import_torch(args: list[str], tmp_path: Path) -> None:
+    """Version, help, probe and the weight list answer without loading torch (it costs seconds)."""
+    clip = tmp_path / "clip.mp4"
+    write_preroll_clip(clip, preroll=0, frames=CLIP_FRAMES)
+    result = subprocess.run(
+        [sys.executable, "-c", LIGHT_COMMAND_SCRIPT, *(str(clip) if arg == "CLIP" else arg for arg in args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "REENACT_HOME": str(tmp_path / "home")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "exit 0, torch imported: False"

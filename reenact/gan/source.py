@@ -7,13 +7,12 @@ from pathlib import Path
 
 import torch
 
+from reenact.config import DEFAULT_GENERATOR
 from reenact.errors import ReenactError
 from reenact.gan.checkpoints import load_generator
 from reenact.gan.random import is_random_spec, random_generator_from_spec
 from reenact.gan.stylegan2 import Generator
 from reenact.workspace import Workspace, tensor_digest
-
-DEFAULT_GENERATOR = "stylegan2-ffhq-1024"
 
 
 @dataclass(frozen=True)

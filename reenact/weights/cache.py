@@ -18,9 +18,8 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from reenact.backbones import LPIPS_VERSION, BackboneArch, LpipsNet
 from reenact.errors import ReenactError
 from reenact.files import atomic_path, sha256_file, write_text_atomic
 from reenact.weights.formats import check_format
@@ -31,6 +30,9 @@ from reenact.weights.registry import (
     lpips_heads_entry_name,
     registry,
 )
+
+if TYPE_CHECKING:
+    from reenact.backbones import BackboneArch, LpipsNet
 
 VerifyStatus = Literal["ok", "corrupt", "unchecked"]
 
@@ -113,6 +115,8 @@ def lpips_heads_path(net: LpipsNet) -> Path:
     without importing the package, which imports torchvision), else the cache's `lpips-<net>`
     (`ReenactError` saying how to get it when neither is there).
     """
+    from reenact.backbones import LPIPS_VERSION  # here: `reenact.backbones` imports torch
+
     spec = importlib.util.find_spec("lpips")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     for location in locations:

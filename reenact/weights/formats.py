@@ -7,6 +7,9 @@ is ever executed (torch files load with `weights_only=True`, pickles through the
 This is also the one home of the direction-file readers (`load_float_npy`, `direction_vector`,
 `ganspace_components`): `reenact.directions` loads directions through them, so a file the cache
 accepts is a file the loader accepts, with the same error texts.
+
+torch, NumPy and the networks are imported inside the checks and readers, not here: the registry
+imports this module, and `reenact weights list` answers without torch.
 """
 
 from __future__ import annotations
@@ -16,23 +19,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from reenact.backbones import (
-    LPIPS_ARCH,
-    LPIPS_CHANNELS,
-    TORCHVISION_NUM_PARAMS,
-    BackboneArch,
-    load_lpips_heads,
-    torchvision_feature_shapes,
-)
 from reenact.errors import ReenactError
 from reenact.files import check_unpacked_size
-from reenact.gan.checkpoints import detect_format, load_generator
-from reenact.gan.stylegan2 import FFHQ_W_DIM
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from reenact.backbones import BackboneArch, LpipsNet
     from reenact.weights.registry import WeightEntry
 
 PER_LAYER_NDIM = 3
@@ -60,6 +54,8 @@ def load_torch_file(path: Path, *, limit: int, what: str) -> object:
 
     A file that unpacks to more than `limit` bytes is refused before it is read (`what` names the kind).
     """
+    import torch
+
     check_unpacked_size(path, limit=limit, what=what)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -71,6 +67,8 @@ def load_torch_file(path: Path, *, limit: int, what: str) -> object:
 
 def load_float_npy(path: Path) -> np.ndarray:
     """A floating-point `.npy` array (no pickles), or `ReenactError` naming the file."""
+    import numpy as np
+
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
@@ -85,6 +83,10 @@ def direction_vector(path: Path, loaded: object) -> torch.Tensor:
 
     Accepts (512,), (1, 512), (L, 512) and (1, L, 512) floating-point, finite tensors.
     """
+    import torch
+
+    from reenact.gan.stylegan2 import FFHQ_W_DIM
+
     if not isinstance(loaded, torch.Tensor):
         raise ReenactError(
             f"{path} holds a {type(loaded).__name__}, expected a (1, {FFHQ_W_DIM}) direction tensor "
@@ -115,6 +117,10 @@ def is_ganspace(loaded: object) -> bool:
 
 def ganspace_components(path: Path, loaded: object) -> tuple[torch.Tensor, torch.Tensor]:
     """A GANSpace PCA dict's components [K, 512] and their standard deviations [K], checked."""
+    import torch
+
+    from reenact.gan.stylegan2 import FFHQ_W_DIM
+
     if not (isinstance(loaded, Mapping) and set(loaded) >= GANSPACE_KEYS):
         raise ReenactError(f"{path} is not a GANSpace PCA file (a dict of mean, comp, std)")
     mean, comp, std = loaded["mean"], loaded["comp"], loaded["std"]
@@ -141,6 +147,8 @@ def _check_generator(expected: str) -> Callable[[Path], None]:
     sniffing the header alone would let a hostile pickle into the cache."""
 
     def check(path: Path) -> None:
+        from reenact.gan.checkpoints import detect_format, load_generator
+
         found = detect_format(path)  # raises ReenactError for files it cannot read
         if found != expected:
             raise ReenactError(f"{path} is a {found} file, expected {expected}")
@@ -165,6 +173,8 @@ def _check_state_dict_shapes(path: Path, expected: Mapping[str, tuple[int, ...]]
 
 def _check_torchvision(arch: BackboneArch) -> Callable[[Path], None]:
     def check(path: Path) -> None:
+        from reenact.backbones import TORCHVISION_NUM_PARAMS, torchvision_feature_shapes
+
         state = _check_state_dict_shapes(path, torchvision_feature_shapes(arch), what=f"torchvision {arch}")
         has_classifier = any(key.startswith("classifier.") for key in state)
         num_params = sum(int(value.numel()) for value in state.values())
@@ -176,9 +186,11 @@ def _check_torchvision(arch: BackboneArch) -> Callable[[Path], None]:
     return check
 
 
-def _check_lpips_heads(arch: BackboneArch) -> Callable[[Path], None]:
+def _check_lpips_heads(net: LpipsNet) -> Callable[[Path], None]:
     def check(path: Path) -> None:
-        load_lpips_heads(path, LPIPS_CHANNELS[arch])
+        from reenact.backbones import LPIPS_ARCH, LPIPS_CHANNELS, load_lpips_heads
+
+        load_lpips_heads(path, LPIPS_CHANNELS[LPIPS_ARCH[net]])
 
     return check
 
@@ -206,6 +218,9 @@ def _check_s3fd(path: Path) -> None:
 
 
 def _check_direction_npy(path: Path) -> None:
+    import numpy as np
+    import torch
+
     direction_vector(path, torch.from_numpy(np.array(load_float_npy(path))))
 
 
@@ -222,8 +237,8 @@ FORMAT_CHECKS: dict[str, Callable[[Path], None]] = {
     "rosinality-pt": _check_generator("rosinality-pt"),
     "torchvision-vgg16": _check_torchvision("vgg16"),
     "torchvision-alexnet": _check_torchvision("alexnet"),
-    "lpips-heads-vgg": _check_lpips_heads(LPIPS_ARCH["vgg"]),
-    "lpips-heads-alex": _check_lpips_heads(LPIPS_ARCH["alex"]),
+    "lpips-heads-vgg": _check_lpips_heads("vgg"),
+    "lpips-heads-alex": _check_lpips_heads("alex"),
     "fan-state-dict": _check_fan_state_dict,
     "fan-torchscript": _check_fan_torchscript,
     "s3fd-state-dict": _check_s3fd,

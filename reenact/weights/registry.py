@@ -10,11 +10,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from reenact.backbones import BackboneArch, LpipsNet
 from reenact.errors import ReenactError
 from reenact.weights.formats import FORMAT_CHECKS
+
+if TYPE_CHECKING:
+    from reenact.backbones import BackboneArch, LpipsNet
 
 WeightKind = Literal["generator", "backbone", "lpips", "landmarks", "direction"]
 
