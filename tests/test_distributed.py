@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from reenact.demo import decode, face_psnr
 from reenact.distributed import part_size, shard
 from reenact.files import read_safetensors
-from reenact.gan.checkpoints import save_generator
 from reenact.stages.base import FrameRange
 from reenact.stages.invert import plan_segments
 from reenact.synthetic import (
@@ -32,6 +32,7 @@ from reenact.synthetic import (
     write_world,
 )
 from tests.conftest import REPO_ROOT
+from tests.test_pipeline import _make_world
 from tests.videotools import audio_digest, frame_times
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -53,35 +54,16 @@ class Runner:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        world = make_world(SyntheticConfig(seed=0))
-        self.files = write_world(world, root / "files")
-        self.generator = save_generator(world.generator, root / "g.safetensors")
+        self.world = _make_world(root)
+        self.files, self.generator = self.world.files, self.world.generator
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
 
     def transfer_args(self, output: Path, workdir: Path) -> list[str]:
-        return [
-            "transfer",
-            str(self.files.target_video),
-            str(self.files.driver_video),
-            "-o",
-            str(output),
-            "--generator",
-            str(self.generator),
-            "--preset",
-            "synthetic",
-            "--target-landmarks",
-            str(self.files.target_landmarks),
-            "--driver-landmarks",
-            str(self.files.driver_landmarks),
-            "--workdir",
-            str(workdir),
-            "--set",
-            f"pti.checkpoint_every={CHECKPOINT_EVERY}",
-            "--quiet",
-            "--json",
-        ]
+        return self.world.transfer_args(
+            output, "--set", f"pti.checkpoint_every={CHECKPOINT_EVERY}", workdir=workdir
+        )
 
     def launcher(self, ranks: int, *extra: str) -> list[str]:
         return [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", *extra, "-m", "reenact_cli"]
@@ -184,6 +166,26 @@ def test_two_ranks_give_the_one_process_transfer(runner: Runner, two_ranks: tupl
     ]
     shares = np.array(evals) / sum(evals)
     assert len(evals) == 2 and HALF_SHARE[0] <= shares.min() <= shares.max() <= HALF_SHARE[1], evals
+
+
+@pytest.mark.gpu
+def test_two_ranks_on_two_gpus_with_nccl(runner: Runner, two_ranks: tuple[Path, dict]) -> None:
+    """The same transfer with NCCL, one GPU per rank: the timeline of the gloo run and its quality."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs")
+    output = runner.root / "nccl.mp4"
+    command = [
+        *runner.launcher(2),
+        *runner.transfer_args(output, runner.root / "nccl-work"),
+        "--device",
+        "cuda",
+    ]
+    summary = runner.run(command)
+    assert len(summary["ranks"]) == 2 and all(rank["generator_evals"] > 0 for rank in summary["ranks"])
+    assert frame_times(output) == frame_times(two_ranks[0])
+    truth, regions = true_transfer_frames(runner.files.world, composite=synthetic_settings().composite, ref=0)
+    gap = abs(face_psnr(decode(output), truth, regions) - face_psnr(decode(two_ranks[0]), truth, regions))
+    assert gap <= MAX_PSNR_GAP_DB, gap
 
 
 @pytest.mark.slow
