@@ -49,6 +49,7 @@ from reenact_cli.common import (
     Sets,
     Workdir,
     face_choice,
+    os_error_message,
 )
 from reenact_cli.pipeline_cmds import make_context, rank_work
 
@@ -194,7 +195,7 @@ def run_job(job: Job, *, common: dict[str, Any], overwrite: bool, quiet: bool) -
             overwrite=overwrite,
         )
     except (ReenactError, OSError) as exc:
-        error = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else str(exc)
+        error = os_error_message(exc) if isinstance(exc, OSError) else str(exc)
         return {
             **entry,
             "status": "failed",

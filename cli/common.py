@@ -78,6 +78,14 @@ FaceAt = Annotated[
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv).")]
 
 
+def os_error_message(exc: OSError) -> str:
+    """One line naming the path and the cause, e.g. `/x/out.mp4: No space left on device`."""
+    cause = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"{exc.filename}: {cause}"
+    return cause
+
+
 def settings_for(preset: str | None, sets: list[str] | None, **sections: dict[str, Any]) -> Config:
     """The settings a command runs with: the preset, then each `--set`, then the command's own options
     (`sections`, e.g. `edit={"strength": 0.5}`; options left at None are not applied)."""

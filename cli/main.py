@@ -31,6 +31,7 @@ from reenact_cli import (
     video_cmds,
     weights_cmd,
 )
+from reenact_cli.common import os_error_message
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -91,14 +92,6 @@ class Interrupted(BaseException):
 
 def _interrupt(signum: int, _frame: object) -> None:
     raise Interrupted(signum)
-
-
-def os_error_message(exc: OSError) -> str:
-    """One line naming the path and the cause, e.g. `/x/out.mp4: No space left on device`."""
-    cause = exc.strerror or str(exc)
-    if exc.filename is not None:
-        return f"{exc.filename}: {cause}"
-    return cause
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -74,10 +74,6 @@ class Group:
         dist.broadcast_object_list(box, src=MAIN_RANK)
         return box[0]
 
-    def all_agree(self, flag: bool) -> bool:
-        """True when `flag` is True on every rank."""
-        return all(self.gather(bool(flag)))
-
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """`tensor` summed over the ranks, in place (a float tensor on the run's device)."""
         if self.distributed:
@@ -171,6 +167,17 @@ def shard(sizes: Sequence[int], *, shards: int) -> list[int]:
         owners.append(min(shards - 1, start * shards // total) if total else 0)
         start += size
     return owners
+
+
+def shard_each(sizes: Sequence[Sequence[int]], *, shards: int) -> list[list[int]]:
+    """`shard` over several lists of items taken as one (e.g. the parts of two clips' stages), the ranks
+    handed back list by list."""
+    owners = shard([size for group in sizes for size in group], shards=shards)
+    split, start = [], 0
+    for group in sizes:
+        split.append(owners[start : start + len(group)])
+        start += len(group)
+    return split
 
 
 def part_size(frames: int, *, limit: int, shards: int) -> int:

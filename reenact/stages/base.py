@@ -37,7 +37,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from safetensors import SafetensorError
 
-from reenact.distributed import SINGLE, Group, shard
+from reenact.distributed import SINGLE, Group, shard_each
 from reenact.errors import ReenactError
 from reenact.progress import SILENT, Progress
 from reenact.workspace import StageKey, Workspace, file_hashes
@@ -264,15 +264,11 @@ def part_owners(stages: list[Stage[Any]], ranges: list[list[FrameRange]], *, sha
     """The rank of each part of each stage: a stage's own `owners` when it has them, else contiguous blocks
     of about equal frames over the parts of all the other stages together."""
     free = [index for index, stage in enumerate(stages) if getattr(stage, "owners", None) is None]
-    joint = shard([len(frames) for index in free for frames in ranges[index]], shards=shards)
-    owners: list[list[int]] = []
-    for index, stage in enumerate(stages):
-        if index in free:
-            owners.append(joint[: len(ranges[index])])
-            joint = joint[len(ranges[index]) :]
-        else:
-            owners.append(list(stage.owners))  # type: ignore[attr-defined]
-    return owners
+    joint = iter(shard_each([[len(frames) for frames in ranges[index]] for index in free], shards=shards))
+    return [
+        next(joint) if index in free else list(stage.owners)  # type: ignore[attr-defined]
+        for index, stage in enumerate(stages)
+    ]
 
 
 def together(group: Group, work: Callable[[], Value]) -> Value | None:

@@ -35,7 +35,7 @@ from torch import nn
 
 from reenact.config import Config, config_to_dict
 from reenact.device import Runtime
-from reenact.distributed import part_size, shard
+from reenact.distributed import part_size, shard_each
 from reenact.errors import ReenactError
 from reenact.files import save_array
 from reenact.gan.source import GeneratorSource
@@ -70,12 +70,8 @@ def plan_segments(alignments: list[ClipAlignment], *, shards: int) -> list[Segme
     runs = [alignment.runs() for alignment in alignments]
     size = part_size(sum(len(run) for clip in runs for run in clip), limit=SEGMENT_FRAMES, shards=shards)
     segments = [[segment for run in clip for segment in split_range(run, size=size)] for clip in runs]
-    owners = shard([len(segment) for clip in segments for segment in clip], shards=shards)
-    plans = []
-    for clip in segments:
-        plans.append(SegmentPlan(segments=clip, owners=owners[: len(clip)]))
-        owners = owners[len(clip) :]
-    return plans
+    owners = shard_each([[len(segment) for segment in clip] for clip in segments], shards=shards)
+    return [SegmentPlan(segments=clip, owners=ranks) for clip, ranks in zip(segments, owners, strict=True)]
 
 
 @dataclass
@@ -115,8 +111,7 @@ class InvertStage:
         """`plan`: the segments and their ranks (`plan_segments`); by default this clip's, on one process."""
         self.crops = crops
         self.plan = plan or plan_segments([crops.alignment], shards=1)[0]
-        self.owners = self.plan.owners
-        """The rank of each part (`run_stages` keeps them)."""
+
         self.alignment: ClipAlignment = crops.alignment
         self.source = source
         self.settings = settings
@@ -133,6 +128,11 @@ class InvertStage:
                 "chain_breaks": self.chain_breaks(),
             },
         )
+
+    @property
+    def owners(self) -> list[int]:
+        """The rank of each part (`run_stages` keeps them)."""
+        return self.plan.owners
 
     def ranges(self) -> list[FrameRange]:
         return list(self.plan.segments)
