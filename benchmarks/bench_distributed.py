@@ -120,7 +120,7 @@ def main() -> None:
                 summary = result["summary"]
                 seconds[ranks].append(stage_seconds(summary))
                 quality[ranks].append(face_psnr(decode(result["output"]), truth, regions))
-                evals[ranks].append([rank["generator_evals"] for rank in summary["ranks"]])
+                evals[ranks].append([sum(rank["renders"].values()) for rank in summary["ranks"]])
                 print(
                     f"repeat {repeat + 1}/{args.repeats}, {ranks} rank(s): {summary['seconds']:.1f} s",
                     file=sys.stderr,

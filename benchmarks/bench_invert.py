@@ -32,6 +32,7 @@ import torch
 from reenact.config import InvertConfig
 from reenact.device import resolve_runtime
 from reenact.invert import InversionResult, invert_clip, latent_speed
+from reenact.renders import NONE
 from reenact.synthetic import TINY_W_DIM, SyntheticConfig, make_world, quick_invert_config
 
 SETTINGS = quick_invert_config()
@@ -54,7 +55,7 @@ def segmented(
         parts[0],
         pivots=torch.cat([part.pivots for part in parts]),
         psnr=torch.cat([part.psnr for part in parts]),
-        generator_evals=sum(part.generator_evals for part in parts),
+        renders=sum((part.renders for part in parts), NONE),
         seconds=sum(part.seconds for part in parts),
     )
 
@@ -93,8 +94,8 @@ def run(
                         "psnr_mean": float(result.psnr.mean()),
                         "psnr_min": float(result.psnr.min()),
                         "psnr_vs_cold": float(result.psnr.mean() - cold.psnr.mean()),
-                        "generator_evals": result.generator_evals,
-                        "eval_ratio_cold_over": cold.generator_evals / result.generator_evals,
+                        "generator_evals": result.renders.total,
+                        "eval_ratio_cold_over": cold.renders.total / result.renders.total,
                         "seconds": result.seconds,
                         "time_ratio_cold_over": cold.seconds / result.seconds,
                         "speed_vs_truth": float(latent_speed(result.pivots).mean()) / truth_speed,

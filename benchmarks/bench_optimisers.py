@@ -99,7 +99,7 @@ def run(*, seeds: list[int]) -> list[dict[str, object]]:
                     "optimiser": name,
                     "psnr_target": float(results["target"].psnr.mean()),
                     "psnr_driver": float(results["driver"].psnr.mean()),
-                    "renders": sum(result.generator_evals for result in results.values()),
+                    "renders": sum(result.renders.total for result in results.values()),
                     "seconds": sum(result.seconds for result in results.values()),
                     "transfer_psnr": transfer,
                     "dropped_gap": transfer - dropped,

@@ -41,8 +41,10 @@ if TYPE_CHECKING:
     from reenact import distributed, pipeline
 
 RANDOM_GENERATOR_PRESET = "synthetic"
-GIGABYTE = 1e9
 """The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
+GIGABYTE = 1e9
+RENDER_KINDS = ("backward", "forward")
+"""The two kinds of generator render counted (`reenact.renders.Renders`)."""
 
 Input = Annotated[Path, typer.Argument(help="Input video or photo.")]
 
@@ -99,9 +101,34 @@ def rank_work(stages: list[pipeline.StageReport]) -> dict[str, object]:
     return {
         "stages": by_stage,
         "frames": sum(work["frames"] for work in by_stage.values()),
-        "generator_evals": sum(work["generator_evals"] for work in by_stage.values()),
+        "renders": {kind: sum(work["renders"][kind] for work in by_stage.values()) for kind in RENDER_KINDS},
         "seconds": round(sum(work["seconds"] for work in by_stage.values()), 3),
     }
+
+
+def stage_renders(ranks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Each stage's generator renders, by kind, summed over the ranks' work."""
+    totals: dict[str, dict[str, int]] = {}
+    for rank in ranks:
+        for name, work in rank["stages"].items():
+            entry = totals.setdefault(name, dict.fromkeys(RENDER_KINDS, 0))
+            for kind in RENDER_KINDS:
+                entry[kind] += work["renders"][kind]
+    return totals
+
+
+def render_cost(by_stage: dict[str, dict[str, int]], *, frames: int) -> dict[str, Any]:
+    """The run's generator renders by kind, in all and per frame (output frames, or the clip's)."""
+    totals = {kind: sum(stage[kind] for stage in by_stage.values()) for kind in RENDER_KINDS}
+    per_frame = {kind: round(count / frames, 2) if frames else None for kind, count in totals.items()}
+    return {**totals, "frames": frames, "per_frame": per_frame}
+
+
+def renders_text(renders: dict[str, int]) -> str:
+    """`N fwd+bwd + M forward renders`, or nothing when the stage rendered nothing."""
+    if not any(renders.values()):
+        return ""
+    return f"  ({renders['backward']:,} fwd+bwd + {renders['forward']:,} forward renders)"
 
 
 def report_summary(
@@ -110,16 +137,24 @@ def report_summary(
     context: pipeline.RunContext,
     as_json: bool,
     title: str,
+    frames: int | None = None,
 ) -> None:
-    """The final summary: every stage's time (or `cached`), its result, the output, peak memory and the
-    workspace's size, and in a group each rank's work (gathered from every rank; the main one prints)."""
+    """The final summary: every stage's time (or `cached`), its generator renders, its result, the output,
+    the renders per frame, peak memory and the workspace's size, and in a group each rank's work
+    (gathered from every rank; the main one prints). `frames`: what the renders are counted per (by
+    default the output's frames)."""
     from reenact import pipeline
 
     stages = report.stages if isinstance(report, pipeline.RunReport) else report
+    if frames is None:
+        frames = report.frames if isinstance(report, pipeline.RunReport) else 0
     usage = pipeline.resource_usage(workspace=context.workspace, runtime=context.runtime)
     ranks = context.group.gather({**rank_work(stages), "peak_memory_bytes": usage["peak_memory_bytes"]})
     if not context.group.is_main:
         return
+    by_stage = stage_renders(ranks)
+    nothing = dict.fromkeys(RENDER_KINDS, 0)
+    cost = render_cost(by_stage, frames=frames)
     if as_json:
         data: dict[str, object] = {
             "stages": [
@@ -128,6 +163,7 @@ def report_summary(
                     "seconds": round(stage.seconds, 3),
                     "cached": stage.cached,
                     "resumed": stage.resumed,
+                    "renders": by_stage.get(stage.name, nothing),
                     "detail": stage.detail,
                     "location": str(stage.location) if stage.location else None,
                 }
@@ -137,6 +173,7 @@ def report_summary(
         if isinstance(report, pipeline.RunReport):
             data.update(output=str(report.output), frames=report.frames, seconds=round(report.seconds, 3))
             data.update(report.details)
+        data["renders"] = cost
         data.update(usage)
         data["ranks"] = ranks
         typer.echo(json.dumps(data, indent=2))
@@ -144,14 +181,22 @@ def report_summary(
     typer.echo(title)
     for stage in stages:
         where = f"  [{stage.location}]" if stage.location else ""
-        typer.echo(f"  {pipeline.stage_line(stage)}{where}")
+        renders = renders_text(by_stage.get(stage.name, nothing))
+        typer.echo(f"  {pipeline.stage_line(stage)}{renders}{where}")
     if isinstance(report, pipeline.RunReport):
         typer.echo(f"  total       {report.seconds:>7.1f} s  {report.frames} frames -> {report.output}")
+    if frames:
+        per_frame = cost["per_frame"]
+        typer.echo(
+            f"  renders     {cost['backward']:,} fwd+bwd + {cost['forward']:,} forward: "
+            f"{per_frame['backward']:.1f} + {per_frame['forward']:.1f} per frame ({frames} frames)"
+        )
     if context.group.distributed:
         for rank, work in enumerate(ranks):
+            renders = work["renders"]
             typer.echo(
                 f"  rank {rank:<6} {work['seconds']:>7.1f} s  {work['frames']} frames, "
-                f"{work['generator_evals']} generator evaluations"
+                f"{renders['backward']:,} fwd+bwd + {renders['forward']:,} forward renders"
             )
     device = usage["peak_device_memory_bytes"]
     on_device = "" if device is None else f", {device / GIGABYTE:.2f} GB on the device"
@@ -188,6 +233,7 @@ def _prepare_and_report(
         context=context,
         as_json=as_json,
         title=f"{source}: {what} {len(clip.pivots.frames)} frames",
+        frames=len(clip.pivots.frames),
     )
 
 

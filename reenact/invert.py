@@ -40,6 +40,7 @@ from reenact.gan.stylegan2 import Generator
 from reenact.imaging import UNIT_RANGE_PEAK, CropSource, psnr_from_mse
 from reenact.losses import mse, weighted_image_loss
 from reenact.progress import SILENT, Progress
+from reenact.renders import NONE, Renders
 
 MIN_MSE = 1e-12
 """Errors are clamped to this before the PSNR, so an exact fit reads about 126 dB, not infinity."""
@@ -76,8 +77,8 @@ class InversionResult:
     """PSNR in dB of each frame's render at its pivot, [N]."""
     steps: list[int]
     """Optimiser steps taken by each optimisation run (frame 0 alone, then each batch)."""
-    generator_evals: int
-    """Images rendered by the generator (Adam: batch size x steps; L-BFGS: its line searches' renders)."""
+    renders: Renders
+    """Images rendered by the generator (Adam: a batch per step; L-BFGS: its line searches' renders)."""
     seconds: float
     """Wall-clock time of the inversion."""
 
@@ -89,6 +90,23 @@ class AdamState:
     step: torch.Tensor
     exp_avg: torch.Tensor
     exp_avg_sq: torch.Tensor
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One optimisation run over a batch of frames."""
+
+    latents: torch.Tensor
+    """Best latents seen [B, num_ws, w_dim]."""
+    loss: torch.Tensor
+    """Their loss [B]."""
+    psnr: torch.Tensor
+    """Their PSNR in dB [B]."""
+    steps: int
+    """Optimiser steps (Adam) or iterations (L-BFGS) taken."""
+    renders: Renders
+    adam_state: AdamState | None = None
+    """Adam's moments of the batch's last frame, for the next batch (None for L-BFGS)."""
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -187,11 +205,10 @@ def optimise_batch(
     perceptual: nn.Module | None,
     config: InvertConfig,
     adam_state: AdamState | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, AdamState]:
+) -> RunResult:
     """Adam on latents from `start` towards `targets` [B, 3, R, R] for at most `steps` steps.
 
     `start`: [B, K, w_dim] with K = num_ws (W+) or 1 (W, broadcast to every layer).
-    Returns the best latents [B, num_ws, w_dim], their loss [B] and PSNR [B], and the steps taken.
     """
     num_ws = generator.num_ws
     latents = start.detach().clone().requires_grad_(True)  # [B, K, w_dim]
@@ -206,6 +223,7 @@ def optimise_batch(
     best = BestSeen(latents)
     history: list[float] = []
     taken = 0
+    renders = NONE
     for step in range(steps):
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, steps=steps, base=base_learning_rate)
@@ -216,7 +234,9 @@ def optimise_batch(
         best.update(latents, images, targets, loss)
         history.append(float(loss.detach().sum()))
         if plateaued(history, window=config.plateau_window, tolerance=config.plateau_tolerance):
+            renders += Renders(forward=len(images))
             break
+        renders += Renders(backward=len(images))
         # Only the latents' gradient: no gradient is accumulated into the generator's parameters.
         (grad,) = torch.autograd.grad(loss.sum(), [latents])
         optimiser.zero_grad(set_to_none=True)
@@ -233,7 +253,14 @@ def optimise_batch(
             exp_avg=torch.zeros_like(latents[-1:]),
             exp_avg_sq=torch.zeros_like(latents[-1:]),
         )
-    return best.latents.expand(-1, num_ws, -1).clone(), best.loss, best.psnr, taken, last
+    return RunResult(
+        latents=best.latents.expand(-1, num_ws, -1).clone(),
+        loss=best.loss,
+        psnr=best.psnr,
+        steps=taken,
+        renders=renders,
+        adam_state=last,
+    )
 
 
 def optimise_lbfgs(
@@ -244,14 +271,13 @@ def optimise_lbfgs(
     steps: int,
     perceptual: nn.Module | None,
     config: InvertConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+) -> RunResult:
     """L-BFGS with a strong-Wolfe line search on one frame's latents from `start` [1, K, w_dim] towards
     `target` [1, 3, R, R], for at most `steps` iterations (torch's own tolerances may stop it sooner).
 
     The line search compares losses of nearby latents, so the whole run is in full precision even under
-    the run's bf16 autocast. Returns the best latents seen [1, num_ws, w_dim], their loss [1] and PSNR
-    [1], the iterations taken and the images rendered (each iteration renders once or more in its line
-    search).
+    the run's bf16 autocast. Each iteration renders once or more (its line search), every render with
+    its gradient.
     """
     num_ws = generator.num_ws
     latents = start.detach().clone().requires_grad_(True)  # [1, K, w_dim]
@@ -272,8 +298,13 @@ def optimise_lbfgs(
 
     with full_precision(target.device):
         optimiser.step(closure)
-    iterations = int(optimiser.state[latents].get("n_iter", 0))
-    return best.latents.expand(-1, num_ws, -1).clone(), best.loss, best.psnr, iterations, renders
+    return RunResult(
+        latents=best.latents.expand(-1, num_ws, -1).clone(),
+        loss=best.loss,
+        psnr=best.psnr,
+        steps=int(optimiser.state[latents].get("n_iter", 0)),
+        renders=Renders(backward=renders),
+    )
 
 
 def invert_clip(
@@ -324,7 +355,7 @@ def invert_clip(
     losses = torch.empty(num_frames)
     psnrs = torch.empty(num_frames)
     steps_taken: list[int] = []
-    evals = 0
+    renders = NONE
     adam_state: AdamState | None = None
     with progress.task("invert", total=num_frames, unit="frame") as task, autocast(runtime):
         for begin, stop, budget in runs:
@@ -337,13 +368,14 @@ def invert_clip(
             else:
                 init = start_latents(generator, batch, config=config, layers=layers)
                 rate = config.learning_rate
+                renders += Renders(forward=config.start_samples)
             if config.optimiser == "lbfgs":
-                best, loss, quality, taken, renders = optimise_lbfgs(
+                run = optimise_lbfgs(
                     generator, batch, init, steps=budget, perceptual=perceptual, config=config
                 )
             else:
                 handed_on = adam_state if (config.mode == "warm" and begin > 0) else None
-                best, loss, quality, taken, adam_state = optimise_batch(
+                run = optimise_batch(
                     generator,
                     batch,
                     init,
@@ -353,21 +385,21 @@ def invert_clip(
                     config=config,
                     adam_state=handed_on,
                 )
-                renders = size * taken
-            pivots[begin:stop] = best.detach().cpu()
-            losses[begin:stop] = loss.detach().cpu()
-            psnrs[begin:stop] = quality.detach().cpu()
-            steps_taken.append(taken)
-            evals += renders
+                adam_state = run.adam_state
+            pivots[begin:stop] = run.latents.detach().cpu()
+            losses[begin:stop] = run.loss.detach().cpu()
+            psnrs[begin:stop] = run.psnr.detach().cpu()
+            steps_taken.append(run.steps)
+            renders += run.renders
             task.advance(size)
             if on_batch is not None:
                 on_batch(
                     InvertReport(
                         frames_done=stop,
                         num_frames=num_frames,
-                        steps=taken,
-                        loss=float(loss.mean()),
-                        psnr=float(quality.mean()),
+                        steps=run.steps,
+                        loss=float(run.loss.mean()),
+                        psnr=float(run.psnr.mean()),
                     )
                 )
     return InversionResult(
@@ -375,7 +407,7 @@ def invert_clip(
         loss=losses,
         psnr=psnrs,
         steps=steps_taken,
-        generator_evals=evals,
+        renders=renders,
         seconds=time.perf_counter() - started,
     )
 

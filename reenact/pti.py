@@ -63,6 +63,7 @@ from reenact.invert import psnr
 from reenact.latents import LatentSource, latent_digest
 from reenact.losses import weighted_image_loss
 from reenact.progress import SILENT, Progress
+from reenact.renders import Renders
 from reenact.workspace import tensor_digest
 
 CHECKPOINT_FORMAT = "reenact-pti-checkpoint"
@@ -114,7 +115,7 @@ class TuneResult:
     """The frames [K] the two PSNRs measure: `report_frames(N)`."""
     steps: int
     """Optimisation steps done in all (including those done before a resume)."""
-    generator_evals: int
+    renders: Renders
     """Images this process rendered (tuning renders, the regulariser's and the PSNR reports')."""
     resumed_from: int
     """Step the run resumed from (0 = fresh start)."""
@@ -417,7 +418,7 @@ def tune_generator(
     distance = config.locality_radius * math.sqrt(original.num_ws)
     distance *= w_spread(original.mapping, z_dim=original.z_dim, seed=config.seed, device=device)
     regularise = config.locality_weight > 0 and group.is_main
-    evals = 2 * len(measured)  # the before and after PSNR renders
+    renders = Renders(forward=2 * len(measured))  # the before and after PSNR renders
     parameters = list(tuned.synthesis.parameters())
     step = start_step
     with progress.task("tune", total=total_steps, unit="step", initial=start_step) as task:
@@ -433,7 +434,7 @@ def tune_generator(
                 images = tuned.synthesis(batch_pivots, noise_mode="const")  # [b, 3, R, R]
             losses = image_loss(images.float(), batch_targets, perceptual=perceptual, config=config)  # [b]
             loss = losses.sum() / len(index)  # this rank's share of the batch mean
-            evals += len(mine)
+            renders += Renders(backward=len(mine))
             if regularise and step % config.locality_interval == 0:
                 loss = loss + config.locality_weight * _locality_loss(
                     tuned,
@@ -445,7 +446,8 @@ def tune_generator(
                     perceptual=perceptual,
                     runtime=runtime,
                 )
-                evals += 2 * config.locality_samples  # G_orig's reference and G_tuned's render
+                # G_tuned's render, and G_orig's reference
+                renders += Renders(backward=config.locality_samples, forward=config.locality_samples)
             shared = torch.zeros(len(index) + 1)  # [B + 1]: the batch's PSNRs and the total loss
             first = len(index) * group.rank // group.size  # where this rank's slice starts
             shared[first : first + len(mine)] = psnr(images.detach().float(), batch_targets).cpu()
@@ -481,7 +483,7 @@ def tune_generator(
         psnr_after=clip_psnr(tuned, targets, pivots, frames=measured),
         report_frames=measured,
         steps=step,
-        generator_evals=evals,
+        renders=renders,
         resumed_from=start_step,
         seconds=time.perf_counter() - started,
     )

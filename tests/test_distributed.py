@@ -161,7 +161,7 @@ def test_two_ranks_give_the_one_process_transfer(runner: Runner, two_ranks: tupl
     gap = abs(face_psnr(decode(two), truth, regions) - face_psnr(decode(one), truth, regions))
     assert gap <= MAX_PSNR_GAP_DB, gap
     evals = [
-        sum(work["generator_evals"] for name, work in rank["stages"].items() if name.endswith("invert"))
+        sum(work["renders"]["backward"] for name, work in rank["stages"].items() if name.endswith("invert"))
         for rank in summary["ranks"]
     ]
     shares = np.array(evals) / sum(evals)
@@ -181,7 +181,7 @@ def test_two_ranks_on_two_gpus_with_nccl(runner: Runner, two_ranks: tuple[Path, 
         "cuda",
     ]
     summary = runner.run(command)
-    assert len(summary["ranks"]) == 2 and all(rank["generator_evals"] > 0 for rank in summary["ranks"])
+    assert len(summary["ranks"]) == 2 and all(rank["renders"]["backward"] > 0 for rank in summary["ranks"])
     assert frame_times(output) == frame_times(two_ranks[0])
     truth, regions = true_transfer_frames(runner.files.world, composite=synthetic_settings().composite, ref=0)
     gap = abs(face_psnr(decode(output), truth, regions) - face_psnr(decode(two_ranks[0]), truth, regions))

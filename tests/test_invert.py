@@ -87,12 +87,12 @@ def test_in_domain_frames_are_recovered(world: SyntheticWorld, runs: dict[str, I
 
 def test_warm_start_matches_cold_start_with_fewer_evaluations(runs: dict[str, InversionResult]) -> None:
     warm, cold, broken = runs["warm"], runs["cold"], runs["broken"]
-    assert cold.generator_evals == NUM_FRAMES * FAST.first_steps
-    assert warm.generator_evals == FAST.first_steps + (NUM_FRAMES - 1) * FAST.warm_steps
-    assert cold.generator_evals / warm.generator_evals >= MIN_EVAL_RATIO
+    assert cold.renders.total == NUM_FRAMES * FAST.first_steps
+    assert warm.renders.total == FAST.first_steps + (NUM_FRAMES - 1) * FAST.warm_steps
+    assert cold.renders.total / warm.renders.total >= MIN_EVAL_RATIO
     assert float(warm.psnr.mean()) >= float(cold.psnr.mean()) - PSNR_PARITY_DB
     # Without the warm start, the same small budget per frame falls far short.
-    assert broken.generator_evals <= warm.generator_evals
+    assert broken.renders.total <= warm.renders.total
     assert float(broken.psnr.mean()) < float(cold.psnr.mean()) - PSNR_PARITY_DB
 
 
@@ -147,7 +147,7 @@ def test_plateau_stops_early_and_counts_evaluations(world: SyntheticWorld) -> No
         on_batch=reports.append,
     )
     assert all(taken < budget for taken, budget in zip(result.steps, (300, 50), strict=True))
-    assert result.generator_evals == result.steps[0] + 4 * result.steps[1]
+    assert result.renders.total == result.steps[0] + 4 * result.steps[1]
     assert [r.frames_done for r in reports] == [1, 5]
     assert [r.steps for r in reports] == result.steps
     assert progress.tasks == [("invert", 5, "frame", 0, [1, 4], True)]
@@ -203,10 +203,10 @@ def test_lbfgs_fits_far_better_than_adam_with_as_many_renders(identifiable: Synt
     budgets = [LBFGS.first_steps] + [LBFGS.warm_steps] * (LBFGS_FRAMES - 1)
     assert len(lbfgs.steps) == LBFGS_FRAMES, "L-BFGS runs one frame at a time"
     assert all(0 < taken <= budget for taken, budget in zip(lbfgs.steps, budgets, strict=True))
-    assert lbfgs.generator_evals >= sum(lbfgs.steps), "every iteration renders at least once"
+    assert lbfgs.renders.backward >= sum(lbfgs.steps), "every iteration renders at least once"
     # Adam (the old synthetic settings) with the same number of renders: frame 0 as many as L-BFGS's.
     first_renders = LBFGS.first_steps + LBFGS.first_steps // 4
-    warm = (lbfgs.generator_evals - first_renders) // (LBFGS_FRAMES - 1)
+    warm = (lbfgs.renders.backward - first_renders) // (LBFGS_FRAMES - 1)
     adam_config = dataclasses.replace(
         LBFGS,
         optimiser="adam",
@@ -216,7 +216,7 @@ def test_lbfgs_fits_far_better_than_adam_with_as_many_renders(identifiable: Synt
         warm_learning_rate=0.05,
     )
     adam = invert_clip(generator, targets, config=adam_config, perceptual=None, runtime=CPU)
-    assert adam.generator_evals <= lbfgs.generator_evals
+    assert adam.renders.backward <= lbfgs.renders.total
     assert float(lbfgs.psnr.mean()) >= LBFGS_IN_DOMAIN_DB
     assert float(lbfgs.psnr.mean()) >= float(adam.psnr.mean()) + LBFGS_GAIN_DB
     # The reported PSNR is that of the returned pivots.

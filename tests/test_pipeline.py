@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from reenact import pti, video
 from reenact.composite import face_mask
@@ -16,6 +17,7 @@ from reenact.config import Config, VideoConfig
 from reenact.demo import decode, face_psnr
 from reenact.faces.align import warp_to_frame
 from reenact.gan.checkpoints import save_generator
+from reenact.gan.stylegan2 import SynthesisNetwork
 from reenact.stages import tune as tune_stage
 from reenact.stages.align import ClipAlignment
 from reenact.synthetic import (
@@ -125,6 +127,61 @@ def test_transfer_matches_ground_truth_and_fails_without_delta(
     world: World, truth: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _assert_matches_ground_truth(world, truth, capsys)
+
+
+@dataclass
+class RenderCounter:
+    """Counts every image the synthesis network renders, and those whose gradient came back."""
+
+    forward: int = 0
+    backward: int = 0
+
+    def wrap(self, forward):
+        def counted(network: SynthesisNetwork, ws: torch.Tensor, **kwargs: object) -> torch.Tensor:
+            images = forward(network, ws, **kwargs)
+            self.forward += len(images)
+            if images.requires_grad:
+                images.register_hook(self._backward(len(images)))
+            return images
+
+        return counted
+
+    def _backward(self, count: int):
+        def hook(grad: torch.Tensor) -> None:
+            self.backward += count
+
+        return hook
+
+
+def test_summary_render_counts_match_an_independent_count(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary's renders (fwd+bwd and forward-only, by stage and per frame) are what a counting
+    wrapper around the generator saw. Adam with an early stop, a start-point search and the regulariser
+    make every kind of render happen."""
+    counter = RenderCounter()
+    monkeypatch.setattr(SynthesisNetwork, "forward", counter.wrap(SynthesisNetwork.forward))
+    adam = ["invert.optimiser=adam", "invert.batch_size=4", "invert.plateau_window=3"]
+    adam.append("invert.plateau_tolerance=0.1")
+    summary = _transfer(
+        world,
+        capsys,
+        world.root / "counted.mp4",
+        *[arg for setting in adam for arg in ("--set", setting)],
+        workdir=world.root / "counted-work",
+    )
+    renders = summary["renders"]
+    assert (renders["backward"], renders["forward"] + renders["backward"]) == (
+        counter.backward,
+        counter.forward,
+    )
+    by_stage = {stage["name"]: stage["renders"] for stage in summary["stages"]}
+    assert sum(stage["backward"] for stage in by_stage.values()) == counter.backward
+    searches = synthetic_settings().invert.start_samples  # each inversion's start search, forward only
+    stopped = by_stage["tar-invert"]["forward"] - searches  # renders of a step that stopped early
+    assert stopped > 0 and by_stage["tar-tune"]["forward"] > 0, by_stage
+    assert by_stage["render"] == {"backward": 0, "forward": summary["frames"]}
+    assert renders["per_frame"]["backward"] == pytest.approx(counter.backward / summary["frames"], abs=0.01)
 
 
 @pytest.mark.slow

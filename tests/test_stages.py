@@ -17,6 +17,7 @@ from reenact import video
 from reenact.config import Config
 from reenact.faces.landmarks import make_backend
 from reenact.progress import SILENT
+from reenact.renders import NONE, Renders
 from reenact.stages.base import FrameRange, run_stage, split_range
 from reenact.synthetic import SyntheticConfig, make_world, synthetic_settings, write_world
 from reenact.workspace import Workspace, stage_key
@@ -41,13 +42,13 @@ class SquaresStage:
     def ranges(self) -> list[FrameRange]:
         return split_range(FrameRange(0, self.n), size=self.part)
 
-    def compute(self, frames: FrameRange, part: Path) -> int:
+    def compute(self, frames: FrameRange, part: Path) -> Renders:
         if frames.start == self.fail_at:
             (part / "half.npy").write_text("half-written")
             raise KeyboardInterrupt
         self.computed.append(frames)
         np.save(part / "values.npy", np.arange(frames.start, frames.stop) ** 2)
-        return 0
+        return NONE
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         values = np.concatenate([np.load(part / "values.npy") for part in parts])

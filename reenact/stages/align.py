@@ -27,6 +27,7 @@ from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS, make_backend
 from reenact.faces.track import FaceTrack, FrameDetections, detect_faces, follow_faces, track_quads
 from reenact.files import load_arrays, save_arrays
 from reenact.progress import SILENT, Progress
+from reenact.renders import NONE, Renders
 from reenact.stages.base import STAGE_VERSION, FrameRange, split_range
 from reenact.workspace import StageKey, Workspace, stage_key
 
@@ -216,7 +217,7 @@ class AlignStage:
             FrameRange(0, frames), size=part_size(frames, limit=ALIGN_PART_FRAMES, shards=self.shards)
         )
 
-    def compute(self, frames: FrameRange, part: Path) -> int:
+    def compute(self, frames: FrameRange, part: Path) -> Renders:
         """Every face in `frames` (the last part reads on to the clip's real end, whatever was announced)."""
         if self._backend is None:
             self._backend = make_backend(
@@ -244,7 +245,7 @@ class AlignStage:
                 f"warning: {outside} landmark faces so far are degenerate or far off their frames: missing"
             )
         save_arrays(part / DETECTIONS_FILE, **detections.arrays())
-        return 0
+        return NONE
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         detections = FrameDetections.concat(

@@ -40,6 +40,7 @@ from safetensors import SafetensorError
 from reenact.distributed import SINGLE, Group, shard_each
 from reenact.errors import ReenactError
 from reenact.progress import SILENT, Progress
+from reenact.renders import NONE, Renders
 from reenact.workspace import StageKey, Workspace, file_hashes
 
 Result = TypeVar("Result")
@@ -89,7 +90,9 @@ class Stage(Protocol[Result_co]):
 
     def ranges(self) -> list[FrameRange]: ...
 
-    def compute(self, frames: FrameRange, part: Path) -> int: ...
+    def compute(self, frames: FrameRange, part: Path) -> Renders:
+        """Compute one part into `part`; returns what the generator rendered for it."""
+        ...
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         """Write the result into `directory`; returns the summary kept in its manifest."""
@@ -100,18 +103,18 @@ class Stage(Protocol[Result_co]):
 
 @dataclass
 class Work:
-    """What one process computed of a stage: parts, frames, generator evaluations and seconds."""
+    """What one process computed of a stage: parts, frames, generator renders and seconds."""
 
     parts: int = 0
     resumed: int = 0
     frames: int = 0
-    generator_evals: int = 0
+    renders: Renders = NONE
     seconds: float = 0.0
 
-    def add(self, frames: FrameRange, *, generator_evals: int, seconds: float) -> None:
+    def add(self, frames: FrameRange, *, renders: Renders, seconds: float) -> None:
         self.parts += 1
         self.frames += len(frames)
-        self.generator_evals += generator_evals
+        self.renders += renders
         self.seconds += seconds
 
 
@@ -310,8 +313,8 @@ def compute_parts(
             work.resumed += 1
         else:
             started = time.perf_counter()
-            evals = compute_part(stage, frames, part, keep=group.is_main or not collective)
-            work.add(frames, generator_evals=evals, seconds=time.perf_counter() - started)
+            renders = compute_part(stage, frames, part, keep=group.is_main or not collective)
+            work.add(frames, renders=renders, seconds=time.perf_counter() - started)
         if not group.distributed and on_part is not None:
             on_part(frames, part)
     return work
@@ -345,21 +348,21 @@ def part_intact(part: Path) -> bool:
     return expected == file_hashes(part, skip=(PART_DONE,))
 
 
-def compute_part(stage: Stage[Any], frames: FrameRange, part: Path, *, keep: bool = True) -> int:
+def compute_part(stage: Stage[Any], frames: FrameRange, part: Path, *, keep: bool = True) -> Renders:
     """Compute one part into a private folder and move it into place complete, or leave nothing
-    (`keep=False`: a collective part's copy on a rank other than the main one, dropped). Returns the
-    generator evaluations it cost."""
+    (`keep=False`: a collective part's copy on a rank other than the main one, dropped). Returns what
+    the generator rendered for it."""
     if keep:
         shutil.rmtree(part, ignore_errors=True)  # an unfinished part of a killed run
     building = Path(tempfile.mkdtemp(prefix=f".{part.name}.tmp-", dir=part.parent))
     try:
-        evals = stage.compute(frames, building)
+        renders = stage.compute(frames, building)
         if keep:
             (building / PART_DONE).write_text(json.dumps(file_hashes(building, skip=(PART_DONE,))))
             building.rename(part)
         else:
             shutil.rmtree(building)
-        return evals
+        return renders
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise

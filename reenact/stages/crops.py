@@ -24,6 +24,7 @@ from reenact.faces.align import warp_to_crop
 from reenact.files import RowParts, RowWriter, index_rows
 from reenact.imaging import images_from_uint8
 from reenact.progress import SILENT, Progress
+from reenact.renders import NONE, Renders
 from reenact.stages.align import ClipAlignment, FrameCursor
 from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
 from reenact.workspace import StageKey, stage_key
@@ -110,7 +111,7 @@ class CropsStage:
             FrameRange(0, frames), size=part_size(frames, limit=CROP_PART_FRAMES, shards=self.shards)
         )
 
-    def compute(self, frames: FrameRange, part: Path) -> int:
+    def compute(self, frames: FrameRange, part: Path) -> Renders:
         """Decode and warp the part's frames, each crop written to the part's file as it is made."""
         alignment, resolution = self.alignment, self.alignment.resolution
         count = int(alignment.valid[frames.start : frames.stop].sum())
@@ -125,7 +126,7 @@ class CropsStage:
                 task.advance()
                 if alignment.valid[index]:
                     out.write(warp_to_crop(image, alignment.matrices[index], resolution))  # [R, R, 3]
-        return 0
+        return NONE
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=CROPS_FILE, prefix=PART_PREFIX)

@@ -42,6 +42,7 @@ from reenact.gan.source import GeneratorSource
 from reenact.invert import invert_clip
 from reenact.latents import LatentSource, StoredLatents
 from reenact.progress import SILENT, Progress
+from reenact.renders import Renders
 from reenact.stages.align import ClipAlignment
 from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
 from reenact.stages.crops import ClipCrops
@@ -148,7 +149,7 @@ class InvertStage:
             if segments[index].start not in run_starts and owners[index - 1] != owners[index]
         ]
 
-    def compute(self, frames: FrameRange, part: Path) -> int:
+    def compute(self, frames: FrameRange, part: Path) -> Renders:
         result = invert_clip(
             self.source.generator,
             self.crops.store().window(self.crops.slots(frames)),
@@ -160,7 +161,7 @@ class InvertStage:
         )
         save_array(part / PIVOTS_FILE, result.pivots.detach().float().cpu().numpy())
         save_array(part / PSNR_FILE, result.psnr.detach().float().cpu().numpy())
-        return result.generator_evals
+        return result.renders
 
     def chain_start(self, frames: FrameRange, *, scratch: Path) -> torch.Tensor | None:
         """The last pivot [1, num_ws, w_dim] of the segment before `frames` in the same run (None for a

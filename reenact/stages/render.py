@@ -26,6 +26,7 @@ from reenact.gan.stylegan2 import Generator
 from reenact.imaging import images_to_uint8
 from reenact.latents import LatentSource, latent_digest
 from reenact.progress import SILENT, Progress
+from reenact.renders import Renders
 from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
 from reenact.stages.crops import CROPS_FILE, PART_PREFIX, CropStore
 from reenact.workspace import StageKey, stage_key
@@ -78,7 +79,7 @@ class RenderStage:
         count = len(self.latents)
         return split_range(FrameRange(0, count), size=part_size(count, limit=RENDER_PART, shards=self.shards))
 
-    def compute(self, frames: FrameRange, part: Path) -> int:
+    def compute(self, frames: FrameRange, part: Path) -> Renders:
         resolution = self.generator.resolution
         with (
             self.progress.task("render", total=len(frames), unit="frame") as task,
@@ -96,7 +97,7 @@ class RenderStage:
                     images = self.generator.synthesis(ws, noise_mode="const").float()  # [B, 3, R, R]
                 out.write(images_to_uint8(images).cpu().numpy())  # [B, R, R, 3]
                 task.advance(len(ws))
-        return len(frames)
+        return Renders(forward=len(frames))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=CROPS_FILE, prefix=PART_PREFIX)

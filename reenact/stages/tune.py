@@ -24,6 +24,7 @@ from reenact.gan.source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
 from reenact.progress import SILENT, Progress
 from reenact.pti import CheckpointError, TuneResult, times_drawn, tune_generator
+from reenact.renders import Renders
 from reenact.stages.base import STAGE_VERSION, FrameRange, adopt
 from reenact.stages.crops import ClipCrops
 from reenact.stages.invert import Pivots
@@ -86,7 +87,7 @@ class TuneStage:
     def ranges(self) -> list[FrameRange]:
         return [FrameRange(0, len(self.pivots.frames))]
 
-    def compute(self, frames: FrameRange, part: Path) -> int:
+    def compute(self, frames: FrameRange, part: Path) -> Renders:
         """Tune on every frame with a face (`frames` is the one part, all of them)."""
         checkpoint = part.parent / CHECKPOINT_FILE
 
@@ -125,7 +126,7 @@ class TuneStage:
             "frames_drawn_per_shot": per_shot.tolist(),
         }
         (part / SUMMARY_FILE).write_text(json.dumps(summary))
-        return result.generator_evals
+        return result.renders
 
     def frames_drawn_per_shot(self, steps: int) -> np.ndarray:
         """Frames tuning's batches drew from each shot that has a face, over `steps` steps: [shots]."""
