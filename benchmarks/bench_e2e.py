@@ -160,12 +160,14 @@ def random_lpips_heads(path: Path, *, net: str, seed: int) -> Path:
 
 
 def bench_settings(steps: int | None) -> Any:
-    """The default settings, with the inversion's and the tuning's step counts cut to `steps` if given."""
-    from reenact.config import Config
+    """The settings `reenact transfer` runs with by default, with the inversion's and the tuning's step
+    counts cut to `steps` if given."""
+    from reenact_cli.common import settings_for
 
+    settings = settings_for(None, None)
     if steps is None:
-        return Config()
-    return Config().with_values(
+        return settings
+    return settings.with_values(
         invert={"first_steps": steps, "warm_steps": steps},
         pti={"base_steps": steps, "max_steps": steps},
     )

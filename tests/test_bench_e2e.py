@@ -20,6 +20,7 @@ import torch
 from reenact.backbones import LPIPS_ARCH, LPIPS_CHANNELS, load_lpips_heads
 from reenact.config import Config
 from reenact.gan.random import random_generator
+from reenact_cli.common import settings_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH = REPO_ROOT / "benchmarks" / "bench_e2e.py"
@@ -103,7 +104,7 @@ def test_step_counts_are_cut_only_when_asked() -> None:
     assert (cut.invert.first_steps, cut.invert.warm_steps) == (2, 2)
     assert (cut.pti.base_steps, cut.pti.max_steps) == (2, 2)
     assert cut.invert.perceptual_weight > 0 and cut.pti.lpips_weight > 0  # the loss networks still run
-    assert bench.bench_settings(None) == Config()
+    assert bench.bench_settings(None) == settings_for(None, None)  # what `reenact transfer` runs
 
 
 def test_random_lpips_heads_load_as_a_head_file(tmp_path: Path) -> None:
