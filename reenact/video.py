@@ -52,6 +52,7 @@ UNSPECIFIED_COLOR = 2
 """FFmpeg's AVCOL_*_UNSPECIFIED, the same value for primaries, transfer and matrix."""
 Interpolation = av.video.reformatter.Interpolation
 ColorRange = av.video.reformatter.ColorRange
+VideoReformatter = av.video.reformatter.VideoReformatter
 COLOUR_EXACT = (
     Interpolation.BILINEAR
     | Interpolation.ACCURATE_RND
@@ -257,11 +258,12 @@ class VideoReader:
             stream.thread_type = "AUTO"
             time_base = Fraction(stream.time_base)
             previous_pts: int | None = None
+            reformatter = VideoReformatter()  # one swscale context for the whole pass
             try:
                 for index, frame in enumerate(container.decode(stream)):
                     pts = frame.pts if frame.pts is not None else _next_pts(previous_pts, stream)
                     previous_pts = pts
-                    image = frame_to_rgb(frame)  # [H, W, 3]
+                    image = frame_to_rgb(frame, reformatter=reformatter)  # [H, W, 3]
                     if upright:
                         image = to_upright(image, self.info.rotation)
                     self.frames_decoded = index + 1
@@ -285,12 +287,16 @@ def yuv_matrix(colorspace: int) -> int:
     return DEFAULT_MATRIX if colorspace == UNSPECIFIED_COLOR else colorspace
 
 
-def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """RGB pixels `[H, W, 3]` uint8 of a decoded frame, converted exactly in its own matrix and range."""
+def frame_to_rgb(frame: av.VideoFrame, *, reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """RGB pixels `[H, W, 3]` uint8 of a decoded frame, converted exactly in its own matrix and range.
+
+    Pass one `reformatter` for every frame of a stream: `VideoFrame.reformat` builds a new swscale
+    context (tables, threads) for each frame, which costs as much as the conversion itself."""
     color_range = frame.color_range
     if color_range == ColorRange.UNSPECIFIED:  # full range only where the pixel format says so
         color_range = ColorRange.JPEG if frame.format.name.startswith("yuvj") else ColorRange.MPEG
-    rgb = frame.reformat(
+    rgb = (reformatter or VideoReformatter()).reformat(
+        frame,
         format="rgb24",
         src_colorspace=yuv_matrix(frame.colorspace),
         src_color_range=color_range,
@@ -345,6 +351,7 @@ class VideoWriter:
         self._audio: _AudioCopier | None = None
         self._last_pts: int | None = None
         self._matrix = yuv_matrix(like.colorspace)  # the reader's matrix, so a pass changes no colour
+        self._reformatter = VideoReformatter()  # one swscale context for every frame (see frame_to_rgb)
 
     def __enter__(self) -> VideoWriter:
         try:
@@ -393,7 +400,8 @@ class VideoWriter:
         if self._audio is not None:
             self._audio.copy_until(float(pts * self.time_base))
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame = rgb.reformat(
+        frame = self._reformatter.reformat(
+            rgb,
             format=self.config.pix_fmt,
             dst_colorspace=self._matrix,
             dst_color_range=ColorRange.MPEG,
