@@ -19,7 +19,9 @@ Variants: `fp32` (all off), `bf16` (bf16 autocast), `channels_last` (the generat
 in channels-last memory format), `compile` (`torch.compile` of the synthesis network), `all` (the three
 on). channels_last is not a runtime option of the pipeline yet: it is applied here to the starting
 generator, like `--compile`; both reach the inversions and the tuning (whose copy keeps them), not the
-render stage, which loads the tuned generator from the workspace.
+render stage, which loads the tuned generator from the workspace. `torch.compile`'s one-off compilation
+(and its recompilations for new batch shapes) counts in the stages that trigger it, mostly the inversion:
+what a run pays; more frames spread it thinner.
 
 Rows: a stage's seconds per output frame (its own compute time from the run summary; both clips'
 alignment, crops and inversion summed), `paste+encode` (wall-clock of the paste-back and encoding, which
