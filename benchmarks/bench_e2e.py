@@ -398,6 +398,13 @@ def main() -> None:
         return
     if args.steps is not None and args.steps < 1:
         parser.error("--steps must be >= 1")
+    from reenact.device import resolve_device
+    from reenact.errors import ReenactError
+
+    try:
+        resolve_device(args.device)  # no GPU: one line now, not a failed run after the clips are written
+    except ReenactError as exc:
+        raise SystemExit(f"error: {exc}") from None
     variants = args.variants or list(DEFAULT_VARIANTS[args.device])
     if not args.json:
         print(RANDOM_WEIGHTS_NOTICE, flush=True)
