@@ -4,6 +4,9 @@ The mask is built in crop space (from the 68 landmarks mapped into the crop, or 
 and warped into the frame with the same frame -> crop matrix as the crop, so face and mask stay
 registered. Guarantee: wherever the warped mask is zero the output pixel IS the input pixel
 (bit-identical), because the blend is only computed where alpha > 0.
+
+Cost: every step works on the mask's bounding box only (crop box for the colour match, its image in
+the frame for the blend), in float32; colour statistics are taken over the mask's non-zero pixels.
 """
 
 from __future__ import annotations
@@ -29,7 +32,12 @@ POISSON_MARGIN = 8
 COLOR_MARGIN = 4
 """Crop pixels beyond the mask that paste-back still reads: a blended frame pixel samples the crop
 within 1 px of the mask (bilinear alpha) and the cubic warp reaches 2 px further; one spare."""
+ALPHA_REACH = 1
+"""Crop pixels beyond the mask's support at which the bilinear alpha warp is still non-zero."""
+FRAME_MARGIN = 1 + POISSON_MARGIN
+"""Frame pixels kept around the mask's warped box: one for rounding, and Poisson blending's margin."""
 MIN_STD = 1e-3
+UINT8_MAX = 255
 
 
 def feather(binary: np.ndarray, feather_px: float) -> np.ndarray:
@@ -42,8 +50,15 @@ def feather(binary: np.ndarray, feather_px: float) -> np.ndarray:
     inside = (np.asarray(binary) > 0).astype(np.uint8)
     inside[0, :] = inside[-1, :] = 0
     inside[:, 0] = inside[:, -1] = 0
-    distance = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.clip(distance / max(feather_px, 1.0), 0.0, 1.0).astype(np.float32)
+    alpha = np.zeros(inside.shape, np.float32)
+    # The distance to the nearest outside pixel is found within the box around the inside grown by
+    # one pixel (that ring is all outside), so the transform runs on the box only, with equal results.
+    box = support_window(inside, margin=1)
+    if box is None:
+        return alpha
+    distance = cv2.distanceTransform(inside[box], cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    alpha[box] = np.clip(distance / max(feather_px, 1.0), 0.0, 1.0)
+    return alpha
 
 
 def _fill_polygon(points: np.ndarray, resolution: int) -> np.ndarray:
@@ -98,23 +113,28 @@ def face_mask(
 
 
 def _to_space(image: np.ndarray, space: str) -> np.ndarray:
-    rgb = image.astype(np.float32) / 255.0
+    """uint8 RGB [..., 3] as float32 in `space` (RGB in 0..1, or CIE Lab)."""
+    rgb = np.divide(image, np.float32(UINT8_MAX), dtype=np.float32)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab) if space == "lab" else rgb
 
 
 def _from_space(values: np.ndarray, space: str) -> np.ndarray:
-    rgb = cv2.cvtColor(values.astype(np.float32), cv2.COLOR_Lab2RGB) if space == "lab" else values
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    """float32 values [..., 3] in `space` back to uint8 RGB, rounded to nearest and clipped (RGB values
+    are clipped in place)."""
+    rgb = cv2.cvtColor(values, cv2.COLOR_Lab2RGB) if space == "lab" else values
+    np.maximum(rgb, 0.0, out=rgb)  # convertScaleAbs rounds |x|; Lab -> RGB is never negative anyway
+    return cv2.convertScaleAbs(rgb, alpha=UINT8_MAX)  # saturating round of x * 255
 
 
 def weighted_stats(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel weighted mean and std of values [H, W, C] under weights [H, W]: float64 moments, one
-    pass (variance = E[v²] - E[v]², safe in float64 at image value ranges)."""
+    """Per-channel weighted mean and std (float64 [C]) of values [..., C] under weights [...]: sums in
+    float64 (float32 sums drift by hundredths of a level over a face), two passes (no cancellation)."""
     w = weights.reshape(-1).astype(np.float64)  # [n]
     v = values.reshape(len(w), -1).astype(np.float64)  # [n, C]
     total = max(float(w.sum()), 1e-12)
     mean = w @ v / total
-    variance = np.maximum(w @ (v * v) / total - mean * mean, 0.0)
+    centred = v - mean
+    variance = w @ (centred * centred) / total
     return mean, np.sqrt(variance)
 
 
@@ -144,14 +164,25 @@ def match_color(
     window = support_window(weights > 0, margin=COLOR_MARGIN)
     if window is None:
         return source
-    src = _to_space(source[window], space)
-    ref = _to_space(reference[window], space)
-    src_mean, src_std = weighted_stats(src, weights[window])
-    ref_mean, ref_std = weighted_stats(ref, weights[window])
-    gain = (ref_std / np.maximum(src_std, MIN_STD)).astype(np.float32)
     out = source.copy()
-    out[window] = _from_space((src - src_mean.astype(np.float32)) * gain + ref_mean.astype(np.float32), space)
+    out[window] = match_color_box(source[window], reference[window], weights[window], space=space)
     return out
+
+
+def match_color_box(
+    source: np.ndarray, reference: np.ndarray, weights: np.ndarray, *, space: str
+) -> np.ndarray:
+    """`match_color` on arrays already cut to the box: source [h, w, 3] converted whole, the reference
+    and the statistics only where `weights` [h, w] > 0."""
+    support = np.flatnonzero(weights)  # [n] flat pixel indices
+    channels = source.shape[-1]
+    src = _to_space(source, space)  # [h, w, 3]
+    ref = _to_space(reference.reshape(-1, 1, channels)[support], space)  # [n, 1, 3]
+    src_mean, src_std = weighted_stats(src.reshape(-1, channels)[support], weights.reshape(-1)[support])
+    ref_mean, ref_std = weighted_stats(ref, weights.reshape(-1)[support])
+    gain = ref_std / np.maximum(src_std, MIN_STD)
+    affine = np.concatenate([np.diag(gain), (ref_mean - src_mean * gain)[:, None]], axis=1)  # [3, 4]
+    return _from_space(cv2.transform(src, affine), space)  # v * gain + offset, per channel
 
 
 def _poisson(face: np.ndarray, frame: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -195,20 +226,49 @@ def composite_face(
     resolution = crop.shape[0]
     if crop.shape[:2] != (resolution, resolution) or mask_crop.shape != crop.shape[:2]:
         raise ValueError(f"crop {crop.shape} and mask {mask_crop.shape} must both be [R, R(, 3)]")
-    if config.color_match:
-        original = warp_to_crop(frame, matrix, resolution, border="replicate")
-        crop = match_color(crop, original, mask_crop, space=config.color_space)
-
-    alpha = warp_to_frame(mask_crop.astype(np.float32), matrix, frame.shape, interpolation=cv2.INTER_LINEAR)
-    alpha = np.clip(alpha, 0.0, 1.0)  # [H, W]
-    inside = alpha > 0.0
     out = frame.copy()
+    window = support_window(mask_crop > 0, margin=COLOR_MARGIN)  # crop pixels the paste-back reads
+    box = None if window is None else frame_box(window, matrix, frame.shape, margin=FRAME_MARGIN)
+    if box is None:
+        return out
+    if config.color_match:
+        original = warp_to_crop(frame, matrix, resolution, border="replicate", box=window)
+        crop = crop.copy()
+        crop[window] = match_color_box(crop[window], original, mask_crop[window], space=config.color_space)
+
+    alpha = warp_to_frame(
+        mask_crop.astype(np.float32), matrix, frame.shape, interpolation=cv2.INTER_LINEAR, box=box
+    )
+    alpha = np.clip(alpha, 0.0, 1.0)  # [h, w]
+    inside = alpha > 0.0
     if not inside.any():
         return out
-    face = warp_to_frame(crop, matrix, frame.shape)  # [H, W, 3]
+    face = warp_to_frame(crop, matrix, frame.shape, box=box)  # [h, w, 3]
+    region = frame[box]
     if config.poisson:
-        face = _poisson(face, frame, inside)
-    a = alpha[inside][:, None]
-    blended = a * face[inside].astype(np.float32) + (1.0 - a) * frame[inside].astype(np.float32)
-    out[inside] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        face = _poisson(face, region, inside)
+    a = alpha[:, :, None]
+    blended = a * face.astype(np.float32) + (1.0 - a) * region.astype(np.float32)
+    np.copyto(out[box], np.clip(np.rint(blended), 0, 255).astype(np.uint8), where=inside[:, :, None])
     return out
+
+
+def frame_box(
+    window: tuple[slice, slice], matrix: np.ndarray, frame_shape: tuple[int, ...], *, margin: int
+) -> tuple[slice, slice] | None:
+    """Rows and columns of the frame whose pixels sample the crop `window` (rows, columns) under the
+    frame -> crop `matrix`, bilinear reach included, grown by `margin` (None when outside the frame)."""
+    rows, cols = window
+    x0, x1 = cols.start - ALPHA_REACH, cols.stop - 1 + ALPHA_REACH
+    y0, y1 = rows.start - ALPHA_REACH, rows.stop - 1 + ALPHA_REACH
+    corners = transform_points(
+        np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64), np.linalg.inv(matrix)
+    )
+    height, width = frame_shape[:2]
+    left = max(int(np.floor(corners[:, 0].min())) - margin, 0)
+    right = min(int(np.ceil(corners[:, 0].max())) + 1 + margin, width)
+    top = max(int(np.floor(corners[:, 1].min())) - margin, 0)
+    bottom = min(int(np.ceil(corners[:, 1].max())) + 1 + margin, height)
+    if left >= right or top >= bottom:
+        return None
+    return slice(top, bottom), slice(left, right)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from reenact.composite import (
+    MIN_STD,
     composite_face,
     ellipse_mask,
     face_mask,
@@ -26,6 +27,12 @@ from tests.test_align import dlib_points, read_frames
 
 RESOLUTION = 1024
 MIN_ROUND_TRIP_PSNR = 35.0
+REFERENCE_MAX_LEVELS = 1
+"""Paste-back against the float64 reference: no pixel further apart than this (float32 rounding)."""
+REFERENCE_MAX_DIFFERING = 0.005
+"""... and at most this fraction of the blended pixels different at all."""
+CAST_GAIN = (0.83, 0.91, 1.07)
+CAST_OFFSET = (17.0, -3.0, -9.0)
 NO_CHANGE = CompositeConfig(color_match=False)
 
 
@@ -181,3 +188,63 @@ def test_composite_config_validation():
         CompositeConfig(feather=0.0)
     with pytest.raises(ReenactError):
         CompositeConfig(forehead=-0.1)
+
+
+def reference_composite(
+    frame: np.ndarray, crop: np.ndarray, *, matrix: np.ndarray, mask_crop: np.ndarray, space: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(output, alpha) of paste-back with colour match, straightforwardly: whole crop and whole frame,
+    float64 statistics and blend (OpenCV's Lab conversion takes float32 only)."""
+    original = warp_to_crop(frame, matrix, RESOLUTION, border="replicate")
+    weights = mask_crop.astype(np.float64)[..., None]
+
+    def to_space(image: np.ndarray) -> np.ndarray:
+        rgb = image.astype(np.float32) / 255.0
+        return (cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab) if space == "lab" else rgb).astype(np.float64)
+
+    def stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean = (weights * values).sum(axis=(0, 1)) / weights.sum()
+        return mean, np.sqrt((weights * (values - mean) ** 2).sum(axis=(0, 1)) / weights.sum())
+
+    source, target = to_space(crop), to_space(original)
+    (src_mean, src_std), (ref_mean, ref_std) = stats(source), stats(target)
+    matched = ((source - src_mean) * (ref_std / np.maximum(src_std, MIN_STD)) + ref_mean).astype(np.float32)
+    rgb = cv2.cvtColor(matched, cv2.COLOR_Lab2RGB) if space == "lab" else matched
+    matched_crop = np.clip(np.rint(rgb.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    alpha = warp_to_frame(mask_crop, matrix, frame.shape, interpolation=cv2.INTER_LINEAR)
+    alpha = np.clip(alpha, 0.0, 1.0).astype(np.float64)[..., None]
+    face = warp_to_frame(matched_crop, matrix, frame.shape).astype(np.float64)
+    blended = np.clip(np.rint(alpha * face + (1.0 - alpha) * frame), 0, 255).astype(np.uint8)
+    return np.where(alpha > 0, blended, frame), alpha[..., 0]
+
+
+@pytest.mark.parametrize("space", ["lab", "rgb"])
+def test_paste_back_matches_the_float64_reference(aligned, space):
+    frame, _, matrix, crop, mask, _ = aligned
+    cast = np.clip(crop.astype(np.float32) * CAST_GAIN + CAST_OFFSET, 0, 255).astype(np.uint8)
+    config = CompositeConfig(color_match=True, color_space=space)
+    out = composite_face(frame, cast, matrix=matrix, mask_crop=mask, config=config)
+    expected, alpha = reference_composite(frame, cast, matrix=matrix, mask_crop=mask, space=space)
+    inside = alpha > 0
+    assert np.array_equal(out[~inside], frame[~inside])
+    difference = np.abs(out.astype(np.int16) - expected)
+    assert difference.max() <= REFERENCE_MAX_LEVELS
+    assert (difference[inside] > 0).mean() <= REFERENCE_MAX_DIFFERING
+    # The colour match matters here: leaving it out misses the reference by far more.
+    plain = composite_face(frame, cast, matrix=matrix, mask_crop=mask, config=NO_CHANGE)
+    assert np.abs(plain.astype(np.int16) - expected)[alpha >= 0.999].mean() > 5
+
+
+def test_feather_on_the_box_equals_the_whole_image_transform(aligned):
+    _, points, matrix, _, _, _ = aligned
+    feather_px = 0.04 * RESOLUTION
+    outline = transform_points(points, matrix)
+    binary = np.zeros((RESOLUTION, RESOLUTION), np.uint8)
+    cv2.fillConvexPoly(binary, np.round(cv2.convexHull(outline.astype(np.float32))).astype(np.int32), 1)
+    binary[:, :3] = 1  # touching the image border, which counts as outside
+    inside = binary.copy()
+    inside[0, :] = inside[-1, :] = 0
+    inside[:, 0] = inside[:, -1] = 0
+    distance = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    expected = np.clip(distance / feather_px, 0.0, 1.0).astype(np.float32)
+    np.testing.assert_array_equal(feather(binary, feather_px), expected)

@@ -330,12 +330,14 @@ def warp_to_crop(
     *,
     border: str = "reflect",
     interpolation: int = cv2.INTER_CUBIC,
+    box: tuple[slice, slice] | None = None,
 ) -> np.ndarray:
     """Aligned crop [R, R, C] of `frame` [H, W, C] under the frame -> crop `matrix`.
 
     When the quad is larger than the crop the frame is first low-passed (Gaussian, sigma from the
     shrink factor) around the quad only, so that the crop is anti-aliased like FFHQ's shrink step.
-    Pixels outside the frame follow `border` (FFHQ pads by reflection).
+    Pixels outside the frame follow `border` (FFHQ pads by reflection). With `box` (rows, columns of
+    the crop) only that part of the crop is computed and returned.
     """
     if border not in BORDER_MODES:
         raise ValueError(f"border must be one of {', '.join(BORDER_MODES)}, got {border!r}")
@@ -344,10 +346,12 @@ def warp_to_crop(
     if shrink > 1.0:
         source = _antialias_around_quad(frame, matrix, resolution, shrink=shrink)
     crop_to_frame = np.linalg.inv(np.asarray(matrix, dtype=np.float64))
+    rows, cols = box if box is not None else (slice(0, resolution), slice(0, resolution))
+    shift = np.array([[1.0, 0.0, cols.start], [0.0, 1.0, rows.start], [0.0, 0.0, 1.0]])
     return cv2.warpAffine(
         source,
-        crop_to_frame[:2],
-        (resolution, resolution),
+        (crop_to_frame @ shift)[:2],
+        (cols.stop - cols.start, rows.stop - rows.start),
         flags=interpolation | cv2.WARP_INVERSE_MAP,
         borderMode=BORDER_MODES[border],
     )
@@ -380,17 +384,21 @@ def warp_to_frame(
     frame_shape: tuple[int, ...],
     *,
     interpolation: int = cv2.INTER_CUBIC,
+    box: tuple[slice, slice] | None = None,
 ) -> np.ndarray:
     """Crop [R, R, ...] warped back into frame geometry [H, W, ...]; zero outside the crop.
 
     The exact inverse of `warp_to_crop`'s geometry: OpenCV is given the frame -> crop matrix with
-    WARP_INVERSE_MAP, so no matrix is inverted numerically.
+    WARP_INVERSE_MAP, so no matrix is inverted numerically. With `box` (rows, columns of the frame)
+    only that part of the frame is computed and returned.
     """
     height, width = frame_shape[:2]
+    rows, cols = box if box is not None else (slice(0, height), slice(0, width))
+    shift = np.array([[1.0, 0.0, cols.start], [0.0, 1.0, rows.start], [0.0, 0.0, 1.0]])
     return cv2.warpAffine(
         crop,
-        np.asarray(matrix, dtype=np.float64)[:2],
-        (width, height),
+        (np.asarray(matrix, dtype=np.float64) @ shift)[:2],
+        (cols.stop - cols.start, rows.stop - rows.start),
         flags=interpolation | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
