@@ -11,11 +11,16 @@ the frame for the blend), in float32; colour statistics are taken over the mask'
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
 from reenact.config import CompositeConfig
 from reenact.faces.align import transform_points, warp_to_crop, warp_to_frame
+
+if TYPE_CHECKING:
+    import torch
 
 JAW = slice(0, 17)
 BROWS = slice(17, 27)
@@ -251,6 +256,27 @@ def composite_face(
     blended = a * face.astype(np.float32) + (1.0 - a) * region.astype(np.float32)
     np.copyto(out[box], np.clip(np.rint(blended), 0, 255).astype(np.uint8), where=inside[:, :, None])
     return out
+
+
+def paste_back(
+    frame: np.ndarray,
+    crop: np.ndarray,
+    *,
+    matrix: np.ndarray,
+    mask_crop: np.ndarray,
+    config: CompositeConfig,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """`composite_face` where the run runs: on a CUDA `device` the torch version
+    (`reenact.composite_torch`), elsewhere the OpenCV one, which is the faster on a CPU. Poisson
+    blending exists only in OpenCV, so it keeps a CUDA run's paste-back on the CPU."""
+    if str(device).split(":")[0] == "cuda" and not config.poisson:
+        from reenact.composite_torch import composite_face_torch  # torch only where it is used
+
+        return composite_face_torch(
+            frame, crop, matrix=matrix, mask_crop=mask_crop, config=config, device=device
+        )
+    return composite_face(frame, crop, matrix=matrix, mask_crop=mask_crop, config=config)
 
 
 def frame_box(

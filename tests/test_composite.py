@@ -7,17 +7,24 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from reenact import composite_torch
 from reenact.composite import (
     MIN_STD,
+    _from_space,
+    _to_space,
     composite_face,
     ellipse_mask,
     face_mask,
     feather,
     landmark_mask,
     match_color,
+    paste_back,
     weighted_stats,
 )
+from reenact.composite_torch import _from_space as _from_space_torch
+from reenact.composite_torch import composite_face_torch, lab_formula, rgb_to_lab
 from reenact.config import CompositeConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, ffhq_quad, transform_points, warp_to_crop, warp_to_frame
@@ -248,3 +255,122 @@ def test_feather_on_the_box_equals_the_whole_image_transform(aligned):
     distance = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     expected = np.clip(distance / feather_px, 0.0, 1.0).astype(np.float32)
     np.testing.assert_array_equal(feather(binary, feather_px), expected)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The torch paste-back (reenact/composite_torch.py), run on the CPU here and on CUDA under `gpu`.
+
+TORCH_MAX_LEVELS = 2
+"""Torch paste-back against the OpenCV one: no pixel further apart than this ..."""
+TORCH_MAX_DIFFERING = 0.02
+"""... and at most this share of the blended pixels different at all (float vs fixed-point blur of
+the colour reference when the crop shrinks the frame; elsewhere about 1e-4)."""
+LAB_TABLE_UNIT = 256.0 / (1 << 14)
+"""OpenCV's float Lab comes from a table in units of 1/16384 of a/b's 256 range."""
+
+
+def shrunk_case(real_face, resolution: int):
+    """(frame, matrix, crop with a colour cast, mask) at `resolution`."""
+    frame, points = real_face
+    matrix = crop_matrix(ffhq_quad(points), resolution)
+    crop = warp_to_crop(frame, matrix, resolution)
+    cast = np.clip(crop.astype(np.float32) * CAST_GAIN + CAST_OFFSET, 0, 255).astype(np.uint8)
+    mask = face_mask(points, matrix=matrix, resolution=resolution, config=CompositeConfig())
+    return frame, matrix, cast, mask
+
+
+def torch_agreement(out: np.ndarray, expected: np.ndarray, alpha: np.ndarray) -> tuple[int, float]:
+    """(max level difference, share of alpha > 0 pixels that differ) between two paste-backs."""
+    difference = np.abs(out.astype(np.int16) - expected).max(axis=-1)  # [H, W]
+    return int(difference.max()), float((difference[alpha > 0] > 0).mean())
+
+
+def test_torch_lab_conversion_is_opencvs():
+    rng = np.random.default_rng(0)
+    rgb = np.concatenate(
+        [
+            np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1),
+            rng.integers(0, 256, (20_000, 3), dtype=np.uint8),
+        ]
+    )[:, None]  # [N, 1, 3]
+    expected = _to_space(rgb, "lab")
+    got = rgb_to_lab(torch.from_numpy(rgb).float() / 255.0).numpy()
+    assert np.abs(got - expected).max() <= LAB_TABLE_UNIT
+    # The plain formula is not what OpenCV computes: the table matters.
+    assert np.abs(lab_formula(torch.from_numpy(rgb).double() / 255.0).numpy() - expected).max() > 0.1
+    back = _from_space(expected.copy(), "lab")
+    back_torch = _from_space_torch(torch.from_numpy(expected), "lab").numpy()
+    assert np.abs(back.astype(int) - back_torch).max() <= 1
+    assert (back != back_torch).any(axis=-1).mean() <= 1e-3
+
+
+@pytest.mark.parametrize("resolution", [RESOLUTION, 256], ids=["grow", "shrink"])
+@pytest.mark.parametrize("space", ["lab", "rgb"])
+def test_torch_paste_back_matches_opencv(real_face, resolution, space):
+    frame, matrix, cast, mask = shrunk_case(real_face, resolution)
+    config = CompositeConfig(color_match=True, color_space=space)
+    expected = composite_face(frame, cast, matrix=matrix, mask_crop=mask, config=config)
+    out = composite_face_torch(frame, cast, matrix=matrix, mask_crop=mask, config=config, device="cpu")
+    alpha = warp_to_frame(mask, matrix, frame.shape, interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(out[alpha == 0], frame[alpha == 0])
+    worst, share = torch_agreement(out, expected, alpha)
+    assert worst <= TORCH_MAX_LEVELS and share <= TORCH_MAX_DIFFERING
+
+
+@pytest.mark.parametrize("error", ["shifted_1px", "no_color_match", "lab_formula"])
+def test_torch_agreement_thresholds_catch_a_broken_paste_back(real_face, error, monkeypatch):
+    frame, matrix, cast, mask = shrunk_case(real_face, RESOLUTION)
+    config = CompositeConfig(color_match=True)
+    expected = composite_face(frame, cast, matrix=matrix, mask_crop=mask, config=config)
+    alpha = warp_to_frame(mask, matrix, frame.shape, interpolation=cv2.INTER_LINEAR)
+    if error == "shifted_1px":
+        matrix = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ matrix
+    elif error == "no_color_match":
+        config = NO_CHANGE
+    else:
+        monkeypatch.setattr(composite_torch, "rgb_to_lab", lab_formula)
+    out = composite_face_torch(frame, cast, matrix=matrix, mask_crop=mask, config=config, device="cpu")
+    worst, share = torch_agreement(out, expected, alpha)
+    assert worst > TORCH_MAX_LEVELS or share > TORCH_MAX_DIFFERING
+
+
+def test_torch_empty_mask_returns_the_frame(aligned):
+    frame, _, matrix, crop, mask, _ = aligned
+    out = composite_face_torch(
+        frame, 255 - crop, matrix=matrix, mask_crop=np.zeros_like(mask), config=NO_CHANGE, device="cpu"
+    )
+    assert np.array_equal(out, frame)
+
+
+def test_paste_back_runs_torch_on_cuda_only(aligned, monkeypatch):
+    frame, _, matrix, crop, mask, _ = aligned
+    calls: list[str] = []
+
+    def fake_torch(*args, device, **kwargs):
+        calls.append(str(device))
+        return frame
+
+    monkeypatch.setattr(composite_torch, "composite_face_torch", fake_torch)
+    config = CompositeConfig()
+    on_cpu = paste_back(frame, crop, matrix=matrix, mask_crop=mask, config=config, device="cpu")
+    assert calls == []
+    assert np.array_equal(on_cpu, composite_face(frame, crop, matrix=matrix, mask_crop=mask, config=config))
+    paste_back(frame, crop, matrix=matrix, mask_crop=mask, config=config, device=torch.device("cuda", 0))
+    assert calls == ["cuda:0"]
+    poisson = CompositeConfig(poisson=True)  # OpenCV only: stays on the CPU
+    paste_back(frame, crop, matrix=matrix, mask_crop=mask, config=poisson, device="cuda")
+    assert calls == ["cuda:0"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("space", ["lab", "rgb"])
+def test_torch_paste_back_on_cuda_matches_opencv(real_face, space):
+    frame, matrix, cast, mask = shrunk_case(real_face, RESOLUTION)
+    config = CompositeConfig(color_match=True, color_space=space)
+    expected = composite_face(frame, cast, matrix=matrix, mask_crop=mask, config=config)
+    crop_on_device = torch.from_numpy(cast).to("cuda")  # as the render stage's output would be
+    out = paste_back(frame, crop_on_device, matrix=matrix, mask_crop=mask, config=config, device="cuda")
+    alpha = warp_to_frame(mask, matrix, frame.shape, interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(out[alpha == 0], frame[alpha == 0])
+    worst, share = torch_agreement(out, expected, alpha)
+    assert worst <= TORCH_MAX_LEVELS and share <= TORCH_MAX_DIFFERING
