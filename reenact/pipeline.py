@@ -575,7 +575,13 @@ def transfer(
             video.Frame(image=photo.image, pts=frame.pts, time_base=frame.time_base, index=0)
             for frame in video.VideoReader(driver_path).frames(upright=True)
         )
-        frames = still_frames(timeline, alignment=target.alignment, crops=crops, settings=context.settings)
+        frames = still_frames(
+            timeline,
+            alignment=target.alignment,
+            crops=crops,
+            settings=context.settings,
+            device=context.runtime.device,
+        )
         like, audio, total = (
             driver.info,
             (driver_path if driver.info.has_audio else None),
@@ -591,6 +597,7 @@ def transfer(
             crops=crops,
             slots=slots_for(target.alignment, target.pivots.frames),
             settings=context.settings,
+            device=context.runtime.device,
         )
         like, audio, total = target.info, (target_path if target.info.has_audio else None), num_out
     written = encode(
@@ -648,6 +655,7 @@ def edit_video(
         crops=crops,
         slots=slots_for(clip.alignment, clip.pivots.frames),
         settings=context.settings,
+        device=context.runtime.device,
     )
     written = encode(
         output,

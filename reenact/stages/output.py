@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from reenact import video
-from reenact.composite import composite_face, face_mask
+from reenact.composite import face_mask, paste_back
 from reenact.config import Config
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import ClipAlignment
+
+if TYPE_CHECKING:
+    import torch
 
 
 class CropReader(Protocol):
@@ -42,10 +45,12 @@ def composite_frames(
     crops: CropReader,
     slots: np.ndarray,
     settings: Config,
+    device: torch.device | str = "cpu",
 ) -> Iterator[tuple[video.Frame, np.ndarray]]:
     """Each frame with its rendered face pasted back; frames without a face (slot -1) pass through unchanged.
 
-    `slots[t]` is the crop index for frame `t` (or -1). Yields (decoded frame, output image).
+    `slots[t]` is the crop index for frame `t` (or -1); the paste-back runs on the run's `device`
+    (`paste_back`). Yields (decoded frame, output image).
     """
     for frame in frames:
         index = min(frame.index, alignment.num_frames - 1)
@@ -62,12 +67,19 @@ def composite_frames(
         crop = crops.crop(int(slots[index]))
         yield (
             frame,
-            composite_face(frame.image, crop, matrix=matrix, mask_crop=mask, config=settings.composite),
+            paste_back(
+                frame.image, crop, matrix=matrix, mask_crop=mask, config=settings.composite, device=device
+            ),
         )
 
 
 def still_frames(
-    timeline: Iterator[video.Frame], *, alignment: ClipAlignment, crops: CropReader, settings: Config
+    timeline: Iterator[video.Frame],
+    *,
+    alignment: ClipAlignment,
+    crops: CropReader,
+    settings: Config,
+    device: torch.device | str = "cpu",
 ) -> Iterator[tuple[video.Frame, np.ndarray]]:
     """A photo with step `t`'s rendered face for each frame `t` of another clip's timeline."""
     matrix = alignment.matrices[0]
@@ -78,7 +90,9 @@ def still_frames(
         crop = crops.crop(min(position, len(crops) - 1))
         yield (
             frame,
-            composite_face(frame.image, crop, matrix=matrix, mask_crop=mask, config=settings.composite),
+            paste_back(
+                frame.image, crop, matrix=matrix, mask_crop=mask, config=settings.composite, device=device
+            ),
         )
 
 
