@@ -3,16 +3,23 @@
 Loss per frame: `perceptual_weight * perceptual(G(w), x) + mse_weight * MSE(G(w), x)`, minimised by
 Adam (or L-BFGS, below) over the latents only (the generator is not touched). Consecutive frames of
 a clip differ little, so after frame 0 (from `w_avg` or the best of `start_samples` random samples,
-full budget `first_steps`) the clip is processed in batches of `batch_size` consecutive frames, each
-batch starting from the previous batch's last pivot and given only `warm_steps`. A warm batch also
-inherits Adam's moments from the previous batch's last frame:
-with fresh moments Adam's first steps are full-size in every coordinate, which kicks the latents off
-the neighbour's solution and lets the directions the image barely constrains wander (on the synthetic
-world the pivots then moved 1.6x as fast as the truth; with the handover 1.1x, at the same PSNR).
-Adam is per-element, so frames in one batch are optimised independently; batching only shares the
-generator calls. Each run follows stylegan2-ada's projector learning-rate ramps and stops early when
-its loss plateaus. `mode="cold"` starts every frame from `w_avg` with the full budget: the baseline
-that `benchmarks/bench_invert.py` compares with.
+full budget `first_steps`) every frame starts from its neighbour and gets only `warm_steps`.
+
+How close that start is decides how many steps a frame needs. Frames started in batches of B from the
+previous batch's last pivot start up to B frames away, and such a chain needs several times the steps
+per frame that a chain of single frames needs for the same PSNR. So warm Adam runs a window
+(`optimise_window`): up to `batch_size` consecutive frames in flight, one generator call a step for all
+of them, each frame with its own step budget, learning-rate ramps and early stop, entering started from
+its immediate predecessor's best latents so far (entries are staggered so the predecessor has moved
+towards its own solution first). A frame also inherits its predecessor's Adam moments: with fresh
+moments Adam's first steps are full-size in every coordinate, which kicks the latents off the
+neighbour's solution and lets the directions the image barely constrains wander (on the synthetic world
+the pivots then moved 1.6x as fast as the truth; with the handover 1.1x, at the same PSNR).
+`benchmarks/bench_budget.py` measures the renders and the quality. Adam is per-element, so frames are
+optimised independently; batching only shares the generator calls. Runs follow stylegan2-ada's
+projector learning-rate ramps and stop early when their loss plateaus. `mode="cold"` starts every frame
+from `w_avg` with the full budget, in batches: the baseline that `benchmarks/bench_invert.py` compares
+with.
 
 `optimiser="lbfgs"` replaces Adam by L-BFGS with a strong-Wolfe line search, one frame per run: the
 loss is deterministic, so curvature estimates and line searches apply, and a warm-started frame needs
@@ -76,7 +83,8 @@ class InversionResult:
     psnr: torch.Tensor
     """PSNR in dB of each frame's render at its pivot, [N]."""
     steps: list[int]
-    """Optimiser steps taken by each optimisation run (frame 0 alone, then each batch)."""
+    """Optimiser steps of each run: frame 0 alone, then each batch (cold, L-BFGS) or each frame in the
+    order they finished (the warm window, `optimise_window`)."""
     renders: Renders
     """Images rendered by the generator (Adam: a batch per step; L-BFGS: its line searches' renders)."""
     seconds: float
@@ -85,7 +93,7 @@ class InversionResult:
 
 @dataclass(frozen=True)
 class AdamState:
-    """Adam's moments for one frame's latents ([1, K, w_dim] each), handed on to the next batch."""
+    """Adam's moments for one frame's latents ([1, K, w_dim] each), handed on to the next frame."""
 
     step: torch.Tensor
     exp_avg: torch.Tensor
@@ -184,6 +192,17 @@ class BestSeen:
         self.loss = torch.full((start.shape[0],), math.inf, device=start.device)  # [B]
         self.psnr = torch.zeros_like(self.loss)  # [B]
 
+    def append(self, start: torch.Tensor) -> None:
+        """A frame [1, K, w_dim] joins the batch, nothing seen yet."""
+        self.latents = torch.cat([self.latents, start.detach()])
+        self.loss = torch.cat([self.loss, self.loss.new_full((1,), math.inf)])
+        self.psnr = torch.cat([self.psnr, self.psnr.new_zeros(1)])
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the frames at `rows` [A'] of the batch."""
+        rows = rows.to(self.latents.device)
+        self.latents, self.loss, self.psnr = self.latents[rows], self.loss[rows], self.psnr[rows]
+
     @torch.no_grad()
     def update(
         self, latents: torch.Tensor, images: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor
@@ -204,7 +223,6 @@ def optimise_batch(
     base_learning_rate: float,
     perceptual: nn.Module | None,
     config: InvertConfig,
-    adam_state: AdamState | None = None,
 ) -> RunResult:
     """Adam on latents from `start` towards `targets` [B, 3, R, R] for at most `steps` steps.
 
@@ -213,13 +231,6 @@ def optimise_batch(
     num_ws = generator.num_ws
     latents = start.detach().clone().requires_grad_(True)  # [B, K, w_dim]
     optimiser = torch.optim.Adam([latents], lr=base_learning_rate)
-    if adam_state is not None:
-        size = latents.shape[0]
-        optimiser.state[latents] = {
-            "step": adam_state.step.clone(),
-            "exp_avg": adam_state.exp_avg.expand(size, -1, -1).clone(),
-            "exp_avg_sq": adam_state.exp_avg_sq.expand(size, -1, -1).clone(),
-        }
     best = BestSeen(latents)
     history: list[float] = []
     taken = 0
@@ -248,7 +259,7 @@ def optimise_batch(
             step=state["step"], exp_avg=state["exp_avg"][-1:], exp_avg_sq=state["exp_avg_sq"][-1:]
         )
     else:  # stopped before the first update
-        last = adam_state or AdamState(
+        last = AdamState(
             step=torch.zeros([]),
             exp_avg=torch.zeros_like(latents[-1:]),
             exp_avg_sq=torch.zeros_like(latents[-1:]),
@@ -307,6 +318,144 @@ def optimise_lbfgs(
     )
 
 
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+"""Adam's constants (torch's defaults), for the window's per-frame Adam."""
+
+
+@dataclass
+class FrameDone:
+    """A frame the window finished: its best latents [1, num_ws, w_dim], loss, PSNR and steps."""
+
+    index: int
+    latents: torch.Tensor
+    loss: float
+    psnr: float
+    steps: int
+
+
+def optimise_window(
+    generator: Generator,
+    targets: CropSource,
+    previous: torch.Tensor,
+    *,
+    first: int,
+    handed_on: AdamState | None,
+    steps: int,
+    width: int,
+    base_learning_rate: float,
+    perceptual: nn.Module | None,
+    config: InvertConfig,
+    device: torch.device,
+    on_frame: Callable[[FrameDone], None],
+) -> Renders:
+    """Warm chain over `targets[first:]` (frames [3, R, R] in order) after the frame whose pivot is
+    `previous` [1, K, w_dim]: up to `width` frames are optimised at once, each with its own Adam and
+    step budget, and each enters started from its immediate predecessor's best latents so far, with its
+    Adam moments (fresh moments kick a warm start off its neighbour's solution: see the module doc).
+
+    A frame leaves after `steps` steps or once its own loss plateaus (`config.plateau_window`), and the
+    next frame enters; entries are staggered (a frame enters once the newest has taken
+    `steps / width` steps), so a frame starts from a neighbour that already moved towards its own
+    solution, not from one `width` frames back. `handed_on`: the Adam moments of `previous`'s run, if
+    any. Batching only shares the generator calls: every frame's optimisation is its own. `on_frame`
+    receives each finished frame (`index` counts from `first`). Returns the renders made.
+    """
+    num_ws, count = generator.num_ws, len(targets) - first
+    stagger = max(1, math.ceil(steps / width))
+    beta1, beta2 = ADAM_BETAS
+    latents = previous.new_zeros((0, *previous.shape[1:]))  # [A, K, D] the frames in flight
+    exp_avg, exp_avg_sq = latents.clone(), latents.clone()
+    taken = torch.zeros(0, dtype=torch.long)  # [A] steps each has taken
+    batch = torch.zeros(0, 3, generator.resolution, generator.resolution, device=device)  # [A, 3, R, R]
+    indices: list[int] = []
+    histories: list[list[float]] = []
+    best = BestSeen(latents)
+    done_latents = {-1: previous}  # [1, K, D] pivots of frames that left, kept while a successor may need one
+    zeros = torch.zeros_like(previous)
+    done_moments = {-1: (zeros, zeros, torch.zeros(1, device=device))}  # their Adam moments and steps
+    if handed_on is not None:  # the moments of `previous`'s own run
+        step = handed_on.step.reshape(1).to(device=device, dtype=previous.dtype)
+        done_moments[-1] = (handed_on.exp_avg.to(device), handed_on.exp_avg_sq.to(device), step)
+    adam_steps = torch.zeros(0, device=device)  # [A] Adam steps behind each frame's moments
+    renders = NONE
+    entered = 0
+    while entered < count or indices:
+        if entered < count and len(indices) < width and (not indices or int(taken[-1]) >= stagger):
+            before = entered - 1  # the entering frame's predecessor: in flight, or done
+            if before in indices:
+                slot = indices.index(before)
+                start = best.latents[slot : slot + 1]
+                moments = (exp_avg[slot : slot + 1], exp_avg_sq[slot : slot + 1], adam_steps[slot : slot + 1])
+            else:
+                start, moments = done_latents[before], done_moments[before]
+            latents = torch.cat([latents, start])
+            exp_avg = torch.cat([exp_avg, moments[0]])
+            exp_avg_sq = torch.cat([exp_avg_sq, moments[1]])
+            adam_steps = torch.cat([adam_steps, moments[2]])
+            taken = torch.cat([taken, torch.zeros(1, dtype=torch.long)])
+            batch = torch.cat([batch, to_device(targets[first + entered : first + entered + 1], device)])
+            best.append(start)
+            indices.append(entered)
+            histories.append([])
+            entered += 1
+        ws = latents.detach().requires_grad_(True)
+        images = generator.synthesis(ws.expand(-1, num_ws, -1), noise_mode="const")  # [A, 3, R, R]
+        loss = frame_loss(images, batch, perceptual=perceptual, config=config)  # [A]
+        best.update(ws, images, batch, loss)
+        taken += 1
+        leaving = []
+        for slot, history in enumerate(histories):
+            history.append(float(loss[slot].detach()))
+            window, tolerance = config.plateau_window, config.plateau_tolerance
+            if int(taken[slot]) >= steps or plateaued(history, window=window, tolerance=tolerance):
+                leaving.append(slot)
+        if len(leaving) < len(indices):
+            (grad,) = torch.autograd.grad(loss.sum(), [ws])  # [A, K, D]
+            renders += Renders(backward=len(images))
+            with torch.no_grad():
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                adam_steps += 1
+                step = adam_steps[:, None, None]  # [A, 1, 1]
+                rates = torch.tensor(
+                    [learning_rate(int(done) - 1, steps=steps, base=base_learning_rate) for done in taken],
+                    device=device,
+                )[:, None, None]
+                denominator = (exp_avg_sq / (1 - beta2**step)).sqrt() + ADAM_EPS
+                latents = ws.detach() - rates * (exp_avg / (1 - beta1**step)) / denominator
+        else:
+            renders += Renders(forward=len(images))
+            latents = ws.detach()
+        keep = [slot for slot in range(len(indices)) if slot not in leaving]
+        for slot in leaving:
+            done = FrameDone(
+                index=first + indices[slot],
+                latents=best.latents[slot : slot + 1].expand(-1, num_ws, -1).clone(),
+                loss=float(best.loss[slot]),
+                psnr=float(best.psnr[slot]),
+                steps=int(taken[slot]),
+            )
+            done_latents[indices[slot]] = best.latents[slot : slot + 1].clone()
+            done_moments[indices[slot]] = (
+                exp_avg[slot : slot + 1],
+                exp_avg_sq[slot : slot + 1],
+                adam_steps[slot : slot + 1],
+            )
+            on_frame(done)
+        done_latents = {index: value for index, value in done_latents.items() if index >= entered - 1}
+        done_moments = {index: value for index, value in done_moments.items() if index >= entered - 1}
+        if leaving:
+            rows = torch.tensor(keep, dtype=torch.long, device=device)
+            latents, exp_avg, exp_avg_sq = latents[rows], exp_avg[rows], exp_avg_sq[rows]
+            adam_steps, batch = adam_steps[rows], batch[rows]
+            taken = taken[rows.cpu()]
+            best.keep(rows)
+            indices = [indices[slot] for slot in keep]
+            histories = [histories[slot] for slot in keep]
+    return renders
+
+
 def invert_clip(
     generator: Generator,
     targets: CropSource,
@@ -346,10 +495,12 @@ def invert_clip(
         budget = config.warm_steps
         if not chained:  # frame 0 alone from the start point, then batches from their neighbours
             runs, first_batch = [(0, 1, config.first_steps)], 1
-    runs += [
-        (first_frame, min(first_frame + config.batch_size, num_frames), budget)
-        for first_frame in range(first_batch, num_frames, config.batch_size)
-    ]
+    window = config.mode == "warm" and config.optimiser == "adam"  # the rest: `optimise_window`
+    if not window:
+        runs += [
+            (first_frame, min(first_frame + config.batch_size, num_frames), budget)
+            for first_frame in range(first_batch, num_frames, config.batch_size)
+        ]
 
     pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim)
     losses = torch.empty(num_frames)
@@ -374,7 +525,6 @@ def invert_clip(
                     generator, batch, init, steps=budget, perceptual=perceptual, config=config
                 )
             else:
-                handed_on = adam_state if (config.mode == "warm" and begin > 0) else None
                 run = optimise_batch(
                     generator,
                     batch,
@@ -383,7 +533,6 @@ def invert_clip(
                     base_learning_rate=rate,
                     perceptual=perceptual,
                     config=config,
-                    adam_state=handed_on,
                 )
                 adam_state = run.adam_state
             pivots[begin:stop] = run.latents.detach().cpu()
@@ -402,6 +551,43 @@ def invert_clip(
                         psnr=float(run.psnr.mean()),
                     )
                 )
+        if window and first_batch < num_frames:
+            done_count = first_batch
+
+            def finished(done: FrameDone) -> None:
+                nonlocal done_count
+                done_count += 1
+                pivots[done.index] = done.latents[0].detach().cpu()
+                losses[done.index], psnrs[done.index] = done.loss, done.psnr
+                steps_taken.append(done.steps)
+                task.advance(1)
+                if on_batch is not None:
+                    report = InvertReport(
+                        frames_done=done_count,
+                        num_frames=num_frames,
+                        steps=done.steps,
+                        loss=done.loss,
+                        psnr=done.psnr,
+                    )
+                    on_batch(report)
+
+            previous = (
+                pivots[first_batch - 1 : first_batch] if first_batch else start.reshape(1, *pivots.shape[1:])
+            )
+            renders += optimise_window(
+                generator,
+                targets,
+                previous[:, :layers].to(device),
+                first=first_batch,
+                handed_on=adam_state,
+                steps=config.warm_steps,
+                width=config.batch_size,
+                base_learning_rate=config.warm_learning_rate,
+                perceptual=perceptual,
+                config=config,
+                device=device,
+                on_frame=finished,
+            )
     return InversionResult(
         pivots=pivots.detach(),
         loss=losses,

@@ -146,11 +146,12 @@ def test_plateau_stops_early_and_counts_evaluations(world: SyntheticWorld) -> No
         progress=progress,
         on_batch=reports.append,
     )
-    assert all(taken < budget for taken, budget in zip(result.steps, (300, 50), strict=True))
-    assert result.renders.total == result.steps[0] + 4 * result.steps[1]
-    assert [r.frames_done for r in reports] == [1, 5]
+    budgets = [config.first_steps] + [config.warm_steps] * 4
+    assert all(taken < budget for taken, budget in zip(result.steps, budgets, strict=True))
+    assert result.renders.total == sum(result.steps), "each frame renders once a step until it stops"
+    assert [r.frames_done for r in reports] == [1, 2, 3, 4, 5]
     assert [r.steps for r in reports] == result.steps
-    assert progress.tasks == [("invert", 5, "frame", 0, [1, 4], True)]
+    assert progress.tasks == [("invert", 5, "frame", 0, [1, 1, 1, 1, 1], True)]
 
 
 def test_perceptual_loss_with_random_backbone(world: SyntheticWorld) -> None:
