@@ -18,8 +18,10 @@ G change 1.8-3.7x less at random w (truncation 0.5) for 0.2-0.3 dB of clip PSNR.
 Step budget (`pti_steps`): base_steps * sqrt(N), clamped to [base_steps, max_steps]. PTI spends 350
 steps on one image. The frames of one clip share identity, lighting and camera, which is most of what
 tuning has to learn; extra frames add pose and expression variety with diminishing returns, so the
-budget grows sublinearly. The cap keeps a long clip's tuning time bounded (with batch 4, 3000 steps
-already show each frame of a 10 s, 250-frame clip ~48 times).
+budget grows sublinearly. The cap keeps a long clip's tuning time bounded (a step shows `batch_size`
+frames, so the cap shows each frame of a long clip cap x batch / N times). A clip shorter than the batch
+is drawn at its own length (`tuning_batch`): a photo drawn four times a step costs four renders for one
+gradient. `benchmarks/bench_budget.py` measures what the budget costs and buys.
 
 Reproducible and resumable: the batch order (seeded shuffled passes over the clip) and the
 regulariser's z samples are pure functions of (seed, step), so the only state is the weights, Adam's
@@ -145,6 +147,12 @@ def pti_steps(num_frames: int, *, config: PTIConfig) -> int:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     steps = round(config.base_steps * math.sqrt(num_frames))
     return min(config.max_steps, max(config.base_steps, steps))
+
+
+def tuning_batch(num_frames: int, *, config: PTIConfig, ranks: int = 1) -> int:
+    """Frames per step: `config.batch_size`, but no more than the clip has (a batch of one photo drawn
+    four times renders it four times for one gradient), and at least one per rank."""
+    return min(config.batch_size, max(num_frames, ranks))
 
 
 def report_frames(num_frames: int) -> torch.Tensor:
@@ -361,6 +369,7 @@ def tune_generator(
     on_step: Callable[[TuneReport], None] | None = None,
     stop: Callable[[int], bool] | None = None,
     group: Group = SINGLE,
+    pivot_psnr: torch.Tensor | None = None,
 ) -> TuneResult:
     """Tune a copy of `generator`'s synthesis network so that it renders `pivots` [N, num_ws, w_dim] as
     `targets` (N aligned crops [3, R, R] in [-1, 1]: a tensor, or a store read a batch at a time); see
@@ -373,7 +382,8 @@ def tune_generator(
     run starts at its checkpoint's step); `on_step` receives each step's figures. `stop(step)` is called
     after each step; True writes a checkpoint (when a path is given) and raises `TuneInterrupted`.
     `group`: the ranks tuning together, data-parallel (see the module docstring); each must call this
-    with the same arguments.
+    with the same arguments. `pivot_psnr` [N]: each frame's PSNR at its pivot with `generator`, known from
+    the inversion; the before-tuning PSNR is read from it instead of rendered again.
     """
     _check_shapes(generator, targets, pivots)
     if config.batch_size < group.size:
@@ -386,6 +396,7 @@ def tune_generator(
     num_frames = len(targets)
     measured = report_frames(num_frames)  # [K]
     total_steps = pti_steps(num_frames, config=config)
+    batch_size = tuning_batch(num_frames, config=config, ranks=group.size)
 
     original = copy.deepcopy(generator).to(device).eval().requires_grad_(False)  # frozen reference
     tuned = copy.deepcopy(original)
@@ -414,11 +425,14 @@ def tune_generator(
                 fingerprint=fingerprint,
             )
 
-    psnr_before = clip_psnr(original, targets, pivots, frames=measured)
+    if pivot_psnr is None:
+        psnr_before = clip_psnr(original, targets, pivots, frames=measured)
+    else:
+        psnr_before = pivot_psnr.float().cpu()[measured]
     distance = config.locality_radius * math.sqrt(original.num_ws)
     distance *= w_spread(original.mapping, z_dim=original.z_dim, seed=config.seed, device=device)
     regularise = config.locality_weight > 0 and group.is_main
-    renders = Renders(forward=2 * len(measured))  # the before and after PSNR renders
+    renders = Renders(forward=len(measured) * (2 if pivot_psnr is None else 1))  # the PSNR reports
     parameters = list(tuned.synthesis.parameters())
     step = start_step
     with progress.task("tune", total=total_steps, unit="step", initial=start_step) as task:
@@ -426,7 +440,7 @@ def tune_generator(
             seen_all = not bool(torch.isnan(frame_psnr).any())
             if config.target_psnr > 0 and seen_all and float(frame_psnr.mean()) >= config.target_psnr:
                 break
-            index = batch_indices(step, num_frames=num_frames, batch_size=config.batch_size, seed=config.seed)
+            index = batch_indices(step, num_frames=num_frames, batch_size=batch_size, seed=config.seed)
             mine = rank_slice(index, group=group)  # this rank's frames of the batch
             batch_pivots = to_device(pivots[mine], device)  # [b, num_ws, w_dim]
             batch_targets = to_device(targets[mine], device)  # [b, 3, R, R]

@@ -237,6 +237,20 @@ def test_checkpoint_of_another_run_is_refused_and_kept(
         )
 
 
+def test_before_psnr_comes_from_the_inversion_without_renders(
+    world: SyntheticWorld, inversion: InversionResult
+) -> None:
+    """Given the inversion's PSNRs, tuning reports them as the before-PSNR and renders one pass less; they
+    are the PSNRs a fresh render measures."""
+    args = (world.generator, world.target.crops, inversion.pivots)
+    rendered = tune_generator(*args, config=SHORT, perceptual=None, runtime=CPU)
+    given = tune_generator(*args, config=SHORT, perceptual=None, runtime=CPU, pivot_psnr=inversion.psnr)
+    torch.testing.assert_close(given.psnr_before, rendered.psnr_before, atol=1e-3, rtol=0)
+    assert torch.equal(given.psnr_after, rendered.psnr_after)
+    assert rendered.renders.forward - given.renders.forward == len(rendered.report_frames)
+    assert given.renders.backward == rendered.renders.backward
+
+
 def test_early_stop_at_target_psnr(world: SyntheticWorld, inversion: InversionResult) -> None:
     target_psnr = float(inversion.psnr.mean()) + 3.0
     config = dataclasses.replace(SETTINGS, target_psnr=target_psnr)

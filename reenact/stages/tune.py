@@ -17,13 +17,13 @@ import numpy as np
 from torch import nn
 
 from reenact.config import Config, config_to_dict
-from reenact.device import Runtime
+from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
 from reenact.gan.checkpoints import load_generator, save_generator
 from reenact.gan.source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
 from reenact.progress import SILENT, Progress
-from reenact.pti import CheckpointError, TuneResult, times_drawn, tune_generator
+from reenact.pti import CheckpointError, TuneResult, times_drawn, tune_generator, tuning_batch
 from reenact.renders import Renders
 from reenact.stages.base import STAGE_VERSION, FrameRange, adopt
 from reenact.stages.crops import ClipCrops
@@ -102,6 +102,7 @@ class TuneStage:
                 checkpoint=checkpoint,
                 progress=self.progress,
                 group=self.group,
+                pivot_psnr=self.pivots.psnr,
             )
 
         try:
@@ -132,7 +133,10 @@ class TuneStage:
         """Frames tuning's batches drew from each shot that has a face, over `steps` steps: [shots]."""
         config = self.settings.pti
         drawn = times_drawn(
-            steps, num_frames=len(self.pivots.frames), batch_size=config.batch_size, seed=config.seed
+            steps,
+            num_frames=len(self.pivots.frames),
+            batch_size=tuning_batch(len(self.pivots.frames), config=config, ranks=self.group.size),
+            seed=config.seed,
         )
         starts = np.array([first for first, _ in self.crops.alignment.track.segments], dtype=np.int64)
         shot = np.searchsorted(starts, self.pivots.frames, side="right") - 1  # [N] shot of each frame
@@ -147,6 +151,7 @@ class TuneStage:
     def load(self, directory: Path) -> Tuned:
         summary = json.loads((directory / MANIFEST).read_text())["summary"]
         generator = load_generator(directory / GENERATOR_FILE, device=self.runtime.device)
+        maybe_compile(generator.synthesis, runtime=self.runtime)  # the render runs compiled under --compile
         return Tuned(
             generator=generator.eval().requires_grad_(False),
             psnr_before=summary["psnr_before"],
