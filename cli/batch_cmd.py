@@ -36,7 +36,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reenact.config import DEFAULT_GENERATOR, DEFAULT_WORKDIR, tomllib
+from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR, tomllib
 from reenact.errors import ReenactError
 from reenact_cli.common import (
     AsJson,
@@ -45,6 +45,7 @@ from reenact_cli.common import (
     Overwrite,
     Precision,
     Preset,
+    Quality,
     Quiet,
     Sets,
     Workdir,
@@ -58,6 +59,7 @@ JOB_PATHS = ("target", "driver", "output", "target_landmarks", "driver_landmarks
 JOB_OPTIONS: dict[str, type] = {
     "generator": str,
     "preset": str,
+    "quality": str,
     "set": list,
     "strength": float,
     "layers": str,
@@ -174,6 +176,7 @@ def run_job(job: Job, *, common: dict[str, Any], overwrite: bool, quiet: bool) -
             compile=common["compile"],
             workdir=common["workdir"],
             preset=options.get("preset", common["preset"]),
+            quality=options.get("quality", common["quality"]),
             sets=sets,
             quiet=quiet,
             group=distributed.SINGLE,
@@ -244,13 +247,15 @@ def batch(
     quiet: Quiet = False,
     as_json: AsJson = False,
     preset: Preset = None,
+    quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
 ) -> None:
     """Run many transfers from a jobs file; under torchrun, the jobs are spread over the ranks.
 
     Each job is TARGET, DRIVER and OUTPUT with its own options (strength, layers, length, driver_ref,
-    face_index, face_at, generator, preset, set, target_landmarks, driver_landmarks). Stages that jobs
-    share are computed once; jobs whose output exists are skipped; a failing job does not stop the others.
+    face_index, face_at, generator, preset, quality, set, target_landmarks, driver_landmarks). Stages that
+    jobs share are computed once; jobs whose output exists are skipped; a failing job does not stop the
+    others.
     """
     from reenact import distributed
     from reenact.device import resolve_device
@@ -265,6 +270,7 @@ def batch(
         "compile": compile,
         "workdir": workdir,
         "preset": preset,
+        "quality": quality,
         "sets": list(sets or []),
     }
     mine = [job for index, job in enumerate(jobs) if index % group.size == group.rank]

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reenact.config import DEFAULT_GENERATOR, DEFAULT_PRESET, Config, preset_names
+from reenact.config import (
+    DEFAULT_GENERATOR,
+    DEFAULT_PRESET,
+    DEFAULT_QUALITY,
+    QUALITY_LEVELS,
+    Config,
+    preset_names,
+)
 from reenact.errors import ReenactError
 
 if TYPE_CHECKING:
@@ -29,6 +36,19 @@ Preset = Annotated[
             f"Settings preset: a packaged name ({', '.join(preset_names())}) or your own .toml file "
             f"(see configs/). Default: {DEFAULT_PRESET}, or synthetic with a random:* generator."
         ),
+    ),
+]
+Quality = Annotated[
+    str,
+    typer.Option(
+        "--quality",
+        help=(
+            f"Compute budget ({', '.join(QUALITY_LEVELS)}): the inversion's and the tuning's steps. "
+            "fast renders far less for some fidelity; best runs the papers' per-image budgets "
+            "(Image2StyleGAN, PTI). A preset or --set that names a budget setting wins over it. "
+            "Cost and quality of each: the README's cost table."
+        ),
+        metavar="LEVEL",
     ),
 ]
 Sets = Annotated[
@@ -86,10 +106,17 @@ def os_error_message(exc: OSError) -> str:
     return cause
 
 
-def settings_for(preset: str | None, sets: list[str] | None, **sections: dict[str, Any]) -> Config:
-    """The settings a command runs with: the preset, then each `--set`, then the command's own options
-    (`sections`, e.g. `edit={"strength": 0.5}`; options left at None are not applied)."""
-    settings = Config.from_preset(preset or DEFAULT_PRESET, overrides=sets or [])
+def settings_for(
+    preset: str | None,
+    sets: list[str] | None,
+    *,
+    quality: str = DEFAULT_QUALITY,
+    **sections: dict[str, Any],
+) -> Config:
+    """The settings a command runs with: the quality level's budgets, the preset over them, then each
+    `--set`, then the command's own options (`sections`, e.g. `edit={"strength": 0.5}`; options left at
+    None are not applied)."""
+    settings = Config.from_preset(preset or DEFAULT_PRESET, overrides=sets or [], quality=quality)
     given = {
         name: {key: value for key, value in values.items() if value is not None}
         for name, values in sections.items()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reenact.config import DEFAULT_GENERATOR, DEFAULT_WORKDIR
+from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR
 from reenact.errors import ReenactError
 from reenact_cli.common import (
     AsJson,
@@ -29,6 +29,7 @@ from reenact_cli.common import (
     Overwrite,
     Precision,
     Preset,
+    Quality,
     Quiet,
     Sets,
     Workdir,
@@ -59,6 +60,7 @@ def make_context(
     preset: str | None,
     sets: list[str] | None,
     quiet: bool,
+    quality: str = DEFAULT_QUALITY,
     group: distributed.Group | None = None,
     **sections: dict[str, Any],
 ) -> pipeline.RunContext:
@@ -79,7 +81,7 @@ def make_context(
     is_random = is_random_spec(generator)
     if is_random and preset is None:
         preset = RANDOM_GENERATOR_PRESET
-    settings = settings_for(preset, sets, **sections)
+    settings = settings_for(preset, sets, quality=quality, **sections)
     workspace = Workspace(workdir)
     source = load_generator_spec(generator, device=runtime.device, workspace=workspace)
     if is_random and group.is_main:
@@ -250,12 +252,14 @@ def invert(
     quiet: Quiet = False,
     as_json: AsJson = False,
     preset: Preset = None,
+    quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
 ) -> None:
     """Align every frame and invert it into W+ (warm-started, batched); pivots are stored in the workdir."""
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, sets=sets, quiet=quiet,
+        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        quiet=quiet,
     )  # fmt: skip
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
@@ -276,6 +280,7 @@ def tune(
     quiet: Quiet = False,
     as_json: AsJson = False,
     preset: Preset = None,
+    quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
 ) -> None:
     """Invert the clip (cached) and run ONE pivotal-tuning pass of the generator over all its frames.
@@ -285,7 +290,8 @@ def tune(
     """
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, sets=sets, quiet=quiet,
+        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        quiet=quiet,
     )  # fmt: skip
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
@@ -334,6 +340,7 @@ def transfer(
     quiet: Quiet = False,
     as_json: AsJson = False,
     preset: Preset = None,
+    quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
 ) -> None:
     """Put DRIVER's expressions on TARGET's face, in TARGET's own video, with its sound and timestamps.
@@ -347,7 +354,8 @@ def transfer(
 
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, sets=sets, quiet=quiet,
+        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        quiet=quiet,
         edit={"strength": strength, "layers": layers, "length_policy": length},
     )  # fmt: skip
     report = pipeline.transfer(
@@ -391,6 +399,7 @@ def edit(
     quiet: Quiet = False,
     as_json: AsJson = False,
     preset: Preset = None,
+    quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
 ) -> None:
     """Move every frame's latent along attribute directions (smile, age, pose ...) and re-render the clip."""
@@ -403,7 +412,8 @@ def edit(
     directions = [(resolve_direction(name), value) for name, value in parsed]
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, sets=sets, quiet=quiet, edit={"direction_layers": layers},
+        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        quiet=quiet, edit={"direction_layers": layers},
     )  # fmt: skip
     report = pipeline.edit_video(
         source,
@@ -442,6 +452,7 @@ def morph(
     quiet: Quiet = False,
     as_json: AsJson = False,
     preset: Preset = None,
+    quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
 ) -> None:
     """Image2StyleGAN morph between two faces (aligned crops, as a video), or a style crossover."""
@@ -449,7 +460,8 @@ def morph(
 
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, sets=sets, quiet=quiet, edit={"morph_frames": frames},
+        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        quiet=quiet, edit={"morph_frames": frames},
     )  # fmt: skip
     report = pipeline.morph_video(
         first,

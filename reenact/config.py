@@ -43,6 +43,11 @@ MAX_CRF = 51
 PRESETS_PACKAGE = "reenact.configs"
 """Where the packaged presets live (the repository's `configs/` folder)."""
 DEFAULT_PRESET = "default"
+QUALITY_FOLDER = "quality"
+"""Subfolder of the presets holding the quality levels (`configs/quality/<level>.toml`)."""
+QUALITY_LEVELS = ("fast", "balanced", "best")
+"""Compute budgets of `--quality`: a layer under the preset (see `load_config`)."""
+DEFAULT_QUALITY = "balanced"
 # Command-line defaults kept here, not beside the torch code that uses them (`reenact.gan.source`,
 # `reenact.workspace`, `reenact.demo`), so that `reenact --help` shows them without importing torch.
 DEFAULT_GENERATOR = "stylegan2-ffhq-1024"
@@ -212,21 +217,24 @@ class InvertConfig:
     learning rates and the plateau stop are Adam's (L-BFGS stops on its own tolerances)."""
     first_steps: int = 1000
     """Most optimiser steps for a frame started from w_avg."""
-    warm_steps: int = 100
-    """Most optimiser steps for a batch of frames warm-started from the previous result."""
-    batch_size: int = 8
-    """Consecutive frames optimised together (all initialised from the previous batch's last pivot)."""
+    warm_steps: int = 40
+    """Most optimiser steps for a frame warm-started from its neighbour."""
+    batch_size: int = 4
+    """Frames optimised at once: warm Adam keeps this many consecutive frames in flight, each entering
+    from its predecessor (`reenact.invert.optimise_window`); cold runs and the first frame use batches.
+    It shares generator calls only: a larger one renders more images per call, not more per frame."""
     learning_rate: float = 0.01
     """Adam learning rate on the latents for runs started from w_avg (Image2StyleGAN: 0.01)."""
     warm_learning_rate: float = 0.01
-    """Adam learning rate for warm-started batches (they also inherit the neighbour's Adam moments).
+    """Adam learning rate for warm-started frames (they also inherit the neighbour's Adam moments).
     Lower rates give smoother pivots but lower PSNR; benchmarks/bench_invert.py measures both."""
     perceptual_weight: float = 1.0
     """Weight of the perceptual (VGG16 feature) term."""
     mse_weight: float = 1.0
     """Weight of the pixel MSE term (images in [-1, 1])."""
     plateau_window: int = 50
-    """Early stop: steps over which the loss improvement is measured (0 = never stop early)."""
+    """Early stop: steps over which a frame's loss improvement is measured (0 = never stop early); a warm
+    frame stops on its own, a batch when its summed loss plateaus."""
     plateau_tolerance: float = 1e-3
     """Early stop when the loss fell by less than this fraction over `plateau_window` steps."""
     start_samples: int = 0
@@ -286,9 +294,9 @@ class PTIConfig:
     """Adam learning rate on the synthesis weights (PTI: 3e-4), constant over the run."""
     batch_size: int = 4
     """(frame, pivot) pairs per step, drawn as seeded shuffled passes over the clip."""
-    base_steps: int = 350
+    base_steps: int = 200
     """Steps for a single frame (PTI: 350 per image); a clip of N frames gets base_steps * sqrt(N)."""
-    max_steps: int = 3000
+    max_steps: int = 1200
     """Upper bound of the step budget (long clips add little that their first seconds do not show)."""
     l2_weight: float = 1.0
     """Weight of the pixel MSE term (images in [-1, 1]; PTI: 1)."""
@@ -395,9 +403,18 @@ class Config:
     edit: EditConfig = field(default_factory=EditConfig)
 
     @classmethod
-    def from_preset(cls, preset: str | Path = DEFAULT_PRESET, *, overrides: Sequence[str] = ()) -> Config:
-        """A packaged preset by name (`preset_names()`) or a `.toml` file, then `section.key=value` items."""
-        return load_config(preset_path(preset), overrides)
+    def from_preset(
+        cls,
+        preset: str | Path = DEFAULT_PRESET,
+        *,
+        overrides: Sequence[str] = (),
+        quality: str = DEFAULT_QUALITY,
+    ) -> Config:
+        """A packaged preset by name (`preset_names()`) or a `.toml` file over the `quality` level's budgets,
+        then `section.key=value` items. The `default` preset is the defaults themselves (its file mirrors
+        them), so it leaves the quality level's budgets in place."""
+        path = None if str(preset) == DEFAULT_PRESET else preset_path(preset)
+        return load_config(path, overrides, quality=quality)
 
     def with_values(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some settings replaced, e.g. `with_values(edit={"strength": 0.5})`, checked like a
@@ -431,11 +448,21 @@ def preset_path(preset: str | Path) -> Path:
     return Path(str(packaged))
 
 
-def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults, then the TOML file at `path` (if given), then `section.key=value` overrides."""
-    data: dict[str, Any] = {}
+def quality_path(level: str) -> Path:
+    """The file of a quality level (`QUALITY_LEVELS`)."""
+    if level not in QUALITY_LEVELS:
+        raise ReenactError(f"unknown quality {level!r}; use one of {', '.join(QUALITY_LEVELS)}")
+    return Path(str(resources.files(PRESETS_PACKAGE) / QUALITY_FOLDER / f"{level}.toml"))
+
+
+def load_config(
+    path: Path | str | None = None, overrides: Sequence[str] = (), *, quality: str = DEFAULT_QUALITY
+) -> Config:
+    """Defaults, then the `quality` level's budgets, then the TOML file at `path` (if given: what it sets
+    wins over the quality level), then `section.key=value` overrides."""
+    data = _read_toml(quality_path(quality))
     if path is not None:
-        data = _read_toml(Path(path))
+        _merge(data, _read_toml(Path(path)))
     for item in overrides:
         keys, value = parse_override(item)
         _set_nested(data, keys, value)
@@ -474,6 +501,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ReenactError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """Put `layer`'s settings into `base`, section by section (a layer's value replaces base's)."""
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from reenact.config import (
+    QUALITY_LEVELS,
     Config,
     VideoConfig,
     config_from_dict,
@@ -18,6 +19,7 @@ from reenact.config import (
     preset_names,
 )
 from reenact.errors import ReenactError
+from reenact.pti import pti_steps, tuning_batch
 from reenact_cli.main import run
 
 if sys.version_info >= (3, 11):
@@ -127,3 +129,55 @@ def test_typed_overrides_are_checked_like_a_preset() -> None:
 
 def test_the_synthetic_world_is_not_a_production_setting() -> None:
     assert "synthetic" not in config_to_dict(Config())
+
+
+def _quality_file(level: str) -> dict:
+    with (CONFIGS_DIR / "quality" / f"{level}.toml").open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def test_balanced_quality_is_the_defaults_and_every_level_sets_the_same_budgets() -> None:
+    assert Config.from_preset("default", quality="balanced") == Config()
+    balanced = _quality_file("balanced")
+    for level in QUALITY_LEVELS:
+        named = _quality_file(level)
+        assert named.keys() == {"invert", "pti"}, level
+        budgets = {key for key in balanced["invert"]} | {"learning_rate", "warm_learning_rate"}
+        assert set(named["invert"]) <= budgets and set(balanced["invert"]) <= set(named["invert"]), level
+        assert set(balanced["pti"]) <= set(named["pti"]) <= set(balanced["pti"]) | {"learning_rate"}, level
+
+
+def test_quality_levels_order_the_budgets() -> None:
+    """fast < balanced < best in every clip length's tuning steps x batch and in the inversion's steps."""
+    levels = [Config.from_preset("default", quality=level) for level in ("fast", "balanced", "best")]
+    for frames in (1, 32, 125, 500):
+        tuning = [pti_steps(frames, config=c.pti) * tuning_batch(frames, config=c.pti) for c in levels]
+        assert tuning == sorted(tuning) and len(set(tuning)) == len(tuning), (frames, tuning)
+    for field in ("first_steps", "warm_steps"):
+        steps = [getattr(c.invert, field) for c in levels]
+        assert steps[0] < steps[1] < steps[2], (field, steps)
+
+
+def test_a_preset_and_sets_win_over_the_quality_level(tmp_path: Path) -> None:
+    fast = Config.from_preset("default", quality="fast")
+    assert (
+        fast.invert.warm_steps == _quality_file("fast")["invert"]["warm_steps"] != Config().invert.warm_steps
+    )
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[invert]\nwarm_steps = 7\n")
+    mixed = Config.from_preset(mine, quality="fast")
+    assert mixed.invert.warm_steps == 7 and mixed.pti == fast.pti, "the file wins where it speaks, only there"
+    assert Config.from_preset(mine, quality="fast", overrides=["invert.warm_steps=9"]).invert.warm_steps == 9
+    synthetic = Config.from_preset("synthetic", quality="best")
+    assert synthetic.invert == Config.from_preset("synthetic").invert, "synthetic names all its budgets"
+    with pytest.raises(ReenactError, match="unknown quality 'fastest'; use one of fast, balanced, best"):
+        Config.from_preset("default", quality="fastest")
+
+
+def test_cli_reports_an_unknown_quality_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = run(["invert", str(tmp_path / "in.mp4"), "--quality", "fastest", "--generator", "random:tiny"])
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "fastest" in err[-1] and len(err) <= 2, err
