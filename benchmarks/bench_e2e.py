@@ -18,8 +18,9 @@ the inversion's first/warm steps and the tuning's steps to N (by default the con
 Variants: `fp32` (all off), `bf16` (bf16 autocast), `channels_last` (the generator's synthesis weights
 in channels-last memory format), `compile` (`torch.compile` of the synthesis network), `all` (the three
 on). channels_last is not a runtime option of the pipeline yet: it is applied here to the starting
-generator, like `--compile`; both reach the inversions and the tuning (whose copy keeps them), not the
-render stage, which loads the tuned generator from the workspace. `torch.compile`'s one-off compilation
+generator, so it reaches the inversions and the tuning (whose copy keeps it), not the render stage, which
+loads the tuned generator from the workspace (`--compile` reaches it: the tune stage compiles what it
+loads). `torch.compile`'s one-off compilation
 (and its recompilations for new batch shapes) counts in the stages that trigger it, mostly the inversion:
 what a run pays; more frames spread it thinner.
 

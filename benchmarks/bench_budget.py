@@ -1,0 +1,182 @@
+"""Generator renders per output frame, by stage, and the quality they buy, for a quality level.
+
+Examples:
+    python benchmarks/bench_budget.py                          # balanced, 32, 125 and 500 frames
+    python benchmarks/bench_budget.py --quality fast balanced best   # the README's table
+    python benchmarks/bench_budget.py --frames 125 --set invert.warm_steps=30 --json   # try a budget
+
+Each row is one `reenact transfer` (a subprocess, a fresh workspace) on the synthetic world: target and
+driver of `--frames` frames each, its random 32 px generator and its landmarks. The run takes the
+quality level's budgets (`--quality`, over the `default` preset); only what the tiny world needs
+differs from the defaults, and no budget: MSE-only losses (no VGG16/LPIPS weights exist here), the
+start-point search of its random generator, the tuning step size of its few weights, and its edit
+layers, paste-back and video settings (`WORLD_SETTINGS`). The counts are the run summary's (`--json`:
+`renders`), which a test checks against an independent count. Quality, where the answer is known:
+- target PSNR: the target inversion's mean PSNR of G(pivot) against the crops (dB);
+- face PSNR: the transfer's output against the ground truth over the face regions (dB).
+The renders per frame of one setting do not depend on the machine; the seconds do (CPU, one thread).
+`best` runs only on clips up to `--best-max-frames`: its cost grows with the clip's length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reenact.config import QUALITY_LEVELS, Config
+from reenact.demo import decode, face_psnr
+from reenact.gan.checkpoints import save_generator
+from reenact.synthetic import SyntheticConfig, make_world, true_transfer_frames, write_world
+
+WORLD_SETTINGS = (
+    "invert.perceptual_weight=0.0",
+    "invert.start_samples=64",
+    "pti.lpips_weight=0.0",
+    "pti.learning_rate=0.001",
+    "composite.color_match=false",
+    "video.crf=16",
+    'video.pix_fmt="yuv444p"',
+    'edit.layers="2,3,4"',
+)
+"""The synthetic world's needs (as `configs/synthetic.toml`), none of them a budget: see the module doc."""
+STAGES = ("tar-invert", "tar-tune", "dri-invert")
+COLUMNS = (
+    ("frames", "frames", "{:>6}"),
+    ("quality", "quality", "{:>8}"),
+    ("target_invert", "tgt inv", "{:>7.1f}"),
+    ("tuning", "tuning", "{:>7.1f}"),
+    ("locality", "locality", "{:>8.1f}"),
+    ("driver_invert", "drv inv", "{:>7.1f}"),
+    ("total", "TOTAL", "{:>7.1f}"),
+    ("forward_only", "fwd-only", "{:>8.1f}"),
+    ("target_psnr", "tgt dB", "{:>7.2f}"),
+    ("face_psnr", "face dB", "{:>7.2f}"),
+    ("seconds", "seconds", "{:>8.1f}"),
+)
+
+
+def run_transfer(files: Path, generator: Path, *, quality: str, work: Path, sets: list[str]) -> dict:
+    """One transfer at `quality` in a fresh workspace: its JSON summary."""
+    command = [
+        sys.executable,
+        "-m",
+        "reenact_cli",
+        "transfer",
+        str(files / "target.mp4"),
+        str(files / "driver.mp4"),
+        "-o",
+        str(work / "out.mp4"),
+        "--generator",
+        str(generator),
+        "--preset",
+        "default",
+        "--quality",
+        quality,
+        "--target-landmarks",
+        str(files / "target_landmarks.npz"),
+        "--driver-landmarks",
+        str(files / "driver_landmarks.npz"),
+        "--device",
+        "cpu",
+        "--workdir",
+        str(work / "work"),
+        "--quiet",
+        "--json",
+        *[arg for setting in [*WORLD_SETTINGS, *sets] for arg in ("--set", setting)],
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        raise SystemExit(f"error: the {quality} transfer failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def stage_manifest(summary: dict, name: str) -> dict:
+    stage = next(stage for stage in summary["stages"] if stage["name"] == name)
+    return json.loads((Path(stage["location"]) / "manifest.json").read_text())
+
+
+def row(
+    summary: dict, *, quality: str, sets: list[str], face_db: float, seconds: float
+) -> dict[str, float | int | str]:
+    """Renders per output frame by stage (fwd+bwd; the regulariser's share of tuning apart), forward-only
+    renders per frame, and the quality figures."""
+    frames = summary["frames"]
+    by_stage = {stage["name"]: stage["renders"] for stage in summary["stages"]}
+    settings = Config.from_preset("default", quality=quality, overrides=[*WORLD_SETTINGS, *sets]).pti
+    steps = stage_manifest(summary, "tar-tune")["summary"]["steps"]
+    regularised = -(-steps // settings.locality_interval) if settings.locality_weight > 0 else 0
+    locality = regularised * settings.locality_samples
+    tune_frames = by_stage["tar-tune"]["backward"]
+    return {
+        "frames": frames,
+        "quality": quality,
+        "target_invert": by_stage["tar-invert"]["backward"] / frames,
+        "tuning": (tune_frames - locality) / frames,
+        "locality": locality / frames,
+        "driver_invert": by_stage["dri-invert"]["backward"] / frames,
+        "total": summary["renders"]["backward"] / frames,
+        "forward_only": summary["renders"]["forward"] / frames,
+        "target_psnr": stage_manifest(summary, "tar-invert")["summary"]["mean_psnr"],
+        "face_psnr": face_db,
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[32, 125, 500], help="clip lengths")
+    parser.add_argument("--quality", nargs="+", default=["balanced"], choices=QUALITY_LEVELS)
+    parser.add_argument("--seed", type=int, default=0, help="the synthetic world's seed")
+    parser.add_argument(
+        "--best-max-frames", type=int, default=125, help="longest clip the best level runs on"
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting over the quality level (repeatable), to try a budget",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-budget-") as temp:
+        root = Path(temp)
+        for frames in args.frames:
+            world = make_world(SyntheticConfig(seed=args.seed, num_frames=frames))
+            files = write_world(world, root / f"world-{frames}")
+            generator = save_generator(world.generator, root / f"g-{frames}.safetensors")
+            composite = Config.from_preset("default", overrides=WORLD_SETTINGS).composite
+            truth, regions = true_transfer_frames(world, composite=composite, ref=0)
+            for quality in args.quality:
+                if quality == "best" and frames > args.best_max_frames:
+                    continue
+                work = root / f"run-{frames}-{quality}"
+                started = time.perf_counter()
+                summary = run_transfer(
+                    files.target_video.parent, generator, quality=quality, work=work, sets=args.sets
+                )
+                seconds = time.perf_counter() - started
+                face_db = face_psnr(decode(work / "out.mp4"), truth, regions)
+                rows.append(row(summary, quality=quality, sets=args.sets, face_db=face_db, seconds=seconds))
+                print(f"{frames} frames, {quality}: {seconds:.1f} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print("fwd+bwd generator renders per output frame (driver as long as the target); forward-only apart")
+    print(" ".join(title.rjust(len(fmt.format(rows[0][key]))) for key, title, fmt in COLUMNS))
+    for entry in rows:
+        print(" ".join(fmt.format(entry[key]) for key, _, fmt in COLUMNS))
+
+
+if __name__ == "__main__":
+    main()
