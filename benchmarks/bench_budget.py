@@ -32,7 +32,13 @@ from pathlib import Path
 from reenact.config import QUALITY_LEVELS, Config
 from reenact.demo import decode, face_psnr
 from reenact.gan.checkpoints import save_generator
-from reenact.synthetic import SyntheticConfig, make_world, true_transfer_frames, write_world
+from reenact.synthetic import (
+    SyntheticConfig,
+    SyntheticFiles,
+    make_world,
+    true_transfer_frames,
+    write_world,
+)
 
 WORLD_SETTINGS = (
     "invert.perceptual_weight=0.0",
@@ -61,27 +67,19 @@ COLUMNS = (
 )
 
 
-def run_transfer(files: Path, generator: Path, *, quality: str, work: Path, sets: list[str]) -> dict:
+def run_transfer(
+    files: SyntheticFiles, generator: Path, *, quality: str, work: Path, sets: list[str]
+) -> dict:
     """One transfer at `quality` in a fresh workspace: its JSON summary."""
     command = [
         sys.executable,
         "-m",
         "reenact_cli",
-        "transfer",
-        str(files / "target.mp4"),
-        str(files / "driver.mp4"),
-        "-o",
-        str(work / "out.mp4"),
-        "--generator",
-        str(generator),
+        *files.transfer_args(work / "out.mp4", generator=generator),
         "--preset",
         "default",
         "--quality",
         quality,
-        "--target-landmarks",
-        str(files / "target_landmarks.npz"),
-        "--driver-landmarks",
-        str(files / "driver_landmarks.npz"),
         "--device",
         "cpu",
         "--workdir",
@@ -162,9 +160,7 @@ def main() -> None:
                     continue
                 work = root / f"run-{frames}-{quality}"
                 started = time.perf_counter()
-                summary = run_transfer(
-                    files.target_video.parent, generator, quality=quality, work=work, sets=args.sets
-                )
+                summary = run_transfer(files, generator, quality=quality, work=work, sets=args.sets)
                 seconds = time.perf_counter() - started
                 face_db = face_psnr(decode(work / "out.mp4"), truth, regions)
                 rows.append(row(summary, quality=quality, sets=args.sets, face_db=face_db, seconds=seconds))

@@ -30,6 +30,7 @@ from reenact.demo import decode, face_psnr
 from reenact.gan.checkpoints import save_generator
 from reenact.synthetic import (
     SyntheticConfig,
+    SyntheticFiles,
     make_world,
     synthetic_settings,
     true_transfer_frames,
@@ -47,9 +48,8 @@ ROWS = {
 }
 
 
-def run_once(world_dir: Path, generator: Path, *, ranks: int, device: str, work: Path) -> dict:
+def run_once(files: SyntheticFiles, generator: Path, *, ranks: int, device: str, work: Path) -> dict:
     """One transfer on `ranks` ranks: the main rank's JSON summary and the output's face PSNR."""
-    files = world_dir
     output = work / "out.mp4"
     command = [
         str(TORCHRUN),
@@ -57,19 +57,9 @@ def run_once(world_dir: Path, generator: Path, *, ranks: int, device: str, work:
         f"--nproc_per_node={ranks}",
         "-m",
         "reenact_cli",
-        "transfer",
-        str(files / "target.mp4"),
-        str(files / "driver.mp4"),
-        "-o",
-        str(output),
-        "--generator",
-        str(generator),
+        *files.transfer_args(output, generator=generator),
         "--preset",
         "synthetic",
-        "--target-landmarks",
-        str(files / "target_landmarks.npz"),
-        "--driver-landmarks",
-        str(files / "driver_landmarks.npz"),
         "--device",
         device,
         "--workdir",
@@ -114,9 +104,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for ranks in args.ranks:
                 work = root / f"run-{ranks}-{repeat}"
-                result = run_once(
-                    files.target_video.parent, generator, ranks=ranks, device=args.device, work=work
-                )
+                result = run_once(files, generator, ranks=ranks, device=args.device, work=work)
                 summary = result["summary"]
                 seconds[ranks].append(stage_seconds(summary))
                 quality[ranks].append(face_psnr(decode(result["output"]), truth, regions))

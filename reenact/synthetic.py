@@ -388,6 +388,23 @@ class SyntheticFiles:
     ground_truth: Path
     world: SyntheticWorld
 
+    def transfer_args(self, output: Path, *, generator: Path) -> list[str]:
+        """`reenact transfer` arguments for these clips: target, driver, output, the generator file and
+        the landmark files (so no detector runs)."""
+        return [
+            "transfer",
+            str(self.target_video),
+            str(self.driver_video),
+            "-o",
+            str(output),
+            "--generator",
+            str(generator),
+            "--target-landmarks",
+            str(self.target_landmarks),
+            "--driver-landmarks",
+            str(self.driver_landmarks),
+        ]
+
 
 def _render_clip(
     *,

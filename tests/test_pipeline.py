@@ -53,19 +53,9 @@ class World:
 
     def transfer_args(self, output: Path, *extra: str, workdir: Path | None = None) -> list[str]:
         return [
-            "transfer",
-            str(self.files.target_video),
-            str(self.files.driver_video),
-            "-o",
-            str(output),
-            "--generator",
-            str(self.generator),
+            *self.files.transfer_args(output, generator=self.generator),
             "--preset",
             "synthetic",
-            "--target-landmarks",
-            str(self.files.target_landmarks),
-            "--driver-landmarks",
-            str(self.files.driver_landmarks),
             "--workdir",
             str(workdir or self.root / "work"),
             "--quiet",
