@@ -25,12 +25,13 @@ def test_the_sample_jobs_file_reads_with_defaults_and_paths_from_its_folder() ->
 
 def test_a_csv_jobs_file_reads_like_toml(tmp_path: Path) -> None:
     (tmp_path / "jobs.csv").write_text(
-        "target,driver,output,strength,set\na.mp4,b.mp4,out/ab.mp4,0.8,video.crf=18;edit.sigma=2\n"
-        "c.mp4,d.mp4,out/cd.mp4,,\n"
+        "target,driver,output,strength,set,quality\n"
+        "a.mp4,b.mp4,out/ab.mp4,0.8,video.crf=18;edit.sigma=2,fast\n"
+        "c.mp4,d.mp4,out/cd.mp4,,,\n"
     )
     first, second = read_jobs(tmp_path / "jobs.csv")
     assert (first.target, first.output) == (tmp_path / "a.mp4", tmp_path / "out" / "ab.mp4")
-    assert first.options == {"strength": 0.8, "set": ["video.crf=18", "edit.sigma=2"]}
+    assert first.options == {"strength": 0.8, "set": ["video.crf=18", "edit.sigma=2"], "quality": "fast"}
     assert second.options == {}, "empty cells are not given"
 
 
