@@ -237,6 +237,10 @@ class InvertConfig:
     frame stops on its own, a batch when its summed loss plateaus."""
     plateau_tolerance: float = 1e-3
     """Early stop when the loss fell by less than this fraction over `plateau_window` steps."""
+    predict: float = 0.5
+    """Warm Adam: a frame's start is its predecessor's latents plus this fraction of the last step between
+    two finished neighbours (0 = the predecessor's latents as they are; 1 overshoots when the motion
+    turns). `benchmarks/bench_budget.py --set invert.predict=0` measures what it buys."""
     start_samples: int = 0
     """Where a run from scratch starts: 0 = `w_avg` (Image2StyleGAN, stylegan2-ada's projector); N > 0 =
     the closest (pixel MSE) of N seeded random samples `mapping(z)`, one batched render, for generators
@@ -266,6 +270,8 @@ class InvertConfig:
             raise ReenactError(f"invert.plateau_window must be >= 0, got {self.plateau_window}")
         if not 0 <= self.plateau_tolerance < 1:
             raise ReenactError(f"invert.plateau_tolerance must be in [0, 1), got {self.plateau_tolerance}")
+        if not 0 <= self.predict <= 1:
+            raise ReenactError(f"invert.predict must be in [0, 1], got {self.predict}")
 
 
 @dataclass

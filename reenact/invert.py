@@ -11,10 +11,12 @@ per frame that a chain of single frames needs for the same PSNR. So warm Adam ru
 (`optimise_window`): up to `batch_size` consecutive frames in flight, one generator call a step for all
 of them, each frame with its own step budget, learning-rate ramps and early stop, entering started from
 its immediate predecessor's best latents so far (entries are staggered so the predecessor has moved
-towards its own solution first). A frame also inherits its predecessor's Adam moments: with fresh
-moments Adam's first steps are full-size in every coordinate, which kicks the latents off the
-neighbour's solution and lets the directions the image barely constrains wander (on the synthetic world
-the pivots then moved 1.6x as fast as the truth; with the handover 1.1x, at the same PSNR).
+towards its own solution first), moved on by `predict` times the last step between two finished
+neighbours: faces move smoothly, so the next pivot is further along the same way. A frame also
+inherits its predecessor's Adam moments: with fresh moments Adam's first steps are full-size in every
+coordinate, which kicks the latents off the neighbour's solution and lets the directions the image
+barely constrains wander (on the synthetic world the pivots then moved 1.6x as fast as the truth; with
+the handover 1.1x, at the same PSNR).
 `benchmarks/bench_budget.py` measures the renders and the quality. Adam is per-element, so frames are
 optimised independently; batching only shares the generator calls. Runs follow stylegan2-ada's
 projector learning-rate ramps and stop early when their loss plateaus. `mode="cold"` starts every frame
@@ -357,7 +359,8 @@ def optimise_window(
     A frame leaves after `steps` steps or once its own loss plateaus (`config.plateau_window`), and the
     next frame enters; entries are staggered (a frame enters once the newest has taken
     `steps / width` steps), so a frame starts from a neighbour that already moved towards its own
-    solution, not from one `width` frames back. `handed_on`: the Adam moments of `previous`'s run, if
+    solution, not from one `width` frames back. The start also moves on by `config.predict` times the
+    last step between two finished neighbours. `handed_on`: the Adam moments of `previous`'s run, if
     any. Batching only shares the generator calls: every frame's optimisation is its own. `on_frame`
     receives each finished frame (`index` counts from `first`). Returns the renders made.
     """
@@ -372,6 +375,8 @@ def optimise_window(
     histories: list[list[float]] = []
     best = BestSeen(latents)
     done_latents = {-1: previous}  # [1, K, D] pivots of frames that left, kept while a successor may need one
+    recent: dict[int, torch.Tensor] = {}
+    velocity: torch.Tensor | None = None
     zeros = torch.zeros_like(previous)
     done_moments = {-1: (zeros, zeros, torch.zeros(1, device=device))}  # their Adam moments and steps
     if handed_on is not None:  # the moments of `previous`'s own run
@@ -389,6 +394,8 @@ def optimise_window(
                 moments = (exp_avg[slot : slot + 1], exp_avg_sq[slot : slot + 1], adam_steps[slot : slot + 1])
             else:
                 start, moments = done_latents[before], done_moments[before]
+            if config.predict and velocity is not None:  # the motion goes on
+                start = start + config.predict * velocity
             latents = torch.cat([latents, start])
             exp_avg = torch.cat([exp_avg, moments[0]])
             exp_avg_sq = torch.cat([exp_avg_sq, moments[1]])
@@ -437,6 +444,9 @@ def optimise_window(
                 steps=int(taken[slot]),
             )
             done_latents[indices[slot]] = best.latents[slot : slot + 1].clone()
+            if indices[slot] - 1 in recent:
+                velocity = done_latents[indices[slot]] - recent[indices[slot] - 1]
+            recent[indices[slot]] = done_latents[indices[slot]]
             done_moments[indices[slot]] = (
                 exp_avg[slot : slot + 1],
                 exp_avg_sq[slot : slot + 1],
@@ -444,6 +454,7 @@ def optimise_window(
             )
             on_frame(done)
         done_latents = {index: value for index, value in done_latents.items() if index >= entered - 1}
+        recent = {index: value for index, value in recent.items() if index >= entered - width - 2}
         done_moments = {index: value for index, value in done_moments.items() if index >= entered - 1}
         if leaving:
             rows = torch.tensor(keep, dtype=torch.long, device=device)
