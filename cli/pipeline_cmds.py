@@ -17,6 +17,7 @@ import typer
 
 from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR
 from reenact.errors import ReenactError
+from reenact.renders import Renders
 from reenact_cli.common import (
     AsJson,
     Compile,
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
 RANDOM_GENERATOR_PRESET = "synthetic"
 """The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
 GIGABYTE = 1e9
-RENDER_KINDS = ("backward", "forward")
-"""The two kinds of generator render counted (`reenact.renders.Renders`)."""
+RENDER_KINDS = tuple(field.name for field in dataclasses.fields(Renders))
+"""The kinds of generator render counted."""
 
 Input = Annotated[Path, typer.Argument(help="Input video or photo.")]
 

@@ -116,7 +116,7 @@ class RunResult:
     """Optimiser steps (Adam) or iterations (L-BFGS) taken."""
     renders: Renders
     adam_state: AdamState | None = None
-    """Adam's moments of the batch's last frame, for the next batch (None for L-BFGS)."""
+    """Adam's moments of the batch's last frame, for the frames after it (None for L-BFGS)."""
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -374,8 +374,9 @@ def optimise_window(
     indices: list[int] = []
     histories: list[list[float]] = []
     best = BestSeen(latents)
-    done_latents = {-1: previous}  # [1, K, D] pivots of frames that left, kept while a successor may need one
-    recent: dict[int, torch.Tensor] = {}
+    # [1, K, D] pivots of frames that left, kept while a successor may start from one or a step between
+    # two may predict its start
+    done_latents = {-1: previous}
     velocity: torch.Tensor | None = None
     zeros = torch.zeros_like(previous)
     done_moments = {-1: (zeros, zeros, torch.zeros(1, device=device))}  # their Adam moments and steps
@@ -443,18 +444,17 @@ def optimise_window(
                 psnr=float(best.psnr[slot]),
                 steps=int(taken[slot]),
             )
-            done_latents[indices[slot]] = best.latents[slot : slot + 1].clone()
-            if indices[slot] - 1 in recent:
-                velocity = done_latents[indices[slot]] - recent[indices[slot] - 1]
-            recent[indices[slot]] = done_latents[indices[slot]]
-            done_moments[indices[slot]] = (
+            frame = indices[slot]
+            done_latents[frame] = best.latents[slot : slot + 1].clone()
+            if frame > 0 and frame - 1 in done_latents:
+                velocity = done_latents[frame] - done_latents[frame - 1]
+            done_moments[frame] = (
                 exp_avg[slot : slot + 1],
                 exp_avg_sq[slot : slot + 1],
                 adam_steps[slot : slot + 1],
             )
             on_frame(done)
-        done_latents = {index: value for index, value in done_latents.items() if index >= entered - 1}
-        recent = {index: value for index, value in recent.items() if index >= entered - width - 2}
+        done_latents = {index: value for index, value in done_latents.items() if index >= entered - width - 2}
         done_moments = {index: value for index, value in done_moments.items() if index >= entered - 1}
         if leaving:
             rows = torch.tensor(keep, dtype=torch.long, device=device)
@@ -504,7 +504,7 @@ def invert_clip(
     runs, first_batch, budget = [], 0, config.first_steps  # cold: every batch from the start point
     if config.mode == "warm":
         budget = config.warm_steps
-        if not chained:  # frame 0 alone from the start point, then batches from their neighbours
+        if not chained:  # frame 0 alone from the start point, then the others from their neighbours
             runs, first_batch = [(0, 1, config.first_steps)], 1
     window = config.mode == "warm" and config.optimiser == "adam"  # the rest: `optimise_window`
     if not window:
