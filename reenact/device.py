@@ -57,6 +57,13 @@ def resolve_runtime(device: str = "auto", *, precision: str = "auto", compile: b
     return Runtime(device=resolved, autocast_dtype=torch.bfloat16 if use_bf16 else None, compile=compile)
 
 
+def numerics_key(runtime: Runtime) -> dict[str, str]:
+    """What of the runtime changes a rendering stage's numbers: the autocast dtype, and `torch.compile`
+    (its fused kernels round differently). Every stage that renders puts this in its key, so an fp32 and
+    a bf16 run on one workdir never reuse each other's results."""
+    return {"autocast": str(runtime.autocast_dtype), "compile": str(runtime.compile)}
+
+
 @contextlib.contextmanager
 def autocast(runtime: Runtime) -> Iterator[None]:
     """`torch.autocast` with the run's dtype, or nothing for fp32."""

@@ -276,6 +276,34 @@ def test_invert_and_tune_commands_store_pivots_and_tuned_generator(
     assert all(stage["cached"] for stage in again["stages"])
 
 
+def test_fp32_and_bf16_runs_on_one_workdir_do_not_share_results(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every stage that renders keys the runtime's numerics: a bf16 run reuses the fp32 run's alignment
+    and crops (no generator in them) but computes its own pivots and tuned generator."""
+    common = [
+        str(world.files.target_video),
+        "--generator", str(world.generator),
+        "--preset", "synthetic",
+        "--landmarks", str(world.files.target_landmarks),
+        "--workdir", str(world.root / "precision-work"),
+        "--device", "cpu",
+        "--set", "invert.first_steps=4",
+        "--set", "invert.warm_steps=2",
+        "--set", "pti.base_steps=4",
+        "--set", "pti.max_steps=4",
+        "--quiet",
+        "--json",
+    ]  # fmt: skip  (a few steps: only the keys are under test)
+    cached = {}
+    for precision in ("fp32", "bf16"):
+        assert run(["tune", *common, "--precision", precision]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        cached[precision] = {stage["name"]: stage["cached"] for stage in summary["stages"]}
+    assert cached["fp32"] == dict.fromkeys(("inp-align", "inp-crops", "inp-invert", "inp-tune"), False)
+    assert cached["bf16"] == {"inp-align": True, "inp-crops": True, "inp-invert": False, "inp-tune": False}
+
+
 def test_cuda_without_gpu_is_one_line(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 

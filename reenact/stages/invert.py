@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from reenact.config import Config, config_to_dict
-from reenact.device import Runtime
+from reenact.device import Runtime, numerics_key
 from reenact.distributed import part_size, shard_each
 from reenact.errors import ReenactError
 from reenact.files import save_array
@@ -127,6 +127,7 @@ class InvertStage:
                 "generator": source.digest,
                 "invert": config_to_dict(settings.invert),
                 "chain_breaks": self.chain_breaks(),
+                "numerics": numerics_key(runtime),
             },
         )
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reenact.device import Runtime, autocast, to_device
+from reenact.device import Runtime, autocast, numerics_key, to_device
 from reenact.distributed import part_size
 from reenact.files import RowWriter, read_rows
 from reenact.gan.stylegan2 import Generator
@@ -71,7 +71,7 @@ class RenderStage:
                 "version": STAGE_VERSION,
                 "generator": generator_digest,
                 "latents": latent_digest(latents),
-                "autocast": str(runtime.autocast_dtype),
+                "numerics": numerics_key(runtime),
             },
         )
 

@@ -17,7 +17,7 @@ import numpy as np
 from torch import nn
 
 from reenact.config import Config, config_to_dict
-from reenact.device import Runtime, maybe_compile
+from reenact.device import Runtime, maybe_compile, numerics_key
 from reenact.distributed import SINGLE, Group
 from reenact.gan.checkpoints import load_generator, save_generator
 from reenact.gan.source import GeneratorSource
@@ -81,6 +81,7 @@ class TuneStage:
                 "invert": invert.digest,
                 "generator": source.digest,
                 "pti": config_to_dict(settings.pti),
+                "numerics": numerics_key(runtime),
             },
         )
 
