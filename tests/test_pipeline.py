@@ -294,8 +294,8 @@ def test_fp32_and_bf16_runs_on_one_workdir_do_not_share_results(
         "--set", "pti.max_steps=4",
         "--quiet",
         "--json",
-    ]  # fmt: skip  (a few steps: only the keys are under test)
-    cached = {}
+    ]  # fmt: skip
+    cached = {}  # a few steps each: only the keys are under test
     for precision in ("fp32", "bf16"):
         assert run(["tune", *common, "--precision", precision]) == 0
         summary = json.loads(capsys.readouterr().out)
