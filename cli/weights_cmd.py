@@ -20,16 +20,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-BYTES_PER_MIB = 1024 * 1024
-
-
-def _size_text(size: int | None) -> str:
-    if size is None:
-        return "?"
-    if size < BYTES_PER_MIB:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / BYTES_PER_MIB:.1f} MiB"
-
 
 @app.command("list")
 def list_weights(
@@ -39,22 +29,32 @@ def list_weights(
         typer.Option("--kind", help="Only this kind: generator, backbone, lpips, landmarks or direction."),
     ] = None,
 ) -> None:
-    """Every known weight file: cached or missing, size, license."""
+    """Every known weight file: where the pipeline finds it (the cache, or an installed package such as
+    `lpips`) or that it is missing, its size (on disk, else the download's: "~" when approximate), license.
+    """
     from reenact import weights
 
     rows = []
     for entry in weights.registry().values():
         if kind is not None and entry.kind != kind:
             continue
-        path = weights.cached_file(entry.name)
-        cached = path.is_file()
+        found = weights.find_file(entry.name)
+        cached = weights.cached_file(entry.name)
+        if found is None:
+            status, size, size_text = "missing", entry.size, weights.expected_size_text(entry)
+        else:
+            size = found.stat().st_size
+            status, size_text = ("cached" if found == cached else "package"), weights.format_size(size)
         rows.append(
             {
                 "name": entry.name,
                 "kind": entry.kind,
-                "status": "cached" if cached else "missing",
+                "status": status,
                 "filename": entry.filename,
-                "size": path.stat().st_size if cached else entry.size,
+                "size": size,
+                "approx_size": entry.approx_size,
+                "size_text": size_text,
+                "size_source": entry.size_source,
                 "sha256": entry.sha256,
                 "sha256_prefix": entry.sha256_prefix,
                 "license": entry.license,
@@ -62,7 +62,7 @@ def list_weights(
                 "page": entry.page,
                 "citation": entry.citation,
                 "note": entry.note,
-                "path": str(path),
+                "path": str(found or cached),
             }
         )
     if as_json:
@@ -73,9 +73,12 @@ def list_weights(
     for row in rows:
         typer.echo(
             f"{row['name']:<{name_width}}  {row['kind']:<10}  {row['status']:<7}  "
-            f"{_size_text(row['size']):>10}  {row['license']}"
+            f"{row['size_text']:>10}  {row['license']}"
         )
-    typer.echo(f"cache: {weights.weights_dir()}")
+    for row in rows:
+        if row["status"] == "package":
+            typer.echo(f"{row['name']}: {row['path']} (from an installed package)")
+    typer.echo(f"cache: {weights.weights_dir()}  (~: approximate download size)")
 
 
 @app.command("fetch")

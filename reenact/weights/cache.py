@@ -79,6 +79,33 @@ def is_cached(name: str) -> bool:
     return cached_file(name).is_file()
 
 
+def package_copy(entry: WeightEntry) -> Path | None:
+    """The copy of `entry`'s file that an installed package ships (`WeightEntry.package_copy`), found
+    without importing the package (`lpips` imports torchvision); None when there is none.
+    """
+    if entry.package_copy is None:
+        return None
+    package, inside = entry.package_copy
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / inside
+        if path.is_file():
+            return path
+    return None
+
+
+def find_file(name: str) -> Path | None:
+    """Where the loaders find the file for `name`: an installed package's copy, else the cache's; None
+    when neither has it. Cheap: no checksum (`weight_path` checks the size, `verify()` the checksum).
+    """
+    packaged = package_copy(get_entry(name))
+    if packaged is not None:
+        return packaged
+    path = cached_file(name)
+    return path if path.is_file() else None
+
+
 def _how_to_get(entry: WeightEntry) -> str:
     if entry.urls:
         return (
@@ -89,13 +116,14 @@ def _how_to_get(entry: WeightEntry) -> str:
 
 
 def weight_path(name: str) -> Path:
-    """The cached file for `name`; `ReenactError` saying how to get it when it is missing.
+    """The file for `name` (`find_file`: an installed package's copy, else the cache's); `ReenactError`
+    saying how to get it when it is missing.
 
     Cheap: checks existence and, where known, the size; `verify()` does the full checksum.
     """
     entry = get_entry(name)
-    path = cached_file(name)
-    if not path.is_file():
+    path = find_file(name)
+    if path is None:
         raise ReenactError(f"missing weight file {entry.filename} ({entry.name}): {_how_to_get(entry)}")
     if entry.size is not None and path.stat().st_size != entry.size:
         raise ReenactError(
@@ -111,18 +139,9 @@ def backbone_path(arch: BackboneArch) -> Path:
 
 
 def lpips_heads_path(net: LpipsNet) -> Path:
-    """The LPIPS v0.1 linear-head file for `net`: the installed `lpips` package's own file (found
-    without importing the package, which imports torchvision), else the cache's `lpips-<net>`
-    (`ReenactError` saying how to get it when neither is there).
+    """The LPIPS v0.1 linear-head file for `net`: the installed `lpips` package's own file, else the
+    cache's `lpips-<net>` (`ReenactError` saying how to get it when neither is there).
     """
-    from reenact.backbones import LPIPS_VERSION  # here: `reenact.backbones` imports torch
-
-    spec = importlib.util.find_spec("lpips")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        path = Path(location) / "weights" / f"v{LPIPS_VERSION}" / f"{net}.pth"
-        if path.is_file():
-            return path
     return weight_path(lpips_heads_entry_name(net))
 
 
