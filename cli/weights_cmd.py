@@ -20,6 +20,14 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+SOURCE_STATUS = {"cache": "cached", "package": "package", "torch-hub": "hub"}
+"""The list's status of a file by where it was found (`reenact.weights.WeightSource`)."""
+OUTSIDE_THE_CACHE = {
+    "package": "from an installed package",
+    "hub": "in the torch hub checkpoints, where face-alignment reads it",
+}
+"""What the list says under the table about files found outside the cache, by status."""
+
 
 @app.command("list")
 def list_weights(
@@ -29,8 +37,9 @@ def list_weights(
         typer.Option("--kind", help="Only this kind: generator, backbone, lpips, landmarks or direction."),
     ] = None,
 ) -> None:
-    """Every known weight file: where the pipeline finds it (the cache, or an installed package such as
-    `lpips`) or that it is missing, its size (on disk, else the download's: "~" when approximate), license.
+    """Every known weight file: where the pipeline finds it (the cache, an installed package such as
+    `lpips`, the torch hub checkpoints) or that it is missing; its size (on disk, else the download's,
+    "~" when approximate); its license.
     """
     from reenact import weights
 
@@ -38,13 +47,12 @@ def list_weights(
     for entry in weights.registry().values():
         if kind is not None and entry.kind != kind:
             continue
-        found = weights.find_file(entry.name)
-        cached = weights.cached_file(entry.name)
+        found = weights.locate(entry.name)
         if found is None:
             status, size, size_text = "missing", entry.size, weights.expected_size_text(entry)
         else:
-            size = found.stat().st_size
-            status, size_text = ("cached" if found == cached else "package"), weights.format_size(size)
+            size = found.path.stat().st_size
+            status, size_text = SOURCE_STATUS[found.source], weights.format_size(size)
         rows.append(
             {
                 "name": entry.name,
@@ -62,7 +70,7 @@ def list_weights(
                 "page": entry.page,
                 "citation": entry.citation,
                 "note": entry.note,
-                "path": str(found or cached),
+                "path": str(found.path if found else weights.cached_file(entry.name)),
             }
         )
     if as_json:
@@ -76,8 +84,8 @@ def list_weights(
             f"{row['size_text']:>10}  {row['license']}"
         )
     for row in rows:
-        if row["status"] == "package":
-            typer.echo(f"{row['name']}: {row['path']} (from an installed package)")
+        if row["status"] in OUTSIDE_THE_CACHE:
+            typer.echo(f"{row['name']}: {row['path']} ({OUTSIDE_THE_CACHE[row['status']]})")
     typer.echo(f"cache: {weights.weights_dir()}  (~: approximate download size)")
 
 

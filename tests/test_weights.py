@@ -31,9 +31,10 @@ SYNTHETIC = "test-direction"
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty cache per test; no proxy may route the 127.0.0.1 test server elsewhere."""
+    """An empty cache and torch hub folder per test; no proxy may route the test server elsewhere."""
     root = tmp_path / "home"
     monkeypatch.setenv("REENACT_HOME", str(root))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     for variable in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(variable, raising=False)
     return root
@@ -460,6 +461,36 @@ def test_cli_list_finds_the_lpips_heads_in_the_package(
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["lpips-vgg"]["status"] == "missing"
     assert rows["lpips-vgg"]["path"] == str(weights.cached_file("lpips-vgg"))
+
+
+def test_torch_hub_checkpoints_is_where_torch_puts_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import torch.hub
+
+    for variable, value in (("TORCH_HOME", None), ("XDG_CACHE_HOME", tmp_path / "xdg"), ("HOME", tmp_path)):
+        if value is None:
+            monkeypatch.delenv(variable)
+        else:
+            monkeypatch.setenv(variable, str(value))
+        assert weights.torch_hub_checkpoints() == Path(torch.hub.get_dir()) / "checkpoints", variable
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert weights.torch_hub_checkpoints() == Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def test_cli_list_finds_face_alignment_files_in_the_torch_hub(capsys: pytest.CaptureFixture[str]) -> None:
+    hub_file = weights.torch_hub_checkpoints() / "s3fd-619a316812.pth"
+    hub_file.parent.mkdir(parents=True)
+    hub_file.write_bytes(b"\0" * 3000)
+    assert run(["weights", "list", "--json", "--kind", "landmarks"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["s3fd"]["status"] == "hub" and rows["s3fd"]["path"] == str(hub_file)
+    assert rows["s3fd"]["size"] == 3000 and rows["s3fd"]["size_text"] == "2.9 KiB"
+    assert rows["fan-2d"]["status"] == "missing" and rows["fan-2d"]["size_text"] == "~92 MiB"
+    assert run(["weights", "list", "--kind", "landmarks"]) == 0
+    assert f"s3fd: {hub_file} (in the torch hub checkpoints" in capsys.readouterr().out
+    (weights.torch_hub_checkpoints() / "vgg16-397923af.pth").write_bytes(b"\0")
+    assert weights.locate("vgg16") is None, "reenact's own loaders read torchvision files from the cache only"
 
 
 # --- format checks on same-format files ---------------------------------------------------------------

@@ -4,7 +4,7 @@
   (`expected_size_text`, `format_size`);
 - `formats`: the per-format checks a file passes before it enters the cache (`check_format`), and the
   direction-file readers `reenact.directions` uses;
-- `cache`: the cache folder, `find_file(name)` (an installed package's copy, else the cache's),
+- `cache`: the cache folder, `locate(name)` (an installed package's copy, the torch hub folder, the cache),
   `weight_path(name)`, `backbone_path(arch)`, `lpips_heads_path(net)`, `import_file`, `verify`;
 - `download`: `fetch(name)`, resumable and checked.
 
@@ -15,16 +15,19 @@ Import the public names from here (`from reenact import weights; weights.weight_
 from __future__ import annotations
 
 from reenact.weights.cache import (
+    FoundFile,
     VerifyResult,
+    WeightSource,
     backbone_path,
     cache_dir,
     cached_file,
     checksum_problem,
-    find_file,
     import_file,
     is_cached,
+    locate,
     lpips_heads_path,
     package_copy,
+    torch_hub_checkpoints,
     verify,
     verify_entry,
     weight_path,
@@ -42,9 +45,11 @@ from reenact.weights.registry import (
 )
 
 __all__ = [
+    "FoundFile",
     "VerifyResult",
     "WeightEntry",
     "WeightKind",
+    "WeightSource",
     "backbone_path",
     "cache_dir",
     "cached_file",
@@ -52,14 +57,15 @@ __all__ = [
     "checksum_problem",
     "expected_size_text",
     "fetch",
-    "find_file",
     "format_size",
     "get_entry",
     "import_file",
     "is_cached",
+    "locate",
     "lpips_heads_path",
     "package_copy",
     "registry",
+    "torch_hub_checkpoints",
     "verify",
     "verify_entry",
     "weight_path",

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from reenact.backbones import BackboneArch, LpipsNet
 
 VerifyStatus = Literal["ok", "corrupt", "unchecked"]
+WeightSource = Literal["cache", "package", "torch-hub"]
 
 SIDECAR_SUFFIX = ".sha256"
 
@@ -47,6 +48,14 @@ class VerifyResult:
     path: Path
     status: VerifyStatus
     detail: str
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """Where the loaders find a weight file: the cache, an installed package or the torch hub folder."""
+
+    path: Path
+    source: WeightSource
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -95,15 +104,28 @@ def package_copy(entry: WeightEntry) -> Path | None:
     return None
 
 
-def find_file(name: str) -> Path | None:
-    """Where the loaders find the file for `name`: an installed package's copy, else the cache's; None
-    when neither has it. Cheap: no checksum (`weight_path` checks the size, `verify()` the checksum).
+def torch_hub_checkpoints() -> Path:
+    """`<torch hub dir>/checkpoints` as torch computes it (`$TORCH_HOME/hub`, else
+    `$XDG_CACHE_HOME/torch/hub`, else `~/.cache/torch/hub`), without importing torch."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(xdg, "torch")
+    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+
+
+def locate(name: str) -> FoundFile | None:
+    """Where the loaders find the file for `name`: an installed package's copy, the torch hub folder
+    (face-alignment's files), else the cache; None when none has it. Cheap: no checksum (`weight_path`
+    checks the size, `verify()` the checksum).
     """
-    packaged = package_copy(get_entry(name))
+    entry = get_entry(name)
+    packaged = package_copy(entry)
     if packaged is not None:
-        return packaged
+        return FoundFile(packaged, "package")
+    hub = torch_hub_checkpoints() / entry.filename
+    if entry.in_torch_hub and hub.is_file():
+        return FoundFile(hub, "torch-hub")
     path = cached_file(name)
-    return path if path.is_file() else None
+    return FoundFile(path, "cache") if path.is_file() else None
 
 
 def _how_to_get(entry: WeightEntry) -> str:
@@ -116,15 +138,16 @@ def _how_to_get(entry: WeightEntry) -> str:
 
 
 def weight_path(name: str) -> Path:
-    """The file for `name` (`find_file`: an installed package's copy, else the cache's); `ReenactError`
-    saying how to get it when it is missing.
+    """The file for `name` where the loaders find it (`locate`); `ReenactError` saying how to get it
+    when it is missing.
 
     Cheap: checks existence and, where known, the size; `verify()` does the full checksum.
     """
     entry = get_entry(name)
-    path = find_file(name)
-    if path is None:
+    found = locate(name)
+    if found is None:
         raise ReenactError(f"missing weight file {entry.filename} ({entry.name}): {_how_to_get(entry)}")
+    path = found.path
     if entry.size is not None and path.stat().st_size != entry.size:
         raise ReenactError(
             f"weight file {path} ({entry.name}) has {path.stat().st_size} bytes, expected {entry.size}: "

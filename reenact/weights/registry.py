@@ -75,6 +75,9 @@ class WeightEntry:
     package_copy: tuple[str, str] | None = None
     """(package, path inside it) where an installed Python package ships this very file; the loaders use
     that copy before the cache's."""
+    in_torch_hub: bool = False
+    """The loader (face-alignment) reads the file by its upstream name from `<torch hub dir>/checkpoints`,
+    not from the cache."""
 
 
 BACKBONE_ENTRY_NAMES: dict[BackboneArch, str] = {"vgg16": "vgg16", "alexnet": "alexnet"}
@@ -376,6 +379,7 @@ def _landmarks() -> list[WeightEntry]:
         "sha256": None,
         "license": "BSD-3-Clause (face-alignment)",
         "note": NO_SHA_FAN,
+        "in_torch_hub": True,
     }
     fan_size = {
         "size": None,
