@@ -20,15 +20,13 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-BYTES_PER_MIB = 1024 * 1024
-
-
-def _size_text(size: int | None) -> str:
-    if size is None:
-        return "?"
-    if size < BYTES_PER_MIB:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / BYTES_PER_MIB:.1f} MiB"
+SOURCE_STATUS = {"cache": "cached", "package": "package", "torch-hub": "hub"}
+"""The list's status of a file by where it was found (`reenact.weights.WeightSource`)."""
+OUTSIDE_THE_CACHE = {
+    "package": "from an installed package",
+    "hub": "in the torch hub checkpoints, where face-alignment reads it",
+}
+"""What the list says under the table about files found outside the cache, by status."""
 
 
 @app.command("list")
@@ -39,22 +37,32 @@ def list_weights(
         typer.Option("--kind", help="Only this kind: generator, backbone, lpips, landmarks or direction."),
     ] = None,
 ) -> None:
-    """Every known weight file: cached or missing, size, license."""
+    """Every known weight file: where the pipeline finds it (the cache, an installed package such as
+    `lpips`, the torch hub checkpoints) or that it is missing; its size (on disk, else the download's,
+    "~" when approximate); its license.
+    """
     from reenact import weights
 
     rows = []
     for entry in weights.registry().values():
         if kind is not None and entry.kind != kind:
             continue
-        path = weights.cached_file(entry.name)
-        cached = path.is_file()
+        found = weights.locate(entry.name)
+        if found is None:
+            status, size, size_text = "missing", entry.size, weights.expected_size_text(entry)
+        else:
+            size = found.path.stat().st_size
+            status, size_text = SOURCE_STATUS[found.source], weights.format_size(size)
         rows.append(
             {
                 "name": entry.name,
                 "kind": entry.kind,
-                "status": "cached" if cached else "missing",
+                "status": status,
                 "filename": entry.filename,
-                "size": path.stat().st_size if cached else entry.size,
+                "size": size,
+                "approx_size": entry.approx_size,
+                "size_text": size_text,
+                "size_source": entry.size_source,
                 "sha256": entry.sha256,
                 "sha256_prefix": entry.sha256_prefix,
                 "license": entry.license,
@@ -62,7 +70,7 @@ def list_weights(
                 "page": entry.page,
                 "citation": entry.citation,
                 "note": entry.note,
-                "path": str(path),
+                "path": str(found.path if found else weights.cached_file(entry.name)),
             }
         )
     if as_json:
@@ -73,9 +81,12 @@ def list_weights(
     for row in rows:
         typer.echo(
             f"{row['name']:<{name_width}}  {row['kind']:<10}  {row['status']:<7}  "
-            f"{_size_text(row['size']):>10}  {row['license']}"
+            f"{row['size_text']:>10}  {row['license']}"
         )
-    typer.echo(f"cache: {weights.weights_dir()}")
+    for row in rows:
+        if row["status"] in OUTSIDE_THE_CACHE:
+            typer.echo(f"{row['name']}: {row['path']} ({OUTSIDE_THE_CACHE[row['status']]})")
+    typer.echo(f"cache: {weights.weights_dir()}  (~: approximate download size)")
 
 
 @app.command("fetch")

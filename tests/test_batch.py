@@ -17,7 +17,7 @@ def test_the_sample_jobs_file_reads_with_defaults_and_paths_from_its_folder() ->
     jobs = read_jobs(REPO_ROOT / "samples" / "jobs.toml")
     assert len(jobs) == 2
     first, second = jobs
-    assert first.target == REPO_ROOT / "samples" / "synthetic" / "target.mp4"
+    assert first.target == REPO_ROOT / "samples" / "demo" / "world" / "target.mp4"
     assert first.options == {"generator": "random:tiny", "preset": "synthetic"}
     assert second.options["strength"] == 0.5 and second.options["set"] == ["video.crf=20"]
     assert second.options["generator"] == "random:tiny", "defaults apply to every job"

@@ -31,9 +31,10 @@ SYNTHETIC = "test-direction"
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty cache per test; no proxy may route the 127.0.0.1 test server elsewhere."""
+    """An empty cache and torch hub folder per test; no proxy may route the test server elsewhere."""
     root = tmp_path / "home"
     monkeypatch.setenv("REENACT_HOME", str(root))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     for variable in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(variable, raising=False)
     return root
@@ -158,6 +159,10 @@ def test_registry_entries_are_well_formed() -> None:
             assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256), entry.name
         else:
             assert "sha256" in entry.note, f"{entry.name}: say why no sha256 is listed"
+        assert (entry.size is None) != (entry.approx_size is None), f"{entry.name}: one size, exact or not"
+        assert entry.size_source, f"{entry.name}: say where the size comes from"
+        if entry.approx_size is not None:
+            assert entry.size_source.startswith("approximate"), entry.name
         embedded = re.search(r"-([0-9a-f]{8,})\.", entry.filename)
         if embedded:  # torch hub convention: the filename embeds a sha256 prefix
             assert entry.sha256_prefix == embedded.group(1), entry.name
@@ -418,7 +423,74 @@ def test_cli_list_and_path(
     assert run(["weights", "list"]) == 0
     table = capsys.readouterr().out
     assert re.search(rf"^{SYNTHETIC}\s+direction\s+cached\s+2\.1 KiB\s+MIT$", table, re.MULTILINE)
-    assert re.search(r"^vgg16\s+backbone\s+missing", table, re.MULTILINE)
+    assert re.search(r"^vgg16\s+backbone\s+missing\s+527\.8 MiB\s+BSD", table, re.MULTILINE)
+    assert re.search(r"^stylegan2-ffhq-1024\s+generator\s+missing\s+~364 MiB\s+NVIDIA", table, re.MULTILINE)
+
+
+def test_cli_list_shows_a_size_for_every_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["weights", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(weights.registry())
+    for row in rows:
+        assert re.fullmatch(r"~?\d+(\.\d)? (KiB|MiB)", row["size_text"]), row
+        assert (row["size"] is None) != (row["approx_size"] is None) and row["size_source"], row
+    assert run(["weights", "list"]) == 0
+    table = capsys.readouterr().out
+    assert "?" not in table
+
+
+def test_cli_list_finds_the_lpips_heads_in_the_package(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    assert run(["weights", "list", "--json", "--kind", "lpips"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    for net, size in (("vgg", 7289), ("alex", 6009)):
+        row = rows[f"lpips-{net}"]
+        assert row["status"] == "package" and row["size"] == size
+        path = Path(row["path"])
+        assert path.parts[-4:] == ("lpips", "weights", "v0.1", f"{net}.pth") and path.stat().st_size == size
+    assert run(["weights", "list", "--kind", "lpips"]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"^lpips-vgg\s+lpips\s+package\s+7\.1 KiB\s+BSD-2-Clause", table, re.MULTILINE)
+    assert f"lpips-alex: {rows['lpips-alex']['path']} (from an installed package)" in table
+    # without the package they are missing (nothing in this test's cache)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert run(["weights", "list", "--json", "--kind", "lpips"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["lpips-vgg"]["status"] == "missing"
+    assert rows["lpips-vgg"]["path"] == str(weights.cached_file("lpips-vgg"))
+
+
+def test_torch_hub_checkpoints_is_where_torch_puts_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import torch.hub
+
+    for variable, value in (("TORCH_HOME", None), ("XDG_CACHE_HOME", tmp_path / "xdg"), ("HOME", tmp_path)):
+        if value is None:
+            monkeypatch.delenv(variable)
+        else:
+            monkeypatch.setenv(variable, str(value))
+        assert weights.torch_hub_checkpoints() == Path(torch.hub.get_dir()) / "checkpoints", variable
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert weights.torch_hub_checkpoints() == Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def test_cli_list_finds_face_alignment_files_in_the_torch_hub(capsys: pytest.CaptureFixture[str]) -> None:
+    hub_file = weights.torch_hub_checkpoints() / "s3fd-619a316812.pth"
+    hub_file.parent.mkdir(parents=True)
+    hub_file.write_bytes(b"\0" * 3000)
+    assert run(["weights", "list", "--json", "--kind", "landmarks"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["s3fd"]["status"] == "hub" and rows["s3fd"]["path"] == str(hub_file)
+    assert rows["s3fd"]["size"] == 3000 and rows["s3fd"]["size_text"] == "2.9 KiB"
+    assert rows["fan-2d"]["status"] == "missing" and rows["fan-2d"]["size_text"] == "~92 MiB"
+    assert run(["weights", "list", "--kind", "landmarks"]) == 0
+    assert f"s3fd: {hub_file} (in the torch hub checkpoints" in capsys.readouterr().out
+    (weights.torch_hub_checkpoints() / "vgg16-397923af.pth").write_bytes(b"\0")
+    assert weights.locate("vgg16") is None, "reenact's own loaders read torchvision files from the cache only"
 
 
 # --- format checks on same-format files ---------------------------------------------------------------
@@ -522,13 +594,18 @@ def test_backbone_path_says_how_to_get_a_missing_file() -> None:
         weights.backbone_path("alexnet")
 
 
-def test_lpips_runs_on_the_cached_backbone() -> None:
+def test_lpips_runs_on_the_cached_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
     from reenact.losses import LPIPS
 
     state = {key: torch.randn(shape) * 0.01 for key, shape in torchvision_feature_shapes("alexnet").items()}
     target = weights.cached_file("alexnet")
     target.parent.mkdir(parents=True)
     torch.save(state, target)
+    with pytest.raises(ReenactError, match=f"expected {weights.get_entry('alexnet').size}"):
+        weights.backbone_path("alexnet")  # a file of the wrong size is not the published one
+    monkeypatch.setitem(
+        _REGISTRY, "alexnet", dataclasses.replace(_REGISTRY["alexnet"], size=target.stat().st_size)
+    )
     path = weights.backbone_path("alexnet")
     model = LPIPS(net="alex", backbone_weights=path, heads_path=weights.lpips_heads_path("alex"))
     assert torch.equal(model.backbone.features[3].weight, state["features.3.weight"])

@@ -1,10 +1,11 @@
 """The weight registry and cache: which files the pipeline needs, where they live, how they get there.
 
-- `registry`: the known files (`WeightEntry`), `registry()`, `get_entry(name)`;
+- `registry`: the known files (`WeightEntry`), `registry()`, `get_entry(name)`, their sizes for people
+  (`expected_size_text`, `format_size`);
 - `formats`: the per-format checks a file passes before it enters the cache (`check_format`), and the
   direction-file readers `reenact.directions` uses;
-- `cache`: the cache folder, `weight_path(name)`, `backbone_path(arch)`, `lpips_heads_path(net)`,
-  `import_file`, `verify`;
+- `cache`: the cache folder, `locate(name)` (an installed package's copy, the torch hub folder, the cache),
+  `weight_path(name)`, `backbone_path(arch)`, `lpips_heads_path(net)`, `import_file`, `verify`;
 - `download`: `fetch(name)`, resumable and checked.
 
 Import the public names from here (`from reenact import weights; weights.weight_path(name)`). Note that
@@ -14,14 +15,19 @@ Import the public names from here (`from reenact import weights; weights.weight_
 from __future__ import annotations
 
 from reenact.weights.cache import (
+    FoundFile,
     VerifyResult,
+    WeightSource,
     backbone_path,
     cache_dir,
     cached_file,
     checksum_problem,
     import_file,
     is_cached,
+    locate,
     lpips_heads_path,
+    package_copy,
+    torch_hub_checkpoints,
     verify,
     verify_entry,
     weight_path,
@@ -29,23 +35,37 @@ from reenact.weights.cache import (
 )
 from reenact.weights.download import fetch
 from reenact.weights.formats import check_format
-from reenact.weights.registry import WeightEntry, WeightKind, get_entry, registry
+from reenact.weights.registry import (
+    WeightEntry,
+    WeightKind,
+    expected_size_text,
+    format_size,
+    get_entry,
+    registry,
+)
 
 __all__ = [
+    "FoundFile",
     "VerifyResult",
     "WeightEntry",
     "WeightKind",
+    "WeightSource",
     "backbone_path",
     "cache_dir",
     "cached_file",
     "check_format",
     "checksum_problem",
+    "expected_size_text",
     "fetch",
+    "format_size",
     "get_entry",
     "import_file",
     "is_cached",
+    "locate",
     "lpips_heads_path",
+    "package_copy",
     "registry",
+    "torch_hub_checkpoints",
     "verify",
     "verify_entry",
     "weight_path",

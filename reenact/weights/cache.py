@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from reenact.backbones import BackboneArch, LpipsNet
 
 VerifyStatus = Literal["ok", "corrupt", "unchecked"]
+WeightSource = Literal["cache", "package", "torch-hub"]
 
 SIDECAR_SUFFIX = ".sha256"
 
@@ -47,6 +48,14 @@ class VerifyResult:
     path: Path
     status: VerifyStatus
     detail: str
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """Where the loaders find a weight file: the cache, an installed package or the torch hub folder."""
+
+    path: Path
+    source: WeightSource
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -79,6 +88,46 @@ def is_cached(name: str) -> bool:
     return cached_file(name).is_file()
 
 
+def package_copy(entry: WeightEntry) -> Path | None:
+    """The copy of `entry`'s file that an installed package ships (`WeightEntry.package_copy`), found
+    without importing the package (`lpips` imports torchvision); None when there is none.
+    """
+    if entry.package_copy is None:
+        return None
+    package, inside = entry.package_copy
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / inside
+        if path.is_file():
+            return path
+    return None
+
+
+def torch_hub_checkpoints() -> Path:
+    """`<torch hub dir>/checkpoints` as torch computes it (`$TORCH_HOME/hub`, else
+    `$XDG_CACHE_HOME/torch/hub`, else `~/.cache/torch/hub`), without importing torch."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(xdg, "torch")
+    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+
+
+def locate(name: str) -> FoundFile | None:
+    """Where the loaders find the file for `name`: an installed package's copy, the torch hub folder
+    (face-alignment's files), else the cache; None when none has it. Cheap: no checksum (`weight_path`
+    checks the size, `verify()` the checksum).
+    """
+    entry = get_entry(name)
+    packaged = package_copy(entry)
+    if packaged is not None:
+        return FoundFile(packaged, "package")
+    hub = torch_hub_checkpoints() / entry.filename
+    if entry.in_torch_hub and hub.is_file():
+        return FoundFile(hub, "torch-hub")
+    path = cached_file(name)
+    return FoundFile(path, "cache") if path.is_file() else None
+
+
 def _how_to_get(entry: WeightEntry) -> str:
     if entry.urls:
         return (
@@ -89,14 +138,16 @@ def _how_to_get(entry: WeightEntry) -> str:
 
 
 def weight_path(name: str) -> Path:
-    """The cached file for `name`; `ReenactError` saying how to get it when it is missing.
+    """The file for `name` where the loaders find it (`locate`); `ReenactError` saying how to get it
+    when it is missing.
 
     Cheap: checks existence and, where known, the size; `verify()` does the full checksum.
     """
     entry = get_entry(name)
-    path = cached_file(name)
-    if not path.is_file():
+    found = locate(name)
+    if found is None:
         raise ReenactError(f"missing weight file {entry.filename} ({entry.name}): {_how_to_get(entry)}")
+    path = found.path
     if entry.size is not None and path.stat().st_size != entry.size:
         raise ReenactError(
             f"weight file {path} ({entry.name}) has {path.stat().st_size} bytes, expected {entry.size}: "
@@ -111,18 +162,9 @@ def backbone_path(arch: BackboneArch) -> Path:
 
 
 def lpips_heads_path(net: LpipsNet) -> Path:
-    """The LPIPS v0.1 linear-head file for `net`: the installed `lpips` package's own file (found
-    without importing the package, which imports torchvision), else the cache's `lpips-<net>`
-    (`ReenactError` saying how to get it when neither is there).
+    """The LPIPS v0.1 linear-head file for `net`: the installed `lpips` package's own file, else the
+    cache's `lpips-<net>` (`ReenactError` saying how to get it when neither is there).
     """
-    from reenact.backbones import LPIPS_VERSION  # here: `reenact.backbones` imports torch
-
-    spec = importlib.util.find_spec("lpips")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        path = Path(location) / "weights" / f"v{LPIPS_VERSION}" / f"{net}.pth"
-        if path.is_file():
-            return path
     return weight_path(lpips_heads_entry_name(net))
 
 

@@ -64,10 +64,20 @@ class WeightEntry:
     sha256_prefix: str | None
     """Leading hex digits of the sha256 that the upstream filename embeds (torch hub convention)."""
     size: int | None
-    """Exact size in bytes where known."""
+    """Exact size in bytes where a source states it (checked on import and fetch), else None."""
     license: str
     citation: str
     note: str = ""
+    approx_size: int | None = None
+    """Approximate size in bytes where no source states the exact one (shown with "~"; never checked)."""
+    size_source: str = ""
+    """Where the size (exact or approximate) comes from."""
+    package_copy: tuple[str, str] | None = None
+    """(package, path inside it) where an installed Python package ships this very file; the loaders use
+    that copy before the cache's."""
+    in_torch_hub: bool = False
+    """The loader (face-alignment) reads the file by its upstream name from `<torch hub dir>/checkpoints`,
+    not from the cache."""
 
 
 BACKBONE_ENTRY_NAMES: dict[BackboneArch, str] = {"vgg16": "vgg16", "alexnet": "alexnet"}
@@ -130,6 +140,43 @@ GANINVERTER_POSE_BYTES = 37624
 GANSPACE_PCA_BYTES = 167562
 LPIPS_VGG_BYTES = 7289
 LPIPS_ALEX_BYTES = 6009
+VGG16_BYTES = 553_433_881
+"""torch hub's download logs of vgg16-397923af.pth ("553433881/553433881")."""
+ALEXNET_BYTES = 244_408_911
+"""The Content-Length of alexnet-owt-7be5be79.pth, as download records quote it."""
+S3FD_BYTES = 89_843_225
+"""The Git LFS pointer of a Hugging Face copy of s3fd-619a316812.pth whose sha256 starts with 619a316812."""
+BYTES_PER_MB = 1_000_000
+"""Hugging Face pages give sizes in decimal megabytes; approximate sizes taken from them are MB * this."""
+STYLEGAN2_1024_PKL_APPROX_BYTES = 382 * BYTES_PER_MB
+STYLEGAN2_512_PKL_APPROX_BYTES = 364 * BYTES_PER_MB
+STYLEGAN2_256_PKL_APPROX_BYTES = 357 * BYTES_PER_MB
+ROSINALITY_FFHQ_APPROX_BYTES = 381 * BYTES_PER_MB
+FAN_APPROX_BYTES = 96 * BYTES_PER_MB
+"""Approximate sizes (never checked): no source states the exact ones; each entry's `size_source` says
+which published copy they come from."""
+BYTES_PER_KIB = 1024
+BYTES_PER_MIB = 1024 * 1024
+LPIPS_PACKAGE = "lpips"
+"""The pip package that ships the LPIPS v0.1 heads as `weights/v0.1/<net>.pth`."""
+PINNED_FILE_SIZE = "the file at the pinned commit"
+"""`size_source` of the direction files: their sizes are those of the files at the commits in their URLs."""
+
+
+def format_size(size: int) -> str:
+    """A byte count for people: KiB below one MiB, else MiB with one decimal."""
+    if size < BYTES_PER_MIB:
+        return f"{size / BYTES_PER_KIB:.1f} KiB"
+    return f"{size / BYTES_PER_MIB:.1f} MiB"
+
+
+def expected_size_text(entry: WeightEntry) -> str:
+    """The entry's download size for people: exact ("527.8 MiB") or approximate ("~364 MiB")."""
+    if entry.size is not None:
+        return format_size(entry.size)
+    if entry.approx_size is None:
+        raise ValueError(f"{entry.name}: no size, exact or approximate")
+    return f"~{entry.approx_size / BYTES_PER_MIB:.0f} MiB"
 
 
 def backbone_entry_name(arch: BackboneArch) -> str:
@@ -146,7 +193,9 @@ def _generators() -> list[WeightEntry]:
     ada_page = "https://github.com/NVlabs/stylegan2-ada-pytorch#using-networks-from-python"
     ngc_page = "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/stylegan2"
 
-    def nvidia(name: str, filename: str, url: str, page: str, note: str) -> WeightEntry:
+    def nvidia(
+        name: str, filename: str, url: str, page: str, note: str, approx_size: int, size_source: str
+    ) -> WeightEntry:
         return WeightEntry(
             name=name,
             filename=filename,
@@ -160,7 +209,12 @@ def _generators() -> list[WeightEntry]:
             license=NVIDIA_NC_LICENSE,
             citation=STYLEGAN2_CITATION,
             note=f"{note}; {NO_SHA_NVIDIA}",
+            approx_size=approx_size,
+            size_source=size_source,
         )
+
+    hf_1024 = "Hugging Face copy DragGan/DragGan-Models stylegan2-ffhq1024x1024.pkl: 382 MB"
+    no_exact = "no exact size published"
 
     return [
         nvidia(
@@ -169,6 +223,9 @@ def _generators() -> list[WeightEntry]:
             f"{NVIDIA_ADA_CDN}/ffhq.pkl",
             ada_page,
             "stylegan2-ada-pytorch FFHQ 1024x1024 generator (network pickle)",
+            STYLEGAN2_1024_PKL_APPROX_BYTES,
+            f"approximate: stylegan2-ada-pytorch's 1024x1024 pickles are 382 MB on Hugging Face copies "
+            f"(aaronb/StyleGAN2-pkl ada/metfaces.pkl; {hf_1024}); {no_exact}",
         ),
         nvidia(
             "stylegan2-ffhq-1024-ngc",
@@ -176,6 +233,8 @@ def _generators() -> list[WeightEntry]:
             f"{NGC_STYLEGAN2}/stylegan2-ffhq-1024x1024.pkl",
             ngc_page,
             "official StyleGAN2 config-f FFHQ 1024x1024 on NVIDIA NGC (stylegan2-ada/stylegan3 pickle)",
+            STYLEGAN2_1024_PKL_APPROX_BYTES,
+            f"approximate: {hf_1024}; {no_exact}",
         ),
         nvidia(
             "stylegan2-ffhq-512-ngc",
@@ -183,6 +242,9 @@ def _generators() -> list[WeightEntry]:
             f"{NGC_STYLEGAN2}/stylegan2-ffhq-512x512.pkl",
             ngc_page,
             "official StyleGAN2 FFHQ 512x512 on NVIDIA NGC",
+            STYLEGAN2_512_PKL_APPROX_BYTES,
+            "approximate: Hugging Face copy DragGan/DragGan-Models stylegan2-ffhq-512x512.pkl: 364 MB; "
+            + no_exact,
         ),
         nvidia(
             "stylegan2-ffhq-256-ngc",
@@ -190,6 +252,9 @@ def _generators() -> list[WeightEntry]:
             f"{NGC_STYLEGAN2}/stylegan2-ffhq-256x256.pkl",
             ngc_page,
             "official StyleGAN2 FFHQ 256x256 on NVIDIA NGC",
+            STYLEGAN2_256_PKL_APPROX_BYTES,
+            "approximate: NVIDIA's StyleGAN2 256x256 pickles of the same config are 357 MB on Hugging Face "
+            f"(DragGan/DragGan-Models stylegan2-lhq-256x256.pkl); {no_exact}",
         ),
         nvidia(
             "stylegan2-ffhq-256-paper",
@@ -197,6 +262,9 @@ def _generators() -> list[WeightEntry]:
             f"{NVIDIA_ADA_CDN}/transfer-learning-source-nets/ffhq-res256-mirror-paper256-noaug.pkl",
             ada_page,
             "stylegan2-ada-pytorch transfer-learning source net, FFHQ 256x256 (paper256 config)",
+            STYLEGAN2_256_PKL_APPROX_BYTES,
+            "approximate upper bound: 256x256 config-f pickles are 357 MB and the paper256 config has fewer "
+            f"channels at high resolutions, so this file is smaller; {no_exact}",
         ),
         WeightEntry(
             name="stylegan2-ffhq-1024-rosinality",
@@ -215,6 +283,12 @@ def _generators() -> list[WeightEntry]:
                 "the README, or convert_weight.py on stylegan2-ffhq-config-f.pkl); no direct URL, "
                 "no published sha256"
             ),
+            approx_size=ROSINALITY_FFHQ_APPROX_BYTES,
+            size_source=(
+                "approximate: Hugging Face copy ethanNeuralImage/inversion_testing "
+                "pretrained_models/stylegan2-ffhq-config-f.pt (g, d and g_ema): 381 MB; copies holding "
+                "only g_ema are 133 MB; no exact size published"
+            ),
         ),
     ]
 
@@ -225,7 +299,6 @@ def _backbones() -> list[WeightEntry]:
         "kind": "backbone",
         "page": torchvision_page,
         "sha256": None,
-        "size": None,
         "license": "BSD-3-Clause (torchvision); ImageNet-trained weights",
         "note": NO_SHA_TORCHVISION,
     }
@@ -236,6 +309,8 @@ def _backbones() -> list[WeightEntry]:
             file_format="torchvision-vgg16",
             urls=("https://download.pytorch.org/models/vgg16-397923af.pth",),
             sha256_prefix="397923af",
+            size=VGG16_BYTES,
+            size_source="torch hub download logs: 553433881/553433881 bytes",
             citation=(
                 "Simonyan and Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, "
                 "ICLR 2015"
@@ -248,6 +323,8 @@ def _backbones() -> list[WeightEntry]:
             file_format="torchvision-alexnet",
             urls=("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
             sha256_prefix="7be5be79",
+            size=ALEXNET_BYTES,
+            size_source="HTTP Content-Length of the download URL, as quoted in public download records",
             citation=(
                 "Krizhevsky, One weird trick for parallelizing convolutional neural networks, arXiv 1404.5997"
             ),
@@ -268,6 +345,7 @@ def _lpips_heads() -> list[WeightEntry]:
             "Zhang et al., The Unreasonable Effectiveness of Deep Features as a Perceptual Metric, CVPR 2018"
         ),
         "note": "sha256 and size as listed in the RECORD of the lpips 0.1.4 wheel on PyPI",
+        "size_source": "the RECORD of the lpips 0.1.4 wheel on PyPI",
     }
     return [
         WeightEntry(
@@ -277,6 +355,7 @@ def _lpips_heads() -> list[WeightEntry]:
             urls=(f"{raw}/vgg.pth",),
             sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
             size=LPIPS_VGG_BYTES,
+            package_copy=(LPIPS_PACKAGE, "weights/v0.1/vgg.pth"),
             **common,
         ),
         WeightEntry(
@@ -286,6 +365,7 @@ def _lpips_heads() -> list[WeightEntry]:
             urls=(f"{raw}/alex.pth",),
             sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
             size=LPIPS_ALEX_BYTES,
+            package_copy=(LPIPS_PACKAGE, "weights/v0.1/alex.pth"),
             **common,
         ),
     ]
@@ -297,9 +377,17 @@ def _landmarks() -> list[WeightEntry]:
         "kind": "landmarks",
         "page": page,
         "sha256": None,
-        "size": None,
         "license": "BSD-3-Clause (face-alignment)",
         "note": NO_SHA_FAN,
+        "in_torch_hub": True,
+    }
+    fan_size = {
+        "size": None,
+        "approx_size": FAN_APPROX_BYTES,
+        "size_source": (
+            "approximate: a 2DFAN-4 state dict on Hugging Face (public-data/ibug-face-alignment "
+            "fan/2dfan4.pth) is 95.6 MB; no exact size published"
+        ),
     }
     return [
         WeightEntry(
@@ -309,6 +397,7 @@ def _landmarks() -> list[WeightEntry]:
             urls=(f"{FAN_SITE}/2DFAN4-11f355bf06.pth.tar",),
             sha256_prefix="11f355bf06",
             citation=FAN_CITATION,
+            **fan_size,
             **common,
         ),
         WeightEntry(
@@ -318,6 +407,7 @@ def _landmarks() -> list[WeightEntry]:
             urls=(f"{FAN_SITE}/2DFAN4-cd938726ad.zip",),
             sha256_prefix="cd938726ad",
             citation=FAN_CITATION,
+            **{**fan_size, "size_source": "approximate: the same network as fan-2d, saved as TorchScript"},
             **{**common, "note": f"TorchScript FAN of face-alignment 1.3-1.4; {NO_SHA_FAN}"},
         ),
         WeightEntry(
@@ -327,6 +417,10 @@ def _landmarks() -> list[WeightEntry]:
             urls=(f"{FAN_SITE}/s3fd-619a316812.pth",),
             sha256_prefix="619a316812",
             citation="Zhang et al., S3FD: Single Shot Scale-invariant Face Detector, ICCV 2017",
+            size=S3FD_BYTES,
+            size_source=(
+                "Git LFS pointer of the Hugging Face copy camenduru/Wav2Lip checkpoints/s3fd-619a316812.pth"
+            ),
             **common,
         ),
     ]
@@ -347,6 +441,7 @@ def _directions() -> list[WeightEntry]:
             sha256=sha256,
             sha256_prefix=None,
             size=INTERFACEGAN_NPY_BYTES,
+            size_source=PINNED_FILE_SIZE,
             license="MIT",
             citation=INTERFACEGAN_CITATION,
             note=f"InterFaceGAN++ boundary '{attribute}' for StyleGAN2 FFHQ W, shape (1, 512)",
@@ -365,6 +460,7 @@ def _directions() -> list[WeightEntry]:
             sha256=sha256,
             sha256_prefix=None,
             size=DIRECTION_PT_BYTES,
+            size_source=PINNED_FILE_SIZE,
             license="MIT",
             citation=f"{INTERFACEGAN_CITATION}; {E4E_CITATION}",
             note=note,
@@ -402,6 +498,7 @@ def _directions() -> list[WeightEntry]:
             sha256="736e0eacc8488fa0b020a2e7bd256b957284c364191dfea693705e5d06d43e7d",
             sha256_prefix=None,
             size=GANINVERTER_POSE_BYTES,
+            size_source=PINNED_FILE_SIZE,
             license="MIT",
             citation=INTERFACEGAN_CITATION,
             note="InterFaceGAN pose direction per W+ layer (1, 18, 512), as shipped by GANInverter",
@@ -416,6 +513,7 @@ def _directions() -> list[WeightEntry]:
             sha256="4d7f9df1c96180d9026b9cb8d04753579fbf385f321a9d0e263641601c5e5d36",
             sha256_prefix=None,
             size=GANSPACE_PCA_BYTES,
+            size_source=PINNED_FILE_SIZE,
             license="MIT",
             citation=f"{GANSPACE_CITATION}; {PTI_CITATION}",
             note="GANSpace PCA of the FFHQ W space: mean (1, 512), comp (80, 1, 512), std (80,)",
@@ -431,6 +529,8 @@ def _build_registry(entries: Iterable[WeightEntry]) -> dict[str, WeightEntry]:
             raise ValueError(f"duplicate weight name {entry.name}")
         if entry.file_format not in FORMAT_CHECKS:
             raise ValueError(f"{entry.name}: unknown format check {entry.file_format}")
+        if (entry.size is None) == (entry.approx_size is None) or not entry.size_source:
+            raise ValueError(f"{entry.name}: give an exact or an approximate size, and its source")
         registry[entry.name] = entry
     return registry
 
