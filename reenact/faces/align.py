@@ -67,8 +67,10 @@ LOESS_RCOND = 1e-8
 """Local polynomial filter: singular values below this share of the largest are dropped (a fit with too few
 frames, e.g. two frames for a quadratic, falls back to the minimum-norm, lower-order answer)."""
 
-FASTEST_SIGMA = 2.0
-"""`fastest_frame`: the centre is smoothed by a Gaussian this wide (frames) before its speed is read."""
+FASTEST_SIGMA = 4.0
+"""`fastest_frame`: the centre is smoothed by a Gaussian this wide (frames) before its speed is read, so
+neither one noisy frame nor a blink (the eye points, and with them the quad, bob for 3-6 frames) counts as
+the fastest head motion."""
 
 ANTIALIAS_MARGIN_SIGMAS = 3.0
 """Extra frame margin (in prefilter sigmas) read around the quad when blurring before a shrink."""
@@ -360,7 +362,7 @@ def fastest_frame(quads: np.ndarray, segments: Sequence[tuple[int, int]], *, hal
     """Frame where the quad centre moves fastest (in quad sides per frame), at least `half_window` frames
     inside a gap-free run of a segment; None when no run is long enough.
 
-    The speed is read from a lightly smoothed centre (`FASTEST_SIGMA`), so one noisy frame is not chosen.
+    The speed is read from a smoothed centre (`FASTEST_SIGMA`), so a noisy frame or a blink is not chosen.
     """
     quads = np.asarray(quads, dtype=np.float64)
     centre = quads.mean(axis=1)  # [T, 2]
