@@ -9,7 +9,7 @@ Two kinds of evidence, printed as one table per kind:
   noise with occasional outlier frames, levels matched to the real clips): jitter relative to the
   noisy input, mean error to the truth and its 99th percentile (where lag at fast turns shows).
 
-    .venv/bin/python benchmarks/compare_filters.py [--frames 150] [--testdata DIR] [--json]
+    python benchmarks/compare_filters.py [--frames 150] [--testdata DIR] [--json]
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ DETECT_WIDTH = 320
 """Faces are detected on a copy this wide; the 68 points are then fitted at full size."""
 
 CANDIDATES: list[dict[str, object]] = (
-    [{"filter": "gaussian", "sigma": s} for s in (1.0, 1.5, 2.0, 3.0)]
+    [{"filter": "loess", "loess_sigma": s} for s in (2.0, 2.5, 3.0, 4.0)]
+    + [{"filter": "gaussian", "sigma": s} for s in (1.0, 1.5, 2.0, 3.0)]
     + [{"filter": "robust", "sigma": s} for s in (1.0, 1.5, 2.0, 3.0)]
     + [{"filter": "savgol", "savgol_window": w} for w in (9, 15, 21)]
     + [{"filter": "one_euro", "one_euro_min_cutoff": 0.02, "one_euro_beta": b} for b in (5.0, 10.0, 20.0)]

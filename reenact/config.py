@@ -143,7 +143,7 @@ class AlignConfig:
     """Gaussian and robust filters: standard deviation in frames."""
     robust_iterations: int = 3
     """Robust and loess filters: reweighting iterations (0 = no outlier down-weighting)."""
-    loess_sigma: float = 3.0
+    loess_sigma: float = 2.5
     """Local polynomial (loess) filter: Gaussian window width in frames."""
     loess_order: int = 2
     """Local polynomial (loess) filter: polynomial degree (2 follows a turn's curvature)."""
