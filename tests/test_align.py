@@ -284,6 +284,22 @@ def test_quad_delay_and_fastest_frame_known_values():
     assert quad_delay(quads, quads, window, max_shift=6) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_loess_follows_a_turn_exactly_and_keeps_short_runs_finite():
+    t = np.arange(60, dtype=np.float64)
+    centre = np.stack([300.0 + 0.05 * (t - 30.0) ** 2, 200.0 + 1.5 * t], axis=1)  # accelerating turn
+    x = np.tile([100.0, 0.0], (60, 1))
+    turn = quads_from_params(centre, x, rot90(x))
+    segments = [(0, 60)]
+    loess = smooth_quads(turn, segments=segments, config=AlignConfig(filter="loess"))
+    gaussian = smooth_quads(turn, segments=segments, config=AlignConfig(filter="gaussian"))
+    np.testing.assert_allclose(loess, turn, atol=1e-6)  # a quadratic fit leaves a quadratic as it is
+    assert corner_error(gaussian[10:50], turn[10:50]) > 3e-4  # a Gaussian rounds it off (0.11 px)
+    _, noisy = synthetic_track(3)
+    for length in range(1, 6):
+        short = smooth_quads(noisy[:length], segments=[(0, length)], config=AlignConfig(filter="loess"))
+        assert np.isfinite(short).all()
+
+
 def test_no_filter_changes_nothing():
     _, noisy = synthetic_track(0)
     config = dataclasses.replace(AlignConfig(), filter="none")
