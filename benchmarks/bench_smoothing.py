@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # for tests.smoothtools
+sys.path.insert(0, str(REPO_ROOT))  # for tests.smoothtools and benchmarks.compare_filters
 
+from benchmarks.compare_filters import print_table  # noqa: E402
 from reenact.config import AlignConfig, Config  # noqa: E402
 from reenact.device import resolve_runtime  # noqa: E402
 from reenact.faces.align import fastest_frame, quad_delay, quad_jitter, quad_size, smooth_quads  # noqa: E402
@@ -155,15 +156,6 @@ def cell(column: str, value: object) -> str:
     return f"{value:.5f}"
 
 
-def print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
-    cells = [[cell(c, row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--testdata", type=Path, default=DEFAULT_TESTDATA, help="folder of the real clips")
@@ -191,12 +183,15 @@ def main(argv: list[str] | None = None) -> int:
                 "cut_fast_old_pct", "cut_fast_new_pct", "delay_old", "delay_new",
                 "dev_fast_old_pct", "dev_fast_new_pct",
             ],
+            cell=cell,
         )  # fmt: skip
     else:
         print(f"(no real clips: {args.testdata} not found)")
     print(f"\nSynthetic world, fast motion ({SYNTH_SEEDS} seeds x {SYNTH_FRAMES} frames): against the truth")
     print_table(
-        synthetic, ["filter", "cut_pct", "cut_min_pct", "error_pct", "error_fast_pct", "delay", "delay_max"]
+        synthetic,
+        ["filter", "cut_pct", "cut_min_pct", "error_pct", "error_fast_pct", "delay", "delay_max"],
+        cell=cell,
     )
     return 0
 

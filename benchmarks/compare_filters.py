@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
@@ -145,8 +146,19 @@ def synthetic_rows() -> list[dict[str, object]]:
     return rows
 
 
-def print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
-    cells = [[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
+def plain_cell(column: str, value: object) -> str:
+    """One table cell: floats to 4 decimals."""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_table(
+    rows: list[dict[str, object]],
+    columns: list[str],
+    *,
+    cell: Callable[[str, object], str] = plain_cell,
+) -> None:
+    """Rows as a left-aligned text table of `columns`, each cell written by `cell(column, value)`."""
+    cells = [[cell(c, row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
