@@ -9,7 +9,7 @@ Two kinds of evidence, printed as one table per kind:
   noise with occasional outlier frames, levels matched to the real clips): jitter relative to the
   noisy input, mean error to the truth and its 99th percentile (where lag at fast turns shows).
 
-    .venv/bin/python benchmarks/compare_filters.py [--frames 150] [--testdata DIR] [--json]
+    python benchmarks/compare_filters.py [--frames 150] [--testdata DIR] [--json]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
@@ -36,7 +37,8 @@ DETECT_WIDTH = 320
 """Faces are detected on a copy this wide; the 68 points are then fitted at full size."""
 
 CANDIDATES: list[dict[str, object]] = (
-    [{"filter": "gaussian", "sigma": s} for s in (1.0, 1.5, 2.0, 3.0)]
+    [{"filter": "loess", "loess_sigma": s} for s in (2.0, 2.5, 3.0, 4.0)]
+    + [{"filter": "gaussian", "sigma": s} for s in (1.0, 1.5, 2.0, 3.0)]
     + [{"filter": "robust", "sigma": s} for s in (1.0, 1.5, 2.0, 3.0)]
     + [{"filter": "savgol", "savgol_window": w} for w in (9, 15, 21)]
     + [{"filter": "one_euro", "one_euro_min_cutoff": 0.02, "one_euro_beta": b} for b in (5.0, 10.0, 20.0)]
@@ -144,8 +146,19 @@ def synthetic_rows() -> list[dict[str, object]]:
     return rows
 
 
-def print_table(rows: list[dict[str, object]], columns: list[str]) -> None:
-    cells = [[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns] for row in rows]
+def plain_cell(column: str, value: object) -> str:
+    """One table cell: floats to 4 decimals."""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_table(
+    rows: list[dict[str, object]],
+    columns: list[str],
+    *,
+    cell: Callable[[str, object], str] = plain_cell,
+) -> None:
+    """Rows as a left-aligned text table of `columns`, each cell written by `cell(column, value)`."""
+    cells = [[cell(c, row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     print("  ".join("-" * w for w in widths))

@@ -134,14 +134,19 @@ class AlignConfig:
 
     resolution: int = 1024
     """Side of the square aligned crop in pixels (the generator's resolution)."""
-    filter: Literal["robust", "gaussian", "savgol", "one_euro", "none"] = "robust"
-    """Temporal filter of the quad (centre and axes): `robust` (Gaussian that down-weights outlier
-    frames), `gaussian` (STIT's), `savgol` (Savitzky-Golay), `one_euro` (adaptive, run forward and
-    backward) or `none`; benchmarks/compare_filters.py compares them."""
+    filter: Literal["loess", "robust", "gaussian", "savgol", "one_euro", "none"] = "loess"
+    """Temporal filter of the quad (centre and axes): `loess` (robust local quadratic fit in a Gaussian
+    window: zero-phase, follows fast turns, down-weights outlier frames), `robust` (Gaussian that
+    down-weights outlier frames), `gaussian` (STIT's), `savgol` (Savitzky-Golay), `one_euro` (adaptive,
+    run forward and backward) or `none`; benchmarks/bench_smoothing.py and compare_filters.py compare them."""
     sigma: float = 1.5
     """Gaussian and robust filters: standard deviation in frames."""
     robust_iterations: int = 3
-    """Robust filter: reweighting iterations (0 = plain Gaussian)."""
+    """Robust and loess filters: reweighting iterations (0 = no outlier down-weighting)."""
+    loess_sigma: float = 2.5
+    """Local polynomial (loess) filter: Gaussian window width in frames."""
+    loess_order: int = 2
+    """Local polynomial (loess) filter: polynomial degree (2 follows a turn's curvature)."""
     savgol_window: int = 15
     """Savitzky-Golay filter: window length in frames (odd)."""
     savgol_order: int = 2
@@ -171,6 +176,10 @@ class AlignConfig:
                 raise ReenactError(f"align.{name} must be > 0, got {getattr(self, name)}")
         if self.one_euro_beta < 0:
             raise ReenactError(f"align.one_euro_beta must be >= 0, got {self.one_euro_beta}")
+        if self.loess_sigma <= 0:
+            raise ReenactError(f"align.loess_sigma must be > 0, got {self.loess_sigma}")
+        if self.loess_order < 0:
+            raise ReenactError(f"align.loess_order must be >= 0, got {self.loess_order}")
         if self.robust_iterations < 0:
             raise ReenactError(f"align.robust_iterations must be >= 0, got {self.robust_iterations}")
         if self.max_gap < 0:

@@ -17,7 +17,9 @@ from reenact.config import AlignConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import (
     crop_matrix,
+    fastest_frame,
     ffhq_quad,
+    quad_delay,
     quad_jitter,
     quad_params,
     quad_size,
@@ -30,10 +32,21 @@ from reenact.faces.align import (
 )
 from reenact.faces.landmarks import NUM_LANDMARKS, DlibLandmarks
 from tests.conftest import testdata_file
+from tests.smoothtools import CAUSAL_WINDOW, causal_average, fast_synthetic_track
 
 DETECT_WIDTH = 320
 TRACK_FRAMES = 100
-FILTERS = ("gaussian", "robust", "savgol", "one_euro")
+MIN_JITTER_CUT = 0.5
+"""Issue #23: smoothing removes at least half of the quad jitter on every clip."""
+MAX_DELAY_FRAMES = 0.25
+"""Largest delay of the smoothed centre behind the truth around the fastest motion (a causal 5-frame
+mean is 2 frames late)."""
+FAST_HALF_WINDOW = 15
+"""Frames each side of the fastest motion where delay and error are measured."""
+FAST_ERROR_RATIO = 0.7
+"""Around the fastest motion the default filter's error to the truth is below this share of the raw
+track's: it removes noise without rounding off the turn (the old robust Gaussian, sigma 1.5, is above 1)."""
+FILTERS = ("loess", "gaussian", "robust", "savgol", "one_euro")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -218,6 +231,75 @@ def test_smoothing_gets_closer_to_truth(filter_name):
     assert np.mean(errors_smooth) < 0.7 * np.mean(errors_raw)
 
 
+def fast_motion_scores(smooth) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per seed of the fast synthetic track: jitter cut, delay (frames) and error-to-truth ratio (smoothed
+    over raw) around the fastest motion."""
+    cuts, delays, ratios = [], [], []
+    for seed in range(3):
+        truth, noisy = fast_synthetic_track(seed)
+        segments = [(0, len(noisy))]
+        smoothed = smooth(noisy, segments)
+        cuts.append(1.0 - quad_jitter(smoothed, segments) / quad_jitter(noisy, segments))
+        peak = fastest_frame(truth, segments, half_window=FAST_HALF_WINDOW)
+        window = np.arange(peak - FAST_HALF_WINDOW, peak + FAST_HALF_WINDOW + 1)
+        delays.append(quad_delay(smoothed, truth, window, max_shift=6))
+        ratios.append(
+            corner_error(smoothed[window], truth[window]) / corner_error(noisy[window], truth[window])
+        )
+    return np.array(cuts), np.array(delays), np.array(ratios)
+
+
+def test_default_filter_halves_jitter_without_delay_on_fast_motion():
+    cuts, delays, ratios = fast_motion_scores(
+        lambda quads, segments: smooth_quads(quads, segments=segments, config=AlignConfig())
+    )
+    assert np.all(cuts >= MIN_JITTER_CUT)
+    assert np.all(np.abs(delays) <= MAX_DELAY_FRAMES)
+    assert np.all(ratios <= FAST_ERROR_RATIO)
+
+
+def test_fast_motion_checks_fail_without_filter_with_a_causal_one_and_the_old_default():
+    cuts, _, _ = fast_motion_scores(lambda quads, segments: quads)
+    assert np.all(cuts < MIN_JITTER_CUT)
+    _, delays, _ = fast_motion_scores(lambda quads, segments: causal_average(quads, window=CAUSAL_WINDOW))
+    assert np.all(delays > 4 * MAX_DELAY_FRAMES)
+    old = AlignConfig(filter="robust", sigma=1.5)
+    _, _, ratios = fast_motion_scores(
+        lambda quads, segments: smooth_quads(quads, segments=segments, config=old)
+    )
+    assert np.all(ratios > FAST_ERROR_RATIO)
+
+
+def test_quad_delay_and_fastest_frame_known_values():
+    t = np.arange(100, dtype=np.float64)
+    centre = np.stack([200.0 + 40.0 / (1.0 + np.exp(-(t - 60.0) / 3.0)), np.full(100, 150.0)], axis=1)
+    x = np.tile([50.0, 0.0], (100, 1))
+    quads = quads_from_params(centre, x, rot90(x))
+    assert fastest_frame(quads, [(0, 100)], half_window=10) == 60
+    assert fastest_frame(quads, [(0, 40), (40, 100)], half_window=10) == 60
+    assert fastest_frame(quads, [(0, 15)], half_window=10) is None
+    late = np.concatenate([quads[:2], quads[:-2]])  # two frames late
+    window = np.arange(45, 76)
+    assert quad_delay(late, quads, window, max_shift=6) == pytest.approx(2.0, abs=0.05)
+    assert quad_delay(quads, quads, window, max_shift=6) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_loess_follows_a_turn_exactly_and_keeps_short_runs_finite():
+    t = np.arange(60, dtype=np.float64)
+    centre = np.stack([300.0 + 0.05 * (t - 30.0) ** 2, 200.0 + 1.5 * t], axis=1)  # accelerating turn
+    x = np.tile([100.0, 0.0], (60, 1))
+    turn = quads_from_params(centre, x, rot90(x))
+    segments = [(0, 60)]
+    loess = smooth_quads(turn, segments=segments, config=AlignConfig(filter="loess"))
+    gaussian = smooth_quads(turn, segments=segments, config=AlignConfig(filter="gaussian"))
+    np.testing.assert_allclose(loess, turn, atol=1e-6)  # a quadratic fit leaves a quadratic as it is
+    assert corner_error(gaussian[10:50], turn[10:50]) > 3e-4  # a Gaussian rounds it off (0.11 px)
+    _, noisy = synthetic_track(3)
+    for length in range(1, 6):
+        short = smooth_quads(noisy[:length], segments=[(0, length)], config=AlignConfig(filter="loess"))
+        assert np.isfinite(short).all()
+
+
 def test_no_filter_changes_nothing():
     _, noisy = synthetic_track(0)
     config = dataclasses.replace(AlignConfig(), filter="none")
@@ -319,6 +401,8 @@ def test_align_config_validation():
         AlignConfig(savgol_window=10)
     with pytest.raises(ReenactError):
         AlignConfig(max_gap=-1)
+    with pytest.raises(ReenactError):
+        AlignConfig(loess_sigma=0.0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -339,3 +423,15 @@ def test_real_clip_jitter_halves_with_small_deviation(real_track):
     smoothed = smooth_quads(real_track, segments=segments, config=AlignConfig())
     assert quad_jitter(smoothed, segments) <= 0.5 * quad_jitter(real_track, segments)
     assert corner_error(smoothed, real_track) <= 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clip", ["lp_driving_d0.mp4", "lp_driving_d3.mp4", "lp_driving_d13_vertical.mp4"])
+def test_fast_driving_clips_jitter_halves(clip):
+    """Issue #23: at least half of the jitter removed on the real clips with the fastest head motion."""
+    frames = read_frames(testdata_file(clip), num_frames=10**4)
+    points = dlib_points(frames)  # [T, 68, 2]
+    quads = np.stack([ffhq_quad(p) if np.isfinite(p).all() else np.full((4, 2), np.nan) for p in points])
+    segments = [(0, len(quads))]
+    smoothed = smooth_quads(quads, segments=segments, config=AlignConfig())
+    assert quad_jitter(smoothed, segments) <= (1.0 - MIN_JITTER_CUT) * quad_jitter(quads, segments)

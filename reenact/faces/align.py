@@ -10,7 +10,10 @@ the crop's centre pixel maps exactly onto `c`, matching FFHQ's PIL transform of 
 
 Per-frame quads jitter with the landmark noise; `smooth_quads` filters the quad parameters (c, x, y)
 over time, within shots only, after filling short detection gaps. STIT smooths with a Gaussian; the
-default here is chosen by `benchmarks/compare_filters.py` (see `AlignConfig.filter`).
+default (`loess`, a robust local quadratic fit) is chosen by `benchmarks/bench_smoothing.py` and
+`benchmarks/compare_filters.py` (see `AlignConfig.filter`): like the Gaussian it is zero-phase (no delay),
+and unlike it it follows the curvature of a fast turn instead of rounding it off. `quad_jitter`,
+`fastest_frame` and `quad_delay` are the measures those benchmarks and the tests use.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, median_filter
+from scipy.ndimage import correlate1d, gaussian_filter1d, median_filter
 from scipy.signal import savgol_filter
 
 from reenact.config import AlignConfig
@@ -58,6 +61,20 @@ BORDER_MODES = {
     "replicate": cv2.BORDER_REPLICATE,
     "constant": cv2.BORDER_CONSTANT,
 }
+LOESS_RADIUS_SIGMAS = 3.0
+"""Local polynomial filter: the Gaussian window is cut at this many sigmas each side."""
+LOESS_MIN_DET = 1e-6
+"""Local polynomial filter: below this determinant of the diagonally scaled normal matrix (1 for
+independent columns, 0 for singular) a frame's fit uses the pseudo-inverse instead of a direct solve."""
+LOESS_RCOND = 1e-8
+"""Local polynomial filter: singular values below this share of the largest are dropped (a fit with too few
+frames, e.g. two frames for a quadratic, falls back to the minimum-norm, lower-order answer)."""
+
+FASTEST_SIGMA = 4.0
+"""`fastest_frame`: the centre is smoothed by a Gaussian this wide (frames) before its speed is read, so
+neither one noisy frame nor a blink (the eye points, and with them the quad, bob for 3-6 frames) counts as
+the fastest head motion."""
+
 ANTIALIAS_MARGIN_SIGMAS = 3.0
 """Extra frame margin (in prefilter sigmas) read around the quad when blurring before a shrink."""
 
@@ -173,6 +190,14 @@ def _one_euro_pass(
     return out
 
 
+def _tukey_weights(run: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """Tukey biweight per frame [T] from the residual of run [T, P] against fitted [T, P] (MAD scale)."""
+    residual = np.linalg.norm(run - fitted, axis=1)  # [T]
+    scale = max(MAD_TO_STD * float(np.median(residual)), ROBUST_MIN_SCALE)
+    u = residual / (TUKEY_C * scale)
+    return np.where(u < 1.0, (1.0 - u**2) ** 2, 0.0)
+
+
 def _robust_gaussian(run: np.ndarray, *, sigma: float, iterations: int) -> np.ndarray:
     """Gaussian smoothing that down-weights outlier frames (iteratively reweighted, Tukey biweight).
 
@@ -195,12 +220,62 @@ def _robust_gaussian(run: np.ndarray, *, sigma: float, iterations: int) -> np.nd
 
     smoothed = median
     for _ in range(iterations):
-        residual = np.linalg.norm(run - smoothed, axis=1)  # [T]
-        scale = max(MAD_TO_STD * float(np.median(residual)), ROBUST_MIN_SCALE)
-        u = residual / (TUKEY_C * scale)
-        weights = np.where(u < 1.0, (1.0 - u**2) ** 2, 0.0)
-        smoothed = weighted_gaussian(weights)
+        smoothed = weighted_gaussian(_tukey_weights(run, smoothed))
     return smoothed
+
+
+def _local_polynomial(run: np.ndarray, weights: np.ndarray, *, sigma: float, order: int) -> np.ndarray:
+    """Weighted local polynomial fit (LOESS) of run [T, P], evaluated at each frame: [T, P].
+
+    Frame t's value is the constant term of the degree-`order` polynomial in (s - t) that best fits the
+    frames s of the run, each weighted by a Gaussian of width `sigma` frames times its own weight. A
+    symmetric window makes it zero-phase; unlike a plain Gaussian it follows a turn's curvature (order
+    >= 2) instead of rounding it off; the window is cut at the run's ends, so the ends are one-sided
+    fits rather than reflections.
+    """
+    radius = math.ceil(LOESS_RADIUS_SIGMAS * sigma)
+    u = np.arange(-radius, radius + 1) / sigma  # [K], offsets in sigmas keep the system well scaled
+    kernel = np.exp(-0.5 * u**2)  # [K]
+    powers = range(2 * order + 1)
+    # moments[t, m] = sum_s g(s - t) w(s) u^m; targets[t, k, p] = sum_s g(s - t) w(s) u^k y(s, p)
+    moments = np.stack(
+        [correlate1d(weights, kernel * u**m, mode="constant", cval=0.0) for m in powers], axis=1
+    )  # [T, 2 * order + 1]
+    targets = np.stack(
+        [
+            correlate1d(run * weights[:, None], kernel * u**k, axis=0, mode="constant", cval=0.0)
+            for k in range(order + 1)
+        ],
+        axis=1,
+    )  # [T, order + 1, P]
+    index = np.arange(order + 1)
+    normal = moments[:, index[:, None] + index[None, :]]  # [T, order + 1, order + 1]
+    # A direct solve where the system is well conditioned (relative to its diagonal), the pseudo-inverse
+    # elsewhere (run ends, short runs, neighbourhoods of rejected frames): pinv on every frame is ~10x slower.
+    diagonal = np.sqrt(np.einsum("tii->ti", normal))  # [T, order + 1]
+    scaled = normal / np.maximum(diagonal[:, :, None] * diagonal[:, None, :], np.finfo(float).tiny)
+    healthy = np.linalg.det(scaled) > LOESS_MIN_DET
+    coefficients = np.empty_like(targets)  # [T, order + 1, P]
+    coefficients[healthy] = np.linalg.solve(normal[healthy], targets[healthy])
+    coefficients[~healthy] = (
+        np.linalg.pinv(normal[~healthy], rcond=LOESS_RCOND, hermitian=True) @ targets[~healthy]
+    )
+    return coefficients[:, 0, :]
+
+
+def _robust_loess(run: np.ndarray, *, sigma: float, order: int, iterations: int) -> np.ndarray:
+    """Local polynomial fit that down-weights outlier frames (iteratively reweighted, Tukey biweight).
+
+    Like `_robust_gaussian`, one weight per frame for all channels, starting from a running median.
+    """
+    weights = np.ones(len(run))
+    if iterations > 0:
+        window = 2 * math.ceil(ROBUST_MEDIAN_SIGMAS * sigma) + 1
+        weights = _tukey_weights(run, median_filter(run, size=(window, 1), mode="nearest"))
+    fitted = _local_polynomial(run, weights, sigma=sigma, order=order)
+    for _ in range(iterations - 1):
+        fitted = _local_polynomial(run, _tukey_weights(run, fitted), sigma=sigma, order=order)
+    return fitted
 
 
 def _filter_run(run: np.ndarray, *, config: AlignConfig) -> np.ndarray:
@@ -215,6 +290,10 @@ def _filter_run(run: np.ndarray, *, config: AlignConfig) -> np.ndarray:
         if window <= config.savgol_order:
             return run
         return savgol_filter(run, window, config.savgol_order, axis=0, mode="interp")
+    if config.filter == "loess":
+        return _robust_loess(
+            run, sigma=config.loess_sigma, order=config.loess_order, iterations=config.robust_iterations
+        )
     if config.filter == "robust":
         return _robust_gaussian(run, sigma=config.sigma, iterations=config.robust_iterations)
     if config.filter == "one_euro":
@@ -289,6 +368,53 @@ def quad_jitter(quads: np.ndarray, segments: Sequence[tuple[int, int]]) -> float
         squared.append((rel**2).ravel())
     values = np.concatenate(squared) if squared else np.empty(0)
     return float(np.sqrt(values.mean())) if values.size else float("nan")
+
+
+def fastest_frame(quads: np.ndarray, segments: Sequence[tuple[int, int]], *, half_window: int) -> int | None:
+    """Frame where the quad centre moves fastest (in quad sides per frame), at least `half_window` frames
+    inside a gap-free run of a segment; None when no run is long enough.
+
+    The speed is read from a smoothed centre (`FASTEST_SIGMA`), so a noisy frame or a blink is not chosen.
+    """
+    quads = np.asarray(quads, dtype=np.float64)
+    centre = quads.mean(axis=1)  # [T, 2]
+    size = quad_size(quads)  # [T]
+    best_speed, best_frame = -1.0, None
+    for seg_start, seg_stop in _check_segments(segments, len(quads)):
+        for run_start, run_stop in _runs(np.isfinite(centre[seg_start:seg_stop]).all(axis=1)):
+            start, stop = seg_start + run_start, seg_start + run_stop
+            if stop - start <= 2 * half_window:
+                continue
+            smooth_centre = gaussian_filter1d(centre[start:stop], sigma=FASTEST_SIGMA, axis=0, mode="nearest")
+            speed = np.linalg.norm(np.gradient(smooth_centre, axis=0), axis=1) / size[start:stop]  # [N]
+            inner = np.arange(half_window, stop - start - half_window)
+            frame = int(inner[np.argmax(speed[inner])])
+            if speed[frame] > best_speed:
+                best_speed, best_frame = float(speed[frame]), start + frame
+    return best_frame
+
+
+def quad_delay(quads: np.ndarray, reference: np.ndarray, frames: np.ndarray, *, max_shift: int) -> float:
+    """Delay in frames of the quad centres behind `reference`'s over `frames` (positive = late).
+
+    The shift s (|s| <= max_shift) that minimises the mean squared distance between centre(t) and
+    reference centre(t - s), refined between whole frames by a parabola through the three best shifts.
+    A zero-phase filter scores ~0; a causal filter scores its group delay.
+    """
+    centre = np.asarray(quads, dtype=np.float64).mean(axis=1)  # [T, 2]
+    target = np.asarray(reference, dtype=np.float64).mean(axis=1)  # [T, 2]
+    frames = np.asarray(frames)
+    shifts = np.arange(-max_shift, max_shift + 1)
+    errors = np.empty(len(shifts))
+    for i, shift in enumerate(shifts):
+        kept = frames[(frames - shift >= 0) & (frames - shift < len(target))]
+        errors[i] = np.nanmean(np.sum((centre[kept] - target[kept - shift]) ** 2, axis=1))
+    best = int(np.argmin(errors))
+    if best in (0, len(shifts) - 1):
+        return float(shifts[best])
+    before, at, after = errors[best - 1 : best + 2]
+    curvature = before - 2.0 * at + after
+    return float(shifts[best] + (0.5 * (before - after) / curvature if curvature > 0 else 0.0))
 
 
 # ----------------------------------------------------------------------------------------------------
