@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from reenact import edit, video
-from reenact.cache import folder_bytes
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
@@ -46,6 +45,7 @@ from reenact.stages.output import composite_frames, slots_for, still_frames, wri
 from reenact.stages.render import RenderStage, RenderStream
 from reenact.stages.tune import Tuned, TuneStage
 from reenact.workspace import Workspace
+from reenact.workspace_cache import folder_bytes
 
 MEGABYTE = 1e6
 KIB = 1024

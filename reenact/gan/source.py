@@ -40,7 +40,7 @@ def load_generator_spec(
             spec=spec, generator=generator, digest=tensor_digest(generator.state_dict()), is_random=True
         )
     path = Path(spec)
-    if spec in weights.registry():
+    if spec in weights.all_entries():
         entry = weights.get_entry(spec)
         if entry.kind != "generator":
             raise ReenactError(f"{spec} is a {entry.kind} weight, not a generator")
