@@ -145,13 +145,6 @@ def psnr(output: np.ndarray, reference: np.ndarray, *, max_db: float = 100.0) ->
     return min(max_db, uint8_psnr(output, reference))
 
 
-def psnr_frames(outputs: np.ndarray, references: np.ndarray, *, max_db: float = 100.0) -> np.ndarray:
-    """Per-frame PSNR of two clips [N, H, W, 3] uint8 -> [N] dB (each at most `max_db`)."""
-    if outputs.shape != references.shape:
-        raise ValueError(f"clips differ in shape: {outputs.shape} vs {references.shape}")
-    return np.array([psnr(a, b, max_db=max_db) for a, b in zip(outputs, references, strict=True)])
-
-
 def landmark_jitter(points: np.ndarray, segments: list[tuple[int, int]] | None = None) -> float:
     """Jitter of 68-point tracks [N, 68, 2] (NaN where no face): RMS 2nd difference of the FFHQ quad
     corners, in quad sides, within `segments` (default: the whole clip); NaN without 3 faced frames."""

@@ -22,7 +22,6 @@ from reenact.metrics import (
     identity_similarity_stats,
     landmark_jitter,
     psnr,
-    psnr_frames,
     render_plot,
     tg_id,
     tl_id,
@@ -30,7 +29,6 @@ from reenact.metrics import (
 )
 from reenact.video import VideoReader, VideoWriter, new_video_info
 from reenact_cli.main import run
-from tests import videotools
 from tests.conftest import testdata_file
 from tests.progresstools import RecordingProgress
 
@@ -113,13 +111,6 @@ def test_psnr_known_values_and_cap() -> None:
     assert psnr(image, off_by_one) == pytest.approx(10 * np.log10(255.0**2), abs=1e-9)
     assert psnr(image, image) == 100.0
     assert psnr(image, image, max_db=60.0) == 60.0
-    rng = np.random.default_rng(0)
-    clip = rng.integers(0, 256, size=(5, 16, 12, 3), dtype=np.uint8)
-    values = psnr_frames(clip, clip[::-1])
-    assert values.shape == (5,)
-    assert values[2] == 100.0  # the middle frame pairs with itself
-    expected = [videotools.psnr(a, b) for a, b in zip(clip, clip[::-1], strict=True)]
-    assert values == pytest.approx(expected, abs=1e-9)
 
 
 def test_landmark_jitter_grows_with_noise_and_respects_shots() -> None:
