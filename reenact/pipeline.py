@@ -59,23 +59,17 @@ def loss_networks(settings: Config, *, runtime: Runtime) -> tuple[nn.Module | No
     get it, never a random stand-in.
     """
     from reenact import weights
-    from reenact.backbones import LPIPS_ARCH
-    from reenact.losses import IMAGE2STYLEGAN_ARCH, LPIPS, Image2StyleGANPerceptual
+    from reenact.losses import IMAGE2STYLEGAN_ARCH, Image2StyleGANPerceptual
+    from reenact.metrics import lpips_model
 
     perceptual = None
     if settings.invert.perceptual_weight > 0:
         perceptual = Image2StyleGANPerceptual(
             backbone_weights=weights.backbone_path(IMAGE2STYLEGAN_ARCH), device=runtime.device
         )
-    lpips = None
-    if settings.pti.lpips_weight > 0:
-        net = settings.pti.lpips_net
-        lpips = LPIPS(
-            net=net,
-            backbone_weights=weights.backbone_path(LPIPS_ARCH[net]),
-            heads_path=weights.lpips_heads_path(net),
-            device=runtime.device,
-        )
+    lpips = (
+        lpips_model(settings.pti.lpips_net, device=runtime.device) if settings.pti.lpips_weight > 0 else None
+    )
     return perceptual, lpips
 
 

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from reenact.config import MetricsConfig, VideoConfig
+from reenact.config import Config, MetricsConfig, VideoConfig
+from reenact.device import resolve_runtime
 from reenact.errors import ReenactError
 from reenact.metrics import (
     IDENTITY_COLOUR,
@@ -21,6 +22,7 @@ from reenact.metrics import (
     evaluate_videos,
     identity_similarity_stats,
     landmark_jitter,
+    load_lpips,
     psnr,
     render_plot,
     tg_id,
@@ -353,3 +355,16 @@ def test_cli_refuses_to_overwrite_and_non_png_plot(clips: dict[str, Path], tmp_p
     assert code == 1 and "--overwrite" in err and existing.read_text() == "{}"
     code, _, err = _run(capsys, clips["face2"], "--reference", clips["face2"], "--plot", tmp_path / "p.jpg")
     assert code == 1 and ".png" in err
+
+
+def test_pti_and_evaluate_build_lpips_from_one_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the AlexNet weights, PTI's loss refuses and evaluate notes why, with the same message."""
+    from reenact.pipeline import loss_networks  # torch-heavy: only this test needs it
+
+    monkeypatch.setenv("REENACT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    settings = Config().with_values(invert={"perceptual_weight": 0.0}, pti={"lpips_net": "alex"})
+    with pytest.raises(ReenactError, match="alexnet") as refused:
+        loss_networks(settings, runtime=resolve_runtime("cpu"))
+    model, note = load_lpips("alex")
+    assert model is None and note == f"LPIPS not computed: {refused.value}"
