@@ -48,7 +48,7 @@ QUALITY_FOLDER = "quality"
 QUALITY_LEVELS = ("fast", "balanced", "best")
 """Compute budgets of `--quality`: a layer under the preset (see `load_config`)."""
 DEFAULT_QUALITY = "balanced"
-# Command-line defaults kept here, not beside the torch code that uses them (`reenact.gan.source`,
+# Command-line defaults kept here, not beside the torch code that uses them (`reenact.generator_source`,
 # `reenact.workspace`, `reenact.demo`), so that `reenact --help` shows them without importing torch.
 DEFAULT_GENERATOR = "stylegan2-ffhq-1024"
 DEFAULT_WORKDIR = Path("reenact-work")

@@ -33,7 +33,7 @@ from reenact import edit, video
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
-from reenact.gan.source import GeneratorSource
+from reenact.generator_source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
 from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress

@@ -1,4 +1,8 @@
-"""The generator a run starts from: a registry name, a checkpoint file, or an explicitly random one."""
+"""The generator a run starts from: a registry name, a checkpoint file, or an explicitly random one.
+
+It sits above both `reenact.gan` and `reenact.weights`: it resolves names through the weight cache,
+whose format checks load generator files through `reenact.gan`, so neither folder imports the other
+both ways."""
 
 from __future__ import annotations
 
