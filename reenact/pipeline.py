@@ -33,8 +33,8 @@ from reenact import edit, video
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
-from reenact.generator_source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
+from reenact.generator_source import GeneratorSource
 from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
