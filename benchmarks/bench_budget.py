@@ -8,9 +8,10 @@ Examples:
 Each row is one `reenact transfer` (a subprocess, a fresh workspace) on the synthetic world: target and
 driver of `--frames` frames each, its random 32 px generator and its landmarks. The run takes the
 quality level's budgets (`--quality`, over the `default` preset); only what the tiny world needs
-differs from the defaults, and no budget: MSE-only losses (no VGG16/LPIPS weights exist here), the
-start-point search of its random generator, the tuning step size of its few weights, and its edit
-layers, paste-back and video settings (`WORLD_SETTINGS`). The counts are the run summary's (`--json`:
+differs from the defaults, and no budget: the `synthetic` preset's settings less its budgets
+(`world_settings`), i.e. MSE-only losses (no VGG16/LPIPS weights exist here), the start-point search of
+its random generator, the tuning step size of its few weights, and its edit layers, paste-back and
+video settings. The counts are the run summary's (`--json`:
 `renders`), which a test checks against an independent count. Quality, where the answer is known:
 - target PSNR: the target inversion's mean PSNR of G(pivot) against the crops (dB);
 - face PSNR: the transfer's output against the ground truth over the face regions (dB).
@@ -29,28 +30,40 @@ import tempfile
 import time
 from pathlib import Path
 
-from reenact.config import QUALITY_LEVELS, Config
+from reenact.config import QUALITY_LEVELS, Config, config_to_dict, quality_layer
 from reenact.demo import decode, face_psnr
 from reenact.gan.checkpoints import save_generator
 from reenact.synthetic import (
     SyntheticConfig,
     SyntheticFiles,
     make_world,
+    synthetic_settings,
     true_transfer_frames,
     write_world,
 )
 
-WORLD_SETTINGS = (
-    "invert.perceptual_weight=0.0",
-    "invert.start_samples=64",
-    "pti.lpips_weight=0.0",
-    "pti.learning_rate=0.001",
-    "composite.color_match=false",
-    "video.crf=16",
-    'video.pix_fmt="yuv444p"',
-    'edit.layers="2,3,4"',
-)
-"""The synthetic world's needs (as `configs/synthetic.toml`), none of them a budget: see the module doc."""
+STEP_SETTINGS = ("invert.optimiser",)
+"""Budgets beyond those a quality level names: the optimiser says what one of its steps is."""
+
+
+def world_settings() -> list[str]:
+    """`--set` items for what the synthetic world needs: the `synthetic` preset's settings that differ from
+    the defaults, less the budgets (any quality level's settings and `STEP_SETTINGS`)."""
+    budgets = {
+        f"{section}.{key}"
+        for level in QUALITY_LEVELS
+        for section, values in quality_layer(level).items()
+        for key in values
+    }
+    world, defaults = config_to_dict(synthetic_settings()), config_to_dict(Config())
+    return [
+        f"{section}.{key}={json.dumps(value)}"  # a JSON scalar is a TOML value
+        for section, values in world.items()
+        for key, value in values.items()
+        if value != defaults[section][key] and f"{section}.{key}" not in {*budgets, *STEP_SETTINGS}
+    ]
+
+
 STAGES = ("tar-invert", "tar-tune", "dri-invert")
 COLUMNS = (
     ("frames", "frames", "{:>6}"),
@@ -86,7 +99,7 @@ def run_transfer(
         str(work / "work"),
         "--quiet",
         "--json",
-        *[arg for setting in [*WORLD_SETTINGS, *sets] for arg in ("--set", setting)],
+        *[arg for setting in sets for arg in ("--set", setting)],
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=environment)
@@ -107,7 +120,7 @@ def row(
     renders per frame, and the quality figures."""
     frames = summary["frames"]
     by_stage = {stage["name"]: stage["renders"] for stage in summary["stages"]}
-    settings = Config.from_preset("default", quality=quality, overrides=[*WORLD_SETTINGS, *sets]).pti
+    settings = Config.from_preset("default", quality=quality, overrides=sets).pti
     steps = stage_manifest(summary, "tar-tune")["summary"]["steps"]
     regularised = -(-steps // settings.locality_interval) if settings.locality_weight > 0 else 0
     locality = regularised * settings.locality_samples
@@ -146,6 +159,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
+    sets = [*world_settings(), *args.sets]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-budget-") as temp:
         root = Path(temp)
@@ -153,17 +167,17 @@ def main() -> None:
             world = make_world(SyntheticConfig(seed=args.seed, num_frames=frames))
             files = write_world(world, root / f"world-{frames}")
             generator = save_generator(world.generator, root / f"g-{frames}.safetensors")
-            composite = Config.from_preset("default", overrides=WORLD_SETTINGS).composite
+            composite = Config.from_preset("default", overrides=sets).composite
             truth, regions = true_transfer_frames(world, composite=composite, ref=0)
             for quality in args.quality:
                 if quality == "best" and frames > args.best_max_frames:
                     continue
                 work = root / f"run-{frames}-{quality}"
                 started = time.perf_counter()
-                summary = run_transfer(files, generator, quality=quality, work=work, sets=args.sets)
+                summary = run_transfer(files, generator, quality=quality, work=work, sets=sets)
                 seconds = time.perf_counter() - started
                 face_db = face_psnr(decode(work / "out.mp4"), truth, regions)
-                rows.append(row(summary, quality=quality, sets=args.sets, face_db=face_db, seconds=seconds))
+                rows.append(row(summary, quality=quality, sets=sets, face_db=face_db, seconds=seconds))
                 print(f"{frames} frames, {quality}: {seconds:.1f} s", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -195,8 +195,8 @@ def run_variant(
 
     from reenact import pipeline
     from reenact.device import maybe_compile, resolve_runtime
-    from reenact.gan.source import GeneratorSource
     from reenact.gan.stylegan2 import Generator, ffhq_config_f
+    from reenact.generator_source import GeneratorSource
     from reenact.losses import LPIPS, Image2StyleGANPerceptual
     from reenact.workspace import Workspace
 

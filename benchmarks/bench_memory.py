@@ -46,7 +46,7 @@ from reenact import pipeline
 from reenact.config import Config
 from reenact.device import resolve_runtime
 from reenact.gan import stylegan2
-from reenact.gan.source import GeneratorSource
+from reenact.generator_source import GeneratorSource
 from reenact.gan.stylegan2 import Generator, ffhq_config_f
 from reenact.workspace import Workspace
 

@@ -29,7 +29,7 @@ from reenact import pipeline, video
 from reenact.device import resolve_runtime
 from reenact.faces.landmarks import read_landmarks, write_landmarks
 from reenact.gan.checkpoints import save_generator
-from reenact.gan.source import load_generator_spec
+from reenact.generator_source import load_generator_spec
 from reenact.synthetic import SyntheticConfig, make_world, synthetic_settings, write_world
 from reenact.workspace import Workspace
 

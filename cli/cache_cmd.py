@@ -14,7 +14,7 @@ from reenact.config import DEFAULT_WORKDIR
 from reenact.errors import ReenactError
 
 if TYPE_CHECKING:
-    from reenact import cache
+    from reenact import workspace_cache as cache
 
 app = typer.Typer(
     help=(
@@ -70,7 +70,7 @@ def list_entries(
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list.")] = False,
 ) -> None:
     """Every entry, most recently used first: stage, key, size, last use and the inputs it came from."""
-    from reenact import cache
+    from reenact import workspace_cache as cache
 
     listed = cache.entries(workdir)
     if as_json:
@@ -95,7 +95,7 @@ def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
 ) -> None:
     """Remove old entries, or the least recently used ones beyond a total size."""
-    from reenact import cache
+    from reenact import workspace_cache as cache
 
     if older_than is None and max_size is None:
         raise ReenactError("say what to prune: --older-than AGE and/or --max-size SIZE")

@@ -72,7 +72,7 @@ def make_context(
     from reenact import distributed, pipeline
     from reenact.device import resolve_runtime
     from reenact.gan.random import is_random_spec
-    from reenact.gan.source import load_generator_spec
+    from reenact.generator_source import load_generator_spec
     from reenact.workspace import Workspace
 
     runtime = resolve_runtime(device, precision=precision, compile=compile)

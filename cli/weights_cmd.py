@@ -44,7 +44,7 @@ def list_weights(
     from reenact import weights
 
     rows = []
-    for entry in weights.registry().values():
+    for entry in weights.all_entries().values():
         if kind is not None and entry.kind != kind:
             continue
         found = weights.locate(entry.name)

@@ -20,7 +20,11 @@ from reenact.config import CompositeConfig
 from reenact.faces.align import transform_points, warp_to_crop, warp_to_frame
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import torch
+
+    Array: TypeAlias = np.ndarray | torch.Tensor
 
 JAW = slice(0, 17)
 BROWS = slice(17, 27)
@@ -131,16 +135,23 @@ def _from_space(values: np.ndarray, space: str) -> np.ndarray:
     return cv2.convertScaleAbs(rgb, alpha=UINT8_MAX)  # saturating round of x * 255
 
 
-def weighted_stats(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel weighted mean and std (float64 [C]) of values [..., C] under weights [...]: sums in
-    float64 (float32 sums drift by hundredths of a level over a face), two passes (no cancellation)."""
-    w = weights.reshape(-1).astype(np.float64)  # [n]
-    v = values.reshape(len(w), -1).astype(np.float64)  # [n, C]
-    total = max(float(w.sum()), 1e-12)
-    mean = w @ v / total
-    centred = v - mean
-    variance = w @ (centred * centred) / total
-    return mean, np.sqrt(variance)
+def weighted_stats(values: Array, weights: Array) -> tuple[Array, Array]:
+    """Per-channel weighted mean and std [C] of float64 values [n, C] under float64 weights [n], NumPy or
+    torch alike (both paste-backs use it): float64 because float32 sums drift by hundredths of a level
+    over a face, two passes (no cancellation)."""
+    total = weights.sum().clip(min=1e-12)
+    mean = weights @ values / total
+    centred = values - mean
+    return mean, (weights @ (centred * centred) / total) ** 0.5
+
+
+def color_gain(source: Array, reference: Array, weights: Array) -> tuple[Array, Array]:
+    """Per-channel gain and offset [C] that give float64 `source` values [n, C] the weighted mean and std
+    of `reference` [n, C] under `weights` [n] (NumPy or torch): the colour match of both paste-backs."""
+    source_mean, source_std = weighted_stats(source, weights)
+    reference_mean, reference_std = weighted_stats(reference, weights)
+    gain = reference_std / source_std.clip(min=MIN_STD)
+    return gain, reference_mean - source_mean * gain
 
 
 def support_window(weights: np.ndarray, *, margin: int) -> tuple[slice, slice] | None:
@@ -155,38 +166,23 @@ def support_window(weights: np.ndarray, *, margin: int) -> tuple[slice, slice] |
     )
 
 
-def match_color(
-    source: np.ndarray,
-    reference: np.ndarray,
-    weights: np.ndarray,
-    *,
-    space: str = "lab",
-) -> np.ndarray:
-    """`source` [H, W, 3] uint8 RGB with its per-channel mean/std (under `weights`) set to the reference's.
-
-    Only the box around the weights (grown by `COLOR_MARGIN`, what the paste-back's interpolation reads
-    beyond the mask) is converted; the rest of `source` is returned as it is."""
-    window = support_window(weights > 0, margin=COLOR_MARGIN)
-    if window is None:
-        return source
-    out = source.copy()
-    out[window] = match_color_box(source[window], reference[window], weights[window], space=space)
-    return out
-
-
 def match_color_box(
     source: np.ndarray, reference: np.ndarray, weights: np.ndarray, *, space: str
 ) -> np.ndarray:
-    """`match_color` on arrays already cut to the box: source [h, w, 3] converted whole, the reference
-    and the statistics only where `weights` [h, w] > 0."""
+    """`source` [h, w, 3] uint8 RGB with its per-channel mean/std under `weights` [h, w] set to those of
+    `reference` [h, w, 3], in `space`: the source converted whole, the reference and the statistics only
+    where the weights are > 0. Callers cut the arrays to the mask's box (`support_window` grown by
+    `COLOR_MARGIN`, what the paste-back's interpolation reads beyond the mask)."""
     support = np.flatnonzero(weights)  # [n] flat pixel indices
     channels = source.shape[-1]
     src = _to_space(source, space)  # [h, w, 3]
     ref = _to_space(reference.reshape(-1, 1, channels)[support], space)  # [n, 1, 3]
-    src_mean, src_std = weighted_stats(src.reshape(-1, channels)[support], weights.reshape(-1)[support])
-    ref_mean, ref_std = weighted_stats(ref, weights.reshape(-1)[support])
-    gain = ref_std / np.maximum(src_std, MIN_STD)
-    affine = np.concatenate([np.diag(gain), (ref_mean - src_mean * gain)[:, None]], axis=1)  # [3, 4]
+    gain, offset = color_gain(
+        src.reshape(-1, channels)[support].astype(np.float64),
+        ref.reshape(-1, channels).astype(np.float64),
+        weights.reshape(-1)[support].astype(np.float64),
+    )
+    affine = np.concatenate([np.diag(gain), offset[:, None]], axis=1)  # [3, 4]
     return _from_space(cv2.transform(src, affine), space)  # v * gain + offset, per channel
 
 

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from reenact.composite import (
     COLOR_MARGIN,
     FRAME_MARGIN,
-    MIN_STD,
     UINT8_MAX,
+    color_gain,
     frame_box,
     support_window,
 )
@@ -176,14 +176,14 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     return _linear_to_srgb((xyz @ to_rgb.T).clamp(0.0, 1.0))
 
 
-def _to_space(image: torch.Tensor, space: str) -> torch.Tensor:
-    """uint8 RGB [..., 3] as float32 in `space` (RGB in 0..1, or CIE Lab)."""
+def _to_space_torch(image: torch.Tensor, space: str) -> torch.Tensor:
+    """`reenact.composite._to_space` in torch: uint8 RGB [..., 3] as float32 in `space`."""
     rgb = image.to(torch.float32) / UINT8_MAX
     return rgb_to_lab(rgb) if space == "lab" else rgb
 
 
-def _from_space(values: torch.Tensor, space: str) -> torch.Tensor:
-    """float32 values [..., 3] in `space` back to uint8 RGB, rounded to nearest and clipped."""
+def _from_space_torch(values: torch.Tensor, space: str) -> torch.Tensor:
+    """`reenact.composite._from_space` in torch: float32 values [..., 3] in `space` back to uint8 RGB."""
     rgb = lab_to_rgb(values) if space == "lab" else values
     return _to_uint8(rgb * UINT8_MAX)
 
@@ -192,31 +192,18 @@ def _to_uint8(values: torch.Tensor) -> torch.Tensor:
     return torch.round(values).clamp(0, UINT8_MAX).to(torch.uint8)
 
 
-def weighted_stats(values: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel weighted mean and std (float64 [C]) of values [n, C] under weights [n]; float64 as on
-    the CPU path (`reenact.composite.weighted_stats`), two passes."""
-    w = weights.to(torch.float64)  # [n]
-    v = values.to(torch.float64)  # [n, C]
-    total = w.sum().clamp(min=1e-12)
-    mean = w @ v / total
-    centred = v - mean
-    return mean, torch.sqrt(w @ (centred * centred) / total)
-
-
-def match_color_box(
+def match_color_box_torch(
     source: torch.Tensor, reference: torch.Tensor, weights: torch.Tensor, *, space: str
 ) -> torch.Tensor:
-    """`source` [h, w, 3] uint8 with its per-channel mean/std under `weights` [h, w] set to those of
-    `reference` [h, w, 3] uint8 (as `reenact.composite.match_color_box`)."""
+    """`reenact.composite.match_color_box` on the device: `source` [h, w, 3] uint8 with its per-channel
+    mean/std under `weights` [h, w] set to those of `reference` [h, w, 3] uint8 (the same `color_gain`)."""
     support = weights.reshape(-1) > 0  # [h * w]
-    src = _to_space(source, space)  # [h, w, 3]
-    ref = _to_space(reference.reshape(-1, 3)[support], space)  # [n, 3]
-    w = weights.reshape(-1)[support]  # [n]
-    src_mean, src_std = weighted_stats(src.reshape(-1, 3)[support], w)
-    ref_mean, ref_std = weighted_stats(ref, w)
-    gain = ref_std / src_std.clamp(min=MIN_STD)
-    offset = ref_mean - src_mean * gain
-    return _from_space(src * gain.to(torch.float32) + offset.to(torch.float32), space)
+    src = _to_space_torch(source, space)  # [h, w, 3]
+    ref = _to_space_torch(reference.reshape(-1, 3)[support], space)  # [n, 3]
+    gain, offset = color_gain(
+        src.reshape(-1, 3)[support].double(), ref.double(), weights.reshape(-1)[support].double()
+    )
+    return _from_space_torch(src * gain.to(torch.float32) + offset.to(torch.float32), space)
 
 
 def _sample(
@@ -323,7 +310,7 @@ def composite_face_torch(
     mask = torch.from_numpy(np.ascontiguousarray(mask_crop[window], dtype=np.float32)).to(device)  # [h, w]
     if config.color_match:
         original = _reference_crop(frame_t, matrix, window)  # [h, w, 3] uint8
-        face_crop = match_color_box(face_crop, original, mask, space=config.color_space)
+        face_crop = match_color_box_torch(face_crop, original, mask, space=config.color_space)
     origin = (window[0].start, window[1].start)
     alpha = _sample(mask[None], matrix, box, origin=origin, mode="bilinear", padding="zeros")[0]
     alpha = alpha.clamp(0.0, 1.0)  # [h', w']

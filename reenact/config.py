@@ -48,7 +48,7 @@ QUALITY_FOLDER = "quality"
 QUALITY_LEVELS = ("fast", "balanced", "best")
 """Compute budgets of `--quality`: a layer under the preset (see `load_config`)."""
 DEFAULT_QUALITY = "balanced"
-# Command-line defaults kept here, not beside the torch code that uses them (`reenact.gan.source`,
+# Command-line defaults kept here, not beside the torch code that uses them (`reenact.generator_source`,
 # `reenact.workspace`, `reenact.demo`), so that `reenact --help` shows them without importing torch.
 DEFAULT_GENERATOR = "stylegan2-ffhq-1024"
 DEFAULT_WORKDIR = Path("reenact-work")
@@ -470,12 +470,17 @@ def quality_path(level: str) -> Path:
     return Path(str(resources.files(PRESETS_PACKAGE) / QUALITY_FOLDER / f"{level}.toml"))
 
 
+def quality_layer(level: str) -> dict[str, Any]:
+    """The settings a quality level names, by section: only what it changes from the defaults."""
+    return _read_toml(quality_path(level))
+
+
 def load_config(
     path: Path | str | None = None, overrides: Sequence[str] = (), *, quality: str = DEFAULT_QUALITY
 ) -> Config:
     """Defaults, then the `quality` level's budgets, then the TOML file at `path` (if given: what it sets
     wins over the quality level), then `section.key=value` overrides."""
-    data = _read_toml(quality_path(quality))
+    data = quality_layer(quality)
     if path is not None:
         _merge(data, _read_toml(Path(path)))
     for item in overrides:

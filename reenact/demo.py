@@ -26,7 +26,7 @@ from reenact.device import Runtime
 from reenact.errors import ReenactError
 from reenact.files import write_text_atomic
 from reenact.gan.checkpoints import save_generator
-from reenact.gan.source import load_generator_spec
+from reenact.generator_source import load_generator_spec
 from reenact.imaging import UINT8_PEAK, psnr_from_mse
 from reenact.progress import SILENT, Progress
 from reenact.synthetic import (

@@ -85,11 +85,6 @@ def save_tensors(
     return Path(path)
 
 
-def load_tensors(path: Path | str, *, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file."""
-    return read_safetensors(path, device=device)[0]
-
-
 def read_safetensors(
     path: Path | str, *, device: torch.device | str = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

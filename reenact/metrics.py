@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 import torch
 
+from reenact.backbones import LPIPS_ARCH, LpipsNet
 from reenact.config import FacesConfig, MetricsConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import ffhq_quad, quad_jitter
@@ -53,6 +54,7 @@ from reenact.faces.landmarks import NUM_LANDMARKS, DlibLandmarks, FaceDetection,
 from reenact.faces.track import SceneCutDetector
 from reenact.files import atomic_path
 from reenact.imaging import image_from_uint8, uint8_psnr
+from reenact.losses import LPIPS
 from reenact.progress import SILENT, Progress
 from reenact.video import VideoReader
 
@@ -145,13 +147,6 @@ def psnr(output: np.ndarray, reference: np.ndarray, *, max_db: float = 100.0) ->
     return min(max_db, uint8_psnr(output, reference))
 
 
-def psnr_frames(outputs: np.ndarray, references: np.ndarray, *, max_db: float = 100.0) -> np.ndarray:
-    """Per-frame PSNR of two clips [N, H, W, 3] uint8 -> [N] dB (each at most `max_db`)."""
-    if outputs.shape != references.shape:
-        raise ValueError(f"clips differ in shape: {outputs.shape} vs {references.shape}")
-    return np.array([psnr(a, b, max_db=max_db) for a, b in zip(outputs, references, strict=True)])
-
-
 def landmark_jitter(points: np.ndarray, segments: list[tuple[int, int]] | None = None) -> float:
     """Jitter of 68-point tracks [N, 68, 2] (NaN where no face): RMS 2nd difference of the FFHQ quad
     corners, in quad sides, within `segments` (default: the whole clip); NaN without 3 faced frames."""
@@ -172,17 +167,23 @@ def segments_from_cuts(cuts: list[int], num_frames: int) -> list[tuple[int, int]
     return [(a, b) for a, b in zip(starts, [*starts[1:], num_frames], strict=True) if b > a]
 
 
+def lpips_model(net: LpipsNet, *, device: torch.device | str = "cpu") -> LPIPS:
+    """LPIPS v0.1 on `net` with the weight cache's backbone and heads: the one way reenact builds it (PTI's
+    loss, `evaluate`). A missing file is a `ReenactError` saying how to get it, never a random stand-in."""
+    from reenact import weights
+
+    return LPIPS(
+        net=net,
+        backbone_weights=weights.backbone_path(LPIPS_ARCH[net]),
+        heads_path=weights.lpips_heads_path(net),
+        device=device,
+    )
+
+
 def load_lpips(net: str, *, device: torch.device | str = "cpu") -> tuple[torch.nn.Module | None, str | None]:
     """The LPIPS model with real backbone weights, or `(None, note)` saying why LPIPS is unavailable."""
-    from reenact import weights
-    from reenact.backbones import LPIPS_ARCH
-    from reenact.losses import LPIPS
-
     try:
-        backbone = weights.backbone_path(LPIPS_ARCH[net])  # type: ignore[index]
-        heads = weights.lpips_heads_path(net)  # type: ignore[arg-type]
-        model = LPIPS(net=net, backbone_weights=backbone, heads_path=heads, device=device)  # type: ignore[arg-type]
-        return model, None
+        return lpips_model(net, device=device), None  # type: ignore[arg-type]
     except ReenactError as exc:
         return None, f"LPIPS not computed: {exc}"
 

@@ -30,12 +30,11 @@ import torch
 from torch import nn
 
 from reenact import edit, video
-from reenact.cache import folder_bytes
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
-from reenact.gan.source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
+from reenact.generator_source import GeneratorSource
 from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
@@ -46,6 +45,7 @@ from reenact.stages.output import composite_frames, slots_for, still_frames, wri
 from reenact.stages.render import RenderStage, RenderStream
 from reenact.stages.tune import Tuned, TuneStage
 from reenact.workspace import Workspace
+from reenact.workspace_cache import folder_bytes
 
 MEGABYTE = 1e6
 KIB = 1024
@@ -59,23 +59,17 @@ def loss_networks(settings: Config, *, runtime: Runtime) -> tuple[nn.Module | No
     get it, never a random stand-in.
     """
     from reenact import weights
-    from reenact.backbones import LPIPS_ARCH
-    from reenact.losses import IMAGE2STYLEGAN_ARCH, LPIPS, Image2StyleGANPerceptual
+    from reenact.losses import IMAGE2STYLEGAN_ARCH, Image2StyleGANPerceptual
+    from reenact.metrics import lpips_model
 
     perceptual = None
     if settings.invert.perceptual_weight > 0:
         perceptual = Image2StyleGANPerceptual(
             backbone_weights=weights.backbone_path(IMAGE2STYLEGAN_ARCH), device=runtime.device
         )
-    lpips = None
-    if settings.pti.lpips_weight > 0:
-        net = settings.pti.lpips_net
-        lpips = LPIPS(
-            net=net,
-            backbone_weights=weights.backbone_path(LPIPS_ARCH[net]),
-            heads_path=weights.lpips_heads_path(net),
-            device=runtime.device,
-        )
+    lpips = (
+        lpips_model(settings.pti.lpips_net, device=runtime.device) if settings.pti.lpips_weight > 0 else None
+    )
     return perceptual, lpips
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reenact import cache
+from reenact import workspace_cache as cache
 from reenact.synthetic import SyntheticConfig, make_world, write_world
 from reenact_cli.cache_cmd import parse_age, parse_size
 from reenact_cli.main import run

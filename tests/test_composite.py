@@ -19,12 +19,11 @@ from reenact.composite import (
     face_mask,
     feather,
     landmark_mask,
-    match_color,
+    match_color_box,
     paste_back,
     weighted_stats,
 )
-from reenact.composite_torch import _from_space as _from_space_torch
-from reenact.composite_torch import composite_face_torch, lab_formula, rgb_to_lab
+from reenact.composite_torch import _from_space_torch, composite_face_torch, lab_formula, rgb_to_lab
 from reenact.config import CompositeConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, ffhq_quad, transform_points, warp_to_crop, warp_to_frame
@@ -149,11 +148,13 @@ def test_color_match_moves_statistics_to_the_target(aligned, space):
     _, _, _, crop, mask, _ = aligned
     # The "rendered" face: same content, wrong colour (a cast plus lower contrast).
     tinted = np.clip(crop.astype(np.float32) * [0.7, 0.9, 1.0] + [30, -10, 20], 0, 255).astype(np.uint8)
-    matched = match_color(tinted, crop, mask, space=space)
+    matched = match_color_box(tinted, crop, mask, space=space)
 
     def stats(image: np.ndarray) -> np.ndarray:
         lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-        return np.concatenate(weighted_stats(lab, mask))
+        return np.concatenate(
+            weighted_stats(lab.reshape(-1, 3).astype(np.float64), mask.reshape(-1).astype(np.float64))
+        )
 
     before = np.abs(stats(tinted) - stats(crop)).max()
     after = np.abs(stats(matched) - stats(crop)).max()

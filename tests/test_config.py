@@ -136,15 +136,19 @@ def _quality_file(level: str) -> dict:
         return tomllib.load(handle)
 
 
-def test_balanced_quality_is_the_defaults_and_every_level_sets_the_same_budgets() -> None:
+def test_quality_levels_name_only_what_they_change_from_the_defaults() -> None:
+    """One default per setting: `balanced` is the defaults (its file sets nothing), and `fast` and `best`
+    are deltas over them, so a level never repeats a default."""
+    assert _quality_file("balanced") == {}
     assert Config.from_preset("default", quality="balanced") == Config()
-    balanced = _quality_file("balanced")
-    for level in QUALITY_LEVELS:
+    defaults = config_to_dict(Config())
+    for level in ("fast", "best"):
         named = _quality_file(level)
-        assert named.keys() == {"invert", "pti"}, level
-        budgets = {key for key in balanced["invert"]} | {"learning_rate", "warm_learning_rate"}
-        assert set(named["invert"]) <= budgets and set(balanced["invert"]) <= set(named["invert"]), level
-        assert set(balanced["pti"]) <= set(named["pti"]) <= set(balanced["pti"]) | {"learning_rate"}, level
+        assert named and set(named) <= {"invert", "pti"}, level
+        for section, values in named.items():
+            for key, value in values.items():
+                assert value != defaults[section][key], f"{level}: {section}.{key} repeats the default"
+        assert Config.from_preset("default", quality=level) == Config().with_values(**named), level
 
 
 def test_quality_levels_order_the_budgets() -> None:
@@ -158,18 +162,26 @@ def test_quality_levels_order_the_budgets() -> None:
         assert steps[0] < steps[1] < steps[2], (field, steps)
 
 
-def test_a_preset_and_sets_win_over_the_quality_level(tmp_path: Path) -> None:
+def test_layers_compose_defaults_then_quality_then_preset_then_sets(tmp_path: Path) -> None:
     fast = Config.from_preset("default", quality="fast")
     assert (
         fast.invert.warm_steps == _quality_file("fast")["invert"]["warm_steps"] != Config().invert.warm_steps
     )
     mine = tmp_path / "mine.toml"
-    mine.write_text("[invert]\nwarm_steps = 7\n")
+    mine.write_text("[invert]\nwarm_steps = 7\nbatch_size = 2\n")
     mixed = Config.from_preset(mine, quality="fast")
-    assert mixed.invert.warm_steps == 7 and mixed.pti == fast.pti, "the file wins where it speaks, only there"
+    assert mixed.invert.warm_steps == 7 and mixed.invert.batch_size == 2, "the preset wins where it speaks"
+    assert mixed.invert.first_steps == fast.invert.first_steps and mixed.pti == fast.pti, "only there"
+    assert mixed.invert.learning_rate == Config().invert.learning_rate, "the defaults under both"
     assert Config.from_preset(mine, quality="fast", overrides=["invert.warm_steps=9"]).invert.warm_steps == 9
-    synthetic = Config.from_preset("synthetic", quality="best")
-    assert synthetic.invert == Config.from_preset("synthetic").invert, "synthetic names all its budgets"
+    synthetic = Config.from_preset("synthetic")
+    for level in QUALITY_LEVELS:
+        assert Config.from_preset("synthetic", quality=level) == synthetic, (
+            f"synthetic names every {level} budget"
+        )
+    assert (
+        Config.from_preset("synthetic", quality="fast", overrides=["pti.max_steps=500"]).pti.max_steps == 500
+    )
     with pytest.raises(ReenactError, match="unknown quality 'fastest'; use one of fast, balanced, best"):
         Config.from_preset("default", quality="fastest")
 

@@ -263,6 +263,6 @@ def test_resolve_registry_names_through_the_cache(cache: Path, directions_dir: P
 def test_resolve_unknown_and_non_direction_names(cache: Path) -> None:
     with pytest.raises(ReenactError, match="did you mean"):
         resolve_direction("e4e-smiel")
-    generator = next(name for name, entry in weights.registry().items() if entry.kind == "generator")
+    generator = next(name for name, entry in weights.all_entries().items() if entry.kind == "generator")
     with pytest.raises(ReenactError, match="not a direction"):
         resolve_direction(generator)

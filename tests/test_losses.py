@@ -9,7 +9,6 @@ lpips `lpips/lpips.py`), with functional ops, independently of `reenact.losses`.
 
 from __future__ import annotations
 
-import ast
 import math
 import sys
 import types
@@ -232,33 +231,6 @@ def test_random_weights_never_stand_in_silently() -> None:
         Image2StyleGANPerceptual()
     with pytest.raises(ValueError, match="not both"):
         LPIPS(net="vgg", heads_path=heads, random_backbone=True, backbone_weights=Path("x.pth"))
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every module `path` imports anywhere, lazily too (`from a import b` counts as a and a.b)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
-    return names
-
-
-def imports_of(paths: list[Path], package: str) -> set[str]:
-    return {
-        name
-        for path in paths
-        for name in imported_modules(path)
-        if name == package or name.startswith(f"{package}.")
-    }
-
-
-def test_losses_and_weights_do_not_import_each_other() -> None:
-    """The loss networks take file paths and know nothing of the cache; the cache's format checks use
-    `reenact.backbones`, never the losses."""
-    assert imports_of([REPO_ROOT / "reenact" / "losses.py"], "reenact.weights") == set()
-    assert imports_of(sorted((REPO_ROOT / "reenact" / "weights").glob("*.py")), "reenact.losses") == set()
 
 
 def test_feature_taps_have_the_lpips_shapes() -> None:

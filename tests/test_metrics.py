@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from reenact.config import MetricsConfig, VideoConfig
+from reenact.config import Config, MetricsConfig, VideoConfig
+from reenact.device import resolve_runtime
 from reenact.errors import ReenactError
 from reenact.metrics import (
     IDENTITY_COLOUR,
@@ -21,8 +22,8 @@ from reenact.metrics import (
     evaluate_videos,
     identity_similarity_stats,
     landmark_jitter,
+    load_lpips,
     psnr,
-    psnr_frames,
     render_plot,
     tg_id,
     tl_id,
@@ -30,7 +31,6 @@ from reenact.metrics import (
 )
 from reenact.video import VideoReader, VideoWriter, new_video_info
 from reenact_cli.main import run
-from tests import videotools
 from tests.conftest import testdata_file
 from tests.progresstools import RecordingProgress
 
@@ -113,13 +113,6 @@ def test_psnr_known_values_and_cap() -> None:
     assert psnr(image, off_by_one) == pytest.approx(10 * np.log10(255.0**2), abs=1e-9)
     assert psnr(image, image) == 100.0
     assert psnr(image, image, max_db=60.0) == 60.0
-    rng = np.random.default_rng(0)
-    clip = rng.integers(0, 256, size=(5, 16, 12, 3), dtype=np.uint8)
-    values = psnr_frames(clip, clip[::-1])
-    assert values.shape == (5,)
-    assert values[2] == 100.0  # the middle frame pairs with itself
-    expected = [videotools.psnr(a, b) for a, b in zip(clip, clip[::-1], strict=True)]
-    assert values == pytest.approx(expected, abs=1e-9)
 
 
 def test_landmark_jitter_grows_with_noise_and_respects_shots() -> None:
@@ -362,3 +355,16 @@ def test_cli_refuses_to_overwrite_and_non_png_plot(clips: dict[str, Path], tmp_p
     assert code == 1 and "--overwrite" in err and existing.read_text() == "{}"
     code, _, err = _run(capsys, clips["face2"], "--reference", clips["face2"], "--plot", tmp_path / "p.jpg")
     assert code == 1 and ".png" in err
+
+
+def test_pti_and_evaluate_build_lpips_from_one_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the AlexNet weights, PTI's loss refuses and evaluate notes why, with the same message."""
+    from reenact.pipeline import loss_networks  # torch-heavy: only this test needs it
+
+    monkeypatch.setenv("REENACT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    settings = Config().with_values(invert={"perceptual_weight": 0.0}, pti={"lpips_net": "alex"})
+    with pytest.raises(ReenactError, match="alexnet") as refused:
+        loss_networks(settings, runtime=resolve_runtime("cpu"))
+    model, note = load_lpips("alex")
+    assert model is None and note == f"LPIPS not computed: {refused.value}"

@@ -146,7 +146,7 @@ def single_error_line(err: str) -> str:
 
 
 def test_registry_entries_are_well_formed() -> None:
-    entries = weights.registry()
+    entries = weights.all_entries()
     kinds = {entry.kind for entry in entries.values()}
     assert kinds == {"generator", "backbone", "lpips", "landmarks", "direction"}
     cached = {weights.cached_file(name) for name in entries}
@@ -219,7 +219,7 @@ def shared_files(directions_dir: Path) -> list[Path]:
 
 
 def test_direction_entries_match_the_real_files(directions_dir: Path) -> None:
-    entries = [entry for entry in weights.registry().values() if entry.kind == "direction"]
+    entries = [entry for entry in weights.all_entries().values() if entry.kind == "direction"]
     by_checksum = {entry.sha256: entry for entry in entries}
     files = shared_files(directions_dir)
     assert len(files) >= len(entries)
@@ -250,7 +250,9 @@ def test_import_accepts_the_real_direction_files(
     ).shape == (1, 18, 512)
     results = weights.verify()
     assert {result.status for result in results} == {"ok"}
-    assert len(results) == len([entry for entry in weights.registry().values() if entry.kind == "direction"])
+    assert len(results) == len(
+        [entry for entry in weights.all_entries().values() if entry.kind == "direction"]
+    )
     capsys.readouterr()
     assert run(["weights", "list", "--json", "--kind", "direction"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -410,7 +412,7 @@ def test_cli_list_and_path(
     add_entry(monkeypatch, content)
     assert run(["weights", "list", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert set(rows) == set(weights.registry())
+    assert set(rows) == set(weights.all_entries())
     assert rows[SYNTHETIC]["status"] == "missing" and rows["vgg16"]["license"].startswith("BSD")
     assert run(["weights", "path", SYNTHETIC]) == EXIT_ERROR
     assert "missing weight file boundary_Test.npy" in single_error_line(capsys.readouterr().err)
@@ -430,7 +432,7 @@ def test_cli_list_and_path(
 def test_cli_list_shows_a_size_for_every_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["weights", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == len(weights.registry())
+    assert len(rows) == len(weights.all_entries())
     for row in rows:
         assert re.fullmatch(r"~?\d+(\.\d)? (KiB|MiB)", row["size_text"]), row
         assert (row["size"] is None) != (row["approx_size"] is None) and row["size_source"], row

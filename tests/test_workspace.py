@@ -11,7 +11,7 @@ import torch
 
 from reenact.device import resolve_device, resolve_runtime
 from reenact.errors import ReenactError
-from reenact.files import load_arrays, load_tensors, save_arrays, save_tensors
+from reenact.files import load_arrays, read_safetensors, save_arrays, save_tensors
 from reenact.workspace import MANIFEST, Workspace, stage_key, tensor_digest
 
 
@@ -61,7 +61,7 @@ def test_build_is_atomic_and_failures_leave_nothing(tmp_path: Path) -> None:
 
 def test_tensor_and_array_round_trip(tmp_path: Path) -> None:
     tensors = {"ws": torch.randn(3, 4, 5), "frames": torch.arange(3), "scalar": torch.tensor(2.0)}
-    loaded = load_tensors(save_tensors(tmp_path / "t.safetensors", tensors))
+    loaded, _ = read_safetensors(save_tensors(tmp_path / "t.safetensors", tensors))
     assert all(torch.equal(tensors[name], loaded[name]) for name in tensors)
     assert tensor_digest(tensors) == tensor_digest(loaded)
     assert tensor_digest({**tensors, "ws": tensors["ws"] + 1e-6}) != tensor_digest(tensors)

@@ -561,28 +561,6 @@ def estimate_w_avg(G: Generator, *, num_samples: int, seed: int, batch_size: int
     G.mapping.w_avg.copy_((total / num_samples).float())
 
 
-def to_rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
-    """Our generator in rosinality's `g_ema` layout (for exporting to rosinality-based tools)."""
-    config = G.config
-    ours = G.state_dict()
-    state: dict[str, torch.Tensor] = {}
-    for source, target in rosinality_key_map(config).items():
-        value = ours[target]
-        if source.endswith("conv.weight") or source == "input.input":
-            value = value.unsqueeze(0)
-        elif source.endswith("noise.weight"):
-            value = value.reshape(1)
-        elif source.startswith("noises."):
-            value = value.reshape(1, 1, *value.shape)
-        elif re.fullmatch(r"to_rgb(1|s\.\d+)\.bias", source):
-            value = value.reshape(1, -1, 1, 1)
-        state[source] = value.detach().clone()
-    kernel = setup_filter(config.resample_filter) * UPSAMPLE_FACTOR**2
-    for key in rosinality_filter_keys(config):
-        state[key] = kernel.clone()
-    return state
-
-
 # ---------------------------------------------------------------------------------------------------
 # Our format
 

@@ -38,7 +38,7 @@ from reenact.device import Runtime, numerics_key
 from reenact.distributed import part_size, shard_each
 from reenact.errors import ReenactError
 from reenact.files import save_array
-from reenact.gan.source import GeneratorSource
+from reenact.generator_source import GeneratorSource
 from reenact.invert import invert_clip
 from reenact.latents import LatentSource, StoredLatents
 from reenact.progress import SILENT, Progress

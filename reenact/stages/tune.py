@@ -20,8 +20,8 @@ from reenact.config import Config, config_to_dict
 from reenact.device import Runtime, maybe_compile, numerics_key
 from reenact.distributed import SINGLE, Group
 from reenact.gan.checkpoints import load_generator, save_generator
-from reenact.gan.source import GeneratorSource
 from reenact.gan.stylegan2 import Generator
+from reenact.generator_source import GeneratorSource
 from reenact.progress import SILENT, Progress
 from reenact.pti import CheckpointError, TuneResult, times_drawn, tune_generator, tuning_batch
 from reenact.renders import Renders

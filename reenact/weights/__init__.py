@@ -1,20 +1,29 @@
 """The weight registry and cache: which files the pipeline needs, where they live, how they get there.
 
-- `registry`: the known files (`WeightEntry`), `registry()`, `get_entry(name)`, their sizes for people
+- `registry`: the known files (`WeightEntry`), `all_entries()`, `get_entry(name)`, their sizes for people
   (`expected_size_text`, `format_size`);
 - `formats`: the per-format checks a file passes before it enters the cache (`check_format`), and the
   direction-file readers `reenact.directions` uses;
-- `cache`: the cache folder, `locate(name)` (an installed package's copy, the torch hub folder, the cache),
+- `store`: the cache folder, `locate(name)` (an installed package's copy, the torch hub folder, the cache),
   `weight_path(name)`, `backbone_path(arch)`, `lpips_heads_path(net)`, `import_file`, `verify`;
 - `download`: `fetch(name)`, resumable and checked.
 
-Import the public names from here (`from reenact import weights; weights.weight_path(name)`). Note that
-`weights.registry` is the function; the module is `reenact.weights.registry`.
+Import the public names from here (`from reenact import weights; weights.weight_path(name)`).
 """
 
 from __future__ import annotations
 
-from reenact.weights.cache import (
+from reenact.weights.download import fetch
+from reenact.weights.formats import check_format
+from reenact.weights.registry import (
+    WeightEntry,
+    WeightKind,
+    all_entries,
+    expected_size_text,
+    format_size,
+    get_entry,
+)
+from reenact.weights.store import (
     FoundFile,
     VerifyResult,
     WeightSource,
@@ -33,16 +42,6 @@ from reenact.weights.cache import (
     weight_path,
     weights_dir,
 )
-from reenact.weights.download import fetch
-from reenact.weights.formats import check_format
-from reenact.weights.registry import (
-    WeightEntry,
-    WeightKind,
-    expected_size_text,
-    format_size,
-    get_entry,
-    registry,
-)
 
 __all__ = [
     "FoundFile",
@@ -50,6 +49,7 @@ __all__ = [
     "WeightEntry",
     "WeightKind",
     "WeightSource",
+    "all_entries",
     "backbone_path",
     "cache_dir",
     "cached_file",
@@ -64,7 +64,6 @@ __all__ = [
     "locate",
     "lpips_heads_path",
     "package_copy",
-    "registry",
     "torch_hub_checkpoints",
     "verify",
     "verify_entry",

@@ -16,9 +16,9 @@ from reenact import __version__
 from reenact.errors import ReenactError
 from reenact.files import sha256_file
 from reenact.progress import SILENT, Progress
-from reenact.weights.cache import cached_file, checksum_problem, record_checksum
 from reenact.weights.formats import check_format
 from reenact.weights.registry import get_entry
+from reenact.weights.store import cached_file, checksum_problem, record_checksum
 
 DOWNLOAD_CHUNK_BYTES = 1 << 16
 DOWNLOAD_TIMEOUT_S = 30.0

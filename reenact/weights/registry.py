@@ -540,14 +540,14 @@ _REGISTRY: dict[str, WeightEntry] = _build_registry(
 )
 
 
-def registry() -> dict[str, WeightEntry]:
+def all_entries() -> dict[str, WeightEntry]:
     """All known weight files by name (a copy: the registry itself is fixed)."""
     return dict(_REGISTRY)
 
 
 def get_entry(name: str) -> WeightEntry:
     """The entry called `name`; `ReenactError` with the closest names otherwise."""
-    entries = registry()
+    entries = all_entries()
     if name in entries:
         return entries[name]
     close = difflib.get_close_matches(name, list(entries), n=3)

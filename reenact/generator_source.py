@@ -1,4 +1,8 @@
-"""The generator a run starts from: a registry name, a checkpoint file, or an explicitly random one."""
+"""The generator a run starts from: a registry name, a checkpoint file, or an explicitly random one.
+
+It sits above both `reenact.gan` and `reenact.weights`: it resolves names through the weight cache,
+whose format checks load generator files through `reenact.gan`, so neither folder imports the other
+both ways."""
 
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ def load_generator_spec(
             spec=spec, generator=generator, digest=tensor_digest(generator.state_dict()), is_random=True
         )
     path = Path(spec)
-    if spec in weights.registry():
+    if spec in weights.all_entries():
         entry = weights.get_entry(spec)
         if entry.kind != "generator":
             raise ReenactError(f"{spec} is a {entry.kind} weight, not a generator")

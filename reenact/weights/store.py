@@ -25,10 +25,10 @@ from reenact.files import atomic_path, sha256_file, write_text_atomic
 from reenact.weights.formats import check_format
 from reenact.weights.registry import (
     WeightEntry,
+    all_entries,
     backbone_entry_name,
     get_entry,
     lpips_heads_entry_name,
-    registry,
 )
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def checksum_problem(entry: WeightEntry, digest: str, size: int) -> str | None:
 
 
 def _identify(path: Path, digest: str) -> WeightEntry:
-    entries = list(registry().values())
+    entries = list(all_entries().values())
     by_checksum = [entry for entry in entries if entry.sha256 == digest]
     if len(by_checksum) == 1:
         return by_checksum[0]
@@ -277,5 +277,5 @@ def verify_entry(name: str) -> VerifyResult | None:
 
 def verify() -> list[VerifyResult]:
     """Recompute the checksums of every cached file; corrupt ones come back with status "corrupt"."""
-    results = (verify_entry(name) for name in registry())
+    results = (verify_entry(name) for name in all_entries())
     return [result for result in results if result is not None]
