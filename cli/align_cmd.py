@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from reenact.checks import FaceRequest
 from reenact.config import BUILTIN_LANDMARK_BACKENDS, DEFAULT_WORKDIR, Config
 from reenact.progress import Progress
 from reenact_cli.common import (
@@ -122,7 +123,7 @@ def write_preview(
 def align(
     source: Annotated[Path, typer.Argument(help="Input video or photo.")],
     landmarks: Landmarks = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     resolution: Annotated[
         int | None,
@@ -147,12 +148,13 @@ def align(
     """
     import numpy as np
 
-    from reenact import pipeline, video
+    from reenact import checks, pipeline, video
     from reenact.device import resolve_runtime
     from reenact.faces.align import quad_jitter
     from reenact.workspace import Workspace
 
     settings = settings_for(preset, sets, faces={"landmarks": landmarks}, align={"resolution": resolution})
+    checks.check_run([source], generator=None, settings=settings, face=FaceRequest(face_index, face_at))
     progress = cli_progress(quiet=quiet)
     if preview is not None:
         video.check_output(preview, inputs=(source,), overwrite=overwrite)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reenact.checks import FaceRequest, usage_value
 from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR
-from reenact.errors import ReenactError
+from reenact.errors import UsageError
 from reenact.renders import Renders
 from reenact_cli.common import (
     AsJson,
@@ -63,28 +65,40 @@ def make_context(
     quiet: bool,
     quality: str = DEFAULT_QUALITY,
     group: distributed.Group | None = None,
+    inputs: Sequence[Path] = (),
+    face: FaceRequest | None = None,
+    layers: dict[str, str | None] | None = None,
+    driver_ref: int | None = None,
     **sections: dict[str, Any],
 ) -> pipeline.RunContext:
     """Settings, device, workspace and generator of a command, with the loss networks built up front.
 
+    First everything is checked (`reenact.checks.check_run`): the option values, the `inputs` (the first
+    is the clip whose `face` is followed, the second the driver `driver_ref` counts in), `layers` (option
+    name -> W+ layer spec) and every weight file, so a mistake ends the command before anything loads.
     `group`: the ranks that share this command's stages; by default the processes `torchrun` started (one
     without it). Under `torchrun` each process runs on its own GPU."""
-    from reenact import distributed, pipeline
+    from reenact import checks, distributed, pipeline
     from reenact.device import resolve_runtime
     from reenact.gan.random import is_random_spec
     from reenact.gan.source import load_generator_spec
     from reenact.workspace import Workspace
 
-    runtime = resolve_runtime(device, precision=precision, compile=compile)
-    runtime = dataclasses.replace(runtime, device=distributed.rank_device(runtime.device))
-    group = distributed.join(runtime.device) if group is None else group
-    progress = cli_progress(quiet=quiet or not group.is_main)
     is_random = is_random_spec(generator)
     if is_random and preset is None:
         preset = RANDOM_GENERATOR_PRESET
     settings = settings_for(preset, sets, quality=quality, **sections)
+    checks.check_run(
+        inputs, generator=generator, settings=settings, face=face, layers=layers, driver_ref=driver_ref
+    )
+    runtime = resolve_runtime(device, precision=precision, compile=compile)
+    runtime = dataclasses.replace(runtime, device=distributed.rank_device(runtime.device))
+    group = distributed.join(runtime.device) if group is None else group
+    progress = cli_progress(quiet=quiet or not group.is_main)
     workspace = Workspace(workdir)
     source = load_generator_spec(generator, device=runtime.device, workspace=workspace)
+    for option, spec in (layers or {}).items():
+        checks.check_layers(spec, option=option, num_ws=source.generator.num_ws)
     if is_random and group.is_main:
         typer.echo(
             f"note: {generator} is a random generator (for tests and demos, not a face model); "
@@ -214,7 +228,7 @@ def _prepare_and_report(
     *,
     context: pipeline.RunContext,
     landmarks: str | None,
-    face_index: int,
+    face_index: int | None,
     face_at: str | None,
     tune: bool,
     as_json: bool,
@@ -243,7 +257,7 @@ def _prepare_and_report(
 def invert(
     source: Input,
     landmarks: Landmarks = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -260,7 +274,7 @@ def invert(
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
-        quiet=quiet,
+        quiet=quiet, inputs=[source], face=FaceRequest(face_index, face_at),
     )  # fmt: skip
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
@@ -271,7 +285,7 @@ def invert(
 def tune(
     source: Input,
     landmarks: Landmarks = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -292,7 +306,7 @@ def tune(
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
-        quiet=quiet,
+        quiet=quiet, inputs=[source], face=FaceRequest(face_index, face_at),
     )  # fmt: skip
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
@@ -330,7 +344,7 @@ def transfer(
     driver_landmarks: Annotated[
         str | None, typer.Option("--driver-landmarks", help="dlib, fan, or a sidecar file for the driver.")
     ] = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -358,6 +372,8 @@ def transfer(
         workdir=workdir, preset=preset, quality=quality, sets=sets,
         quiet=quiet,
         edit={"strength": strength, "layers": layers, "length_policy": length},
+        inputs=[target, driver], face=FaceRequest(face_index, face_at), layers={"--layers": layers},
+        driver_ref=driver_ref,
     )  # fmt: skip
     report = pipeline.transfer(
         target,
@@ -389,7 +405,7 @@ def edit(
         str | None, typer.Option("--layers", help="Only move these W+ layers (e.g. 4-7; default all).")
     ] = None,
     landmarks: Landmarks = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -408,14 +424,15 @@ def edit(
     from reenact.directions import parse_direction_arg, resolve_direction
 
     if not direction:
-        raise ReenactError("give at least one --direction NAME=STRENGTH")
-    parsed = [parse_direction_arg(item) for item in direction]
-    directions = [(resolve_direction(name), value) for name, value in parsed]
+        raise UsageError("give at least one --direction NAME=STRENGTH")
+    parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
         quiet=quiet, edit={"direction_layers": layers},
+        inputs=[source], face=FaceRequest(face_index, face_at), layers={"--layers": layers},
     )  # fmt: skip
+    directions = [(resolve_direction(name), value) for name, value in parsed]
     report = pipeline.edit_video(
         source,
         output,
@@ -442,7 +459,7 @@ def morph(
             "--crossover", help="Style crossover instead: layers below K from FIRST, the rest from SECOND."
         ),
     ] = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -463,6 +480,7 @@ def morph(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
         quiet=quiet, edit={"morph_frames": frames},
+        inputs=[first, second], face=FaceRequest(face_index, face_at),
     )  # fmt: skip
     report = pipeline.morph_video(
         first,

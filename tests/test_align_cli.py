@@ -155,4 +155,4 @@ def test_human_summary_and_bad_face_at(tmp_path: Path, capsys: pytest.CaptureFix
     code, out, _ = _align(capsys, path, "--workdir", str(tmp_path))
     assert code == 0 and "1 frames, face in 1 (100.0%)" in out and "jitter" in out
     code, _, err = _align(capsys, path, "--workdir", str(tmp_path), "--face-at", "12;5", "--overwrite")
-    assert code == 1 and "--face-at expects X,Y" in err
+    assert code == 2 and "--face-at expects X,Y" in err  # a usage mistake
