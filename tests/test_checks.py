@@ -127,9 +127,7 @@ CASES = [  # what the user typed, the exit code, what the one error line says
 ]
 
 
-@pytest.mark.parametrize(
-    ("args", "code", "says"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
-)
+@pytest.mark.parametrize(("args", "code", "says"), CASES)
 def test_each_mistake_ends_the_command_before_any_work(
     args: list[str], code: int, says: str, files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
