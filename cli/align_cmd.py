@@ -13,6 +13,7 @@ from reenact.checks import FaceRequest
 from reenact.config import BUILTIN_LANDMARK_BACKENDS, DEFAULT_WORKDIR, Config
 from reenact.progress import Progress
 from reenact_cli.common import (
+    NO_DEFAULT,
     AsJson,
     Device,
     FaceAt,
@@ -130,7 +131,8 @@ def align(
         typer.Option("--resolution", help="Aligned crop size in pixels (default align.resolution)."),
     ] = None,
     preview: Annotated[
-        Path | None, typer.Option("--preview", help="Write a video with the track drawn on it.")
+        Path | None,
+        typer.Option("--preview", help="Write a video with the track drawn on it.", show_default=NO_DEFAULT),
     ] = None,
     device: Device = "auto",
     workdir: Workdir = DEFAULT_WORKDIR,

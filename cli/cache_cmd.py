@@ -86,11 +86,20 @@ def list_entries(
 def prune(
     workdir: CacheDir = DEFAULT_WORKDIR,
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Remove entries last used longer ago: 7d, 12h, 2w.")
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Remove entries last used longer ago: 7d, 12h, 2w.",
+            show_default="no age limit",
+        ),
     ] = None,
     max_size: Annotated[
         str | None,
-        typer.Option("--max-size", help="Then remove the least recently used until the rest fit, e.g. 50G."),
+        typer.Option(
+            "--max-size",
+            help="Then remove the least recently used until the rest fit, e.g. 50G.",
+            show_default="no size limit",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
 ) -> None:

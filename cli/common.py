@@ -28,6 +28,16 @@ from reenact.config import (
 if TYPE_CHECKING:
     from reenact.stages.align import FaceChoice
 
+NO_DEFAULT = "none"
+"""How `--help` shows the default of an option that is off unless given (`--set`, `--plot` ...)."""
+
+
+def config_default(section: str, key: str) -> str:
+    """How `--help` shows a default that lives in `reenact.config`: read from the config's own defaults,
+    so the help and the settings never disagree (a preset or `--set` may change it)."""
+    return f"{getattr(getattr(Config(), section), key)}, from the preset's {section}.{key}"
+
+
 Preset = Annotated[
     str | None,
     typer.Option(
@@ -57,6 +67,7 @@ Sets = Annotated[
         "--set",
         help="Override one setting, e.g. --set video.crf=18 (repeatable).",
         metavar="SECTION.KEY=VALUE",
+        show_default=NO_DEFAULT,
     ),
 ]
 Generator = Annotated[
@@ -99,7 +110,11 @@ FaceIndex = Annotated[
 ]
 FaceAt = Annotated[
     str | None,
-    typer.Option("--face-at", help="Follow the face at X,Y (pixels of the upright frame) instead."),
+    typer.Option(
+        "--face-at",
+        help="Follow the face at X,Y (pixels of the upright frame) instead.",
+        show_default="none: --face-index chooses",
+    ),
 ]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv).")]
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reenact.errors import ReenactError
-from reenact_cli.common import Preset, Quiet, Sets, settings_for
+from reenact_cli.common import NO_DEFAULT, Preset, Quiet, Sets, settings_for
 from reenact_cli.progress import cli_progress
 
 if TYPE_CHECKING:
@@ -71,10 +71,14 @@ def evaluate(
         bool, typer.Option("--json", help="Print the full report (summary and per-frame records) as JSON.")
     ] = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a PNG plot of per-frame PSNR and identity.")
+        Path | None,
+        typer.Option(
+            "--plot", help="Write a PNG plot of per-frame PSNR and identity.", show_default=NO_DEFAULT
+        ),
     ] = None,
     report_path: Annotated[
-        Path | None, typer.Option("--report", help="Write the full report as JSON to this file.")
+        Path | None,
+        typer.Option("--report", help="Write the full report as JSON to this file.", show_default=NO_DEFAULT),
     ] = None,
     lpips: Annotated[
         bool, typer.Option("--lpips/--no-lpips", help="Compute LPIPS (needs the backbone weights).")

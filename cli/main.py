@@ -46,6 +46,7 @@ app = typer.Typer(
     help="Face reenactment in real video: from video file to finished video, audio and timing kept.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help text is plain text: Rich markup would eat `[t]`, `[ref]`, `[[job]]`
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

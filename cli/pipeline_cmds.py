@@ -36,6 +36,7 @@ from reenact_cli.common import (
     Quiet,
     Sets,
     Workdir,
+    config_default,
     face_choice,
     settings_for,
 )
@@ -319,13 +320,20 @@ def transfer(
     driver: Annotated[Path, typer.Argument(help="Driver video: whose expressions are put on the target.")],
     output: Output,
     strength: Annotated[
-        float | None, typer.Option("--strength", "-a", help="α: scale of the driver's expression offsets.")
+        float | None,
+        typer.Option(
+            "--strength",
+            "-a",
+            help="α: scale of the driver's expression offsets.",
+            show_default=config_default("edit", "strength"),
+        ),
     ] = None,
     layers: Annotated[
         str | None,
         typer.Option(
             "--layers",
             help="W+ layers the expression is moved on: expression, expression+pose, all, or 3-7 / 2,4,6-8.",
+            show_default=config_default("edit", "layers"),
         ),
     ] = None,
     driver_ref: Annotated[
@@ -335,14 +343,26 @@ def transfer(
     length: Annotated[
         str | None,
         typer.Option(
-            "--length", help="When the driver is shorter/longer than the target: hold, loop, pingpong or cut."
+            "--length",
+            help="When the driver is shorter/longer than the target: hold, loop, pingpong or cut.",
+            show_default=config_default("edit", "length_policy"),
         ),
     ] = None,
     target_landmarks: Annotated[
-        str | None, typer.Option("--target-landmarks", help="dlib, fan, or a sidecar file for the target.")
+        str | None,
+        typer.Option(
+            "--target-landmarks",
+            help="dlib, fan, or a sidecar file for the target.",
+            show_default=config_default("faces", "landmarks"),
+        ),
     ] = None,
     driver_landmarks: Annotated[
-        str | None, typer.Option("--driver-landmarks", help="dlib, fan, or a sidecar file for the driver.")
+        str | None,
+        typer.Option(
+            "--driver-landmarks",
+            help="dlib, fan, or a sidecar file for the driver.",
+            show_default=config_default("faces", "landmarks"),
+        ),
     ] = None,
     face_index: FaceIndex = None,
     face_at: FaceAt = None,
@@ -399,10 +419,16 @@ def edit(
             "-d",
             help="NAME=STRENGTH, repeatable. NAME: a weight name (reenact weights list), a direction file "
             "(.npy InterFaceGAN, .pt e4e/GANSpace), or FILE:K for GANSpace component K.",
+            show_default="none: give at least one",
         ),
     ] = None,
     layers: Annotated[
-        str | None, typer.Option("--layers", help="Only move these W+ layers (e.g. 4-7; default all).")
+        str | None,
+        typer.Option(
+            "--layers",
+            help="Only move these W+ layers (e.g. 4-7).",
+            show_default=config_default("edit", "direction_layers"),
+        ),
     ] = None,
     landmarks: Landmarks = None,
     face_index: FaceIndex = None,
@@ -456,7 +482,9 @@ def morph(
     crossover: Annotated[
         int | None,
         typer.Option(
-            "--crossover", help="Style crossover instead: layers below K from FIRST, the rest from SECOND."
+            "--crossover",
+            help="Style crossover instead: layers below K from FIRST, the rest from SECOND.",
+            show_default="none: a morph",
         ),
     ] = None,
     face_index: FaceIndex = None,
