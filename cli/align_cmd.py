@@ -148,7 +148,6 @@ def align(
     (track.npz, align.npz), so a later run on the clip with the same face and settings reuses it;
     --preview draws it on the video.
     """
-    import numpy as np
 
     from reenact import checks, pipeline, video
     from reenact.device import resolve_runtime
@@ -185,14 +184,15 @@ def align(
             progress=progress,
         )
 
+    counts = pipeline.FaceCounts.of(alignment)
     source_name = settings.faces.landmarks
     landmarks_name = source_name if source_name in BUILTIN_LANDMARK_BACKENDS else "file"
     summary = {
         "input": str(source),
         "frames": track.num_frames,
-        "faces_found": int(track.found.sum()),
-        "frames_without_face": int((~track.found).sum()),
-        "aligned_frames": int(np.isfinite(quads).all(axis=(1, 2)).sum()),
+        "faces_found": counts.detected,
+        "frames_without_face": counts.frames - counts.detected,
+        "aligned_frames": counts.aligned,
         "segments": [list(segment) for segment in track.segments],
         "jitter_raw": _finite_or_none(quad_jitter(raw_quads, track.segments)),
         "jitter_smoothed": _finite_or_none(quad_jitter(quads, track.segments)),
@@ -205,10 +205,8 @@ def align(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    found_pct = 100.0 * summary["faces_found"] / track.num_frames
-    typer.echo(f"{source}: {track.num_frames} frames, face in {summary['faces_found']} ({found_pct:.1f}%)")
+    typer.echo(f"{source}: {counts.text()}")
     typer.echo(f"  shots     {len(track.segments)} (cuts at {track.cuts or 'none'})")
-    typer.echo(f"  aligned   {summary['aligned_frames']} frames (short gaps interpolated)")
     if summary["jitter_raw"] is None:
         typer.echo("  jitter    n/a (needs 3 consecutive frames with a face)")
     else:

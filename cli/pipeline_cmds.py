@@ -406,7 +406,9 @@ def transfer(
         driver_ref=driver_ref,
         overwrite=overwrite,
     )
-    report_summary(report, context=context, as_json=as_json, title=f"transfer {driver} -> {target}")
+    report_summary(
+        report, context=context, as_json=as_json, title=f"transfer: {target} + {driver} → {output}"
+    )
 
 
 def edit(
@@ -468,7 +470,7 @@ def edit(
         face=face_choice(face_index, face_at),
         overwrite=overwrite,
     )
-    report_summary(report, context=context, as_json=as_json, title=f"edit {source}")
+    report_summary(report, context=context, as_json=as_json, title=f"edit: {source} → {output}")
 
 
 def morph(
@@ -520,4 +522,4 @@ def morph(
         crossover=crossover,
         overwrite=overwrite,
     )
-    report_summary(report, context=context, as_json=as_json, title=f"morph {first} -> {second}")
+    report_summary(report, context=context, as_json=as_json, title=f"morph: {first} + {second} → {output}")

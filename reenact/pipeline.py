@@ -242,6 +242,33 @@ def make_context(
 # ------------------------------------------------------------------------------------------ a clip
 
 
+@dataclass(frozen=True)
+class FaceCounts:
+    """How many of a clip's frames have the face: the one count that the stage line, the `align` summary
+    and `--json` all give."""
+
+    frames: int
+    detected: int
+    """Frames where the tracker found the face."""
+    aligned: int
+    """Frames with a crop: the detected ones and the short gaps between them, interpolated
+    (`align.max_gap`); these are the frames the face is reenacted in."""
+
+    @classmethod
+    def of(cls, alignment: ClipAlignment) -> FaceCounts:
+        return cls(
+            frames=alignment.num_frames,
+            detected=int(alignment.track.found.sum()),
+            aligned=int(alignment.valid.sum()),
+        )
+
+    def text(self) -> str:
+        """`264/264 frames with a face (263 detected, 1 interpolated)`."""
+        interpolated = self.aligned - self.detected
+        gaps = f", {interpolated} interpolated" if interpolated else ""
+        return f"{self.aligned}/{self.frames} frames with a face ({self.detected} detected{gaps})"
+
+
 @dataclass
 class PreparedClip:
     """A clip's alignment and pivots (and, for a target, its tuned generator)."""
@@ -293,7 +320,7 @@ def align_clip(
         name=f"{role[:3]}-align",
         stages=[] if stages is None else stages,
         progress=progress,
-        detail=lambda a: f"{int(a.valid.sum())}/{a.num_frames} frames with a face",
+        detail=lambda a: FaceCounts.of(a).text(),
         group=group,
     )
     return alignment, stage
