@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reenact.errors import ReenactError
+from reenact.errors import ReenactError, UsageError
 from reenact_cli.common import NO_DEFAULT, Preset, Quiet, Sets, settings_for
 from reenact_cli.progress import cli_progress
 
@@ -97,10 +97,10 @@ def evaluate(
     from reenact.metrics import evaluate_videos, write_plot
 
     settings = settings_for(preset, sets)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot writes a PNG; give a .png path, not {plot}")
     for target in (plot, report_path):
         _check_new_file(target, inputs=(output, reference), overwrite=overwrite)
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise ReenactError(f"--plot writes a PNG; give a .png path, not {plot}")
     report = evaluate_videos(  # its "evaluate" task opens only once both inputs passed their checks
         output,
         reference,

@@ -124,6 +124,25 @@ CASES = [  # what the user typed, the exit code, what the one error line says
         id="align face-at outside",
     ),
     pytest.param(TRANSFER, EXIT_ERROR, "3 weight files missing", id="missing weights"),
+    pytest.param(
+        ["evaluate", "clip.mp4", "-r", "clip.mp4", "--plot", "plot.txt"],
+        EXIT_USAGE,
+        "--plot writes a PNG",
+        id="plot not png",
+    ),
+    pytest.param(["cache", "prune", "--workdir", "work"], EXIT_USAGE, "say what to prune", id="prune what"),
+    pytest.param(
+        ["cache", "prune", "--workdir", "work", "--max-size", "lots"],
+        EXIT_USAGE,
+        "--max-size takes",
+        id="prune size",
+    ),
+    pytest.param(
+        ["cache", "prune", "--workdir", "work", "--older-than", "old"],
+        EXIT_USAGE,
+        "--older-than takes",
+        id="prune age",
+    ),
 ]
 
 
