@@ -1,9 +1,10 @@
 """Checks that run before any work: a run fails in seconds, not after an hour of alignment and inversion.
 
-The order a command follows (`check_run` does it all):
+The order a command follows (`check_run` after the settings):
 
-1. option values that need no file: the settings (preset, quality, `--set`, `--length` ...), `--layers`,
-   `--face-at`'s syntax and whether it comes with `--face-index`: a `UsageError` (the CLI exits 2);
+1. option values that need no file: the settings (preset, quality, `--set`, `--length` ...: a bad value is
+   made a `UsageError` by `usage_value`), `--layers`, `--face-at`'s syntax and whether it comes with
+   `--face-index`: a `UsageError` (the CLI exits 2);
 2. the inputs: each exists and probes as a video or image (`reenact.video.probe`): a `ReenactError`;
 3. option values measured against the inputs: `--face-at` inside the target's frame, `--driver-ref`
    within the driver's frames: a `UsageError`;
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MEGABYTE = 1e6
-REFERENCE_NUM_WS = 18
-"""W+ layers of the 1024 px FFHQ generator: a `--layers` index beyond it fits no generator (checked again
-against the loaded generator's own count before any frame is decoded)."""
 
 
 @dataclass(frozen=True)
@@ -79,14 +77,16 @@ def check_face_in_frame(face: FaceRequest, *, info: VideoInfo) -> None:
         )
 
 
-def check_layers(spec: str | None, *, option: str, num_ws: int = REFERENCE_NUM_WS) -> None:
-    """A W+ layer spec (`reenact.edit.layer_mask`) that selects layers of a `num_ws`-layer generator."""
+def check_layers(spec: str | None, *, option: str, num_ws: int | None = None) -> None:
+    """A W+ layer spec (`reenact.edit.layer_mask`) that selects layers of a `num_ws`-layer generator. Before
+    the generator is loaded (`num_ws` None) it is checked against the 18 layers of the 1024 px one: an
+    index beyond them fits no generator; the loaded generator's own count is checked before any frame."""
     if spec is None:
         return
-    from reenact.edit import layer_mask  # here: it imports torch
+    from reenact.edit import REFERENCE_NUM_WS, layer_mask  # here: it imports torch
 
     try:
-        layer_mask(spec, num_ws=num_ws)
+        layer_mask(spec, num_ws=REFERENCE_NUM_WS if num_ws is None else num_ws)
     except ReenactError as exc:
         raise UsageError(f"{option}: {exc}") from None
 

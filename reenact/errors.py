@@ -1,4 +1,4 @@
-"""The one user-facing error type.
+"""The user-facing error types.
 
 Library code raises `ReenactError` for anything a user can fix (bad input, missing file, bad
 config); the CLI turns it into `error: <message>` and exit code 1, or 2 for a `UsageError`. Anything
