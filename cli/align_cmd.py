@@ -155,6 +155,7 @@ def align(
     from reenact.workspace import Workspace
 
     settings = settings_for(preset, sets, faces={"landmarks": landmarks}, align={"resolution": resolution})
+    checks.check_runtime_options(device=device)
     checks.check_run([source], generator=None, settings=settings, face=FaceRequest(face_index, face_at))
     progress = cli_progress(quiet=quiet)
     if preview is not None:

@@ -85,6 +85,7 @@ def make_context(
     from reenact.gan.source import load_generator_spec
     from reenact.workspace import Workspace
 
+    checks.check_runtime_options(device=device, precision=precision)
     is_random = is_random_spec(generator)
     if is_random and preset is None:
         preset = RANDOM_GENERATOR_PRESET
@@ -385,8 +386,12 @@ def transfer(
     driver's largest face drives). A second driver on the same target reuses the target's alignment,
     pivots and tuned generator from the workdir.
     """
-    from reenact import pipeline
+    from typing import get_args
 
+    from reenact import checks, pipeline
+    from reenact.edit import LengthPolicy
+
+    checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,

@@ -77,6 +77,20 @@ def check_face_in_frame(face: FaceRequest, *, info: VideoInfo) -> None:
         )
 
 
+def check_choice(value: str | None, *, option: str, choices: Sequence[str]) -> None:
+    """An option that takes one of a few words (`--length`, `--device` ...), or is not given (None)."""
+    if value is not None and value not in choices:
+        raise UsageError(f"{option} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_runtime_options(*, device: str, precision: str = "auto") -> None:
+    """`--device` and `--precision` name a choice (whether a CUDA GPU is there is found later)."""
+    from reenact.device import DEVICE_CHOICES, PRECISION_CHOICES  # here: it imports torch
+
+    check_choice(device, option="--device", choices=DEVICE_CHOICES)
+    check_choice(precision, option="--precision", choices=PRECISION_CHOICES)
+
+
 def check_layers(spec: str | None, *, option: str, num_ws: int | None = None) -> None:
     """A W+ layer spec (`reenact.edit.layer_mask`) that selects layers of a `num_ws`-layer generator. Before
     the generator is loaded (`num_ws` None) it is checked against the 18 layers of the 1024 px one: an

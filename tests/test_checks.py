@@ -85,7 +85,10 @@ CASES = [  # what the user typed, the exit code, what the one error line says
         [*TRANSFER, "--face-at", "abc"], EXIT_USAGE, "--face-at expects X,Y", id="face-at unparsable"
     ),
     pytest.param(
-        [*TRANSFER, "--length", "bogus"], EXIT_USAGE, "length_policy must be one of", id="length unknown"
+        [*TRANSFER, "--length", "bogus"],
+        EXIT_USAGE,
+        "--length must be one of loop, pingpong, cut, hold; got 'bogus'",
+        id="length unknown",
     ),
     pytest.param(
         [*TRANSFER, *RANDOM, "--driver-ref", "3"],
@@ -124,6 +127,14 @@ CASES = [  # what the user typed, the exit code, what the one error line says
         id="align face-at outside",
     ),
     pytest.param(TRANSFER, EXIT_ERROR, "3 weight files missing", id="missing weights"),
+    pytest.param([*TRANSFER, "--device", "tpu"], EXIT_USAGE, "--device must be one of", id="device unknown"),
+    pytest.param([*TRANSFER, "--precision", "fp8"], EXIT_USAGE, "--precision must be one of", id="precision"),
+    pytest.param(
+        ["align", "clip.mp4", "--device", "tpu", "--workdir", "work"],
+        EXIT_USAGE,
+        "--device",
+        id="align device",
+    ),
     pytest.param(
         ["evaluate", "clip.mp4", "-r", "clip.mp4", "--plot", "plot.txt"],
         EXIT_USAGE,
