@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reenact import edit, video
+from reenact import checks, edit, video
 from reenact.cache import folder_bytes
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
@@ -558,8 +558,9 @@ def transfer(
     started = time.perf_counter()
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
     video.check_encodable(video.probe(target_path))  # bad inputs stop the run now, not after the tuning
-    video.probe(driver_path)
     config = context.settings.edit
+    checks.check_layers(config.layers, option="edit.layers", num_ws=context.source.generator.num_ws)
+    checks.check_driver_ref(driver_ref, info=video.probe(driver_path))  # so do bad option values
     target, driver = prepare_clips(
         [
             ClipRequest(target_path, landmarks=target_landmarks, face=face, role="target"),
@@ -668,6 +669,8 @@ def edit_video(
     started = time.perf_counter()
     video.check_output(output, inputs=(input_path,), overwrite=overwrite)
     video.check_encodable(video.probe(input_path))
+    layers = context.settings.edit.direction_layers
+    checks.check_layers(layers, option="edit.direction_layers", num_ws=context.source.generator.num_ws)
     clip = prepare_clip(input_path, context=context, landmarks=landmarks, face=face, tune=True, role="input")
     assert clip.tuned is not None
     stages = list(clip.stages)

@@ -218,3 +218,27 @@ def test_the_checks_are_a_library_function(files: Path) -> None:
     with pytest.raises(ReenactError, match="input not found") as missing:
         checks.check_run([files / "nope.mp4"], generator=None, settings=settings)
     assert not isinstance(missing.value, UsageError)
+
+
+def test_the_pipeline_checks_its_settings_before_any_frame(files: Path) -> None:
+    """`reenact.pipeline.transfer` called from Python refuses a layer spec beyond its generator and a
+    driver frame beyond the driver before aligning anything."""
+    from reenact import pipeline
+    from reenact.device import resolve_runtime
+    from reenact.gan.source import load_generator_spec
+    from reenact.stages.align import FaceChoice
+    from reenact.workspace import Workspace
+
+    workspace = Workspace(files / "work")
+    source = load_generator_spec("random:tiny", workspace=workspace)
+    clip = files / "clip.mp4"
+    for edit, driver_ref, says in (({"layers": "12-13"}, None, "edit.layers"), ({}, 3, "--driver-ref 3")):
+        settings = Config.from_preset("synthetic").with_values(edit=edit)
+        context = pipeline.make_context(
+            workspace=workspace, source=source, settings=settings, runtime=resolve_runtime("cpu")
+        )
+        with pytest.raises(UsageError, match=says):
+            pipeline.transfer(
+                clip, clip, files / "out.mp4", context=context, face=FaceChoice(), driver_ref=driver_ref
+            )
+    assert not (files / "work").exists()
