@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from reenact.checks import FaceRequest
 from reenact.config import BUILTIN_LANDMARK_BACKENDS, DEFAULT_WORKDIR, Config
 from reenact.progress import Progress
 from reenact_cli.common import (
+    NO_DEFAULT,
     AsJson,
     Device,
     FaceAt,
@@ -122,14 +124,15 @@ def write_preview(
 def align(
     source: Annotated[Path, typer.Argument(help="Input video or photo.")],
     landmarks: Landmarks = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     resolution: Annotated[
         int | None,
         typer.Option("--resolution", help="Aligned crop size in pixels (default align.resolution)."),
     ] = None,
     preview: Annotated[
-        Path | None, typer.Option("--preview", help="Write a video with the track drawn on it.")
+        Path | None,
+        typer.Option("--preview", help="Write a video with the track drawn on it.", show_default=NO_DEFAULT),
     ] = None,
     device: Device = "auto",
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -145,14 +148,15 @@ def align(
     (track.npz, align.npz), so a later run on the clip with the same face and settings reuses it;
     --preview draws it on the video.
     """
-    import numpy as np
 
-    from reenact import pipeline, video
+    from reenact import checks, pipeline, video
     from reenact.device import resolve_runtime
     from reenact.faces.align import quad_jitter
     from reenact.workspace import Workspace
 
     settings = settings_for(preset, sets, faces={"landmarks": landmarks}, align={"resolution": resolution})
+    checks.check_runtime_options(device=device)
+    checks.check_run([source], generator=None, settings=settings, face=FaceRequest(face_index, face_at))
     progress = cli_progress(quiet=quiet)
     if preview is not None:
         video.check_output(preview, inputs=(source,), overwrite=overwrite)
@@ -181,14 +185,15 @@ def align(
             progress=progress,
         )
 
+    counts = pipeline.FaceCounts.of(alignment)
     source_name = settings.faces.landmarks
     landmarks_name = source_name if source_name in BUILTIN_LANDMARK_BACKENDS else "file"
     summary = {
         "input": str(source),
         "frames": track.num_frames,
-        "faces_found": int(track.found.sum()),
-        "frames_without_face": int((~track.found).sum()),
-        "aligned_frames": int(np.isfinite(quads).all(axis=(1, 2)).sum()),
+        "faces_found": counts.detected,
+        "frames_without_face": counts.frames - counts.detected,
+        "aligned_frames": counts.aligned,
         "segments": [list(segment) for segment in track.segments],
         "jitter_raw": _finite_or_none(quad_jitter(raw_quads, track.segments)),
         "jitter_smoothed": _finite_or_none(quad_jitter(quads, track.segments)),
@@ -201,10 +206,8 @@ def align(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    found_pct = 100.0 * summary["faces_found"] / track.num_frames
-    typer.echo(f"{source}: {track.num_frames} frames, face in {summary['faces_found']} ({found_pct:.1f}%)")
+    typer.echo(f"{source}: {counts.text()}")
     typer.echo(f"  shots     {len(track.segments)} (cuts at {track.cuts or 'none'})")
-    typer.echo(f"  aligned   {summary['aligned_frames']} frames (short gaps interpolated)")
     if summary["jitter_raw"] is None:
         typer.echo("  jitter    n/a (needs 3 consecutive frames with a face)")
     else:

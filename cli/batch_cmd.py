@@ -36,6 +36,7 @@ from typing import Annotated, Any
 
 import typer
 
+from reenact.checks import FaceRequest
 from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR, tomllib
 from reenact.errors import ReenactError
 from reenact_cli.common import (
@@ -185,6 +186,10 @@ def run_job(job: Job, *, common: dict[str, Any], overwrite: bool, quiet: bool) -
                 "layers": options.get("layers"),
                 "length_policy": options.get("length"),
             },
+            inputs=[job.target, job.driver],
+            face=FaceRequest(options.get("face_index"), options.get("face_at")),
+            layers={"layers": options.get("layers")},
+            driver_ref=options.get("driver_ref"),
         )
         report = pipeline.transfer(
             job.target,
@@ -193,7 +198,7 @@ def run_job(job: Job, *, common: dict[str, Any], overwrite: bool, quiet: bool) -
             context=context,
             target_landmarks=job.target_landmarks,
             driver_landmarks=job.driver_landmarks,
-            face=face_choice(options.get("face_index", 0), options.get("face_at")),
+            face=face_choice(options.get("face_index"), options.get("face_at")),
             driver_ref=options.get("driver_ref"),
             overwrite=overwrite,
         )

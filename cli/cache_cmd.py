@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reenact.config import DEFAULT_WORKDIR
-from reenact.errors import ReenactError
+from reenact.errors import UsageError
 
 if TYPE_CHECKING:
     from reenact import workspace_cache as cache
@@ -38,7 +38,7 @@ def parse_size(text: str) -> int:
     """`50G`, `800MB`, `1.5T` -> bytes (decimal units)."""
     match = SIZE_PATTERN.fullmatch(text.strip())
     if match is None:
-        raise ReenactError(f"--max-size takes a size like 50G or 800M, not {text!r}")
+        raise UsageError(f"--max-size takes a size like 50G or 800M, not {text!r}")
     return int(float(match[1]) * SIZE_UNITS[match[2].upper()])
 
 
@@ -46,7 +46,7 @@ def parse_age(text: str) -> float:
     """`7d`, `12h`, `2w` -> days."""
     match = AGE_PATTERN.fullmatch(text.strip())
     if match is None:
-        raise ReenactError(f"--older-than takes an age like 7d, 12h or 2w, not {text!r}")
+        raise UsageError(f"--older-than takes an age like 7d, 12h or 2w, not {text!r}")
     return float(match[1]) * AGE_UNITS[match[2].lower()]
 
 
@@ -86,11 +86,20 @@ def list_entries(
 def prune(
     workdir: CacheDir = DEFAULT_WORKDIR,
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Remove entries last used longer ago: 7d, 12h, 2w.")
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Remove entries last used longer ago: 7d, 12h, 2w.",
+            show_default="no age limit",
+        ),
     ] = None,
     max_size: Annotated[
         str | None,
-        typer.Option("--max-size", help="Then remove the least recently used until the rest fit, e.g. 50G."),
+        typer.Option(
+            "--max-size",
+            help="Then remove the least recently used until the rest fit, e.g. 50G.",
+            show_default="no size limit",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
 ) -> None:
@@ -98,7 +107,7 @@ def prune(
     from reenact import workspace_cache as cache
 
     if older_than is None and max_size is None:
-        raise ReenactError("say what to prune: --older-than AGE and/or --max-size SIZE")
+        raise UsageError("say what to prune: --older-than AGE and/or --max-size SIZE")
     report = cache.prune(
         workdir,
         older_than_days=None if older_than is None else parse_age(older_than),

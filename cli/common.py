@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reenact.checks import FaceRequest, check_face_options, usage_value
 from reenact.config import (
     DEFAULT_GENERATOR,
     DEFAULT_PRESET,
@@ -23,10 +24,19 @@ from reenact.config import (
     Config,
     preset_names,
 )
-from reenact.errors import ReenactError
 
 if TYPE_CHECKING:
     from reenact.stages.align import FaceChoice
+
+NO_DEFAULT = "none"
+"""How `--help` shows the default of an option that is off unless given (`--set`, `--plot` ...)."""
+
+
+def config_default(section: str, key: str) -> str:
+    """How `--help` shows a default that lives in `reenact.config`: read from the config's own defaults,
+    so the help and the settings never disagree (a preset or `--set` may change it)."""
+    return f"{getattr(getattr(Config(), section), key)}, from the preset's {section}.{key}"
+
 
 Preset = Annotated[
     str | None,
@@ -57,6 +67,7 @@ Sets = Annotated[
         "--set",
         help="Override one setting, e.g. --set video.crf=18 (repeatable).",
         metavar="SECTION.KEY=VALUE",
+        show_default=NO_DEFAULT,
     ),
 ]
 Generator = Annotated[
@@ -89,11 +100,21 @@ Landmarks = Annotated[
     typer.Option("--landmarks", help="Landmark source: dlib (default), fan, or a sidecar .json/.npz file."),
 ]
 FaceIndex = Annotated[
-    int, typer.Option("--face-index", min=0, help="Follow the N-th largest face (0 = the largest).")
+    int | None,
+    typer.Option(
+        "--face-index",
+        min=0,
+        help="Follow the N-th largest face (0 = the largest). Default: 0, unless --face-at is given.",
+        show_default=False,
+    ),
 ]
 FaceAt = Annotated[
     str | None,
-    typer.Option("--face-at", help="Follow the face at X,Y (pixels of the upright frame) instead."),
+    typer.Option(
+        "--face-at",
+        help="Follow the face at X,Y (pixels of the upright frame) instead.",
+        show_default="none: --face-index chooses",
+    ),
 ]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv).")]
 
@@ -115,28 +136,23 @@ def settings_for(
 ) -> Config:
     """The settings a command runs with: the quality level's budgets, the preset over them, then each
     `--set`, then the command's own options (`sections`, e.g. `edit={"strength": 0.5}`; options left at
-    None are not applied)."""
-    settings = Config.from_preset(preset or DEFAULT_PRESET, overrides=sets or [], quality=quality)
+    None are not applied). A bad value in any of them is a `UsageError`."""
     given = {
         name: {key: value for key, value in values.items() if value is not None}
         for name, values in sections.items()
     }
-    return settings.with_values(**{name: values for name, values in given.items() if values})
+    return usage_value(
+        lambda: Config.from_preset(
+            preset or DEFAULT_PRESET, overrides=sets or [], quality=quality
+        ).with_values(**{name: values for name, values in given.items() if values})
+    )
 
 
-def parse_face_at(text: str) -> tuple[float, float]:
-    """`X,Y` (pixels of the upright frame) -> (x, y)."""
-    parts = text.split(",")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return float(parts[0]), float(parts[1])
-    except ValueError:
-        raise ReenactError(f"--face-at expects X,Y in pixels, e.g. 640,360; got {text!r}") from None
-
-
-def face_choice(face_index: int, face_at: str | None) -> FaceChoice:
-    """The face a command follows, from `--face-index` and `--face-at`."""
+def face_choice(face_index: int | None, face_at: str | None) -> FaceChoice:
+    """The face a command follows, from `--face-index` and `--face-at` (a `UsageError` when both are
+    given or `--face-at` does not parse)."""
     from reenact.stages.align import FaceChoice
 
-    return FaceChoice(index=face_index, at=parse_face_at(face_at) if face_at is not None else None)
+    face = FaceRequest(index=face_index, at=face_at)
+    check_face_options(face)
+    return FaceChoice(index=face_index or 0, at=face.point())

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reenact.errors import ReenactError
-from reenact_cli.common import Preset, Quiet, Sets, settings_for
+from reenact.errors import ReenactError, UsageError
+from reenact_cli.common import NO_DEFAULT, Preset, Quiet, Sets, settings_for
 from reenact_cli.progress import cli_progress
 
 if TYPE_CHECKING:
@@ -71,10 +71,14 @@ def evaluate(
         bool, typer.Option("--json", help="Print the full report (summary and per-frame records) as JSON.")
     ] = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a PNG plot of per-frame PSNR and identity.")
+        Path | None,
+        typer.Option(
+            "--plot", help="Write a PNG plot of per-frame PSNR and identity.", show_default=NO_DEFAULT
+        ),
     ] = None,
     report_path: Annotated[
-        Path | None, typer.Option("--report", help="Write the full report as JSON to this file.")
+        Path | None,
+        typer.Option("--report", help="Write the full report as JSON to this file.", show_default=NO_DEFAULT),
     ] = None,
     lpips: Annotated[
         bool, typer.Option("--lpips/--no-lpips", help="Compute LPIPS (needs the backbone weights).")
@@ -93,10 +97,10 @@ def evaluate(
     from reenact.metrics import evaluate_videos, write_plot
 
     settings = settings_for(preset, sets)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot writes a PNG; give a .png path, not {plot}")
     for target in (plot, report_path):
         _check_new_file(target, inputs=(output, reference), overwrite=overwrite)
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise ReenactError(f"--plot writes a PNG; give a .png path, not {plot}")
     report = evaluate_videos(  # its "evaluate" task opens only once both inputs passed their checks
         output,
         reference,

@@ -2,7 +2,8 @@
 
 Commands live in their own modules (`cli/video_cmds.py`, …) and are registered here. `run()` is
 the console script: it turns `ReenactError` into `error: <message>` with exit code 1, usage errors
-into exit code 2, and shows a traceback only with `--verbose`.
+(typer's own and `UsageError`: a bad option value, options that conflict) into exit code 2, and shows a
+traceback only with `--verbose`.
 
 Every command module is imported here, for every command: at import time they take only typer, the
 standard library and light parts of reenact (`config`, `errors`, `progress`); torch, the pipeline, PyAV
@@ -20,7 +21,7 @@ import traceback
 import typer
 
 from reenact import __version__
-from reenact.errors import ReenactError
+from reenact.errors import ReenactError, UsageError
 from reenact_cli import (
     align_cmd,
     batch_cmd,
@@ -45,6 +46,7 @@ app = typer.Typer(
     help="Face reenactment in real video: from video file to finished video, audio and timing kept.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help text is plain text: Rich markup would eat `[t]`, `[ref]`, `[[job]]`
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -127,7 +129,7 @@ def _run(args: list[str]) -> int:
         if verbose:
             traceback.print_exc()
         typer.echo(f"error: {os_error_message(exc) if isinstance(exc, OSError) else exc}", err=True)
-        return EXIT_ERROR
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
     except Exception as exc:  # the boundary: never show a bare traceback to a user
         if verbose:
             traceback.print_exc()

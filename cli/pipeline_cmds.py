@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reenact.checks import FaceRequest, usage_value
 from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR
-from reenact.errors import ReenactError
+from reenact.errors import UsageError
 from reenact.renders import Renders
 from reenact_cli.common import (
     AsJson,
@@ -34,6 +36,7 @@ from reenact_cli.common import (
     Quiet,
     Sets,
     Workdir,
+    config_default,
     face_choice,
     settings_for,
 )
@@ -63,28 +66,41 @@ def make_context(
     quiet: bool,
     quality: str = DEFAULT_QUALITY,
     group: distributed.Group | None = None,
+    inputs: Sequence[Path] = (),
+    face: FaceRequest | None = None,
+    layers: dict[str, str | None] | None = None,
+    driver_ref: int | None = None,
     **sections: dict[str, Any],
 ) -> pipeline.RunContext:
     """Settings, device, workspace and generator of a command, with the loss networks built up front.
 
+    First everything is checked (`reenact.checks.check_run`): the option values, the `inputs` (the first
+    is the clip whose `face` is followed, the second the driver `driver_ref` counts in), `layers` (option
+    name -> W+ layer spec) and every weight file, so a mistake ends the command before anything loads.
     `group`: the ranks that share this command's stages; by default the processes `torchrun` started (one
     without it). Under `torchrun` each process runs on its own GPU."""
-    from reenact import distributed, pipeline
+    from reenact import checks, distributed, pipeline
     from reenact.device import resolve_runtime
     from reenact.gan.random import is_random_spec
     from reenact.generator_source import load_generator_spec
     from reenact.workspace import Workspace
 
-    runtime = resolve_runtime(device, precision=precision, compile=compile)
-    runtime = dataclasses.replace(runtime, device=distributed.rank_device(runtime.device))
-    group = distributed.join(runtime.device) if group is None else group
-    progress = cli_progress(quiet=quiet or not group.is_main)
+    checks.check_runtime_options(device=device, precision=precision)
     is_random = is_random_spec(generator)
     if is_random and preset is None:
         preset = RANDOM_GENERATOR_PRESET
     settings = settings_for(preset, sets, quality=quality, **sections)
+    checks.check_run(
+        inputs, generator=generator, settings=settings, face=face, layers=layers, driver_ref=driver_ref
+    )
+    runtime = resolve_runtime(device, precision=precision, compile=compile)
+    runtime = dataclasses.replace(runtime, device=distributed.rank_device(runtime.device))
+    group = distributed.join(runtime.device) if group is None else group
+    progress = cli_progress(quiet=quiet or not group.is_main)
     workspace = Workspace(workdir)
     source = load_generator_spec(generator, device=runtime.device, workspace=workspace)
+    for option, spec in (layers or {}).items():
+        checks.check_layers(spec, option=option, num_ws=source.generator.num_ws)
     if is_random and group.is_main:
         typer.echo(
             f"note: {generator} is a random generator (for tests and demos, not a face model); "
@@ -214,7 +230,7 @@ def _prepare_and_report(
     *,
     context: pipeline.RunContext,
     landmarks: str | None,
-    face_index: int,
+    face_index: int | None,
     face_at: str | None,
     tune: bool,
     as_json: bool,
@@ -243,7 +259,7 @@ def _prepare_and_report(
 def invert(
     source: Input,
     landmarks: Landmarks = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -260,7 +276,7 @@ def invert(
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
-        quiet=quiet,
+        quiet=quiet, inputs=[source], face=FaceRequest(face_index, face_at),
     )  # fmt: skip
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
@@ -271,7 +287,7 @@ def invert(
 def tune(
     source: Input,
     landmarks: Landmarks = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -292,7 +308,7 @@ def tune(
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
-        quiet=quiet,
+        quiet=quiet, inputs=[source], face=FaceRequest(face_index, face_at),
     )  # fmt: skip
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
@@ -305,13 +321,20 @@ def transfer(
     driver: Annotated[Path, typer.Argument(help="Driver video: whose expressions are put on the target.")],
     output: Output,
     strength: Annotated[
-        float | None, typer.Option("--strength", "-a", help="α: scale of the driver's expression offsets.")
+        float | None,
+        typer.Option(
+            "--strength",
+            "-a",
+            help="α: scale of the driver's expression offsets.",
+            show_default=config_default("edit", "strength"),
+        ),
     ] = None,
     layers: Annotated[
         str | None,
         typer.Option(
             "--layers",
             help="W+ layers the expression is moved on: expression, expression+pose, all, or 3-7 / 2,4,6-8.",
+            show_default=config_default("edit", "layers"),
         ),
     ] = None,
     driver_ref: Annotated[
@@ -321,16 +344,28 @@ def transfer(
     length: Annotated[
         str | None,
         typer.Option(
-            "--length", help="When the driver is shorter/longer than the target: hold, loop, pingpong or cut."
+            "--length",
+            help="When the driver is shorter/longer than the target: hold, loop, pingpong or cut.",
+            show_default=config_default("edit", "length_policy"),
         ),
     ] = None,
     target_landmarks: Annotated[
-        str | None, typer.Option("--target-landmarks", help="dlib, fan, or a sidecar file for the target.")
+        str | None,
+        typer.Option(
+            "--target-landmarks",
+            help="dlib, fan, or a sidecar file for the target.",
+            show_default=config_default("faces", "landmarks"),
+        ),
     ] = None,
     driver_landmarks: Annotated[
-        str | None, typer.Option("--driver-landmarks", help="dlib, fan, or a sidecar file for the driver.")
+        str | None,
+        typer.Option(
+            "--driver-landmarks",
+            help="dlib, fan, or a sidecar file for the driver.",
+            show_default=config_default("faces", "landmarks"),
+        ),
     ] = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -351,13 +386,19 @@ def transfer(
     driver's largest face drives). A second driver on the same target reuses the target's alignment,
     pivots and tuned generator from the workdir.
     """
-    from reenact import pipeline
+    from typing import get_args
 
+    from reenact import checks, pipeline
+    from reenact.edit import LengthPolicy
+
+    checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
         quiet=quiet,
         edit={"strength": strength, "layers": layers, "length_policy": length},
+        inputs=[target, driver], face=FaceRequest(face_index, face_at), layers={"--layers": layers},
+        driver_ref=driver_ref,
     )  # fmt: skip
     report = pipeline.transfer(
         target,
@@ -370,7 +411,9 @@ def transfer(
         driver_ref=driver_ref,
         overwrite=overwrite,
     )
-    report_summary(report, context=context, as_json=as_json, title=f"transfer {driver} -> {target}")
+    report_summary(
+        report, context=context, as_json=as_json, title=f"transfer: {target} + {driver} → {output}"
+    )
 
 
 def edit(
@@ -383,13 +426,19 @@ def edit(
             "-d",
             help="NAME=STRENGTH, repeatable. NAME: a weight name (reenact weights list), a direction file "
             "(.npy InterFaceGAN, .pt e4e/GANSpace), or FILE:K for GANSpace component K.",
+            show_default="none: give at least one",
         ),
     ] = None,
     layers: Annotated[
-        str | None, typer.Option("--layers", help="Only move these W+ layers (e.g. 4-7; default all).")
+        str | None,
+        typer.Option(
+            "--layers",
+            help="Only move these W+ layers (e.g. 4-7).",
+            show_default=config_default("edit", "direction_layers"),
+        ),
     ] = None,
     landmarks: Landmarks = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -408,14 +457,15 @@ def edit(
     from reenact.directions import parse_direction_arg, resolve_direction
 
     if not direction:
-        raise ReenactError("give at least one --direction NAME=STRENGTH")
-    parsed = [parse_direction_arg(item) for item in direction]
-    directions = [(resolve_direction(name), value) for name, value in parsed]
+        raise UsageError("give at least one --direction NAME=STRENGTH")
+    parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
         quiet=quiet, edit={"direction_layers": layers},
+        inputs=[source], face=FaceRequest(face_index, face_at), layers={"--layers": layers},
     )  # fmt: skip
+    directions = [(resolve_direction(name), value) for name, value in parsed]
     report = pipeline.edit_video(
         source,
         output,
@@ -425,7 +475,7 @@ def edit(
         face=face_choice(face_index, face_at),
         overwrite=overwrite,
     )
-    report_summary(report, context=context, as_json=as_json, title=f"edit {source}")
+    report_summary(report, context=context, as_json=as_json, title=f"edit: {source} → {output}")
 
 
 def morph(
@@ -439,10 +489,12 @@ def morph(
     crossover: Annotated[
         int | None,
         typer.Option(
-            "--crossover", help="Style crossover instead: layers below K from FIRST, the rest from SECOND."
+            "--crossover",
+            help="Style crossover instead: layers below K from FIRST, the rest from SECOND.",
+            show_default="none: a morph",
         ),
     ] = None,
-    face_index: FaceIndex = 0,
+    face_index: FaceIndex = None,
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
@@ -463,6 +515,7 @@ def morph(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
         quiet=quiet, edit={"morph_frames": frames},
+        inputs=[first, second], face=FaceRequest(face_index, face_at),
     )  # fmt: skip
     report = pipeline.morph_video(
         first,
@@ -474,4 +527,4 @@ def morph(
         crossover=crossover,
         overwrite=overwrite,
     )
-    report_summary(report, context=context, as_json=as_json, title=f"morph {first} -> {second}")
+    report_summary(report, context=context, as_json=as_json, title=f"morph: {first} + {second} → {output}")

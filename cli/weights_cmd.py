@@ -34,7 +34,11 @@ def list_weights(
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list.")] = False,
     kind: Annotated[
         str | None,
-        typer.Option("--kind", help="Only this kind: generator, backbone, lpips, landmarks or direction."),
+        typer.Option(
+            "--kind",
+            help="Only this kind: generator, backbone, lpips, landmarks or direction.",
+            show_default="every kind",
+        ),
     ] = None,
 ) -> None:
     """Every known weight file: where the pipeline finds it (the cache, an installed package such as
@@ -114,7 +118,11 @@ def import_(
     file: Annotated[Path, typer.Argument(help="The downloaded file.", dir_okay=False)],
     name: Annotated[
         str | None,
-        typer.Option("--as", help="Registry name of the file; without it the checksum or filename decides."),
+        typer.Option(
+            "--as",
+            help="Registry name of the file; without it the checksum or filename decides.",
+            show_default="found from the file",
+        ),
     ] = None,
 ) -> None:
     """Copy a downloaded weight file into the cache after checking its checksum and format."""

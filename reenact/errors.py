@@ -1,7 +1,8 @@
-"""The one user-facing error type.
+"""The user-facing error types.
 
 Library code raises `ReenactError` for anything a user can fix (bad input, missing file, bad
-config); the CLI turns it into `error: <message>` and exit code 1. Anything else is a bug.
+config); the CLI turns it into `error: <message>` and exit code 1, or 2 for a `UsageError`. Anything
+else is a bug.
 """
 
 from __future__ import annotations
@@ -12,3 +13,7 @@ class ReenactError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+class UsageError(ReenactError):
+    """A mistake in the command line or its options: the CLI exits 2."""

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reenact import edit, video
+from reenact import checks, edit, video
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
@@ -236,6 +236,33 @@ def make_context(
 # ------------------------------------------------------------------------------------------ a clip
 
 
+@dataclass(frozen=True)
+class FaceCounts:
+    """How many of a clip's frames have the face: the one count that the stage line, the `align` summary
+    and `--json` all give."""
+
+    frames: int
+    detected: int
+    """Frames where the tracker found the face."""
+    aligned: int
+    """Frames with a crop: the detected ones and the short gaps between them, interpolated
+    (`align.max_gap`); these are the frames the face is reenacted in."""
+
+    @classmethod
+    def of(cls, alignment: ClipAlignment) -> FaceCounts:
+        return cls(
+            frames=alignment.num_frames,
+            detected=int(alignment.track.found.sum()),
+            aligned=int(alignment.valid.sum()),
+        )
+
+    def text(self) -> str:
+        """`264/264 frames with a face (263 detected, 1 interpolated)`."""
+        interpolated = self.aligned - self.detected
+        gaps = f", {interpolated} interpolated" if interpolated else ""
+        return f"{self.aligned}/{self.frames} frames with a face ({self.detected} detected{gaps})"
+
+
 @dataclass
 class PreparedClip:
     """A clip's alignment and pivots (and, for a target, its tuned generator)."""
@@ -287,7 +314,7 @@ def align_clip(
         name=f"{role[:3]}-align",
         stages=[] if stages is None else stages,
         progress=progress,
-        detail=lambda a: f"{int(a.valid.sum())}/{a.num_frames} frames with a face",
+        detail=lambda a: FaceCounts.of(a).text(),
         group=group,
     )
     return alignment, stage
@@ -525,8 +552,9 @@ def transfer(
     started = time.perf_counter()
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
     video.check_encodable(video.probe(target_path))  # bad inputs stop the run now, not after the tuning
-    video.probe(driver_path)
     config = context.settings.edit
+    checks.check_layers(config.layers, option="edit.layers", num_ws=context.source.generator.num_ws)
+    checks.check_driver_ref(driver_ref, info=video.probe(driver_path))  # so do bad option values
     target, driver = prepare_clips(
         [
             ClipRequest(target_path, landmarks=target_landmarks, face=face, role="target"),
@@ -635,6 +663,8 @@ def edit_video(
     started = time.perf_counter()
     video.check_output(output, inputs=(input_path,), overwrite=overwrite)
     video.check_encodable(video.probe(input_path))
+    layers = context.settings.edit.direction_layers
+    checks.check_layers(layers, option="edit.direction_layers", num_ws=context.source.generator.num_ws)
     clip = prepare_clip(input_path, context=context, landmarks=landmarks, face=face, tune=True, role="input")
     assert clip.tuned is not None
     stages = list(clip.stages)

@@ -153,6 +153,6 @@ def test_multi_shot_clip_completes_with_cuts_and_gaps(
 def test_human_summary_and_bad_face_at(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(testdata_file("facerec_obama-1080p.jpg"))
     code, out, _ = _align(capsys, path, "--workdir", str(tmp_path))
-    assert code == 0 and "1 frames, face in 1 (100.0%)" in out and "jitter" in out
+    assert code == 0 and "1/1 frames with a face (1 detected)" in out and "jitter" in out
     code, _, err = _align(capsys, path, "--workdir", str(tmp_path), "--face-at", "12;5", "--overwrite")
-    assert code == 1 and "--face-at expects X,Y" in err
+    assert code == 2 and "--face-at expects X,Y" in err  # a usage mistake

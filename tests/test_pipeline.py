@@ -174,6 +174,22 @@ def test_summary_render_counts_match_an_independent_count(
     assert renders["per_frame"]["backward"] == pytest.approx(counter.backward / summary["frames"], abs=0.01)
 
 
+def test_summary_names_target_driver_and_output_and_repeats_the_json_counts(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The summary's header reads `transfer: TARGET + DRIVER → OUTPUT` (not as if the target were the
+    output), and its stage lines carry the same frame counts as `--json`."""
+    output = world.root / "summary.mp4"
+    assert run([arg for arg in world.transfer_args(output) if arg != "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"transfer: {world.files.target_video} + {world.files.driver_video} → {output}"
+    summary = _transfer(world, capsys, output, "--overwrite")
+    aligns = [stage["detail"] for stage in summary["stages"] if stage["name"].endswith("-align")]
+    assert len(aligns) == 2 and all("frames with a face" in detail for detail in aligns)
+    for detail in aligns:
+        assert any(f"  {detail}  " in line for line in lines), (detail, lines)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_transfer_matches_ground_truth_on_other_worlds(

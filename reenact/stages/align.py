@@ -21,7 +21,7 @@ from reenact import video
 from reenact.config import Config, config_to_dict
 from reenact.device import Runtime
 from reenact.distributed import part_size
-from reenact.errors import ReenactError
+from reenact.errors import ReenactError, UsageError
 from reenact.faces.align import crop_matrix, smooth_quads
 from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS, make_backend
 from reenact.faces.track import FaceTrack, FrameDetections, detect_faces, follow_faces, track_quads
@@ -254,6 +254,13 @@ class AlignStage:
         track = follow_faces(
             detections, config=self.settings.faces, face_index=self.face.index, face_at=self.face.at
         )
+        most = int(detections.counts.max(initial=0))
+        if not track.found.any() and 0 < most <= self.face.index:
+            raise UsageError(
+                f"asked for face {self.face.index} (--face-index counts from 0, the largest first); found "
+                f"{most} face{'s' if most > 1 else ''} in {self.path} "
+                f"(at most, in frame {int(detections.counts.argmax())})"
+            )
         if not track.found.any():
             source = self.landmarks or self.settings.faces.landmarks
             raise ReenactError(
