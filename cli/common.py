@@ -27,6 +27,7 @@ from reenact.errors import ReenactError
 
 if TYPE_CHECKING:
     from reenact.stages.align import FaceChoice
+    from reenact.timeline import ClipSlice
 
 Preset = Annotated[
     str | None,
@@ -96,6 +97,29 @@ FaceAt = Annotated[
     typer.Option("--face-at", help="Follow the face at X,Y (pixels of the upright frame) instead."),
 ]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv).")]
+Start = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        help=(
+            "Work on a slice from this time: seconds (12.5), M:SS.mmm (1:02.5), H:MM:SS.mmm, or a frame "
+            "number with f (150f). The output is the slice alone: its timestamps start at 0, its audio is "
+            "the packets that start inside the slice. Default: the first frame."
+        ),
+        metavar="TIME",
+    ),
+]
+Duration = Annotated[
+    str | None,
+    typer.Option(
+        "--duration",
+        help=(
+            "Length of the slice (same formats as --start; 50f = 50 frames): the frames shown in "
+            "[start, start + duration). Default: to the end of the clip."
+        ),
+        metavar="TIME",
+    ),
+]
 
 
 def os_error_message(exc: OSError) -> str:
@@ -140,3 +164,11 @@ def face_choice(face_index: int, face_at: str | None) -> FaceChoice:
     from reenact.stages.align import FaceChoice
 
     return FaceChoice(index=face_index, at=parse_face_at(face_at) if face_at is not None else None)
+
+
+def clip_slice(start: str | None, duration: str | None) -> ClipSlice | None:
+    """The slice `--start`/`--duration` ask for (None: the whole clip); a `UsageError` (exit 2) for a
+    TIME that does not parse or an empty duration."""
+    from reenact.timeline import parse_slice
+
+    return parse_slice(start, duration)

@@ -20,7 +20,7 @@ import traceback
 import typer
 
 from reenact import __version__
-from reenact.errors import ReenactError
+from reenact.errors import ReenactError, UsageError
 from reenact_cli import (
     align_cmd,
     batch_cmd,
@@ -127,7 +127,7 @@ def _run(args: list[str]) -> int:
         if verbose:
             traceback.print_exc()
         typer.echo(f"error: {os_error_message(exc) if isinstance(exc, OSError) else exc}", err=True)
-        return EXIT_ERROR
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
     except Exception as exc:  # the boundary: never show a bare traceback to a user
         if verbose:
             traceback.print_exc()

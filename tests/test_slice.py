@@ -1,0 +1,170 @@
+"""`--start/--duration`: TIME parsing, the window of a clip, and the slice a command writes (frames,
+timestamps and audio exact on a real clip)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from reenact import timeline, video
+from reenact.errors import UsageError
+from reenact_cli.main import run
+from tests.conftest import testdata_file
+from tests.videotools import frame_times, psnr
+
+MIN_SLICE_PSNR_DB = 40.0
+"""What a re-encode keeps of every frame (tests/test_video.py's bar)."""
+AUDIO_CLIP = "retalk_face2.mp4"
+"""25 fps, 125 frames, AAC 44.1 kHz whose packets do not line up with the frames."""
+VFR_CLIP = "retalk_face1_vfr.mp4"
+
+
+# ------------------------------------------------------------------------------------------ TIME
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "in_frames"),
+    [
+        ("12.5", Fraction(25, 2), False),
+        ("0", Fraction(0), False),
+        ("1:02.5", Fraction(125, 2), False),
+        ("00:01:02.500", Fraction(125, 2), False),
+        ("1:00:00", Fraction(3600), False),
+        ("150f", Fraction(150), True),
+        (" 7F ", Fraction(7), True),
+    ],
+)
+def test_parse_time_accepts_the_documented_formats(text: str, value: Fraction, in_frames: bool) -> None:
+    parsed = timeline.parse_time(text, option="--start")
+    assert (parsed.value, parsed.in_frames) == (value, in_frames)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "not a time"),
+        ("abc", "not a time"),
+        ("-1", "negative"),
+        ("1.5f", "not a time"),
+        ("1:2:3:4", "not a time"),
+        ("1:75", "below 60"),
+        ("1:75:00", "below 60"),
+        ("1e3", "not a time"),
+        ("f", "not a time"),
+    ],
+)
+def test_parse_time_refuses_what_is_not_a_time(text: str, says: str) -> None:
+    with pytest.raises(UsageError, match=says):
+        timeline.parse_time(text, option="--start")
+
+
+def test_an_empty_duration_is_refused() -> None:
+    with pytest.raises(UsageError, match="longer than 0"):
+        timeline.parse_slice("1", "0")
+    with pytest.raises(UsageError, match="longer than 0"):
+        timeline.parse_slice(None, "0f")
+    assert timeline.parse_slice(None, None) is None
+
+
+def _window(start: str | None, duration: str | None) -> timeline.Window:
+    """A clip of 10 frames, every 40 ms (pts in 1/1000 s, starting at 200), ending at 600."""
+    request = timeline.parse_slice(start, duration)
+    assert request is not None
+    pts = list(range(200, 600, 40))
+    return timeline.resolve_window(request, pts=pts, end_pts=600, time_base=Fraction(1, 1000), name="c.mp4")
+
+
+def test_a_window_holds_the_frames_shown_in_start_to_start_plus_duration() -> None:
+    # time 0 is the first frame (pts 200); [0.08, 0.2) holds the frames at 80, 120, 160 ms
+    window = _window("0.08", "0.12")
+    assert (window.first, window.stop, window.start_pts, window.stop_pts) == (2, 5, 280, 400)
+    assert (_window("0.081", "0.12").first, _window("0.081", "0.12").stop) == (3, 6)  # a frame starts after
+    assert (_window("2f", "3f").first, _window("2f", "3f").stop) == (2, 5)
+    assert (_window("2f", None).first, _window("2f", None).stop, _window("2f", None).stop_pts) == (2, 10, 600)
+    assert (_window(None, "0.04").first, _window(None, "0.04").stop) == (0, 1)
+    assert _window("0.3", "99").stop == 10  # a duration past the end stops at the end
+
+
+@pytest.mark.parametrize(
+    ("start", "duration", "says"),
+    [
+        ("0.4", None, r"--start 0.4 is past the end of c.mp4 \(0:00.4, 10 frames\)"),
+        ("10f", None, "past the end"),
+        ("0:02:00", "1", "past the end"),
+        ("0.01", "0.02", "holds no frame"),
+    ],
+)
+def test_a_window_outside_the_clip_is_a_usage_error(start: str, duration: str | None, says: str) -> None:
+    with pytest.raises(UsageError, match=says):
+        _window(start, duration)
+
+
+def test_cli_exits_2_for_a_bad_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = testdata_file(AUDIO_CLIP)
+    for args in (["--start", "soon"], ["--start", "0:10:00"], ["--duration", "0"]):
+        code = run(["reencode", str(source), "-o", str(tmp_path / "out.mp4"), *args])
+        assert code == 2, args
+    assert (
+        "--start 0:10:00 is past the end of retalk_face2.mp4 (0:05.0, 125 frames)" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "out.mp4").exists()
+
+
+# ------------------------------------------------------------------------------------------ real clips
+
+
+def _audio_packets(path: Path) -> list[tuple[int, bytes]]:
+    """(pts, payload) of every audio packet, straight from the container."""
+    with av.open(str(path)) as container:
+        return [
+            (packet.pts, bytes(packet))
+            for packet in container.demux(container.streams.audio[0])
+            if packet.size
+        ]
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(container.streams.video[0])]
+
+
+def test_reencode_a_slice_keeps_its_frames_timestamps_and_audio_exactly(tmp_path: Path) -> None:
+    source = testdata_file(AUDIO_CLIP)
+    output = tmp_path / "slice.mp4"
+    assert run(["reencode", str(source), "-o", str(output), "--start", "1", "--duration", "2", "-q"]) == 0
+
+    times = frame_times(source)
+    shown = [time - times[0] for time in times]
+    inside = [index for index, time in enumerate(shown) if 1 <= time < 3]
+    first = inside[0]
+    assert len(inside) == 50  # 25 fps x 2 s
+    out_times = frame_times(output)
+    assert out_times == [times[index] - times[first] for index in inside]  # exact, and from 0
+
+    source_frames, out_frames = _frames(source), _frames(output)
+    matched = [psnr(out_frames[k], source_frames[first + k]) for k in range(len(inside))]
+    early = [psnr(out_frames[k], source_frames[first + k - 1]) for k in range(len(inside))]
+    late = [psnr(out_frames[k], source_frames[first + k + 1]) for k in range(len(inside))]
+    assert min(matched) >= MIN_SLICE_PSNR_DB
+    assert np.mean(matched) > max(np.mean(early), np.mean(late)) + 1.0  # the right frames, not a neighbour
+
+    with av.open(str(source)) as container:
+        rate = container.streams.audio[0].time_base
+    shift = round(times[first] / rate)  # 1 s in audio ticks
+    start_s, stop_s = times[first], times[inside[-1] + 1]
+    expected = [(pts - shift, data) for pts, data in _audio_packets(source) if start_s <= pts * rate < stop_s]
+    assert _audio_packets(output) == expected  # byte-equal, the packets that start inside, shifted exactly
+    assert len(expected) == 86
+
+
+def test_reencode_a_vfr_slice_by_frames_keeps_each_frames_duration(tmp_path: Path) -> None:
+    source = testdata_file(VFR_CLIP)
+    output = tmp_path / "slice.mp4"
+    assert run(["reencode", str(source), "-o", str(output), "--start", "31f", "--duration", "40f", "-q"]) == 0
+    times = frame_times(source)
+    assert frame_times(output) == [time - times[31] for time in times[31:71]]
+    assert video.probe(output).vfr
