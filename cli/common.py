@@ -27,7 +27,7 @@ from reenact.errors import ReenactError
 
 if TYPE_CHECKING:
     from reenact.stages.align import FaceChoice
-    from reenact.timeline import ClipSlice
+    from reenact.timeline import Window
 
 Preset = Annotated[
     str | None,
@@ -166,9 +166,10 @@ def face_choice(face_index: int, face_at: str | None) -> FaceChoice:
     return FaceChoice(index=face_index, at=parse_face_at(face_at) if face_at is not None else None)
 
 
-def clip_slice(start: str | None, duration: str | None) -> ClipSlice | None:
-    """The slice `--start`/`--duration` ask for (None: the whole clip); a `UsageError` (exit 2) for a
-    TIME that does not parse or an empty duration."""
+def slice_window(path: Path, start: str | None, duration: str | None) -> Window | None:
+    """The frames of `path` that `--start`/`--duration` ask for (None: the whole clip); a `UsageError`
+    (exit 2) for a TIME that does not parse, an empty duration or a start past the end."""
+    from reenact import video
     from reenact.timeline import parse_slice
 
-    return parse_slice(start, duration)
+    return video.slice_window(path, parse_slice(start, duration))

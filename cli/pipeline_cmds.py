@@ -22,6 +22,7 @@ from reenact_cli.common import (
     AsJson,
     Compile,
     Device,
+    Duration,
     FaceAt,
     FaceIndex,
     Generator,
@@ -33,14 +34,17 @@ from reenact_cli.common import (
     Quality,
     Quiet,
     Sets,
+    Start,
     Workdir,
     face_choice,
     settings_for,
+    slice_window,
 )
 from reenact_cli.progress import cli_progress
 
 if TYPE_CHECKING:
     from reenact import distributed, pipeline
+    from reenact.timeline import Window
 
 RANDOM_GENERATOR_PRESET = "synthetic"
 """The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
@@ -218,8 +222,9 @@ def _prepare_and_report(
     face_at: str | None,
     tune: bool,
     as_json: bool,
+    window: Window | None = None,
 ) -> None:
-    """`invert` and `tune`: prepare the clip (tuned or not) and print its stages."""
+    """`invert` and `tune`: prepare the clip (or its `window`; tuned or not) and print its stages."""
     from reenact import pipeline
 
     clip = pipeline.prepare_clip(
@@ -229,13 +234,15 @@ def _prepare_and_report(
         face=face_choice(face_index, face_at),
         tune=tune,
         role="input",
+        window=window,
     )
     what = "tuned over" if tune else "pivots of"
+    sliced = f" (slice: {window.describe()})" if window is not None else ""
     report_summary(
         clip.stages,
         context=context,
         as_json=as_json,
-        title=f"{source}: {what} {len(clip.pivots.frames)} frames",
+        title=f"{source}{sliced}: {what} {len(clip.pivots.frames)} frames",
         frames=len(clip.pivots.frames),
     )
 
@@ -255,8 +262,11 @@ def invert(
     preset: Preset = None,
     quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Align every frame and invert it into W+ (warm-started, batched); pivots are stored in the workdir."""
+    window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -265,6 +275,7 @@ def invert(
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
         tune=False, as_json=as_json,
+        window=window,
     )  # fmt: skip
 
 
@@ -283,12 +294,15 @@ def tune(
     preset: Preset = None,
     quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Invert the clip (cached) and run ONE pivotal-tuning pass of the generator over all its frames.
 
     The tuned generator is stored (safetensors) in the workdir; an interrupted run resumes from its
     last checkpoint.
     """
+    window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -297,6 +311,7 @@ def tune(
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
         tune=True, as_json=as_json,
+        window=window,
     )  # fmt: skip
 
 
@@ -343,16 +358,20 @@ def transfer(
     preset: Preset = None,
     quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Put DRIVER's expressions on TARGET's face, in TARGET's own video, with its sound and timestamps.
 
     w_out[t] = w_target[t] + α·(w_driver[t] − w_driver[ref]) on the chosen layers, rendered with the
     generator tuned on the target and pasted back. --face-index/--face-at choose the target's face (the
     driver's largest face drives). A second driver on the same target reuses the target's alignment,
-    pivots and tuned generator from the workdir.
+    pivots and tuned generator from the workdir. --start/--duration take a slice of TARGET (the output is
+    that slice); DRIVER is used from its start, fitted to the slice by --length.
     """
     from reenact import pipeline
 
+    window = slice_window(target, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -369,6 +388,7 @@ def transfer(
         face=face_choice(face_index, face_at),
         driver_ref=driver_ref,
         overwrite=overwrite,
+        window=window,
     )
     report_summary(report, context=context, as_json=as_json, title=f"transfer {driver} -> {target}")
 
@@ -402,6 +422,8 @@ def edit(
     preset: Preset = None,
     quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Move every frame's latent along attribute directions (smile, age, pose ...) and re-render the clip."""
     from reenact import pipeline
@@ -411,6 +433,7 @@ def edit(
         raise ReenactError("give at least one --direction NAME=STRENGTH")
     parsed = [parse_direction_arg(item) for item in direction]
     directions = [(resolve_direction(name), value) for name, value in parsed]
+    window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -424,6 +447,7 @@ def edit(
         landmarks=landmarks,
         face=face_choice(face_index, face_at),
         overwrite=overwrite,
+        window=window,
     )
     report_summary(report, context=context, as_json=as_json, title=f"edit {source}")
 

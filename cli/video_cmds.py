@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from reenact.config import VideoConfig
-from reenact_cli.common import Duration, Preset, Quiet, Sets, Start, clip_slice, settings_for
+from reenact_cli.common import Duration, Preset, Quiet, Sets, Start, settings_for, slice_window
 from reenact_cli.progress import cli_progress
 
 
@@ -61,7 +61,7 @@ def reencode(
     from reenact import video
 
     settings = settings_for(preset, sets, video={"crf": crf})
-    window = video.slice_window(source, clip_slice(start, duration))
+    window = slice_window(source, start, duration)
     reader = video.VideoReader(source, window=window)
     progress = cli_progress(quiet=quiet)
     with progress.task("reencode", total=reader.info.frame_count, unit="frame") as task:

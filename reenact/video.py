@@ -426,7 +426,7 @@ class VideoWriter:
         try:
             options = dict(MUXER_OPTIONS.get(self.format_name, {}))
             if self.format_name in MOVIE_FORMATS and self.audio_from is not None:
-                rate = probe(self.audio_from).audio_sample_rate
+                rate = _audio_rate(self.audio_from)
                 if rate:
                     options[MOVIE_TIMESCALE] = str(rate)
             self._container = av.open(str(self._tmp_path), mode="w", format=self.format_name, options=options)
@@ -687,6 +687,13 @@ class _AudioCopier:
 
     def close(self) -> None:
         self._input.close()
+
+
+def _audio_rate(path: Path) -> int | None:
+    """Sample rate of a file's first audio stream (None without one); the file may have no video."""
+    with _open_video(path) as container:
+        audio = container.streams.audio
+        return audio[0].codec_context.sample_rate if audio else None
 
 
 def _probe_image(path: Path) -> VideoInfo:

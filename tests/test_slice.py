@@ -3,6 +3,7 @@ timestamps and audio exact on a real clip)."""
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,10 +11,14 @@ import av
 import numpy as np
 import pytest
 
-from reenact import timeline, video
+from reenact import metrics, timeline, video
+from reenact.demo import decode
 from reenact.errors import UsageError
+from reenact.faces.align import warp_to_frame
+from reenact.stages import align as align_stage
 from reenact_cli.main import run
 from tests.conftest import testdata_file
+from tests.test_pipeline import World, _make_world, _transfer, record_written_frames
 from tests.videotools import frame_times, psnr
 
 MIN_SLICE_PSNR_DB = 40.0
@@ -21,6 +26,8 @@ MIN_SLICE_PSNR_DB = 40.0
 AUDIO_CLIP = "retalk_face2.mp4"
 """25 fps, 125 frames, AAC 44.1 kHz whose packets do not line up with the frames."""
 VFR_CLIP = "retalk_face1_vfr.mp4"
+TEST_PART_FRAMES = 4
+"""Alignment parts of 4 frames, so the synthetic clip (16 frames) has several and a slice covers some."""
 
 
 # ------------------------------------------------------------------------------------------ TIME
@@ -127,6 +134,15 @@ def _audio_packets(path: Path) -> list[tuple[int, bytes]]:
         ]
 
 
+def _slice_audio(source: Path, *, start_s: Fraction, stop_s: Fraction) -> list[tuple[int, bytes]]:
+    """What a slice's audio must be: the source's packets that start in [start_s, stop_s), byte for byte,
+    their pts moved back by start_s (in audio ticks)."""
+    with av.open(str(source)) as container:
+        rate = container.streams.audio[0].time_base
+    shift = round(start_s / rate)
+    return [(pts - shift, data) for pts, data in _audio_packets(source) if start_s <= pts * rate < stop_s]
+
+
 def _frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(container.streams.video[0])]
@@ -152,13 +168,14 @@ def test_reencode_a_slice_keeps_its_frames_timestamps_and_audio_exactly(tmp_path
     assert min(matched) >= MIN_SLICE_PSNR_DB
     assert np.mean(matched) > max(np.mean(early), np.mean(late)) + 1.0  # the right frames, not a neighbour
 
-    with av.open(str(source)) as container:
-        rate = container.streams.audio[0].time_base
-    shift = round(times[first] / rate)  # 1 s in audio ticks
-    start_s, stop_s = times[first], times[inside[-1] + 1]
-    expected = [(pts - shift, data) for pts, data in _audio_packets(source) if start_s <= pts * rate < stop_s]
+    expected = _slice_audio(source, start_s=times[first], stop_s=times[inside[-1] + 1])
     assert _audio_packets(output) == expected  # byte-equal, the packets that start inside, shifted exactly
     assert len(expected) == 86
+
+    window = video.slice_window(source, timeline.parse_slice("1", "2"))
+    length, pairs = metrics.paired_frames(output, source, window=window)  # `evaluate --start 1 --duration 2`
+    assert length == 50
+    assert min(psnr(out, ref) for out, ref in pairs) >= MIN_SLICE_PSNR_DB
 
 
 def test_reencode_a_vfr_slice_by_frames_keeps_each_frames_duration(tmp_path: Path) -> None:
@@ -168,3 +185,50 @@ def test_reencode_a_vfr_slice_by_frames_keeps_each_frames_duration(tmp_path: Pat
     times = frame_times(source)
     assert frame_times(output) == [time - times[31] for time in times[31:71]]
     assert video.probe(output).vfr
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return _make_world(tmp_path_factory.mktemp("slice-world"))
+
+
+def _align(world: World, workdir: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
+    args = [str(world.files.target_video), "--landmarks", str(world.files.target_landmarks)]
+    args += ["--preset", "synthetic", "--workdir", str(workdir), "--json", "--quiet", *extra]
+    assert run(["align", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_sliced_transfer_writes_the_slice_and_a_full_alignment_reuses_its_detection(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(align_stage, "ALIGN_PART_FRAMES", TEST_PART_FRAMES)
+    written = record_written_frames(monkeypatch)
+    workdir, output, target = world.root / "slice-work", world.root / "slice.mp4", world.files.target_video
+    summary = _transfer(world, capsys, output, "--start", "0.16", "--duration", "0.32", workdir=workdir)
+
+    first, stop = 4, 12  # 25 fps: the frames shown in [0.16, 0.48) s
+    assert summary["frames"] == stop - first and summary["slice"] == "frames 4-11 (0.160-0.480 s)"
+    times = frame_times(target)
+    assert frame_times(output) == [time - times[first] for time in times[first:stop]]
+    assert _audio_packets(output) == _slice_audio(target, start_s=times[first], stop_s=times[stop])
+    assert _audio_packets(output)  # the world's clip has sound, and the slice some of it
+    clip, resolution = world.files.world.target, world.files.world.config.resolution
+    source_frames = decode(target)
+    assert len(written) == stop - first
+    for offset, image in enumerate(written):  # the background is the slice's own frame, not a neighbour
+        index = first + offset
+        square = warp_to_frame(
+            np.ones((resolution, resolution), np.float32), clip.matrices[index], image.shape
+        )
+        outside = square == 0
+        assert np.array_equal(image[outside], source_frames[index][outside]), f"slice frame {offset}"
+
+    whole = _align(world, workdir, capsys)  # parts [4, 8) and [8, 12) were detected by the slice
+    assert (whole["cached"], whole["resumed_parts"], whole["computed_parts"]) == (False, 2, 2)
+    assert whole["frames"] == len(times)
+    again = _align(world, workdir, capsys, "--start", "4f", "--duration", "8f")  # the slice's own result
+    assert again["cached"] and again["frames"] == stop - first
