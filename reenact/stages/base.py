@@ -12,7 +12,9 @@ A stage is a unit of work over a clip's frames:
 
 A stage may name a `parts_key`: the key whose scratch folder holds its parts, when they are parts of
 another result too (a slice's alignment computes parts of the whole clip's detection, so a later run on
-the whole clip finds them done). By default a stage's parts are its own.
+the whole clip finds them done); computing it holds that key's lock as well, so two runs never write one
+part at once and `reenact cache prune` leaves the parts alone meanwhile. By default a stage's parts are
+its own.
 
 `run_stage` is the only place that decides between the cache and the work: a finished result is loaded;
 otherwise every range whose part is not yet in the stage's scratch folder is computed (so a killed run
@@ -219,6 +221,10 @@ def run_stages(
                 stage, location = stages[index], workspace.path(stages[index].key)
                 note = f"{stage.name}: waiting for another run that is computing {location}"
                 held.enter_context(workspace.lock(stage.key, on_wait=lambda note=note: progress.note(note)))
+                if parts_key(stage) != stage.key:  # shared parts: one process writes them at a time
+                    held.enter_context(
+                        workspace.lock(parts_key(stage), on_wait=lambda note=note: progress.note(note))
+                    )
                 stored[index] = load_stored(workspace, stage, progress=progress)  # finished meanwhile
         finished = group.broadcast([stored[index] is not None for index in todo])
         for index, done in zip(todo, finished, strict=True):
