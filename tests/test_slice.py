@@ -16,6 +16,7 @@ from reenact.demo import decode
 from reenact.errors import UsageError
 from reenact.faces.align import warp_to_frame
 from reenact.stages import align as align_stage
+from reenact.stages.invert import Pivots
 from reenact_cli.main import run
 from tests.conftest import testdata_file
 from tests.test_pipeline import World, _make_world, _transfer, record_written_frames
@@ -232,3 +233,17 @@ def test_sliced_transfer_writes_the_slice_and_a_full_alignment_reuses_its_detect
     assert whole["frames"] == len(times)
     again = _align(world, workdir, capsys, "--start", "4f", "--duration", "8f")  # the slice's own result
     assert again["cached"] and again["frames"] == stop - first
+
+    sliced = [
+        str(target),
+        "--generator",
+        str(world.generator),
+        "--landmarks",
+        str(world.files.target_landmarks),
+    ]
+    sliced += ["--preset", "synthetic", "--workdir", str(workdir), "--json", "--quiet", "--start", "4f"]
+    assert run(["invert", *sliced, "--duration", "8f"]) == 0  # the same slice: the transfer's pivots
+    inverted = json.loads(capsys.readouterr().out)
+    assert all(stage["cached"] for stage in inverted["stages"]), inverted["stages"]
+    location = next(stage["location"] for stage in inverted["stages"] if stage["name"] == "inp-invert")
+    assert len(Pivots.load(Path(location)).frames) == stop - first
