@@ -247,3 +247,39 @@ def test_sliced_transfer_writes_the_slice_and_a_full_alignment_reuses_its_detect
     assert all(stage["cached"] for stage in inverted["stages"]), inverted["stages"]
     location = next(stage["location"] for stage in inverted["stages"] if stage["name"] == "inp-invert")
     assert len(Pivots.load(Path(location)).frames) == stop - first
+
+
+def test_sliced_edit_writes_the_slice_from_time_zero(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from reenact import pipeline
+    from reenact.device import resolve_runtime
+    from reenact.directions import Direction
+    from reenact.gan.source import load_generator_spec
+    from reenact.synthetic import synthetic_settings
+    from reenact.workspace import Workspace
+
+    runtime = resolve_runtime("cpu")
+    context = pipeline.make_context(
+        workspace=Workspace(world.root / "edit-work"),
+        source=load_generator_spec(str(world.generator), device=runtime.device),
+        settings=synthetic_settings(),
+        runtime=runtime,
+    )
+    direction = Direction(
+        name="test", vector=torch.ones(1, context.source.generator.w_dim), source_format="memory"
+    )
+    target, output = world.files.target_video, world.root / "edit-slice.mp4"
+    window = video.slice_window(target, timeline.parse_slice("10f", None))  # frames 10 to the end (15)
+    assert window is not None and (window.first, window.stop) == (10, 16)
+    report = pipeline.edit_video(
+        target,
+        output,
+        directions=[(direction, 1.0)],
+        context=context,
+        landmarks=str(world.files.target_landmarks),
+        window=window,
+    )
+    times = frame_times(target)
+    assert report.frames == 6 and frame_times(output) == [time - times[10] for time in times[10:]]
+    assert _audio_packets(output) == _slice_audio(target, start_s=times[10], stop_s=window.stop_s)
