@@ -16,15 +16,18 @@ from reenact_cli.common import (
     NO_DEFAULT,
     AsJson,
     Device,
+    Duration,
     FaceAt,
     FaceIndex,
     Landmarks,
     Preset,
     Quiet,
     Sets,
+    Start,
     Workdir,
     face_choice,
     settings_for,
+    slice_window,
 )
 from reenact_cli.progress import cli_progress
 
@@ -141,12 +144,15 @@ def align(
     quiet: Quiet = False,
     preset: Preset = None,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Find and follow one face through a clip: landmarks, FFHQ quads, temporal smoothing, crop transforms.
 
     The result is the alignment stage of `reenact transfer`/`edit`/`invert`/`tune`, stored in the workdir
     (track.npz, align.npz), so a later run on the clip with the same face and settings reuses it;
-    --preview draws it on the video.
+    --preview draws it on the video. With --start/--duration the slice is aligned as a clip of its own
+    (frames from 0); its face detection is stored so that aligning the whole clip later reuses it.
     """
 
     from reenact import checks, pipeline, video
@@ -154,6 +160,7 @@ def align(
     from reenact.faces.align import quad_jitter
     from reenact.workspace import Workspace
 
+    window = slice_window(source, start, duration)
     settings = settings_for(preset, sets, faces={"landmarks": landmarks}, align={"resolution": resolution})
     checks.check_runtime_options(device=device)
     checks.check_run([source], generator=None, settings=settings, face=FaceRequest(face_index, face_at))
@@ -161,6 +168,7 @@ def align(
     if preview is not None:
         video.check_output(preview, inputs=(source,), overwrite=overwrite)
     workspace = Workspace(workdir)
+    reports: list[pipeline.StageReport] = []
     alignment, stage = pipeline.align_clip(
         source,
         workspace=workspace,
@@ -169,13 +177,15 @@ def align(
         runtime=resolve_runtime(device),
         face=face_choice(face_index, face_at),
         progress=progress,
+        stages=reports,
+        window=window,
     )
     track, raw_quads, quads = alignment.track, alignment.quads_raw, alignment.quads
     entry = workspace.path(stage.key)
     track_path, align_path = entry / "track.npz", entry / "align.npz"
     if preview is not None:
         write_preview(
-            video.VideoReader(source),
+            video.VideoReader(source, window=window),
             preview,
             track=track,
             raw_quads=raw_quads,
@@ -202,6 +212,10 @@ def align(
         "track": str(track_path),
         "align": str(align_path),
         "preview": str(preview) if preview is not None else None,
+        "slice": window.describe() if window is not None else None,
+        "cached": reports[0].cached,
+        "resumed_parts": reports[0].resumed,
+        "computed_parts": reports[0].work.parts,
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

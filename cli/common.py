@@ -27,6 +27,7 @@ from reenact.config import (
 
 if TYPE_CHECKING:
     from reenact.stages.align import FaceChoice
+    from reenact.timeline import Window
 
 NO_DEFAULT = "none"
 """How `--help` shows the default of an option that is off unless given (`--set`, `--plot` ...)."""
@@ -117,6 +118,29 @@ FaceAt = Annotated[
     ),
 ]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv).")]
+Start = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        help=(
+            "Work on a slice from this time: seconds (12.5), M:SS.mmm (1:02.5), H:MM:SS.mmm, or a frame "
+            "number with f (150f). The output is the slice alone: its timestamps start at 0, its audio is "
+            "the packets that start inside the slice. Default: the first frame."
+        ),
+        metavar="TIME",
+    ),
+]
+Duration = Annotated[
+    str | None,
+    typer.Option(
+        "--duration",
+        help=(
+            "Length of the slice (same formats as --start; 50f = 50 frames): the frames shown in "
+            "[start, start + duration). Default: to the end of the clip."
+        ),
+        metavar="TIME",
+    ),
+]
 
 
 def os_error_message(exc: OSError) -> str:
@@ -156,3 +180,12 @@ def face_choice(face_index: int | None, face_at: str | None) -> FaceChoice:
     face = FaceRequest(index=face_index, at=face_at)
     check_face_options(face)
     return FaceChoice(index=face_index or 0, at=face.point())
+
+
+def slice_window(path: Path, start: str | None, duration: str | None) -> Window | None:
+    """The frames of `path` that `--start`/`--duration` ask for (None: the whole clip); a `UsageError`
+    (exit 2) for a TIME that does not parse, an empty duration or a start past the end."""
+    from reenact import video
+    from reenact.timeline import parse_slice
+
+    return video.slice_window(path, parse_slice(start, duration))

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reenact.errors import ReenactError, UsageError
-from reenact_cli.common import NO_DEFAULT, Preset, Quiet, Sets, settings_for
+from reenact_cli.common import (
+    NO_DEFAULT,
+    Duration,
+    Preset,
+    Quiet,
+    Sets,
+    Start,
+    settings_for,
+    slice_window,
+)
 from reenact_cli.progress import cli_progress
 
 if TYPE_CHECKING:
@@ -89,13 +98,18 @@ def evaluate(
     quiet: Quiet = False,
     preset: Preset = None,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Score OUTPUT against its source clip: STIT's TL-ID/TG-ID (dlib face descriptors), landmark jitter,
     per-frame PSNR and LPIPS. Frames are paired by index; counts and sizes must match.
+    --start/--duration score a slice of the reference: against OUTPUT whole when it is that slice (made
+    with the same --start/--duration), else against the same slice of OUTPUT.
     """
     from reenact.files import write_text_atomic
     from reenact.metrics import evaluate_videos, write_plot
 
+    window = slice_window(reference, start, duration)
     settings = settings_for(preset, sets)
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot writes a PNG; give a .png path, not {plot}")
@@ -108,6 +122,7 @@ def evaluate(
         faces=settings.faces,
         use_lpips=lpips,
         progress=cli_progress(quiet=quiet),
+        window=window,
     )
     if report_path is not None:
         try:

@@ -24,6 +24,7 @@ from reenact_cli.common import (
     AsJson,
     Compile,
     Device,
+    Duration,
     FaceAt,
     FaceIndex,
     Generator,
@@ -35,15 +36,18 @@ from reenact_cli.common import (
     Quality,
     Quiet,
     Sets,
+    Start,
     Workdir,
     config_default,
     face_choice,
     settings_for,
+    slice_window,
 )
 from reenact_cli.progress import cli_progress
 
 if TYPE_CHECKING:
     from reenact import distributed, pipeline
+    from reenact.timeline import Window
 
 RANDOM_GENERATOR_PRESET = "synthetic"
 """The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
@@ -234,8 +238,9 @@ def _prepare_and_report(
     face_at: str | None,
     tune: bool,
     as_json: bool,
+    window: Window | None = None,
 ) -> None:
-    """`invert` and `tune`: prepare the clip (tuned or not) and print its stages."""
+    """`invert` and `tune`: prepare the clip (or its `window`; tuned or not) and print its stages."""
     from reenact import pipeline
 
     clip = pipeline.prepare_clip(
@@ -245,13 +250,15 @@ def _prepare_and_report(
         face=face_choice(face_index, face_at),
         tune=tune,
         role="input",
+        window=window,
     )
     what = "tuned over" if tune else "pivots of"
+    sliced = f" (slice: {window.describe()})" if window is not None else ""
     report_summary(
         clip.stages,
         context=context,
         as_json=as_json,
-        title=f"{source}: {what} {len(clip.pivots.frames)} frames",
+        title=f"{source}{sliced}: {what} {len(clip.pivots.frames)} frames",
         frames=len(clip.pivots.frames),
     )
 
@@ -271,8 +278,11 @@ def invert(
     preset: Preset = None,
     quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Align every frame and invert it into W+ (warm-started, batched); pivots are stored in the workdir."""
+    window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -281,6 +291,7 @@ def invert(
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
         tune=False, as_json=as_json,
+        window=window,
     )  # fmt: skip
 
 
@@ -299,12 +310,15 @@ def tune(
     preset: Preset = None,
     quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Invert the clip (cached) and run ONE pivotal-tuning pass of the generator over all its frames.
 
     The tuned generator is stored (safetensors) in the workdir; an interrupted run resumes from its
     last checkpoint.
     """
+    window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -313,6 +327,7 @@ def tune(
     _prepare_and_report(
         source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
         tune=True, as_json=as_json,
+        window=window,
     )  # fmt: skip
 
 
@@ -378,13 +393,16 @@ def transfer(
     preset: Preset = None,
     quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Put DRIVER's expressions on TARGET's face, in TARGET's own video, with its sound and timestamps.
 
     w_out[t] = w_target[t] + α·(w_driver[t] − w_driver[ref]) on the chosen layers, rendered with the
     generator tuned on the target and pasted back. --face-index/--face-at choose the target's face (the
     driver's largest face drives). A second driver on the same target reuses the target's alignment,
-    pivots and tuned generator from the workdir.
+    pivots and tuned generator from the workdir. --start/--duration take a slice of TARGET (the output is
+    that slice); DRIVER is used from its start, fitted to the slice by --length.
     """
     from typing import get_args
 
@@ -392,6 +410,7 @@ def transfer(
     from reenact.edit import LengthPolicy
 
     checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
+    window = slice_window(target, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -410,6 +429,7 @@ def transfer(
         face=face_choice(face_index, face_at),
         driver_ref=driver_ref,
         overwrite=overwrite,
+        window=window,
     )
     report_summary(
         report, context=context, as_json=as_json, title=f"transfer: {target} + {driver} → {output}"
@@ -451,6 +471,8 @@ def edit(
     preset: Preset = None,
     quality: Quality = DEFAULT_QUALITY,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Move every frame's latent along attribute directions (smile, age, pose ...) and re-render the clip."""
     from reenact import pipeline
@@ -459,6 +481,7 @@ def edit(
     if not direction:
         raise UsageError("give at least one --direction NAME=STRENGTH")
     parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
+    window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -474,6 +497,7 @@ def edit(
         landmarks=landmarks,
         face=face_choice(face_index, face_at),
         overwrite=overwrite,
+        window=window,
     )
     report_summary(report, context=context, as_json=as_json, title=f"edit: {source} → {output}")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from reenact.config import VideoConfig
-from reenact_cli.common import Preset, Quiet, Sets, settings_for
+from reenact_cli.common import Duration, Preset, Quiet, Sets, Start, settings_for, slice_window
 from reenact_cli.progress import cli_progress
 
 
@@ -51,6 +51,8 @@ def reencode(
     quiet: Quiet = False,
     preset: Preset = None,
     sets: Sets = None,
+    start: Start = None,
+    duration: Duration = None,
 ) -> None:
     """Decode every frame and encode it again, keeping timestamps, rotation and the audio bit-exact.
 
@@ -59,7 +61,8 @@ def reencode(
     from reenact import video
 
     settings = settings_for(preset, sets, video={"crf": crf})
-    reader = video.VideoReader(source)
+    window = slice_window(source, start, duration)
+    reader = video.VideoReader(source, window=window)
     progress = cli_progress(quiet=quiet)
     with progress.task("reencode", total=reader.info.frame_count, unit="frame") as task:
         report = video.reencode(
@@ -74,4 +77,5 @@ def reencode(
         typer.echo(
             "note: odd frame size padded by one pixel to even (H.264 4:2:0 needs even sizes)", err=True
         )
-    typer.echo(f"wrote {output}: {report.frames_written} frames")
+    sliced = f" (the slice {window.describe()} of {source})" if window is not None else ""
+    typer.echo(f"wrote {output}: {report.frames_written} frames{sliced}")

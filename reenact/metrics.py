@@ -56,7 +56,8 @@ from reenact.files import atomic_path
 from reenact.imaging import image_from_uint8, uint8_psnr
 from reenact.losses import LPIPS
 from reenact.progress import SILENT, Progress
-from reenact.video import VideoReader
+from reenact.timeline import Window
+from reenact.video import VideoReader, probe
 
 DESCRIPTOR_DIM = 128
 FACE_RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -273,9 +274,17 @@ def _or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def paired_frames(output: Path, reference: Path) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
-    """Frame count and upright RGB frame pairs (output t, reference t); `ReenactError` on a mismatch."""
-    out_reader, ref_reader = VideoReader(output), VideoReader(reference)
+def paired_frames(
+    output: Path, reference: Path, *, window: Window | None = None
+) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """Frame count and upright RGB frame pairs (output t, reference t); `ReenactError` on a mismatch.
+
+    `window`: a slice of the reference. The output is paired with it whole when it is that slice (as
+    long as it: what a command given the same --start/--duration wrote), else the same slice of it."""
+    out_window = None
+    if window is not None and probe(output).frame_count != window.frames:
+        out_window = window
+    out_reader, ref_reader = VideoReader(output, window=out_window), VideoReader(reference, window=window)
     out_count, ref_count = out_reader.info.frame_count, ref_reader.info.frame_count
     if out_count and ref_count and out_count != ref_count:
         raise ReenactError(
@@ -437,8 +446,10 @@ def evaluate_videos(
     use_lpips: bool = True,
     device: torch.device | str = "cpu",
     progress: Progress = SILENT,
+    window: Window | None = None,
 ) -> EvaluationReport:
-    """Score an output clip against the reference clip it was made from (frames paired by index).
+    """Score an output clip against the reference clip it was made from (frames paired by index; of a
+    slice `window` of the reference: `paired_frames`).
 
     `lpips`: an LPIPS module to use (tests pass one with random weights); else the real one is loaded
     when `use_lpips`, and a missing weight file leaves LPIPS null with a note. `progress` gets an
@@ -446,7 +457,7 @@ def evaluate_videos(
     """
     config = config or MetricsConfig()
     faces = faces or FacesConfig()
-    length, pairs = paired_frames(Path(output), Path(reference))
+    length, pairs = paired_frames(Path(output), Path(reference), window=window)
     note: str | None = None
     if lpips is None:
         if use_lpips:

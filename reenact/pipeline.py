@@ -9,6 +9,11 @@ it (resuming finished parts). What this module adds is the order:
 so a second `transfer` with another driver re-uses the target's alignment, pivots and tuned generator;
 the driver is inverted with the *original* generator, never the tuned one.
 
+A command on a slice (`window`, from `--start/--duration`) runs every stage on the slice as a clip of its
+own, keyed with the slice: its output is the slice alone, from time 0 (`reenact.timeline`). A later run on
+the whole clip reuses the slice's face detection (`stages.align`); its alignment, pivots, tuned generator
+and renders are the slice's own (they depend on every frame aligned and inverted), never the whole clip's.
+
 Under `torchrun` every rank runs the same command with the run's `group`: each stage is shared out
 between the ranks (`reenact.stages.base.run_stage`), and the main rank alone pastes back and writes the
 output, so the file is written once, exactly as by one process.
@@ -44,6 +49,7 @@ from reenact.stages.invert import InvertStage, Pivots, plan_segments
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
 from reenact.stages.render import RenderStage, RenderStream
 from reenact.stages.tune import Tuned, TuneStage
+from reenact.timeline import Window
 from reenact.workspace import Workspace
 from reenact.workspace_cache import folder_bytes
 
@@ -289,8 +295,10 @@ def align_clip(
     progress: Progress = SILENT,
     stages: list[StageReport] | None = None,
     group: Group = SINGLE,
+    window: Window | None = None,
 ) -> tuple[ClipAlignment, AlignStage]:
-    """The clip's alignment, crops of `resolution` px (cached): what `reenact align` computes too."""
+    """The clip's (or its `window`'s) alignment, crops of `resolution` px (cached): what `reenact align`
+    computes too."""
     stage = AlignStage(
         workspace,
         path,
@@ -301,6 +309,7 @@ def align_clip(
         runtime=runtime,
         progress=progress,
         shards=group.size,
+        window=window,
     )
     if stage.info.frames_missing:
         progress.note(
@@ -322,12 +331,14 @@ def align_clip(
 
 @dataclass(frozen=True)
 class ClipRequest:
-    """A clip a command prepares: its file, landmark source, the face to follow and its role."""
+    """A clip a command prepares: its file, landmark source, the face to follow, its role and the slice
+    of it that is used (None: all of it)."""
 
     path: Path
     landmarks: str | None = None
     face: FaceChoice = LARGEST_FACE
     role: str = "target"
+    window: Window | None = None
 
 
 def prepare_clips(
@@ -354,10 +365,16 @@ def prepare_clips(
             progress=context.progress,
             stages=stages,
             group=group,
+            window=request.window,
         )
         crops = ClipCrops(
             CropsStage(
-                request.path, alignment, align=align.key, progress=context.progress, shards=group.size
+                request.path,
+                alignment,
+                align=align.key,
+                progress=context.progress,
+                shards=group.size,
+                window=request.window,
             ),
             run=lambda stage, role=request.role, stages=stages: context.run(
                 stage,
@@ -434,9 +451,10 @@ def prepare_clip(
     face: FaceChoice = LARGEST_FACE,
     tune: bool = False,
     role: str = "target",
+    window: Window | None = None,
 ) -> PreparedClip:
-    """One clip aligned and inverted (`prepare_clips`); `tune=True` adds the PTI pass."""
-    request = ClipRequest(path=path, landmarks=landmarks, face=face, role=role)
+    """One clip (or its `window`) aligned and inverted (`prepare_clips`); `tune=True` adds the PTI pass."""
+    request = ClipRequest(path=path, landmarks=landmarks, face=face, role=role, window=window)
     (clip,) = prepare_clips([request], context=context, tune_first=tune)
     return clip
 
@@ -503,6 +521,7 @@ def encode(
     context: RunContext,
     stages: list[StageReport],
     render: RenderStream,
+    audio_window: Window | None = None,
 ) -> int:
     """Write the output (`stages.output.write_video`) and report it as the `encode` stage; returns frames.
 
@@ -523,6 +542,7 @@ def encode(
                 overwrite=overwrite,
                 total=total,
                 progress=context.progress,
+                audio_window=audio_window,
             )
     report = StageReport(
         name="encode",
@@ -547,8 +567,12 @@ def transfer(
     face: FaceChoice = LARGEST_FACE,
     driver_ref: int | None = None,
     overwrite: bool = False,
+    window: Window | None = None,
 ) -> RunReport:
-    """Put the driver's expressions on the target (its `face`), in the target's video (or animate a still)."""
+    """Put the driver's expressions on the target (its `face`), in the target's video (or animate a still).
+
+    `window`: a slice of the target, the output's frames (from time 0, with their audio); the driver is
+    used from its first frame, as for a whole target, its length fitted by `edit.length_policy`."""
     started = time.perf_counter()
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
     video.check_encodable(video.probe(target_path))  # bad inputs stop the run now, not after the tuning
@@ -557,7 +581,7 @@ def transfer(
     checks.check_driver_ref(driver_ref, info=video.probe(driver_path))  # so do bad option values
     target, driver = prepare_clips(
         [
-            ClipRequest(target_path, landmarks=target_landmarks, face=face, role="target"),
+            ClipRequest(target_path, landmarks=target_landmarks, face=face, role="target", window=window),
             ClipRequest(driver_path, landmarks=driver_landmarks, role="driver"),
         ],
         context=context,
@@ -614,7 +638,11 @@ def transfer(
             target.alignment.num_frames, driver.alignment.num_frames, policy=config.length_policy
         )
         frames = composite_frames(
-            (frame for frame in video.VideoReader(target_path).frames(upright=True) if frame.index < num_out),
+            (
+                frame
+                for frame in video.VideoReader(target_path, window=window).frames(upright=True)
+                if frame.index < num_out
+            ),
             alignment=target.alignment,
             crops=crops,
             slots=slots_for(target.alignment, target.pivots.frames),
@@ -633,6 +661,7 @@ def transfer(
         context=context,
         stages=stages,
         render=crops,
+        audio_window=window,
     )
     return RunReport(
         output=output,
@@ -645,6 +674,7 @@ def transfer(
             "psnr_tuned": target.tuned.psnr_after,
             "layers": config.layers,
             "strength": config.strength,
+            "slice": None if window is None else window.describe(),
         },
     )
 
@@ -658,14 +688,18 @@ def edit_video(
     landmarks: str | None = None,
     face: FaceChoice = LARGEST_FACE,
     overwrite: bool = False,
+    window: Window | None = None,
 ) -> RunReport:
-    """Attribute edit over a whole clip: every pivot moved along the directions on `edit.direction_layers`."""
+    """Attribute edit over a whole clip (or its `window`, from time 0): every pivot moved along the
+    directions on `edit.direction_layers`."""
     started = time.perf_counter()
     video.check_output(output, inputs=(input_path,), overwrite=overwrite)
     video.check_encodable(video.probe(input_path))
     layers = context.settings.edit.direction_layers
     checks.check_layers(layers, option="edit.direction_layers", num_ws=context.source.generator.num_ws)
-    clip = prepare_clip(input_path, context=context, landmarks=landmarks, face=face, tune=True, role="input")
+    clip = prepare_clip(
+        input_path, context=context, landmarks=landmarks, face=face, tune=True, role="input", window=window
+    )
     assert clip.tuned is not None
     stages = list(clip.stages)
     mask = edit.layer_mask(context.settings.edit.direction_layers, num_ws=context.source.generator.num_ws)
@@ -674,7 +708,7 @@ def edit_video(
         clip.tuned.generator, latents, generator_digest=clip.tune_digest, context=context, stages=stages
     )
     frames = composite_frames(
-        video.VideoReader(input_path).frames(upright=True),
+        video.VideoReader(input_path, window=window).frames(upright=True),
         alignment=clip.alignment,
         crops=crops,
         slots=slots_for(clip.alignment, clip.pivots.frames),
@@ -692,6 +726,7 @@ def edit_video(
         context=context,
         stages=stages,
         render=crops,
+        audio_window=window,
     )
     return RunReport(output=output, frames=written, stages=stages, seconds=time.perf_counter() - started)
 

@@ -1,9 +1,12 @@
 """Streaming video I/O on PyAV that never damages what it does not touch.
 
 - `probe(path)` describes a file without decoding it (one frame at most, for the display rotation).
-- `VideoReader` yields RGB frames with their original pts and time base, one at a time.
+- `VideoReader` yields RGB frames with their original pts and time base, one at a time; given a `window`
+  (`slice_window`: `--start/--duration`), only the slice's frames, numbered from 0, their pts shifted so
+  the slice starts at 0 (`reenact.timeline`).
 - `VideoWriter` encodes H.264 with the caller's exact timestamps (VFR kept), the source's display
-  rotation and colour tags, and copies the source's audio packet for packet (no re-encode). It writes
+  rotation and colour tags, and copies the source's audio packet for packet (no re-encode; of a slice,
+  the packets that start inside its span, shifted by the same time as its frames). It writes
   to a hidden temporary file beside the destination and renames it only when everything succeeded, so
   an interrupted or failed run never leaves a file that looks finished.
 
@@ -30,7 +33,8 @@ import cv2
 import numpy as np
 
 from reenact.config import VideoConfig
-from reenact.errors import ReenactError
+from reenact.errors import ReenactError, UsageError
+from reenact.timeline import ClipSlice, Window, resolve_window
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
@@ -44,6 +48,11 @@ MUXER_OPTIONS = {
 }
 """Per container: mp4/mov get their index in front (playable while downloading, decodable when cut short);
 Matroska keeps negative timestamps (audio priming, B-frame delay) instead of shifting every stream."""
+MOVIE_FORMATS = ("mp4", "mov")
+MOVIE_TIMESCALE = "movie_timescale"
+"""The mp4/mov muxer option for the clock of its edit lists (default 1000 per second). Set to the copied
+audio's sample rate, so an audio start that is not a whole millisecond (a slice's first audio packet)
+reads back exactly; with the default it was rounded down by up to 1 ms."""
 STILL_TIME_BASE = Fraction(1, 25)
 """Time base (and frame duration) of a video made from a still image."""
 VFR_SPREAD = 0.1
@@ -226,12 +235,62 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-class VideoReader:
-    """Streaming decoder: `for frame in reader.frames(): ...` holds one frame at a time."""
+def slice_window(path: str | Path, request: ClipSlice | None) -> Window | None:
+    """The frames of `path` that `request` holds (None: the whole clip); a `UsageError` when it holds
+    none or the file is a still image. Reads the clip's packet timestamps (no decoding)."""
+    if request is None:
+        return None
+    info = probe(path)
+    if info.is_image:
+        raise UsageError(f"--start/--duration slice a video; {path} is a still image")
+    pts = _frame_times(str(Path(path).resolve()), *_file_stamp(Path(path)))
+    return resolve_window(
+        request, pts=pts, end_pts=_end_pts(pts, info), time_base=info.time_base_fraction, name=Path(path).name
+    )
 
-    def __init__(self, path: str | Path) -> None:
+
+def _file_stamp(path: Path) -> tuple[int, int]:
+    """(size, mtime) of a file: with its resolved path, the key of what a process remembers of it."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=PROBES_REMEMBERED)
+def _frame_times(resolved: str, size: int, mtime_ns: int) -> tuple[int, ...]:
+    """Sorted pts of the frames a decoder shows, for the file at `resolved` with this size and mtime."""
+    path = Path(resolved)
+    with _open_video(path) as container:
+        return tuple(_packet_times(container, _video_stream(container, path)).pts)
+
+
+def _end_pts(pts: tuple[int, ...], info: VideoInfo) -> int:
+    """Where the clip's last frame ends: its pts plus the median frame duration (as `probe`'s duration)."""
+    if len(pts) >= 2:
+        return pts[-1] + int(np.median(np.diff(np.asarray(pts, dtype=np.int64))))
+    rate = Fraction(info.fps_nominal or 1 / STILL_TIME_BASE)
+    return pts[-1] + max(1, round(1 / (rate * info.time_base_fraction)))
+
+
+def sliced_info(info: VideoInfo, window: Window | None) -> VideoInfo:
+    """What a reader of `window` of the clip sees: its frames and duration (the rest is the clip's)."""
+    if window is None:
+        return info
+    return replace(
+        info,
+        frame_count=window.frames,
+        frames_announced=window.frames,
+        duration_s=round(float(window.stop_s - window.start_s), 4),
+    )
+
+
+class VideoReader:
+    """Streaming decoder: `for frame in reader.frames(): ...` holds one frame at a time. With a `window`
+    it reads that slice as if it were the clip: frames numbered from 0, pts from 0 (`slice_window`)."""
+
+    def __init__(self, path: str | Path, *, window: Window | None = None) -> None:
         self.path = check_input(path)
-        self.info = probe(self.path)
+        self.window = window
+        self.info = sliced_info(probe(self.path), window)
         self.frames_decoded = 0
 
     def __enter__(self) -> VideoReader:
@@ -246,8 +305,11 @@ class VideoReader:
         return max(0, self.info.frames_announced - self.frames_decoded)
 
     def frames(self, *, upright: bool = False) -> Iterator[Frame]:
-        """Decode every frame in order; `upright` applies the display rotation."""
+        """Decode every frame (of the window) in order; `upright` applies the display rotation."""
         self.frames_decoded = 0
+        first, stop, shift = 0, math.inf, 0
+        if self.window is not None:
+            first, stop, shift = self.window.first, self.window.stop, self.window.start_pts
         if self.info.is_image:
             image = _read_image(self.path)
             self.frames_decoded = 1
@@ -263,11 +325,15 @@ class VideoReader:
                 for index, frame in enumerate(container.decode(stream)):
                     pts = frame.pts if frame.pts is not None else _next_pts(previous_pts, stream)
                     previous_pts = pts
+                    if index < first:
+                        continue  # before the window: decoded (the chain needs it), never converted
+                    if index >= stop:
+                        return
                     image = frame_to_rgb(frame, reformatter=reformatter)  # [H, W, 3]
                     if upright:
                         image = to_upright(image, self.info.rotation)
-                    self.frames_decoded = index + 1
-                    yield Frame(image=image, pts=pts, time_base=time_base, index=index)
+                    self.frames_decoded = index - first + 1
+                    yield Frame(image=image, pts=pts - shift, time_base=time_base, index=index - first)
             except av.error.FFmpegError as exc:
                 if self.frames_decoded == 0:
                     raise ReenactError(f"cannot decode {self.path}: {_ffmpeg_message(exc)}") from None
@@ -326,8 +392,11 @@ class VideoWriter:
         overwrite: bool = False,
         upright_frames: bool = False,
         inputs: tuple[str | Path, ...] = (),
+        audio_window: Window | None = None,
     ) -> None:
+        """`audio_window`: copy only the audio of this slice of `audio_from`, shifted as its frames are."""
         self.path = Path(path)
+        self.audio_window = audio_window
         self.like = like
         self.config = config
         self.upright_frames = upright_frames
@@ -355,7 +424,11 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         try:
-            options = MUXER_OPTIONS.get(self.format_name, {})
+            options = dict(MUXER_OPTIONS.get(self.format_name, {}))
+            if self.format_name in MOVIE_FORMATS and self.audio_from is not None:
+                rate = _audio_rate(self.audio_from)
+                if rate:
+                    options[MOVIE_TIMESCALE] = str(rate)
             self._container = av.open(str(self._tmp_path), mode="w", format=self.format_name, options=options)
         except (OSError, av.error.FFmpegError) as exc:
             raise ReenactError(f"cannot create {self.path}: {exc}") from None
@@ -446,7 +519,7 @@ class VideoWriter:
         context.color_trc = self.like.color_trc
         self._stream = stream
         if self.audio_from is not None:
-            self._audio = _AudioCopier(self.audio_from, self._container)
+            self._audio = _AudioCopier(self.audio_from, self._container, window=self.audio_window)
 
     def _finish(self) -> None:
         assert self._container is not None
@@ -555,9 +628,18 @@ def check_encodable(info: VideoInfo) -> None:
 
 
 class _AudioCopier:
-    """Remuxes the audio packets of a source file into an output, interleaved with the video."""
+    """Remuxes the audio packets of a source file into an output, interleaved with the video.
 
-    def __init__(self, source: Path, output: av.container.OutputContainer) -> None:
+    With a `window` (a slice of the source's video): only the packets whose start lies in the window's
+    span `[start_s, stop_s)` are copied (a packet is indivisible: the one that begins before the span is
+    left out, the last one kept may end after it), each with pts and dts moved back by `start_s` expressed
+    in the audio time base (rounded to the nearest tick when it is not a whole number of them), so the
+    audio keeps its place against the frames, which move back by the same time."""
+
+    def __init__(
+        self, source: Path, output: av.container.OutputContainer, *, window: Window | None = None
+    ) -> None:
+        self._window = window
         self._input = _open_video(source)
         in_stream = self._input.streams.audio[0] if self._input.streams.audio else None
         self._out_stream = output.add_stream_from_template(in_stream) if in_stream is not None else None
@@ -565,16 +647,14 @@ class _AudioCopier:
         self._pending: av.Packet | None = None
 
     def copy_until(self, time_s: float) -> None:
-        """Mux every remaining audio packet that starts at or before `time_s`."""
+        """Mux every remaining audio packet that starts at or before `time_s` (output time)."""
         if self._out_stream is None:
             return
         while True:
-            packet = self._pending or next(self._packets, None)
+            packet = self._pending or self._next_packet()
             self._pending = None
             if packet is None:
                 return
-            if packet.size == 0 or packet.dts is None:
-                continue
             start = packet.pts if packet.pts is not None else packet.dts
             if float(start * packet.time_base) > time_s:
                 self._pending = packet
@@ -587,8 +667,33 @@ class _AudioCopier:
                     f"cannot copy the audio into this container: {_ffmpeg_message(exc)}"
                 ) from None
 
+    def _next_packet(self) -> av.Packet | None:
+        """The next packet to copy, in output time (shifted when there is a window); None at the end."""
+        for packet in self._packets:
+            if packet.size == 0 or packet.dts is None:
+                continue
+            if self._window is None:
+                return packet
+            start = packet.pts if packet.pts is not None else packet.dts
+            if start * packet.time_base < self._window.start_s:
+                continue
+            if start * packet.time_base >= self._window.stop_s:
+                return None
+            shift = round(self._window.start_s / packet.time_base)
+            packet.pts = None if packet.pts is None else packet.pts - shift
+            packet.dts -= shift
+            return packet
+        return None
+
     def close(self) -> None:
         self._input.close()
+
+
+def _audio_rate(path: Path) -> int | None:
+    """Sample rate of a file's first audio stream (None without one); the file may have no video."""
+    with _open_video(path) as container:
+        audio = container.streams.audio
+        return audio[0].codec_context.sample_rate if audio else None
 
 
 def _probe_image(path: Path) -> VideoInfo:
@@ -800,10 +905,16 @@ def reencode(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ReencodeReport:
-    """Decode every frame and encode it again with the original timestamps, rotation and audio."""
+    """Decode every frame and encode it again with the original timestamps, rotation and audio (of a
+    reader's window: that slice, its timestamps and audio shifted to start at 0)."""
     audio_from = reader.path if reader.info.has_audio else None
     with VideoWriter(
-        destination, like=reader.info, config=config, audio_from=audio_from, overwrite=overwrite
+        destination,
+        like=reader.info,
+        config=config,
+        audio_from=audio_from,
+        overwrite=overwrite,
+        audio_window=reader.window,
     ) as writer:
         for frame in reader.frames():
             writer.write(frame.image, pts=frame.pts)

@@ -248,6 +248,18 @@ class FrameDetections:
             "histograms": self.histograms,
         }
 
+    def cut(self, start: int, stop: int) -> FrameDetections:
+        """The detections of frames `[start, stop)` of these alone (a slice of a clip)."""
+        ends = np.concatenate([[0], np.cumsum(self.counts)])
+        faces = slice(int(ends[start]), int(ends[stop]))
+        return FrameDetections(
+            counts=self.counts[start:stop],
+            boxes=self.boxes[faces],
+            points=self.points[faces],
+            scores=self.scores[faces],
+            histograms=self.histograms[start:stop],
+        )
+
     @classmethod
     def concat(cls, parts: list[FrameDetections]) -> FrameDetections:
         """Detections of consecutive runs of frames, joined in order."""

@@ -6,6 +6,11 @@ their colour histograms (`faces.track.detect_faces`). Merge: scene cuts, the cho
 shots and each frame's frame -> crop matrix (`faces.track.follow_faces`, `faces.align`). Detection is the
 costly part and needs no neighbour, so any process can compute any part; tracking and smoothing see the
 whole track, so the result is the same however the parts were computed.
+
+A slice of the clip (`window`, from `--start/--duration`) is aligned as a clip of its own (frames numbered
+from 0; the track and its smoothing see the slice alone, so its edges may differ from the whole clip's).
+Its detection parts are the whole clip's parts that cover it, stored under the whole clip's key
+(`parts_key`): a later alignment of the whole clip finds them done and computes only the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from reenact.files import load_arrays, save_arrays
 from reenact.progress import SILENT, Progress
 from reenact.renders import NONE, Renders
 from reenact.stages.base import STAGE_VERSION, FrameRange, split_range
+from reenact.timeline import Window
 from reenact.workspace import StageKey, Workspace, stage_key
 
 ALIGN_FORMAT = "reenact-align/1"
@@ -140,17 +146,19 @@ def crop_matrices(quads: np.ndarray, resolution: int) -> np.ndarray:
 
 
 class FrameCursor:
-    """Upright frames of a clip from any start, continuing the same decode when asked for the next range."""
+    """Upright frames of a clip (or of its `window`, numbered from 0) from any start, continuing the same
+    decode when asked for the next range."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, window: Window | None = None) -> None:
         self.path = path
+        self.window = window
         self._frames: Iterator[video.Frame] | None = None
         self._position = 0
 
     def images(self, frames: FrameRange, *, to_end: bool = False) -> Iterator[np.ndarray]:
         """The images of `frames` (with `to_end`, every frame from `frames.start` to the end of the clip)."""
         if self._frames is None or self._position != frames.start:
-            self._frames = iter(video.VideoReader(self.path).frames(upright=True))
+            self._frames = iter(video.VideoReader(self.path, window=self.window).frames(upright=True))
             self._position = 0
         for frame in self._frames:
             self._position += 1
@@ -178,17 +186,22 @@ class AlignStage:
         runtime: Runtime,
         progress: Progress = SILENT,
         shards: int = 1,
+        window: Window | None = None,
     ) -> None:
         self.path = path
         self.shards = shards
         """Ranks the detection is split over (a block of parts each); the result does not depend on it."""
+        self.window = window
         self.settings = settings
         self.landmarks = landmarks
         self.resolution = resolution
         self.face = face
         self.runtime = runtime
         self.progress = progress
-        self.info = video.probe(path)
+        self.clip_info = video.probe(path)
+        """The whole clip, whose frame numbers the detection parts use."""
+        self.info = video.sliced_info(self.clip_info, window)
+        """What is aligned: the clip, or its window."""
         source = landmarks or settings.faces.landmarks
         faces = config_to_dict(settings.faces)
         faces["landmarks"] = (
@@ -197,25 +210,33 @@ class AlignStage:
         faces.pop("fan_device")  # where FAN runs does not change what it finds
         align = config_to_dict(settings.align)
         align.pop("resolution")  # crop matrices are made for any resolution at load (`at_resolution`)
-        self.key: StageKey = stage_key(
-            "align",
-            {
-                "version": STAGE_VERSION,
-                "input": workspace.input_digest(path),
-                "faces": faces,
-                "align": align,
-                "face_index": face.index,
-                "face_at": face.at,
-            },
-        )
+        settings_of = {
+            "version": STAGE_VERSION,
+            "input": workspace.input_digest(path),
+            "faces": faces,
+            "align": align,
+            "face_index": face.index,
+            "face_at": face.at,
+        }
+        self.key: StageKey = stage_key("align", settings_of)
+        self.parts_key: StageKey | None = None
+        """The whole clip's key, whose parts a slice's alignment computes and uses (None: its own)."""
+        if window is not None:
+            self.parts_key = self.key
+            self.key = stage_key("align", {**settings_of, "window": [window.first, window.stop]})
         self._cursor = FrameCursor(path)
         self._backend: Any = None
 
     def ranges(self) -> list[FrameRange]:
-        frames = max(self.info.frame_count, 1)
-        return split_range(
+        """The whole clip's detection parts (of a window: those that hold any of its frames)."""
+        frames = max(self.clip_info.frame_count, 1)
+        parts = split_range(
             FrameRange(0, frames), size=part_size(frames, limit=ALIGN_PART_FRAMES, shards=self.shards)
         )
+        window = self.window
+        if window is None:
+            return parts
+        return [part for part in parts if part.start < window.stop and window.first < part.stop]
 
     def compute(self, frames: FrameRange, part: Path) -> Renders:
         """Every face in `frames` (the last part reads on to the clip's real end, whatever was announced)."""
@@ -224,11 +245,11 @@ class AlignStage:
                 self.settings.faces,
                 landmarks=self.landmarks,
                 device=str(self.runtime.device),
-                num_frames=self.info.frame_count,
+                num_frames=self.clip_info.frame_count,
             )
             for line in getattr(self._backend, "warnings", []):
                 self.progress.note(f"warning: {line}")
-        last = frames.stop >= max(self.info.frame_count, 1)
+        last = frames.stop >= max(self.clip_info.frame_count, 1)
         with self.progress.task("align", total=len(frames), unit="frame") as task:
 
             def images() -> Iterator[np.ndarray]:
@@ -251,6 +272,9 @@ class AlignStage:
         detections = FrameDetections.concat(
             [FrameDetections(**load_arrays(part / DETECTIONS_FILE)) for part in parts]
         )
+        if self.window is not None:
+            base = self.ranges()[0].start
+            detections = detections.cut(self.window.first - base, self.window.stop - base)
         track = follow_faces(
             detections, config=self.settings.faces, face_index=self.face.index, face_at=self.face.at
         )
@@ -270,7 +294,8 @@ class AlignStage:
         alignment = compute_alignment(track, settings=self.settings, resolution=self.resolution)
         alignment.save(directory)
         aligned = int(alignment.valid.sum())
-        return {"frames": alignment.num_frames, "aligned": aligned, "input": str(self.path)}
+        window = None if self.window is None else [self.window.first, self.window.stop]
+        return {"frames": alignment.num_frames, "aligned": aligned, "input": str(self.path), "window": window}
 
     def load(self, directory: Path) -> ClipAlignment:
         return ClipAlignment.load(directory).at_resolution(self.resolution)

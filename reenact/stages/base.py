@@ -10,6 +10,12 @@ A stage is a unit of work over a clip's frames:
 - `merge(parts, directory)`: the parts joined into the result, written into the result's folder;
 - `load(directory)`: the stored result, for this and every later run.
 
+A stage may name a `parts_key`: the key whose scratch folder holds its parts, when they are parts of
+another result too (a slice's alignment computes parts of the whole clip's detection, so a later run on
+the whole clip finds them done); computing it holds that key's lock as well, so two runs never write one
+part at once and `reenact cache prune` leaves the parts alone meanwhile. By default a stage's parts are
+its own.
+
 `run_stage` is the only place that decides between the cache and the work: a finished result is loaded;
 otherwise every range whose part is not yet in the stage's scratch folder is computed (so a killed run
 resumes at the first missing part), the parts are merged, and the result is published atomically.
@@ -215,6 +221,10 @@ def run_stages(
                 stage, location = stages[index], workspace.path(stages[index].key)
                 note = f"{stage.name}: waiting for another run that is computing {location}"
                 held.enter_context(workspace.lock(stage.key, on_wait=lambda note=note: progress.note(note)))
+                if parts_key(stage) != stage.key:  # shared parts: one process writes them at a time
+                    held.enter_context(
+                        workspace.lock(parts_key(stage), on_wait=lambda note=note: progress.note(note))
+                    )
                 stored[index] = load_stored(workspace, stage, progress=progress)  # finished meanwhile
         finished = group.broadcast([stored[index] is not None for index in todo])
         for index, done in zip(todo, finished, strict=True):
@@ -227,7 +237,7 @@ def run_stages(
         todo = [index for index in todo if index not in runs]
         ranges = [stages[index].ranges() for index in todo]
         parts = [
-            [workspace.scratch(stages[index].key) / frames.name for frames in stage_ranges]
+            [workspace.scratch(parts_key(stages[index])) / frames.name for frames in stage_ranges]
             for index, stage_ranges in zip(todo, ranges, strict=True)
         ]
         owners = part_owners([stages[index] for index in todo], ranges, shards=group.size)
@@ -261,6 +271,13 @@ def run_stages(
         elapsed = time.perf_counter() - started
         runs[index] = StageRun(result, stage.key, False, work.resumed, work.parts, elapsed, location, work)
     return [runs[index] for index in range(len(stages))]
+
+
+def parts_key(stage: Stage[Any]) -> StageKey:
+    """The key whose scratch folder holds `stage`'s parts: its `parts_key` when it shares them (see the
+    module docstring), else its own key."""
+    shared: StageKey | None = getattr(stage, "parts_key", None)
+    return stage.key if shared is None else shared
 
 
 def part_owners(stages: list[Stage[Any]], ranges: list[list[FrameRange]], *, shards: int) -> list[list[int]]:

@@ -27,6 +27,7 @@ from reenact.progress import SILENT, Progress
 from reenact.renders import NONE, Renders
 from reenact.stages.align import ClipAlignment, FrameCursor
 from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
+from reenact.timeline import Window
 from reenact.workspace import StageKey, stage_key
 
 CROP_PART_FRAMES = 256
@@ -94,7 +95,9 @@ class CropsStage:
         align: StageKey,
         progress: Progress = SILENT,
         shards: int = 1,
+        window: Window | None = None,
     ) -> None:
+        """`window`: the slice of the clip that `alignment` aligned (its key is in `align`)."""
         self.path = path
         self.shards = shards
         """Ranks the crops are split over; the result does not depend on it."""
@@ -103,7 +106,7 @@ class CropsStage:
         self.key = stage_key(
             "crops", {"version": STAGE_VERSION, "align": align.digest, "resolution": alignment.resolution}
         )
-        self._cursor = FrameCursor(path)
+        self._cursor = FrameCursor(path, window=window)
 
     def ranges(self) -> list[FrameRange]:
         frames = self.alignment.num_frames

@@ -18,6 +18,7 @@ from reenact.composite import face_mask, paste_back
 from reenact.config import Config
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import ClipAlignment
+from reenact.timeline import Window
 
 if TYPE_CHECKING:
     import torch
@@ -107,8 +108,10 @@ def write_video(
     overwrite: bool,
     total: int,
     progress: Progress = SILENT,
+    audio_window: Window | None = None,
 ) -> int:
-    """Encode (frame, image) pairs at the frames' own timestamps with the audio copied; returns frames."""
+    """Encode (frame, image) pairs at the frames' own timestamps with the audio copied (of a slice: its
+    `audio_window`, shifted as its frames are); returns frames."""
     written = 0
     with (
         video.VideoWriter(
@@ -119,6 +122,7 @@ def write_video(
             overwrite=overwrite,
             upright_frames=True,
             inputs=inputs,
+            audio_window=audio_window,
         ) as writer,
         progress.task("encode", total=total, unit="frame") as task,
     ):
