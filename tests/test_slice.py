@@ -255,7 +255,7 @@ def test_sliced_edit_writes_the_slice_from_time_zero(world: World, monkeypatch: 
     from reenact import pipeline
     from reenact.device import resolve_runtime
     from reenact.directions import Direction
-    from reenact.gan.source import load_generator_spec
+    from reenact.generator_source import load_generator_spec
     from reenact.synthetic import synthetic_settings
     from reenact.workspace import Workspace
 
