@@ -29,6 +29,7 @@ from pathlib import Path
 from reenact.demo import decode, face_psnr
 from reenact.gan.checkpoints import save_generator
 from reenact.synthetic import (
+    MEASURED_PIX_FMT,
     SyntheticConfig,
     SyntheticFiles,
     make_world,
@@ -60,6 +61,8 @@ def run_once(files: SyntheticFiles, generator: Path, *, ranks: int, device: str,
         *files.transfer_args(output, generator=generator),
         "--preset",
         "synthetic",
+        "--set",
+        f"video.pix_fmt={MEASURED_PIX_FMT}",  # the output is measured
         "--device",
         device,
         "--workdir",

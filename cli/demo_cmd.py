@@ -28,7 +28,7 @@ def demo(
     ground truth; real faces need the official FFHQ weights (`reenact weights`). It runs with the
     packaged `synthetic` preset, as `reenact transfer --generator random:tiny --preset synthetic` does.
     """
-    from reenact.demo import run_demo
+    from reenact.demo import WORLD_FOLDER, run_demo
     from reenact.device import resolve_runtime
 
     report = run_demo(
@@ -38,11 +38,13 @@ def demo(
         overwrite=overwrite,
         progress=cli_progress(quiet=quiet),
     )
-    typer.echo(f"demo finished in {report.seconds:.1f} s")
-    typer.echo(f"  output        {report.output}")
-    typer.echo(f"  side by side  {report.side_by_side}  (target | driver | output | ground truth)")
-    typer.echo(f"  report        {report.report}")
+    typer.echo(f"demo finished in {report.seconds:.1f} s; open these (H.264 4:2:0, plays anywhere):")
+    for path, shows in report.files.items():
+        typer.echo(f"  {path}  {shows}")
     typer.echo(
-        f"  face-region PSNR against the ground truth: {report.face_psnr:.2f} dB "
+        f"  {output / WORLD_FOLDER}  the world's 4:4:4 clips, ground truth and measured output (for metrics)"
+    )
+    typer.echo(
+        f"face-region PSNR against the ground truth: {report.face_psnr:.2f} dB "
         f"(the target without the expression: {report.face_psnr_no_expression:.2f} dB)"
     )

@@ -3,12 +3,19 @@
 It writes a target and a driver clip rendered by the synthetic world's tiny generator (random weights
 fixed by a seed: not a face model), runs `reenact.pipeline.transfer` on the video files exactly as
 `reenact transfer --preset synthetic` does (sidecar landmarks instead of dlib, which finds no real face
-in them), and writes next to the result:
+in them), and writes next to the result (`DEMO_FILES`, every video H.264 4:2:0 at the target's
+timestamps, with its audio):
 
-- `transfer.mp4`: the output (target's timestamps and audio);
-- `side_by_side.mp4`: target | driver | output | ground truth, one row per frame;
-- `report.json`: stage times, face-region PSNR against the ground-truth transfer, and the same figure
-  with the expression dropped (what the transfer adds).
+- `transfer.mp4`: the output;
+- `target.mp4`, `driver.mp4`: the two input clips;
+- `side_by_side.mp4`: target | driver | output | ground truth, labelled, each panel scaled up;
+- `side_by_side.png`: its frame where the driver's expression is strongest;
+- `report.json`: the files, stage times, face-region PSNR against the ground-truth transfer, and the
+  same figure with the expression dropped (what the transfer adds).
+
+The measurement needs 4:4:4 chroma (`reenact.synthetic.MEASURED_PIX_FMT`): the transfer runs on the
+world's 4:4:4 clips in `world/` and writes its 4:4:4 output there, which the PSNR is measured on;
+`transfer.mp4` is that output encoded again in 4:2:0 (the report gives its PSNR too).
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from reenact import pipeline, video
-from reenact.config import DEMO_FRAMES, Config
+from reenact.config import DEMO_FRAMES, VideoConfig
 from reenact.device import Runtime
 from reenact.errors import ReenactError
 from reenact.files import write_text_atomic
@@ -31,7 +39,9 @@ from reenact.imaging import UINT8_PEAK, psnr_from_mse
 from reenact.progress import SILENT, Progress
 from reenact.synthetic import (
     SyntheticConfig,
+    SyntheticWorld,
     make_world,
+    measured_settings,
     synthetic_settings,
     true_transfer_frames,
     write_world,
@@ -39,18 +49,43 @@ from reenact.synthetic import (
 from reenact.workspace import Workspace
 
 MIN_MSE = 1e-10
-DEMO_OUTPUTS = ("transfer.mp4", "side_by_side.mp4", "report.json")
-"""The files the demo writes into its folder, never over a user's own without `--overwrite`."""
+DEMO_FILES = {
+    "transfer.mp4": "the target with the driver's expression (the output)",
+    "target.mp4": "the target clip (its face, motion, timing and audio are kept)",
+    "driver.mp4": "the driver clip (its expression is transferred)",
+    "side_by_side.mp4": "target | driver | output | ground truth, labelled, one row per frame",
+    "side_by_side.png": "the side-by-side where the driver's expression is strongest",
+    "report.json": "these files, stage times and face-region PSNR against the ground truth",
+}
+"""The files the demo writes into its folder and what each shows; never over a user's own without
+`--overwrite`."""
+WORLD_FOLDER = "world"
+"""Subfolder of the world's 4:4:4 clips, landmarks, ground truth and generator, and the measured output."""
+MEASURED_OUTPUT = "transfer_yuv444.mp4"
+"""The transfer's own 4:4:4 output in `WORLD_FOLDER`, which the PSNR is measured on."""
+COLUMNS = ("target", "driver", "output", "truth")
+"""Labels of the side-by-side's panels, left to right."""
+MIN_PANEL_HEIGHT = 256
+"""Smallest height (px) of a side-by-side panel: frames are scaled up by a whole factor to reach it."""
+LABEL_HEIGHT = 40
+"""Height (px) of the black strip above each panel that holds its label."""
+LABEL_SCALE = 1.0
+"""Font scale of the labels (cv2's Hershey simplex: about 22 px high capitals)."""
+LABEL_THICKNESS = 2
+"""Stroke width (px) of the labels."""
+LABEL_MARGIN = 10
+"""Distance (px) of a label from its panel's left edge and from the strip's bottom."""
+LABEL_COLOUR = (255, 255, 255)
+"""RGB of the labels (white on the black strip)."""
 
 
 @dataclass
 class DemoReport:
-    output: Path
-    side_by_side: Path
-    report: Path
+    files: dict[Path, str]
+    """Each file the demo wrote (`DEMO_FILES`) and what it shows."""
     seconds: float
     face_psnr: float
-    """Mean face-region PSNR (dB) of the output against the ground-truth transfer."""
+    """Mean face-region PSNR (dB) of the 4:4:4 output against the ground-truth transfer."""
     face_psnr_no_expression: float
     """The same for the target itself (the expression dropped): the gap is what the transfer adds."""
 
@@ -73,15 +108,64 @@ def decode(path: Path) -> np.ndarray:
     return np.stack([frame.image for frame in video.VideoReader(path).frames(upright=True)])
 
 
+def panel_scale(height: int) -> int:
+    """Whole factor that scales a frame `height` px high to at least `MIN_PANEL_HEIGHT` (nearest neighbour:
+    the tiny world's pixels stay sharp)."""
+    return max(1, -(-MIN_PANEL_HEIGHT // height))
+
+
+def labelled_panel(image: np.ndarray, label: str) -> np.ndarray:
+    """`image` [H, W, 3] scaled up by `panel_scale`, under a black strip with `label`: [L + sH, sW, 3]."""
+    scale = panel_scale(image.shape[0])
+    panel = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    strip = np.zeros((LABEL_HEIGHT, panel.shape[1], 3), dtype=np.uint8)
+    cv2.putText(
+        strip,
+        label,
+        (LABEL_MARGIN, LABEL_HEIGHT - LABEL_MARGIN),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        LABEL_SCALE,
+        LABEL_COLOUR,
+        LABEL_THICKNESS,
+        cv2.LINE_AA,
+    )
+    return np.concatenate([strip, panel], axis=0)
+
+
+def side_by_side_frame(images: list[np.ndarray], labels: tuple[str, ...] = COLUMNS) -> np.ndarray:
+    """Frames [H, W, 3] placed left to right, each scaled up and labelled: [L + sH, n sW, 3], even sizes
+    when W and H are."""
+    return np.concatenate(
+        [labelled_panel(image, label) for image, label in zip(images, labels, strict=True)], axis=1
+    )
+
+
 def write_side_by_side(
-    path: Path, *, rows: list[np.ndarray], like: video.VideoInfo, audio_from: Path | None, settings: Config
+    path: Path,
+    *,
+    rows: list[np.ndarray],
+    timing_from: Path,
+    config: VideoConfig,
 ) -> None:
-    """Clips [T, H, W, 3] placed left to right, at the first clip's timestamps (frame index pts)."""
+    """Clips [T, H, W, 3] placed left to right and labelled (`COLUMNS`), at the timestamps and with the
+    audio of `timing_from` (a clip of T frames)."""
+    times = [frame.pts for frame in video.VideoReader(timing_from).frames()]
     with video.VideoWriter(
-        path, like=like, config=settings.video, audio_from=audio_from, overwrite=True
+        path, like=video.probe(timing_from), config=config, audio_from=timing_from, overwrite=True
     ) as writer:
-        for frames in zip(*rows, strict=True):
-            writer.write(np.concatenate(frames, axis=1), pts=None)
+        for pts, *frames in zip(times, *rows, strict=True):
+            writer.write(side_by_side_frame(frames), pts=pts)
+
+
+def strongest_expression(world: SyntheticWorld) -> int:
+    """Index of the frame where the driver's expression is strongest (the side-by-side's still)."""
+    return int(np.argmax(world.driver.expression_weights))
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """An RGB image [H, W, 3] uint8 as a PNG."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise ReenactError(f"cannot write {path}")
 
 
 def run_demo(
@@ -97,7 +181,7 @@ def run_demo(
     if directory.exists() and not directory.is_dir():
         raise ReenactError(f"{directory} is a file; the demo writes a folder (give another -o)")
     if not overwrite:
-        existing = [name for name in DEMO_OUTPUTS if (directory / name).exists()]
+        existing = [name for name in DEMO_FILES if (directory / name).exists()]
         if existing:
             raise ReenactError(
                 f"{directory} already holds {', '.join(existing)}; pass --overwrite to replace them"
@@ -105,48 +189,56 @@ def run_demo(
     directory.mkdir(parents=True, exist_ok=True)
     world_config = SyntheticConfig(num_frames=num_frames)
     settings = synthetic_settings()
+    measured = measured_settings()
     progress.note(
         f"synthetic world: {num_frames} frames, {world_config.resolution} px, seed {world_config.seed}"
     )
     world = make_world(world_config, device=runtime.device)
-    files = write_world(world, directory / "world", video_config=settings.video, overwrite=True)
-    generator_file = save_generator(world.generator, directory / "world" / "generator.safetensors")
+    world_folder = directory / WORLD_FOLDER
+    files = write_world(world, world_folder, video_config=measured.video, overwrite=True)
+    generator_file = save_generator(world.generator, world_folder / "generator.safetensors")
     workspace = Workspace(directory / "work")
     source = load_generator_spec(str(generator_file), device=runtime.device, workspace=workspace)
     context = pipeline.make_context(
-        workspace=workspace, source=source, settings=settings, runtime=runtime, progress=progress
+        workspace=workspace, source=source, settings=measured, runtime=runtime, progress=progress
     )
-    output = directory / "transfer.mp4"
+    measured_output = world_folder / MEASURED_OUTPUT
     run = pipeline.transfer(
         files.target_video,
         files.driver_video,
-        output,
+        measured_output,
         context=context,
         target_landmarks=str(files.target_landmarks),
         driver_landmarks=str(files.driver_landmarks),
         overwrite=True,
     )
+    paths = {name: directory / name for name in DEMO_FILES}
+    for source_clip, name in (
+        (measured_output, "transfer.mp4"),
+        (files.target_video, "target.mp4"),
+        (files.driver_video, "driver.mp4"),
+    ):
+        video.reencode(video.VideoReader(source_clip), paths[name], config=settings.video, overwrite=True)
     truth, regions = true_transfer_frames(world, composite=settings.composite, ref=run.details["driver_ref"])
-    frames = decode(output)
+    frames = decode(measured_output)
     target = decode(files.target_video)
+    rows = [target, decode(files.driver_video), frames, truth]
+    write_side_by_side(
+        paths["side_by_side.mp4"], rows=rows, timing_from=files.target_video, config=settings.video
+    )
+    still = strongest_expression(world)
+    write_png(paths["side_by_side.png"], side_by_side_frame([clip[still] for clip in rows]))
     psnr = face_psnr(frames, truth, regions)
     psnr_target = face_psnr(target, truth, regions)
-    side = directory / "side_by_side.mp4"
-    write_side_by_side(
-        side,
-        rows=[target, decode(files.driver_video), frames, truth],
-        like=video.probe(files.target_video),
-        audio_from=files.target_video,
-        settings=settings,
-    )
     seconds = time.perf_counter() - started
-    report_path = directory / "report.json"
     report = {
-        "output": str(output),
-        "side_by_side": str(side),
-        "columns": ["target", "driver", "output", "ground truth"],
+        "files": {str(paths[name]): shows for name, shows in DEMO_FILES.items()},
+        "measured_output": str(measured_output),
+        "columns": list(COLUMNS),
+        "side_by_side_png_frame": still,
         "seconds": round(seconds, 2),
         "face_psnr_db": round(psnr, 3),
+        "face_psnr_db_yuv420p": round(face_psnr(decode(paths["transfer.mp4"]), truth, regions), 3),
         "face_mse_per_frame": [round(float(value), 3) for value in face_errors(frames, truth, regions)],
         "face_psnr_db_without_expression": round(psnr_target, 3),
         "stages": [
@@ -160,11 +252,9 @@ def run_demo(
         ],
         **run.details,
     }
-    write_text_atomic(report_path, json.dumps(report, indent=2))
+    write_text_atomic(paths["report.json"], json.dumps(report, indent=2))
     return DemoReport(
-        output=output,
-        side_by_side=side,
-        report=report_path,
+        files={paths[name]: shows for name, shows in DEMO_FILES.items()},
         seconds=seconds,
         face_psnr=psnr,
         face_psnr_no_expression=psnr_target,

@@ -21,6 +21,7 @@ from reenact.gan.stylegan2 import SynthesisNetwork
 from reenact.stages import tune as tune_stage
 from reenact.stages.align import ClipAlignment
 from reenact.synthetic import (
+    MEASURED_PIX_FMT,
     SyntheticConfig,
     SyntheticFiles,
     make_world,
@@ -56,6 +57,8 @@ class World:
             *self.files.transfer_args(output, generator=self.generator),
             "--preset",
             "synthetic",
+            "--set",
+            f"video.pix_fmt={MEASURED_PIX_FMT}",  # measured: 4:4:4 (the preset writes 4:2:0 for people)
             "--workdir",
             str(workdir or self.root / "work"),
             "--quiet",

@@ -18,7 +18,7 @@ from reenact.faces.landmarks import make_backend
 from reenact.progress import SILENT
 from reenact.renders import NONE, Renders
 from reenact.stages.base import FrameRange, run_stage, split_range
-from reenact.synthetic import SyntheticConfig, make_world, synthetic_settings, write_world
+from reenact.synthetic import SyntheticConfig, make_world, measured_settings, synthetic_settings, write_world
 from reenact.workspace import Workspace, stage_key
 from reenact_cli.main import run
 from reenact_cli.progress import LineProgress
@@ -129,7 +129,9 @@ def test_random_generator_and_demo_run_with_the_one_synthetic_preset(
     )
     implicit = make_context(generator="random:tiny", preset=None, **options)
     explicit = make_context(generator="random:tiny", preset="synthetic", **options)
-    assert seen[0] == implicit.settings == explicit.settings == synthetic_settings()
+    assert implicit.settings == explicit.settings == synthetic_settings()
+    assert seen[0] == measured_settings(), "the demo measures a 4:4:4 output"
+    assert seen[0].video.pix_fmt != synthetic_settings().video.pix_fmt == "yuv420p", "random:* plays anywhere"
     assert synthetic_settings() != Config(), "the preset changes settings"
 
 
