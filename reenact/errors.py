@@ -12,3 +12,7 @@ class ReenactError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+class UsageError(ReenactError):
+    """A mistake in the command line or its options: the CLI exits 2."""
