@@ -11,6 +11,7 @@ import typer
 
 from reenact.config import BUILTIN_LANDMARK_BACKENDS, DEFAULT_WORKDIR, Config
 from reenact.progress import Progress
+from reenact.threads import use_threads
 from reenact_cli.common import (
     AsJson,
     Device,
@@ -20,6 +21,7 @@ from reenact_cli.common import (
     Preset,
     Quiet,
     Sets,
+    Threads,
     Workdir,
     face_choice,
     settings_for,
@@ -132,6 +134,7 @@ def align(
         Path | None, typer.Option("--preview", help="Write a video with the track drawn on it.")
     ] = None,
     device: Device = "auto",
+    threads: Threads = None,
     workdir: Workdir = DEFAULT_WORKDIR,
     as_json: AsJson = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing preview file.")] = False,
@@ -145,6 +148,7 @@ def align(
     (track.npz, align.npz), so a later run on the clip with the same face and settings reuses it;
     --preview draws it on the video.
     """
+    use_threads(threads)
     import numpy as np
 
     from reenact import pipeline, video

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reenact.errors import ReenactError
-from reenact_cli.common import Preset, Quiet, Sets, settings_for
+from reenact.threads import use_threads
+from reenact_cli.common import Preset, Quiet, Sets, Threads, settings_for
 from reenact_cli.progress import cli_progress
 
 if TYPE_CHECKING:
@@ -83,12 +84,14 @@ def evaluate(
         bool, typer.Option("--overwrite", help="Replace existing --plot and --report files.")
     ] = False,
     quiet: Quiet = False,
+    threads: Threads = None,
     preset: Preset = None,
     sets: Sets = None,
 ) -> None:
     """Score OUTPUT against its source clip: STIT's TL-ID/TG-ID (dlib face descriptors), landmark jitter,
     per-frame PSNR and LPIPS. Frames are paired by index; counts and sizes must match.
     """
+    use_threads(threads)
     from reenact.files import write_text_atomic
     from reenact.metrics import evaluate_videos, write_plot
 

@@ -18,6 +18,7 @@ import typer
 from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR
 from reenact.errors import ReenactError
 from reenact.renders import Renders
+from reenact.threads import use_threads
 from reenact_cli.common import (
     AsJson,
     Compile,
@@ -33,6 +34,7 @@ from reenact_cli.common import (
     Quality,
     Quiet,
     Sets,
+    Threads,
     Workdir,
     face_choice,
     settings_for,
@@ -247,6 +249,7 @@ def invert(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -257,6 +260,7 @@ def invert(
     sets: Sets = None,
 ) -> None:
     """Align every frame and invert it into W+ (warm-started, batched); pivots are stored in the workdir."""
+    use_threads(threads)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -275,6 +279,7 @@ def tune(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -289,6 +294,7 @@ def tune(
     The tuned generator is stored (safetensors) in the workdir; an interrupted run resumes from its
     last checkpoint.
     """
+    use_threads(threads)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
         workdir=workdir, preset=preset, quality=quality, sets=sets,
@@ -334,6 +340,7 @@ def transfer(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -351,6 +358,7 @@ def transfer(
     driver's largest face drives). A second driver on the same target reuses the target's alignment,
     pivots and tuned generator from the workdir.
     """
+    use_threads(threads)
     from reenact import pipeline
 
     context = make_context(
@@ -393,6 +401,7 @@ def edit(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -404,6 +413,7 @@ def edit(
     sets: Sets = None,
 ) -> None:
     """Move every frame's latent along attribute directions (smile, age, pose ...) and re-render the clip."""
+    use_threads(threads)
     from reenact import pipeline
     from reenact.directions import parse_direction_arg, resolve_direction
 
@@ -446,6 +456,7 @@ def morph(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -457,6 +468,7 @@ def morph(
     sets: Sets = None,
 ) -> None:
     """Image2StyleGAN morph between two faces (aligned crops, as a video), or a style crossover."""
+    use_threads(threads)
     from reenact import pipeline
 
     context = make_context(
