@@ -6,9 +6,9 @@ other busy program, thrash: each spins on the cores the other needs. So a run ta
 process may use (`os.sched_getaffinity`), shared out between the local ranks under `torchrun`, and
 its idle OpenMP threads sleep at once (`OMP_WAIT_POLICY=passive`) instead of spinning.
 
-The count: `--threads N`, else `REENACT_THREADS`, else the usable cores divided by `LOCAL_WORLD_SIZE`
-(at least 1). `use_threads` applies it to torch (intra-op and, while still possible, inter-op) and to
-OpenCV.
+The count: `--threads N`, else `REENACT_THREADS`, else `OMP_NUM_THREADS` (outside `torchrun`, which sets
+it to 1 on its own), else the usable cores divided by `LOCAL_WORLD_SIZE` (at least 1). `use_threads`
+applies it to torch (intra-op and, while still possible, inter-op) and to OpenCV.
 
 The wait policy is read once, when the OpenMP runtime loads, that is when torch is first imported:
 `passive_waiting` must run before that. The CLI calls it at its entry, before any command imports
@@ -27,6 +27,9 @@ from reenact.errors import UsageError
 
 THREADS_ENV = "REENACT_THREADS"
 """Environment variable with the thread count, for when `--threads` is not given."""
+OPENMP_THREADS_ENV = "OMP_NUM_THREADS"
+"""OpenMP's standard thread count, which torch follows: kept when set, except under `torchrun`, which sets
+it to 1 itself for every run of more than one process, so there it says nothing about the user's wish."""
 LOCAL_WORLD_ENV = "LOCAL_WORLD_SIZE"
 """Set by `torchrun`: how many ranks run on this machine and share its cores."""
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
@@ -55,17 +58,26 @@ def _positive(text: str, *, source: str) -> int:
 
 
 def decide_threads(requested: int | None, *, environ: Mapping[str, str], cores: int) -> int:
-    """The thread count: `requested` (`--threads`), else `REENACT_THREADS`, else `cores` shared out
-    between the `LOCAL_WORLD_SIZE` ranks on this machine (at least 1). Raises `UsageError` for a
-    count below 1 or an environment value that is not a whole number."""
+    """The thread count: `requested` (`--threads`), else `REENACT_THREADS`, else `OMP_NUM_THREADS` outside
+    `torchrun`, else `cores` shared out between the `LOCAL_WORLD_SIZE` ranks on this machine (at least 1).
+    Raises `UsageError` for a count below 1 or a `REENACT_THREADS` that is not a whole number."""
     if requested is not None:
         return _positive(str(requested), source="--threads")
     given = environ.get(THREADS_ENV, "").strip()
     if given:
         return _positive(given, source=THREADS_ENV)
     local_ranks = environ.get(LOCAL_WORLD_ENV, "").strip()
-    ranks = _positive(local_ranks, source=LOCAL_WORLD_ENV) if local_ranks else 1
-    return max(1, cores // ranks)
+    if not local_ranks:
+        openmp = _openmp_threads(environ.get(OPENMP_THREADS_ENV, ""))
+        return openmp if openmp is not None else max(1, cores)
+    return max(1, cores // _positive(local_ranks, source=LOCAL_WORLD_ENV))
+
+
+def _openmp_threads(text: str) -> int | None:
+    """The first level of an `OMP_NUM_THREADS` value (`4` or `4,2`); None when unset or not a count, which
+    is OpenMP's to judge, not ours."""
+    first = text.split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) >= 1 else None
 
 
 def passive_waiting(environ: MutableMapping[str, str]) -> bool:

@@ -20,6 +20,7 @@ from reenact.gan.checkpoints import save_generator
 from reenact.synthetic import SyntheticConfig, make_world, write_world
 from reenact.threads import (
     LOCAL_WORLD_ENV,
+    OPENMP_THREADS_ENV,
     SPIN_COUNT_ENV,
     THREADS_ENV,
     WAIT_POLICY_ENV,
@@ -73,6 +74,15 @@ def test_default_is_the_usable_cores() -> None:
     assert decide_threads(None, environ={}, cores=6) == 6
     assert decide_threads(None, environ={THREADS_ENV: ""}, cores=6) == 6
     assert usable_cores() == len(os.sched_getaffinity(0))
+
+
+def test_openmp_count_is_kept_outside_torchrun_only() -> None:
+    assert decide_threads(None, environ={OPENMP_THREADS_ENV: "1"}, cores=8) == 1
+    assert decide_threads(None, environ={OPENMP_THREADS_ENV: "3,2"}, cores=8) == 3
+    assert decide_threads(None, environ={OPENMP_THREADS_ENV: "many"}, cores=8) == 8
+    assert decide_threads(None, environ={THREADS_ENV: "2", OPENMP_THREADS_ENV: "1"}, cores=8) == 2
+    under_torchrun = {OPENMP_THREADS_ENV: "1", LOCAL_WORLD_ENV: "2"}  # torchrun's own OMP_NUM_THREADS
+    assert decide_threads(None, environ=under_torchrun, cores=8) == 4
 
 
 def test_local_ranks_share_the_cores() -> None:
