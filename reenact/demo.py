@@ -106,7 +106,8 @@ def run_demo(
     world_config = SyntheticConfig(num_frames=num_frames)
     settings = synthetic_settings()
     progress.note(
-        f"synthetic world: {num_frames} frames, {world_config.resolution} px, seed {world_config.seed}"
+        f"synthetic world: {num_frames} frames, {world_config.resolution} px, seed {world_config.seed}, "
+        f"on {runtime.describe()}"
     )
     world = make_world(world_config, device=runtime.device)
     files = write_world(world, directory / "world", video_config=settings.video, overwrite=True)
