@@ -10,8 +10,8 @@ Each run is `python -m reenact_cli demo` in its own output folder, timed from st
 two); `beside N busy loops` (`python -c 'while True: pass'`, started first, stopped after). A setting
 is an environment:
     new  reenact's default: the usable cores (`--threads`' default), idle threads sleep
-    old  before `--threads`: torch's thread count and libgomp's spinning wait (`GOMP_SPINCOUNT`, the
-         library's default, keeps reenact from asking for the passive wait)
+    old  before `--threads`: torch's thread count and libgomp's default spinning wait (the CLI is run
+         through `reenact_cli.main.run`, which leaves the wait policy alone, not the console script)
     one  one thread (`REENACT_THREADS=1`)
 Every figure is the median over `--repeats`; `x alone` is the scene's time over the same setting's
 time alone.
@@ -30,10 +30,12 @@ import time
 from pathlib import Path
 
 from reenact.config import DEMO_FRAMES
-from reenact.threads import SPIN_COUNT_ENV, THREADS_ENV, WAIT_POLICY_ENV, usable_cores
+from reenact.threads import OPENMP_THREADS_ENV, SPIN_COUNT_ENV, THREADS_ENV, WAIT_POLICY_ENV, usable_cores
 
-LIBGOMP_SPIN_COUNT = "300000"
-"""libgomp's own spin count when no wait policy is set: what torch's threads did before `--threads`."""
+CONSOLE_SCRIPT = ("-m", "reenact_cli")
+"""How a user runs reenact: the console script, which asks for the passive wait before torch loads."""
+WITHOUT_WAIT_POLICY = ("-c", "import sys; from reenact_cli.main import run; sys.exit(run(sys.argv[1:]))")
+"""The CLI without the console script's wait policy: libgomp's default spinning, as before `--threads`."""
 BUSY_LOOP = "while True: pass"
 SCENES = ("alone", "pair", "busy")
 SETTINGS = ("new", "old", "one")
@@ -44,20 +46,20 @@ def setting_environment(setting: str) -> dict[str, str]:
     base = {
         key: value
         for key, value in os.environ.items()
-        if key not in (THREADS_ENV, WAIT_POLICY_ENV, SPIN_COUNT_ENV, "OMP_NUM_THREADS")
+        if key not in (THREADS_ENV, WAIT_POLICY_ENV, SPIN_COUNT_ENV, OPENMP_THREADS_ENV)
     }
-    if setting == "old":
-        return {**base, THREADS_ENV: str(usable_cores()), SPIN_COUNT_ENV: LIBGOMP_SPIN_COUNT}
     if setting == "one":
         return {**base, THREADS_ENV: "1"}
     return base
 
 
-def start_demo(folder: Path, *, frames: int, environment: dict[str, str]) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "reenact_cli", "demo", "-o", str(folder), "--frames", str(frames)]
+def start_demo(folder: Path, *, setting: str, frames: int) -> subprocess.Popen[str]:
+    """A demo under `setting`, started now."""
+    launch = WITHOUT_WAIT_POLICY if setting == "old" else CONSOLE_SCRIPT
+    command = [sys.executable, *launch, "demo", "-o", str(folder), "--frames", str(frames)]
     return subprocess.Popen(
         [*command, "--quiet", "--overwrite"],
-        env=environment,
+        env=setting_environment(setting),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -75,7 +77,6 @@ def finish(process: subprocess.Popen[str], started: float) -> float:
 
 def run_scene(scene: str, *, setting: str, frames: int, busy: int, root: Path) -> float:
     """Seconds of one demo under `setting` in `scene` (the median of the two demos in `pair`)."""
-    environment = setting_environment(setting)
     loops = (
         [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy)] if scene == "busy" else []
     )
@@ -83,7 +84,7 @@ def run_scene(scene: str, *, setting: str, frames: int, busy: int, root: Path) -
         started = time.perf_counter()
         count = 2 if scene == "pair" else 1
         demos = [
-            start_demo(root / f"{setting}-{scene}-{index}", frames=frames, environment=environment)
+            start_demo(root / f"{setting}-{scene}-{index}", setting=setting, frames=frames)
             for index in range(count)
         ]
         return statistics.median(finish(demo, started) for demo in demos)
