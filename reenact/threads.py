@@ -51,9 +51,9 @@ def _positive(text: str, *, source: str) -> int:
     try:
         value = int(text.strip())
     except ValueError:
-        raise UsageError(f"{source} must be a whole number of threads (1 or more), got {text!r}") from None
+        raise UsageError(f"{source} must be a whole number, 1 or more; got {text!r}") from None
     if value < 1:
-        raise UsageError(f"{source} must be 1 or more threads, got {value}")
+        raise UsageError(f"{source} must be 1 or more, got {value}")
     return value
 
 

@@ -126,7 +126,7 @@ def test_every_computing_command_refuses_a_bad_count_first(
     monkeypatch.chdir(tmp_path)
     args = COMPUTING_COMMANDS[command]
     assert run([*args, "--threads", "0"]) == EXIT_USAGE
-    assert capsys.readouterr().err == "error: --threads must be 1 or more threads, got 0\n"
+    assert capsys.readouterr().err == "error: --threads must be 1 or more, got 0\n"
     monkeypatch.setenv(THREADS_ENV, "many")
     assert run(args) == EXIT_USAGE
     assert capsys.readouterr().err.startswith(f"error: {THREADS_ENV} must be a whole number")
