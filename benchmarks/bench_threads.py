@@ -10,7 +10,7 @@ Each run is `python -m reenact_cli demo` in its own output folder, timed from st
 `alone`; `beside a twin` (a second, identical run started at the same moment; the figure is the median
 of the two); `beside N busy loops` (`python -c 'while True: pass'`, started first, stopped after). A
 setting is an environment:
-    new  reenact's default: the usable cores (`--threads`' default), idle threads sleep
+    new  reenact's default: the usable cores (`--threads`' default), idle threads spin briefly
     old  before `--threads`: torch's thread count and libgomp's default spinning wait (the CLI is run
          through `reenact_cli.main.run`, which leaves the wait policy alone, not the console script)
     one  one thread (`REENACT_THREADS=1`)
@@ -38,12 +38,12 @@ from reenact.threads import (
     SPIN_COUNT_ENV,
     THREADS_ENV,
     WAIT_POLICY_ENV,
-    passive_waiting,
+    short_spinning,
     usable_cores,
 )
 
 CONSOLE_SCRIPT = ("-m", "reenact_cli")
-"""How a user runs reenact: the console script, which asks for the passive wait before torch loads."""
+"""How a user runs reenact: the console script, which asks for the short spin before torch loads."""
 WITHOUT_WAIT_POLICY = ("-c", "import sys; from reenact_cli.main import run; sys.exit(run(sys.argv[1:]))")
 """The CLI without the console script's wait policy: libgomp's default spinning, as before `--threads`."""
 GENERATOR_STEPS = """
@@ -83,11 +83,11 @@ def setting_environment(setting: str) -> dict[str, str]:
 
 
 def start_steps(*, setting: str, steps: int) -> subprocess.Popen[str]:
-    """The generator microbenchmark under `setting`, started now (the new setting's passive wait set in its
+    """The generator microbenchmark under `setting`, started now (the new setting's short spin set in its
     environment, as the console script does)."""
     environment = setting_environment(setting)
     if setting != "old":
-        passive_waiting(environment)
+        short_spinning(environment)
     return subprocess.Popen(
         [sys.executable, "-c", GENERATOR_STEPS, str(steps)],
         env=environment,

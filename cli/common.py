@@ -85,8 +85,8 @@ Threads = Annotated[
         help=(
             "CPU threads to compute with. Default: the REENACT_THREADS environment variable, else "
             "OMP_NUM_THREADS (not under torchrun), else the cores this process may use (shared out between "
-            "the local ranks under torchrun). Idle threads sleep rather than spin, so a busy machine does "
-            "not slow the run many times over."
+            "the local ranks under torchrun). Idle threads spin only briefly before they sleep, so a busy "
+            "machine does not slow the run many times over."
         ),
         metavar="N",
         show_default=False,

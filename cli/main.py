@@ -22,7 +22,7 @@ import typer
 
 from reenact import __version__
 from reenact.errors import ReenactError, UsageError
-from reenact.threads import passive_waiting
+from reenact.threads import short_spinning
 from reenact_cli import (
     align_cmd,
     batch_cmd,
@@ -149,8 +149,8 @@ def _run(args: list[str]) -> int:
 
 
 def entry() -> None:
-    """The console script: idle OpenMP threads sleep (set before any command imports torch), then run."""
-    passive_waiting(os.environ)
+    """The console script: idle OpenMP threads spin only briefly (set before commands import torch)."""
+    short_spinning(os.environ)
     sys.exit(run())
 
 

@@ -4,16 +4,19 @@ torch starts one intra-op thread per core, and in this wheel those threads are a
 team whose idle members spin before they sleep. Two such processes on one machine, or one beside any
 other busy program, thrash: each spins on the cores the other needs. So a run takes the cores this
 process may use (`os.sched_getaffinity`), shared out between the local ranks under `torchrun`, and
-its idle OpenMP threads sleep at once (`OMP_WAIT_POLICY=passive`) instead of spinning.
+its idle OpenMP threads spin only briefly before they sleep (`GOMP_SPINCOUNT`): long enough to catch the
+next small operation, short enough to leave a busy machine's cores to whoever computes. (Sleeping at
+once, `OMP_WAIT_POLICY=passive`, was clearly slower alone in `benchmarks/bench_threads.py
+--generator-steps`.)
 
 The count: `--threads N`, else `REENACT_THREADS`, else `OMP_NUM_THREADS` (outside `torchrun`, which sets
 it to 1 on its own), else the usable cores divided by `LOCAL_WORLD_SIZE` (at least 1). `use_threads`
 applies it to torch (intra-op and, while still possible, inter-op) and to OpenCV.
 
 The wait policy is read once, when the OpenMP runtime loads, that is when torch is first imported:
-`passive_waiting` must run before that. The CLI calls it at its entry, before any command imports
-torch. A Python program that imported torch already keeps torch's spinning; set
-`OMP_WAIT_POLICY=passive` in the environment before starting Python to get it there too. A policy the
+`short_spinning` must run before that. The CLI calls it at its entry, before any command imports
+torch. A Python program that imported torch already keeps libgomp's default spinning; set
+`GOMP_SPINCOUNT=1000` in the environment before starting Python to get it there too. A policy the
 user set (`OMP_WAIT_POLICY` or `GOMP_SPINCOUNT`) is kept.
 """
 
@@ -36,8 +39,9 @@ WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 """OpenMP's standard switch between spinning (active) and sleeping (passive) idle threads."""
 SPIN_COUNT_ENV = "GOMP_SPINCOUNT"
 """libgomp's own knob for how long idle threads spin; a user who sets it has chosen a policy."""
-PASSIVE = "passive"
-"""Idle OpenMP threads sleep at once: on a busy machine they leave the cores to whoever computes."""
+SHORT_SPIN_COUNT = "1000"
+"""Spins an idle libgomp thread makes before it sleeps (about 10 µs; libgomp's default is 300,000, about
+3 ms, which two processes on the same cores spend spinning on each other's time)."""
 
 
 def usable_cores() -> int:
@@ -80,12 +84,12 @@ def _openmp_threads(text: str) -> int | None:
     return int(first) if first.isdigit() and int(first) >= 1 else None
 
 
-def passive_waiting(environ: MutableMapping[str, str]) -> bool:
-    """Ask OpenMP's idle threads to sleep instead of spinning, unless the user chose a policy; True when
-    it set it. Effective only before torch is imported (see the module's docstring)."""
+def short_spinning(environ: MutableMapping[str, str]) -> bool:
+    """Ask libgomp's idle threads to spin only briefly before they sleep, unless the user chose a policy;
+    True when it set it. Effective only before torch is imported (see the module's docstring)."""
     if WAIT_POLICY_ENV in environ or SPIN_COUNT_ENV in environ:
         return False
-    environ[WAIT_POLICY_ENV] = PASSIVE
+    environ[SPIN_COUNT_ENV] = SHORT_SPIN_COUNT
     return True
 
 

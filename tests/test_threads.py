@@ -1,5 +1,5 @@
 """Threads: the count a run takes (--threads, REENACT_THREADS, the cores shared between local ranks), its
-passive wait, and that every computing command applies them."""
+short spin before idle threads sleep, and that every computing command applies them."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from reenact.synthetic import SyntheticConfig, make_world, write_world
 from reenact.threads import (
     LOCAL_WORLD_ENV,
     OPENMP_THREADS_ENV,
+    SHORT_SPIN_COUNT,
     SPIN_COUNT_ENV,
     THREADS_ENV,
     WAIT_POLICY_ENV,
     decide_threads,
-    passive_waiting,
+    short_spinning,
     usable_cores,
     use_threads,
 )
@@ -103,12 +104,12 @@ def test_bad_environment_value_is_a_usage_error(value: str) -> None:
         decide_threads(None, environ={THREADS_ENV: value}, cores=4)
 
 
-def test_passive_waiting_keeps_a_policy_the_user_chose() -> None:
+def test_short_spinning_keeps_a_policy_the_user_chose() -> None:
     environ: dict[str, str] = {}
-    assert passive_waiting(environ) and environ == {WAIT_POLICY_ENV: "passive"}
+    assert short_spinning(environ) and environ == {SPIN_COUNT_ENV: SHORT_SPIN_COUNT}
     for chosen in ({WAIT_POLICY_ENV: "active"}, {SPIN_COUNT_ENV: "300000"}):
         kept = dict(chosen)
-        assert not passive_waiting(kept) and kept == chosen
+        assert not short_spinning(kept) and kept == chosen
 
 
 def test_use_threads_sets_torch_and_opencv(restore_threads: None) -> None:
@@ -132,13 +133,13 @@ def test_every_computing_command_refuses_a_bad_count_first(
     assert capsys.readouterr().err.startswith(f"error: {THREADS_ENV} must be a whole number")
 
 
-def test_console_script_asks_for_passive_waiting_before_torch_loads() -> None:
+def test_console_script_asks_for_short_spinning_before_torch_loads() -> None:
     script = (
         "import os, sys\n"
         "from reenact_cli.main import entry\n"
         "sys.argv = ['reenact', '--version']\n"
         "try:\n    entry()\nexcept SystemExit:\n    pass\n"
-        f"print(os.environ.get({WAIT_POLICY_ENV!r}), 'torch' in sys.modules)\n"
+        f"print(os.environ.get({SPIN_COUNT_ENV!r}), 'torch' in sys.modules)\n"
     )
     environ = {
         key: value for key, value in os.environ.items() if key not in (WAIT_POLICY_ENV, SPIN_COUNT_ENV)
@@ -146,7 +147,7 @@ def test_console_script_asks_for_passive_waiting_before_torch_loads() -> None:
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=environ
     )
-    assert result.stdout.splitlines()[-1] == "passive False"
+    assert result.stdout.splitlines()[-1] == f"{SHORT_SPIN_COUNT} False"
 
 
 @pytest.fixture(scope="module")
