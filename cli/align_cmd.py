@@ -12,6 +12,7 @@ import typer
 from reenact.checks import FaceRequest
 from reenact.config import BUILTIN_LANDMARK_BACKENDS, DEFAULT_WORKDIR, Config
 from reenact.progress import Progress
+from reenact.threads import use_threads
 from reenact_cli.common import (
     NO_DEFAULT,
     AsJson,
@@ -24,6 +25,7 @@ from reenact_cli.common import (
     Quiet,
     Sets,
     Start,
+    Threads,
     Workdir,
     face_choice,
     settings_for,
@@ -138,6 +140,7 @@ def align(
         typer.Option("--preview", help="Write a video with the track drawn on it.", show_default=NO_DEFAULT),
     ] = None,
     device: Device = "auto",
+    threads: Threads = None,
     workdir: Workdir = DEFAULT_WORKDIR,
     as_json: AsJson = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing preview file.")] = False,
@@ -154,6 +157,7 @@ def align(
     --preview draws it on the video. With --start/--duration the slice is aligned as a clip of its own
     (frames from 0); its face detection is stored so that aligning the whole clip later reuses it.
     """
+    use_threads(threads)
 
     from reenact import checks, pipeline, video
     from reenact.device import resolve_runtime

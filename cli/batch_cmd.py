@@ -39,6 +39,7 @@ import typer
 from reenact.checks import FaceRequest
 from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR, tomllib
 from reenact.errors import ReenactError
+from reenact.threads import use_threads
 from reenact_cli.common import (
     AsJson,
     Compile,
@@ -49,6 +50,7 @@ from reenact_cli.common import (
     Quality,
     Quiet,
     Sets,
+    Threads,
     Workdir,
     face_choice,
     os_error_message,
@@ -245,6 +247,7 @@ def batch(
         str, typer.Option("--generator", "-g", help="Generator of every job that does not name its own.")
     ] = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -262,6 +265,7 @@ def batch(
     jobs share are computed once; jobs whose output exists are skipped; a failing job does not stop the
     others.
     """
+    use_threads(threads)
     from reenact import distributed
     from reenact.device import resolve_device
 

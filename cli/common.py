@@ -90,6 +90,20 @@ Precision = Annotated[
 Compile = Annotated[
     bool, typer.Option("--compile", help="torch.compile the generator (pays off on long GPU runs).")
 ]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help=(
+            "CPU threads to compute with. Default: the REENACT_THREADS environment variable, else "
+            "OMP_NUM_THREADS (not under torchrun), else the cores this process may use (shared out between "
+            "the local ranks under torchrun). Idle threads spin only briefly before they sleep, so a busy "
+            "machine does not slow the run many times over."
+        ),
+        metavar="N",
+        show_default=False,
+    ),
+]
 Workdir = Annotated[Path, typer.Option("--workdir", help="Folder where every stage's result is cached.")]
 Quiet = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bars or stage lines; only the summary.")

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from reenact.config import DEMO_FRAMES
-from reenact_cli.common import Device, Overwrite, Quiet
+from reenact.threads import use_threads
+from reenact_cli.common import Device, Overwrite, Quiet, Threads
 from reenact_cli.progress import cli_progress
 
 
@@ -18,6 +19,7 @@ def demo(
     ),
     frames: Annotated[int, typer.Option("--frames", min=4, help="Frames per synthetic clip.")] = DEMO_FRAMES,
     device: Device = "auto",
+    threads: Threads = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
@@ -28,6 +30,7 @@ def demo(
     ground truth; real faces need the official FFHQ weights (`reenact weights`). It runs with the
     packaged `synthetic` preset, as `reenact transfer --generator random:tiny --preset synthetic` does.
     """
+    use_threads(threads)
     from reenact.demo import WORLD_FOLDER, run_demo
     from reenact.device import resolve_runtime
 

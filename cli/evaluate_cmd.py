@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reenact.errors import ReenactError, UsageError
+from reenact.threads import use_threads
 from reenact_cli.common import (
     NO_DEFAULT,
     Duration,
@@ -15,6 +16,7 @@ from reenact_cli.common import (
     Quiet,
     Sets,
     Start,
+    Threads,
     settings_for,
     slice_window,
 )
@@ -96,6 +98,7 @@ def evaluate(
         bool, typer.Option("--overwrite", help="Replace existing --plot and --report files.")
     ] = False,
     quiet: Quiet = False,
+    threads: Threads = None,
     preset: Preset = None,
     sets: Sets = None,
     start: Start = None,
@@ -106,6 +109,7 @@ def evaluate(
     --start/--duration score a slice of the reference: against OUTPUT whole when it is that slice (made
     with the same --start/--duration), else against the same slice of OUTPUT.
     """
+    use_threads(threads)
     from reenact.files import write_text_atomic
     from reenact.metrics import evaluate_videos, write_plot
 

@@ -13,6 +13,7 @@ and OpenCV are imported inside the command functions. So `--help`, `--version`, 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ import typer
 
 from reenact import __version__
 from reenact.errors import ReenactError, UsageError
+from reenact.threads import short_spinning
 from reenact_cli import (
     align_cmd,
     batch_cmd,
@@ -119,6 +121,9 @@ def _run(args: list[str]) -> int:
         app(args=args, prog_name="reenact", standalone_mode=True)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    except UsageError as exc:  # a mistake in the options that typer could not see (e.g. REENACT_THREADS)
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
     except Interrupted as exc:
         typer.echo(f"error: interrupted ({exc}); finished stages are kept, partial outputs removed", err=True)
         return EXIT_SIGNAL_BASE + exc.signum
@@ -146,6 +151,8 @@ def _run(args: list[str]) -> int:
 
 
 def entry() -> None:
+    """The console script: idle OpenMP threads spin only briefly (set before commands import torch)."""
+    short_spinning(os.environ)
     sys.exit(run())
 
 

@@ -20,6 +20,7 @@ from reenact.checks import FaceRequest, usage_value
 from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR
 from reenact.errors import UsageError
 from reenact.renders import Renders
+from reenact.threads import use_threads
 from reenact_cli.common import (
     AsJson,
     Compile,
@@ -37,6 +38,7 @@ from reenact_cli.common import (
     Quiet,
     Sets,
     Start,
+    Threads,
     Workdir,
     config_default,
     face_choice,
@@ -270,6 +272,7 @@ def invert(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -282,6 +285,7 @@ def invert(
     duration: Duration = None,
 ) -> None:
     """Align every frame and invert it into W+ (warm-started, batched); pivots are stored in the workdir."""
+    use_threads(threads)
     window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
@@ -302,6 +306,7 @@ def tune(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -318,6 +323,7 @@ def tune(
     The tuned generator is stored (safetensors) in the workdir; an interrupted run resumes from its
     last checkpoint.
     """
+    use_threads(threads)
     window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
@@ -384,6 +390,7 @@ def transfer(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -404,6 +411,7 @@ def transfer(
     pivots and tuned generator from the workdir. --start/--duration take a slice of TARGET (the output is
     that slice); DRIVER is used from its start, fitted to the slice by --length.
     """
+    use_threads(threads)
     from typing import get_args
 
     from reenact import checks, pipeline
@@ -462,6 +470,7 @@ def edit(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -475,6 +484,7 @@ def edit(
     duration: Duration = None,
 ) -> None:
     """Move every frame's latent along attribute directions (smile, age, pose ...) and re-render the clip."""
+    use_threads(threads)
     from reenact import pipeline
     from reenact.directions import parse_direction_arg, resolve_direction
 
@@ -522,6 +532,7 @@ def morph(
     face_at: FaceAt = None,
     generator: Generator = DEFAULT_GENERATOR,
     device: Device = "auto",
+    threads: Threads = None,
     precision: Precision = "auto",
     compile: Compile = False,
     workdir: Workdir = DEFAULT_WORKDIR,
@@ -533,6 +544,7 @@ def morph(
     sets: Sets = None,
 ) -> None:
     """Image2StyleGAN morph between two faces (aligned crops, as a video), or a style crossover."""
+    use_threads(threads)
     from reenact import pipeline
 
     context = make_context(

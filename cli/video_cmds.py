@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from reenact.config import VideoConfig
-from reenact_cli.common import Duration, Preset, Quiet, Sets, Start, settings_for, slice_window
+from reenact.threads import use_threads
+from reenact_cli.common import Duration, Preset, Quiet, Sets, Start, Threads, settings_for, slice_window
 from reenact_cli.progress import cli_progress
 
 
@@ -49,6 +50,7 @@ def reencode(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: Quiet = False,
+    threads: Threads = None,
     preset: Preset = None,
     sets: Sets = None,
     start: Start = None,
@@ -58,6 +60,7 @@ def reencode(
 
     The honest check of reenact's I/O path, and a handy normaliser for odd inputs.
     """
+    use_threads(threads)
     from reenact import video
 
     settings = settings_for(preset, sets, video={"crf": crf})

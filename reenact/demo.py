@@ -191,7 +191,8 @@ def run_demo(
     settings = synthetic_settings()
     measured = measured_settings()
     progress.note(
-        f"synthetic world: {num_frames} frames, {world_config.resolution} px, seed {world_config.seed}"
+        f"synthetic world: {num_frames} frames, {world_config.resolution} px, seed {world_config.seed}, "
+        f"on {runtime.describe()}"
     )
     world = make_world(world_config, device=runtime.device)
     world_folder = directory / WORLD_FOLDER

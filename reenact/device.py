@@ -33,8 +33,10 @@ class Runtime:
     """Wrap the generator's synthesis network in `torch.compile`."""
 
     def describe(self) -> str:
+        """E.g. `cpu (fp32, 2 threads)` or `cuda (bf16 autocast, compiled)`."""
         precision = "fp32" if self.autocast_dtype is None else "bf16 autocast"
-        return f"{self.device.type} ({precision}{', compiled' if self.compile else ''})"
+        threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
+        return f"{self.device.type} ({precision}{threads}{', compiled' if self.compile else ''})"
 
 
 def resolve_device(choice: str) -> torch.device:

@@ -206,9 +206,10 @@ def peak_memory_bytes() -> int:
 
 def resource_usage(*, workspace: Workspace, runtime: Runtime) -> dict[str, int | None]:
     """What a run's summary reports besides time: this process's peak host memory, the device's peak
-    (CUDA; None elsewhere) and the workspace's size on disk."""
+    (CUDA; None elsewhere), the workspace's size on disk and the CPU threads it computed with."""
     device = torch.cuda.max_memory_allocated(runtime.device) if runtime.device.type == "cuda" else None
     return {
+        "threads": torch.get_num_threads(),
         "peak_memory_bytes": peak_memory_bytes(),
         "peak_device_memory_bytes": device,
         "workspace_bytes": folder_bytes(workspace.root) if workspace.root.is_dir() else 0,
