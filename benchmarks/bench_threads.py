@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,7 +99,9 @@ def start_steps(*, setting: str, steps: int) -> subprocess.Popen[str]:
 
 
 def start_demo(folder: Path, *, setting: str, frames: int) -> subprocess.Popen[str]:
-    """A demo under `setting`, started now."""
+    """A demo under `setting`, started now, in an empty folder (a folder of an earlier repeat would hand
+    it that run's cached stages)."""
+    shutil.rmtree(folder, ignore_errors=True)
     launch = WITHOUT_WAIT_POLICY if setting == "old" else CONSOLE_SCRIPT
     command = [sys.executable, *launch, "demo", "-o", str(folder), "--frames", str(frames)]
     return subprocess.Popen(
