@@ -192,6 +192,7 @@ def run_job(job: Job, *, common: dict[str, Any], overwrite: bool, quiet: bool) -
             face=FaceRequest(options.get("face_index"), options.get("face_at")),
             layers={"layers": options.get("layers")},
             driver_ref=options.get("driver_ref"),
+            threads=common["threads"],
         )
         report = pipeline.transfer(
             job.target,
@@ -281,6 +282,7 @@ def batch(
         "preset": preset,
         "quality": quality,
         "sets": list(sets or []),
+        "threads": threads,
     }
     mine = [job for index, job in enumerate(jobs) if index % group.size == group.rank]
     results = [

@@ -30,7 +30,7 @@ def demo(
     ground truth; real faces need the official FFHQ weights (`reenact weights`). It runs with the
     packaged `synthetic` preset, as `reenact transfer --generator random:tiny --preset synthetic` does.
     """
-    use_threads(threads)
+    use_threads(threads, small_work=True)  # the synthetic world's generator is small
     from reenact.demo import WORLD_FOLDER, run_demo
     from reenact.device import resolve_runtime
 

@@ -20,7 +20,7 @@ from reenact.checks import FaceRequest, usage_value
 from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR
 from reenact.errors import UsageError
 from reenact.renders import Renders
-from reenact.threads import use_threads
+from reenact.threads import is_small_work, use_threads
 from reenact_cli.common import (
     AsJson,
     Compile,
@@ -76,6 +76,7 @@ def make_context(
     face: FaceRequest | None = None,
     layers: dict[str, str | None] | None = None,
     driver_ref: int | None = None,
+    threads: int | None = None,
     **sections: dict[str, Any],
 ) -> pipeline.RunContext:
     """Settings, device, workspace and generator of a command, with the loss networks built up front.
@@ -84,7 +85,8 @@ def make_context(
     is the clip whose `face` is followed, the second the driver `driver_ref` counts in), `layers` (option
     name -> W+ layer spec) and every weight file, so a mistake ends the command before anything loads.
     `group`: the ranks that share this command's stages; by default the processes `torchrun` started (one
-    without it). Under `torchrun` each process runs on its own GPU."""
+    without it). Under `torchrun` each process runs on its own GPU. `threads` (`--threads`): a small
+    generator gets one thread unless it is given (`reenact.threads`)."""
     from reenact import checks, distributed, pipeline
     from reenact.device import resolve_runtime
     from reenact.gan.random import is_random_spec
@@ -105,6 +107,7 @@ def make_context(
     progress = cli_progress(quiet=quiet or not group.is_main)
     workspace = Workspace(workdir)
     source = load_generator_spec(generator, device=runtime.device, workspace=workspace)
+    use_threads(threads, small_work=is_small_work(source.generator.resolution))
     for option, spec in (layers or {}).items():
         checks.check_layers(spec, option=option, num_ws=source.generator.num_ws)
     if is_random and group.is_main:
@@ -289,7 +292,7 @@ def invert(
     window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
         quiet=quiet, inputs=[source], face=FaceRequest(face_index, face_at),
     )  # fmt: skip
     _prepare_and_report(
@@ -327,7 +330,7 @@ def tune(
     window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
         quiet=quiet, inputs=[source], face=FaceRequest(face_index, face_at),
     )  # fmt: skip
     _prepare_and_report(
@@ -421,7 +424,7 @@ def transfer(
     window = slice_window(target, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
         quiet=quiet,
         edit={"strength": strength, "layers": layers, "length_policy": length},
         inputs=[target, driver], face=FaceRequest(face_index, face_at), layers={"--layers": layers},
@@ -494,7 +497,7 @@ def edit(
     window = slice_window(source, start, duration)
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
         quiet=quiet, edit={"direction_layers": layers},
         inputs=[source], face=FaceRequest(face_index, face_at), layers={"--layers": layers},
     )  # fmt: skip
@@ -549,7 +552,7 @@ def morph(
 
     context = make_context(
         generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets,
+        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
         quiet=quiet, edit={"morph_frames": frames},
         inputs=[first, second], face=FaceRequest(face_index, face_at),
     )  # fmt: skip

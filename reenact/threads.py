@@ -10,7 +10,11 @@ once, `OMP_WAIT_POLICY=passive`, was clearly slower alone in `benchmarks/bench_t
 --generator-steps`.)
 
 The count: `--threads N`, else `REENACT_THREADS`, else `OMP_NUM_THREADS` (outside `torchrun`, which sets
-it to 1 on its own), else the usable cores divided by `LOCAL_WORLD_SIZE` (at least 1). `use_threads`
+it to 1 on its own), else the usable cores divided by `LOCAL_WORLD_SIZE` (at least 1) — except for small
+work: a generator of at most `SMALL_WORK_RESOLUTION` px (the demo's world, `random:tiny`) runs each
+operation in microseconds, less than a sleeping thread takes to wake, so there a second thread only costs
+(`benchmarks/bench_threads.py`: one thread is faster alone, beside a second job and beside busy loops)
+and such work gets one thread unless a count is given. `use_threads`
 applies it to torch (intra-op and, while still possible, inter-op) and to OpenCV.
 
 The wait policy is read once, when the OpenMP runtime loads, that is when torch is first imported:
@@ -42,6 +46,8 @@ SPIN_COUNT_ENV = "GOMP_SPINCOUNT"
 SHORT_SPIN_COUNT = "1000"
 """Spins an idle libgomp thread makes before it sleeps (about 10 µs; libgomp's default is 300,000, about
 3 ms, which two processes on the same cores spend spinning on each other's time)."""
+SMALL_WORK_RESOLUTION = 64
+"""Generators of at most this many pixels a side are small work: one thread by default (module docstring)."""
 
 
 def usable_cores() -> int:
@@ -61,20 +67,27 @@ def _positive(text: str, *, source: str) -> int:
     return value
 
 
-def decide_threads(requested: int | None, *, environ: Mapping[str, str], cores: int) -> int:
+def decide_threads(
+    requested: int | None, *, environ: Mapping[str, str], cores: int, small_work: bool = False
+) -> int:
     """The thread count: `requested` (`--threads`), else `REENACT_THREADS`, else `OMP_NUM_THREADS` outside
-    `torchrun`, else `cores` shared out between the `LOCAL_WORLD_SIZE` ranks on this machine (at least 1).
-    Raises `UsageError` for a count below 1 or a `REENACT_THREADS` that is not a whole number."""
+    `torchrun`, else one for `small_work`, else `cores` shared out between the `LOCAL_WORLD_SIZE` ranks on
+    this machine (at least 1). Raises `UsageError` for a count below 1 or a `REENACT_THREADS` that is not a
+    whole number."""
     if requested is not None:
         return _positive(str(requested), source="--threads")
     given = environ.get(THREADS_ENV, "").strip()
     if given:
         return _positive(given, source=THREADS_ENV)
     local_ranks = environ.get(LOCAL_WORLD_ENV, "").strip()
-    if not local_ranks:
+    if local_ranks:
+        share = max(1, cores // _positive(local_ranks, source=LOCAL_WORLD_ENV))
+    else:
         openmp = _openmp_threads(environ.get(OPENMP_THREADS_ENV, ""))
-        return openmp if openmp is not None else max(1, cores)
-    return max(1, cores // _positive(local_ranks, source=LOCAL_WORLD_ENV))
+        if openmp is not None:
+            return openmp
+        share = max(1, cores)
+    return 1 if small_work else share
 
 
 def _openmp_threads(text: str) -> int | None:
@@ -93,14 +106,20 @@ def short_spinning(environ: MutableMapping[str, str]) -> bool:
     return True
 
 
-def use_threads(requested: int | None = None) -> int:
+def is_small_work(resolution: int) -> bool:
+    """Whether a generator of `resolution` px is small work (one thread by default)."""
+    return resolution <= SMALL_WORK_RESOLUTION
+
+
+def use_threads(requested: int | None = None, *, small_work: bool = False) -> int:
     """Decide the thread count (`decide_threads` on this process's environment and cores) and apply it to
-    torch and OpenCV; returns it. Inter-op threads can only be set before torch's first parallel work, so
-    later calls leave them as they are."""
+    torch and OpenCV; returns it. A command calls it first, and again with `small_work` once it knows its
+    generator is small. Inter-op threads can only be set before torch's first parallel work, so later calls
+    leave them as they are."""
     import cv2
     import torch
 
-    threads = decide_threads(requested, environ=os.environ, cores=usable_cores())
+    threads = decide_threads(requested, environ=os.environ, cores=usable_cores(), small_work=small_work)
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # already set, or inter-op work started: torch allows it once
         torch.set_num_interop_threads(threads)

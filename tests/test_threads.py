@@ -22,10 +22,12 @@ from reenact.threads import (
     LOCAL_WORLD_ENV,
     OPENMP_THREADS_ENV,
     SHORT_SPIN_COUNT,
+    SMALL_WORK_RESOLUTION,
     SPIN_COUNT_ENV,
     THREADS_ENV,
     WAIT_POLICY_ENV,
     decide_threads,
+    is_small_work,
     short_spinning,
     usable_cores,
     use_threads,
@@ -90,6 +92,15 @@ def test_local_ranks_share_the_cores() -> None:
     assert decide_threads(None, environ={LOCAL_WORLD_ENV: "4"}, cores=16) == 4
     assert decide_threads(None, environ={LOCAL_WORLD_ENV: "3"}, cores=16) == 5
     assert decide_threads(None, environ={LOCAL_WORLD_ENV: "4"}, cores=2) == 1
+
+
+def test_small_work_gets_one_thread_unless_a_count_is_given() -> None:
+    assert decide_threads(None, environ={}, cores=8, small_work=True) == 1
+    assert decide_threads(None, environ={LOCAL_WORLD_ENV: "2"}, cores=8, small_work=True) == 1
+    assert decide_threads(4, environ={}, cores=8, small_work=True) == 4
+    assert decide_threads(None, environ={THREADS_ENV: "3"}, cores=8, small_work=True) == 3
+    assert decide_threads(None, environ={OPENMP_THREADS_ENV: "2"}, cores=8, small_work=True) == 2
+    assert is_small_work(SMALL_WORK_RESOLUTION) and not is_small_work(2 * SMALL_WORK_RESOLUTION)
 
 
 @pytest.mark.parametrize("requested", [0, -2])
@@ -186,11 +197,15 @@ def test_the_summary_reports_the_threads_used(
     world: tuple[Path, Path, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     restore_threads: None,
 ) -> None:
     clip, landmarks, generator = world
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.delenv(OPENMP_THREADS_ENV, raising=False)
     args = ["invert", str(clip), "--landmarks", str(landmarks), "--generator", str(generator)]
     args += ["--preset", "synthetic", "--device", "cpu", "--workdir", str(tmp_path / "work"), "--json"]
-    torch.set_num_threads(OTHER_THREADS)
-    assert run([*args, "--threads", "1"]) == 0
-    assert json.loads(capsys.readouterr().out)["threads"] == 1
+    for given, expected in ((["--threads", str(OTHER_THREADS)], OTHER_THREADS), ([], 1)):
+        torch.set_num_threads(OTHER_THREADS + 1)
+        assert run([*args, *given]) == 0  # the world's generator is small work: one thread by default
+        assert json.loads(capsys.readouterr().out)["threads"] == expected
