@@ -10,9 +10,11 @@ Each run is `python -m reenact_cli demo` in its own output folder, timed from st
 `alone`; `beside a twin` (a second, identical run started at the same moment; the figure is the median
 of the two); `beside N busy loops` (`python -c 'while True: pass'`, started first, stopped after). A
 setting is an environment:
-    new  reenact's default: the usable cores (`--threads`' default), idle threads spin briefly
-    old  before `--threads`: torch's thread count and libgomp's default spinning wait (the CLI is run
-         through `reenact_cli.main.run`, which leaves the wait policy alone, not the console script)
+    new  reenact's default (`--threads`' default: the usable cores, one thread for a small generator such
+         as the demo's), idle threads spin briefly
+    old  before `--threads`: torch's thread count, one per usable core (`REENACT_THREADS` set to it), and
+         libgomp's default spinning wait (the CLI is run through `reenact_cli.main.run`, which leaves the
+         wait policy alone, not the console script)
     one  one thread (`REENACT_THREADS=1`)
 Every figure is the median over `--repeats`; `x alone` is the scene's time over the same setting's
 time alone. `--generator-steps N` times N forward+backward batches of the tiny generator (as inversion
@@ -80,6 +82,8 @@ def setting_environment(setting: str) -> dict[str, str]:
     }
     if setting == "one":
         return {**base, THREADS_ENV: "1"}
+    if setting == "old":
+        return {**base, THREADS_ENV: str(usable_cores())}
     return base
 
 
