@@ -68,7 +68,7 @@ for _ in range(int(sys.argv[1])):
 print(time.perf_counter() - start)
 """
 """A child that times `argv[1]` forward+backward batches of 4 of the tiny 64 px generator; prints seconds."""
-BUSY_LOOP = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+BUSY_LOOP = "import os, sys\nwhile os.getppid() == int(sys.argv[1]): pass"
 """A busy loop that ends with the benchmark (a benchmark killed mid-scene leaves no loop behind)."""
 SCENES = ("alone", "pair", "busy")
 SETTINGS = ("new", "old", "one")
@@ -131,7 +131,9 @@ def run_scene(scene: str, *, setting: str, frames: int, steps: int, busy: int, r
     """Seconds of one demo (or, with `steps`, of the microbenchmark) under `setting` in `scene` (the median
     of the two in `pair`)."""
     loops = (
-        [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy)] if scene == "busy" else []
+        [subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(os.getpid())]) for _ in range(busy)]
+        if scene == "busy"
+        else []
     )
     try:
         started = time.perf_counter()
