@@ -2,7 +2,7 @@
 
 Examples:
     python benchmarks/bench_budget.py                          # balanced, 32, 125 and 500 frames
-    python benchmarks/bench_budget.py --quality fast balanced best   # the README's table
+    python benchmarks/bench_budget.py --quality fast balanced best   # docs/cost.md's table
     python benchmarks/bench_budget.py --frames 125 --set invert.warm_steps=30 --json   # try a budget
 
 Each row is one `reenact transfer` (a subprocess, a fresh workspace) on the synthetic world: target and

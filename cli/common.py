@@ -57,7 +57,7 @@ Quality = Annotated[
             f"Compute budget ({', '.join(QUALITY_LEVELS)}): the inversion's and the tuning's steps. "
             "fast renders far less for some fidelity; best runs the papers' per-image budgets "
             "(Image2StyleGAN, PTI). A preset or --set that names a budget setting wins over it. "
-            "Cost and quality of each: the README's cost table."
+            "Cost and quality of each: docs/cost.md."
         ),
         metavar="LEVEL",
     ),

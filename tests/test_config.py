@@ -20,7 +20,7 @@ from reenact.config import (
 )
 from reenact.errors import ReenactError
 from reenact.pti import pti_steps, tuning_batch
-from reenact_cli.main import run
+from reenact_cli.main import EXIT_USAGE, run
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,7 +102,7 @@ def test_every_setting_has_a_docstring() -> None:
 
 def test_cli_reports_a_bad_setting_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code = run(["reencode", "in.mp4", "-o", str(tmp_path / "o.mp4"), "--set", "video.crff=3"])
-    assert code == 1
+    assert code == EXIT_USAGE  # a usage mistake, found before the missing input
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: unknown config key: video.crff (known: crf, pix_fmt, preset)"]
 

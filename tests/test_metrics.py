@@ -30,7 +30,7 @@ from reenact.metrics import (
     write_plot,
 )
 from reenact.video import VideoReader, VideoWriter, new_video_info
-from reenact_cli.main import run
+from reenact_cli.main import EXIT_USAGE, run
 from tests.conftest import testdata_file
 from tests.progresstools import RecordingProgress
 
@@ -354,7 +354,7 @@ def test_cli_refuses_to_overwrite_and_non_png_plot(clips: dict[str, Path], tmp_p
     code, _, err = _run(capsys, clips["face2"], "--reference", clips["face2"], "--report", existing)
     assert code == 1 and "--overwrite" in err and existing.read_text() == "{}"
     code, _, err = _run(capsys, clips["face2"], "--reference", clips["face2"], "--plot", tmp_path / "p.jpg")
-    assert code == 1 and ".png" in err
+    assert code == EXIT_USAGE and ".png" in err
 
 
 def test_pti_and_evaluate_build_lpips_from_one_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

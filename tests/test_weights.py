@@ -470,6 +470,7 @@ def test_torch_hub_checkpoints_is_where_torch_puts_them(
 ) -> None:
     import torch.hub
 
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # an earlier set_dir() would win over the env
     for variable, value in (("TORCH_HOME", None), ("XDG_CACHE_HOME", tmp_path / "xdg"), ("HOME", tmp_path)):
         if value is None:
             monkeypatch.delenv(variable)
