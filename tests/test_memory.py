@@ -55,6 +55,7 @@ def transfer_peak(frames: int, root: Path) -> int:
     return peak_bytes(peak_file)
 
 
+@pytest.mark.slow  # two whole transfers, of 100 and of 400 frames
 def test_peak_memory_does_not_grow_with_the_clip(tmp_path: Path) -> None:
     short, long = (transfer_peak(frames, tmp_path) for frames in (SHORT_FRAMES, LONG_FRAMES))
     growth = long - short
