@@ -30,9 +30,12 @@ def demo(
     ground truth; real faces need the official FFHQ weights (`reenact weights`). It runs with the
     packaged `synthetic` preset, as `reenact transfer --generator random:tiny --preset synthetic` does.
     """
-    use_threads(threads, small_work=True)  # the synthetic world's generator is small
-    from reenact.demo import WORLD_FOLDER, run_demo
+    use_threads(threads)  # a bad count is refused before anything loads
+    from reenact.demo import WORLD_FOLDER, WORLD_RESOLUTION, run_demo
     from reenact.device import resolve_runtime
+    from reenact.threads import is_small_work
+
+    use_threads(threads, small_work=is_small_work(WORLD_RESOLUTION))
 
     report = run_demo(
         output,

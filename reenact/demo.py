@@ -59,6 +59,9 @@ DEMO_FILES = {
 }
 """The files the demo writes into its folder and what each shows; never over a user's own without
 `--overwrite`."""
+WORLD_RESOLUTION = SyntheticConfig().resolution
+"""The demo world's generator resolution: whether a second CPU thread pays off depends on it
+(`reenact.threads.is_small_work`)."""
 WORLD_FOLDER = "world"
 """Subfolder of the world's 4:4:4 clips, landmarks, ground truth and generator, and the measured output."""
 MEASURED_OUTPUT = "transfer_yuv444.mp4"
