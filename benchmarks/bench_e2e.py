@@ -33,8 +33,6 @@ overlaps the render stage's background thread) and the whole run; then generator
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import math
 import statistics
@@ -176,17 +174,6 @@ def bench_settings(steps: int | None) -> Any:
     )
 
 
-def run_summary(report: Any, *, context: Any) -> dict[str, Any]:
-    """The JSON summary `reenact transfer --json` prints for `report`: stage seconds and renders are read
-    from it, so the benchmark counts what the CLI counts."""
-    from reenact_cli.pipeline_cmds import report_summary
-
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        report_summary(report, context=context, as_json=True, title="")
-    return json.loads(printed.getvalue())
-
-
 def run_variant(
     clips: Clips, *, variant: Variant, device: str, resolution: int, steps: int | None, seed: int, work: Path
 ) -> dict[str, Any]:
@@ -237,7 +224,7 @@ def run_variant(
         target_landmarks=str(clips.target_landmarks),
         driver_landmarks=str(clips.driver_landmarks),
     )
-    return run_summary(report, context=context)
+    return report.summary  # what `reenact transfer --json` prints: the benchmark counts what the CLI counts
 
 
 # ------------------------------------------------------------------------------------------ figures

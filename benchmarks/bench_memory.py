@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 from reenact import pipeline
 from reenact.config import Config
+from reenact.report import peak_memory_bytes
 from reenact.device import resolve_runtime
 from reenact.gan import stylegan2
 from reenact.generator_source import GeneratorSource
@@ -73,7 +74,7 @@ report = pipeline.transfer(Path(target), Path(driver), Path(out), context=contex
 seconds = time.perf_counter() - started
 device_peak = torch.cuda.max_memory_allocated() if runtime.device.type == "cuda" else None
 work_bytes = sum(p.stat().st_size for p in Path(work).rglob("*") if p.is_file())
-print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": pipeline.peak_memory_bytes(),
+print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": peak_memory_bytes(),
                   "peak_device": device_peak, "workspace": work_bytes}))
 """
 
@@ -87,16 +88,13 @@ def looped_inputs(clip: Path, frames: int, folder: Path, *, offset: int = 0) -> 
     from reenact.config import Config
     from reenact.device import resolve_runtime
     from reenact.faces.landmarks import write_landmarks
-    from reenact.pipeline import align_clip
+    from reenact.pipeline import RunContext, align_clip
     from reenact.workspace import Workspace
 
-    alignment, _ = align_clip(
-        clip,
-        workspace=Workspace(folder / "align-work"),
-        settings=Config(),
-        resolution=64,
-        runtime=resolve_runtime("cpu"),
-    )  # fmt: skip  (cached after the first length)
+    context = RunContext(
+        workspace=Workspace(folder / "align-work"), settings=Config(), runtime=resolve_runtime("cpu")
+    )
+    alignment, _ = align_clip(clip, context=context, resolution=64)  # cached after the first length
     points = alignment.track.points  # [T, 68, 2], NaN where no face
     reader = video.VideoReader(clip)
     images = [frame.image for frame in reader.frames(upright=True)]

@@ -172,18 +172,17 @@ def align(
     if preview is not None:
         video.check_output(preview, inputs=(source,), overwrite=overwrite)
     workspace = Workspace(workdir)
-    reports: list[pipeline.StageReport] = []
+    context = pipeline.RunContext(
+        workspace=workspace, settings=settings, runtime=resolve_runtime(device), progress=progress
+    )
     alignment, stage = pipeline.align_clip(
         source,
-        workspace=workspace,
-        settings=settings,
+        context=context,
         resolution=settings.align.resolution,
-        runtime=resolve_runtime(device),
         face=face_choice(face_index, face_at),
-        progress=progress,
-        stages=reports,
         window=window,
     )
+    (report,) = context.reports
     track, raw_quads, quads = alignment.track, alignment.quads_raw, alignment.quads
     entry = workspace.path(stage.key)
     track_path, align_path = entry / "track.npz", entry / "align.npz"
@@ -217,9 +216,9 @@ def align(
         "align": str(align_path),
         "preview": str(preview) if preview is not None else None,
         "slice": window.describe() if window is not None else None,
-        "cached": reports[0].cached,
-        "resumed_parts": reports[0].resumed,
-        "computed_parts": reports[0].work.parts,
+        "cached": report.cached,
+        "resumed_parts": report.resumed,
+        "computed_parts": report.work.parts,
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

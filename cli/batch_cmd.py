@@ -27,6 +27,7 @@ others go on. The summary lists every job; the exit status is 1 when any job fai
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
 import traceback
@@ -37,25 +38,10 @@ from typing import Annotated, Any
 import typer
 
 from reenact.checks import FaceRequest
-from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR, tomllib
+from reenact.config import tomllib
 from reenact.errors import ReenactError
-from reenact.threads import use_threads
-from reenact_cli.common import (
-    AsJson,
-    Compile,
-    Device,
-    Overwrite,
-    Precision,
-    Preset,
-    Quality,
-    Quiet,
-    Sets,
-    Threads,
-    Workdir,
-    face_choice,
-    os_error_message,
-)
-from reenact_cli.pipeline_cmds import make_context, rank_work
+from reenact_cli.common import Overwrite, RunOptions, face_choice, os_error_message, with_run_options
+from reenact_cli.pipeline_cmds import make_context
 
 JOB_PATHS = ("target", "driver", "output", "target_landmarks", "driver_landmarks")
 """Job fields that are paths, read relative to the jobs file."""
@@ -153,35 +139,34 @@ def _job(number: int, row: dict[str, Any], *, folder: Path, source: Path) -> Job
     )
 
 
-def run_job(job: Job, *, common: dict[str, Any], overwrite: bool, quiet: bool) -> dict[str, Any]:
-    """One job in this process: its summary entry, with status `ok`, `skipped` or `failed` (and the
-    error's one line)."""
+def run_job(job: Job, *, run: RunOptions, rank: int, overwrite: bool) -> dict[str, Any]:
+    """One job in this process, with the batch's `run` options under its own: its summary entry, with
+    status `ok`, `skipped` or `failed` (and the error's one line)."""
     from reenact import distributed, pipeline
+    from reenact.report import rank_work
 
     entry: dict[str, Any] = {
         "job": job.number,
         "target": str(job.target),
         "driver": str(job.driver),
         "output": str(job.output),
-        "rank": common["rank"],
+        "rank": rank,
     }
     if job.output.exists() and not overwrite:
         return {**entry, "status": "skipped", "detail": "the output exists (--overwrite redoes it)"}
     started = time.perf_counter()
     options = job.options
     job.output.parent.mkdir(parents=True, exist_ok=True)
-    sets = [*common["sets"], *options.get("set", [])]
+    own = dataclasses.replace(
+        run,
+        generator=options.get("generator", run.generator),
+        preset=options.get("preset", run.preset),
+        quality=options.get("quality", run.quality),
+        sets=[*(run.sets or []), *options.get("set", [])],
+    )
     try:
         context = make_context(
-            generator=options.get("generator", common["generator"]),
-            device=common["device"],
-            precision=common["precision"],
-            compile=common["compile"],
-            workdir=common["workdir"],
-            preset=options.get("preset", common["preset"]),
-            quality=options.get("quality", common["quality"]),
-            sets=sets,
-            quiet=quiet,
+            own,
             group=distributed.SINGLE,
             edit={
                 "strength": options.get("strength"),
@@ -192,7 +177,6 @@ def run_job(job: Job, *, common: dict[str, Any], overwrite: bool, quiet: bool) -
             face=FaceRequest(options.get("face_index"), options.get("face_at")),
             layers={"layers": options.get("layers")},
             driver_ref=options.get("driver_ref"),
-            threads=common["threads"],
         )
         report = pipeline.transfer(
             job.target,
@@ -227,74 +211,42 @@ def run_job(job: Job, *, common: dict[str, Any], overwrite: bool, quiet: bool) -
         "status": "ok",
         "frames": report.frames,
         "seconds": round(report.seconds, 3),
-        "stages": [
-            {
-                "name": stage.name,
-                "cached": stage.cached,
-                "seconds": round(stage.seconds, 3),
-                "detail": stage.detail,
-            }
-            for stage in report.stages
-        ],
+        "stages": [stage.to_dict() for stage in report.stages],
         "work": rank_work(report.stages),
     }
 
 
+@with_run_options
 def batch(
     jobs_file: Annotated[
         Path, typer.Argument(help="Jobs file: .toml ([defaults] and [[job]] tables) or .csv.")
     ],
-    generator: Annotated[
-        str, typer.Option("--generator", "-g", help="Generator of every job that does not name its own.")
-    ] = DEFAULT_GENERATOR,
-    device: Device = "auto",
-    threads: Threads = None,
-    precision: Precision = "auto",
-    compile: Compile = False,
-    workdir: Workdir = DEFAULT_WORKDIR,
     overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    preset: Preset = None,
-    quality: Quality = DEFAULT_QUALITY,
-    sets: Sets = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Run many transfers from a jobs file; under torchrun, the jobs are spread over the ranks.
 
     Each job is TARGET, DRIVER and OUTPUT with its own options (strength, layers, length, driver_ref,
-    face_index, face_at, generator, preset, quality, set, target_landmarks, driver_landmarks). Stages that
-    jobs share are computed once; jobs whose output exists are skipped; a failing job does not stop the
-    others.
+    face_index, face_at, generator, preset, quality, set, target_landmarks, driver_landmarks), which win
+    over the command line's. Stages that jobs share are computed once; jobs whose output exists are
+    skipped; a failing job does not stop the others.
     """
-    use_threads(threads)
     from reenact import distributed
     from reenact.device import resolve_device
 
     jobs = read_jobs(jobs_file)
-    group = distributed.join(distributed.rank_device(resolve_device(device)))
-    common = {
-        "rank": group.rank,
-        "generator": generator,
-        "device": device,
-        "precision": precision,
-        "compile": compile,
-        "workdir": workdir,
-        "preset": preset,
-        "quality": quality,
-        "sets": list(sets or []),
-        "threads": threads,
-    }
+    group = distributed.join(distributed.rank_device(resolve_device(run.device)))
     mine = [job for index, job in enumerate(jobs) if index % group.size == group.rank]
-    results = [
-        run_job(job, common=common, overwrite=overwrite, quiet=quiet or not group.is_main) for job in mine
-    ]
+    quiet = dataclasses.replace(run, quiet=run.quiet or not group.is_main)
+    results = [run_job(job, run=quiet, rank=group.rank, overwrite=overwrite) for job in mine]
     everyone = sorted(
         (entry for part in group.gather(results) for entry in part), key=lambda entry: entry["job"]
     )
     if not group.is_main:
         return
     failed = [entry for entry in everyone if entry["status"] == "failed"]
-    if as_json:
+    if run.as_json:
         typer.echo(json.dumps({"jobs": everyone, "failed": len(failed), "ranks": group.size}, indent=2))
     else:
         typer.echo(f"batch {jobs_file}: {len(everyone)} jobs on {group.size} rank(s)")

@@ -10,6 +10,11 @@ may import torch at import time (the stage types are imported where they are use
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,10 +25,12 @@ from reenact.config import (
     DEFAULT_GENERATOR,
     DEFAULT_PRESET,
     DEFAULT_QUALITY,
+    DEFAULT_WORKDIR,
     QUALITY_LEVELS,
     Config,
     preset_names,
 )
+from reenact.threads import use_threads
 
 if TYPE_CHECKING:
     from reenact.stages.align import FaceChoice
@@ -155,6 +162,59 @@ Duration = Annotated[
         metavar="TIME",
     ),
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """The options of a run, which every pipeline command and `batch` take: declared here once, they
+    become each command's options through `with_run_options`."""
+
+    generator: Generator = DEFAULT_GENERATOR
+    device: Device = "auto"
+    threads: Threads = None
+    precision: Precision = "auto"
+    compile: Compile = False
+    workdir: Workdir = DEFAULT_WORKDIR
+    quiet: Quiet = False
+    as_json: AsJson = False
+    preset: Preset = None
+    quality: Quality = DEFAULT_QUALITY
+    sets: Sets = None
+
+
+def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`command(..., run: RunOptions)` as a typer command: its own parameters, then every `RunOptions`
+    field as an option; the command gets them as one `run`, with the CPU threads already set (before any
+    work, as `--threads` promises)."""
+    own_hints = typing.get_type_hints(command, include_extras=True)
+    own = [
+        parameter.replace(annotation=own_hints[parameter.name])
+        for parameter in inspect.signature(command).parameters.values()
+        if parameter.name != "run"
+    ]
+    option_hints = typing.get_type_hints(RunOptions, include_extras=True)
+    shared = [
+        inspect.Parameter(
+            option.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=option.default,
+            annotation=option_hints[option.name],
+        )
+        for option in dataclasses.fields(RunOptions)
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**values: Any) -> None:
+        options = RunOptions(
+            **{option.name: values.pop(option.name) for option in dataclasses.fields(RunOptions)}
+        )
+        use_threads(options.threads)
+        command(**values, run=options)
+
+    del wrapper.__wrapped__  # typer reads the signature below, not the command's
+    wrapper.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in [*own, *shared]}
+    return wrapper
 
 
 def os_error_message(exc: OSError) -> str:

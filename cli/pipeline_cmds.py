@@ -1,155 +1,107 @@
 """`reenact invert | tune | transfer | edit | morph`: the GAN pipeline on video files.
 
-I/O only: options become a `reenact.pipeline.RunContext` and the pipeline does the work. Every stage's
-result is cached in `--workdir`, so a second run (another driver, another edit) reuses what it can, and
-an interrupted run resumes. Launched by `torchrun`, every rank runs the command and shares its stages
-out (`reenact.distributed`); the main rank prints progress and the summary, with each rank's work.
+I/O only: the run options (`RunOptions`, shared by every command and `batch`) become a
+`reenact.pipeline.RunContext`, the pipeline does the work and returns the summary, which is printed here.
+Every stage's result is cached in `--workdir`, so a second run (another driver, another edit) reuses
+what it can, and an interrupted run resumes. Launched by `torchrun`, every rank runs the command and
+shares its stages out (`reenact.distributed`); the main rank prints progress and the summary, with each
+rank's work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from reenact.checks import FaceRequest, usage_value
-from reenact.config import DEFAULT_GENERATOR, DEFAULT_QUALITY, DEFAULT_WORKDIR
 from reenact.errors import UsageError
-from reenact.renders import Renders
 from reenact.threads import is_small_work, use_threads
 from reenact_cli.common import (
-    AsJson,
-    Compile,
-    Device,
     Duration,
     FaceAt,
     FaceIndex,
-    Generator,
     Landmarks,
     Output,
     Overwrite,
-    Precision,
-    Preset,
-    Quality,
-    Quiet,
-    Sets,
+    RunOptions,
     Start,
-    Threads,
-    Workdir,
     config_default,
     face_choice,
     settings_for,
     slice_window,
+    with_run_options,
 )
 from reenact_cli.progress import cli_progress
 
 if TYPE_CHECKING:
     from reenact import distributed, pipeline
-    from reenact.timeline import Window
 
 RANDOM_GENERATOR_PRESET = "synthetic"
 """The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
 GIGABYTE = 1e9
-RENDER_KINDS = tuple(field.name for field in dataclasses.fields(Renders))
-"""The kinds of generator render counted."""
 
 Input = Annotated[Path, typer.Argument(help="Input video or photo.")]
 
 
 def make_context(
+    run: RunOptions,
     *,
-    generator: str,
-    device: str,
-    precision: str,
-    compile: bool,
-    workdir: Path,
-    preset: str | None,
-    sets: list[str] | None,
-    quiet: bool,
-    quality: str = DEFAULT_QUALITY,
     group: distributed.Group | None = None,
     inputs: Sequence[Path] = (),
     face: FaceRequest | None = None,
     layers: dict[str, str | None] | None = None,
     driver_ref: int | None = None,
-    threads: int | None = None,
     **sections: dict[str, Any],
 ) -> pipeline.RunContext:
-    """Settings, device, workspace and generator of a command, with the loss networks built up front.
+    """Settings, device, workspace and generator of a command run with `run`, with the loss networks
+    built up front.
 
     First everything is checked (`reenact.checks.check_run`): the option values, the `inputs` (the first
     is the clip whose `face` is followed, the second the driver `driver_ref` counts in), `layers` (option
     name -> W+ layer spec) and every weight file, so a mistake ends the command before anything loads.
     `group`: the ranks that share this command's stages; by default the processes `torchrun` started (one
-    without it). Under `torchrun` each process runs on its own GPU. `threads` (`--threads`): a small
-    generator gets one thread unless it is given (`reenact.threads`)."""
+    without it). Under `torchrun` each process runs on its own GPU. A small generator gets one thread
+    unless `--threads` is given (`reenact.threads`)."""
     from reenact import checks, distributed, pipeline
     from reenact.device import resolve_runtime
     from reenact.gan.random import is_random_spec
     from reenact.generator_source import load_generator_spec
     from reenact.workspace import Workspace
 
-    checks.check_runtime_options(device=device, precision=precision)
-    is_random = is_random_spec(generator)
-    if is_random and preset is None:
-        preset = RANDOM_GENERATOR_PRESET
-    settings = settings_for(preset, sets, quality=quality, **sections)
+    checks.check_runtime_options(device=run.device, precision=run.precision)
+    is_random = is_random_spec(run.generator)
+    preset = RANDOM_GENERATOR_PRESET if is_random and run.preset is None else run.preset
+    settings = settings_for(preset, run.sets, quality=run.quality, **sections)
     checks.check_run(
-        inputs, generator=generator, settings=settings, face=face, layers=layers, driver_ref=driver_ref
+        inputs, generator=run.generator, settings=settings, face=face, layers=layers, driver_ref=driver_ref
     )
-    runtime = resolve_runtime(device, precision=precision, compile=compile)
+    runtime = resolve_runtime(run.device, precision=run.precision, compile=run.compile)
     runtime = dataclasses.replace(runtime, device=distributed.rank_device(runtime.device))
     group = distributed.join(runtime.device) if group is None else group
-    progress = cli_progress(quiet=quiet or not group.is_main)
-    workspace = Workspace(workdir)
-    source = load_generator_spec(generator, device=runtime.device, workspace=workspace)
-    use_threads(threads, small_work=is_small_work(source.generator.resolution))
+    progress = cli_progress(quiet=run.quiet or not group.is_main)
+    workspace = Workspace(run.workdir)
+    source = load_generator_spec(run.generator, device=runtime.device, workspace=workspace)
+    use_threads(run.threads, small_work=is_small_work(source.generator.resolution))
     for option, spec in (layers or {}).items():
         checks.check_layers(spec, option=option, num_ws=source.generator.num_ws)
     if is_random and group.is_main:
         typer.echo(
-            f"note: {generator} is a random generator (for tests and demos, not a face model); "
+            f"note: {run.generator} is a random generator (for tests and demos, not a face model); "
             f"preset {preset}",
             err=True,
         )
     ranks = f", {group.size} ranks" if group.distributed else ""
-    progress.note(f"generator {generator} ({source.generator.resolution} px) on {runtime.describe()}{ranks}")
+    progress.note(
+        f"generator {run.generator} ({source.generator.resolution} px) on {runtime.describe()}{ranks}"
+    )
     return pipeline.make_context(
         workspace=workspace, source=source, settings=settings, runtime=runtime, progress=progress, group=group
     )
-
-
-def rank_work(stages: list[pipeline.StageReport]) -> dict[str, object]:
-    """What this process computed, by stage and in all: the summary's entry for its rank."""
-    by_stage = {stage.name: dataclasses.asdict(stage.work) for stage in stages if stage.work.parts}
-    return {
-        "stages": by_stage,
-        "frames": sum(work["frames"] for work in by_stage.values()),
-        "renders": {kind: sum(work["renders"][kind] for work in by_stage.values()) for kind in RENDER_KINDS},
-        "seconds": round(sum(work["seconds"] for work in by_stage.values()), 3),
-    }
-
-
-def stage_renders(ranks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Each stage's generator renders, by kind, summed over the ranks' work."""
-    totals: dict[str, dict[str, int]] = {}
-    for rank in ranks:
-        for name, work in rank["stages"].items():
-            entry = totals.setdefault(name, dict.fromkeys(RENDER_KINDS, 0))
-            for kind in RENDER_KINDS:
-                entry[kind] += work["renders"][kind]
-    return totals
-
-
-def render_cost(by_stage: dict[str, dict[str, int]], *, frames: int) -> dict[str, Any]:
-    """The run's generator renders by kind, in all and per frame (output frames, or the clip's)."""
-    totals = {kind: sum(stage[kind] for stage in by_stage.values()) for kind in RENDER_KINDS}
-    per_frame = {kind: round(count / frames, 2) if frames else None for kind, count in totals.items()}
-    return {**totals, "frames": frames, "per_frame": per_frame}
 
 
 def renders_text(renders: dict[str, int]) -> str:
@@ -159,187 +111,97 @@ def renders_text(renders: dict[str, int]) -> str:
     return f"  ({renders['backward']:,} fwd+bwd + {renders['forward']:,} forward renders)"
 
 
-def report_summary(
-    report: pipeline.RunReport | list[pipeline.StageReport],
-    *,
-    context: pipeline.RunContext,
-    as_json: bool,
-    title: str,
-    frames: int | None = None,
-) -> None:
-    """The final summary: every stage's time (or `cached`), its generator renders, its result, the output,
-    the renders per frame, peak memory and the workspace's size, and in a group each rank's work
-    (gathered from every rank; the main one prints). `frames`: what the renders are counted per (by
-    default the output's frames)."""
-    from reenact import pipeline
+def print_summary(summary: dict[str, Any], *, as_json: bool, title: str) -> None:
+    """Print a run's summary (`reenact.report.summarise`): as JSON, or as lines: every stage's time (or
+    `cached`), its generator renders and its result, the output, the renders per frame, each rank's work
+    in a group, peak memory and the workspace's size. Nothing on the ranks other than the main one (their
+    summary is empty)."""
+    from reenact.report import stage_line
 
-    stages = report.stages if isinstance(report, pipeline.RunReport) else report
-    if frames is None:
-        frames = report.frames if isinstance(report, pipeline.RunReport) else 0
-    usage = pipeline.resource_usage(workspace=context.workspace, runtime=context.runtime)
-    ranks = context.group.gather({**rank_work(stages), "peak_memory_bytes": usage["peak_memory_bytes"]})
-    if not context.group.is_main:
+    if not summary:
         return
-    by_stage = stage_renders(ranks)
-    nothing = dict.fromkeys(RENDER_KINDS, 0)
-    cost = render_cost(by_stage, frames=frames)
     if as_json:
-        data: dict[str, object] = {
-            "stages": [
-                {
-                    "name": stage.name,
-                    "seconds": round(stage.seconds, 3),
-                    "cached": stage.cached,
-                    "resumed": stage.resumed,
-                    "renders": by_stage.get(stage.name, nothing),
-                    "detail": stage.detail,
-                    "location": str(stage.location) if stage.location else None,
-                }
-                for stage in stages
-            ]
-        }
-        if isinstance(report, pipeline.RunReport):
-            data.update(output=str(report.output), frames=report.frames, seconds=round(report.seconds, 3))
-            data.update(report.details)
-        data["renders"] = cost
-        data.update(usage)
-        data["ranks"] = ranks
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json.dumps(summary, indent=2))
         return
     typer.echo(title)
-    for stage in stages:
-        where = f"  [{stage.location}]" if stage.location else ""
-        renders = renders_text(by_stage.get(stage.name, nothing))
-        typer.echo(f"  {pipeline.stage_line(stage)}{renders}{where}")
-    if isinstance(report, pipeline.RunReport):
-        typer.echo(f"  total       {report.seconds:>7.1f} s  {report.frames} frames -> {report.output}")
-    if frames:
+    for stage in summary["stages"]:
+        where = f"  [{stage['location']}]" if stage["location"] else ""
+        typer.echo(f"  {stage_line(stage)}{renders_text(stage['renders'])}{where}")
+    if summary["output"] is not None:
+        typer.echo(
+            f"  total       {summary['seconds']:>7.1f} s  {summary['frames']} frames -> {summary['output']}"
+        )
+    cost = summary["renders"]
+    if cost["frames"]:
         per_frame = cost["per_frame"]
         typer.echo(
             f"  renders     {cost['backward']:,} fwd+bwd + {cost['forward']:,} forward: "
-            f"{per_frame['backward']:.1f} + {per_frame['forward']:.1f} per frame ({frames} frames)"
+            f"{per_frame['backward']:.1f} + {per_frame['forward']:.1f} per frame ({cost['frames']} frames)"
         )
-    if context.group.distributed:
-        for rank, work in enumerate(ranks):
+    if len(summary["ranks"]) > 1:
+        for rank, work in enumerate(summary["ranks"]):
             renders = work["renders"]
             typer.echo(
                 f"  rank {rank:<6} {work['seconds']:>7.1f} s  {work['frames']} frames, "
                 f"{renders['backward']:,} fwd+bwd + {renders['forward']:,} forward renders"
             )
-    device = usage["peak_device_memory_bytes"]
+    device = summary["peak_device_memory_bytes"]
     on_device = "" if device is None else f", {device / GIGABYTE:.2f} GB on the device"
     typer.echo(
-        f"  memory      peak {usage['peak_memory_bytes'] / GIGABYTE:.2f} GB{on_device}; "
-        f"workspace {usage['workspace_bytes'] / GIGABYTE:.2f} GB"
+        f"  memory      peak {summary['peak_memory_bytes'] / GIGABYTE:.2f} GB{on_device}; "
+        f"workspace {summary['workspace_bytes'] / GIGABYTE:.2f} GB"
     )
 
 
-def _prepare_and_report(
-    source: Path,
-    *,
-    context: pipeline.RunContext,
-    landmarks: str | None,
-    face_index: int | None,
-    face_at: str | None,
-    tune: bool,
-    as_json: bool,
-    window: Window | None = None,
-) -> None:
-    """`invert` and `tune`: prepare the clip (or its `window`; tuned or not) and print its stages."""
-    from reenact import pipeline
+def prepare_command(*, tune: bool) -> Callable[..., None]:
+    """`reenact invert` (`tune=False`) or `reenact tune`: one command, which tunes or not."""
 
-    clip = pipeline.prepare_clip(
-        source,
-        context=context,
-        landmarks=landmarks,
-        face=face_choice(face_index, face_at),
-        tune=tune,
-        role="input",
-        window=window,
+    def command(
+        source: Input,
+        landmarks: Landmarks = None,
+        face_index: FaceIndex = None,
+        face_at: FaceAt = None,
+        start: Start = None,
+        duration: Duration = None,
+        *,
+        run: RunOptions,
+    ) -> None:
+        from reenact import pipeline
+
+        window = slice_window(source, start, duration)
+        context = make_context(run, inputs=[source], face=FaceRequest(face_index, face_at))
+        clip, report = pipeline.prepare(
+            source,
+            context=context,
+            landmarks=landmarks,
+            face=face_choice(face_index, face_at),
+            tune=tune,
+            window=window,
+        )
+        what = "tuned over" if tune else "pivots of"
+        sliced = f" (slice: {window.describe()})" if window is not None else ""
+        print_summary(
+            report.summary,
+            as_json=run.as_json,
+            title=f"{source}{sliced}: {what} {len(clip.pivots.frames)} frames",
+        )
+
+    command.__doc__ = (
+        "Invert the clip (cached) and run ONE pivotal-tuning pass of the generator over all its frames.\n\n"
+        "The tuned generator is stored (safetensors) in the workdir; an interrupted run resumes from its\n"
+        "last checkpoint."
+        if tune
+        else "Align every frame and invert it into W+ (warm-started, batched); pivots are stored in the\n"
+        "workdir."
     )
-    what = "tuned over" if tune else "pivots of"
-    sliced = f" (slice: {window.describe()})" if window is not None else ""
-    report_summary(
-        clip.stages,
-        context=context,
-        as_json=as_json,
-        title=f"{source}{sliced}: {what} {len(clip.pivots.frames)} frames",
-        frames=len(clip.pivots.frames),
-    )
+    return with_run_options(command)
 
 
-def invert(
-    source: Input,
-    landmarks: Landmarks = None,
-    face_index: FaceIndex = None,
-    face_at: FaceAt = None,
-    generator: Generator = DEFAULT_GENERATOR,
-    device: Device = "auto",
-    threads: Threads = None,
-    precision: Precision = "auto",
-    compile: Compile = False,
-    workdir: Workdir = DEFAULT_WORKDIR,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    preset: Preset = None,
-    quality: Quality = DEFAULT_QUALITY,
-    sets: Sets = None,
-    start: Start = None,
-    duration: Duration = None,
-) -> None:
-    """Align every frame and invert it into W+ (warm-started, batched); pivots are stored in the workdir."""
-    use_threads(threads)
-    window = slice_window(source, start, duration)
-    context = make_context(
-        generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
-        quiet=quiet, inputs=[source], face=FaceRequest(face_index, face_at),
-    )  # fmt: skip
-    _prepare_and_report(
-        source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
-        tune=False, as_json=as_json,
-        window=window,
-    )  # fmt: skip
+invert = prepare_command(tune=False)
+tune = prepare_command(tune=True)
 
 
-def tune(
-    source: Input,
-    landmarks: Landmarks = None,
-    face_index: FaceIndex = None,
-    face_at: FaceAt = None,
-    generator: Generator = DEFAULT_GENERATOR,
-    device: Device = "auto",
-    threads: Threads = None,
-    precision: Precision = "auto",
-    compile: Compile = False,
-    workdir: Workdir = DEFAULT_WORKDIR,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    preset: Preset = None,
-    quality: Quality = DEFAULT_QUALITY,
-    sets: Sets = None,
-    start: Start = None,
-    duration: Duration = None,
-) -> None:
-    """Invert the clip (cached) and run ONE pivotal-tuning pass of the generator over all its frames.
-
-    The tuned generator is stored (safetensors) in the workdir; an interrupted run resumes from its
-    last checkpoint.
-    """
-    use_threads(threads)
-    window = slice_window(source, start, duration)
-    context = make_context(
-        generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
-        quiet=quiet, inputs=[source], face=FaceRequest(face_index, face_at),
-    )  # fmt: skip
-    _prepare_and_report(
-        source, context=context, landmarks=landmarks, face_index=face_index, face_at=face_at,
-        tune=True, as_json=as_json,
-        window=window,
-    )  # fmt: skip
-
-
+@with_run_options
 def transfer(
     target: Annotated[Path, typer.Argument(help="Target video (or photo): whose face and video are kept.")],
     driver: Annotated[Path, typer.Argument(help="Driver video: whose expressions are put on the target.")],
@@ -391,20 +253,11 @@ def transfer(
     ] = None,
     face_index: FaceIndex = None,
     face_at: FaceAt = None,
-    generator: Generator = DEFAULT_GENERATOR,
-    device: Device = "auto",
-    threads: Threads = None,
-    precision: Precision = "auto",
-    compile: Compile = False,
-    workdir: Workdir = DEFAULT_WORKDIR,
     overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    preset: Preset = None,
-    quality: Quality = DEFAULT_QUALITY,
-    sets: Sets = None,
     start: Start = None,
     duration: Duration = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Put DRIVER's expressions on TARGET's face, in TARGET's own video, with its sound and timestamps.
 
@@ -414,7 +267,6 @@ def transfer(
     pivots and tuned generator from the workdir. --start/--duration take a slice of TARGET (the output is
     that slice); DRIVER is used from its start, fitted to the slice by --length.
     """
-    use_threads(threads)
     from typing import get_args
 
     from reenact import checks, pipeline
@@ -423,13 +275,13 @@ def transfer(
     checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
     window = slice_window(target, start, duration)
     context = make_context(
-        generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
-        quiet=quiet,
+        run,
         edit={"strength": strength, "layers": layers, "length_policy": length},
-        inputs=[target, driver], face=FaceRequest(face_index, face_at), layers={"--layers": layers},
+        inputs=[target, driver],
+        face=FaceRequest(face_index, face_at),
+        layers={"--layers": layers},
         driver_ref=driver_ref,
-    )  # fmt: skip
+    )
     report = pipeline.transfer(
         target,
         driver,
@@ -442,11 +294,10 @@ def transfer(
         overwrite=overwrite,
         window=window,
     )
-    report_summary(
-        report, context=context, as_json=as_json, title=f"transfer: {target} + {driver} → {output}"
-    )
+    print_summary(report.summary, as_json=run.as_json, title=f"transfer: {target} + {driver} → {output}")
 
 
+@with_run_options
 def edit(
     source: Input,
     output: Output,
@@ -471,23 +322,13 @@ def edit(
     landmarks: Landmarks = None,
     face_index: FaceIndex = None,
     face_at: FaceAt = None,
-    generator: Generator = DEFAULT_GENERATOR,
-    device: Device = "auto",
-    threads: Threads = None,
-    precision: Precision = "auto",
-    compile: Compile = False,
-    workdir: Workdir = DEFAULT_WORKDIR,
     overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    preset: Preset = None,
-    quality: Quality = DEFAULT_QUALITY,
-    sets: Sets = None,
     start: Start = None,
     duration: Duration = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Move every frame's latent along attribute directions (smile, age, pose ...) and re-render the clip."""
-    use_threads(threads)
     from reenact import pipeline
     from reenact.directions import parse_direction_arg, resolve_direction
 
@@ -496,11 +337,12 @@ def edit(
     parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
     window = slice_window(source, start, duration)
     context = make_context(
-        generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
-        quiet=quiet, edit={"direction_layers": layers},
-        inputs=[source], face=FaceRequest(face_index, face_at), layers={"--layers": layers},
-    )  # fmt: skip
+        run,
+        edit={"direction_layers": layers},
+        inputs=[source],
+        face=FaceRequest(face_index, face_at),
+        layers={"--layers": layers},
+    )
     directions = [(resolve_direction(name), value) for name, value in parsed]
     report = pipeline.edit_video(
         source,
@@ -512,9 +354,10 @@ def edit(
         overwrite=overwrite,
         window=window,
     )
-    report_summary(report, context=context, as_json=as_json, title=f"edit: {source} → {output}")
+    print_summary(report.summary, as_json=run.as_json, title=f"edit: {source} → {output}")
 
 
+@with_run_options
 def morph(
     first: Annotated[Path, typer.Argument(help="First face (photo or video: its first frame).")],
     second: Annotated[Path, typer.Argument(help="Second face (photo or video: its first frame).")],
@@ -533,29 +376,16 @@ def morph(
     ] = None,
     face_index: FaceIndex = None,
     face_at: FaceAt = None,
-    generator: Generator = DEFAULT_GENERATOR,
-    device: Device = "auto",
-    threads: Threads = None,
-    precision: Precision = "auto",
-    compile: Compile = False,
-    workdir: Workdir = DEFAULT_WORKDIR,
     overwrite: Overwrite = False,
-    quiet: Quiet = False,
-    as_json: AsJson = False,
-    preset: Preset = None,
-    quality: Quality = DEFAULT_QUALITY,
-    sets: Sets = None,
+    *,
+    run: RunOptions,
 ) -> None:
     """Image2StyleGAN morph between two faces (aligned crops, as a video), or a style crossover."""
-    use_threads(threads)
     from reenact import pipeline
 
     context = make_context(
-        generator=generator, device=device, precision=precision, compile=compile,
-        workdir=workdir, preset=preset, quality=quality, sets=sets, threads=threads,
-        quiet=quiet, edit={"morph_frames": frames},
-        inputs=[first, second], face=FaceRequest(face_index, face_at),
-    )  # fmt: skip
+        run, edit={"morph_frames": frames}, inputs=[first, second], face=FaceRequest(face_index, face_at)
+    )
     report = pipeline.morph_video(
         first,
         second,
@@ -566,4 +396,4 @@ def morph(
         crossover=crossover,
         overwrite=overwrite,
     )
-    report_summary(report, context=context, as_json=as_json, title=f"morph: {first} + {second} → {output}")
+    print_summary(report.summary, as_json=run.as_json, title=f"morph: {first} + {second} → {output}")

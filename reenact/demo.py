@@ -245,15 +245,7 @@ def run_demo(
         "face_psnr_db_yuv420p": round(face_psnr(decode(paths["transfer.mp4"]), truth, regions), 3),
         "face_mse_per_frame": [round(float(value), 3) for value in face_errors(frames, truth, regions)],
         "face_psnr_db_without_expression": round(psnr_target, 3),
-        "stages": [
-            {
-                "name": stage.name,
-                "seconds": round(stage.seconds, 3),
-                "cached": stage.cached,
-                "detail": stage.detail,
-            }
-            for stage in run.stages
-        ],
+        "stages": [stage.to_dict() for stage in run.stages],
         **run.details,
     }
     write_text_atomic(paths["report.json"], json.dumps(report, indent=2))

@@ -1,13 +1,16 @@
 """The pipeline: the stages composed into commands (transfer, edit, morph) over files.
 
 No maths and no stage internals live here. Each stage (`reenact.stages.*`) is a unit with a content key,
-parts over ranges of frames, a merge, load and save; `run_stage` takes it from the workspace or computes
-it (resuming finished parts). What this module adds is the order:
+parts over ranges of frames, a merge, load and save; `RunContext.run` takes stages from the workspace or
+computes them (resuming finished parts, resolving what they need first) and reports each. What this
+module adds is the order:
 
     align ─► invert (original G) ─► tune (target only) ─► latents (`reenact.edit`) ─► render ─► paste + encode
 
-so a second `transfer` with another driver re-uses the target's alignment, pivots and tuned generator;
-the driver is inverted with the *original* generator, never the tuned one.
+with one ending for every command that writes a video (`render_and_encode`); every command returns its
+`RunReport` with the run's summary as data (`reenact.report`), which the CLI only prints. So a second
+`transfer` with another driver re-uses the target's alignment, pivots and tuned generator; the driver is
+inverted with the *original* generator, never the tuned one.
 
 A command on a slice (`window`, from `--start/--duration`) runs every stage on the slice as a clip of its
 own, keyed with the slice: its output is the slice alone, from time 0 (`reenact.timeline`). A later run on
@@ -21,7 +24,6 @@ output, so the file is written once, exactly as by one process.
 
 from __future__ import annotations
 
-import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,19 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from reenact import checks, edit, video
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
+from reenact.errors import ReenactError
 from reenact.gan.stylegan2 import Generator
 from reenact.generator_source import GeneratorSource
 from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress
+from reenact.report import RunReport, StageReport, stage_line, summarise
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
-from reenact.stages.base import FrameRange, Stage, StageRun, Work, run_stage, run_stages
+from reenact.stages.base import FrameRange, StageJob, StageRun, run_stages
 from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
@@ -51,11 +54,6 @@ from reenact.stages.render import RenderStage, RenderStream
 from reenact.stages.tune import Tuned, TuneStage
 from reenact.timeline import Window
 from reenact.workspace import Workspace
-from reenact.workspace_cache import folder_bytes
-
-MEGABYTE = 1e6
-KIB = 1024
-PROC_STATUS = Path("/proc/self/status")
 
 
 def loss_networks(settings: Config, *, runtime: Runtime) -> tuple[nn.Module | None, nn.Module | None]:
@@ -83,137 +81,87 @@ def loss_networks(settings: Config, *, runtime: Runtime) -> tuple[nn.Module | No
 
 
 @dataclass
-class StageReport:
-    """One stage of a run: how long it took and whether its result came from the workspace."""
-
-    name: str
-    seconds: float
-    cached: bool
-    detail: str = ""
-    location: Path | None = None
-    """Where the stage's result is stored (its workspace folder or the output file)."""
-    resumed: int = 0
-    """Parts of an interrupted run that were found finished and not computed again."""
-    work: Work = field(default_factory=Work)
-    """What this process computed of the stage (in a group: this rank's share)."""
-
-
-@dataclass
 class RunContext:
-    """What every stage of one run shares."""
+    """What every stage of one run shares, and the run's reports: every stage the run computed or found
+    goes through `run`, which reports it (a stage line, and `reports` for the summary)."""
 
     workspace: Workspace
-    source: GeneratorSource
     settings: Config
     runtime: Runtime
+    source: GeneratorSource | None = None
+    """The generator the run inverts with (None for a run without one: `reenact align`)."""
     perceptual: nn.Module | None = None
     lpips: nn.Module | None = None
     progress: Progress = SILENT
     group: Group = SINGLE
     """The ranks running this command together (`torchrun`); one process by default."""
+    reports: list[StageReport] = field(default_factory=list)
+    """Every stage of the command so far, in the order they finished (a stage's needs before it)."""
 
-    def run(
-        self, stage: Stage[Any], *, name: str, stages: list[StageReport], detail: Callable[[Any], str]
-    ) -> Any:
-        """`run_reported` in this run's workspace, with its progress and group."""
-        return run_reported(
+    def begin(self) -> float:
+        """A command starts on this context (a context may serve several in turn): its reports start
+        empty; returns the start time for `finish`."""
+        self.reports = []
+        return time.perf_counter()
+
+    @property
+    def generator_source(self) -> GeneratorSource:
+        """The run's generator (a run that inverts has one)."""
+        if self.source is None:
+            raise ReenactError("internal error: this run has no generator")
+        return self.source
+
+    def run(self, *jobs: StageJob, on_part: Callable[[FrameRange, Path], None] | None = None) -> list[Any]:
+        """Run the jobs' stages together (`run_stages`: cached or computed, their needs resolved first),
+        report each, and return their results in order. `on_part` goes to `run_stages`."""
+        outcomes = run_stages(
             self.workspace,
-            stage,
-            name=name,
-            stages=stages,
+            [job.stage for job in jobs],
             progress=self.progress,
-            detail=detail,
+            on_part=on_part,
             group=self.group,
         )
+        for outcome in outcomes:
+            for need, need_run in outcome.needs:
+                self._report(need.job, need_run)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            self._report(job, outcome)
+        return [outcome.result for outcome in outcomes]
 
+    def _report(self, job: StageJob, outcome: StageRun[Any]) -> None:
+        text = job.detail(outcome.result)
+        if outcome.resumed:
+            text += f" (resumed: {outcome.resumed} of {outcome.resumed + outcome.computed} parts were done)"
+        self.add_report(
+            StageReport(
+                name=job.name,
+                seconds=outcome.seconds,
+                cached=outcome.cached,
+                detail=text,
+                location=outcome.location,
+                resumed=outcome.resumed,
+                work=outcome.work,
+            )
+        )
 
-def run_reported(
-    workspace: Workspace,
-    stage: Stage[Any],
-    *,
-    name: str,
-    stages: list[StageReport],
-    progress: Progress,
-    detail: Callable[[Any], str],
-    on_part: Callable[[FrameRange, Path], None] | None = None,
-    group: Group = SINGLE,
-) -> Any:
-    """Run `stage` (cached or computed), report it as `name` (a stage line), and return its result.
+    def add_report(self, report: StageReport) -> None:
+        """Report a finished step: its stage line now, its entry in the summary later."""
+        self.reports.append(report)
+        self.progress.note(stage_line(report.to_dict()))
 
-    `detail(result)` is the text of its stage line; `on_part` and `group` go to `run_stage`.
-    """
-    outcome: StageRun[Any] = run_stage(workspace, stage, progress=progress, on_part=on_part, group=group)
-    report_stage(outcome, name=name, stages=stages, progress=progress, detail=detail)
-    return outcome.result
-
-
-def run_reported_all(
-    workspace: Workspace,
-    jobs: list[tuple[Stage[Any], str, Callable[[Any], str]]],
-    *,
-    reports: list[list[StageReport]],
-    progress: Progress,
-    group: Group = SINGLE,
-) -> list[Any]:
-    """`run_reported` for independent stages run together (`run_stages`): each job is (stage, name,
-    detail) and is reported into its own list of `reports`; returns the results in order."""
-    outcomes = run_stages(workspace, [stage for stage, _, _ in jobs], progress=progress, group=group)
-    for outcome, (_, name, detail), stages in zip(outcomes, jobs, reports, strict=True):
-        report_stage(outcome, name=name, stages=stages, progress=progress, detail=detail)
-    return [outcome.result for outcome in outcomes]
-
-
-def report_stage(
-    outcome: StageRun[Any],
-    *,
-    name: str,
-    stages: list[StageReport],
-    progress: Progress,
-    detail: Callable[[Any], str],
-) -> None:
-    """Append a finished stage's report to `stages` and print its stage line."""
-    text = detail(outcome.result)
-    if outcome.resumed:
-        text += f" (resumed: {outcome.resumed} of {outcome.resumed + outcome.computed} parts were done)"
-    report = StageReport(
-        name=name,
-        seconds=outcome.seconds,
-        cached=outcome.cached,
-        detail=text,
-        location=outcome.location,
-        resumed=outcome.resumed,
-        work=outcome.work,
-    )
-    stages.append(report)
-    progress.note(stage_line(report))
-
-
-def stage_line(report: StageReport) -> str:
-    """`name  time|cached  detail`: the line a finished stage prints."""
-    took = "cached" if report.cached else f"{report.seconds:.1f} s"
-    return f"{report.name:<11} {took:>8}  {report.detail}"
-
-
-def peak_memory_bytes() -> int:
-    """This process's peak resident memory: VmHWM (its own since exec, and resettable through
-    /proc/self/clear_refs), else ru_maxrss."""
-    try:
-        status = PROC_STATUS.read_text().splitlines()
-        return int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) * KIB
-    except (OSError, StopIteration, ValueError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB
-
-
-def resource_usage(*, workspace: Workspace, runtime: Runtime) -> dict[str, int | None]:
-    """What a run's summary reports besides time: this process's peak host memory, the device's peak
-    (CUDA; None elsewhere), the workspace's size on disk and the CPU threads it computed with."""
-    device = torch.cuda.max_memory_allocated(runtime.device) if runtime.device.type == "cuda" else None
-    return {
-        "threads": torch.get_num_threads(),
-        "peak_memory_bytes": peak_memory_bytes(),
-        "peak_device_memory_bytes": device,
-        "workspace_bytes": folder_bytes(workspace.root) if workspace.root.is_dir() else 0,
-    }
+    def finish(
+        self, *, output: Path | None, frames: int, started: float, details: dict[str, Any] | None = None
+    ) -> RunReport:
+        """The run's report with its summary (`reenact.report.summarise`: every rank calls this)."""
+        report = RunReport(
+            output=output,
+            frames=frames,
+            stages=list(self.reports),
+            seconds=time.perf_counter() - started,
+            details=details or {},
+        )
+        report.summary = summarise(report, workspace=self.workspace, runtime=self.runtime, group=self.group)
+        return report
 
 
 def make_context(
@@ -280,52 +228,40 @@ class PreparedClip:
     info: video.VideoInfo
     tune_digest: str = ""
     tuned: Tuned | None = None
-    stages: list[StageReport] = field(default_factory=list)
 
 
 def align_clip(
     path: Path,
     *,
-    workspace: Workspace,
-    settings: Config,
+    context: RunContext,
     resolution: int,
-    runtime: Runtime,
     landmarks: str | None = None,
     face: FaceChoice = LARGEST_FACE,
     role: str = "input",
-    progress: Progress = SILENT,
-    stages: list[StageReport] | None = None,
-    group: Group = SINGLE,
     window: Window | None = None,
 ) -> tuple[ClipAlignment, AlignStage]:
     """The clip's (or its `window`'s) alignment, crops of `resolution` px (cached): what `reenact align`
     computes too."""
     stage = AlignStage(
-        workspace,
+        context.workspace,
         path,
-        settings=settings,
+        settings=context.settings,
         landmarks=landmarks,
         resolution=resolution,
         face=face,
-        runtime=runtime,
-        progress=progress,
-        shards=group.size,
+        runtime=context.runtime,
+        progress=context.progress,
+        shards=context.group.size,
         window=window,
     )
     if stage.info.frames_missing:
-        progress.note(
+        context.progress.note(
             video.lost_frames_warning(
                 path, lost=stage.info.frames_missing, announced=stage.info.frames_announced
             )
         )
-    alignment = run_reported(
-        workspace,
-        stage,
-        name=f"{role[:3]}-align",
-        stages=[] if stages is None else stages,
-        progress=progress,
-        detail=lambda a: FaceCounts.of(a).text(),
-        group=group,
+    (alignment,) = context.run(
+        StageJob(stage, name=f"{role[:3]}-align", detail=lambda a: FaceCounts.of(a).text())
     )
     return alignment, stage
 
@@ -347,25 +283,19 @@ def prepare_clips(
 ) -> list[PreparedClip]:
     """Align and invert clips with the original generator; `tune_first=True` adds the PTI pass of the first.
 
-    The clips' inversions run together (`run_stages`), so in a group every rank has work at once
-    (`stages.invert.plan_segments`). In a group, the crops are stored before any part needs them: every
-    rank must run a stage together, never from inside a part that only one rank computes."""
-    group = context.group
-    clips: list[tuple[ClipAlignment, AlignStage, ClipCrops, list[StageReport]]] = []
+    The clips' inversions run together, so in a group every rank has work at once
+    (`stages.invert.plan_segments`); each needs its clip's crops, which the runner stores first when the
+    inversion (or the tuning) is computed."""
+    source = context.generator_source
+    clips: list[tuple[ClipAlignment, AlignStage, ClipCrops]] = []
     for request in requests:
-        stages: list[StageReport] = []
         alignment, align = align_clip(
             request.path,
-            workspace=context.workspace,
-            settings=context.settings,
-            resolution=context.source.generator.resolution,
-            runtime=context.runtime,
+            context=context,
+            resolution=source.generator.resolution,
             landmarks=request.landmarks,
             face=request.face,
             role=request.role,
-            progress=context.progress,
-            stages=stages,
-            group=group,
             window=request.window,
         )
         crops = ClipCrops(
@@ -374,102 +304,122 @@ def prepare_clips(
                 alignment,
                 align=align.key,
                 progress=context.progress,
-                shards=group.size,
+                shards=context.group.size,
                 window=request.window,
             ),
-            run=lambda stage, role=request.role, stages=stages: context.run(
-                stage,
-                name=f"{role[:3]}-crops",
-                stages=stages,
-                detail=lambda store: f"{len(store)} crops, {store.disk_bytes / MEGABYTE:.1f} MB on disk",
-            ),
+            name=f"{request.role[:3]}-crops",
         )
-        clips.append((alignment, align, crops, stages))
-    plans = plan_segments([alignment for alignment, *_ in clips], shards=group.size)
+        clips.append((alignment, align, crops))
+    plans = plan_segments([alignment for alignment, *_ in clips], shards=context.group.size)
     inverts = [
         InvertStage(
             crops,
             align=align.key,
-            source=context.source,
+            source=source,
             settings=context.settings,
             perceptual=context.perceptual,
             runtime=context.runtime,
             progress=context.progress,
             plan=plan,
         )
-        for (_, align, crops, _), plan in zip(clips, plans, strict=True)
+        for (_, align, crops), plan in zip(clips, plans, strict=True)
     ]
-    if group.distributed:
-        for (_, _, crops, _), invert in zip(clips, inverts, strict=True):
-            if not group.broadcast(context.workspace.done(invert.key)):
-                crops.store()
-    pivots = run_reported_all(
-        context.workspace,
-        [
-            (invert, f"{request.role[:3]}-invert", lambda p: f"mean PSNR {float(p.psnr.mean()):.2f} dB")
+    pivots = context.run(
+        *(
+            StageJob(
+                invert,
+                name=f"{request.role[:3]}-invert",
+                detail=lambda p: f"mean PSNR {float(p.psnr.mean()):.2f} dB",
+            )
             for invert, request in zip(inverts, requests, strict=True)
-        ],
-        reports=[stages for *_, stages in clips],
-        progress=context.progress,
-        group=group,
+        )
     )
     prepared = [
-        PreparedClip(
-            path=request.path, alignment=alignment, pivots=clip_pivots, info=align.info, stages=stages
-        )
-        for request, (alignment, align, _, stages), clip_pivots in zip(requests, clips, pivots, strict=True)
+        PreparedClip(path=request.path, alignment=alignment, pivots=clip_pivots, info=align.info)
+        for request, (alignment, align, _), clip_pivots in zip(requests, clips, pivots, strict=True)
     ]
-    if tune_first:  # tuning's one part is computed by all ranks together, so each asks for the crops
+    if tune_first:
         stage = TuneStage(
             clips[0][2],
             pivots=pivots[0],
             invert=inverts[0].key,
-            source=context.source,
+            source=source,
             settings=context.settings,
             lpips=context.lpips,
             runtime=context.runtime,
             progress=context.progress,
-            group=group,
+            group=context.group,
         )
-        prepared[0].tuned = context.run(
-            stage,
-            name=f"{requests[0].role[:3]}-tune",
-            stages=prepared[0].stages,
-            detail=lambda t: (
-                f"PSNR {t.psnr_before:.2f} -> {t.psnr_after:.2f} dB"
-                + (f" (resumed from step {stage.resumed_from})" if stage.resumed_from else "")
-            ),
+        (prepared[0].tuned,) = context.run(
+            StageJob(
+                stage,
+                name=f"{requests[0].role[:3]}-tune",
+                detail=lambda t: (
+                    f"PSNR {t.psnr_before:.2f} -> {t.psnr_after:.2f} dB"
+                    + (f" (resumed from step {stage.resumed_from})" if stage.resumed_from else "")
+                ),
+            )
         )
         prepared[0].tune_digest = stage.key.digest
     return prepared
 
 
-def prepare_clip(
+def prepare(
     path: Path,
     *,
     context: RunContext,
     landmarks: str | None = None,
     face: FaceChoice = LARGEST_FACE,
     tune: bool = False,
-    role: str = "target",
     window: Window | None = None,
-) -> PreparedClip:
-    """One clip (or its `window`) aligned and inverted (`prepare_clips`); `tune=True` adds the PTI pass."""
-    request = ClipRequest(path=path, landmarks=landmarks, face=face, role=role, window=window)
+) -> tuple[PreparedClip, RunReport]:
+    """`reenact invert` (`tune=False`) and `reenact tune`: one clip (or its `window`) aligned and
+    inverted, and with `tune=True` the PTI pass over it; the clip and the run's report (its frames: the
+    frames inverted)."""
+    started = context.begin()
+    request = ClipRequest(path=path, landmarks=landmarks, face=face, role="input", window=window)
     (clip,) = prepare_clips([request], context=context, tune_first=tune)
-    return clip
+    return clip, context.finish(output=None, frames=len(clip.pivots.frames), started=started)
 
 
-def render(
+# ------------------------------------------------------------------------------------------ the ending
+
+
+Composite = Callable[[RenderStream], Iterator[tuple[video.Frame, np.ndarray]]]
+"""The output's frames, each with its image, pasted back from the crops a `RenderStream` renders."""
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """The output file of a command and what it is written like: its timing (`like`), audio, length, and
+    the inputs it must not overwrite."""
+
+    path: Path
+    like: video.VideoInfo
+    audio_from: Path | None
+    inputs: tuple[Path, ...]
+    total: int
+    overwrite: bool
+    audio_window: Window | None = None
+
+
+def render_and_encode(
     generator: Generator,
     latents: LatentSource,
     *,
     generator_digest: str,
+    composite: Composite,
+    output: OutputPlan,
     context: RunContext,
-    stages: list[StageReport],
-) -> RenderStream:
-    """`latents` [M, num_ws, w_dim] rendered to crops by `generator` (cached by both), in a background
-    thread: use it as a context manager around the paste-back and encoding that consume its crops."""
+    started: float,
+    details: dict[str, Any] | None = None,
+) -> RunReport:
+    """The one ending of `transfer`, `edit` and `morph`: `latents` [M, num_ws, w_dim] rendered by
+    `generator` (cached by both) in a background thread while `composite` pastes its crops back and the
+    output is written (`stages.output.write_video`); returns the run's report.
+
+    A failure on either side stops both. In a group, the other ranks take their share of the render and
+    the main rank alone writes the output."""
     cancel = threading.Event()
     stage = RenderStage(
         generator,
@@ -482,79 +432,41 @@ def render(
     )
 
     def run(on_part: Callable[[FrameRange, Path], None]) -> CropStore:
-        return run_reported(
-            context.workspace,
-            stage,
-            name="render",
-            stages=stages,
-            progress=context.progress,
-            detail=lambda c: f"{len(c)} crops",
-            on_part=on_part,
-            group=context.group,
+        (store,) = context.run(
+            StageJob(stage, name="render", detail=lambda c: f"{len(c)} crops"), on_part=on_part
         )
+        return store
 
-    return RenderStream(run, ranges=stage.ranges(), cancel=cancel)
+    crops = RenderStream(run, ranges=stage.ranges(), cancel=cancel)
+    encoding = time.perf_counter()
+    written = 0
+    with crops:
+        if context.group.is_main:
+            written = write_video(
+                output.path,
+                composite(crops),
+                like=output.like,
+                audio_from=output.audio_from,
+                inputs=output.inputs,
+                settings=context.settings,
+                overwrite=output.overwrite,
+                total=output.total,
+                progress=context.progress,
+                audio_window=output.audio_window,
+            )
+    context.add_report(
+        StageReport(
+            name="encode",
+            seconds=time.perf_counter() - encoding,
+            cached=False,
+            detail=f"{written} frames" if context.group.is_main else "written by the main rank",
+            location=output.path,
+        )
+    )
+    return context.finish(output=output.path, frames=written, started=started, details=details)
 
 
 # ------------------------------------------------------------------------------------------ commands
-
-
-@dataclass
-class RunReport:
-    """What a command did: its output, frames written and every stage's time."""
-
-    output: Path
-    frames: int
-    stages: list[StageReport]
-    seconds: float
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def encode(
-    output: Path,
-    frames: Iterator[tuple[video.Frame, np.ndarray]],
-    *,
-    like: video.VideoInfo,
-    audio_from: Path | None,
-    inputs: tuple[Path, ...],
-    total: int,
-    overwrite: bool,
-    context: RunContext,
-    stages: list[StageReport],
-    render: RenderStream,
-    audio_window: Window | None = None,
-) -> int:
-    """Write the output (`stages.output.write_video`) and report it as the `encode` stage; returns frames.
-
-    `frames` consume `render`'s crops while it renders (a producer/consumer pipeline): the output is
-    written inside its context, so a failure on either side stops both. In a group, the other ranks take
-    their share of the render and the main rank alone writes the output."""
-    started = time.perf_counter()
-    written = 0
-    with render:
-        if context.group.is_main:
-            written = write_video(
-                output,
-                frames,
-                like=like,
-                audio_from=audio_from,
-                inputs=inputs,
-                settings=context.settings,
-                overwrite=overwrite,
-                total=total,
-                progress=context.progress,
-                audio_window=audio_window,
-            )
-    report = StageReport(
-        name="encode",
-        seconds=time.perf_counter() - started,
-        cached=False,
-        detail=f"{written} frames" if context.group.is_main else "written by the main rank",
-        location=output,
-    )
-    stages.append(report)
-    context.progress.note(stage_line(report))
-    return written
 
 
 def transfer(
@@ -574,11 +486,12 @@ def transfer(
 
     `window`: a slice of the target, the output's frames (from time 0, with their audio); the driver is
     used from its first frame, as for a whole target, its length fitted by `edit.length_policy`."""
-    started = time.perf_counter()
+    started = context.begin()
+    source = context.generator_source
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
     video.check_encodable(video.probe(target_path))  # bad inputs stop the run now, not after the tuning
     config = context.settings.edit
-    checks.check_layers(config.layers, option="edit.layers", num_ws=context.source.generator.num_ws)
+    checks.check_layers(config.layers, option="edit.layers", num_ws=source.generator.num_ws)
     checks.check_driver_ref(driver_ref, info=video.probe(driver_path))  # so do bad option values
     target, driver = prepare_clips(
         [
@@ -589,18 +502,41 @@ def transfer(
         tune_first=True,
     )
     assert target.tuned is not None
-    stages = [*target.stages, *driver.stages]
     deltas, ref_frame = edit.driver_deltas(
         driver.pivots.ws,
         driver.pivots.frames,
         num_frames=driver.alignment.num_frames,
         config=config,
-        w_avg=context.source.generator.mapping.w_avg,
+        w_avg=source.generator.mapping.w_avg,
         ref=driver_ref,
     )  # [T_drv, num_ws, w_dim]
+    composite: Composite
     if target.info.is_image:
         # A still photo: the output follows the driver's timeline, one frame of the photo per driver frame.
         latents = edit.transfer_to_still(target.pivots.ws[0:1], deltas, strength=config.strength)
+        photo = next(iter(video.VideoReader(target_path).frames(upright=True)))
+        timeline = (
+            video.Frame(image=photo.image, pts=frame.pts, time_base=frame.time_base, index=0)
+            for frame in video.VideoReader(driver_path).frames(upright=True)
+        )
+
+        def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
+            return still_frames(
+                timeline,
+                alignment=target.alignment,
+                crops=crops,
+                settings=context.settings,
+                device=context.runtime.device,
+            )
+
+        plan = OutputPlan(
+            output,
+            like=driver.info,
+            audio_from=driver_path if driver.info.has_audio else None,
+            inputs=(target_path, driver_path),
+            total=driver.info.frame_count,
+            overwrite=overwrite,
+        )
     else:
         latents = edit.transfer_to_frames(
             target.pivots.ws,
@@ -609,66 +545,41 @@ def transfer(
             num_target=target.alignment.num_frames,
             config=config,
         )  # [N_tgt, num_ws, w_dim]
-    crops = render(
-        target.tuned.generator,
-        latents,
-        generator_digest=target.tune_digest,
-        context=context,
-        stages=stages,
-    )
-    if target.info.is_image:
-        photo = next(iter(video.VideoReader(target_path).frames(upright=True)))
-        timeline = (
-            video.Frame(image=photo.image, pts=frame.pts, time_base=frame.time_base, index=0)
-            for frame in video.VideoReader(driver_path).frames(upright=True)
-        )
-        frames = still_frames(
-            timeline,
-            alignment=target.alignment,
-            crops=crops,
-            settings=context.settings,
-            device=context.runtime.device,
-        )
-        like, audio, total = (
-            driver.info,
-            (driver_path if driver.info.has_audio else None),
-            driver.info.frame_count,
-        )
-    else:
         num_out = edit.output_length(
             target.alignment.num_frames, driver.alignment.num_frames, policy=config.length_policy
         )
-        frames = composite_frames(
-            (
-                frame
-                for frame in video.VideoReader(target_path, window=window).frames(upright=True)
-                if frame.index < num_out
-            ),
-            alignment=target.alignment,
-            crops=crops,
-            slots=slots_for(target.alignment, target.pivots.frames),
-            settings=context.settings,
-            device=context.runtime.device,
+
+        def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
+            return composite_frames(
+                (
+                    frame
+                    for frame in video.VideoReader(target_path, window=window).frames(upright=True)
+                    if frame.index < num_out
+                ),
+                alignment=target.alignment,
+                crops=crops,
+                slots=slots_for(target.alignment, target.pivots.frames),
+                settings=context.settings,
+                device=context.runtime.device,
+            )
+
+        plan = OutputPlan(
+            output,
+            like=target.info,
+            audio_from=target_path if target.info.has_audio else None,
+            inputs=(target_path, driver_path),
+            total=num_out,
+            overwrite=overwrite,
+            audio_window=window,
         )
-        like, audio, total = target.info, (target_path if target.info.has_audio else None), num_out
-    written = encode(
-        output,
-        frames,
-        like=like,
-        audio_from=audio,
-        inputs=(target_path, driver_path),
-        overwrite=overwrite,
-        total=total,
+    return render_and_encode(
+        target.tuned.generator,
+        latents,
+        generator_digest=target.tune_digest,
+        composite=composite,
+        output=plan,
         context=context,
-        stages=stages,
-        render=crops,
-        audio_window=window,
-    )
-    return RunReport(
-        output=output,
-        frames=written,
-        stages=stages,
-        seconds=time.perf_counter() - started,
+        started=started,
         details={
             "driver_ref": ref_frame,
             "psnr_inversion": float(target.pivots.psnr.mean()),
@@ -693,43 +604,47 @@ def edit_video(
 ) -> RunReport:
     """Attribute edit over a whole clip (or its `window`, from time 0): every pivot moved along the
     directions on `edit.direction_layers`."""
-    started = time.perf_counter()
+    started = context.begin()
+    num_ws = context.generator_source.generator.num_ws
     video.check_output(output, inputs=(input_path,), overwrite=overwrite)
     video.check_encodable(video.probe(input_path))
     layers = context.settings.edit.direction_layers
-    checks.check_layers(layers, option="edit.direction_layers", num_ws=context.source.generator.num_ws)
-    clip = prepare_clip(
-        input_path, context=context, landmarks=landmarks, face=face, tune=True, role="input", window=window
+    checks.check_layers(layers, option="edit.direction_layers", num_ws=num_ws)
+    (clip,) = prepare_clips(
+        [ClipRequest(input_path, landmarks=landmarks, face=face, role="input", window=window)],
+        context=context,
+        tune_first=True,
     )
     assert clip.tuned is not None
-    stages = list(clip.stages)
-    mask = edit.layer_mask(context.settings.edit.direction_layers, num_ws=context.source.generator.num_ws)
-    latents = edit.apply_directions(clip.pivots.ws, directions, layers=mask)
-    crops = render(
-        clip.tuned.generator, latents, generator_digest=clip.tune_digest, context=context, stages=stages
-    )
-    frames = composite_frames(
-        video.VideoReader(input_path, window=window).frames(upright=True),
-        alignment=clip.alignment,
-        crops=crops,
-        slots=slots_for(clip.alignment, clip.pivots.frames),
-        settings=context.settings,
-        device=context.runtime.device,
-    )
-    written = encode(
-        output,
-        frames,
-        like=clip.info,
-        audio_from=input_path if clip.info.has_audio else None,
-        inputs=(input_path,),
-        overwrite=overwrite,
-        total=clip.info.frame_count,
+    latents = edit.apply_directions(clip.pivots.ws, directions, layers=edit.layer_mask(layers, num_ws=num_ws))
+
+    def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
+        return composite_frames(
+            video.VideoReader(input_path, window=window).frames(upright=True),
+            alignment=clip.alignment,
+            crops=crops,
+            slots=slots_for(clip.alignment, clip.pivots.frames),
+            settings=context.settings,
+            device=context.runtime.device,
+        )
+
+    return render_and_encode(
+        clip.tuned.generator,
+        latents,
+        generator_digest=clip.tune_digest,
+        composite=composite,
+        output=OutputPlan(
+            output,
+            like=clip.info,
+            audio_from=input_path if clip.info.has_audio else None,
+            inputs=(input_path,),
+            total=clip.info.frame_count,
+            overwrite=overwrite,
+            audio_window=window,
+        ),
         context=context,
-        stages=stages,
-        render=crops,
-        audio_window=window,
+        started=started,
     )
-    return RunReport(output=output, frames=written, stages=stages, seconds=time.perf_counter() - started)
 
 
 def morph_video(
@@ -746,41 +661,35 @@ def morph_video(
     """Image2StyleGAN morph between the faces of two inputs (first frame of each) as an aligned-crop video,
     `edit.morph_frames` long. With `crossover=k`, the second face's layers >= k are swapped in instead
     (style crossover), one still held as long."""
-    started = time.perf_counter()
+    started = context.begin()
+    source = context.generator_source
     video.check_output(output, inputs=(first, second), overwrite=overwrite)
     clips = prepare_clips(
         [ClipRequest(first, face=face, role="a"), ClipRequest(second, face=face, role="b")], context=context
     )
-    stages = [*clips[0].stages, *clips[1].stages]
     num_frames = context.settings.edit.morph_frames
     w_a, w_b = (clip.pivots.ws[:1] for clip in clips)  # [1, num_ws, w_dim] each
     if crossover is not None:
         latents = edit.crossover(w_a, w_b, layer=crossover).expand(num_frames, -1, -1)
     else:
         latents = edit.morph(w_a[0], w_b[0], num_frames=num_frames, ease=context.settings.edit.morph_ease)
-    crops = render(
-        context.source.generator,
-        latents,
-        generator_digest=context.source.digest,
-        context=context,
-        stages=stages,
-    )
-    resolution = context.source.generator.resolution
+    resolution = source.generator.resolution
     info = video.new_video_info(width=resolution, height=resolution, fps=Fraction(fps))
-    frames = (
-        (video.Frame(image=crop, pts=index, time_base=info.time_base_fraction, index=index), crop)
-        for index, crop in ((index, crops.crop(index)) for index in range(num_frames))
-    )
-    written = encode(
-        output,
-        frames,
-        like=info,
-        audio_from=None,
-        inputs=(first, second),
-        overwrite=overwrite,
-        total=num_frames,
+
+    def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
+        return (
+            (video.Frame(image=crop, pts=index, time_base=info.time_base_fraction, index=index), crop)
+            for index, crop in ((index, crops.crop(index)) for index in range(num_frames))
+        )
+
+    return render_and_encode(
+        source.generator,
+        latents,
+        generator_digest=source.digest,
+        composite=composite,
+        output=OutputPlan(
+            output, like=info, audio_from=None, inputs=(first, second), total=num_frames, overwrite=overwrite
+        ),
         context=context,
-        stages=stages,
-        render=crops,
+        started=started,
     )
-    return RunReport(output=output, frames=written, stages=stages, seconds=time.perf_counter() - started)

@@ -10,6 +10,7 @@ PEAK_RUN_SCRIPT = """
 import sys
 from pathlib import Path
 from reenact import pipeline
+from reenact.report import peak_memory_bytes
 from reenact_cli.main import run
 
 peak_file, reset_after_context = Path(sys.argv[1]), sys.argv[2] == "1"
@@ -23,7 +24,7 @@ if reset_after_context:
 
     pipeline.make_context = reset_peak_after
 code = run(sys.argv[3:])
-peak_file.write_text(str(pipeline.peak_memory_bytes()))
+peak_file.write_text(str(peak_memory_bytes()))
 sys.exit(code)
 """
 

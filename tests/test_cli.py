@@ -83,3 +83,31 @@ def test_light_commands_do_not_import_torch(args: list[str], tmp_path: Path) -> 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "exit 0, torch imported: False"
+
+
+RUN_COMMANDS = ("invert", "tune", "transfer", "edit", "morph", "batch")
+"""The commands that run the pipeline: each takes every run option, declared once (`RunOptions`)."""
+
+
+def test_every_pipeline_command_takes_every_run_option_from_one_declaration() -> None:
+    import dataclasses
+
+    import typer
+
+    from reenact_cli.common import RunOptions
+    from reenact_cli.main import app
+
+    click_app = typer.main.get_command(app)
+    declared = {field.name for field in dataclasses.fields(RunOptions)}
+    for name in RUN_COMMANDS:
+        command = click_app.commands[name]  # type: ignore[attr-defined]
+        params = {param.name: param for param in command.params}
+        assert declared <= params.keys(), (name, sorted(declared - params.keys()))
+        defaults = {field.name: field.default for field in dataclasses.fields(RunOptions)}
+        for option in declared:
+            assert params[option].default == defaults[option], (name, option)
+    helps = {
+        name: tuple(param.help for param in click_app.commands[name].params if param.name in declared)  # type: ignore[attr-defined]
+        for name in RUN_COMMANDS
+    }
+    assert len(set(helps.values())) == 1, "one declaration: the same help text in every command"

@@ -3,6 +3,7 @@ everywhere; one preset for every synthetic run; progress in logs."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -14,10 +15,11 @@ import pytest
 
 from reenact import video
 from reenact.config import Config
+from reenact.errors import ReenactError
 from reenact.faces.landmarks import make_backend
 from reenact.progress import SILENT
 from reenact.renders import NONE, Renders
-from reenact.stages.base import FrameRange, run_stage, split_range
+from reenact.stages.base import FrameRange, Need, StageJob, run_stage, run_stages, split_range
 from reenact.synthetic import SyntheticConfig, make_world, measured_settings, synthetic_settings, write_world
 from reenact.workspace import Workspace, stage_key
 from reenact_cli.main import run
@@ -79,6 +81,52 @@ def test_stage_resumes_at_the_first_missing_part_and_is_cached_after(tmp_path: P
     np.testing.assert_array_equal(cached.result, outcome.result)
 
 
+class SumsStage:
+    """A toy stage that needs another's result (the squares) and sums them: a stage with a need."""
+
+    name = "sums"
+
+    def __init__(self, squares: SquaresStage, *, tag: str = "") -> None:
+        self.squares = Need[np.ndarray](StageJob(squares, name="squares", detail=str))
+        self.needs = [self.squares]
+        self.key = stage_key("sums", {"squares": squares.key.digest, "tag": tag})
+
+    def ranges(self) -> list[FrameRange]:
+        return [FrameRange(0, 1)]
+
+    def compute(self, frames: FrameRange, part: Path) -> Renders:
+        np.save(part / "sum.npy", np.array([self.squares.get().sum()]))
+        return NONE
+
+    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+        np.save(directory / "sum.npy", np.load(parts[0] / "sum.npy"))
+        return {}
+
+    def load(self, directory: Path) -> int:
+        return int(np.load(directory / "sum.npy")[0])
+
+
+def test_the_runner_resolves_a_stages_needs_only_when_it_computes(tmp_path: Path) -> None:
+    """A need is run (once for two stages that share it) before the stages that compute, and reported
+    with the first; a cached stage never runs its need, and a stage never runs one itself."""
+    workspace = Workspace(tmp_path)
+    squares = SquaresStage(6, part=4)
+    first, second = SumsStage(squares, tag="a"), SumsStage(squares, tag="b")
+    outcomes = run_stages(workspace, [first, second])
+    assert [outcome.result for outcome in outcomes] == [55, 55]
+    assert squares.computed == [FrameRange(0, 4), FrameRange(4, 6)], "the shared need is computed once"
+    assert [len(outcome.needs) for outcome in outcomes] == [1, 0]
+    need, need_run = outcomes[0].needs[0]
+    assert need is first.squares and not need_run.cached
+
+    fresh = SquaresStage(6, part=4)
+    cached = SumsStage(fresh, tag="a")
+    (outcome,) = run_stages(workspace, [cached])
+    assert outcome.cached and not cached.squares.resolved and fresh.computed == []
+    with pytest.raises(ReenactError, match="not resolved"):
+        cached.squares.get()
+
+
 # ------------------------------------------------------------------------------------- synthetic runs
 
 
@@ -110,6 +158,7 @@ def test_random_generator_and_demo_run_with_the_one_synthetic_preset(
 ) -> None:
     from reenact import demo, pipeline
     from reenact.device import resolve_runtime
+    from reenact_cli.common import RunOptions
     from reenact_cli.pipeline_cmds import make_context
 
     seen: list[Config] = []
@@ -124,11 +173,9 @@ def test_random_generator_and_demo_run_with_the_one_synthetic_preset(
     monkeypatch.setattr(demo.pipeline, "transfer", capture)
     with pytest.raises(Stop):
         demo.run_demo(tmp_path / "demo", runtime=resolve_runtime("cpu"), num_frames=4)
-    options = dict(
-        device="cpu", precision="auto", compile=False, workdir=tmp_path / "w", sets=None, quiet=True
-    )
-    implicit = make_context(generator="random:tiny", preset=None, **options)
-    explicit = make_context(generator="random:tiny", preset="synthetic", **options)
+    options = RunOptions(generator="random:tiny", device="cpu", workdir=tmp_path / "w", quiet=True)
+    implicit = make_context(options)
+    explicit = make_context(dataclasses.replace(options, preset="synthetic"))
     assert implicit.settings == explicit.settings == synthetic_settings()
     assert seen[0] == measured_settings(), "the demo measures a 4:4:4 output"
     assert seen[0].video.pix_fmt != synthetic_settings().video.pix_fmt == "yuv420p", "random:* plays anywhere"

@@ -16,6 +16,11 @@ the whole clip finds them done); computing it holds that key's lock as well, so 
 part at once and `reenact cache prune` leaves the parts alone meanwhile. By default a stage's parts are
 its own.
 
+A stage may name `needs`: inputs that other stages compute (an inversion needs its clip's crops). The
+runner resolves them, only when the stage is computed (a cached inversion never decodes its clip), and
+before any of its parts; the stage reads them (`Need.get()`) and never runs a stage itself. In a group
+every rank resolves them together, as it runs every stage.
+
 `run_stage` is the only place that decides between the cache and the work: a finished result is loaded;
 otherwise every range whose part is not yet in the stage's scratch folder is computed (so a killed run
 resumes at the first missing part), the parts are merged, and the result is published atomically.
@@ -124,6 +129,42 @@ class Work:
         self.seconds += seconds
 
 
+@dataclass(frozen=True)
+class StageJob:
+    """A stage as a run reports it: the name of its stage line and the text `detail(result)` of it."""
+
+    stage: Stage[Any]
+    name: str
+    detail: Callable[[Any], str]
+
+
+class Need(Generic[Result]):
+    """An input of a stage that another stage computes: declared in the stage's `needs`, resolved by the
+    runner (see the module docstring), read by the stage with `get()`."""
+
+    def __init__(self, job: StageJob) -> None:
+        self.job = job
+        self._value: Result | None = None
+        self._resolved = False
+
+    @property
+    def resolved(self) -> bool:
+        return self._resolved
+
+    def resolve(self, value: Result) -> None:
+        self._value, self._resolved = value, True
+
+    def get(self) -> Result:
+        if not self._resolved:
+            raise ReenactError(f"internal error: {self.job.name} was not resolved before it was needed")
+        return self._value  # type: ignore[return-value]
+
+
+def needs_of(stage: Stage[Any]) -> list[Need[Any]]:
+    """The inputs `stage` declares (none by default)."""
+    return list(getattr(stage, "needs", ()))
+
+
 @dataclass
 class StageRun(Generic[Result]):
     """A stage's result and how it was obtained."""
@@ -140,6 +181,8 @@ class StageRun(Generic[Result]):
     location: Path
     work: Work = field(default_factory=Work)
     """What this process computed of it (in a group: this rank's share)."""
+    needs: list[tuple[Need[Any], StageRun[Any]]] = field(default_factory=list)
+    """The needs this run resolved for the stage, each with its own run."""
 
 
 def run_stage(
@@ -235,6 +278,8 @@ def run_stages(
                     result if result is not None else stages[index].load(workspace.path(stages[index].key)),
                 )
         todo = [index for index in todo if index not in runs]
+        needed = resolve_needs(workspace, [stages[index] for index in todo], progress=progress, group=group)
+        resolved = {todo[position]: runs_of for position, runs_of in needed.items()}
         ranges = [stages[index].ranges() for index in todo]
         parts = [
             [workspace.scratch(parts_key(stages[index])) / frames.name for frames in stage_ranges]
@@ -269,8 +314,44 @@ def run_stages(
         location = workspace.path(stage.key)
         result = stage.load(location)
         elapsed = time.perf_counter() - started
-        runs[index] = StageRun(result, stage.key, False, work.resumed, work.parts, elapsed, location, work)
+        runs[index] = StageRun(
+            result,
+            stage.key,
+            False,
+            work.resumed,
+            work.parts,
+            elapsed,
+            location,
+            work,
+            resolved.pop(index, []),
+        )
     return [runs[index] for index in range(len(stages))]
+
+
+def resolve_needs(
+    workspace: Workspace, stages: list[Stage[Any]], *, progress: Progress, group: Group
+) -> dict[int, list[tuple[Need[Any], StageRun[Any]]]]:
+    """Run (cached or computed, together) the unresolved needs of the stages about to be computed, and
+    resolve them; returns the needs each stage had resolved, with their runs, by the stage's index. A
+    stage needed by several is run once."""
+    pending: dict[StageKey, list[Need[Any]]] = {}
+    first_by_key: dict[StageKey, int] = {}
+    for index, stage in enumerate(stages):
+        for need in needs_of(stage):
+            if not need.resolved:
+                pending.setdefault(need.job.stage.key, []).append(need)
+                first_by_key.setdefault(need.job.stage.key, index)
+    if not pending:
+        return {}
+    outcomes = run_stages(
+        workspace, [needs[0].job.stage for needs in pending.values()], progress=progress, group=group
+    )
+    resolved: dict[int, list[tuple[Need[Any], StageRun[Any]]]] = {}
+    for (key, needs), outcome in zip(pending.items(), outcomes, strict=True):
+        for need in needs:
+            need.resolve(outcome.result)
+        resolved.setdefault(first_by_key[key], []).append((needs[0], outcome))
+    return resolved
 
 
 def parts_key(stage: Stage[Any]) -> StageKey:

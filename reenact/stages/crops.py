@@ -12,7 +12,6 @@ Disk: R x R x 3 bytes per frame with a face (3 MiB at 1024 px); `reenact cache` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,13 @@ from reenact.imaging import images_from_uint8
 from reenact.progress import SILENT, Progress
 from reenact.renders import NONE, Renders
 from reenact.stages.align import ClipAlignment, FrameCursor
-from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
+from reenact.stages.base import STAGE_VERSION, FrameRange, Need, StageJob, link_parts, split_range
 from reenact.timeline import Window
 from reenact.workspace import StageKey, stage_key
 
 CROP_PART_FRAMES = 256
 """Clip frames per part: what an interrupted crop pass loses at most."""
+MEGABYTE = 1e6
 CROPS_FILE = "crops.npy"
 PART_PREFIX = "crops-"
 
@@ -139,20 +139,23 @@ class CropsStage:
         return CropStore(directory)
 
 
-class ClipCrops:
-    """A clip's crops, stored on first request: `store()` runs the crops stage (cached) through `run`,
-    so a run whose inversion and tuning are cached never decodes the clip for them."""
+class ClipCrops(Need[CropStore]):
+    """A clip's crops as a stage's need (`reenact.stages.base.Need`): the runner runs the crops stage
+    (cached) only when a stage that needs pixels computes, so a run whose inversion and tuning are cached
+    never decodes the clip for them."""
 
-    def __init__(self, stage: CropsStage, *, run: Callable[[CropsStage], CropStore]) -> None:
-        self.stage = stage
+    def __init__(self, stage: CropsStage, *, name: str) -> None:
+        super().__init__(
+            StageJob(
+                stage,
+                name=name,
+                detail=lambda store: f"{len(store)} crops, {store.disk_bytes / MEGABYTE:.1f} MB on disk",
+            )
+        )
         self.alignment = stage.alignment
-        self._run = run
-        self._store: CropStore | None = None
 
     def store(self) -> CropStore:
-        if self._store is None:
-            self._store = self._run(self.stage)
-        return self._store
+        return self.get()
 
     def slots(self, frames: FrameRange) -> slice:
         """The slots of `frames` (all of which have a face)."""

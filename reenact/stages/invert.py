@@ -111,6 +111,7 @@ class InvertStage:
     ) -> None:
         """`plan`: the segments and their ranks (`plan_segments`); by default this clip's, on one process."""
         self.crops = crops
+        self.needs = [crops]
         self.plan = plan or plan_segments([crops.alignment], shards=1)[0]
 
         self.alignment: ClipAlignment = crops.alignment

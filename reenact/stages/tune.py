@@ -65,6 +65,7 @@ class TuneStage:
         group: Group = SINGLE,
     ) -> None:
         self.crops = crops
+        self.needs = [crops]
         self.group = group
         self.pivots = pivots
         self.source = source
