@@ -402,6 +402,29 @@ class OutputPlan:
     overwrite: bool
     audio_window: Window | None = None
 
+    @classmethod
+    def following(
+        cls,
+        path: Path,
+        *,
+        clip: Path,
+        info: video.VideoInfo,
+        inputs: tuple[Path, ...],
+        total: int,
+        overwrite: bool,
+        window: Window | None = None,
+    ) -> OutputPlan:
+        """An output with the timing and audio of `clip` (of its `window`: the slice's audio)."""
+        return cls(
+            path,
+            like=info,
+            audio_from=clip if info.has_audio else None,
+            inputs=inputs,
+            total=total,
+            overwrite=overwrite,
+            audio_window=window,
+        )
+
 
 def render_and_encode(
     generator: Generator,
@@ -529,10 +552,10 @@ def transfer(
                 device=context.runtime.device,
             )
 
-        plan = OutputPlan(
+        plan = OutputPlan.following(
             output,
-            like=driver.info,
-            audio_from=driver_path if driver.info.has_audio else None,
+            clip=driver_path,
+            info=driver.info,
             inputs=(target_path, driver_path),
             total=driver.info.frame_count,
             overwrite=overwrite,
@@ -563,14 +586,14 @@ def transfer(
                 device=context.runtime.device,
             )
 
-        plan = OutputPlan(
+        plan = OutputPlan.following(
             output,
-            like=target.info,
-            audio_from=target_path if target.info.has_audio else None,
+            clip=target_path,
+            info=target.info,
             inputs=(target_path, driver_path),
             total=num_out,
             overwrite=overwrite,
-            audio_window=window,
+            window=window,
         )
     return render_and_encode(
         target.tuned.generator,
@@ -633,14 +656,14 @@ def edit_video(
         latents,
         generator_digest=clip.tune_digest,
         composite=composite,
-        output=OutputPlan(
+        output=OutputPlan.following(
             output,
-            like=clip.info,
-            audio_from=input_path if clip.info.has_audio else None,
+            clip=input_path,
+            info=clip.info,
             inputs=(input_path,),
             total=clip.info.frame_count,
             overwrite=overwrite,
-            audio_window=window,
+            window=window,
         ),
         context=context,
         started=started,
