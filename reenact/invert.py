@@ -320,6 +320,8 @@ class Regime(Protocol):
     repeatedly let frames enter, step the frames in flight, and retire those that finished."""
 
     frames: range
+    steps: int
+    """Most optimiser steps (L-BFGS: iterations) a frame gets."""
 
     def open(self, handover: Handover) -> FrameTable:
         """An empty table; `handover`: what the regime before left (the previous frame's pivot)."""
