@@ -9,7 +9,8 @@ for bit (the same maths, rounded differently):
 
 - `"torch"`: as `torch.optim.Adam` computes it on the CPU (its single-tensor path, the default there):
   first moment by `lerp_`, bias corrections as Python (float64) scalars per row, the denominator
-  `sqrt(v) / sqrt(1 - beta2^t) + eps`, the update by `addcdiv_` with `-lr / (1 - beta1^t)`.
+  `sqrt(v) / sqrt(1 - beta2^t) + eps`, the update by `addcdiv_` with `-lr / (1 - beta1^t)`. On CUDA
+  torch defaults to its foreach path, the same operations in the same order through other kernels.
 - `"tensor"`: first moment by `mul_` and `add_`, bias corrections as float32 tensors over the rows,
   the denominator `sqrt(v / (1 - beta2^t)) + eps`, the update `-lr * (m / (1 - beta1^t)) / denominator`.
 """

@@ -262,7 +262,8 @@ class FrameTable:
         self.num_ws = generator.num_ws
         self.frames: list[int] = []  # [A] clip index of each row
         self.latents = torch.zeros(0, problem.layers, generator.w_dim, device=device)  # [A, K, w_dim]
-        self.targets = torch.zeros(0, 3, generator.resolution, generator.resolution, device=device)
+        resolution = generator.resolution
+        self.targets = torch.zeros(0, 3, resolution, resolution, device=device)  # [A, 3, R, R]
         self.best = BestSeen(self.latents)
         self.taken = torch.zeros(0, dtype=torch.long)  # [A] steps each row has taken
         self.histories: list[list[float]] = []  # [A] each row's loss after each of its steps
@@ -292,8 +293,8 @@ class FrameTable:
         return Finished(
             frames=range(self.frames[start], self.frames[stop - 1] + 1),
             latents=self.best.latents[start:stop].expand(-1, self.num_ws, -1).clone(),
-            loss=self.best.loss[start:stop],
-            psnr=self.best.psnr[start:stop],
+            loss=self.best.loss[start:stop].clone(),
+            psnr=self.best.psnr[start:stop].clone(),
             steps=int(self.taken[start]),
         )
 
