@@ -417,7 +417,8 @@ def resume(
     state = TuningState(step=0, frame_psnr=torch.full((num_frames,), math.nan))
     if checkpoint is not None and checkpoint.exists():
         step, tensors = read_checkpoint(checkpoint, fingerprint=fingerprint)
-        state = TuningState(step, restore_checkpoint(tensors, synthesis=synthesis, optimiser=optimiser))
+        frame_psnr = restore_checkpoint(tensors, synthesis=synthesis, optimiser=optimiser)
+        state = TuningState(step=step, frame_psnr=frame_psnr)
     if len(set(group.gather(state.step))) > 1:
         raise ReenactError(f"the ranks found different tuning checkpoints in {checkpoint}; run again")
     return state
