@@ -230,7 +230,7 @@ class InvertConfig:
     """Most optimiser steps for a frame warm-started from its neighbour."""
     batch_size: int = 4
     """Frames optimised at once: warm Adam keeps this many consecutive frames in flight, each entering
-    from its predecessor (`reenact.invert.optimise_window`); cold runs and the first frame use batches.
+    from its predecessor (`reenact.invert.AdamWindow`); cold runs and the first frame use batches.
     It shares generator calls only: a larger one renders more images per call, not more per frame."""
     learning_rate: float = 0.01
     """Adam learning rate on the latents for runs started from w_avg (Image2StyleGAN: 0.01)."""

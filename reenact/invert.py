@@ -8,7 +8,7 @@ full budget `first_steps`) every frame starts from its neighbour and gets only `
 How close that start is decides how many steps a frame needs. Frames started in batches of B from the
 previous batch's last pivot start up to B frames away, and such a chain needs several times the steps
 per frame that a chain of single frames needs for the same PSNR. So warm Adam runs a window
-(`optimise_window`): up to `batch_size` consecutive frames in flight, one generator call a step for all
+(`AdamWindow`): up to `batch_size` consecutive frames in flight, one generator call a step for all
 of them, each frame with its own step budget, learning-rate ramps and early stop, entering started from
 its immediate predecessor's best latents so far (entries are staggered so the predecessor has moved
 towards its own solution first), moved on by `predict` times the last step between two finished
@@ -20,17 +20,23 @@ the handover 1.1x, at the same PSNR).
 `benchmarks/bench_budget.py` measures the renders and the quality. Adam is per-element, so frames are
 optimised independently; batching only shares the generator calls. Runs follow stylegan2-ada's
 projector learning-rate ramps and stop early when their loss plateaus. `mode="cold"` starts every frame
-from `w_avg` with the full budget, in batches: the baseline that `benchmarks/bench_invert.py` compares
-with.
+from `w_avg` with the full budget, in batches (`AdamBatch`): the baseline that
+`benchmarks/bench_invert.py` compares with.
 
-`optimiser="lbfgs"` replaces Adam by L-BFGS with a strong-Wolfe line search, one frame per run: the
-loss is deterministic, so curvature estimates and line searches apply, and a warm-started frame needs
-a few dozen iterations where Adam needs a few hundred steps (synthetic world: 30 iterations fit the
-driver as well as 200 steps, at a sixth of the renders; `configs/synthetic.toml` uses it).
+`optimiser="lbfgs"` replaces Adam by L-BFGS (`LbfgsBatch`) with a strong-Wolfe line search, one frame
+per run: the loss is deterministic, so curvature estimates and line searches apply, and a warm-started
+frame needs a few dozen iterations where Adam needs a few hundred steps (synthetic world: 30 iterations
+fit the driver as well as 200 steps, at a sixth of the renders; `configs/synthetic.toml` uses it).
 
 Every frame keeps its best latent seen (lowest loss), so a late overshoot never costs quality.
 The procedure has no randomness (fixed start, fixed noise), so results are reproducible bit for bit
 on one device; `perceptual` nets must be deterministic too.
+
+Shape: each regime above (`AdamBatch`, `LbfgsBatch`, `AdamWindow`) is a small strategy over one
+per-frame table (`FrameTable`: the frames in flight, one row each) that lets frames enter, steps them
+and retires the finished ones (`run_regime`); the regimes that use Adam share one per-row Adam
+(`reenact.adam.RowAdam`). `invert_clip` only plans the regimes (`plan_regimes`) and dispatches them,
+each starting from what the one before handed over (`Handover`: the last pivot and its Adam moments).
 """
 
 from __future__ import annotations
@@ -39,10 +45,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 
+from reenact.adam import AdamArithmetic, AdamMoments, RowAdam
 from reenact.config import InvertConfig
 from reenact.device import Runtime, autocast, full_precision, to_device
 from reenact.gan.stylegan2 import Generator
@@ -86,37 +94,11 @@ class InversionResult:
     """PSNR in dB of each frame's render at its pivot, [N]."""
     steps: list[int]
     """Optimiser steps of each run: frame 0 alone, then each batch (cold, L-BFGS) or each frame in the
-    order they finished (the warm window, `optimise_window`)."""
+    order they finished (the warm window, `AdamWindow`)."""
     renders: Renders
     """Images rendered by the generator (Adam: a batch per step; L-BFGS: its line searches' renders)."""
     seconds: float
     """Wall-clock time of the inversion."""
-
-
-@dataclass(frozen=True)
-class AdamState:
-    """Adam's moments for one frame's latents ([1, K, w_dim] each), handed on to the next frame."""
-
-    step: torch.Tensor
-    exp_avg: torch.Tensor
-    exp_avg_sq: torch.Tensor
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One optimisation run over a batch of frames."""
-
-    latents: torch.Tensor
-    """Best latents seen [B, num_ws, w_dim]."""
-    loss: torch.Tensor
-    """Their loss [B]."""
-    psnr: torch.Tensor
-    """Their PSNR in dB [B]."""
-    steps: int
-    """Optimiser steps (Adam) or iterations (L-BFGS) taken."""
-    renders: Renders
-    adam_state: AdamState | None = None
-    """Adam's moments of the batch's last frame, for the frames after it (None for L-BFGS)."""
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -187,21 +169,21 @@ def start_latents(
 
 
 class BestSeen:
-    """The lowest-loss latents seen so far for each frame of a run, with their loss and PSNR."""
+    """The lowest-loss latents seen so far for each row of a table, with their loss and PSNR."""
 
     def __init__(self, start: torch.Tensor) -> None:
-        self.latents = start.detach().clone()  # [B, K, w_dim]
-        self.loss = torch.full((start.shape[0],), math.inf, device=start.device)  # [B]
-        self.psnr = torch.zeros_like(self.loss)  # [B]
+        self.latents = start.detach().clone()  # [A, K, w_dim]
+        self.loss = torch.full((start.shape[0],), math.inf, device=start.device)  # [A]
+        self.psnr = torch.zeros_like(self.loss)  # [A]
 
     def append(self, start: torch.Tensor) -> None:
-        """A frame [1, K, w_dim] joins the batch, nothing seen yet."""
+        """Rows [n, K, w_dim] join at the end, nothing seen yet."""
         self.latents = torch.cat([self.latents, start.detach()])
-        self.loss = torch.cat([self.loss, self.loss.new_full((1,), math.inf)])
-        self.psnr = torch.cat([self.psnr, self.psnr.new_zeros(1)])
+        self.loss = torch.cat([self.loss, self.loss.new_full((len(start),), math.inf)])
+        self.psnr = torch.cat([self.psnr, self.psnr.new_zeros(len(start))])
 
     def keep(self, rows: torch.Tensor) -> None:
-        """Keep only the frames at `rows` [A'] of the batch."""
+        """Keep only the rows at `rows` [A']."""
         rows = rows.to(self.latents.device)
         self.latents, self.loss, self.psnr = self.latents[rows], self.loss[rows], self.psnr[rows]
 
@@ -209,262 +191,415 @@ class BestSeen:
     def update(
         self, latents: torch.Tensor, images: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor
     ) -> None:
-        """Keep `latents` [B, K, w_dim] where their `loss` [B] (renders `images`) beats the best so far."""
+        """Keep `latents` [A, K, w_dim] where their `loss` [A] (renders `images`) beats the best so far."""
         better = loss < self.loss
         self.latents[better] = latents.detach()[better]
         self.loss = torch.where(better, loss.detach(), self.loss)
         self.psnr = torch.where(better, psnr(images.detach(), targets), self.psnr)
 
 
-def optimise_batch(
-    generator: Generator,
-    targets: torch.Tensor,
-    start: torch.Tensor,
-    *,
-    steps: int,
-    base_learning_rate: float,
-    perceptual: nn.Module | None,
-    config: InvertConfig,
-) -> RunResult:
-    """Adam on latents from `start` towards `targets` [B, 3, R, R] for at most `steps` steps.
-
-    `start`: [B, K, w_dim] with K = num_ws (W+) or 1 (W, broadcast to every layer).
-    """
-    num_ws = generator.num_ws
-    latents = start.detach().clone().requires_grad_(True)  # [B, K, w_dim]
-    optimiser = torch.optim.Adam([latents], lr=base_learning_rate)
-    best = BestSeen(latents)
-    history: list[float] = []
-    taken = 0
-    renders = NONE
-    for step in range(steps):
-        for group in optimiser.param_groups:
-            group["lr"] = learning_rate(step, steps=steps, base=base_learning_rate)
-        ws = latents.expand(-1, num_ws, -1)  # [B, num_ws, w_dim]
-        images = generator.synthesis(ws, noise_mode="const")  # [B, 3, R, R]
-        loss = frame_loss(images, targets, perceptual=perceptual, config=config)  # [B]
-        taken += 1
-        best.update(latents, images, targets, loss)
-        history.append(float(loss.detach().sum()))
-        if plateaued(history, window=config.plateau_window, tolerance=config.plateau_tolerance):
-            renders += Renders(forward=len(images))
-            break
-        renders += Renders(backward=len(images))
-        # Only the latents' gradient: no gradient is accumulated into the generator's parameters.
-        (grad,) = torch.autograd.grad(loss.sum(), [latents])
-        optimiser.zero_grad(set_to_none=True)
-        latents.grad = grad
-        optimiser.step()
-    state = optimiser.state[latents]
-    if state:
-        last = AdamState(
-            step=state["step"], exp_avg=state["exp_avg"][-1:], exp_avg_sq=state["exp_avg_sq"][-1:]
-        )
-    else:  # stopped before the first update
-        last = AdamState(
-            step=torch.zeros([]),
-            exp_avg=torch.zeros_like(latents[-1:]),
-            exp_avg_sq=torch.zeros_like(latents[-1:]),
-        )
-    return RunResult(
-        latents=best.latents.expand(-1, num_ws, -1).clone(),
-        loss=best.loss,
-        psnr=best.psnr,
-        steps=taken,
-        renders=renders,
-        adam_state=last,
-    )
+# ---------------------------------------------------------------------------------------------------
+# The per-frame table every regime steps
 
 
-def optimise_lbfgs(
-    generator: Generator,
-    target: torch.Tensor,
-    start: torch.Tensor,
-    *,
-    steps: int,
-    perceptual: nn.Module | None,
-    config: InvertConfig,
-) -> RunResult:
-    """L-BFGS with a strong-Wolfe line search on one frame's latents from `start` [1, K, w_dim] towards
-    `target` [1, 3, R, R], for at most `steps` iterations (torch's own tolerances may stop it sooner).
+@dataclass(frozen=True)
+class Problem:
+    """What every regime works on: the generator, the clip, the loss, and the device."""
 
-    The line search compares losses of nearby latents, so the whole run is in full precision even under
-    the run's bf16 autocast. Each iteration renders once or more (its line search), every render with
-    its gradient.
-    """
-    num_ws = generator.num_ws
-    latents = start.detach().clone().requires_grad_(True)  # [1, K, w_dim]
-    optimiser = torch.optim.LBFGS([latents], max_iter=steps, line_search_fn="strong_wolfe")
-    best = BestSeen(latents)
-    renders = 0
+    generator: Generator
+    targets: CropSource
+    perceptual: nn.Module | None
+    config: InvertConfig
+    device: torch.device
+    layers: int
+    """K: latents optimised per frame (num_ws in W+; 1 in W, broadcast to every layer)."""
 
-    def closure() -> torch.Tensor:
-        nonlocal renders
-        images = generator.synthesis(latents.expand(-1, num_ws, -1), noise_mode="const")  # [1, 3, R, R]
-        loss = frame_loss(images, target, perceptual=perceptual, config=config)  # [1]
-        renders += 1
-        best.update(latents, images, target, loss)
-        # Only the latents' gradient: no gradient is accumulated into the generator's parameters.
-        (grad,) = torch.autograd.grad(loss.sum(), [latents])
-        latents.grad = grad
-        return loss.sum().detach()
+    def render(self, latents: torch.Tensor) -> torch.Tensor:
+        """Renders [A, 3, R, R] of latents [A, K, w_dim]."""
+        return self.generator.synthesis(latents.expand(-1, self.generator.num_ws, -1), noise_mode="const")
 
-    with full_precision(target.device):
-        optimiser.step(closure)
-    return RunResult(
-        latents=best.latents.expand(-1, num_ws, -1).clone(),
-        loss=best.loss,
-        psnr=best.psnr,
-        steps=int(optimiser.state[latents].get("n_iter", 0)),
-        renders=Renders(backward=renders),
-    )
+    def loss(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-frame loss [A] of renders against targets [A, 3, R, R]."""
+        return frame_loss(images, targets, perceptual=self.perceptual, config=self.config)
+
+    def crops(self, frames: range) -> torch.Tensor:
+        """Targets [n, 3, R, R] of consecutive `frames`, on the device."""
+        return to_device(self.targets[frames.start : frames.stop], self.device)
 
 
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
-"""Adam's constants (torch's defaults), for the window's per-frame Adam."""
+@dataclass(frozen=True)
+class Finished:
+    """Frames a regime finished and reports as one run: a batch, or one frame of the window."""
 
-
-@dataclass
-class FrameDone:
-    """A frame the window finished: its best latents [1, num_ws, w_dim], loss, PSNR and steps."""
-
-    index: int
+    frames: range
     latents: torch.Tensor
-    loss: float
-    psnr: float
+    """Best latents [n, num_ws, w_dim]."""
+    loss: torch.Tensor
+    """Their loss [n]."""
+    psnr: torch.Tensor
+    """Their PSNR in dB [n]."""
     steps: int
+    """Optimiser steps (Adam) or iterations (L-BFGS) the run took."""
 
 
-def optimise_window(
-    generator: Generator,
-    targets: CropSource,
-    previous: torch.Tensor,
-    *,
-    first: int,
-    handed_on: AdamState | None,
-    steps: int,
-    width: int,
-    base_learning_rate: float,
-    perceptual: nn.Module | None,
-    config: InvertConfig,
-    device: torch.device,
-    on_frame: Callable[[FrameDone], None],
-) -> Renders:
-    """Warm chain over `targets[first:]` (frames [3, R, R] in order) after the frame whose pivot is
-    `previous` [1, K, w_dim]: up to `width` frames are optimised at once, each with its own Adam and
-    step budget, and each enters started from its immediate predecessor's best latents so far, with its
-    Adam moments (fresh moments kick a warm start off its neighbour's solution: see the module doc).
+@dataclass(frozen=True)
+class Handover:
+    """What a regime leaves to the next: its last frame's pivot [1, K, w_dim] and Adam moments."""
 
-    A frame leaves after `steps` steps or once its own loss plateaus (`config.plateau_window`), and the
-    next frame enters; entries are staggered (a frame enters once the newest has taken
-    `steps / width` steps), so a frame starts from a neighbour that already moved towards its own
-    solution, not from one `width` frames back. The start also moves on by `config.predict` times the
-    last step between two finished neighbours. `handed_on`: the Adam moments of `previous`'s run, if
-    any. Batching only shares the generator calls: every frame's optimisation is its own. `on_frame`
-    receives each finished frame (`index` counts from `first`). Returns the renders made.
-    """
-    num_ws, count = generator.num_ws, len(targets) - first
-    stagger = max(1, math.ceil(steps / width))
-    beta1, beta2 = ADAM_BETAS
-    latents = previous.new_zeros((0, *previous.shape[1:]))  # [A, K, D] the frames in flight
-    exp_avg, exp_avg_sq = latents.clone(), latents.clone()
-    taken = torch.zeros(0, dtype=torch.long)  # [A] steps each has taken
-    batch = torch.zeros(0, 3, generator.resolution, generator.resolution, device=device)  # [A, 3, R, R]
-    indices: list[int] = []
-    histories: list[list[float]] = []
-    best = BestSeen(latents)
-    # [1, K, D] pivots of frames that left, kept while a successor may start from one or a step between
-    # two may predict its start
-    done_latents = {-1: previous}
-    velocity: torch.Tensor | None = None
-    zeros = torch.zeros_like(previous)
-    done_moments = {-1: (zeros, zeros, torch.zeros(1, device=device))}  # their Adam moments and steps
-    if handed_on is not None:  # the moments of `previous`'s own run
-        step = handed_on.step.reshape(1).to(device=device, dtype=previous.dtype)
-        done_moments[-1] = (handed_on.exp_avg.to(device), handed_on.exp_avg_sq.to(device), step)
-    adam_steps = torch.zeros(0, device=device)  # [A] Adam steps behind each frame's moments
+    latents: torch.Tensor | None = None
+    moments: AdamMoments | None = None
+
+
+class FrameTable:
+    """The frames in flight, one row each, in the order they entered.
+
+    Every per-frame array of a regime lives here; rows enter (`enter`) and leave (`remove`) all of them
+    at once, so the arrays cannot fall out of lockstep. `adam` holds the rows' Adam moments (unused by
+    L-BFGS)."""
+
+    def __init__(self, problem: Problem, *, arithmetic: AdamArithmetic) -> None:
+        generator, device = problem.generator, problem.device
+        self.num_ws = generator.num_ws
+        self.frames: list[int] = []  # [A] clip index of each row
+        self.latents = torch.zeros(0, problem.layers, generator.w_dim, device=device)  # [A, K, w_dim]
+        resolution = generator.resolution
+        self.targets = torch.zeros(0, 3, resolution, resolution, device=device)  # [A, 3, R, R]
+        self.best = BestSeen(self.latents)
+        self.taken = torch.zeros(0, dtype=torch.long)  # [A] steps each row has taken
+        self.histories: list[list[float]] = []  # [A] each row's loss after each of its steps
+        self.adam = RowAdam(self.latents, arithmetic=arithmetic)
+        self.entered = 0
+        """Frames that entered so far."""
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def enter(
+        self, frames: range, start: torch.Tensor, targets: torch.Tensor, moments: AdamMoments | None = None
+    ) -> None:
+        """Consecutive `frames` join, started at `start` [n, K, w_dim] towards `targets` [n, 3, R, R],
+        with Adam `moments` (fresh when None)."""
+        self.frames += list(frames)
+        self.latents = torch.cat([self.latents, start])
+        self.targets = torch.cat([self.targets, targets])
+        self.best.append(start)
+        self.taken = torch.cat([self.taken, torch.zeros(len(frames), dtype=torch.long)])
+        self.histories += [[] for _ in frames]
+        self.adam.enter(AdamMoments.zeros(start) if moments is None else moments)
+        self.entered += len(frames)
+
+    def finished(self, start: int, stop: int) -> Finished:
+        """Rows `start:stop` (consecutive frames, same steps) as a finished run, latents on every layer."""
+        return Finished(
+            frames=range(self.frames[start], self.frames[stop - 1] + 1),
+            latents=self.best.latents[start:stop].expand(-1, self.num_ws, -1).clone(),
+            loss=self.best.loss[start:stop].clone(),
+            psnr=self.best.psnr[start:stop].clone(),
+            steps=int(self.taken[start]),
+        )
+
+    def handover(self, slot: int) -> Handover:
+        """Row `slot`'s best latents (a copy) and its Adam moments (views), for a frame after it."""
+        return Handover(
+            latents=self.best.latents[slot : slot + 1].clone(), moments=self.adam.rows(slot, slot + 1)
+        )
+
+    def remove(self, slots: list[int]) -> None:
+        """The rows at `slots` leave."""
+        keep = [slot for slot in range(len(self)) if slot not in slots]
+        rows = torch.tensor(keep, dtype=torch.long, device=self.latents.device)
+        self.frames = [self.frames[slot] for slot in keep]
+        self.latents, self.targets = self.latents[rows], self.targets[rows]
+        self.best.keep(rows)
+        self.taken = self.taken[rows.cpu()]
+        self.histories = [self.histories[slot] for slot in keep]
+        self.adam.keep(rows)
+
+
+class Regime(Protocol):
+    """One way to invert some consecutive frames, stepped by `run_regime`: open a table, then
+    repeatedly let frames enter, step the frames in flight, and retire those that finished."""
+
+    frames: range
+    steps: int
+    """Most optimiser steps (L-BFGS: iterations) a frame gets."""
+
+    def open(self, handover: Handover) -> FrameTable:
+        """An empty table; `handover`: what the regime before left (the previous frame's pivot)."""
+        ...
+
+    def enter(self, table: FrameTable) -> Renders:
+        """Let in the frames that start now; returns the renders their start cost."""
+        ...
+
+    def step(self, table: FrameTable) -> Renders:
+        """Move the frames in flight (one optimiser step, or one L-BFGS run); returns the renders made."""
+        ...
+
+    def retire(self, table: FrameTable) -> list[Finished]:
+        """Remove the frames that finished from the table and return them."""
+        ...
+
+    def handover(self) -> Handover:
+        """What the next regime starts from: the last frame's pivot and Adam moments."""
+        ...
+
+
+def run_regime(regime: Regime, handover: Handover, *, on_finished: Callable[[Finished], None]) -> Renders:
+    """Run `regime` over its frames; `on_finished` receives each finished run. Returns the renders made."""
+    table = regime.open(handover)
     renders = NONE
-    entered = 0
-    while entered < count or indices:
-        if entered < count and len(indices) < width and (not indices or int(taken[-1]) >= stagger):
-            before = entered - 1  # the entering frame's predecessor: in flight, or done
-            if before in indices:
-                slot = indices.index(before)
-                start = best.latents[slot : slot + 1]
-                moments = (exp_avg[slot : slot + 1], exp_avg_sq[slot : slot + 1], adam_steps[slot : slot + 1])
-            else:
-                start, moments = done_latents[before], done_moments[before]
-            if config.predict and velocity is not None:  # the motion goes on
-                start = start + config.predict * velocity
-            latents = torch.cat([latents, start])
-            exp_avg = torch.cat([exp_avg, moments[0]])
-            exp_avg_sq = torch.cat([exp_avg_sq, moments[1]])
-            adam_steps = torch.cat([adam_steps, moments[2]])
-            taken = torch.cat([taken, torch.zeros(1, dtype=torch.long)])
-            batch = torch.cat([batch, to_device(targets[first + entered : first + entered + 1], device)])
-            best.append(start)
-            indices.append(entered)
-            histories.append([])
-            entered += 1
-        ws = latents.detach().requires_grad_(True)
-        images = generator.synthesis(ws.expand(-1, num_ws, -1), noise_mode="const")  # [A, 3, R, R]
-        loss = frame_loss(images, batch, perceptual=perceptual, config=config)  # [A]
-        best.update(ws, images, batch, loss)
-        taken += 1
-        leaving = []
-        for slot, history in enumerate(histories):
-            history.append(float(loss[slot].detach()))
-            window, tolerance = config.plateau_window, config.plateau_tolerance
-            if int(taken[slot]) >= steps or plateaued(history, window=window, tolerance=tolerance):
-                leaving.append(slot)
-        if len(leaving) < len(indices):
-            (grad,) = torch.autograd.grad(loss.sum(), [ws])  # [A, K, D]
-            renders += Renders(backward=len(images))
-            with torch.no_grad():
-                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                adam_steps += 1
-                step = adam_steps[:, None, None]  # [A, 1, 1]
-                rates = torch.tensor(
-                    [learning_rate(int(done) - 1, steps=steps, base=base_learning_rate) for done in taken],
-                    device=device,
-                )[:, None, None]
-                denominator = (exp_avg_sq / (1 - beta2**step)).sqrt() + ADAM_EPS
-                latents = ws.detach() - rates * (exp_avg / (1 - beta1**step)) / denominator
-        else:
-            renders += Renders(forward=len(images))
-            latents = ws.detach()
-        keep = [slot for slot in range(len(indices)) if slot not in leaving]
-        for slot in leaving:
-            done = FrameDone(
-                index=first + indices[slot],
-                latents=best.latents[slot : slot + 1].expand(-1, num_ws, -1).clone(),
-                loss=float(best.loss[slot]),
-                psnr=float(best.psnr[slot]),
-                steps=int(taken[slot]),
-            )
-            frame = indices[slot]
-            done_latents[frame] = best.latents[slot : slot + 1].clone()
-            if frame > 0 and frame - 1 in done_latents:
-                velocity = done_latents[frame] - done_latents[frame - 1]
-            done_moments[frame] = (
-                exp_avg[slot : slot + 1],
-                exp_avg_sq[slot : slot + 1],
-                adam_steps[slot : slot + 1],
-            )
-            on_frame(done)
-        done_latents = {index: value for index, value in done_latents.items() if index >= entered - width - 2}
-        done_moments = {index: value for index, value in done_moments.items() if index >= entered - 1}
-        if leaving:
-            rows = torch.tensor(keep, dtype=torch.long, device=device)
-            latents, exp_avg, exp_avg_sq = latents[rows], exp_avg[rows], exp_avg_sq[rows]
-            adam_steps, batch = adam_steps[rows], batch[rows]
-            taken = taken[rows.cpu()]
-            best.keep(rows)
-            indices = [indices[slot] for slot in keep]
-            histories = [histories[slot] for slot in keep]
+    while table.entered < len(regime.frames) or len(table):
+        renders += regime.enter(table)
+        renders += regime.step(table)
+        for finished in regime.retire(table):
+            on_finished(finished)
     return renders
+
+
+# ---------------------------------------------------------------------------------------------------
+# The regimes
+
+
+class Batch:
+    """Frames that start together from one start and finish together: the start point (`warm=False`)
+    or the previous frame's pivot (`warm=True`). The common part of `AdamBatch` and `LbfgsBatch`,
+    which each define `step`."""
+
+    def __init__(self, problem: Problem, frames: range, *, steps: int, warm: bool) -> None:
+        self.problem, self.frames, self.steps, self.warm = problem, frames, steps, warm
+        self.previous = Handover()
+        self.last = Handover()
+        self.done = False
+
+    def open(self, handover: Handover) -> FrameTable:
+        self.previous = handover
+        return FrameTable(self.problem, arithmetic="torch")
+
+    def enter(self, table: FrameTable) -> Renders:
+        if table.entered:
+            return NONE
+        targets = self.problem.crops(self.frames)  # [B, 3, R, R]
+        if self.warm:
+            if self.previous.latents is None:
+                raise ValueError("a warm batch needs the previous frame's pivot")
+            table.enter(self.frames, self.previous.latents.expand(len(self.frames), -1, -1), targets)
+            return NONE
+        config = self.problem.config
+        start = start_latents(self.problem.generator, targets, config=config, layers=self.problem.layers)
+        table.enter(self.frames, start, targets)
+        return Renders(forward=config.start_samples)
+
+    def step(self, table: FrameTable) -> Renders:
+        raise NotImplementedError
+
+    def retire(self, table: FrameTable) -> list[Finished]:
+        """All rows as one run once `step` says done; the last row is the handover."""
+        if not self.done:
+            return []
+        finished = table.finished(0, len(table))
+        self.last = table.handover(len(table) - 1)
+        table.remove(list(range(len(table))))
+        return [finished]
+
+    def handover(self) -> Handover:
+        return self.last
+
+
+class AdamBatch(Batch):
+    """Adam on a batch of frames together (`config.learning_rate` from the start point,
+    `config.warm_learning_rate` from the previous pivot). The batch stops together: after `steps`
+    steps, or once its summed loss plateaus. The update is `torch.optim.Adam`'s (`RowAdam` "torch");
+    the handover carries the last frame's moments."""
+
+    def __init__(self, problem: Problem, frames: range, *, steps: int, warm: bool) -> None:
+        super().__init__(problem, frames, steps=steps, warm=warm)
+        config = problem.config
+        self.base_learning_rate = config.warm_learning_rate if warm else config.learning_rate
+        self.history: list[float] = []  # the batch's summed loss after each step
+
+    def step(self, table: FrameTable) -> Renders:
+        config = self.problem.config
+        rate = learning_rate(int(table.taken[0]), steps=self.steps, base=self.base_learning_rate)
+        latents = table.latents.detach().requires_grad_(True)  # [B, K, w_dim]
+        images = self.problem.render(latents)  # [B, 3, R, R]
+        loss = self.problem.loss(images, table.targets)  # [B]
+        table.taken += 1
+        table.best.update(latents, images, table.targets, loss)
+        self.history.append(float(loss.detach().sum()))
+        if plateaued(self.history, window=config.plateau_window, tolerance=config.plateau_tolerance):
+            self.done = True
+            return Renders(forward=len(images))
+        # Only the latents' gradient: no gradient is accumulated into the generator's parameters.
+        (grad,) = torch.autograd.grad(loss.sum(), [latents])
+        table.latents = table.adam.step(latents.detach(), grad, [rate] * len(table))
+        self.done = int(table.taken[0]) >= self.steps
+        return Renders(backward=len(images))
+
+
+class LbfgsBatch(Batch):
+    """L-BFGS with a strong-Wolfe line search on a batch's latents (one frame: `config.batch_size` 1)
+    for at most `steps` iterations (torch's own tolerances may stop it sooner). One `step` is the
+    whole run.
+
+    The line search compares losses of nearby latents, so the run is in full precision even under the
+    run's bf16 autocast. Each iteration renders once or more (its line search), every render with its
+    gradient."""
+
+    def step(self, table: FrameTable) -> Renders:
+        latents = table.latents.detach().clone().requires_grad_(True)  # [B, K, w_dim]
+        optimiser = torch.optim.LBFGS([latents], max_iter=self.steps, line_search_fn="strong_wolfe")
+        renders = 0
+
+        def closure() -> torch.Tensor:
+            nonlocal renders
+            images = self.problem.render(latents)  # [B, 3, R, R]
+            loss = self.problem.loss(images, table.targets)  # [B]
+            renders += 1
+            table.best.update(latents, images, table.targets, loss)
+            # Only the latents' gradient: no gradient is accumulated into the generator's parameters.
+            (grad,) = torch.autograd.grad(loss.sum(), [latents])
+            latents.grad = grad
+            return loss.sum().detach()
+
+        with full_precision(self.problem.device):
+            optimiser.step(closure)
+        table.latents = latents.detach()
+        table.taken += int(optimiser.state[latents].get("n_iter", 0))
+        self.done = True
+        return Renders(backward=renders)
+
+    def handover(self) -> Handover:
+        return Handover(latents=self.last.latents)  # L-BFGS has no moments to hand on
+
+
+class AdamWindow:
+    """Warm Adam over a sliding window of at most `width` consecutive frames (see the module doc).
+
+    Each frame has its own step budget (`steps`), learning-rate ramps and early stop, and enters
+    started from its immediate predecessor's best latents so far, with its Adam moments (fresh moments
+    kick a warm start off its neighbour's solution). Entries are staggered: a frame enters once the
+    newest has taken `steps / width` steps, so it starts from a neighbour that already moved towards
+    its own solution. The start also moves on by `config.predict` times the last step between two
+    finished neighbours. A frame leaves after `steps` steps or once its own loss plateaus; the step
+    that finds it finished still updates its moments when other frames go on. The update keeps the
+    window's own arithmetic (`RowAdam` "tensor")."""
+
+    def __init__(self, problem: Problem, frames: range, *, steps: int, width: int) -> None:
+        self.problem, self.frames, self.steps, self.width = problem, frames, steps, width
+        self.base_learning_rate = problem.config.warm_learning_rate
+        self.stagger = max(1, math.ceil(steps / width))
+        # pivots [1, K, w_dim] and Adam moments of frames that left, kept while a successor may start
+        # from one or a step between two may predict its start
+        self.done_latents: dict[int, torch.Tensor] = {}
+        self.done_moments: dict[int, AdamMoments] = {}
+        self.velocity: torch.Tensor | None = None
+        self.leaving: list[int] = []
+        self.last = Handover()
+
+    def open(self, handover: Handover) -> FrameTable:
+        if handover.latents is None:
+            raise ValueError("the warm window needs the pivot of the frame before its first")
+        before = self.frames.start - 1
+        self.done_latents[before] = handover.latents
+        moments = handover.moments
+        self.done_moments[before] = AdamMoments.zeros(handover.latents) if moments is None else moments
+        return FrameTable(self.problem, arithmetic="tensor")
+
+    def enter(self, table: FrameTable) -> Renders:
+        full = len(table) >= self.width
+        if table.entered == len(self.frames) or full or (len(table) and int(table.taken[-1]) < self.stagger):
+            return NONE
+        frame = self.frames.start + table.entered
+        if frame - 1 in table.frames:  # the predecessor is in flight
+            slot = table.frames.index(frame - 1)
+            start, moments = table.best.latents[slot : slot + 1], table.adam.rows(slot, slot + 1)
+        else:
+            start, moments = self.done_latents[frame - 1], self.done_moments[frame - 1]
+        predict = self.problem.config.predict
+        if predict and self.velocity is not None:  # the motion goes on
+            start = start + predict * self.velocity
+        entering = range(frame, frame + 1)
+        table.enter(entering, start, self.problem.crops(entering), moments)
+        return NONE
+
+    def step(self, table: FrameTable) -> Renders:
+        config = self.problem.config
+        latents = table.latents.detach().requires_grad_(True)  # [A, K, w_dim]
+        images = self.problem.render(latents)  # [A, 3, R, R]
+        loss = self.problem.loss(images, table.targets)  # [A]
+        table.best.update(latents, images, table.targets, loss)
+        table.taken += 1
+        self.leaving = []
+        for slot, history in enumerate(table.histories):
+            history.append(float(loss[slot].detach()))
+            stalled = plateaued(history, window=config.plateau_window, tolerance=config.plateau_tolerance)
+            if int(table.taken[slot]) >= self.steps or stalled:
+                self.leaving.append(slot)
+        if len(self.leaving) == len(table):
+            table.latents = latents.detach()
+            return Renders(forward=len(images))
+        (grad,) = torch.autograd.grad(loss.sum(), [latents])  # [A, K, w_dim]
+        rates = [
+            learning_rate(int(done) - 1, steps=self.steps, base=self.base_learning_rate)
+            for done in table.taken
+        ]
+        table.latents = table.adam.step(latents.detach(), grad, rates)
+        return Renders(backward=len(images))
+
+    def retire(self, table: FrameTable) -> list[Finished]:
+        finished = []
+        for slot in self.leaving:
+            frame = table.frames[slot]
+            finished.append(table.finished(slot, slot + 1))
+            left = table.handover(slot)
+            self.done_latents[frame], self.done_moments[frame] = left.latents, left.moments
+            if frame > self.frames.start and frame - 1 in self.done_latents:
+                self.velocity = self.done_latents[frame] - self.done_latents[frame - 1]
+            if frame == self.frames.stop - 1:
+                self.last = left
+        entered = self.frames.start + table.entered
+        self.done_latents = {i: v for i, v in self.done_latents.items() if i >= entered - self.width - 2}
+        self.done_moments = {i: v for i, v in self.done_moments.items() if i >= entered - 1}
+        if self.leaving:
+            table.remove(self.leaving)
+        return finished
+
+    def handover(self) -> Handover:
+        return self.last
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plan and dispatch
+
+
+def plan_regimes(problem: Problem, num_frames: int, *, chained: bool) -> list[Regime]:
+    """The regimes that invert a clip of `num_frames`, in order (see the module doc).
+
+    cold: batches of `batch_size` from the start point with `first_steps`. warm: frame 0 alone from
+    the start point with `first_steps` (unless `chained`: the frame before the clip is known), then
+    the window (Adam) or batches from their neighbour with `warm_steps` (L-BFGS)."""
+    config = problem.config
+    batch = LbfgsBatch if config.optimiser == "lbfgs" else AdamBatch
+    warm = config.mode == "warm"
+    regimes: list[Regime] = []
+    first = 0
+    if warm and not chained:
+        regimes.append(batch(problem, range(0, 1), steps=config.first_steps, warm=False))
+        first = 1
+    if warm and config.optimiser == "adam":
+        if first < num_frames:
+            regimes.append(
+                AdamWindow(
+                    problem, range(first, num_frames), steps=config.warm_steps, width=config.batch_size
+                )
+            )
+        return regimes
+    steps = config.warm_steps if warm else config.first_steps
+    for begin in range(first, num_frames, config.batch_size):
+        frames = range(begin, min(begin + config.batch_size, num_frames))
+        regimes.append(batch(problem, frames, steps=steps, warm=warm))
+    return regimes
 
 
 def invert_clip(
@@ -479,16 +614,16 @@ def invert_clip(
     start: torch.Tensor | None = None,
 ) -> InversionResult:
     """Invert aligned crops `targets` (N consecutive frames [3, R, R] in [-1, 1]: a tensor, or a store
-    read a batch at a time) into W+ pivots. Only the batch in work is on the device; the pivots, losses
-    and PSNRs are gathered on the CPU.
+    read a batch at a time) into W+ pivots. Only the frames in work are on the device; the pivots,
+    losses and PSNRs are gathered on the CPU.
 
     `generator` must already be on `runtime.device`; `perceptual` (e.g.
     `reenact.losses.Image2StyleGANPerceptual`) may be None for an MSE-only loss. Latents and targets are
     float32; renders run under the runtime's autocast (L-BFGS excepted: always full precision).
-    `progress` gets an "invert" task counting frames; `on_batch` receives each batch's figures.
-    `start` [1, num_ws, w_dim], in warm mode: the pivot of the frame before `targets[0]`, so these frames
-    continue that warm chain (every batch warm, none from the start point): a long shot inverted in
-    segments has no seam where one segment hands over to the next.
+    `progress` gets an "invert" task counting frames; `on_batch` receives each run's figures (a batch,
+    or a frame of the window). `start` [1, num_ws, w_dim], in warm mode: the pivot of the frame before
+    `targets[0]`, so these frames continue that warm chain (every frame warm, none from the start
+    point): a long shot inverted in segments has no seam where one segment hands over to the next.
     """
     resolution = generator.resolution
     first = targets[0:1] if len(targets) else None
@@ -496,109 +631,49 @@ def invert_clip(
         shape = "no frames" if first is None else f"[N, {', '.join(map(str, first.shape[1:]))}]"
         raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {shape}")
     started = time.perf_counter()
-    device = runtime.device
     num_frames = len(targets)
     layers = generator.num_ws if config.space == "w+" else 1
-
+    problem = Problem(
+        generator=generator,
+        targets=targets,
+        perceptual=perceptual,
+        config=config,
+        device=runtime.device,
+        layers=layers,
+    )
     chained = config.mode == "warm" and start is not None
-    runs, first_batch, budget = [], 0, config.first_steps  # cold: every batch from the start point
-    if config.mode == "warm":
-        budget = config.warm_steps
-        if not chained:  # frame 0 alone from the start point, then the others from their neighbours
-            runs, first_batch = [(0, 1, config.first_steps)], 1
-    window = config.mode == "warm" and config.optimiser == "adam"  # the rest: `optimise_window`
-    if not window:
-        runs += [
-            (first_frame, min(first_frame + config.batch_size, num_frames), budget)
-            for first_frame in range(first_batch, num_frames, config.batch_size)
-        ]
+    handover = Handover()
+    if chained:
+        handover = Handover(
+            latents=start.reshape(1, generator.num_ws, generator.w_dim)[:, :layers].to(runtime.device)
+        )
 
     pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim)
     losses = torch.empty(num_frames)
     psnrs = torch.empty(num_frames)
     steps_taken: list[int] = []
     renders = NONE
-    adam_state: AdamState | None = None
+    frames_done = 0
     with progress.task("invert", total=num_frames, unit="frame") as task, autocast(runtime):
-        for begin, stop, budget in runs:
-            size = stop - begin
-            batch = to_device(targets[begin:stop], device)  # [B, 3, R, R]
-            if config.mode == "warm" and (begin > 0 or chained):
-                before = pivots[begin - 1 : begin] if begin > 0 else start.reshape(1, *pivots.shape[1:])
-                previous = before[:, :layers].to(device)  # [1, K, w_dim]: the neighbour's
-                init, rate = previous.expand(size, -1, -1), config.warm_learning_rate
-            else:
-                init = start_latents(generator, batch, config=config, layers=layers)
-                rate = config.learning_rate
-                renders += Renders(forward=config.start_samples)
-            if config.optimiser == "lbfgs":
-                run = optimise_lbfgs(
-                    generator, batch, init, steps=budget, perceptual=perceptual, config=config
-                )
-            else:
-                run = optimise_batch(
-                    generator,
-                    batch,
-                    init,
-                    steps=budget,
-                    base_learning_rate=rate,
-                    perceptual=perceptual,
-                    config=config,
-                )
-                adam_state = run.adam_state
-            pivots[begin:stop] = run.latents.detach().cpu()
-            losses[begin:stop] = run.loss.detach().cpu()
-            psnrs[begin:stop] = run.psnr.detach().cpu()
+
+        def finished(run: Finished) -> None:
+            nonlocal frames_done
+            frames_done += len(run.frames)
+            pivots[run.frames.start : run.frames.stop] = run.latents.detach().cpu()
+            losses[run.frames.start : run.frames.stop] = run.loss.detach().cpu()
+            psnrs[run.frames.start : run.frames.stop] = run.psnr.detach().cpu()
             steps_taken.append(run.steps)
-            renders += run.renders
-            task.advance(size)
+            task.advance(len(run.frames))
             if on_batch is not None:
-                on_batch(
-                    InvertReport(
-                        frames_done=stop,
-                        num_frames=num_frames,
-                        steps=run.steps,
-                        loss=float(run.loss.mean()),
-                        psnr=float(run.psnr.mean()),
-                    )
+                loss, quality = float(run.loss.mean()), float(run.psnr.mean())
+                report = InvertReport(
+                    frames_done=frames_done, num_frames=num_frames, steps=run.steps, loss=loss, psnr=quality
                 )
-        if window and first_batch < num_frames:
-            done_count = first_batch
+                on_batch(report)
 
-            def finished(done: FrameDone) -> None:
-                nonlocal done_count
-                done_count += 1
-                pivots[done.index] = done.latents[0].detach().cpu()
-                losses[done.index], psnrs[done.index] = done.loss, done.psnr
-                steps_taken.append(done.steps)
-                task.advance(1)
-                if on_batch is not None:
-                    report = InvertReport(
-                        frames_done=done_count,
-                        num_frames=num_frames,
-                        steps=done.steps,
-                        loss=done.loss,
-                        psnr=done.psnr,
-                    )
-                    on_batch(report)
-
-            previous = (
-                pivots[first_batch - 1 : first_batch] if first_batch else start.reshape(1, *pivots.shape[1:])
-            )
-            renders += optimise_window(
-                generator,
-                targets,
-                previous[:, :layers].to(device),
-                first=first_batch,
-                handed_on=adam_state,
-                steps=config.warm_steps,
-                width=config.batch_size,
-                base_learning_rate=config.warm_learning_rate,
-                perceptual=perceptual,
-                config=config,
-                device=device,
-                on_frame=finished,
-            )
+        for regime in plan_regimes(problem, num_frames, chained=chained):
+            renders += run_regime(regime, handover, on_finished=finished)
+            handover = regime.handover()
     return InversionResult(
         pivots=pivots.detach(),
         loss=losses,

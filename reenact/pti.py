@@ -356,6 +356,150 @@ def clip_psnr(
     return torch.cat(scores)
 
 
+@dataclass
+class TuningState:
+    """What tuning carries from step to step besides the weights and Adam's moments; both go into the
+    checkpoint."""
+
+    step: int
+    """Steps done (including those before a resume)."""
+    frame_psnr: torch.Tensor
+    """[N] each frame's PSNR when it was last in a batch (NaN: not drawn yet)."""
+
+    def record(self, figures: StepFigures) -> None:
+        """A step is done: its frames' PSNRs replace theirs."""
+        self.frame_psnr[figures.frames] = figures.psnr
+        self.step += 1
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    """What one step measured over the whole (global) batch."""
+
+    frames: torch.Tensor
+    """The batch's frames [B]."""
+    psnr: torch.Tensor
+    """Their PSNR (dB) rendered before the update [B]."""
+    loss: float
+    """Total loss of the step (tuning loss + weighted regulariser, summed over the ranks)."""
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The fixed parts of one tuning run: what every step reads."""
+
+    tuned: Generator
+    original: Generator
+    """The frozen reference (G_orig) the regulariser compares with."""
+    targets: CropSource
+    pivots: LatentSource
+    config: PTIConfig
+    perceptual: nn.Module | None
+    runtime: Runtime
+    group: Group
+    batch_size: int
+    """Frames of every step's global batch (`tuning_batch`)."""
+    distance: float
+    """The regulariser's distance from the pivots, in W units."""
+
+
+def resume(
+    checkpoint: Path | None,
+    *,
+    fingerprint: str,
+    synthesis: nn.Module,
+    optimiser: torch.optim.Adam,
+    num_frames: int,
+    group: Group,
+) -> TuningState:
+    """Where tuning starts: from `checkpoint` when it exists (weights and Adam's state restored in place;
+    `CheckpointError` for another run's), else from step 0. Every rank must start from the same step."""
+    state = TuningState(step=0, frame_psnr=torch.full((num_frames,), math.nan))
+    if checkpoint is not None and checkpoint.exists():
+        step, tensors = read_checkpoint(checkpoint, fingerprint=fingerprint)
+        frame_psnr = restore_checkpoint(tensors, synthesis=synthesis, optimiser=optimiser)
+        state = TuningState(step=step, frame_psnr=frame_psnr)
+    if len(set(group.gather(state.step))) > 1:
+        raise ReenactError(f"the ranks found different tuning checkpoints in {checkpoint}; run again")
+    return state
+
+
+def reached_target(frame_psnr: torch.Tensor, *, target_psnr: float) -> bool:
+    """Early stop: every frame has been drawn and their mean PSNR [N] reaches `target_psnr` (0: never)."""
+    seen_all = not bool(torch.isnan(frame_psnr).any())
+    return target_psnr > 0 and seen_all and float(frame_psnr.mean()) >= target_psnr
+
+
+def finished(state: TuningState, *, total_steps: int, target_psnr: float) -> bool:
+    """Tuning ends once the step budget is spent or the clip `reached_target`."""
+    return state.step >= total_steps or reached_target(state.frame_psnr, target_psnr=target_psnr)
+
+
+def step_loss(run: Tuning, index: torch.Tensor, *, step: int) -> tuple[torch.Tensor, torch.Tensor, Renders]:
+    """Step `step` on this rank, over the global batch `index` [B] (`batch_indices`): its loss (its
+    share of the batch mean, plus the regulariser on the main rank every `locality_interval` steps), the
+    step's figures packed for `reduce_step`, and the renders."""
+    config, group, device = run.config, run.group, run.runtime.device
+    mine = rank_slice(index, group=group)  # this rank's frames of the batch
+    batch_pivots = to_device(run.pivots[mine], device)  # [b, num_ws, w_dim]
+    batch_targets = to_device(run.targets[mine], device)  # [b, 3, R, R]
+    with autocast(run.runtime):
+        images = run.tuned.synthesis(batch_pivots, noise_mode="const")  # [b, 3, R, R]
+    losses = image_loss(images.float(), batch_targets, perceptual=run.perceptual, config=config)  # [b]
+    loss = losses.sum() / len(index)  # this rank's share of the batch mean
+    renders = Renders(backward=len(mine))
+    if config.locality_weight > 0 and group.is_main and step % config.locality_interval == 0:
+        loss = loss + config.locality_weight * locality_loss(
+            run, to_device(run.pivots[index], device), step=step
+        )
+        # G_tuned's render, and G_orig's reference
+        renders += Renders(backward=config.locality_samples, forward=config.locality_samples)
+    batch_psnr = psnr(images.detach().float(), batch_targets).cpu()  # [b]
+    return loss, pack_figures(batch_psnr, float(loss.detach()), batch_size=len(index), group=group), renders
+
+
+def pack_figures(batch_psnr: torch.Tensor, loss: float, *, batch_size: int, group: Group) -> torch.Tensor:
+    """A rank's figures laid out so that summing them over the ranks gives the step's: [B + 1], this
+    rank's PSNRs [b] at its slice of the batch (zeros elsewhere), its loss last."""
+    packed = torch.zeros(batch_size + 1)  # [B + 1]
+    first = batch_size * group.rank // group.size  # where this rank's slice starts (`rank_slice`)
+    packed[first : first + len(batch_psnr)] = batch_psnr
+    packed[-1] = loss
+    return packed
+
+
+def unpack_figures(packed: torch.Tensor, *, frames: torch.Tensor) -> StepFigures:
+    """The step's figures from a summed `pack_figures` buffer [B + 1] of the batch `frames` [B]."""
+    return StepFigures(frames=frames, psnr=packed[:-1], loss=float(packed[-1]))
+
+
+def reduce_step(parameters: list[nn.Parameter], packed: torch.Tensor, *, group: Group) -> torch.Tensor:
+    """Sum the gradients and the packed figures [B + 1] over the ranks (one collective); returns the
+    summed figures. A single process has nothing to sum."""
+    if not group.distributed:
+        return packed
+    return sum_gradients(parameters, extra=packed, group=group)
+
+
+class Checkpointer:
+    """Writes the run's checkpoint (main rank only; nowhere when no path is given)."""
+
+    def __init__(self, path: Path | None, *, fingerprint: str, group: Group) -> None:
+        self.path, self.fingerprint, self.group = path, fingerprint, group
+
+    def write(self, state: TuningState, *, synthesis: nn.Module, optimiser: torch.optim.Adam) -> None:
+        if self.path is None or not self.group.is_main:
+            return
+        save_checkpoint(
+            self.path,
+            synthesis=synthesis,
+            optimiser=optimiser,
+            step=state.step,
+            frame_psnr=state.frame_psnr,
+            fingerprint=self.fingerprint,
+        )
+
+
 def tune_generator(
     generator: Generator,
     targets: CropSource,
@@ -384,6 +528,9 @@ def tune_generator(
     `group`: the ranks tuning together, data-parallel (see the module docstring); each must call this
     with the same arguments. `pivot_psnr` [N]: each frame's PSNR at its pivot with `generator`, known from
     the inversion; the before-tuning PSNR is read from it instead of rendered again.
+
+    The pieces: `resume`, then per step `step_loss`, backward, `reduce_step`, Adam's step and
+    `TuningState.record`, until `finished`; `Checkpointer` writes the checkpoints.
     """
     _check_shapes(generator, targets, pivots)
     if config.batch_size < group.size:
@@ -396,7 +543,6 @@ def tune_generator(
     num_frames = len(targets)
     measured = report_frames(num_frames)  # [K]
     total_steps = pti_steps(num_frames, config=config)
-    batch_size = tuning_batch(num_frames, config=config, ranks=group.size)
 
     original = copy.deepcopy(generator).to(device).eval().requires_grad_(False)  # frozen reference
     tuned = copy.deepcopy(original)
@@ -405,25 +551,16 @@ def tune_generator(
     fingerprint = run_fingerprint(
         original, targets, pivots, config=config, perceptual=perceptual, autocast_dtype=runtime.autocast_dtype
     )
-
-    frame_psnr = torch.full((num_frames,), math.nan)  # [N] each frame's PSNR when last in a batch
-    start_step = 0
-    if checkpoint is not None and checkpoint.exists():
-        start_step, tensors = read_checkpoint(checkpoint, fingerprint=fingerprint)
-        frame_psnr = restore_checkpoint(tensors, synthesis=tuned.synthesis, optimiser=optimiser)
-    if len(set(group.gather(start_step))) > 1:
-        raise ReenactError(f"the ranks found different tuning checkpoints in {checkpoint}; run again")
-
-    def write(step: int) -> None:
-        if checkpoint is not None and group.is_main:
-            save_checkpoint(
-                checkpoint,
-                synthesis=tuned.synthesis,
-                optimiser=optimiser,
-                step=step,
-                frame_psnr=frame_psnr,
-                fingerprint=fingerprint,
-            )
+    state = resume(
+        checkpoint,
+        fingerprint=fingerprint,
+        synthesis=tuned.synthesis,
+        optimiser=optimiser,
+        num_frames=num_frames,
+        group=group,
+    )
+    start_step = state.step
+    checkpoints = Checkpointer(checkpoint, fingerprint=fingerprint, group=group)
 
     if pivot_psnr is None:
         psnr_before = clip_psnr(original, targets, pivots, frames=measured)
@@ -431,72 +568,51 @@ def tune_generator(
         psnr_before = pivot_psnr.float().cpu()[measured]
     distance = config.locality_radius * math.sqrt(original.num_ws)
     distance *= w_spread(original.mapping, z_dim=original.z_dim, seed=config.seed, device=device)
-    regularise = config.locality_weight > 0 and group.is_main
+    run = Tuning(
+        tuned=tuned,
+        original=original,
+        targets=targets,
+        pivots=pivots,
+        config=config,
+        perceptual=perceptual,
+        runtime=runtime,
+        group=group,
+        batch_size=tuning_batch(num_frames, config=config, ranks=group.size),
+        distance=distance,
+    )
     renders = Renders(forward=len(measured) * (2 if pivot_psnr is None else 1))  # the PSNR reports
     parameters = list(tuned.synthesis.parameters())
-    step = start_step
     with progress.task("tune", total=total_steps, unit="step", initial=start_step) as task:
-        while step < total_steps:
-            seen_all = not bool(torch.isnan(frame_psnr).any())
-            if config.target_psnr > 0 and seen_all and float(frame_psnr.mean()) >= config.target_psnr:
-                break
-            index = batch_indices(step, num_frames=num_frames, batch_size=batch_size, seed=config.seed)
-            mine = rank_slice(index, group=group)  # this rank's frames of the batch
-            batch_pivots = to_device(pivots[mine], device)  # [b, num_ws, w_dim]
-            batch_targets = to_device(targets[mine], device)  # [b, 3, R, R]
-            with autocast(runtime):
-                images = tuned.synthesis(batch_pivots, noise_mode="const")  # [b, 3, R, R]
-            losses = image_loss(images.float(), batch_targets, perceptual=perceptual, config=config)  # [b]
-            loss = losses.sum() / len(index)  # this rank's share of the batch mean
-            renders += Renders(backward=len(mine))
-            if regularise and step % config.locality_interval == 0:
-                loss = loss + config.locality_weight * _locality_loss(
-                    tuned,
-                    original,
-                    to_device(pivots[index], device),
-                    step=step,
-                    distance=distance,
-                    config=config,
-                    perceptual=perceptual,
-                    runtime=runtime,
-                )
-                # G_tuned's render, and G_orig's reference
-                renders += Renders(backward=config.locality_samples, forward=config.locality_samples)
-            shared = torch.zeros(len(index) + 1)  # [B + 1]: the batch's PSNRs and the total loss
-            first = len(index) * group.rank // group.size  # where this rank's slice starts
-            shared[first : first + len(mine)] = psnr(images.detach().float(), batch_targets).cpu()
-            shared[-1] = float(loss.detach())
+        while not finished(state, total_steps=total_steps, target_psnr=config.target_psnr):
+            frames = batch_indices(
+                state.step, num_frames=num_frames, batch_size=run.batch_size, seed=config.seed
+            )
+            loss, packed, made = step_loss(run, frames, step=state.step)
+            renders += made
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            if group.distributed:
-                shared = sum_gradients(parameters, extra=shared, group=group)
+            figures = unpack_figures(reduce_step(parameters, packed, group=group), frames=frames)
             optimiser.step()
-            step += 1
-            batch_psnr, total_loss = shared[:-1], float(shared[-1])
-            frame_psnr[index] = batch_psnr
+            state.record(figures)
             task.advance()
             if on_step is not None:
+                mean_psnr = float(figures.psnr.mean())
                 on_step(
-                    TuneReport(
-                        step=step,
-                        total_steps=total_steps,
-                        loss=total_loss,
-                        psnr=float(batch_psnr.mean()),
-                    )
+                    TuneReport(step=state.step, total_steps=total_steps, loss=figures.loss, psnr=mean_psnr)
                 )
-            if stop is not None and stop(step):
-                write(step)
-                raise TuneInterrupted(step)
-            if step % config.checkpoint_every == 0:
-                write(step)
-    write(step)
+            if stop is not None and stop(state.step):
+                checkpoints.write(state, synthesis=tuned.synthesis, optimiser=optimiser)
+                raise TuneInterrupted(state.step)
+            if state.step % config.checkpoint_every == 0:
+                checkpoints.write(state, synthesis=tuned.synthesis, optimiser=optimiser)
+    checkpoints.write(state, synthesis=tuned.synthesis, optimiser=optimiser)
     tuned.eval().requires_grad_(False)
     return TuneResult(
         generator=tuned,
         psnr_before=psnr_before,
         psnr_after=clip_psnr(tuned, targets, pivots, frames=measured),
         report_frames=measured,
-        steps=step,
+        steps=state.step,
         renders=renders,
         resumed_from=start_step,
         seconds=time.perf_counter() - started,
@@ -517,26 +633,17 @@ def sum_gradients(parameters: list[nn.Parameter], *, extra: torch.Tensor, group:
     return flat[offset:].cpu()
 
 
-def _locality_loss(
-    tuned: Generator,
-    original: Generator,
-    batch_pivots: torch.Tensor,
-    *,
-    step: int,
-    distance: float,
-    config: PTIConfig,
-    perceptual: nn.Module | None,
-    runtime: Runtime,
-) -> torch.Tensor:
-    """Mean image loss between G_tuned and G_orig at `locality_samples` points near the batch's pivots."""
-    device = batch_pivots.device
+def locality_loss(run: Tuning, batch_pivots: torch.Tensor, *, step: int) -> torch.Tensor:
+    """Mean image loss between G_tuned and G_orig at `locality_samples` points near the batch's pivots
+    [B, num_ws, w_dim] (step `step`'s seeded samples)."""
+    config, original, device = run.config, run.original, batch_pivots.device
     rng = torch.Generator().manual_seed(derived_seed(config.seed, LOCALITY_STREAM, step))
     z = torch.randn(config.locality_samples, original.z_dim, generator=rng).to(device)  # [S, z_dim]
     anchors = batch_pivots[torch.arange(config.locality_samples, device=device) % batch_pivots.shape[0]]
     with torch.no_grad():
         sampled = original.mapping(z, truncation_psi=config.locality_truncation)  # [S, num_ws, w_dim]
-        points = locality_points(anchors, sampled, distance=distance)
+        points = locality_points(anchors, sampled, distance=run.distance)
         reference = original.synthesis(points, noise_mode="const")  # [S, 3, R, R]
-    with autocast(runtime):
-        rendered = tuned.synthesis(points, noise_mode="const")
-    return image_loss(rendered.float(), reference, perceptual=perceptual, config=config).mean()
+    with autocast(run.runtime):
+        rendered = run.tuned.synthesis(points, noise_mode="const")
+    return image_loss(rendered.float(), reference, perceptual=run.perceptual, config=config).mean()

@@ -7,13 +7,21 @@ import dataclasses
 import pytest
 import torch
 
-from reenact.config import Config
+from reenact.adam import AdamMoments
+from reenact.config import Config, InvertConfig
 from reenact.device import resolve_runtime
 from reenact.invert import (
+    AdamBatch,
+    AdamWindow,
+    Batch,
+    FrameTable,
     InversionResult,
     InvertReport,
+    LbfgsBatch,
+    Problem,
     invert_clip,
     latent_speed,
+    plan_regimes,
     plateaued,
     psnr,
     start_latents,
@@ -307,3 +315,68 @@ def test_predicted_warm_starts_fit_better_at_the_same_renders() -> None:
         assert float(moving.psnr.mean()) >= float(still.psnr.mean()) + MIN_PREDICT_GAIN_DB
         truth = float(latent_speed(clip.ws).mean())
         assert float(latent_speed(moving.pivots).mean()) <= MAX_SPEED_RATIO * truth
+
+
+def problem_for(world: SyntheticWorld, config: InvertConfig) -> Problem:
+    generator = world.generator
+    return Problem(
+        generator=generator,
+        targets=world.target.crops,
+        perceptual=None,
+        config=config,
+        device=torch.device("cpu"),
+        layers=generator.num_ws,
+    )
+
+
+def test_the_plan_names_each_regime(world: SyntheticWorld) -> None:
+    """cold: Adam batches; warm Adam: frame 0 alone, then the window; chained: the window only; warm
+    L-BFGS: frame 0, then one frame at a time from its neighbour."""
+    frames = 10
+    adam = dataclasses.replace(FAST, optimiser="adam", batch_size=4)
+
+    def shape(config: InvertConfig, *, chained: bool = False) -> list[tuple[type, range, int, bool]]:
+        regimes = plan_regimes(problem_for(world, config), frames, chained=chained)
+        return [
+            (type(r), r.frames, r.steps, isinstance(r, AdamWindow) or (isinstance(r, Batch) and r.warm))
+            for r in regimes
+        ]
+
+    first, warm = FAST.first_steps, FAST.warm_steps
+    assert shape(dataclasses.replace(adam, mode="cold")) == [
+        (AdamBatch, range(0, 4), first, False),
+        (AdamBatch, range(4, 8), first, False),
+        (AdamBatch, range(8, 10), first, False),
+    ]
+    assert shape(adam) == [(AdamBatch, range(0, 1), first, False), (AdamWindow, range(1, 10), warm, True)]
+    assert shape(adam, chained=True) == [(AdamWindow, range(0, 10), warm, True)]
+    lbfgs = shape(dataclasses.replace(LBFGS, mode="warm"))
+    assert lbfgs[0] == (LbfgsBatch, range(0, 1), LBFGS.first_steps, False)
+    assert lbfgs[1:] == [(LbfgsBatch, range(f, f + 1), LBFGS.warm_steps, True) for f in range(1, frames)]
+
+
+def test_rows_leave_every_per_frame_array_together(world: SyntheticWorld) -> None:
+    """Removing a row from the table removes it from latents, targets, best, steps, histories and Adam."""
+    problem = problem_for(world, FAST)
+    table = FrameTable(problem, arithmetic="tensor")
+    generator = world.generator
+    for frame in range(3):
+        start = torch.full((1, generator.num_ws, generator.w_dim), float(frame))
+        moments = AdamMoments(
+            steps=torch.tensor([float(10 * frame)]), exp_avg=start + 1, exp_avg_sq=start + 2
+        )
+        table.enter(range(frame, frame + 1), start, problem.crops(range(frame, frame + 1)), moments)
+        table.taken[-1] = 100 + frame
+        table.histories[-1].append(float(frame))
+    table.remove([1])
+    assert table.frames == [0, 2] and table.entered == 3
+    assert table.latents[:, 0, 0].tolist() == [0.0, 2.0]
+    assert table.best.latents[:, 0, 0].tolist() == [0.0, 2.0]
+    assert torch.equal(table.targets, problem.crops(range(0, 3))[[0, 2]])
+    assert table.taken.tolist() == [100, 102]
+    assert table.histories == [[0.0], [2.0]]
+    assert table.adam.moments.steps.tolist() == [0.0, 20.0]
+    assert table.adam.moments.exp_avg[:, 0, 0].tolist() == [1.0, 3.0]
+    assert table.adam.moments.exp_avg_sq[:, 0, 0].tolist() == [2.0, 4.0]
+    finished = table.finished(1, 2)
+    assert finished.frames == range(2, 3) and finished.steps == 102

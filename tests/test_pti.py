@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -10,17 +11,27 @@ import torch
 
 from reenact.config import PTIConfig
 from reenact.device import resolve_runtime
+from reenact.distributed import SINGLE, Group
 from reenact.errors import ReenactError
 from reenact.files import TMP_MARKER
 from reenact.invert import InversionResult, invert_clip
 from reenact.losses import LPIPS
 from reenact.pti import (
+    CheckpointError,
     TuneInterrupted,
     TuneReport,
     TuneResult,
+    TuningState,
     batch_indices,
+    finished,
+    pack_figures,
     pti_steps,
+    rank_slice,
+    reached_target,
+    resume,
+    save_checkpoint,
     tune_generator,
+    unpack_figures,
 )
 from reenact.synthetic import (
     TINY_W_DIM,
@@ -373,3 +384,73 @@ def test_tuning_a_long_clip_serves_every_shot_alike() -> None:
     assert float(gain.min()) > 2 * MAX_SHOT_SPREAD_DB, (before, after)  # tuning did real work
     assert float((gain - gain.mean()).abs().max()) < MAX_SHOT_SPREAD_DB, gain
     assert float((after - after.mean()).abs().max()) < MAX_SHOT_SPREAD_DB, after
+
+
+def test_early_stop_needs_every_frame_drawn_and_the_mean_at_the_target() -> None:
+    target = 30.0
+    assert not reached_target(torch.tensor([45.0, math.nan]), target_psnr=target), "a frame not drawn yet"
+    assert not reached_target(torch.tensor([29.9, 30.0]), target_psnr=target), "mean 29.95"
+    assert reached_target(torch.tensor([29.0, 31.0]), target_psnr=target), "mean 30"
+    assert not reached_target(torch.tensor([99.0, 99.0]), target_psnr=0.0), "0: never stop early"
+    drawn = torch.tensor([31.0, 32.0])
+    assert finished(TuningState(step=10, frame_psnr=drawn), total_steps=10, target_psnr=0.0), "budget spent"
+    assert not finished(TuningState(step=9, frame_psnr=drawn), total_steps=10, target_psnr=0.0)
+    assert finished(TuningState(step=3, frame_psnr=drawn), total_steps=10, target_psnr=target)
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_figures_packed_on_each_rank_sum_to_the_whole_batch(ranks: int) -> None:
+    """Each rank packs its slice's PSNRs and its loss; the sum over the ranks (the all-reduce) is every
+    frame's PSNR in batch order and the total loss, recorded on the frames drawn."""
+    frames = torch.tensor([5, 0, 3, 6, 1])  # [B] a global batch of a clip of 7
+    frame_psnr = 20.0 + frames.float()  # [B] what each frame measured, distinct
+    summed = torch.zeros(len(frames) + 1)
+    for rank in range(ranks):
+        group = Group(rank=rank, size=ranks)
+        mine = rank_slice(torch.arange(len(frames)), group=group)
+        summed += pack_figures(frame_psnr[mine], 0.5 + rank, batch_size=len(frames), group=group)
+    figures = unpack_figures(summed, frames=frames)
+    assert torch.equal(figures.psnr, frame_psnr)
+    assert figures.loss == sum(0.5 + rank for rank in range(ranks))
+    state = TuningState(step=4, frame_psnr=torch.full((7,), math.nan))
+    state.record(figures)
+    assert state.step == 5
+    assert torch.equal(state.frame_psnr[frames], frame_psnr)
+    assert torch.isnan(state.frame_psnr[[2, 4]]).all()
+
+
+def test_resume_restores_this_runs_checkpoint_and_refuses_another_runs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    saved = torch.nn.Linear(3, 2)
+    optimiser = torch.optim.Adam(saved.parameters(), lr=0.1)
+    saved(torch.randn(4, 3)).sum().backward()
+    optimiser.step()
+    path = tmp_path / "tune.safetensors"
+    frame_psnr = torch.tensor([30.0, math.nan, 31.0])
+    save_checkpoint(
+        path, synthesis=saved, optimiser=optimiser, step=4, frame_psnr=frame_psnr, fingerprint="a"
+    )
+
+    fresh = torch.nn.Linear(3, 2)
+    fresh_optimiser = torch.optim.Adam(fresh.parameters(), lr=0.1)
+
+    def resumed(checkpoint: Path, fingerprint: str) -> TuningState:
+        return resume(
+            checkpoint,
+            fingerprint=fingerprint,
+            synthesis=fresh,
+            optimiser=fresh_optimiser,
+            num_frames=len(frame_psnr),
+            group=SINGLE,
+        )
+
+    state = resumed(path, "a")
+    assert state.step == 4
+    assert torch.allclose(state.frame_psnr, frame_psnr, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(fresh.weight, saved.weight) and torch.equal(fresh.bias, saved.bias)
+    moments = fresh_optimiser.state[fresh.weight]["exp_avg"]
+    assert torch.equal(moments, optimiser.state[saved.weight]["exp_avg"])
+    with pytest.raises(CheckpointError, match="another run"):
+        resumed(path, "b")
+    start = resumed(tmp_path / "none.safetensors", "a")
+    assert start.step == 0 and torch.isnan(start.frame_psnr).all() and len(start.frame_psnr) == 3
