@@ -366,6 +366,41 @@ def transfer(target_ws: torch.Tensor, deltas: torch.Tensor, *, strength: float) 
     return target_ws + strength * deltas.to(target_ws)
 
 
+def join_chains(ws: LatentSource, segments: list[range], *, runs: list[range]) -> LatentSource:
+    """`ws` [N, num_ws, w_dim] with its inversion chains joined: each segment that continues a run (its
+    first row right after the last row of the segment before, inside one of `runs`) is shifted by a
+    constant so that the step into it becomes the mean of the steps beside it. Where a segment starts,
+    its chain may sit elsewhere in W+ for the same picture; that step is the inversion's, never the
+    face's, and the offsets must not read it as expression. Segments that start a run stay as they
+    are. Rows are computed a batch at a time."""
+    _check_ws(ws, what="ws")
+    starts = np.array([segment.start for segment in segments], dtype=np.int64)  # [S]
+    run_starts = {run.start for run in runs}
+    shifts = torch.zeros(len(segments), *ws.shape[1:], dtype=ws[0:1].dtype)  # [S, L, D]
+    for index, segment in enumerate(segments):
+        if index == 0 or segment.start in run_starts or segments[index - 1].stop != segment.start:
+            continue
+        previous, first = segments[index - 1], segment.start
+        low, high = max(previous.start, first - 2), min(segment.stop, first + 2)
+        rows = ws[low:high].to(shifts)  # [<= 4, L, D] around the seam
+        steps = rows[1:] - rows[:-1]  # the step into the segment is steps[first - 1 - low]
+        into = first - 1 - low
+        beside = [steps[i] for i in (into - 1, into + 1) if 0 <= i < len(steps)]
+        expected = torch.stack(beside).mean(dim=0) if beside else torch.zeros_like(steps[into])
+        shifts[index] = shifts[index - 1] + steps[into] - expected
+
+    def rows(indices: np.ndarray) -> torch.Tensor:
+        which = np.searchsorted(starts, indices, side="right") - 1  # [n] segment of each row
+        return ws[indices] - shifts[torch.from_numpy(which)].to(ws[0:1])
+
+    return ComputedLatents(len(ws), row_shape=tuple(ws.shape[1:]), rows=rows)
+
+
+def rows_of(ws: LatentSource, rows: range) -> ComputedLatents:
+    """The rows `rows` of `ws`, addressed from 0."""
+    return ComputedLatents(len(rows), row_shape=tuple(ws.shape[1:]), rows=lambda at: ws[at + rows.start])
+
+
 def driver_deltas(
     ws: LatentSource,
     frames: np.ndarray,
@@ -374,31 +409,63 @@ def driver_deltas(
     config: EditConfig,
     w_avg: torch.Tensor,
     ref: int | None,
-) -> tuple[ComputedLatents, int]:
-    """Expression offsets of every driver frame [num_frames, num_ws, w_dim] and the reference frame used.
+    runs: list[range] | None = None,
+    segments: list[range] | None = None,
+) -> tuple[ComputedLatents, list[int]]:
+    """Expression offsets of every driver frame [num_frames, num_ws, w_dim] and the reference frame of
+    each of its runs.
 
     `ws` [N, num_ws, w_dim] are the pivots of the driver frames `frames` [N] (those with a face) out of
-    `num_frames`. `ref` (else `config.reference`) is a driver frame index, or None/`auto` for
-    `neutral_frame`. Frames without a face take the offset of the nearest frame with one. The offsets
-    are computed a batch at a time when asked for, never held.
+    `num_frames`; `runs` are the rows of its shots (runs of consecutive frames with a face, never across
+    a cut) and `segments` the rows of its inversion segments (by default one of each). The chains are
+    joined first (`join_chains`), then each run is a driver of its own: its reference frame (`ref`, else
+    `config.reference`, in the run that holds it; `neutral_frame` in every other run, or with `auto`),
+    its offsets smoothed within it. A cut (a new shot) thus never enters the offsets as expression.
+    Frames without a face take the offset of the nearest frame with one. The per-layer threshold
+    (`min_component`) is the clip's. The offsets are computed a batch at a time when asked for.
     """
+    runs = runs if runs is not None else [range(0, len(ws))]
+    segments = segments if segments is not None else list(runs)
     mask = layer_mask(config.layers, num_ws=ws.shape[1])
     if ref is None and config.reference != "auto":
         ref = int(config.reference)
-    if ref is None:
-        ref_slot = neutral_frame(ws, mask=mask, w_avg=w_avg)
-    else:
+    ref_slot = None
+    if ref is not None:
         if not 0 <= ref < num_frames:
             raise ReenactError(f"driver reference frame {ref} is outside the driver's {num_frames} frames")
         if ref not in set(frames.tolist()):
             raise ReenactError(f"driver reference frame {ref} has no face; pick another with --driver-ref")
         ref_slot = int(np.flatnonzero(frames == ref)[0])
-    basis = delta_basis(ws, ref=ref_slot, mask=mask, sigma=config.sigma, min_component=config.min_component)
+    joined = join_chains(ws, segments, runs=runs)
+    views = [rows_of(joined, run) for run in runs]
+    refs = [
+        ref_slot - run.start
+        if ref_slot is not None and ref_slot in run
+        else neutral_frame(view, mask=mask, w_avg=w_avg)
+        for run, view in zip(runs, views, strict=True)
+    ]
+    bases = [
+        delta_basis(view, ref=run_ref, mask=mask, sigma=config.sigma, min_component=config.min_component)
+        for view, run_ref in zip(views, refs, strict=True)
+    ]
+    if config.min_component > 0:  # one threshold for the clip: the largest of the runs'
+        threshold = torch.stack([basis.threshold for basis in bases if basis.threshold is not None]).amax(0)
+        bases = [replace(basis, threshold=threshold) for basis in bases]
+    run_starts = np.array([run.start for run in runs], dtype=np.int64)
     nearest = nearest_slots(np.arange(num_frames), frames)  # [num_frames]
-    deltas = ComputedLatents(
-        num_frames, row_shape=tuple(ws.shape[1:]), rows=lambda t: delta_rows(ws, nearest[t], basis=basis)
-    )
-    return deltas, int(frames[ref_slot])
+
+    def rows(at: np.ndarray) -> torch.Tensor:
+        slots = nearest[at]  # [n]
+        which = np.searchsorted(run_starts, slots, side="right") - 1  # [n] run of each row
+        out = torch.empty(len(slots), *ws.shape[1:], dtype=ws[0:1].dtype)
+        for run in np.unique(which):
+            where = np.flatnonzero(which == run)
+            local = slots[where] - run_starts[run]
+            out[torch.from_numpy(where)] = delta_rows(views[run], local, basis=bases[run]).to(out)
+        return out
+
+    deltas = ComputedLatents(num_frames, row_shape=tuple(ws.shape[1:]), rows=rows)
+    return deltas, [int(frames[run.start + run_ref]) for run, run_ref in zip(runs, refs, strict=True)]
 
 
 def nearest_slots(points: np.ndarray, frames: np.ndarray) -> np.ndarray:

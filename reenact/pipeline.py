@@ -46,14 +46,15 @@ from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress
 from reenact.report import RunReport, StageReport, stage_line, summarise
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
-from reenact.stages.base import FrameRange, StageJob, StageRun, run_stages
+from reenact.stages.base import FrameRange, Need, StageJob, StageRun, run_stages
 from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
+from reenact.stages.keys import KeyPivots, KeysStage, segments_of
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
 from reenact.stages.render import RenderStage, RenderStream
 from reenact.stages.tune import Tuned, TuneStage
 from reenact.timeline import Window
-from reenact.workspace import Workspace
+from reenact.workspace import StageKey, Workspace
 
 
 def loss_networks(settings: Config, *, runtime: Runtime) -> tuple[nn.Module | None, nn.Module | None]:
@@ -122,11 +123,16 @@ class RunContext:
             group=self.group,
         )
         for outcome in outcomes:
-            for need, need_run in outcome.needs:
-                self._report(need.job, need_run)
+            self._report_needs(outcome)
         for job, outcome in zip(jobs, outcomes, strict=True):
             self._report(job, outcome)
         return [outcome.result for outcome in outcomes]
+
+    def _report_needs(self, outcome: StageRun[Any]) -> None:
+        """The needs a run resolved, each after its own."""
+        for need, need_run in outcome.needs:
+            self._report_needs(need_run)
+            self._report(need.job, need_run)
 
     def _report(self, job: StageJob, outcome: StageRun[Any]) -> None:
         text = job.detail(outcome.result)
@@ -278,6 +284,34 @@ class ClipRequest:
     window: Window | None = None
 
 
+def slot_ranges(ranges: list[FrameRange], frames: np.ndarray) -> list[range]:
+    """Frame ranges whose every frame has a face (runs, segments) as ranges of rows of the pivots of
+    `frames` [N] (the frames with a face, ascending)."""
+    starts = np.searchsorted(frames, [part.start for part in ranges])
+    return [range(int(start), int(start) + len(part)) for start, part in zip(starts, ranges, strict=True)]
+
+
+def key_chains(
+    crops: ClipCrops, *, align: StageKey, role: str, context: RunContext
+) -> Need[KeyPivots] | None:
+    """The clip's key chains (`stages.keys`), which warm inversion segments start from; None in cold
+    mode."""
+    if context.settings.invert.mode == "cold":
+        return None
+    stage = KeysStage(
+        crops,
+        align=align,
+        source=context.generator_source,
+        settings=context.settings,
+        perceptual=context.perceptual,
+        runtime=context.runtime,
+        progress=context.progress,
+    )
+    return Need(
+        StageJob(stage, name=f"{role[:3]}-keys", detail=lambda keys: f"{len(keys.frames)} key frames")
+    )
+
+
 def prepare_clips(
     requests: list[ClipRequest], *, context: RunContext, tune_first: bool = False
 ) -> list[PreparedClip]:
@@ -310,7 +344,7 @@ def prepare_clips(
             name=f"{request.role[:3]}-crops",
         )
         clips.append((alignment, align, crops))
-    plans = plan_segments([alignment for alignment, *_ in clips], shards=context.group.size)
+    owners = plan_segments([alignment for alignment, *_ in clips], shards=context.group.size)
     inverts = [
         InvertStage(
             crops,
@@ -320,9 +354,10 @@ def prepare_clips(
             perceptual=context.perceptual,
             runtime=context.runtime,
             progress=context.progress,
-            plan=plan,
+            keys=key_chains(crops, align=align.key, role=request.role, context=context),
+            owners=clip_owners,
         )
-        for (_, align, crops), plan in zip(clips, plans, strict=True)
+        for (_, align, crops), clip_owners, request in zip(clips, owners, requests, strict=True)
     ]
     pivots = context.run(
         *(
@@ -525,13 +560,15 @@ def transfer(
         tune_first=True,
     )
     assert target.tuned is not None
-    deltas, ref_frame = edit.driver_deltas(
+    deltas, driver_refs = edit.driver_deltas(
         driver.pivots.ws,
         driver.pivots.frames,
         num_frames=driver.alignment.num_frames,
         config=config,
         w_avg=source.generator.mapping.w_avg,
         ref=driver_ref,
+        runs=slot_ranges(driver.alignment.runs(), driver.pivots.frames),
+        segments=slot_ranges(segments_of(driver.alignment), driver.pivots.frames),
     )  # [T_drv, num_ws, w_dim]
     composite: Composite
     if target.info.is_image:
@@ -604,7 +641,8 @@ def transfer(
         context=context,
         started=started,
         details={
-            "driver_ref": ref_frame,
+            "driver_ref": driver_refs[0],
+            "driver_refs": driver_refs,
             "psnr_inversion": float(target.pivots.psnr.mean()),
             "psnr_tuned": target.tuned.psnr_after,
             "layers": config.layers,

@@ -24,6 +24,7 @@ from reenact.distributed import part_size, shard
 from reenact.files import read_safetensors
 from reenact.stages.base import FrameRange
 from reenact.stages.invert import plan_segments
+from reenact.stages.keys import segments_of
 from reenact.synthetic import (
     SyntheticConfig,
     make_world,
@@ -119,8 +120,9 @@ def test_shards_are_contiguous_blocks_of_about_equal_frames() -> None:
     assert part_size(16, limit=256, shards=2) == 8 and part_size(10_000, limit=256, shards=2) == 256
 
 
-def test_two_clips_on_two_ranks_take_one_each_and_break_no_chain() -> None:
-    """A transfer's target and driver of about one length go to one rank each, whole: no chain break."""
+def test_the_segments_are_the_clips_own_and_ranks_only_choose_who_computes_them() -> None:
+    """A transfer's target and driver of about one length go to one rank each; a long clip is shared out
+    in whole segments; the segments themselves never depend on the number of ranks."""
 
     class Runs:  # the plan needs only each clip's runs of frames with a face
         def __init__(self, frames: int) -> None:
@@ -129,12 +131,14 @@ def test_two_clips_on_two_ranks_take_one_each_and_break_no_chain() -> None:
         def runs(self) -> list[FrameRange]:
             return [FrameRange(0, self.frames)]
 
-    plans = plan_segments([Runs(16), Runs(16)], shards=2)  # type: ignore[list-item]
-    assert [plan.owners for plan in plans] == [[0], [1]]
-    assert [len(plan.segments) for plan in plans] == [1, 1]
-    long, short = plan_segments([Runs(100), Runs(20)], shards=2)  # type: ignore[list-item]
-    assert long.owners == [0, 1] and short.owners == [1], "the long clip is split, the short one kept whole"
-    assert plan_segments([Runs(600)], shards=1)[0].owners == [0, 0, 0]
+    assert plan_segments([Runs(16), Runs(16)], shards=2) == [[0], [1]]  # type: ignore[list-item]
+    assert plan_segments([Runs(100), Runs(20)], shards=2) == [[0, 1], [1]]  # type: ignore[list-item]
+    clip = Runs(600)
+    assert [len(segment) for segment in segments_of(clip)] == [64] * 9 + [24]  # type: ignore[arg-type]
+    for shards in (1, 2, 4, 8):
+        owners = plan_segments([clip], shards=shards)[0]  # type: ignore[list-item]
+        assert len(owners) == len(segments_of(clip)) and owners == sorted(owners)  # type: ignore[arg-type]
+        assert set(owners) == set(range(shards))
 
 
 # ------------------------------------------------------------------------------------------ torchrun

@@ -333,7 +333,8 @@ def resolve_needs(
 ) -> dict[int, list[tuple[Need[Any], StageRun[Any]]]]:
     """Run (cached or computed, together) the unresolved needs of the stages about to be computed, and
     resolve them; returns the needs each stage had resolved, with their runs, by the stage's index. A
-    stage needed by several is run once."""
+    stage needed by several is run once; one that another need needs too (a key chain needs the crops
+    an inversion needs) runs before it."""
     pending: dict[StageKey, list[Need[Any]]] = {}
     first_by_key: dict[StageKey, int] = {}
     for index, stage in enumerate(stages):
@@ -341,16 +342,18 @@ def resolve_needs(
             if not need.resolved:
                 pending.setdefault(need.job.stage.key, []).append(need)
                 first_by_key.setdefault(need.job.stage.key, index)
-    if not pending:
-        return {}
-    outcomes = run_stages(
-        workspace, [needs[0].job.stage for needs in pending.values()], progress=progress, group=group
-    )
+    inner = {deeper.job.stage.key for needs in pending.values() for deeper in needs_of(needs[0].job.stage)}
     resolved: dict[int, list[tuple[Need[Any], StageRun[Any]]]] = {}
-    for (key, needs), outcome in zip(pending.items(), outcomes, strict=True):
-        for need in needs:
-            need.resolve(outcome.result)
-        resolved.setdefault(first_by_key[key], []).append((needs[0], outcome))
+    for level in ([key for key in pending if key in inner], [key for key in pending if key not in inner]):
+        if not level:
+            continue
+        outcomes = run_stages(
+            workspace, [pending[key][0].job.stage for key in level], progress=progress, group=group
+        )
+        for key, outcome in zip(level, outcomes, strict=True):
+            for need in pending[key]:
+                need.resolve(outcome.result)
+            resolved.setdefault(first_by_key[key], []).append((pending[key][0], outcome))
     return resolved
 
 

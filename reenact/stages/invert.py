@@ -1,23 +1,14 @@
 """Inversion stage: W+ pivots of every frame with a face, with the ORIGINAL generator.
 
-Parts: the clip's runs of consecutive frames with a face (never across a scene cut), cut into segments
-of at most `SEGMENT_FRAMES`, each inverted by one warm-started `reenact.invert.invert_clip`. A run's
-first segment starts like a shot (its first frame from the start point with the full first-frame
-budget); every later segment continues the warm chain from the last pivot of the segment before it,
-read from that finished part. So a long shot resumes at its first unfinished segment and has no seam:
-a segment started afresh lands elsewhere in W+ for the same picture (`benchmarks/bench_invert.py
---segment` measures the jump), which the driver's offsets would show as a pop. The price is order:
-a run's segments are computed one after another. Targets are read from the crops stage a batch at a
-time.
-
-Over several ranks (`plan_segments`), the segments of all the clips a command inverts (a transfer's
-target and driver) are planned together: made short enough that every rank gets some, and cut into
-contiguous blocks of about equal frames, one per rank (`reenact.distributed.shard`), run together
-(`run_stages`). A rank continues the chain within its block. Where a block starts inside a run, it
-cannot wait for the block before it, so the chain starts afresh there: a chain break. Two ranks on a
-transfer whose clips are about as long as each other take one clip each, with no break; in general there
-are at most `ranks - 1` breaks per command. The breaks are in the key, so a result is shared exactly by
-runs that break the same chains (one rank never does).
+Parts: the clip's inversion segments, fixed by the clip alone (`stages.keys.segments_of`: its runs of
+consecutive frames with a face, never across a scene cut, cut into `SEGMENT_FRAMES` pieces), each
+inverted by one warm-started `reenact.invert.invert_clip` that continues the run's key chain
+(`stages.keys`) from the key pivot of the frame before it. So no segment starts afresh inside a run,
+every segment starts in one chain, and the segments run in any order and on any number of ranks with
+the same result: ranks only choose who computes which (`plan_segments`, contiguous blocks of about
+equal frames over all the clips a command inverts, `reenact.distributed.shard`), never what is
+computed. In cold mode (every frame from the start point) there is no chain and no key stage. Targets
+are read from the crops stage a batch at a time.
 
 Merge: the parts' pivot tables linked in frame order (`pivots-START-STOP.npy`, read back a batch
 at a time), with the frames and PSNRs.
@@ -35,7 +26,7 @@ from torch import nn
 
 from reenact.config import Config, config_to_dict
 from reenact.device import Runtime, numerics_key
-from reenact.distributed import part_size, shard_each
+from reenact.distributed import shard_each
 from reenact.errors import ReenactError
 from reenact.files import save_array
 from reenact.generator_source import GeneratorSource
@@ -44,8 +35,9 @@ from reenact.latents import LatentSource, StoredLatents
 from reenact.progress import SILENT, Progress
 from reenact.renders import Renders
 from reenact.stages.align import ClipAlignment
-from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
+from reenact.stages.base import STAGE_VERSION, FrameRange, Need, link_parts
 from reenact.stages.crops import ClipCrops
+from reenact.stages.keys import SEGMENT_FRAMES, KeyPivots, chain_start, segments_of
 from reenact.workspace import StageKey, stage_key
 
 PIVOTS_FILE = "pivots.npy"
@@ -53,26 +45,14 @@ PIVOTS_FILE = "pivots.npy"
 PIVOTS_PREFIX = "pivots-"
 PSNR_FILE = "psnr.npy"
 FRAMES_FILE = "frames.npy"
-SEGMENT_FRAMES = 256
-"""Frames per inversion part at most: what an interrupted inversion loses, and one cold start each."""
 
 
-@dataclass(frozen=True)
-class SegmentPlan:
-    """One clip's inversion segments (its parts) and the rank that inverts each."""
-
-    segments: list[FrameRange]
-    owners: list[int]
-
-
-def plan_segments(alignments: list[ClipAlignment], *, shards: int) -> list[SegmentPlan]:
-    """The segments of each clip's runs, and their ranks: `shards` contiguous blocks of about equal frames
-    over all the clips together (see the module docstring); everything on rank 0 for one process."""
-    runs = [alignment.runs() for alignment in alignments]
-    size = part_size(sum(len(run) for clip in runs for run in clip), limit=SEGMENT_FRAMES, shards=shards)
-    segments = [[segment for run in clip for segment in split_range(run, size=size)] for clip in runs]
-    owners = shard_each([[len(segment) for segment in clip] for clip in segments], shards=shards)
-    return [SegmentPlan(segments=clip, owners=ranks) for clip, ranks in zip(segments, owners, strict=True)]
+def plan_segments(alignments: list[ClipAlignment], *, shards: int) -> list[list[int]]:
+    """The rank of each inversion segment of each clip (`segments_of`): `shards` contiguous blocks of
+    about equal frames over all the clips together; everything on rank 0 for one process. What is
+    computed never depends on it."""
+    segments = [segments_of(alignment) for alignment in alignments]
+    return shard_each([[len(segment) for segment in clip] for clip in segments], shards=shards)
 
 
 @dataclass
@@ -107,12 +87,18 @@ class InvertStage:
         perceptual: nn.Module | None,
         runtime: Runtime,
         progress: Progress = SILENT,
-        plan: SegmentPlan | None = None,
+        keys: Need[KeyPivots] | None = None,
+        owners: list[int] | None = None,
     ) -> None:
-        """`plan`: the segments and their ranks (`plan_segments`); by default this clip's, on one process."""
+        """`keys`: the clip's key chains (`stages.keys`; warm mode needs them, cold mode has none).
+        `owners`: the rank of each segment (`plan_segments`); by default all on one process."""
+        if (keys is None) != (settings.invert.mode == "cold"):
+            raise ReenactError("internal error: warm inversion needs the key chains, cold has none")
         self.crops = crops
-        self.needs = [crops]
-        self.plan = plan or plan_segments([crops.alignment], shards=1)[0]
+        self.keys = keys
+        self.needs: list[Need[Any]] = [crops] if keys is None else [crops, keys]
+        self.segments = segments_of(crops.alignment)
+        self.owners = owners if owners is not None else [0] * len(self.segments)
 
         self.alignment: ClipAlignment = crops.alignment
         self.source = source
@@ -127,29 +113,14 @@ class InvertStage:
                 "align": align.digest,
                 "generator": source.digest,
                 "invert": config_to_dict(settings.invert),
-                "chain_breaks": self.chain_breaks(),
+                "keys": None if keys is None else keys.job.stage.key.digest,
+                "segment": SEGMENT_FRAMES,
                 "numerics": numerics_key(runtime),
             },
         )
 
-    @property
-    def owners(self) -> list[int]:
-        """The rank of each part (`run_stages` keeps them)."""
-        return self.plan.owners
-
     def ranges(self) -> list[FrameRange]:
-        return list(self.plan.segments)
-
-    def chain_breaks(self) -> list[int]:
-        """First frames of the segments that start afresh inside a run: those whose predecessor in the run
-        is another rank's."""
-        segments, owners = self.plan.segments, self.plan.owners
-        run_starts = {run.start for run in self.alignment.runs()}
-        return [
-            segments[index].start
-            for index in range(1, len(segments))
-            if segments[index].start not in run_starts and owners[index - 1] != owners[index]
-        ]
+        return list(self.segments)
 
     def compute(self, frames: FrameRange, part: Path) -> Renders:
         result = invert_clip(
@@ -159,24 +130,18 @@ class InvertStage:
             perceptual=self.perceptual,
             runtime=self.runtime,
             progress=self.progress,
-            start=self.chain_start(frames, scratch=part.parent),
+            start=self.chain_start(frames),
         )
         save_array(part / PIVOTS_FILE, result.pivots.detach().float().cpu().numpy())
         save_array(part / PSNR_FILE, result.psnr.detach().float().cpu().numpy())
         return result.renders
 
-    def chain_start(self, frames: FrameRange, *, scratch: Path) -> torch.Tensor | None:
-        """The last pivot [1, num_ws, w_dim] of the segment before `frames` in the same run (None for a
-        run's first segment), read from its finished part: the chain continues from it."""
-        before = [earlier for earlier in self.ranges() if earlier.stop == frames.start]
-        if not before or frames.start in {run.start for run in self.alignment.runs()}:
+    def chain_start(self, frames: FrameRange) -> torch.Tensor | None:
+        """The key pivot [1, num_ws, w_dim] the segment `frames` continues from (None in cold mode)."""
+        if self.keys is None:
             return None
-        if frames.start in self.chain_breaks():
-            return None
-        path = scratch / before[0].name / PIVOTS_FILE
-        if not path.is_file():
-            raise ReenactError(f"inversion segment {frames.name} needs its predecessor's pivots {path}")
-        return torch.from_numpy(np.array(np.load(path, mmap_mode="r")[-1:]))
+        run = next(run for run in self.alignment.runs() if run.start <= frames.start < run.stop)
+        return self.keys.get().pivot(chain_start(frames, run))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=PIVOTS_FILE, prefix=PIVOTS_PREFIX)
