@@ -8,8 +8,10 @@ expression that comes and goes) are inverted three ways with MSE-only loss on th
 * warm:   frame 0 from w_avg, then batches warm-started from the previous result (`warm_steps`);
 * broken: every frame from w_avg with only `warm_steps` (what a warm start without its start is);
 * with `--segment N`, warm in segments of N frames, as the inversion stage cuts a long shot into
-  resumable parts (`reenact.stages.invert.SEGMENT_FRAMES`): `chained` hands each segment the last pivot
-  before it (what the stage does), `fresh` starts each segment anew.
+  resumable parts (`reenact.stages.keys.SEGMENT_FRAMES`): `chained` hands each segment the last pivot
+  before it (one sequential chain), `fresh` starts each segment anew, `keyed` starts each from the key
+  chain's pivot of the frame before it (what the stage does: `reenact.stages.keys`, every
+  `--stride`-th frame), so the segments can run in parallel.
 
 Reported: mean and minimum PSNR, generator evaluations (images rendered), wall-clock, the W+ speed of
 the pivots relative to the ground truth's (frame-to-frame distance; 1.0 = as smooth as the truth), and
@@ -33,6 +35,8 @@ from reenact.config import InvertConfig
 from reenact.device import resolve_runtime
 from reenact.invert import InversionResult, invert_clip, latent_speed
 from reenact.renders import NONE
+from reenact.stages.base import FrameRange
+from reenact.stages.keys import KEY_STRIDE, chain_start, key_frames
 from reenact.synthetic import TINY_W_DIM, SyntheticConfig, make_world, quick_invert_config
 
 SETTINGS = quick_invert_config()
@@ -41,12 +45,23 @@ CPU = resolve_runtime("cpu")
 
 
 def segmented(
-    world_generator, crops: torch.Tensor, *, config: InvertConfig, segment: int, chained: bool
+    world_generator, crops: torch.Tensor, *, config: InvertConfig, segment: int, start_from: str, stride: int
 ) -> InversionResult:
-    """Warm inversion in segments of `segment` frames, each continuing the last one's chain or fresh."""
+    """Warm inversion in segments of `segment` frames, each continuing the last one's chain (`chained`),
+    fresh, or from the key chain (`keyed`, key frames every `stride`)."""
     parts: list[InversionResult] = []
+    keys: dict[int, torch.Tensor] = {}
+    extra = NONE
+    if start_from == "keyed":
+        frames = key_frames(FrameRange(0, len(crops)), segment=segment, stride=stride)
+        chain = invert_clip(world_generator, crops[frames], config=config, perceptual=None, runtime=CPU)
+        keys = {frame: chain.pivots[index : index + 1] for index, frame in enumerate(frames)}
+        extra = chain.renders
     for first in range(0, len(crops), segment):
-        start = parts[-1].pivots[-1:] if (chained and parts) else None
+        if start_from == "keyed":
+            start = keys[chain_start(FrameRange(first, first + segment), FrameRange(0, len(crops)))]
+        else:
+            start = parts[-1].pivots[-1:] if (start_from == "chained" and parts) else None
         part = crops[first : first + segment]
         parts.append(
             invert_clip(world_generator, part, config=config, perceptual=None, runtime=CPU, start=start)
@@ -55,13 +70,18 @@ def segmented(
         parts[0],
         pivots=torch.cat([part.pivots for part in parts]),
         psnr=torch.cat([part.psnr for part in parts]),
-        renders=sum((part.renders for part in parts), NONE),
+        renders=sum((part.renders for part in parts), extra),
         seconds=sum(part.seconds for part in parts),
     )
 
 
 def run(
-    *, seeds: list[int], frames: int, settings: InvertConfig, segment: int | None = None
+    *,
+    seeds: list[int],
+    frames: int,
+    settings: InvertConfig,
+    segment: int | None = None,
+    stride: int = KEY_STRIDE,
 ) -> list[dict[str, object]]:
     """One row per (seed, clip, method)."""
     methods = {
@@ -80,9 +100,14 @@ def run(
                 for name, config in methods.items()
             }
             if segment is not None:
-                for name, chained in (("chained", True), ("fresh", False)):
+                for name in ("chained", "fresh", "keyed"):
                     results[name] = segmented(
-                        world.generator, clip.crops, config=methods["warm"], segment=segment, chained=chained
+                        world.generator,
+                        clip.crops,
+                        config=methods["warm"],
+                        segment=segment,
+                        start_from=name,
+                        stride=stride,
                     )
             cold = results["cold"]
             for name, result in results.items():
@@ -118,7 +143,7 @@ def seam(result: InversionResult, starts: torch.Tensor) -> dict[str, float]:
 
 def print_table(rows: list[dict[str, object]]) -> None:
     header = (
-        f"{'seed':>4} {'clip':<6} {'method':<6} {'PSNR':>6} {'min':>6} {'Δcold':>6} "
+        f"{'seed':>4} {'clip':<6} {'method':<7} {'PSNR':>6} {'min':>6} {'Δcold':>6} "
         f"{'evals':>6} {'cold/x':>6} {'sec':>6} {'cold/x':>6} {'speed/truth':>11} "
         f"{'PSNR@seam':>9} {'jump':>5}"
     )
@@ -126,7 +151,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
     print("-" * len(header))
     for row in rows:
         print(
-            f"{row['seed']:>4} {row['clip']:<6} {row['method']:<6} {row['psnr_mean']:6.2f} "
+            f"{row['seed']:>4} {row['clip']:<6} {row['method']:<7} {row['psnr_mean']:6.2f} "
             f"{row['psnr_min']:6.2f} {row['psnr_vs_cold']:+6.2f} {row['generator_evals']:>6} "
             f"{row['eval_ratio_cold_over']:6.2f} {row['seconds']:6.2f} {row['time_ratio_cold_over']:6.2f} "
             f"{row['speed_vs_truth']:11.2f} {row['psnr_at_starts']:9.2f} {row['seam_jump']:5.2f}"
@@ -140,11 +165,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=SETTINGS.batch_size, help="frames per batch")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny convs: 1 is fastest)")
     parser.add_argument("--segment", type=int, default=None, help="also invert in segments of N frames")
+    parser.add_argument("--stride", type=int, default=KEY_STRIDE, help="frames between key frames (keyed)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = dataclasses.replace(SETTINGS, batch_size=args.batch_size)
-    rows = run(seeds=args.seeds, frames=args.frames, settings=settings, segment=args.segment)
+    rows = run(
+        seeds=args.seeds, frames=args.frames, settings=settings, segment=args.segment, stride=args.stride
+    )
     if args.json:
         print(
             json.dumps(

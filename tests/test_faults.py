@@ -92,11 +92,14 @@ def test_a_damaged_or_swapped_cache_file_is_recomputed_never_used(
     assert {name for name, _ in damaged_files} == set(locations), "every stage stores files"
     for number, ((name, path), damage) in enumerate(itertools.product(damaged_files, DAMAGES)):
         damage(path)
-        if name.endswith("-crops"):  # crops are read only by a computing inversion or tuning: make them
-            for needs in ("invert", "tune"):
-                shutil.rmtree(
-                    locations.get(name.replace("crops", needs), tmp_path / "none"), ignore_errors=True
-                )
+        # crops and key chains are read only by a computing inversion (or tuning): make it compute
+        needed_by = {"-crops": ("invert", "tune"), "-keys": ("invert",)}
+        for suffix, needers in needed_by.items():
+            if name.endswith(suffix):
+                for needs in needers:
+                    shutil.rmtree(
+                        locations.get(name.replace(suffix[1:], needs), tmp_path / "none"), ignore_errors=True
+                    )
         summary, err, frames = transfer(f"damaged{number}")
         stages = {stage["name"]: stage["cached"] for stage in summary["stages"]}
         assert stages[name] is False, f"damaged {path.name} of {name} was used"

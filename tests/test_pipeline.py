@@ -170,8 +170,9 @@ def test_summary_render_counts_match_an_independent_count(
     )
     by_stage = {stage["name"]: stage["renders"] for stage in summary["stages"]}
     assert sum(stage["backward"] for stage in by_stage.values()) == counter.backward
-    searches = synthetic_settings().invert.start_samples  # each inversion's start search, forward only
-    stopped = by_stage["tar-invert"]["forward"] - searches  # renders of a step that stopped early
+    searches = synthetic_settings().invert.start_samples  # each key chain's start search, forward only
+    stopped = by_stage["tar-keys"]["forward"] + by_stage["tar-invert"]["forward"] - searches
+    # what is left: renders of a step that stopped early
     assert stopped > 0 and by_stage["tar-tune"]["forward"] > 0, by_stage
     assert by_stage["render"] == {"backward": 0, "forward": summary["frames"]}
     assert renders["per_frame"]["backward"] == pytest.approx(counter.backward / summary["frames"], abs=0.01)
@@ -319,8 +320,9 @@ def test_fp32_and_bf16_runs_on_one_workdir_do_not_share_results(
         assert run(["tune", *common, "--precision", precision]) == 0
         summary = json.loads(capsys.readouterr().out)
         cached[precision] = {stage["name"]: stage["cached"] for stage in summary["stages"]}
-    assert cached["fp32"] == dict.fromkeys(("inp-align", "inp-crops", "inp-invert", "inp-tune"), False)
-    assert cached["bf16"] == {"inp-align": True, "inp-crops": True, "inp-invert": False, "inp-tune": False}
+    computed = ("inp-keys", "inp-invert", "inp-tune")
+    assert cached["fp32"] == dict.fromkeys(("inp-align", "inp-crops", *computed), False)
+    assert cached["bf16"] == {"inp-align": True, "inp-crops": True, **dict.fromkeys(computed, False)}
 
 
 def test_cuda_without_gpu_is_one_line(world: World, capsys: pytest.CaptureFixture[str]) -> None:

@@ -53,11 +53,11 @@ def segments_of(alignment: ClipAlignment) -> list[FrameRange]:
     return [segment for run in alignment.runs() for segment in split_range(run, size=SEGMENT_FRAMES)]
 
 
-def key_frames(run: FrameRange) -> list[int]:
-    """A run's key frames: every `KEY_STRIDE`-th frame from its first, and the frame before each of its
-    segments but the first."""
-    starts = range(run.start + SEGMENT_FRAMES, run.stop, SEGMENT_FRAMES)
-    return sorted(set(range(run.start, run.stop, KEY_STRIDE)) | {start - 1 for start in starts})
+def key_frames(run: FrameRange, *, segment: int = SEGMENT_FRAMES, stride: int = KEY_STRIDE) -> list[int]:
+    """A run's key frames: every `stride`-th frame from its first, and the frame before each of its
+    segments (of `segment` frames) but the first."""
+    starts = range(run.start + segment, run.stop, segment)
+    return sorted(set(range(run.start, run.stop, stride)) | {start - 1 for start in starts})
 
 
 def chain_start(frames: FrameRange, run: FrameRange) -> int:
