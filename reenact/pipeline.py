@@ -469,7 +469,8 @@ def render(
     stages: list[StageReport],
 ) -> RenderStream:
     """`latents` [M, num_ws, w_dim] rendered to crops by `generator` (cached by both), in a background
-    thread: use it as a context manager around the paste-back and encoding that consume its crops."""
+    thread: use it as a context manager around the paste-back and encoding that consume its crops; the
+    renders are dropped from the workspace when it ends without an error."""
     cancel = threading.Event()
     stage = RenderStage(
         generator,
@@ -493,7 +494,11 @@ def render(
             group=context.group,
         )
 
-    return RenderStream(run, ranges=stage.ranges(), cancel=cancel)
+    def drop() -> None:  # the main rank's encode consumed them: renders do not stay (`stages.render`)
+        context.workspace.drop(stage.key)
+
+    drop_after = drop if context.group.is_main else None
+    return RenderStream(run, ranges=stage.ranges(), cancel=cancel, drop=drop_after)
 
 
 # ------------------------------------------------------------------------------------------ commands
