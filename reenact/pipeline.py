@@ -494,11 +494,13 @@ def render(
             group=context.group,
         )
 
-    def drop() -> None:  # the main rank's encode consumed them: renders do not stay (`stages.render`)
-        context.workspace.drop(stage.key)
+    def drop() -> None:  # the encode consumed them: renders do not stay (`stages.render`)
+        if context.group.is_main:
+            context.workspace.drop(stage.key)
+        else:  # this rank's share is rendered: let the main rank drop them
+            context.workspace.release(stage.key)
 
-    drop_after = drop if context.group.is_main else None
-    return RenderStream(run, ranges=stage.ranges(), cancel=cancel, drop=drop_after)
+    return RenderStream(run, ranges=stage.ranges(), cancel=cancel, drop=drop)
 
 
 # ------------------------------------------------------------------------------------------ commands

@@ -4,7 +4,6 @@ any order, a budget of bytes per frame, and renders that leave the workspace onc
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from reenact import video
 from reenact.files import ImageParts, ImageWriter, image_count, read_images
 from reenact.synthetic import SyntheticConfig, make_world, synthetic_settings, write_world
-from reenact.workspace import USE_SUFFIX, Workspace, stage_key
+from reenact.workspace import Workspace, stage_key
 
 WORKSPACE_BUDGET_BYTES = 1.5 * 2**20
 """Workspace bytes per frame a 1024 px run may spend (issue 24): raw uint8 crops spend 6 MiB."""
@@ -169,15 +168,14 @@ def test_an_interrupted_encode_keeps_the_renders_and_the_next_run_uses_them(
     assert len(again) == len(clean) and all(np.array_equal(a, b) for a, b in zip(again, clean, strict=True))
 
 
-def test_a_result_another_process_uses_is_not_dropped(tmp_path: Path) -> None:
-    workspace = Workspace(tmp_path / "work")
+def test_a_result_another_process_uses_is_dropped_only_once_it_lets_go(tmp_path: Path) -> None:
+    workspace, other = Workspace(tmp_path / "work"), Workspace(tmp_path / "work")  # another rank's
     key = stage_key("render", {"n": 1})
     with workspace.build(key) as directory:
         (directory / "values.txt").write_text("1")
     workspace.hold(key)
-    other = (tmp_path / "work" / "render" / f"{key.digest}{USE_SUFFIX}").open("a")  # a second holder
-    fcntl.flock(other, fcntl.LOCK_SH)
+    other.hold(key)
     assert not workspace.drop(key) and workspace.done(key)
-    other.close()
+    other.release(key)
     assert workspace.drop(key) and not workspace.path(key).exists()
     assert not [path for path in (tmp_path / "work" / "render").iterdir() if path.is_dir()]
