@@ -2,7 +2,7 @@
 
 Tuning draws its batches from anywhere in the clip. Two ways to serve a batch of crops at random frames:
 
-- cache: the crops stage's uint8 `.npy` parts, read through `CropStore` (what reenact does);
+- cache: the crops stage's compressed parts (lossless PNG), read through `CropStore` (what reenact does);
 - on demand: seek to the keyframe before each frame, decode up to it (exact colour conversion), warp
   the crop; no disk, but a decode of up to a GOP per crop.
 
@@ -11,7 +11,12 @@ is printed); both serve the same batches of `--batch` random frames, as float cr
 Printed: median milliseconds per crop over the batches, the ratio measured in the same run, and the
 cache's disk cost per frame.
 
+`--codecs`: how to store a crop instead. Each lossless codec of `CODECS` encodes every `--every`-th crop
+of the clip (not looped) and decodes it back, checked bit for bit; printed: mean MiB per crop, and
+milliseconds to encode and to decode one. The crops stage's level (`CROP_PNG_LEVEL`) comes from it.
+
     .venv/bin/python benchmarks/bench_crops.py [--frames 500] [--resolution 1024] [--batches 16]
+    .venv/bin/python benchmarks/bench_crops.py --codecs [--every 12]
 """
 
 from __future__ import annotations
@@ -24,15 +29,16 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from reenact import video
 from reenact.config import Config
 from reenact.faces.align import warp_to_crop
-from reenact.files import RowWriter
+from reenact.files import ImageWriter
 from reenact.imaging import images_from_uint8
 from reenact.stages.base import FrameRange, split_range
-from reenact.stages.crops import CROP_PART_FRAMES, PART_PREFIX, CropStore
+from reenact.stages.crops import CROP_PART_FRAMES, CROP_PNG_LEVEL, PART_PREFIX, PART_SUFFIX, CropStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared"))
@@ -42,6 +48,13 @@ MS = 1e3
 CROP_FRACTION = 0.8
 """The crop covers this fraction of the frame's shorter side, centred (the cost of a warp does not
 depend on where the face is)."""
+WEBP_LOSSLESS = 101
+"""OpenCV's WebP quality above 100 means lossless."""
+CODECS: dict[str, tuple[str, list[int]]] = {
+    **{f"png {level}": (".png", [cv2.IMWRITE_PNG_COMPRESSION, level]) for level in (1, 3, 6, 9)},
+    "webp lossless": (".webp", [cv2.IMWRITE_WEBP_QUALITY, WEBP_LOSSLESS]),
+}
+"""The lossless codecs compared by `--codecs`: name -> (extension, OpenCV parameters)."""
 
 
 def crop_matrix(width: int, height: int, resolution: int) -> np.ndarray:
@@ -68,8 +81,10 @@ def write_cache(clip: Path, matrix: np.ndarray, resolution: int, folder: Path, f
     """Every frame's crop in the crops stage's layout."""
     decoded = (frame.image for frame in video.VideoReader(clip).frames(upright=True))
     for part in split_range(FrameRange(0, frames), size=CROP_PART_FRAMES):
-        path = folder / f"{PART_PREFIX}{part.name}.npy"
-        with RowWriter(path, rows=len(part), row_shape=(resolution, resolution, 3), dtype=np.uint8) as out:
+        path = folder / f"{PART_PREFIX}{part.name}{PART_SUFFIX}"
+        with ImageWriter(
+            path, rows=len(part), image_shape=(resolution, resolution, 3), level=CROP_PNG_LEVEL
+        ) as out:
             for _ in range(len(part)):
                 out.write(warp_to_crop(next(decoded), matrix, resolution))
     return CropStore(folder)
@@ -91,6 +106,34 @@ def on_demand(clip: Path, indices: np.ndarray, matrix: np.ndarray, resolution: i
     return np.stack(crops)
 
 
+def compare_codecs(clip: Path, *, resolution: int, every: int) -> None:
+    """Print each of `CODECS` on every `every`-th crop of `clip`: MiB per crop, ms to encode and decode."""
+    reader = video.VideoReader(clip)
+    matrix = crop_matrix(reader.info.width, reader.info.height, resolution)
+    crops = [
+        warp_to_crop(frame.image, matrix, resolution)
+        for frame in reader.frames(upright=True)
+        if frame.index % every == 0
+    ]  # [R, R, 3] each
+    raw = crops[0].nbytes / MIB
+    print(f"{len(crops)} crops of {clip.name}, {resolution} px (raw {raw:.2f} MiB each), lossless codecs")
+    print(f"{'codec':<14} {'MiB/crop':>8} {'encode ms':>9} {'decode ms':>9}")
+    for name, (extension, params) in CODECS.items():
+        sizes, encode, decode = [], 0.0, 0.0
+        for crop in crops:
+            started = time.perf_counter()
+            _, encoded = cv2.imencode(extension, crop, params)
+            encode += time.perf_counter() - started
+            started = time.perf_counter()
+            back = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+            decode += time.perf_counter() - started
+            if not np.array_equal(back, crop):
+                raise SystemExit(f"{name} is not lossless")
+            sizes.append(encoded.nbytes)
+        size, count = statistics.mean(sizes) / MIB, len(crops)
+        print(f"{name:<14} {size:8.3f} {encode / count * MS:9.0f} {decode / count * MS:9.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
@@ -99,7 +142,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="crops per tuning batch")
     parser.add_argument("--batches", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--codecs", action="store_true", help="compare lossless codecs for a stored crop")
+    parser.add_argument("--every", type=int, default=12, help="--codecs: every how many frames a crop")
     args = parser.parse_args()
+    if args.codecs:
+        compare_codecs(args.clip, resolution=args.resolution, every=args.every)
+        return
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="bench_crops-") as tmp:
         folder = Path(tmp)

@@ -13,9 +13,12 @@ render costs seconds, so the synthesis arithmetic is swapped for a cheap stand-i
 parameters (tuning still keeps their gradients and Adam state) and the same output shape; the first
 line of the output says so. On CUDA the real architecture runs.
 
-Columns: peak host RSS (VmHWM), peak device memory (CUDA), seconds per frame, and the workspace's size;
-the last line gives the peak's growth and the workspace's cost per extra frame (crop caches and
-rendered crops; the tuned generator is a fixed cost).
+Columns: peak host RSS (VmHWM), peak device memory (CUDA), seconds per frame, the workspace's size per
+frame when the run has finished (the crop caches, pivots and alignment: renders are dropped after their
+encode) and at its largest during the run (sampled; it holds the renders in flight, which the CPU's
+stand-in renders, flat images, flatter), and the whole-clip arrays held on the host (the target's and the
+driver's alignment) per frame. The last lines give the peak's growth per extra frame and its arithmetic
+extrapolation to `EXTRAPOLATE_FRAMES`, and the workspace's cost per extra frame.
 """
 
 from __future__ import annotations
@@ -37,10 +40,13 @@ DEFAULT_FRAMES = (100, 1000, 5000)
 MIB = 2**20
 DRIVER_OFFSET = 40
 """The driver is the same loop started this many frames later: other content, same faces."""
+EXTRAPOLATE_FRAMES = 50_000
+"""The clip length the peak's growth is extrapolated to: a long shot (about 30 minutes at 30 fps)."""
 
 CHILD = r"""
-import json, sys, time
+import json, sys, threading, time
 from pathlib import Path
+import numpy as np
 import torch
 from reenact import pipeline
 from reenact.config import Config
@@ -68,14 +74,34 @@ settings = Config().with_values(
     pti={"base_steps": 1, "max_steps": 1, "lpips_weight": 0.0, "locality_weight": 0.0},
 )
 context = pipeline.make_context(workspace=Workspace(work), source=source, settings=settings, runtime=runtime)
+def folder_bytes():
+    return sum(p.stat().st_size for p in Path(work).rglob("*") if p.is_file())
+largest, done = [0], threading.Event()
+def sample():  # the workspace at its largest: renders in flight included
+    while not done.wait(0.5):
+        try:
+            largest[0] = max(largest[0], folder_bytes())
+        except FileNotFoundError:  # a file renamed or removed under the sweep
+            pass
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 started = time.perf_counter()
 report = pipeline.transfer(Path(target), Path(driver), Path(out), context=context,
                            target_landmarks=target_marks, driver_landmarks=driver_marks)
 seconds = time.perf_counter() - started
+done.set()
+sampler.join()
 device_peak = torch.cuda.max_memory_allocated() if runtime.device.type == "cuda" else None
-work_bytes = sum(p.stat().st_size for p in Path(work).rglob("*") if p.is_file())
-print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": peak_memory_bytes(),
-                  "peak_device": device_peak, "workspace": work_bytes}))
+work_bytes = folder_bytes()
+peak_rss = peak_memory_bytes()
+held = 0  # whole-clip host arrays: each clip's alignment (cached now)
+for clip, marks in ((target, target_marks), (driver, driver_marks)):
+    alignment, _ = pipeline.align_clip(Path(clip), context=context, resolution=resolution, landmarks=marks)
+    held += sum(v.nbytes for v in (*vars(alignment).values(), *vars(alignment.track).values())
+                if isinstance(v, np.ndarray))
+print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": peak_rss,
+                  "peak_device": device_peak, "workspace": work_bytes,
+                  "workspace_peak": max(largest[0], work_bytes), "held_arrays": held}))
 """
 
 
@@ -145,7 +171,10 @@ def main() -> None:
                 device = "-" if row["peak_device"] is None else f"{row['peak_device'] / MIB:.0f}"
                 print(
                     f"{frames:>6} frames  peak RSS {row['peak_rss'] / MIB:8.0f} MiB  device {device:>6} MiB  "
-                    f"{row['seconds'] / frames:6.3f} s/frame  workspace {row['workspace'] / MIB:8.0f} MiB",
+                    f"{row['seconds'] / frames:6.3f} s/frame  "
+                    f"workspace {row['workspace'] / frames / MIB:5.2f} MiB/frame "
+                    f"(largest {row['workspace_peak'] / frames / MIB:5.2f})  "
+                    f"whole-clip arrays {row['held_arrays'] / frames / 1024:5.2f} KiB/frame",
                     flush=True,
                 )
             shutil.rmtree(folder / f"work-{frames}", ignore_errors=True)
@@ -154,12 +183,19 @@ def main() -> None:
         return
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
-        growth = (last["peak_rss"] - first["peak_rss"]) / MIB
-        disk = (last["workspace"] - first["workspace"]) / (last["frames"] - first["frames"]) / MIB
+        extra = last["frames"] - first["frames"]
+        growth = last["peak_rss"] - first["peak_rss"]
+        per_frame = growth / extra  # bytes per extra frame
+        held = (last["held_arrays"] - first["held_arrays"]) / extra
+        at_target = last["peak_rss"] + per_frame * (EXTRAPOLATE_FRAMES - last["frames"])
+        disk = (last["workspace"] - first["workspace"]) / extra / MIB
         print(
-            f"peak RSS {growth:+.0f} MiB from {first['frames']} to {last['frames']} frames; "
-            f"workspace {disk:.2f} MiB per extra frame"
+            f"peak RSS {growth / MIB:+.0f} MiB from {first['frames']} to {last['frames']} frames: "
+            f"{per_frame / 1024:+.2f} KiB per extra frame (whole-clip arrays {held / 1024:.2f} KiB of it); "
+            f"at {EXTRAPOLATE_FRAMES:,} frames: {at_target / MIB:.0f} MiB "
+            f"({(at_target - first['peak_rss']) / first['peak_rss']:+.1%} over {first['frames']} frames)"
         )
+        print(f"workspace {disk:.2f} MiB per extra frame")
 
 
 if __name__ == "__main__":

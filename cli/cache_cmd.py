@@ -69,7 +69,8 @@ def list_entries(
     workdir: CacheDir = DEFAULT_WORKDIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list.")] = False,
 ) -> None:
-    """Every entry, most recently used first: stage, key, size, last use and the inputs it came from."""
+    """Every entry, most recently used first: stage, key, size, last use and the inputs it came from;
+    then the size of each stage's entries together."""
     from reenact import workspace_cache as cache
 
     listed = cache.entries(workdir)
@@ -78,6 +79,9 @@ def list_entries(
         return
     for entry in listed:
         typer.echo(entry_line(entry))
+    for stage, size in cache.stage_bytes(listed).items():
+        count = sum(entry.stage == stage for entry in listed)
+        typer.echo(f"{stage:<7} {count:>3} entries {size_text(size):>10}")
     total = sum(entry.size_bytes for entry in listed)
     typer.echo(f"{len(listed)} entries, {size_text(total)} in {workdir}")
 

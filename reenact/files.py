@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import re
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,13 @@ OS_ERROR_CODE = re.compile(r"os error (\d+)")
 """How the safetensors library reports the errno of a failed write, e.g. `(os error 28)`."""
 TMP_MARKER = ".tmp-"
 """Part of every temporary name: `.NAME.tmp-XXXX`."""
+IMAGES_MAGIC = b"RNIMAGE1"
+"""Last bytes of an image part file (`ImageWriter`): the file is complete and in this layout."""
+IMAGES_FOOTER = struct.Struct("<4q8s")
+"""An image part file's footer: images, height, width, channels, `IMAGES_MAGIC`."""
+OFFSET = np.dtype("<i8")
+"""An image part file's offsets: where each encoded image starts, and where the last ends."""
+PNG_EXTENSION = ".png"
 
 
 @contextlib.contextmanager
@@ -196,6 +204,122 @@ def read_rows(path: Path, rows: np.ndarray | int) -> np.ndarray:
     out = np.array(stored[rows])
     del stored  # unmapped
     return out
+
+
+class ImageWriter:
+    """A part file of `rows` equal uint8 images [H, W, C], each stored losslessly as a PNG (zlib level
+    `level`), written one at a time so a part bigger than memory never has to exist. Layout: the encoded
+    images back to back, then their offsets [rows + 1] int64, then `IMAGES_FOOTER`; any image can be read
+    alone (`read_images`). Use as a context manager on a private path; closing checks every row came."""
+
+    def __init__(self, path: Path | str, *, rows: int, image_shape: tuple[int, int, int], level: int) -> None:
+        import cv2
+
+        self.path = Path(path)
+        self.rows = rows
+        self.image_shape = image_shape
+        self.params = [cv2.IMWRITE_PNG_COMPRESSION, level]
+        self.offsets = [0]
+        self._handle = self.path.open("wb")
+
+    def __enter__(self) -> ImageWriter:
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        """Append images `block` [k, H, W, C] (or one image [H, W, C]) uint8."""
+        import cv2
+
+        if block.shape == self.image_shape:
+            block = block[None]
+        if block.dtype != np.uint8 or block.shape[1:] != self.image_shape:
+            raise ValueError(f"images {block.dtype} {block.shape} are not uint8 {self.image_shape}")
+        if len(self.offsets) - 1 + len(block) > self.rows:
+            raise ValueError(f"{len(block)} more images do not fit {self.rows} at {len(self.offsets) - 1}")
+        for image in block:
+            ok, encoded = cv2.imencode(PNG_EXTENSION, image, self.params)
+            if not ok:
+                raise ValueError(f"{self.path}: an image of {image.shape} did not encode")
+            self._handle.write(encoded.tobytes())
+            self.offsets.append(self.offsets[-1] + encoded.nbytes)
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                written = len(self.offsets) - 1
+                if written != self.rows:
+                    raise ValueError(f"{self.path}: {written} of {self.rows} images written")
+                self._handle.write(np.asarray(self.offsets, dtype=OFFSET).tobytes())
+                self._handle.write(IMAGES_FOOTER.pack(self.rows, *self.image_shape, IMAGES_MAGIC))
+        finally:
+            self._handle.close()
+
+
+def image_count(path: Path) -> tuple[int, tuple[int, int, int]]:
+    """Images in an image part file, and their shape (H, W, C), from its footer alone."""
+    with path.open("rb") as handle:
+        handle.seek(-IMAGES_FOOTER.size, os.SEEK_END)
+        rows, height, width, channels, magic = IMAGES_FOOTER.unpack(handle.read(IMAGES_FOOTER.size))
+    if magic != IMAGES_MAGIC:
+        raise ValueError(f"{path} is not a complete image part file")
+    return rows, (height, width, channels)
+
+
+def read_images(path: Path, rows: np.ndarray | int) -> np.ndarray:
+    """Images [n, H, W, C] uint8 of one image part file at `rows` [n] (or one image [H, W, C] for one
+    index), decoding only those."""
+    import cv2
+
+    count, shape = image_count(path)
+    single = np.ndim(rows) == 0
+    wanted = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if len(wanted) and (wanted.min() < 0 or wanted.max() >= count):
+        raise IndexError(f"images {wanted.min()}..{wanted.max()} outside {count} in {path}")
+    out = np.empty((len(wanted), *shape), dtype=np.uint8)
+    with path.open("rb") as handle:
+        handle.seek(-IMAGES_FOOTER.size - (count + 1) * OFFSET.itemsize, os.SEEK_END)
+        offsets = np.frombuffer(handle.read((count + 1) * OFFSET.itemsize), dtype=OFFSET)  # [count + 1]
+        for index, row in enumerate(wanted):
+            handle.seek(int(offsets[row]))
+            encoded = np.frombuffer(handle.read(int(offsets[row + 1] - offsets[row])), dtype=np.uint8)
+            image = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+            if image is None:
+                raise ValueError(f"{path}: image {row} does not decode")
+            out[index] = image.reshape(shape)
+    return out[0] if single else out
+
+
+class ImageParts:
+    """The images of a folder's image part files `PREFIX-START-STOP.SUFFIX` (in order of START),
+    addressed as one table [N, H, W, C] uint8, like `RowParts`: a read opens only the files its rows
+    are in and decodes only those rows."""
+
+    def __init__(self, directory: Path, *, prefix: str, suffix: str) -> None:
+        self.files = sorted(
+            directory.glob(f"{prefix}*{suffix}"),
+            key=lambda path: int(path.name[len(prefix) :].split("-")[0]),
+        )
+        counts = [image_count(path) for path in self.files]  # footers only
+        self.starts = np.concatenate([[0], np.cumsum([rows for rows, _ in counts])]).astype(np.int64)
+        self.row_shape: tuple[int, ...] = counts[0][1] if counts else ()
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.files)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Images [n, H, W, C] at the indices `rows` [n], in their order; each file is opened once."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"rows {rows.min()}..{rows.max()} outside a table of {len(self)}")
+        out = np.empty((len(rows), *self.row_shape), dtype=np.uint8)
+        parts = np.searchsorted(self.starts, rows, side="right") - 1  # [n]
+        for part in np.unique(parts):
+            where = np.flatnonzero(parts == part)
+            out[where] = read_images(self.files[part], rows[where] - self.starts[part])
+        return out
 
 
 def index_rows(index: slice | torch.Tensor | np.ndarray | int, *, length: int) -> np.ndarray:

@@ -474,7 +474,8 @@ def render_and_encode(
 ) -> RunReport:
     """The one ending of `transfer`, `edit` and `morph`: `latents` [M, num_ws, w_dim] rendered by
     `generator` (cached by both) in a background thread while `composite` pastes its crops back and the
-    output is written (`stages.output.write_video`); returns the run's report.
+    output is written (`stages.output.write_video`); returns the run's report. The renders are dropped
+    from the workspace when the encode ends without an error.
 
     A failure on either side stops both. In a group, the other ranks take their share of the render and
     the main rank alone writes the output."""
@@ -495,7 +496,13 @@ def render_and_encode(
         )
         return store
 
-    crops = RenderStream(run, ranges=stage.ranges(), cancel=cancel)
+    def drop() -> None:  # the encode consumed them: renders do not stay (`stages.render`)
+        if context.group.is_main:
+            context.workspace.drop(stage.key)
+        else:  # this rank's share is rendered: let the main rank drop them
+            context.workspace.release(stage.key)
+
+    crops = RenderStream(run, ranges=stage.ranges(), cancel=cancel, drop=drop)
     encoding = time.perf_counter()
     written = 0
     with crops:

@@ -250,6 +250,37 @@ class Workspace:
         self._verified.add(key.digest)
         return None
 
+    def drop(self, key: StageKey) -> bool:
+        """Remove `key`'s result and scratch once no longer needed (renders after their encode), unless
+        another process uses it too (False). The result is renamed to a hidden name first, so a kill
+        midway never leaves a damaged-looking one."""
+        held = self._held.get(key.digest)
+        if held is not None:
+            try:  # only this process holds it: its shared lock becomes the only, exclusive, one
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        try:
+            self._verified.discard(key.digest)
+            stage_dir = self.root / key.stage
+            for path in (self.path(key), stage_dir / f"{key.digest}{RESUME_SUFFIX}"):
+                if not path.exists():
+                    continue
+                hidden = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=stage_dir))
+                os.replace(path, hidden / path.name)
+                shutil.rmtree(hidden, ignore_errors=True)
+        finally:
+            if held is not None:
+                fcntl.flock(held, fcntl.LOCK_SH)
+        return True
+
+    def release(self, key: StageKey) -> None:
+        """Stop holding `key`'s result (`hold`): this process no longer uses it, so `drop` by another
+        process (the main rank's, of the renders) may remove it."""
+        handle = self._held.pop(key.digest, None)
+        if handle is not None:
+            handle.close()  # the lock goes with the last descriptor
+
     def discard(self, key: StageKey) -> None:
         """Remove `key`'s stored result (a damaged one), so it is computed again."""
         self._verified.discard(key.digest)

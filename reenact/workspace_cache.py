@@ -1,11 +1,11 @@
 """What a workspace holds, and pruning it: `reenact cache list` / `reenact cache prune`.
 
-Long footage makes the workspace large (crops alone are R x R x 3 bytes per frame), so users need to see
-it and bound it. An entry is one stage result (`<stage>/<digest>/`) or the scratch of an unfinished one
-(`<stage>/<digest>.resume/`). Its last use is the mtime of its `.use` file (touched by every run that
-uses it), else of its folder. Pruning removes least recently used entries first and never one that a
-running process holds: it takes the entry's compute lock and use lock without waiting, and skips the
-entry when either is taken (a run computing or using it).
+Long footage makes the workspace large (a compressed crop per frame and clip), so users need to see it,
+stage by stage (`stage_bytes`), and bound it. An entry is one stage result (`<stage>/<digest>/`) or the
+scratch of an unfinished one (`<stage>/<digest>.resume/`). Its last use is the mtime of its `.use` file
+(touched by every run that uses it), else of its folder. Pruning removes least recently used entries
+first and never one that a running process holds: it takes the entry's compute lock and use lock without
+waiting, and skips the entry when either is taken (a run computing or using it).
 """
 
 from __future__ import annotations
@@ -79,6 +79,14 @@ def entries(root: Path) -> list[Entry]:
         for stage, digest, path, finished in found
     ]
     return sorted(listed, key=lambda entry: entry.last_used, reverse=True)
+
+
+def stage_bytes(listed: list[Entry]) -> dict[str, int]:
+    """Bytes on disk per stage (finished and unfinished entries together), largest first."""
+    totals: dict[str, int] = {}
+    for entry in listed:
+        totals[entry.stage] = totals.get(entry.stage, 0) + entry.size_bytes
+    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
 
 
 def folder_bytes(path: Path) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from reenact import workspace_cache as cache
 from reenact.synthetic import SyntheticConfig, make_world, write_world
-from reenact_cli.cache_cmd import parse_age, parse_size
+from reenact_cli.cache_cmd import parse_age, parse_size, size_text
 from reenact_cli.main import run
 
 PAUSE_SCRIPT = """
@@ -59,15 +59,23 @@ def test_list_shows_every_stage_with_its_size_and_inputs(world_files, tmp_path: 
     assert run(["cache", "list", "--workdir", str(workdir), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     stages = sorted(entry["stage"] for entry in listed)
-    assert stages == ["align", "align", "crops", "crops", "invert", "invert", "render", "tune"], stages
+    assert stages == ["align", "align", "crops", "crops", "invert", "invert", "tune"], stages  # no renders
     on_disk = {entry["path"]: cache.folder_bytes(Path(entry["path"])) for entry in listed}
     assert all(entry["size_bytes"] == on_disk[entry["path"]] > 0 for entry in listed)
     names = {world_files.target_video.name, world_files.driver_video.name}
     for entry in listed:
         inputs = {Path(name).name for name in entry["inputs"]}
         assert inputs and inputs <= names, entry
-    render = next(entry for entry in listed if entry["stage"] == "render")
-    assert world_files.target_video.name in {Path(name).name for name in render["inputs"]}  # via its tune
+    tune = next(entry for entry in listed if entry["stage"] == "tune")
+    assert {Path(name).name for name in tune["inputs"]} == {world_files.target_video.name}  # via its invert
+    assert run(["cache", "list", "--workdir", str(workdir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    per_stage = {line.split()[0]: line for line in lines if " entries " in line and "," not in line}
+    assert set(per_stage) == {"align", "crops", "invert", "tune"}, lines
+    for stage, line in per_stage.items():
+        size = sum(entry["size_bytes"] for entry in listed if entry["stage"] == stage)
+        assert line.split()[1] == str(sum(entry["stage"] == stage for entry in listed))
+        assert line.endswith(size_text(size)), (line, size)
 
 
 def _wait_stopped(process: subprocess.Popen[str]) -> None:
@@ -103,7 +111,7 @@ def test_prune_never_removes_what_a_running_command_holds(world_files, tmp_path:
     assert process.returncode == 0, err
     assert output.exists()
     assert run(["cache", "prune", "--workdir", str(workdir), "--max-size", "0"]) == 0
-    assert "removed 8 entries" in capsys.readouterr().out
+    assert "removed 7 entries" in capsys.readouterr().out  # the renders went with the finished run
     assert cache.entries(workdir) == []
 
 
@@ -111,7 +119,7 @@ def test_prune_by_age_keeps_recent_entries(world_files, tmp_path: Path, capsys) 
     workdir = tmp_path / "work"
     assert run(transfer_args(world_files, tmp_path / "out.mp4", workdir)) == 0
     listed = cache.entries(workdir)
-    old = [entry for entry in listed if entry.stage == "render"]
+    old = [entry for entry in listed if entry.stage == "tune"]
     two_weeks_ago = time.time() - 14 * cache.SECONDS_PER_DAY
     for entry in old:
         os.utime(entry.path.parent / f"{entry.digest}.use", (two_weeks_ago, two_weeks_ago))
@@ -120,7 +128,7 @@ def test_prune_by_age_keeps_recent_entries(world_files, tmp_path: Path, capsys) 
     assert "would remove 1 entries" in capsys.readouterr().out
     assert len(cache.entries(workdir)) == len(listed)
     assert run(["cache", "prune", "--workdir", str(workdir), "--older-than", "7d"]) == 0
-    assert {e.stage for e in cache.entries(workdir)} == {e.stage for e in listed} - {"render"}
+    assert {e.stage for e in cache.entries(workdir)} == {e.stage for e in listed} - {"tune"}
 
 
 def test_sizes_and_ages_parse_or_are_one_line(capsys) -> None:

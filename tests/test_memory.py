@@ -121,17 +121,21 @@ def test_batches_reach_the_gpu_through_pinned_memory() -> None:
 def test_no_stage_reads_a_whole_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stored tables (crops, pivots, rendered crops) and computed latents (offsets, transferred latents)
     are read a batch at a time: on a clip far longer than any batch, no read asks for the clip."""
-    from reenact.files import RowParts
+    from reenact.files import ImageParts, RowParts
     from reenact.latents import ComputedLatents
     from reenact_cli.main import run
 
     files = write_world(make_world(SyntheticConfig(num_frames=TABLE_FRAMES)), tmp_path / "world")
     largest: Counter[str] = Counter()
-    read, compute = RowParts.read, ComputedLatents.__getitem__
+    read, read_images, compute = RowParts.read, ImageParts.read, ComputedLatents.__getitem__
 
     def counted_read(self, rows):
         largest["stored"] = max(largest["stored"], len(rows))
         return read(self, rows)
+
+    def counted_read_images(self, rows):
+        largest["images"] = max(largest["images"], len(rows))
+        return read_images(self, rows)
 
     def counted_compute(self, index):
         out = compute(self, index)
@@ -139,6 +143,7 @@ def test_no_stage_reads_a_whole_table(tmp_path: Path, monkeypatch: pytest.Monkey
         return out
 
     monkeypatch.setattr(RowParts, "read", counted_read)
+    monkeypatch.setattr(ImageParts, "read", counted_read_images)
     monkeypatch.setattr(ComputedLatents, "__getitem__", counted_compute)
     args = [
         "transfer", str(files.target_video), str(files.driver_video), "-o", str(tmp_path / "out.mp4"),
@@ -148,5 +153,5 @@ def test_no_stage_reads_a_whole_table(tmp_path: Path, monkeypatch: pytest.Monkey
     for setting in MINIMAL_STEPS:
         args += ["--set", setting]
     assert run(args) == 0
-    assert set(largest) == {"stored", "computed"}, "the transfer read no table"
+    assert set(largest) == {"stored", "images", "computed"}, "the transfer read no table"
     assert max(largest.values()) <= MAX_ROWS_PER_READ, largest

@@ -373,7 +373,8 @@ STREAM_WAIT_S = 30.0
 def fake_render(tmp_path: Path, ranges: list[FrameRange], *, consumed: threading.Event, fail: bool = False):
     """A stand-in for the render stage: part k's crops are all k; after the first part it waits until the
     consumer has used a crop (a stream that hands out nothing before the end never gets there)."""
-    from reenact.stages.crops import CROPS_FILE, PART_PREFIX, CropStore
+    from reenact.files import ImageWriter
+    from reenact.stages.crops import CROPS_FILE, PART_PREFIX, PART_SUFFIX, CropStore
 
     def run(on_part) -> CropStore:
         result = tmp_path / "result"
@@ -381,14 +382,15 @@ def fake_render(tmp_path: Path, ranges: list[FrameRange], *, consumed: threading
         for number, frames in enumerate(ranges):
             part = tmp_path / frames.name
             part.mkdir()
-            np.save(part / CROPS_FILE, np.full((len(frames), 4, 4, 3), number, dtype=np.uint8))
+            with ImageWriter(part / CROPS_FILE, rows=len(frames), image_shape=(4, 4, 3), level=1) as out:
+                out.write(np.full((len(frames), 4, 4, 3), number, dtype=np.uint8))
             on_part(frames, part)
             if number == 0 and not consumed.wait(STREAM_WAIT_S):
                 raise TimeoutError("the consumer used no crop while the render was running")
             if fail and number == 1:
                 raise OSError(28, "No space left on device", str(part))
         for frames in ranges:
-            (tmp_path / frames.name / CROPS_FILE).rename(result / f"{PART_PREFIX}{frames.name}.npy")
+            (tmp_path / frames.name / CROPS_FILE).rename(result / f"{PART_PREFIX}{frames.name}{PART_SUFFIX}")
         return CropStore(result)
 
     return run

@@ -481,7 +481,7 @@ def adopt(source: Path, destination: Path) -> None:
 def link_parts(
     ranges: list[FrameRange], parts: list[Path], directory: Path, *, file: str, prefix: str
 ) -> None:
-    """A result of row tables from its parts: each part's `file` linked in as `PREFIX-START-STOP.npy`,
-    the layout `reenact.files.RowParts` reads back as one table."""
+    """A result of row tables from its parts: each part's `file` linked in as `PREFIX-START-STOP.EXT`
+    (EXT: the file's own), the layout `reenact.files.RowParts` and `ImageParts` read back as one table."""
     for frames, part in zip(ranges, parts, strict=True):
-        adopt(part / file, directory / f"{prefix}{frames.name}.npy")
+        adopt(part / file, directory / f"{prefix}{frames.name}{Path(file).suffix}")

@@ -1,13 +1,15 @@
 """Crops stage: the aligned crops of a clip's frames with a face, cached on disk, read a batch at a time.
 
 Inversion and tuning read crops many times and in any order (tuning draws its batches from the whole
-clip), so the crops are warped once and stored as uint8 in the workspace, in parts of `CROP_PART_FRAMES`
-clip frames (`crops-START-STOP.npy`, [n, R, R, 3], only the frames with a face). Readers open the part
-files they need for one batch (`reenact.files.RowParts`) and let them go, so nothing held grows with
-the clip.
+clip), so the crops are warped once and stored in the workspace, losslessly compressed (one PNG per crop,
+`CROP_PNG_LEVEL`), in parts of `CROP_PART_FRAMES` clip frames (`crops-START-STOP.pngs`, only the frames
+with a face; `reenact.files.ImageWriter`). Every crop can be read alone, so readers open the part files
+they need for one batch (`reenact.files.ImageParts`), decode only its crops and let them go: nothing held
+grows with the clip, and a crop reads back bit for bit as it was warped.
 The stage runs only when a stage that needs pixels computes: a cached inversion and tuning never ask.
 
-Disk: R x R x 3 bytes per frame with a face (3 MiB at 1024 px); `reenact cache` shows and prunes it.
+Disk: a compressed crop per frame with a face (docs/architecture.md gives the measured size);
+`reenact cache` shows and prunes it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 
 from reenact.distributed import part_size
 from reenact.faces.align import warp_to_crop
-from reenact.files import RowParts, RowWriter, index_rows
+from reenact.files import ImageParts, ImageWriter, index_rows
 from reenact.imaging import images_from_uint8
 from reenact.progress import SILENT, Progress
 from reenact.renders import NONE, Renders
@@ -32,8 +34,12 @@ from reenact.workspace import StageKey, stage_key
 CROP_PART_FRAMES = 256
 """Clip frames per part: what an interrupted crop pass loses at most."""
 MEGABYTE = 1e6
-CROPS_FILE = "crops.npy"
+CROP_PNG_LEVEL = 3
+"""zlib level of a stored crop: the measured trade of size against encoding time (docs/architecture.md,
+`benchmarks/bench_crops.py --codecs`); any level reads back the same pixels."""
+CROPS_FILE = "crops.pngs"
 PART_PREFIX = "crops-"
+PART_SUFFIX = ".pngs"
 
 
 class CropStore:
@@ -43,7 +49,7 @@ class CropStore:
     tensor answers the same two questions, so the maths takes either."""
 
     def __init__(self, directory: Path) -> None:
-        self.rows = RowParts(directory, prefix=PART_PREFIX)
+        self.rows = ImageParts(directory, prefix=PART_PREFIX, suffix=PART_SUFFIX)
         self.resolution = self.rows.row_shape[0] if self.rows.row_shape else 0
 
     def __len__(self) -> int:
@@ -121,8 +127,8 @@ class CropsStage:
         indices = range(frames.start, frames.stop)
         with (
             self.progress.task("crops", total=len(frames), unit="frame") as task,
-            RowWriter(
-                part / CROPS_FILE, rows=count, row_shape=(resolution, resolution, 3), dtype=np.uint8
+            ImageWriter(
+                part / CROPS_FILE, rows=count, image_shape=(resolution, resolution, 3), level=CROP_PNG_LEVEL
             ) as out,
         ):
             for index, image in zip(indices, self._cursor.images(frames), strict=False):

@@ -1,12 +1,16 @@
 """Render stage: W+ latents rendered to uint8 crops by a generator, by parts of `RENDER_PART` latents.
 
 Each part renders its latents in batches of `RENDER_BATCH` and writes the crops [n, R, R, 3] uint8 to
-one `.npy` as they come (never holding the part); the merge only links the parts into the result, in
-the crops stage's layout, read back crop by crop (`CropStore`), never as a whole clip. The key is the
-generator's (the tuned one's stage key, or the source's hash) and the latents' own hash (swept a batch
-at a time: the latents may be computed on demand, `reenact.latents`), so the same
-latents rendered again, e.g. to another output file or after an interrupted encode, are not rendered
-twice.
+one losslessly compressed part file as they come (`reenact.files.ImageWriter`, never holding the part);
+the merge only links the parts into the result, in the crops stage's layout, read back crop by crop
+(`CropStore`), never as a whole clip. The key is the generator's (the tuned one's stage key, or the
+source's hash) and the latents' own hash (swept a batch at a time: the latents may be computed on
+demand, `reenact.latents`), so the same latents are not rendered twice within a run, after a killed
+render or after an interrupted encode.
+
+Renders are cheap to redo (one generator forward per frame) and as large as the crops, so they do not
+stay: once the encode that consumed them has succeeded, `RenderStream` drops the stage's result and
+scratch (`Workspace.drop`). A killed run keeps them, and the next run resumes from them.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 
 from reenact.device import Runtime, autocast, numerics_key, to_device
 from reenact.distributed import part_size
-from reenact.files import RowWriter, read_rows
+from reenact.files import ImageWriter, read_images
 from reenact.gan.stylegan2 import Generator
 from reenact.imaging import images_to_uint8
 from reenact.latents import LatentSource, latent_digest
@@ -35,6 +39,8 @@ RENDER_PART = 64
 """Latents per part: what an interrupted render loses at most."""
 RENDER_BATCH = 8
 """Latents per generator call."""
+RENDER_PNG_LEVEL = 1
+"""zlib level of a rendered crop: the fastest, as renders live only until their encode succeeds."""
 
 
 class RenderCancelled(Exception):
@@ -83,8 +89,11 @@ class RenderStage:
         resolution = self.generator.resolution
         with (
             self.progress.task("render", total=len(frames), unit="frame") as task,
-            RowWriter(
-                part / CROPS_FILE, rows=len(frames), row_shape=(resolution, resolution, 3), dtype=np.uint8
+            ImageWriter(
+                part / CROPS_FILE,
+                rows=len(frames),
+                image_shape=(resolution, resolution, 3),
+                level=RENDER_PNG_LEVEL,
             ) as out,
         ):
             for start in range(frames.start, frames.stop, RENDER_BATCH):
@@ -114,7 +123,8 @@ class RenderStream:
     `run(on_part)` runs the stage (cached or computed) and returns its `CropStore`; each part is handed
     over as soon as it is finished, and `crop(slot)` waits for the part that holds `slot`. Leaving the
     `with` block on an error cancels the render at its next batch (finished parts stay in the workspace)
-    and waits for the thread; an error of the render is raised in the consumer.
+    and waits for the thread; an error of the render is raised in the consumer. Leaving it without one
+    calls `drop` (the main rank's: remove the renders, consumed), after the render has finished.
     """
 
     def __init__(
@@ -123,8 +133,10 @@ class RenderStream:
         *,
         ranges: list[FrameRange],
         cancel: threading.Event,
+        drop: Callable[[], None] | None = None,
     ) -> None:
         self._run = run
+        self._drop = drop
         self._starts = np.array([frames.start for frames in ranges], dtype=np.int64)
         self._count = ranges[-1].stop if ranges else 0
         self._cancel = cancel
@@ -147,6 +159,8 @@ class RenderStream:
         self._thread.join()
         if exc_type is None and self._error is not None:
             raise self._error
+        if exc_type is None and self._drop is not None:
+            self._drop()
 
     def _produce(self) -> None:
         try:
@@ -180,7 +194,7 @@ class RenderStream:
             store, path = self._store, self._parts.get(number)
         if store is None and path is not None:
             try:
-                return read_rows(path, slot - int(self._starts[number]))
+                return read_images(path, slot - int(self._starts[number]))
             except FileNotFoundError:  # the merge has moved the part into the result meanwhile
                 with self._ready:
                     self._wait(lambda: self._store is not None)
