@@ -188,6 +188,7 @@ def run_pair(target: Path, driver: Path, root: Path, extra: list[str]) -> dict[s
     for setting in SETTINGS:
         folder = root / setting.name.replace(" ", "")
         workdir = folder / "work"
+        folder.mkdir(parents=True, exist_ok=True)
         if setting != BASE:
             copy_alignments(base_summary, workdir)
         outputs[setting.name] = folder / "out.mp4"
