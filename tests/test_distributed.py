@@ -26,6 +26,7 @@ from reenact.metrics import psnr
 from reenact.stages.base import FrameRange
 from reenact.stages.invert import plan_segments
 from reenact.synthetic import (
+    MEASURED_PIX_FMT,
     SyntheticConfig,
     make_world,
     synthetic_settings,
@@ -53,8 +54,6 @@ ONE_ANSWER_DB = 40.0
 REAL_TARGET, REAL_DRIVER = "retalk_face2.mp4", "lp_driving_d0.mp4"
 REAL_TARGET_SLICE = "25f"
 """The target's first frames only: against the 78-frame driver, 2 ranks split the driver's one shot."""
-MEASURED_PIX_FMT = "yuv444p"
-"""Full-resolution chroma for outputs that are compared (4:2:0 would blur the comparison)."""
 
 
 class Runner:
