@@ -22,17 +22,19 @@ import torch
 from reenact.demo import decode, face_psnr
 from reenact.distributed import part_size, shard
 from reenact.files import read_safetensors
+from reenact.metrics import psnr
 from reenact.stages.base import FrameRange
 from reenact.stages.invert import plan_segments
 from reenact.stages.keys import segments_of
 from reenact.synthetic import (
+    MEASURED_PIX_FMT,
     SyntheticConfig,
     make_world,
     synthetic_settings,
     true_transfer_frames,
     write_world,
 )
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, testdata_file
 from tests.test_pipeline import _make_world
 from tests.videotools import audio_digest, frame_times
 
@@ -48,6 +50,11 @@ MIN_TUNING_CHANGE = 1e-3
 CHECKPOINT_EVERY = 20
 """Tuning checkpoints often, so a rank can be killed after one is written and before tuning ends."""
 KILL_POLL_S = 0.02
+ONE_ANSWER_DB = 40.0
+"""Mean PSNR between the 1- and the 2-rank outputs of a real transfer at least (#28's bar)."""
+REAL_TARGET, REAL_DRIVER = "retalk_face2.mp4", "lp_driving_d0.mp4"
+REAL_TARGET_SLICE = "25f"
+"""The target's first frames only: against the 78-frame driver, 2 ranks split the driver's one shot."""
 
 
 class Runner:
@@ -339,3 +346,49 @@ def test_a_batch_on_two_ranks_shares_stages_reports_the_bad_job_and_reruns_nothi
     again = batch()
     assert [job["status"] for job in again["jobs"]] == ["skipped", "skipped", "skipped", "failed"]
     assert sorted(path for path in workdir.rglob("*") if ".use" not in path.name) == listing
+
+
+@pytest.mark.slow
+def test_two_ranks_give_the_one_process_transfer_on_a_real_clip(tmp_path: Path) -> None:
+    """A short real target and a longer real driver (random tiny generator, dlib), both inverted on 2
+    ranks (planned by frames, 2 ranks split the driver's one shot), give the one-process output."""
+    target, driver = testdata_file(REAL_TARGET), testdata_file(REAL_DRIVER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+
+    def transfer(launcher: list[str], name: str) -> tuple[Path, dict]:
+        output = tmp_path / f"{name}.mp4"
+        command = [
+            *launcher,
+            "transfer",
+            str(target),
+            str(driver),
+            "--output",
+            str(output),
+            "--generator",
+            "random:tiny",
+            "--duration",
+            REAL_TARGET_SLICE,
+            "--threads",
+            "1",
+            "--set",
+            f"video.pix_fmt={MEASURED_PIX_FMT}",
+            "--workdir",
+            str(tmp_path / f"{name}-work"),
+            "--quiet",
+            "--json",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_S)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return output, json.loads(done.stdout)
+
+    one, _ = transfer([sys.executable, "-m", "reenact_cli"], "one")
+    two, summary = transfer([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "reenact_cli"], "two")
+    evals = [
+        sum(work["renders"]["backward"] for name, work in rank["stages"].items() if name.endswith("invert"))
+        for rank in summary["ranks"]
+    ]
+    assert len(evals) == 2 and min(evals) > 0, f"a rank inverted nothing: {evals}"
+    frames = decode(one), decode(two)
+    assert frames[0].shape == frames[1].shape
+    mean = float(np.mean([psnr(a, b) for a, b in zip(*frames, strict=True)]))
+    assert mean >= ONE_ANSWER_DB, f"1 against 2 ranks: {mean:.1f} dB"
