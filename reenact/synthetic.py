@@ -14,6 +14,15 @@ transform (a quad per frame: slow translation, scale, rotation), and the 68 land
 template (for which `ffhq_quad` gives exactly the crop square) are mapped into every frame. So the
 FFHQ quad, crop matrix, latents and crops of every frame are known exactly.
 
+A clip may have a scene cut (`target_cut`, `driver_cut`): from that frame on, a second shot as another
+camera would film it. The face's placement jumps (new phases and direction of its slow motion, moved by
+`CUT_FACE_SHIFT` and scaled by `CUT_FACE_SCALE`), the background is another texture with a colour cast
+(`CUT_TINT`, so the aligner's colour-histogram detector finds the cut), and the smooth motion in W jumps
+ahead by `target_cut_skip` / `driver_cut_skip` frames of its own course. The expression keeps its known
+per-frame weight across the cut: the driver's second shot starts mid-expression and has no neutral frame
+of its own, so the one reference of the whole driver stays its frame 0. The first shot is the cut-free
+world's clip (same seed), so the two worlds compare frame by frame.
+
 `make_world` builds everything in memory (tensors, fast enough for unit tests); `write_world` writes
 the clips as H.264 with an AAC tone track, the landmark sidecars (`reenact.faces.landmarks` format)
 and the ground truth as `.npz`. With `identity_noise > 0` the frames are rendered by a copy of the
@@ -61,6 +70,21 @@ FACE_REGION_ALPHA = 0.5
 IDENTITY_NOISE_SALT = 7919
 """Added to the world's seed for the different-identity generator's noise."""
 TINY_W_DIM = 32
+TARGET_INDEX, DRIVER_INDEX = 0, 1
+"""Each clip's index in the seed of its second shot."""
+MIN_SHOT_FRAMES = 2
+"""Frames each shot of a clip with a cut has at least (a shot of one frame has no motion to follow)."""
+CUT_SALT = 104729
+"""Mixed with the world's seed and the clip's index into the seed of a second shot's placement and background
+(its own generator, so a cut leaves the first shot and the other clip exactly as in the cut-free world)."""
+CUT_FACE_SHIFT = (14.0, -4.0)
+"""Move of the face's centre in the frame at a cut, in pixels (x, y): the new camera frames it elsewhere."""
+CUT_FACE_SCALE = 0.88
+"""Size of the face in a second shot relative to the first (the new camera is a little farther away)."""
+CUT_TINT = (40.0, 200.0, 90.0)
+"""RGB colour that a second shot's background is pulled towards: another room, another light."""
+CUT_TINT_MIX = 0.6
+"""Share of `CUT_TINT` in a second shot's background (the rest is its own texture)."""
 """`tiny`'s width, which the inversion and PTI measurements use (see `reenact.gan.random.RANDOM_W_DIM`)."""
 
 
@@ -106,6 +130,17 @@ class SyntheticConfig:
     size (0 = rendered by the world's generator itself, in-domain)."""
     audio_frequency: float = 440.0
     """Pitch of the tone in the written clips' audio track, in Hz."""
+    target_cut: int | None = None
+    """First frame of the target's second shot (a scene cut there), or None for one shot."""
+    driver_cut: int | None = None
+    """First frame of the driver's second shot (a scene cut there), or None for one shot."""
+    target_cut_skip: int = 32
+    """Frames of the smooth motion in W that the target skips at its cut: the new shot's head pose and
+    look continue from a later point of their course, a step in the target's own latents."""
+    driver_cut_skip: int = 0
+    """The same for the driver. The ground truth transfers every change of the driver on the expression
+    layers, motion included, so a skip here would put a pose step into the true offsets that no method
+    could tell from a chain's jump: 0 keeps the driver's true offsets continuous at its cut (expression)."""
 
     def __post_init__(self) -> None:
         if self.num_frames < 2:
@@ -127,6 +162,16 @@ class SyntheticConfig:
                 raise ReenactError(f"synthetic.{name} must be >= 0, got {getattr(self, name)}")
         if self.audio_frequency <= 0:
             raise ReenactError(f"synthetic.audio_frequency must be > 0, got {self.audio_frequency}")
+        for name in ("target_cut", "driver_cut"):
+            cut = getattr(self, name)
+            if cut is not None and not MIN_SHOT_FRAMES <= cut <= self.num_frames - MIN_SHOT_FRAMES:
+                raise ReenactError(
+                    f"synthetic.{name} must leave both shots >= {MIN_SHOT_FRAMES} frames "
+                    f"({MIN_SHOT_FRAMES}..{self.num_frames - MIN_SHOT_FRAMES}), got {cut}"
+                )
+        for name in ("target_cut_skip", "driver_cut_skip"):
+            if getattr(self, name) < 0:
+                raise ReenactError(f"synthetic.{name} must be >= 0, got {getattr(self, name)}")
 
 
 SYNTHETIC_PRESET = "synthetic"
@@ -366,6 +411,13 @@ class SyntheticClip:
     """Frame -> crop affine of every frame [T, 3, 3] (`reenact.faces.align.crop_matrix`)."""
     landmarks: np.ndarray
     """68 landmarks of every frame in frame pixels [T, 68, 2]."""
+    cut: int | None = None
+    """First frame of the clip's second shot, or None for one shot."""
+
+    def shots(self) -> list[tuple[int, int]]:
+        """The clip's shots as half-open frame ranges `[start, stop)`."""
+        starts = [0] if self.cut is None else [0, self.cut]
+        return list(zip(starts, [*starts[1:], len(self.frames)], strict=True))
 
 
 @dataclass
@@ -417,6 +469,19 @@ class SyntheticFiles:
         ]
 
 
+def second_shot_quads(quads: np.ndarray, *, config: SyntheticConfig) -> np.ndarray:
+    """Quads [T, 4, 2] as the second shot's camera frames them: scaled by `CUT_FACE_SCALE` about the frame's
+    centre and moved by `CUT_FACE_SHIFT`."""
+    frame_centre = np.array([(config.frame_width - 1) / 2, (config.frame_height - 1) / 2])
+    return frame_centre + CUT_FACE_SCALE * (quads - frame_centre) + np.asarray(CUT_FACE_SHIFT)
+
+
+def tinted(frames: np.ndarray) -> np.ndarray:
+    """Frames [T, H, W, 3] uint8 pulled towards `CUT_TINT` by `CUT_TINT_MIX`: another shot's colours."""
+    mixed = (1.0 - CUT_TINT_MIX) * frames.astype(np.float32) + CUT_TINT_MIX * np.asarray(CUT_TINT, np.float32)
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
 def _render_clip(
     *,
     base: torch.Tensor,
@@ -424,12 +489,24 @@ def _render_clip(
     world_parts: tuple[Generator, torch.Tensor, torch.Tensor],
     config: SyntheticConfig,
     rng: np.random.Generator,
+    cut: int | None = None,
+    skip: int = 0,
+    cut_seed: tuple[int, ...] = (),
 ) -> SyntheticClip:
+    """One clip; with `cut`, frames from `cut` on are a second shot (see the module docstring) whose
+    placement and background come from a generator seeded by `cut_seed`, and whose motion in W is the
+    clip's own `skip` frames further on."""
     render_generator, spread, direction = world_parts
     num_frames, num_ws = config.num_frames, render_generator.num_ws
     motion = motion_offsets(
-        num_frames, w_std=spread, size=config.motion, period=config.motion_period, rng=rng
+        num_frames + (skip if cut is not None else 0),
+        w_std=spread,
+        size=config.motion,
+        period=config.motion_period,
+        rng=rng,
     )
+    if cut is not None:
+        motion = torch.cat([motion[:cut], motion[cut + skip : num_frames + skip]])  # [T, w_dim]
     weights = expression_weights(num_frames, active=active_expression)
     ws = (base + motion)[:, None, :].repeat(1, num_ws, 1)  # [T, num_ws, w_dim]
     ws = ws + torch.from_numpy(weights).float().to(ws.device)[:, None, None] * direction[None]
@@ -438,6 +515,14 @@ def _render_clip(
     crops_uint8 = images_to_uint8(crops).cpu().numpy()  # [T, R, R, 3]
     quads, matrices = face_quads(num_frames, config=config, rng=rng)
     backgrounds = drifting_background(num_frames, config=config, rng=rng)
+    if cut is not None:
+        cut_rng = np.random.default_rng([*cut_seed, CUT_SALT])
+        second_quads, _ = face_quads(num_frames, config=config, rng=cut_rng)
+        second_quads = second_shot_quads(second_quads, config=config)
+        quads = np.concatenate([quads[:cut], second_quads[cut:]])
+        matrices = np.stack([crop_matrix(quad, config.resolution) for quad in quads])  # [T, 3, 3]
+        second_backgrounds = tinted(drifting_background(num_frames, config=config, rng=cut_rng))
+        backgrounds = np.concatenate([backgrounds[:cut], second_backgrounds[cut:]])
     frames = np.stack(
         [paste(bg, crop, m) for bg, crop, m in zip(backgrounds, crops_uint8, matrices, strict=True)]
     )
@@ -453,6 +538,7 @@ def _render_clip(
         quads=quads,
         matrices=matrices,
         landmarks=landmarks,
+        cut=cut,
     )
 
 
@@ -482,8 +568,26 @@ def make_world(config: SyntheticConfig, *, device: torch.device | str = "cpu") -
     with torch.no_grad():
         bases = generator.mapping(z)[:, 0]  # [2, w_dim]: target, driver
     parts = (render_generator, spread, direction)
-    target = _render_clip(base=bases[0], active_expression=False, world_parts=parts, config=config, rng=rng)
-    driver = _render_clip(base=bases[1], active_expression=True, world_parts=parts, config=config, rng=rng)
+    target = _render_clip(
+        base=bases[0],
+        active_expression=False,
+        world_parts=parts,
+        config=config,
+        rng=rng,
+        cut=config.target_cut,
+        skip=config.target_cut_skip,
+        cut_seed=(config.seed, TARGET_INDEX),
+    )
+    driver = _render_clip(
+        base=bases[1],
+        active_expression=True,
+        world_parts=parts,
+        config=config,
+        rng=rng,
+        cut=config.driver_cut,
+        skip=config.driver_cut_skip,
+        cut_seed=(config.seed, DRIVER_INDEX),
+    )
     return SyntheticWorld(
         config=config,
         generator=generator,
@@ -548,11 +652,12 @@ def write_world(
         landmarks = write_landmarks(directory / f"{name}_landmarks.npz", clip.landmarks[:, None])
         paths[name] = (video, landmarks)
     ground_truth = directory / "ground_truth.npz"
+    clips = (("target", world.target), ("driver", world.driver))
     np.savez(
         ground_truth,
         **{
             f"{name}_{key}": value
-            for name, clip in (("target", world.target), ("driver", world.driver))
+            for name, clip in clips
             for key, value in (
                 ("ws", clip.ws.cpu().numpy()),
                 ("quads", clip.quads),
@@ -560,6 +665,7 @@ def write_world(
                 ("expression_weights", clip.expression_weights),
             )
         },
+        **{f"{name}_cut": np.array(clip.cut) for name, clip in clips if clip.cut is not None},
         layer_mask=world.layer_mask.cpu().numpy(),
         expression_direction=world.expression_direction.cpu().numpy(),
         seed=np.array(config.seed),

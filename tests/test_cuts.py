@@ -1,0 +1,188 @@
+"""Scene cuts in the synthetic world (#28): a target and a driver with a cut each, against the ground truth.
+
+The aligner must find each cut at its frame. The transfer through the CLI must match the truth on both
+sides of each cut as well as the cut-free world's transfer does on the same frames (same seed: the first
+shots are the same pictures), and show no step at a cut beyond the truth's own: a chain that starts afresh
+at a cut lands elsewhere in W+, and the driver's offsets or the target's pivots would carry that jump.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reenact.demo import MIN_MSE, decode, face_errors, face_psnr
+from reenact.gan.checkpoints import save_generator
+from reenact.imaging import UINT8_PEAK, psnr_from_mse
+from reenact.synthetic import (
+    SyntheticConfig,
+    SyntheticWorld,
+    make_world,
+    synthetic_settings,
+    true_transfer_frames,
+    write_world,
+)
+from reenact_cli.main import run
+from tests.test_pipeline import World
+
+TARGET_CUT = 6
+"""The target's second shot starts here (before the driver's expression peaks)."""
+DRIVER_CUT = 10
+"""The driver's second shot starts here, mid-expression (after its peak): it has no neutral frame of its
+own, so its offsets must be taken against the driver's one neutral frame, frame 0."""
+CUT_SETTINGS = {"target_cut": TARGET_CUT, "driver_cut": DRIVER_CUT}
+MAX_CUT_LOSS_DB = 1.0
+"""How far the transfer's face PSNR against the truth on one side of a cut may fall below the cut-free
+world's transfer on the same frames (#28's Must show)."""
+MAX_CUT_STEP_DB = 1.5
+"""How far the two frames next to a cut may fall below their clip's median per-frame face PSNR, beyond how
+far the same frames fall in the cut-free world's transfer: above the spread of the cut-free transfer's
+frames about their median, far below what a per-shot driver reference does."""
+
+
+@dataclass
+class Transfer:
+    """A written world, its transfer's output and the ground truth, all decoded."""
+
+    world: World
+    output: np.ndarray
+    """The transfer's frames [T, H, W, 3] uint8."""
+    truth: np.ndarray
+    """The ground truth's frames [T, H, W, 3] uint8."""
+    regions: np.ndarray
+    """Each frame's face region [T, H, W] bool."""
+    summary: dict
+
+    @property
+    def synthetic(self) -> SyntheticWorld:
+        return self.world.files.world
+
+    def target(self) -> np.ndarray:
+        """Doing nothing: the target clip itself as the output, [T, H, W, 3] uint8."""
+        return decode(self.world.files.target_video)
+
+
+def _cli(args: list[str]) -> dict:
+    """Run the CLI with `--json`, its summary (module fixtures cannot take `capsys`)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(args)
+    assert code == 0, err.getvalue()
+    return json.loads(out.getvalue())
+
+
+def _world(root: Path, config: SyntheticConfig) -> World:
+    files = write_world(make_world(config), root / "files")
+    return World(
+        files=files, generator=save_generator(files.world.generator, root / "g.safetensors"), root=root
+    )
+
+
+def _run_transfer(root: Path, config: SyntheticConfig) -> Transfer:
+    world = _world(root, config)
+    output = root / "transfer.mp4"
+    summary = _cli(world.transfer_args(output))
+    frames, regions = true_transfer_frames(world.files.world, composite=synthetic_settings().composite, ref=0)
+    return Transfer(world=world, output=decode(output), truth=frames, regions=regions, summary=summary)
+
+
+@pytest.fixture(scope="module")
+def cut_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return _world(tmp_path_factory.mktemp("cut-world"), SyntheticConfig(**CUT_SETTINGS))
+
+
+@pytest.fixture(scope="module")
+def with_cuts(tmp_path_factory: pytest.TempPathFactory) -> Transfer:
+    return _run_transfer(tmp_path_factory.mktemp("with-cuts"), SyntheticConfig(**CUT_SETTINGS))
+
+
+@pytest.fixture(scope="module")
+def without_cuts(tmp_path_factory: pytest.TempPathFactory) -> Transfer:
+    return _run_transfer(tmp_path_factory.mktemp("without-cuts"), SyntheticConfig())
+
+
+def frame_psnrs(frames: np.ndarray, truth: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Face PSNR (dB) of every frame against the truth, [T]."""
+    errors = np.maximum(face_errors(frames, truth, regions), MIN_MSE)
+    return np.array([float(psnr_from_mse(error, peak=UINT8_PEAK)) for error in errors])
+
+
+def cut_dip(psnrs: np.ndarray, cut: int) -> float:
+    """How far (dB) the worse of the two frames next to `cut` falls below the clip's median frame."""
+    return float(np.median(psnrs) - min(psnrs[cut - 1], psnrs[cut]))
+
+
+def sides(world: SyntheticWorld) -> list[tuple[str, int, int]]:
+    """Each side of each cut: (clip name, start, stop) for every shot of the target and of the driver."""
+    return [
+        (name, start, stop)
+        for name, clip in (("target", world.target), ("driver", world.driver))
+        for start, stop in clip.shots()
+    ]
+
+
+def test_aligner_finds_each_cut_at_its_frame(cut_world: World) -> None:
+    """`reenact align` on each written clip reports the shots the world drew, and the cut-free clips are
+    one shot each (so the check can fail)."""
+    files = cut_world.files
+    for name, clip in (("target", files.world.target), ("driver", files.world.driver)):
+        video, sidecar = getattr(files, f"{name}_video"), getattr(files, f"{name}_landmarks")
+        args = ["align", str(video), "--landmarks", str(sidecar), "--workdir", str(cut_world.root / "work")]
+        summary = _cli([*args, "--json"])
+        assert clip.cut is not None
+        assert summary["segments"] == [list(shot) for shot in clip.shots()], (name, summary["segments"])
+    plain = make_world(SyntheticConfig())
+    assert all(clip.shots() == [(0, plain.config.num_frames)] for clip in (plain.target, plain.driver))
+
+
+@pytest.mark.slow
+def test_transfer_matches_the_truth_on_both_sides_of_each_cut(
+    with_cuts: Transfer, without_cuts: Transfer
+) -> None:
+    """Face PSNR against the truth on each shot of each clip is within `MAX_CUT_LOSS_DB` of the cut-free
+    world's transfer on the same frames; doing nothing (the target as output) falls short on every side."""
+    assert with_cuts.summary["driver_ref"] == 0, "the driver's one neutral frame is its frame 0"
+    target = with_cuts.target()
+    shortfalls = {}
+    for name, start, stop in sides(with_cuts.synthetic):
+        frames = slice(start, stop)
+        got = face_psnr(with_cuts.output[frames], with_cuts.truth[frames], with_cuts.regions[frames])
+        cut_free = face_psnr(
+            without_cuts.output[frames], without_cuts.truth[frames], without_cuts.regions[frames]
+        )
+        nothing = face_psnr(target[frames], with_cuts.truth[frames], with_cuts.regions[frames])
+        print(
+            f"{name} [{start}, {stop}): transfer {got:.2f} dB, cut-free {cut_free:.2f}, nothing {nothing:.2f}"
+        )
+        assert nothing < cut_free - MAX_CUT_LOSS_DB, "doing nothing must fail the bound"
+        shortfalls[f"{name} [{start}, {stop})"] = cut_free - got
+    assert max(shortfalls.values()) <= MAX_CUT_LOSS_DB, shortfalls
+
+
+@pytest.mark.slow
+def test_no_step_at_a_cut_beyond_the_truths_own(with_cuts: Transfer, without_cuts: Transfer) -> None:
+    """The frames next to each cut fall below their clip's median face PSNR by no more than the same
+    frames do in the cut-free world's transfer, plus `MAX_CUT_STEP_DB`. Offsets against a per-shot driver
+    reference (a step the truth has not) fail it."""
+    got = frame_psnrs(with_cuts.output, with_cuts.truth, with_cuts.regions)
+    cut_free = frame_psnrs(without_cuts.output, without_cuts.truth, without_cuts.regions)
+    print("per-frame face PSNR, with cuts:   ", np.round(got, 1).tolist())
+    print("per-frame face PSNR, without cuts:", np.round(cut_free, 1).tolist())
+    world = with_cuts.synthetic
+    excess = {}
+    for name, clip in (("target", world.target), ("driver", world.driver)):
+        assert clip.cut is not None
+        dips = cut_dip(got, clip.cut), cut_dip(cut_free, clip.cut)
+        excess[name] = dips[0] - dips[1]
+        print(f"{name} cut at {clip.cut}: dip {dips[0]:.2f} dB, cut-free {dips[1]:.2f}")
+    per_shot_ref, _ = true_transfer_frames(world, composite=synthetic_settings().composite, ref=DRIVER_CUT)
+    spliced = np.concatenate([with_cuts.truth[:DRIVER_CUT], per_shot_ref[DRIVER_CUT:]])
+    wrong = frame_psnrs(spliced, with_cuts.truth, with_cuts.regions)
+    assert cut_dip(wrong, DRIVER_CUT) - cut_dip(cut_free, DRIVER_CUT) > MAX_CUT_STEP_DB, "a step must fail"
+    assert max(excess.values()) <= MAX_CUT_STEP_DB, excess
