@@ -396,11 +396,6 @@ def join_chains(ws: LatentSource, segments: list[range], *, runs: list[range]) -
     return ComputedLatents(len(ws), row_shape=tuple(ws.shape[1:]), rows=rows)
 
 
-def rows_of(ws: LatentSource, rows: range) -> ComputedLatents:
-    """The rows `rows` of `ws`, addressed from 0."""
-    return ComputedLatents(len(rows), row_shape=tuple(ws.shape[1:]), rows=lambda at: ws[at + rows.start])
-
-
 def driver_deltas(
     ws: LatentSource,
     frames: np.ndarray,
@@ -409,63 +404,37 @@ def driver_deltas(
     config: EditConfig,
     w_avg: torch.Tensor,
     ref: int | None,
-    runs: list[range] | None = None,
     segments: list[range] | None = None,
-) -> tuple[ComputedLatents, list[int]]:
-    """Expression offsets of every driver frame [num_frames, num_ws, w_dim] and the reference frame of
-    each of its runs.
+) -> tuple[ComputedLatents, int]:
+    """Expression offsets of every driver frame [num_frames, num_ws, w_dim] and the reference frame used.
 
     `ws` [N, num_ws, w_dim] are the pivots of the driver frames `frames` [N] (those with a face) out of
-    `num_frames`; `runs` are the rows of its shots (runs of consecutive frames with a face, never across
-    a cut) and `segments` the rows of its inversion segments (by default one of each). The chains are
-    joined first (`join_chains`), then each run is a driver of its own: its reference frame (`ref`, else
-    `config.reference`, in the run that holds it; `neutral_frame` in every other run, or with `auto`),
-    its offsets smoothed within it. A cut (a new shot) thus never enters the offsets as expression.
-    Frames without a face take the offset of the nearest frame with one. The per-layer threshold
-    (`min_component`) is the clip's. The offsets are computed a batch at a time when asked for.
+    `num_frames`, and `segments` the rows of its inversion segments (by default one). Every segment
+    start, a cut's too, is joined first (`join_chains`): the step there is the inversion's or the
+    camera's, and the expression goes on across a cut. Then `ref` (else `config.reference`) is a driver
+    frame index, or None/`auto` for `neutral_frame`. Frames without a face take the offset of the
+    nearest frame with one. The offsets are computed a batch at a time when asked for, never held.
     """
-    runs = runs if runs is not None else [range(0, len(ws))]
-    segments = segments if segments is not None else list(runs)
     mask = layer_mask(config.layers, num_ws=ws.shape[1])
+    joined = join_chains(ws, segments if segments is not None else [range(0, len(ws))], runs=[])
     if ref is None and config.reference != "auto":
         ref = int(config.reference)
-    ref_slot = None
-    if ref is not None:
+    if ref is None:
+        ref_slot = neutral_frame(joined, mask=mask, w_avg=w_avg)
+    else:
         if not 0 <= ref < num_frames:
             raise ReenactError(f"driver reference frame {ref} is outside the driver's {num_frames} frames")
         if ref not in set(frames.tolist()):
             raise ReenactError(f"driver reference frame {ref} has no face; pick another with --driver-ref")
         ref_slot = int(np.flatnonzero(frames == ref)[0])
-    joined = join_chains(ws, segments, runs=runs)
-    views = [rows_of(joined, run) for run in runs]
-    refs = [
-        ref_slot - run.start
-        if ref_slot is not None and ref_slot in run
-        else neutral_frame(view, mask=mask, w_avg=w_avg)
-        for run, view in zip(runs, views, strict=True)
-    ]
-    bases = [
-        delta_basis(view, ref=run_ref, mask=mask, sigma=config.sigma, min_component=config.min_component)
-        for view, run_ref in zip(views, refs, strict=True)
-    ]
-    if config.min_component > 0:  # one threshold for the clip: the largest of the runs'
-        threshold = torch.stack([basis.threshold for basis in bases if basis.threshold is not None]).amax(0)
-        bases = [replace(basis, threshold=threshold) for basis in bases]
-    run_starts = np.array([run.start for run in runs], dtype=np.int64)
+    basis = delta_basis(
+        joined, ref=ref_slot, mask=mask, sigma=config.sigma, min_component=config.min_component
+    )
     nearest = nearest_slots(np.arange(num_frames), frames)  # [num_frames]
-
-    def rows(at: np.ndarray) -> torch.Tensor:
-        slots = nearest[at]  # [n]
-        which = np.searchsorted(run_starts, slots, side="right") - 1  # [n] run of each row
-        out = torch.empty(len(slots), *ws.shape[1:], dtype=ws[0:1].dtype)
-        for run in np.unique(which):
-            where = np.flatnonzero(which == run)
-            local = slots[where] - run_starts[run]
-            out[torch.from_numpy(where)] = delta_rows(views[run], local, basis=bases[run]).to(out)
-        return out
-
-    deltas = ComputedLatents(num_frames, row_shape=tuple(ws.shape[1:]), rows=rows)
-    return deltas, [int(frames[run.start + run_ref]) for run, run_ref in zip(runs, refs, strict=True)]
+    deltas = ComputedLatents(
+        num_frames, row_shape=tuple(ws.shape[1:]), rows=lambda t: delta_rows(joined, nearest[t], basis=basis)
+    )
+    return deltas, int(frames[ref_slot])
 
 
 def nearest_slots(points: np.ndarray, frames: np.ndarray) -> np.ndarray:

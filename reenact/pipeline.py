@@ -567,14 +567,13 @@ def transfer(
         tune_first=True,
     )
     assert target.tuned is not None
-    deltas, driver_refs = edit.driver_deltas(
+    deltas, ref_frame = edit.driver_deltas(
         driver.pivots.ws,
         driver.pivots.frames,
         num_frames=driver.alignment.num_frames,
         config=config,
         w_avg=source.generator.mapping.w_avg,
         ref=driver_ref,
-        runs=slot_ranges(driver.alignment.runs(), driver.pivots.frames),
         segments=slot_ranges(segments_of(driver.alignment), driver.pivots.frames),
     )  # [T_drv, num_ws, w_dim]
     composite: Composite
@@ -648,8 +647,7 @@ def transfer(
         context=context,
         started=started,
         details={
-            "driver_ref": driver_refs[0],
-            "driver_refs": driver_refs,
+            "driver_ref": ref_frame,
             "psnr_inversion": float(target.pivots.psnr.mean()),
             "psnr_tuned": target.tuned.psnr_after,
             "layers": config.layers,
