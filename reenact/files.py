@@ -162,20 +162,14 @@ class RowWriter:
             raise ValueError(f"{self.path}: {self.written} of {self.rows} rows written")
 
 
-class RowParts:
-    """The rows of a folder's `.npy` part files `PREFIX-START-STOP.npy` (in order of START), addressed as
-    one table [N, *row_shape]. A read maps only the files its rows are in and lets them go, so the pages
-    it touched stop counting towards the process: a reader never holds more than what it asked for."""
+class PartTable:
+    """Rows of a folder's part files `PREFIX-START-...` (in order of START) addressed as one table
+    [N, *row_shape]: `files`, the first row of each (`starts`) and `read_part` are the kind's own."""
 
-    def __init__(self, directory: Path, *, prefix: str) -> None:
-        self.files = sorted(
-            directory.glob(f"{prefix}*.npy"), key=lambda path: int(path.stem[len(prefix) :].split("-")[0])
-        )
-        headers = [np.load(path, mmap_mode="r") for path in self.files]  # headers only
-        self.starts = np.concatenate([[0], np.cumsum([len(h) for h in headers])]).astype(np.int64)
-        self.row_shape: tuple[int, ...] = tuple(headers[0].shape[1:]) if headers else ()
-        self.dtype = headers[0].dtype if headers else np.dtype(np.float32)
-        del headers
+    files: list[Path]
+    starts: np.ndarray  # [P + 1] first row of each file, then the row count
+    row_shape: tuple[int, ...]
+    dtype: np.dtype
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -183,6 +177,10 @@ class RowParts:
     @property
     def disk_bytes(self) -> int:
         return sum(path.stat().st_size for path in self.files)
+
+    def read_part(self, path: Path, rows: np.ndarray) -> np.ndarray:
+        """Rows [n, *row_shape] of one file."""
+        raise NotImplementedError
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Rows [n, *row_shape] at the indices `rows` [n], in their order; each file is opened once."""
@@ -193,8 +191,32 @@ class RowParts:
         parts = np.searchsorted(self.starts, rows, side="right") - 1  # [n]
         for part in np.unique(parts):
             where = np.flatnonzero(parts == part)
-            out[where] = read_rows(self.files[part], rows[where] - self.starts[part])
+            out[where] = self.read_part(self.files[part], rows[where] - self.starts[part])
         return out
+
+
+def part_files(directory: Path, *, prefix: str, suffix: str) -> list[Path]:
+    """The part files `PREFIX-START-...SUFFIX` of a folder, in order of START."""
+    return sorted(
+        directory.glob(f"{prefix}*{suffix}"), key=lambda path: int(path.name[len(prefix) :].split("-")[0])
+    )
+
+
+class RowParts(PartTable):
+    """The rows of a folder's `.npy` part files `PREFIX-START-STOP.npy` (in order of START), addressed as
+    one table [N, *row_shape]. A read maps only the files its rows are in and lets them go, so the pages
+    it touched stop counting towards the process: a reader never holds more than what it asked for."""
+
+    def __init__(self, directory: Path, *, prefix: str) -> None:
+        self.files = part_files(directory, prefix=prefix, suffix=".npy")
+        headers = [np.load(path, mmap_mode="r") for path in self.files]  # headers only
+        self.starts = np.concatenate([[0], np.cumsum([len(h) for h in headers])]).astype(np.int64)
+        self.row_shape = tuple(headers[0].shape[1:]) if headers else ()
+        self.dtype = headers[0].dtype if headers else np.dtype(np.float32)
+        del headers
+
+    def read_part(self, path: Path, rows: np.ndarray) -> np.ndarray:
+        return read_rows(path, rows)
 
 
 def read_rows(path: Path, rows: np.ndarray | int) -> np.ndarray:
@@ -288,38 +310,20 @@ def read_images(path: Path, rows: np.ndarray | int) -> np.ndarray:
     return out[0] if single else out
 
 
-class ImageParts:
+class ImageParts(PartTable):
     """The images of a folder's image part files `PREFIX-START-STOP.SUFFIX` (in order of START),
     addressed as one table [N, H, W, C] uint8, like `RowParts`: a read opens only the files its rows
     are in and decodes only those rows."""
 
     def __init__(self, directory: Path, *, prefix: str, suffix: str) -> None:
-        self.files = sorted(
-            directory.glob(f"{prefix}*{suffix}"),
-            key=lambda path: int(path.name[len(prefix) :].split("-")[0]),
-        )
+        self.files = part_files(directory, prefix=prefix, suffix=suffix)
         counts = [image_count(path) for path in self.files]  # footers only
         self.starts = np.concatenate([[0], np.cumsum([rows for rows, _ in counts])]).astype(np.int64)
-        self.row_shape: tuple[int, ...] = counts[0][1] if counts else ()
+        self.row_shape = counts[0][1] if counts else ()
+        self.dtype = np.dtype(np.uint8)
 
-    def __len__(self) -> int:
-        return int(self.starts[-1])
-
-    @property
-    def disk_bytes(self) -> int:
-        return sum(path.stat().st_size for path in self.files)
-
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        """Images [n, H, W, C] at the indices `rows` [n], in their order; each file is opened once."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
-            raise IndexError(f"rows {rows.min()}..{rows.max()} outside a table of {len(self)}")
-        out = np.empty((len(rows), *self.row_shape), dtype=np.uint8)
-        parts = np.searchsorted(self.starts, rows, side="right") - 1  # [n]
-        for part in np.unique(parts):
-            where = np.flatnonzero(parts == part)
-            out[where] = read_images(self.files[part], rows[where] - self.starts[part])
-        return out
+    def read_part(self, path: Path, rows: np.ndarray) -> np.ndarray:
+        return read_images(path, rows)
 
 
 def index_rows(index: slice | torch.Tensor | np.ndarray | int, *, length: int) -> np.ndarray:
