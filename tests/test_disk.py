@@ -114,7 +114,7 @@ def test_renders_do_not_stay_after_the_encode(world_files, tmp_path: Path) -> No
         driver_landmarks=str(world_files.driver_landmarks),
     )
     stages = {entry.stage for entry in entries(tmp_path / "work")}
-    assert stages == {"align", "crops", "invert", "tune"}, stages
+    assert stages == {"align", "crops", "keys", "invert", "tune"}, stages
     assert not list((tmp_path / "work" / "render").glob(".*.tmp-*")), "a dropped render left files"
 
 
