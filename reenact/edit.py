@@ -366,19 +366,17 @@ def transfer(target_ws: torch.Tensor, deltas: torch.Tensor, *, strength: float) 
     return target_ws + strength * deltas.to(target_ws)
 
 
-def join_chains(ws: LatentSource, segments: list[range], *, runs: list[range]) -> LatentSource:
+def join_chains(ws: LatentSource, segments: list[range]) -> LatentSource:
     """`ws` [N, num_ws, w_dim] with its inversion chains joined: each segment that continues a run (its
-    first row right after the last row of the segment before, inside one of `runs`) is shifted by a
-    constant so that the step into it becomes the mean of the steps beside it. Where a segment starts,
-    its chain may sit elsewhere in W+ for the same picture; that step is the inversion's, never the
-    face's, and the offsets must not read it as expression. Segments that start a run stay as they
-    are. Rows are computed a batch at a time."""
+    first row right after the last row of the segment before) is shifted by a constant so that the
+    step into it becomes the mean of the steps beside it. Where a segment starts, its chain may sit
+    elsewhere in W+ for the same picture; that step is the inversion's (or a cut's), never the face's,
+    and the offsets must not read it as expression. Rows are computed a batch at a time."""
     _check_ws(ws, what="ws")
     starts = np.array([segment.start for segment in segments], dtype=np.int64)  # [S]
-    run_starts = {run.start for run in runs}
     shifts = torch.zeros(len(segments), *ws.shape[1:], dtype=ws[0:1].dtype)  # [S, L, D]
     for index, segment in enumerate(segments):
-        if index == 0 or segment.start in run_starts or segments[index - 1].stop != segment.start:
+        if index == 0 or segments[index - 1].stop != segment.start:
             continue
         previous, first = segments[index - 1], segment.start
         low, high = max(previous.start, first - 2), min(segment.stop, first + 2)
@@ -416,7 +414,7 @@ def driver_deltas(
     nearest frame with one. The offsets are computed a batch at a time when asked for, never held.
     """
     mask = layer_mask(config.layers, num_ws=ws.shape[1])
-    joined = join_chains(ws, segments if segments is not None else [range(0, len(ws))], runs=[])
+    joined = join_chains(ws, segments if segments is not None else [range(0, len(ws))])
     if ref is None and config.reference != "auto":
         ref = int(config.reference)
     if ref is None:

@@ -213,9 +213,6 @@ class Problem:
     device: torch.device
     layers: int
     """K: latents optimised per frame (num_ws in W+; 1 in W, broadcast to every layer)."""
-    origin: torch.Tensor | None = None
-    """[1, K, w_dim]: where a frame from scratch starts instead of the start point (a clip's anchor
-    pivot, so that every chain of the clip starts in one place of W+); None: the start point."""
 
     def render(self, latents: torch.Tensor) -> torch.Tensor:
         """Renders [A, 3, R, R] of latents [A, K, w_dim]."""
@@ -389,9 +386,6 @@ class Batch:
             table.enter(self.frames, self.previous.latents.expand(len(self.frames), -1, -1), targets)
             return NONE
         config = self.problem.config
-        if self.problem.origin is not None:
-            table.enter(self.frames, self.problem.origin.expand(len(self.frames), -1, -1), targets)
-            return NONE
         start = start_latents(self.problem.generator, targets, config=config, layers=self.problem.layers)
         table.enter(self.frames, start, targets)
         return Renders(forward=config.start_samples)
@@ -618,7 +612,6 @@ def invert_clip(
     progress: Progress = SILENT,
     on_batch: Callable[[InvertReport], None] | None = None,
     start: torch.Tensor | None = None,
-    origin: torch.Tensor | None = None,
 ) -> InversionResult:
     """Invert aligned crops `targets` (N consecutive frames [3, R, R] in [-1, 1]: a tensor, or a store
     read a batch at a time) into W+ pivots. Only the frames in work are on the device; the pivots,
@@ -631,8 +624,6 @@ def invert_clip(
     or a frame of the window). `start` [1, num_ws, w_dim], in warm mode: the pivot of the frame before
     `targets[0]`, so these frames continue that warm chain (every frame warm, none from the start
     point): a long shot inverted in segments has no seam where one segment hands over to the next.
-    `origin` [1, num_ws, w_dim]: where the frames from scratch start instead of the start point (the
-    clip's anchor pivot: chains of one clip that start afresh then start in one place of W+).
     """
     resolution = generator.resolution
     first = targets[0:1] if len(targets) else None
@@ -649,9 +640,6 @@ def invert_clip(
         config=config,
         device=runtime.device,
         layers=layers,
-        origin=None
-        if origin is None
-        else origin.reshape(1, generator.num_ws, generator.w_dim)[:, :layers].to(runtime.device),
     )
     chained = config.mode == "warm" and start is not None
     handover = Handover()

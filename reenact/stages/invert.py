@@ -97,6 +97,7 @@ class InvertStage:
         self.crops = crops
         self.keys = keys
         self.needs: list[Need[Any]] = [crops] if keys is None else [crops, keys]
+        self.runs = crops.alignment.runs()
         self.segments = segments_of(crops.alignment)
         self.owners = owners if owners is not None else [0] * len(self.segments)
 
@@ -140,7 +141,7 @@ class InvertStage:
         """The key pivot [1, num_ws, w_dim] the segment `frames` continues from (None in cold mode)."""
         if self.keys is None:
             return None
-        run = next(run for run in self.alignment.runs() if run.start <= frames.start < run.stop)
+        run = next(run for run in self.runs if run.start <= frames.start < run.stop)
         return self.keys.get().pivot(chain_start(frames, run))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:

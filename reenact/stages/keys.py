@@ -138,8 +138,7 @@ class KeysStage:
     def compute(self, frames: FrameRange, part: Path) -> Renders:
         """The warm chain through the run's key frames (a warm inversion of those crops in order)."""
         keys = np.array(key_frames(frames), dtype=np.int64)  # [K]
-        before = int(self.alignment.valid[: frames.start].sum())
-        slots = before + keys - frames.start  # every frame of a run has a crop
+        slots = self.crops.slots(frames).start + keys - frames.start  # every frame of a run has a crop
         result = invert_clip(
             self.source.generator,
             Selection(self.crops.store(), slots),
