@@ -3,6 +3,7 @@
 Examples:
     python benchmarks/bench_memory.py                              # 100, 1000 and 5000 frames, 1024 px
     python benchmarks/bench_memory.py --frames 100 400 --resolution 256
+    python benchmarks/bench_memory.py --frames 100 400 --resolution 1024 --face-renders   # the ending
     python benchmarks/bench_memory.py --device cuda --json         # the real generator on a GPU
 
 Target and driver are a real clip of the test data looped to N frames (written once as a video, its
@@ -10,15 +11,18 @@ landmarks looped alongside, so detection is not measured). Each length runs in a
 through the pipeline API: a config-F generator at `--resolution` with random weights, every loss
 network off and every step count cut to one, so only the data path counts. On the CPU a config-F
 render costs seconds, so the synthesis arithmetic is swapped for a cheap stand-in with the same
-parameters (tuning still keeps their gradients and Adam state) and the same output shape; the first
-line of the output says so. On CUDA the real architecture runs.
+parameters (tuning still keeps their gradients and Adam state) and the same output shape: a flat image,
+or with `--face-renders` a real face (the target's first frame, moved a little by each latent), whose
+pixels cost what real ones cost to compress; the first line of the output says so. On CUDA the real
+architecture runs.
 
-Columns: peak host RSS (VmHWM), peak device memory (CUDA), seconds per frame, the workspace's size per
-frame when the run has finished (the crop caches, pivots and alignment: renders are dropped after their
-encode) and at its largest during the run (sampled; it holds the renders in flight, which the CPU's
-stand-in renders, flat images, flatter), and the whole-clip arrays held on the host (the target's and the
-driver's alignment) per frame. The last lines give the peak's growth per extra frame and its arithmetic
-extrapolation to `EXTRAPOLATE_FRAMES`, and the workspace's cost per extra frame.
+Columns: peak host RSS (VmHWM), peak device memory (CUDA), seconds per frame, the ending's seconds per
+frame (render, paste back and encode: the `encode` stage's wall-clock, which the render overlaps) and the
+median step between two frames reaching the encoder, the workspace's size per frame when the run has
+finished (the crop caches, pivots and alignment) and at its largest during the run (sampled: the tuning
+checkpoints; one process never stores renders), and the whole-clip arrays held on the host (the target's
+and the driver's alignment) per frame. The last lines give the peak's growth per extra frame and its
+arithmetic extrapolation to `EXTRAPOLATE_FRAMES`, and the workspace's cost per extra frame.
 """
 
 from __future__ import annotations
@@ -43,12 +47,16 @@ DRIVER_OFFSET = 40
 EXTRAPOLATE_FRAMES = 50_000
 """The clip length the peak's growth is extrapolated to: a long shot (about 30 minutes at 30 fps)."""
 
+FACE_SHIFT = 0.1
+"""`--face-renders`: the stand-in's face moves by up to this much of its [-1, 1] range with the latent, so
+every render differs."""
+
 CHILD = r"""
 import json, sys, threading, time
 from pathlib import Path
 import numpy as np
 import torch
-from reenact import pipeline
+from reenact import pipeline, video
 from reenact.config import Config
 from reenact.report import peak_memory_bytes
 from reenact.device import resolve_runtime
@@ -57,14 +65,26 @@ from reenact.generator_source import GeneratorSource
 from reenact.gan.stylegan2 import Generator, ffhq_config_f
 from reenact.workspace import Workspace
 
-target, driver, target_marks, driver_marks, out, work, resolution, device, stand_in = sys.argv[1:10]
-resolution, stand_in = int(resolution), stand_in == "1"
+target, driver, target_marks, driver_marks, out, work, resolution, device, stand_in, shift = sys.argv[1:11]
+resolution, stand_in, face_shift = int(resolution), stand_in == "1", float(shift)
+face = face_shift > 0
 if stand_in:
+    pixels = None
+    if face:  # the target's first frame, its centre square: renders that compress as real ones do
+        import cv2
+        image = next(iter(video.VideoReader(Path(target)).frames(upright=True))).image
+        side = min(image.shape[:2])
+        top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+        square = cv2.resize(image[top:top + side, left:left + side], (resolution, resolution),
+                            interpolation=cv2.INTER_AREA)
+        pixels = torch.from_numpy(square).permute(2, 0, 1).float() / 127.5 - 1.0  # [3, R, R]
     def cheap_forward(self, ws, **kwargs):  # same parameters and output shape, trivial arithmetic
         touch = sum(p.reshape(-1)[0] for p in self.parameters()) * 0.0
         level = torch.tanh(ws.mean(dim=(1, 2)))[:, None, None, None]
         size = self.block_resolutions[-1]
-        return level.expand(ws.shape[0], 3, size, size) + touch
+        flat = level.expand(ws.shape[0], 3, size, size)
+        images = flat if pixels is None else (pixels[None] + face_shift * flat).clamp(-1.0, 1.0)
+        return images + touch
     stylegan2.SynthesisNetwork.forward = cheap_forward
 runtime = resolve_runtime(device)
 generator = Generator(ffhq_config_f(resolution)).to(runtime.device).eval().requires_grad_(False)
@@ -85,6 +105,12 @@ def sample():  # the workspace at its largest: renders in flight included
             pass
 sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
+written = []  # when each output frame reached the encoder
+original_write = video.VideoWriter.write
+def timed_write(self, image, **kwargs):
+    original_write(self, image, **kwargs)
+    written.append(time.perf_counter())
+video.VideoWriter.write = timed_write
 started = time.perf_counter()
 report = pipeline.transfer(Path(target), Path(driver), Path(out), context=context,
                            target_landmarks=target_marks, driver_landmarks=driver_marks)
@@ -99,7 +125,10 @@ for clip, marks in ((target, target_marks), (driver, driver_marks)):
     alignment, _ = pipeline.align_clip(Path(clip), context=context, resolution=resolution, landmarks=marks)
     held += sum(v.nbytes for v in (*vars(alignment).values(), *vars(alignment.track).values())
                 if isinstance(v, np.ndarray))
+ending = next(stage.seconds for stage in report.stages if stage.name == "encode")
+steps = np.diff(np.array(written)) if len(written) > 1 else np.zeros(1)
 print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": peak_rss,
+                  "ending": ending, "ending_step": float(np.median(steps)),
                   "peak_device": device_peak, "workspace": work_bytes,
                   "workspace_peak": max(largest[0], work_bytes), "held_arrays": held}))
 """
@@ -141,11 +170,15 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--face-renders", action="store_true", help="the CPU's stand-in renders a real face, not a flat image"
+    )
     args = parser.parse_args()
     stand_in = args.device == "cpu"
     if not args.json:
         print(
             "stand-in synthesis arithmetic (same parameters and output shapes): data path only"
+            + (", renders a real face" if args.face_renders else "")
             if stand_in
             else "real config-F architecture with random weights"
         )
@@ -159,7 +192,7 @@ def main() -> None:
             result = subprocess.run(
                 [sys.executable, "-c", CHILD, str(target), str(driver), str(target_marks), str(driver_marks),
                  str(folder / f"out-{frames}.mp4"), str(folder / f"work-{frames}"), str(args.resolution),
-                 args.device, "1" if stand_in else "0"],
+                 args.device, "1" if stand_in else "0", str(FACE_SHIFT if args.face_renders else 0.0)],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if result.returncode != 0:
@@ -172,6 +205,7 @@ def main() -> None:
                 print(
                     f"{frames:>6} frames  peak RSS {row['peak_rss'] / MIB:8.0f} MiB  device {device:>6} MiB  "
                     f"{row['seconds'] / frames:6.3f} s/frame  "
+                    f"ending {row['ending'] / frames:6.4f} s/frame (median step {row['ending_step']:6.4f})  "
                     f"workspace {row['workspace'] / frames / MIB:5.2f} MiB/frame "
                     f"(largest {row['workspace_peak'] / frames / MIB:5.2f})  "
                     f"whole-clip arrays {row['held_arrays'] / frames / 1024:5.2f} KiB/frame",
