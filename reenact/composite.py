@@ -256,7 +256,7 @@ def composite_face(
 
 def paste_back(
     frame: np.ndarray,
-    crop: np.ndarray,
+    crop: Array,
     *,
     matrix: np.ndarray,
     mask_crop: np.ndarray,
@@ -264,15 +264,22 @@ def paste_back(
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """`composite_face` where the run runs: on a CUDA `device` the torch version
-    (`reenact.composite_torch`), elsewhere the OpenCV one, which is the faster on a CPU. Poisson
-    blending exists only in OpenCV, so it keeps a CUDA run's paste-back on the CPU."""
+    (`reenact.composite_torch`), which takes the `crop` [R, R, 3] uint8 where it is (a tensor the render
+    left on the device stays there), elsewhere the OpenCV one, which is the faster on a CPU and takes it
+    on the host. Poisson blending exists only in OpenCV, so it keeps a CUDA run's paste-back on the CPU."""
     if str(device).split(":")[0] == "cuda" and not config.poisson:
         from reenact.composite_torch import composite_face_torch  # torch only where it is used
 
         return composite_face_torch(
             frame, crop, matrix=matrix, mask_crop=mask_crop, config=config, device=device
         )
-    return composite_face(frame, crop, matrix=matrix, mask_crop=mask_crop, config=config)
+    return composite_face(frame, host_image(crop), matrix=matrix, mask_crop=mask_crop, config=config)
+
+
+def host_image(image: Array) -> np.ndarray:
+    """`image` as a host array: itself, or a tensor's values (a view of a CPU tensor, a copy of a device
+    one)."""
+    return image if isinstance(image, np.ndarray) else image.cpu().numpy()
 
 
 def frame_box(

@@ -24,9 +24,9 @@ output, so the file is written once, exactly as by one process.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +36,7 @@ import numpy as np
 from torch import nn
 
 from reenact import checks, edit, video
+from reenact.composite import host_image
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
@@ -46,12 +47,20 @@ from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress
 from reenact.report import RunReport, StageReport, stage_line, summarise
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
-from reenact.stages.base import FrameRange, Need, StageJob, StageRun, run_stages
+from reenact.stages.base import FrameRange, Need, StageJob, StageRun, Work, run_stages
 from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
 from reenact.stages.keys import KeyPivots, KeysStage, segments_of
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
-from reenact.stages.render import RenderStage, RenderStream
+from reenact.stages.render import (
+    Batches,
+    RenderStage,
+    RenderStream,
+    latent_rows,
+    main_share,
+    render_batches,
+    stored_batches,
+)
 from reenact.stages.tune import Tuned, TuneStage
 from reenact.timeline import Window
 from reenact.workspace import StageKey, Workspace
@@ -112,15 +121,11 @@ class RunContext:
             raise ReenactError("internal error: this run has no generator")
         return self.source
 
-    def run(self, *jobs: StageJob, on_part: Callable[[FrameRange, Path], None] | None = None) -> list[Any]:
+    def run(self, *jobs: StageJob) -> list[Any]:
         """Run the jobs' stages together (`run_stages`: cached or computed, their needs resolved first),
-        report each, and return their results in order. `on_part` goes to `run_stages`."""
+        report each, and return their results in order."""
         outcomes = run_stages(
-            self.workspace,
-            [job.stage for job in jobs],
-            progress=self.progress,
-            on_part=on_part,
-            group=self.group,
+            self.workspace, [job.stage for job in jobs], progress=self.progress, group=self.group
         )
         for outcome in outcomes:
             self._report_needs(outcome)
@@ -421,7 +426,7 @@ def prepare(
 
 
 Composite = Callable[[RenderStream], Iterator[tuple[video.Frame, np.ndarray]]]
-"""The output's frames, each with its image, pasted back from the crops a `RenderStream` renders."""
+"""The output's frames, each with its image, pasted back from the crops a `RenderStream` hands over."""
 
 
 @dataclass(frozen=True)
@@ -473,58 +478,85 @@ def render_and_encode(
     details: dict[str, Any] | None = None,
 ) -> RunReport:
     """The one ending of `transfer`, `edit` and `morph`: `latents` [M, num_ws, w_dim] rendered by
-    `generator` (cached by both) in a background thread while `composite` pastes its crops back and the
-    output is written (`stages.output.write_video`); returns the run's report. The renders are dropped
-    from the workspace when the encode ends without an error.
+    `generator` in a background thread and handed over in memory, a few batches at a time
+    (`stages.render.RenderStream`), while `composite` pastes the crops back and the output is written
+    (`stages.output.write_video`); returns the run's report. A failure on either side stops both; no
+    render is stored.
 
-    A failure on either side stops both. In a group, the other ranks take their share of the render and
-    the main rank alone writes the output."""
-    cancel = threading.Event()
-    stage = RenderStage(
-        generator,
-        latents,
-        generator_digest=generator_digest,
-        runtime=context.runtime,
-        progress=context.progress,
-        cancel=cancel,
-        shards=context.group.size,
-    )
-
-    def run(on_part: Callable[[FrameRange, Path], None]) -> CropStore:
-        (store,) = context.run(
-            StageJob(stage, name="render", detail=lambda c: f"{len(c)} crops"), on_part=on_part
+    In a group, the main rank renders its own share in the same way, and the other ranks render the rest
+    into the workspace meanwhile (`stages.render.RenderStage`, keyed by `generator_digest`); the main rank
+    reads it after its own share, writes the output alone, and drops it once the encode has succeeded."""
+    group = context.group
+    share = main_share(len(latents), ranks=group.size)
+    others = None
+    if share < len(latents):
+        others = RenderStage(
+            generator,
+            latent_rows(latents, start=share),
+            generator_digest=generator_digest,
+            runtime=context.runtime,
+            progress=context.progress,
+            ranks=range(1, group.size),
         )
-        return store
 
-    def drop() -> None:  # the encode consumed them: renders do not stay (`stages.render`)
-        if context.group.is_main:
-            context.workspace.drop(stage.key)
-        else:  # this rank's share is rendered: let the main rank drop them
-            context.workspace.release(stage.key)
+    def run_others() -> StageRun[CropStore]:
+        assert others is not None
+        (outcome,) = run_stages(context.workspace, [others], progress=context.progress, group=group)
+        return outcome
 
-    crops = RenderStream(run, ranges=stage.ranges(), cancel=cancel, drop=drop)
     encoding = time.perf_counter()
     written = 0
-    with crops:
-        if context.group.is_main:
-            written = write_video(
-                output.path,
-                composite(crops),
-                like=output.like,
-                audio_from=output.audio_from,
-                inputs=output.inputs,
-                settings=context.settings,
-                overwrite=output.overwrite,
-                total=output.total,
-                progress=context.progress,
-                audio_window=output.audio_window,
-            )
+    work = Work()
+    if not group.is_main:  # this rank's parts of the others' share: the main rank reads them, then drops them
+        if others is not None:
+            work = run_others().work
+            context.workspace.release(others.key)
+    else:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-others") as pool:
+            stored = pool.submit(run_others) if others is not None else None  # collectives: from the start
+
+            def produce() -> Batches:
+                yield from render_batches(
+                    generator,
+                    latents,
+                    stop=share,
+                    runtime=context.runtime,
+                    work=work,
+                    progress=context.progress,
+                )
+                if stored is not None:
+                    yield from stored_batches(stored.result().result, offset=share)
+
+            with RenderStream(produce, count=len(latents)) as crops:
+                written = write_video(
+                    output.path,
+                    composite(crops),
+                    like=output.like,
+                    audio_from=output.audio_from,
+                    inputs=output.inputs,
+                    settings=context.settings,
+                    overwrite=output.overwrite,
+                    total=output.total,
+                    progress=context.progress,
+                    audio_window=output.audio_window,
+                )
+        if others is not None:  # consumed: stored renders do not stay (`stages.render`)
+            context.workspace.drop(others.key)
+    context.add_report(
+        StageReport(
+            name="render",
+            seconds=work.seconds,
+            cached=not work.parts,
+            detail=f"{work.frames} crops",
+            work=work,
+        )
+    )
     context.add_report(
         StageReport(
             name="encode",
             seconds=time.perf_counter() - encoding,
             cached=False,
-            detail=f"{written} frames" if context.group.is_main else "written by the main rank",
+            detail=f"{written} frames" if group.is_main else "written by the main rank",
             location=output.path,
         )
     )
@@ -743,9 +775,9 @@ def morph_video(
     info = video.new_video_info(width=resolution, height=resolution, fps=Fraction(fps))
 
     def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
-        return (
+        return (  # the crops are the frames: on the host, for the encoder
             (video.Frame(image=crop, pts=index, time_base=info.time_base_fraction, index=index), crop)
-            for index, crop in ((index, crops.crop(index)) for index in range(num_frames))
+            for index, crop in ((index, host_image(crops.crop(index))) for index in range(num_frames))
         )
 
     return render_and_encode(

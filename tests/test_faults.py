@@ -82,7 +82,7 @@ def test_a_damaged_or_swapped_cache_file_is_recomputed_never_used(
         return json.loads(captured.out), captured.err, decode(output)
 
     clean, _, clean_frames = transfer("clean")
-    locations = {  # renders do not stay after their encode: nothing of theirs is left to damage
+    locations = {  # renders are never stored: nothing of theirs to damage
         stage["name"]: Path(stage["location"])
         for stage in clean["stages"]
         if stage["name"] not in ("encode", "render")
@@ -150,8 +150,10 @@ def test_two_runs_on_one_workdir_compute_each_shared_stage_once(world_files, tmp
     for _, out, _ in results:
         for stage in json.loads(out)["stages"]:
             computed[stage["name"]] = computed.get(stage["name"], 0) + (not stage["cached"])
-    shared = {name: count for name, count in computed.items() if name != "encode"}
+    own = ("render", "encode")  # each run renders its own crops, in memory (`stages.render`), and encodes
+    shared = {name: count for name, count in computed.items() if name not in own}
     assert set(shared.values()) == {1}, f"stages computed by both runs, or by neither: {shared}"
+    assert all(computed[name] == 2 for name in own), computed
 
 
 def test_two_runs_to_one_output_exactly_one_succeeds(world_files, tmp_path: Path) -> None:
@@ -190,7 +192,7 @@ from reenact.stages import align, base, invert, render, tune
 from reenact_cli.main import run
 
 stage_name, point, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-STAGES = {cls.name: cls for cls in (align.AlignStage, invert.InvertStage, tune.TuneStage, render.RenderStage)}
+STAGES = {cls.name: cls for cls in (align.AlignStage, invert.InvertStage, tune.TuneStage)}
 frames_written = []
 
 
@@ -212,6 +214,8 @@ elif point == "compute":  # a part computed, not yet marked done
     then_die(STAGES[stage_name], "compute")
 elif point == "merge":  # the result merged, not yet published
     then_die(STAGES[stage_name], "merge")
+elif point == "batch":  # a batch rendered, in memory only
+    then_die(render, "render_batch")
 elif point == "checkpoint":  # tuning's first checkpoint written
     then_die(pti, "save_checkpoint")
 elif point == "frames":  # a few frames of the output encoded
@@ -223,7 +227,7 @@ KILL_POINTS = (
     ("invert", "compute"),
     ("invert", "merge"),  # the target's and the driver's inversions merge together, after all their parts
     ("tune", "checkpoint"),
-    ("render", "part"),
+    ("render", "batch"),
     ("encode", "frames"),
 )
 """One transfer killed at each point in turn, each run resuming what the runs before it left."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -362,80 +361,3 @@ def test_morph_length_comes_from_the_settings(tmp_path: Path, capsys) -> None:
     frames = [frame.image.astype(np.int16) for frame in video.VideoReader(tmp_path / "b.mp4").frames()]
     assert len(frames) == 5
     assert np.abs(frames[0] - frames[-1]).mean() > MIN_EDIT_CHANGE, "the morph ends where it starts"
-
-
-# ------------------------------------------------------------------------------------- render stream
-
-STREAM_WAIT_S = 30.0
-"""Longest a test producer waits for its consumer before it calls the overlap missing."""
-
-
-def fake_render(tmp_path: Path, ranges: list[FrameRange], *, consumed: threading.Event, fail: bool = False):
-    """A stand-in for the render stage: part k's crops are all k; after the first part it waits until the
-    consumer has used a crop (a stream that hands out nothing before the end never gets there)."""
-    from reenact.files import ImageWriter
-    from reenact.stages.crops import CROPS_FILE, PART_PREFIX, PART_SUFFIX, CropStore
-
-    def run(on_part) -> CropStore:
-        result = tmp_path / "result"
-        result.mkdir()
-        for number, frames in enumerate(ranges):
-            part = tmp_path / frames.name
-            part.mkdir()
-            with ImageWriter(part / CROPS_FILE, rows=len(frames), image_shape=(4, 4, 3), level=1) as out:
-                out.write(np.full((len(frames), 4, 4, 3), number, dtype=np.uint8))
-            on_part(frames, part)
-            if number == 0 and not consumed.wait(STREAM_WAIT_S):
-                raise TimeoutError("the consumer used no crop while the render was running")
-            if fail and number == 1:
-                raise OSError(28, "No space left on device", str(part))
-        for frames in ranges:
-            (tmp_path / frames.name / CROPS_FILE).rename(result / f"{PART_PREFIX}{frames.name}{PART_SUFFIX}")
-        return CropStore(result)
-
-    return run
-
-
-def test_paste_back_uses_a_rendered_part_while_the_rest_renders(tmp_path: Path) -> None:
-    from reenact.stages.render import RenderStream
-
-    ranges = split_range(FrameRange(0, 10), size=4)
-    consumed = threading.Event()
-    seen = []
-    with RenderStream(
-        fake_render(tmp_path, ranges, consumed=consumed), ranges=ranges, cancel=threading.Event()
-    ) as stream:
-        for slot in range(len(stream)):
-            seen.append(int(stream.crop(slot)[0, 0, 0]))
-            consumed.set()
-    assert seen == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
-
-
-def test_a_failed_render_is_the_consumers_error_and_a_failed_consumer_cancels_the_render(
-    tmp_path: Path,
-) -> None:
-    from reenact.stages.render import RenderCancelled, RenderStream
-
-    ranges = split_range(FrameRange(0, 12), size=4)
-    consumed = threading.Event()
-    failing = fake_render(tmp_path / "a", ranges, consumed=consumed, fail=True)
-    (tmp_path / "a").mkdir()
-    stream = RenderStream(failing, ranges=ranges, cancel=threading.Event())
-    with pytest.raises(OSError, match="No space"), stream:
-        for slot in range(len(stream)):
-            stream.crop(slot)
-            consumed.set()
-
-    cancel, started = threading.Event(), threading.Event()
-
-    def endless(on_part):
-        started.set()
-        while not cancel.wait(0.01):
-            pass
-        raise RenderCancelled
-
-    stream = RenderStream(endless, ranges=ranges, cancel=cancel)
-    with pytest.raises(ValueError, match="consumer"), stream:
-        started.wait(STREAM_WAIT_S)
-        raise ValueError("the consumer failed")
-    assert cancel.is_set() and not stream._thread.is_alive()

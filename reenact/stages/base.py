@@ -190,19 +190,16 @@ def run_stage(
     stage: Stage[Result],
     *,
     progress: Progress = SILENT,
-    on_part: Callable[[FrameRange, Path], None] | None = None,
     group: Group = SINGLE,
 ) -> StageRun[Result]:
     """`stage`'s result: loaded when stored, else computed part by part (resuming), merged and stored.
 
     Computing holds the stage's lock in the workspace (the main rank holds it for its group): another
     process that needs the same result waits, then loads it (several commands, jobs or ranks on one
-    workspace compute a shared stage once). `on_part(frames, part)` is told of each finished part (found
-    or computed) before the merge, so a consumer can use the parts while the rest are computed; in a
-    group it is told of every part once all are finished. In a group, every rank must call this for the
-    same stage; a `ReenactError` on any rank is raised on all.
+    workspace compute a shared stage once). In a group, every rank must call this for the same stage; a
+    `ReenactError` on any rank is raised on all.
     """
-    (outcome,) = run_stages(workspace, [stage], progress=progress, on_part=on_part, group=group)
+    (outcome,) = run_stages(workspace, [stage], progress=progress, group=group)
     return outcome
 
 
@@ -211,7 +208,6 @@ def run_stages(
     stages: list[Stage[Any]],
     *,
     progress: Progress = SILENT,
-    on_part: Callable[[FrameRange, Path], None] | None = None,
     group: Group = SINGLE,
 ) -> list[StageRun[Any]]:
     """Several independent stages run as one (`run_stage` for each): in a group, their parts are shared
@@ -227,7 +223,6 @@ def run_stages(
             workspace,
             [stages[index] for index in firsts.values()],
             progress=progress,
-            on_part=on_part,
             group=group,
         )
         by_key = dict(zip(firsts, unique, strict=True))
@@ -289,16 +284,12 @@ def run_stages(
 
         def compute() -> list[Work]:
             return [
-                compute_parts(stages[index], *job, group=group, on_part=on_part)
+                compute_parts(stages[index], *job, group=group)
                 for index, job in zip(todo, zip(ranges, parts, owners, strict=True), strict=True)
             ]
 
         works = together(group, compute)
         assert works is not None
-        if group.distributed and on_part is not None:
-            for stage_ranges, stage_parts in zip(ranges, parts, strict=True):
-                for frames, part in zip(stage_ranges, stage_parts, strict=True):
-                    on_part(frames, part)
 
         def merge() -> None:
             if not group.is_main:
@@ -396,13 +387,11 @@ def compute_parts(
     owners: list[int],
     *,
     group: Group,
-    on_part: Callable[[FrameRange, Path], None] | None,
 ) -> Work:
     """This rank's parts of `stage`, each computed unless already intact, and what they cost.
 
-    One process computes every part, in order, telling `on_part` of each. In a group, each rank computes
-    the parts it `owners`; a `collective` stage's parts are computed by all ranks together, and the main
-    rank's copy is kept."""
+    One process computes every part, in order. In a group, each rank computes the parts it `owners`; a
+    `collective` stage's parts are computed by all ranks together, and the main rank's copy is kept."""
     collective = bool(getattr(stage, "collective", False))
     work = Work()
     for index, (frames, part) in enumerate(zip(ranges, parts, strict=True)):
@@ -416,8 +405,6 @@ def compute_parts(
             started = time.perf_counter()
             renders = compute_part(stage, frames, part, keep=group.is_main or not collective)
             work.add(frames, renders=renders, seconds=time.perf_counter() - started)
-        if not group.distributed and on_part is not None:
-            on_part(frames, part)
     return work
 
 

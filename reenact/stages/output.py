@@ -2,7 +2,9 @@
 
 Streams the input's frames: a frame with a latent gets its rendered crop pasted back (inverse warp,
 feathered landmark mask, colour match: `reenact.composite`), a frame without one passes through
-untouched; every frame is encoded at its own timestamp with the audio copied (`reenact.video`).
+untouched; every frame is encoded at its own timestamp with the audio copied (`reenact.video`). The
+crops come in slot order from the render as it runs (`stages.render.RenderStream`), each where it was
+rendered: on a CUDA run the paste-back takes it on the device.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ if TYPE_CHECKING:
 
 
 class CropReader(Protocol):
-    """Rendered crops by slot, one at a time: a `CropStore`, or a `RenderStream` still rendering."""
+    """Rendered crops [R, R, 3] uint8 by slot, one at a time, slots in order: a `RenderStream` still
+    rendering (a crop on the render's device, or on the host), or a `CropStore`."""
 
     def __len__(self) -> int: ...
 
-    def crop(self, slot: int) -> np.ndarray: ...
+    def crop(self, slot: int) -> np.ndarray | torch.Tensor: ...
 
 
 def slots_for(alignment: ClipAlignment, frames: np.ndarray) -> np.ndarray:
