@@ -26,7 +26,7 @@ what a run pays; more frames spread it thinner.
 
 Rows: a stage's seconds per output frame (its own compute time from the run summary; both clips'
 alignment, crops and inversion summed), `paste+encode` (wall-clock of the paste-back and encoding, which
-overlaps the render stage's background thread) and the whole run; then generator renders per second
+overlaps the render's background thread) and the whole run; then generator renders per second
 (fwd+bwd and forward-only renders together, from the summary's counts) and the peak memory.
 """
 

@@ -6,10 +6,10 @@ wait), so rendering, paste-back and encoding overlap and memory stays flat in th
 CUDA run a batch stays on the device: paste-back takes it there (`reenact.composite_torch`), with no
 copy to the host and back.
 
-Renders never go to the workspace in one process: a render costs one generator forward per frame, a
-small share of what a run spends per frame, while storing and reading back a crop costs the CPU more
-than that share on every run, killed or not. A killed run loses only renders; the next run renders them
-again, to the same bits.
+Renders never go to the workspace in one process: redoing them costs a killed run one generator forward
+per frame, a small share of what the run spent per frame, while storing them would cost every run their
+PNG encoding, hashing and decoding on the ending's path (`docs/architecture.md` has the measurement). A
+killed run loses only renders; the next run renders them again, to the same bits.
 
 Under `torchrun` the main rank renders the first share of the latents in memory in the same way
 (`main_share`), and the other ranks render the rest as a workspace stage (`RenderStage`): parts of
