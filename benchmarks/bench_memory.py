@@ -13,12 +13,17 @@ render costs seconds, so the synthesis arithmetic is swapped for a cheap stand-i
 parameters (tuning still keeps their gradients and Adam state) and the same output shape; the first
 line of the output says so. On CUDA the real architecture runs.
 
-Columns: peak host RSS (VmHWM), peak device memory (CUDA), seconds per frame, the workspace's size per
+Columns: peak host RSS (VmHWM), peak heap (the bytes malloc has handed out and not taken back, sampled
+every `HEAP_SAMPLE_S`; glibc only), peak device memory (CUDA), seconds per frame, the workspace's size per
 frame when the run has finished (the crop caches, pivots and alignment: renders are dropped after their
 encode) and at its largest during the run (sampled; it holds the renders in flight, which the CPU's
 stand-in renders, flat images, flatter), and the whole-clip arrays held on the host (the target's and the
-driver's alignment) per frame. The last lines give the peak's growth per extra frame and its arithmetic
-extrapolation to `EXTRAPOLATE_FRAMES`, and the workspace's cost per extra frame.
+driver's alignment) per frame. The last lines give each peak's growth per extra frame, from the shortest
+length and between the two longest (where every batch is full: latent sweeps of `LATENT_BATCH` rows,
+64 report frames), the latter extrapolated arithmetically to `EXTRAPOLATE_FRAMES`, and the workspace's
+cost per extra frame. The peak RSS also counts what the allocator keeps after a free (two runs of one
+length have differed by ~150 MB at 1024 px); the peak heap is what was in use, so its growth is the one
+to read for what grows with the clip.
 """
 
 from __future__ import annotations
@@ -32,16 +37,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared"))
 DEFAULT_CLIP = SHARED_DIR / "testdata" / "retalk_face2.mp4"
 DEFAULT_FRAMES = (100, 1000, 5000)
 MIB = 2**20
+KIB = 2**10
 DRIVER_OFFSET = 40
 """The driver is the same loop started this many frames later: other content, same faces."""
 EXTRAPOLATE_FRAMES = 50_000
 """The clip length the peak's growth is extrapolated to: a long shot (about 30 minutes at 30 fps)."""
+HEAP_SAMPLE_S = 0.02
+"""Seconds between two samples of the heap in use: short, as a peak (a tuning batch) lasts a moment."""
 
 CHILD = r"""
 import json, sys, threading, time
@@ -57,8 +66,20 @@ from reenact.generator_source import GeneratorSource
 from reenact.gan.stylegan2 import Generator, ffhq_config_f
 from reenact.workspace import Workspace
 
-target, driver, target_marks, driver_marks, out, work, resolution, device, stand_in = sys.argv[1:10]
-resolution, stand_in = int(resolution), stand_in == "1"
+target, driver, target_marks, driver_marks, out, work, resolution, device, stand_in, every = sys.argv[1:11]
+resolution, stand_in, every = int(resolution), stand_in == "1", float(every)
+try:  # glibc: the bytes handed out by malloc (small blocks and mapped ones) and not freed
+    import ctypes
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    mallinfo2.restype = MallInfo2
+except (OSError, AttributeError):
+    mallinfo2 = None
+def heap_bytes():
+    info = mallinfo2()
+    return info.uordblks + info.hblkhd
 if stand_in:
     def cheap_forward(self, ws, **kwargs):  # same parameters and output shape, trivial arithmetic
         touch = sum(p.reshape(-1)[0] for p in self.parameters()) * 0.0
@@ -83,14 +104,23 @@ def sample():  # the workspace at its largest: renders in flight included
             largest[0] = max(largest[0], folder_bytes())
         except FileNotFoundError:  # a file renamed or removed under the sweep
             pass
+heap = [0]
+def sample_heap():  # the heap at its largest
+    while not done.wait(every):
+        heap[0] = max(heap[0], heap_bytes())
 sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
+heap_sampler = threading.Thread(target=sample_heap, daemon=True)
+if mallinfo2 is not None:
+    heap_sampler.start()
 started = time.perf_counter()
 report = pipeline.transfer(Path(target), Path(driver), Path(out), context=context,
                            target_landmarks=target_marks, driver_landmarks=driver_marks)
 seconds = time.perf_counter() - started
 done.set()
 sampler.join()
+if mallinfo2 is not None:
+    heap_sampler.join()
 device_peak = torch.cuda.max_memory_allocated() if runtime.device.type == "cuda" else None
 work_bytes = folder_bytes()
 peak_rss = peak_memory_bytes()
@@ -100,7 +130,8 @@ for clip, marks in ((target, target_marks), (driver, driver_marks)):
     held += sum(v.nbytes for v in (*vars(alignment).values(), *vars(alignment.track).values())
                 if isinstance(v, np.ndarray))
 print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": peak_rss,
-                  "peak_device": device_peak, "workspace": work_bytes,
+                  "peak_heap": heap[0] if mallinfo2 is not None else None, "peak_device": device_peak,
+                  "workspace": work_bytes,
                   "workspace_peak": max(largest[0], work_bytes), "held_arrays": held}))
 """
 
@@ -134,6 +165,11 @@ def looped_inputs(clip: Path, frames: int, folder: Path, *, offset: int = 0) -> 
     return output, write_landmarks(marks, np.ascontiguousarray(points[order][:, None]))  # [N, 1, 68, 2]
 
 
+def slope(short: dict[str, Any], long: dict[str, Any], column: str) -> float:
+    """How much `column` grows per extra frame from the run `short` to the run `long`."""
+    return (long[column] - short[column]) / (long["frames"] - short["frames"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--frames", type=int, nargs="+", default=list(DEFAULT_FRAMES))
@@ -159,7 +195,7 @@ def main() -> None:
             result = subprocess.run(
                 [sys.executable, "-c", CHILD, str(target), str(driver), str(target_marks), str(driver_marks),
                  str(folder / f"out-{frames}.mp4"), str(folder / f"work-{frames}"), str(args.resolution),
-                 args.device, "1" if stand_in else "0"],
+                 args.device, "1" if stand_in else "0", str(HEAP_SAMPLE_S)],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if result.returncode != 0:
@@ -169,8 +205,10 @@ def main() -> None:
             rows.append(row)
             if not args.json:
                 device = "-" if row["peak_device"] is None else f"{row['peak_device'] / MIB:.0f}"
+                heap = "-" if row["peak_heap"] is None else f"{row['peak_heap'] / MIB:.0f}"
                 print(
-                    f"{frames:>6} frames  peak RSS {row['peak_rss'] / MIB:8.0f} MiB  device {device:>6} MiB  "
+                    f"{frames:>6} frames  peak RSS {row['peak_rss'] / MIB:8.0f} MiB  heap {heap:>6} MiB  "
+                    f"device {device:>6} MiB  "
                     f"{row['seconds'] / frames:6.3f} s/frame  "
                     f"workspace {row['workspace'] / frames / MIB:5.2f} MiB/frame "
                     f"(largest {row['workspace_peak'] / frames / MIB:5.2f})  "
@@ -182,20 +220,24 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     if len(rows) > 1:
-        first, last = rows[0], rows[-1]
-        extra = last["frames"] - first["frames"]
-        growth = last["peak_rss"] - first["peak_rss"]
-        per_frame = growth / extra  # bytes per extra frame
-        held = (last["held_arrays"] - first["held_arrays"]) / extra
-        at_target = last["peak_rss"] + per_frame * (EXTRAPOLATE_FRAMES - last["frames"])
-        disk = (last["workspace"] - first["workspace"]) / extra / MIB
-        print(
-            f"peak RSS {growth / MIB:+.0f} MiB from {first['frames']} to {last['frames']} frames: "
-            f"{per_frame / 1024:+.2f} KiB per extra frame (whole-clip arrays {held / 1024:.2f} KiB of it); "
-            f"at {EXTRAPOLATE_FRAMES:,} frames: {at_target / MIB:.0f} MiB "
-            f"({(at_target - first['peak_rss']) / first['peak_rss']:+.1%} over {first['frames']} frames)"
-        )
-        print(f"workspace {disk:.2f} MiB per extra frame")
+        first, before, last = rows[0], rows[-2], rows[-1]
+        held = slope(before, last, "held_arrays")
+        for name, column in (("peak RSS", "peak_rss"), ("peak heap", "peak_heap")):
+            if first[column] is None or last[column] is None:
+                continue
+            starts = [first, before] if len(rows) > 2 else [first]
+            slopes = ", ".join(
+                f"{slope(row, last, column) / KIB:+.2f} from {row['frames']}" for row in starts
+            )
+            at_target = last[column] + slope(before, last, column) * (EXTRAPOLATE_FRAMES - last["frames"])
+            print(
+                f"{name} {(last[column] - first[column]) / MIB:+.0f} MiB from {first['frames']} to "
+                f"{last['frames']} frames; KiB per extra frame: {slopes} "
+                f"(whole-clip arrays {held / KIB:.2f}); "
+                f"at {EXTRAPOLATE_FRAMES:,} frames: {at_target / MIB:.0f} MiB "
+                f"({(at_target - first[column]) / first[column]:+.1%} over {first['frames']} frames)"
+            )
+        print(f"workspace {slope(first, last, 'workspace') / MIB:.2f} MiB per extra frame")
 
 
 if __name__ == "__main__":
