@@ -602,35 +602,27 @@ def plan_regimes(problem: Problem, num_frames: int, *, chained: bool) -> list[Re
     return regimes
 
 
-def invert_clip(
+def invert_frames(
     generator: Generator,
     targets: CropSource,
     *,
     config: InvertConfig,
     perceptual: nn.Module | None,
     runtime: Runtime,
+    on_finished: Callable[[Finished], None],
     progress: Progress = SILENT,
     on_batch: Callable[[InvertReport], None] | None = None,
     start: torch.Tensor | None = None,
-) -> InversionResult:
-    """Invert aligned crops `targets` (N consecutive frames [3, R, R] in [-1, 1]: a tensor, or a store
-    read a batch at a time) into W+ pivots. Only the frames in work are on the device; the pivots,
-    losses and PSNRs are gathered on the CPU.
-
-    `generator` must already be on `runtime.device`; `perceptual` (e.g.
-    `reenact.losses.Image2StyleGANPerceptual`) may be None for an MSE-only loss. Latents and targets are
-    float32; renders run under the runtime's autocast (L-BFGS excepted: always full precision).
-    `progress` gets an "invert" task counting frames; `on_batch` receives each run's figures (a batch,
-    or a frame of the window). `start` [1, num_ws, w_dim], in warm mode: the pivot of the frame before
-    `targets[0]`, so these frames continue that warm chain (every frame warm, none from the start
-    point): a long shot inverted in segments has no seam where one segment hands over to the next.
-    """
+) -> Renders:
+    """`invert_clip` without the gathering: each finished run (its frames' pivots, losses and PSNRs) goes
+    to `on_finished` as it finishes, so a caller can store a long clip's pivots without holding them.
+    Runs finish in the order of their frames, but for the warm window's (`AdamWindow`): at most its width
+    apart. Returns the renders made."""
     resolution = generator.resolution
     first = targets[0:1] if len(targets) else None
     if first is None or first.ndim != 4 or first.shape[1:] != (3, resolution, resolution):
         shape = "no frames" if first is None else f"[N, {', '.join(map(str, first.shape[1:]))}]"
         raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {shape}")
-    started = time.perf_counter()
     num_frames = len(targets)
     layers = generator.num_ws if config.space == "w+" else 1
     problem = Problem(
@@ -648,10 +640,6 @@ def invert_clip(
             latents=start.reshape(1, generator.num_ws, generator.w_dim)[:, :layers].to(runtime.device)
         )
 
-    pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim)
-    losses = torch.empty(num_frames)
-    psnrs = torch.empty(num_frames)
-    steps_taken: list[int] = []
     renders = NONE
     frames_done = 0
     with progress.task("invert", total=num_frames, unit="frame") as task, autocast(runtime):
@@ -659,10 +647,7 @@ def invert_clip(
         def finished(run: Finished) -> None:
             nonlocal frames_done
             frames_done += len(run.frames)
-            pivots[run.frames.start : run.frames.stop] = run.latents.detach().cpu()
-            losses[run.frames.start : run.frames.stop] = run.loss.detach().cpu()
-            psnrs[run.frames.start : run.frames.stop] = run.psnr.detach().cpu()
-            steps_taken.append(run.steps)
+            on_finished(run)
             task.advance(len(run.frames))
             if on_batch is not None:
                 loss, quality = float(run.loss.mean()), float(run.psnr.mean())
@@ -674,6 +659,56 @@ def invert_clip(
         for regime in plan_regimes(problem, num_frames, chained=chained):
             renders += run_regime(regime, handover, on_finished=finished)
             handover = regime.handover()
+    return renders
+
+
+def invert_clip(
+    generator: Generator,
+    targets: CropSource,
+    *,
+    config: InvertConfig,
+    perceptual: nn.Module | None,
+    runtime: Runtime,
+    progress: Progress = SILENT,
+    on_batch: Callable[[InvertReport], None] | None = None,
+    start: torch.Tensor | None = None,
+) -> InversionResult:
+    """Invert aligned crops `targets` (N consecutive frames [3, R, R] in [-1, 1]: a tensor, or a store
+    read a batch at a time) into W+ pivots. Only the frames in work are on the device; the pivots,
+    losses and PSNRs are gathered on the CPU (`invert_frames` hands them over instead).
+
+    `generator` must already be on `runtime.device`; `perceptual` (e.g.
+    `reenact.losses.Image2StyleGANPerceptual`) may be None for an MSE-only loss. Latents and targets are
+    float32; renders run under the runtime's autocast (L-BFGS excepted: always full precision).
+    `progress` gets an "invert" task counting frames; `on_batch` receives each run's figures (a batch,
+    or a frame of the window). `start` [1, num_ws, w_dim], in warm mode: the pivot of the frame before
+    `targets[0]`, so these frames continue that warm chain (every frame warm, none from the start
+    point): a long shot inverted in segments has no seam where one segment hands over to the next.
+    """
+    started = time.perf_counter()
+    num_frames = len(targets)
+    pivots = torch.empty(num_frames, generator.num_ws, generator.w_dim)  # [N, num_ws, w_dim]
+    losses = torch.empty(num_frames)
+    psnrs = torch.empty(num_frames)
+    steps_taken: list[int] = []
+
+    def gather(run: Finished) -> None:
+        pivots[run.frames.start : run.frames.stop] = run.latents.detach().cpu()
+        losses[run.frames.start : run.frames.stop] = run.loss.detach().cpu()
+        psnrs[run.frames.start : run.frames.stop] = run.psnr.detach().cpu()
+        steps_taken.append(run.steps)
+
+    renders = invert_frames(
+        generator,
+        targets,
+        config=config,
+        perceptual=perceptual,
+        runtime=runtime,
+        on_finished=gather,
+        progress=progress,
+        on_batch=on_batch,
+        start=start,
+    )
     return InversionResult(
         pivots=pivots.detach(),
         loss=losses,

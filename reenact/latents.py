@@ -7,6 +7,9 @@ one batch:
 - a [N, num_ws, w_dim] tensor is a `LatentSource` as it is (tests, short sequences such as a morph);
 - `StoredLatents` reads rows from a stage's `.npy` part files (the stored pivots);
 - `ComputedLatents` computes rows on demand from other sources (an edit of stored pivots).
+
+A table is written the same way: `LatentWriter` stores rows as they are computed (the inversion's
+finished frames), so a long run's key pivots are never gathered either.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from reenact.files import RowParts, index_rows
+from reenact.files import RowParts, RowWriter, index_rows
 
 LATENT_BATCH = 256
 """Rows per batch when a whole table is swept (hashing, statistics)."""
@@ -72,6 +75,29 @@ class ComputedLatents:
 
     def __getitem__(self, index: slice | torch.Tensor | np.ndarray) -> torch.Tensor:
         return self.rows(index_rows(index, length=self.count))
+
+
+class LatentWriter:
+    """A `.npy` table of `rows` W+ rows (float32) written as runs of consecutive rows come, in any order:
+    a run that comes before the rows ahead of it waits until they are written, so only the runs that came
+    early are held (the inversion's window finishes frames at most its width out of order). Use as a
+    context manager on a private path (a stage's part folder); closing checks every row came."""
+
+    def __init__(self, path: Path, *, rows: int, row_shape: tuple[int, ...]) -> None:
+        self.out = RowWriter(path, rows=rows, row_shape=row_shape, dtype=np.dtype(np.float32))
+        self.waiting: dict[int, np.ndarray] = {}  # first row -> a run [n, *row_shape] that came early
+
+    def __enter__(self) -> LatentWriter:
+        return self
+
+    def write(self, start: int, rows: torch.Tensor) -> None:
+        """Rows `rows` [n, *row_shape] of the table from row `start` on."""
+        self.waiting[start] = rows.detach().to(device="cpu", dtype=torch.float32).numpy()
+        while self.out.written in self.waiting:
+            self.out.write(self.waiting.pop(self.out.written))
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.out.__exit__(exc_type, *rest)
 
 
 def latent_batches(source: LatentSource, *, size: int = LATENT_BATCH) -> Iterator[torch.Tensor]:

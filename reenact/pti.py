@@ -76,7 +76,7 @@ PARAM_PREFIX = "param."
 ADAM_PREFIX = "adam."
 FRAME_PSNR_KEY = "frame_psnr"
 EVAL_BATCH_SIZE = 8
-"""Frames rendered at once for the before/after PSNR."""
+"""Frames rendered at once for the before/after PSNR, and read at once for the fingerprint."""
 REPORT_FRAMES = 64
 """At most this many frames, evenly spaced over the clip, measure the before/after PSNR and enter the
 fingerprint: reports and resume checks cost the same on a clip of any length."""
@@ -254,10 +254,11 @@ def run_fingerprint(
         digest.update(name.encode())
         digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
     digest.update(latent_digest(pivots).encode())
-    sample = targets[report_frames(len(targets))]  # [K, 3, R, R]
-    stride = max(1, sample.shape[-1] // FINGERPRINT_THUMBNAIL)
-    thumbnails = sample[:, :, ::stride, ::stride].detach().float().cpu().contiguous()
-    digest.update(thumbnails.numpy().tobytes())
+    for frames in report_frames(len(targets)).split(EVAL_BATCH_SIZE):  # the report frames' crops are big
+        sample = targets[frames]  # [b, 3, R, R]
+        stride = max(1, sample.shape[-1] // FINGERPRINT_THUMBNAIL)
+        thumbnails = sample[:, :, ::stride, ::stride].detach().float().cpu().contiguous()
+        digest.update(thumbnails.numpy().tobytes())  # in frame order: the bytes of all of them at once
     return digest.hexdigest()
 
 

@@ -118,16 +118,21 @@ def test_batches_reach_the_gpu_through_pinned_memory() -> None:
     assert torch.equal(moved.cpu(), batch.float())
 
 
-def test_no_stage_reads_a_whole_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_stage_reads_or_writes_a_whole_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stored tables (crops, pivots, rendered crops) and computed latents (offsets, transferred latents)
-    are read a batch at a time: on a clip far longer than any batch, no read asks for the clip."""
-    from reenact.files import ImageParts, RowParts
+    are read a batch at a time, and latent tables (pivots, key chains) written as the inversion finishes
+    their rows: on a clip far longer than any batch, no read or write asks for the clip."""
+    import numpy as np
+
+    from reenact.config import InvertConfig
+    from reenact.files import ImageParts, RowParts, RowWriter
     from reenact.latents import ComputedLatents
     from reenact_cli.main import run
 
     files = write_world(make_world(SyntheticConfig(num_frames=TABLE_FRAMES)), tmp_path / "world")
     largest: Counter[str] = Counter()
     read, read_images, compute = RowParts.read, ImageParts.read, ComputedLatents.__getitem__
+    save, write = np.save, RowWriter.write
 
     def counted_read(self, rows):
         largest["stored"] = max(largest["stored"], len(rows))
@@ -142,9 +147,20 @@ def test_no_stage_reads_a_whole_table(tmp_path: Path, monkeypatch: pytest.Monkey
         largest["computed"] = max(largest["computed"], len(out))
         return out
 
+    def counted_save(file, array, **kwargs):
+        if np.ndim(array) == 3:  # a latent table [n, num_ws, w_dim]
+            largest["written"] = max(largest["written"], len(array))
+        return save(file, array, **kwargs)
+
+    def counted_write(self, block):
+        largest["written"] = max(largest["written"], len(block) if np.ndim(block) == 3 else 1)
+        return write(self, block)
+
     monkeypatch.setattr(RowParts, "read", counted_read)
     monkeypatch.setattr(ImageParts, "read", counted_read_images)
     monkeypatch.setattr(ComputedLatents, "__getitem__", counted_compute)
+    monkeypatch.setattr(np, "save", counted_save)
+    monkeypatch.setattr(RowWriter, "write", counted_write)
     args = [
         "transfer", str(files.target_video), str(files.driver_video), "-o", str(tmp_path / "out.mp4"),
         "--generator", "random:tiny", "--target-landmarks", str(files.target_landmarks),
@@ -153,5 +169,6 @@ def test_no_stage_reads_a_whole_table(tmp_path: Path, monkeypatch: pytest.Monkey
     for setting in MINIMAL_STEPS:
         args += ["--set", setting]
     assert run(args) == 0
-    assert set(largest) == {"stored", "images", "computed"}, "the transfer read no table"
-    assert max(largest.values()) <= MAX_ROWS_PER_READ, largest
+    assert set(largest) == {"stored", "images", "computed", "written"}, "the transfer read no table"
+    assert max(largest["stored"], largest["images"], largest["computed"]) <= MAX_ROWS_PER_READ, largest
+    assert largest["written"] <= InvertConfig().batch_size, largest  # one finished run of the inversion

@@ -8,7 +8,8 @@ every segment starts in one chain, and the segments run in any order and on any 
 the same result: ranks only choose who computes which (`plan_segments`, contiguous blocks of about
 equal frames over all the clips a command inverts, `reenact.distributed.shard`), never what is
 computed. In cold mode (every frame from the start point) there is no chain and no key stage. Targets
-are read from the crops stage a batch at a time.
+are read from the crops stage a batch at a time, and pivots written as they finish
+(`reenact.latents.LatentWriter`).
 
 Merge: the parts' pivot tables linked in frame order (`pivots-START-STOP.npy`, read back a batch
 at a time), with the frames and PSNRs.
@@ -30,8 +31,8 @@ from reenact.distributed import shard_each
 from reenact.errors import ReenactError
 from reenact.files import save_array
 from reenact.generator_source import GeneratorSource
-from reenact.invert import invert_clip
-from reenact.latents import LatentSource, StoredLatents
+from reenact.invert import Finished, invert_frames
+from reenact.latents import LatentSource, LatentWriter, StoredLatents
 from reenact.progress import SILENT, Progress
 from reenact.renders import Renders
 from reenact.stages.align import ClipAlignment
@@ -124,18 +125,28 @@ class InvertStage:
         return list(self.segments)
 
     def compute(self, frames: FrameRange, part: Path) -> Renders:
-        result = invert_clip(
-            self.source.generator,
-            self.crops.store().window(self.crops.slots(frames)),
-            config=self.settings.invert,
-            perceptual=self.perceptual,
-            runtime=self.runtime,
-            progress=self.progress,
-            start=self.chain_start(frames),
-        )
-        save_array(part / PIVOTS_FILE, result.pivots.detach().float().cpu().numpy())
-        save_array(part / PSNR_FILE, result.psnr.detach().float().cpu().numpy())
-        return result.renders
+        generator = self.source.generator
+        psnr = np.empty(len(frames), dtype=np.float32)  # [n]
+
+        def store(run: Finished) -> None:
+            out.write(run.frames.start, run.latents)
+            psnr[run.frames.start : run.frames.stop] = run.psnr.detach().float().cpu().numpy()
+
+        with LatentWriter(
+            part / PIVOTS_FILE, rows=len(frames), row_shape=(generator.num_ws, generator.w_dim)
+        ) as out:
+            renders = invert_frames(
+                generator,
+                self.crops.store().window(self.crops.slots(frames)),
+                config=self.settings.invert,
+                perceptual=self.perceptual,
+                runtime=self.runtime,
+                on_finished=store,
+                progress=self.progress,
+                start=self.chain_start(frames),
+            )
+        save_array(part / PSNR_FILE, psnr)
+        return renders
 
     def chain_start(self, frames: FrameRange) -> torch.Tensor | None:
         """The key pivot [1, num_ws, w_dim] the segment `frames` continues from (None in cold mode)."""

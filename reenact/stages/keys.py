@@ -9,8 +9,8 @@ from the key pivot of the frame before it (a run's first segment: from its own f
 segments start in one chain and run in any order, on any number of ranks. Nothing depends on the
 ranks: the key frames and the segments are the clip's own.
 
-Parts: one run each (its chain is sequential). Merge: the key pivots [K, num_ws, w_dim] and their
-frames [K], read one pivot at a time.
+Parts: one run each (its chain is sequential), its key pivots written as they finish. Merge: the key
+pivots [K, num_ws, w_dim] and their frames [K], read one pivot at a time.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from reenact.errors import ReenactError
 from reenact.files import index_rows, save_array
 from reenact.generator_source import GeneratorSource
 from reenact.imaging import CropSource
-from reenact.invert import invert_clip
-from reenact.latents import StoredLatents
+from reenact.invert import invert_frames
+from reenact.latents import LatentWriter, StoredLatents
 from reenact.progress import SILENT, Progress
 from reenact.renders import Renders
 from reenact.stages.align import ClipAlignment
@@ -139,17 +139,21 @@ class KeysStage:
         """The warm chain through the run's key frames (a warm inversion of those crops in order)."""
         keys = np.array(key_frames(frames), dtype=np.int64)  # [K]
         slots = self.crops.slots(frames).start + keys - frames.start  # every frame of a run has a crop
-        result = invert_clip(
-            self.source.generator,
-            Selection(self.crops.store(), slots),
-            config=self.settings.invert,
-            perceptual=self.perceptual,
-            runtime=self.runtime,
-            progress=self.progress,
-        )
-        save_array(part / KEYS_FILE, result.pivots.detach().float().cpu().numpy())
+        generator = self.source.generator
+        with LatentWriter(
+            part / KEYS_FILE, rows=len(keys), row_shape=(generator.num_ws, generator.w_dim)
+        ) as out:  # a long run's chain is written as its key frames finish, never held
+            renders = invert_frames(
+                generator,
+                Selection(self.crops.store(), slots),
+                config=self.settings.invert,
+                perceptual=self.perceptual,
+                runtime=self.runtime,
+                on_finished=lambda run: out.write(run.frames.start, run.latents),
+                progress=self.progress,
+            )
         save_array(part / KEY_FRAMES_FILE, keys)
-        return result.renders
+        return renders
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=KEYS_FILE, prefix=KEYS_PREFIX)
