@@ -128,7 +128,7 @@ def test_an_interrupted_encode_leaves_no_renders_and_the_next_run_renders_the_sa
     from reenact.device import resolve_runtime
     from reenact.generator_source import load_generator_spec
     from reenact.workspace_cache import entries
-    from tests.test_pipeline import record_written_frames
+    from tests.test_pipeline import fail_writes_after, record_written_frames
 
     def transfer(output: str) -> pipeline.RunReport:
         context = pipeline.make_context(
@@ -150,16 +150,7 @@ def test_an_interrupted_encode_leaves_no_renders_and_the_next_run_renders_the_sa
     clean = record_written_frames(monkeypatch)
     transfer("clean.mp4")
     monkeypatch.undo()
-    original_write = video.VideoWriter.write
-    written: list[int] = []
-
-    def failing_write(self: video.VideoWriter, image: np.ndarray, *, pts: int | None = None) -> None:
-        if len(written) == FAIL_AFTER_FRAMES:
-            raise OSError(28, "No space left on device")
-        written.append(1)
-        original_write(self, image, pts=pts)
-
-    monkeypatch.setattr(video.VideoWriter, "write", failing_write)
+    fail_writes_after(monkeypatch, FAIL_AFTER_FRAMES)
     with pytest.raises(OSError, match="No space"):
         transfer("out.mp4")
     monkeypatch.undo()

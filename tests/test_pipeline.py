@@ -364,6 +364,20 @@ def record_written_frames(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     return written
 
 
+def fail_writes_after(monkeypatch: pytest.MonkeyPatch, frames: int) -> None:
+    """The video encoder writes `frames` images, then fails as a full disk does (OSError 28)."""
+    original_write = video.VideoWriter.write
+    written: list[int] = []
+
+    def failing_write(self: video.VideoWriter, image: np.ndarray, *, pts: int | None = None) -> None:
+        if len(written) == frames:
+            raise OSError(28, "No space left on device")
+        written.append(1)
+        original_write(self, image, pts=pts)
+
+    monkeypatch.setattr(video.VideoWriter, "write", failing_write)
+
+
 def paste_regions(
     summary: dict, shape: tuple[int, ...], *, settings: Config, role: str = "tar"
 ) -> list[np.ndarray]:

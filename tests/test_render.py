@@ -35,7 +35,7 @@ from reenact.stages.render import (
 )
 from reenact.synthetic import SyntheticConfig, make_world, synthetic_settings, write_world
 from reenact.workspace import Workspace
-from tests.test_pipeline import record_written_frames
+from tests.test_pipeline import fail_writes_after, record_written_frames
 
 WAIT_S = 30.0
 """Longest wait for the other side of the queue: past it, the test calls it a hang."""
@@ -351,16 +351,7 @@ def assert_nothing_left(world: Ending, output: str) -> None:
 def test_a_failed_encode_stops_the_render_and_leaves_no_output(ending, monkeypatch) -> None:
     world, clean, _ = ending
     monkeypatch.setattr(render, "RENDER_BATCH", SMALL_BATCH)
-    original_write = video.VideoWriter.write
-    written: list[int] = []
-
-    def failing_write(self: video.VideoWriter, image: np.ndarray, *, pts: int | None = None) -> None:
-        if len(written) == FAIL_AFTER_FRAMES:
-            raise OSError(28, "No space left on device")
-        written.append(1)
-        original_write(self, image, pts=pts)
-
-    monkeypatch.setattr(video.VideoWriter, "write", failing_write)
+    fail_writes_after(monkeypatch, FAIL_AFTER_FRAMES)
     error = within(WAIT_S, lambda: world.transfer("failed-encode.mp4"))
     assert isinstance(error, OSError) and "No space" in str(error), error
     assert_nothing_left(world, "failed-encode.mp4")
