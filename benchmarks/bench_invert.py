@@ -8,7 +8,7 @@ expression that comes and goes) are inverted three ways with MSE-only loss on th
 * warm:   frame 0 from w_avg, then batches warm-started from the previous result (`warm_steps`);
 * broken: every frame from w_avg with only `warm_steps` (what a warm start without its start is);
 * with `--segment N`, warm in segments of N frames, as the inversion stage cuts a long shot into
-  resumable parts (`reenact.stages.keys.SEGMENT_FRAMES`): `chained` hands each segment the last pivot
+  resumable parts (`invert.segment_frames`): `chained` hands each segment the last pivot
   before it (one sequential chain), `fresh` starts each segment anew, `keyed` starts each from the key
   chain's pivot of the frame before it (what the stage does: `reenact.stages.keys`, every
   `--stride`-th frame), so the segments can run in parallel.
@@ -36,10 +36,11 @@ from reenact.device import resolve_runtime
 from reenact.invert import InversionResult, invert_clip, latent_speed
 from reenact.renders import NONE
 from reenact.stages.base import FrameRange
-from reenact.stages.keys import KEY_STRIDE, chain_start, key_frames
+from reenact.stages.keys import chain_start, key_frames
 from reenact.synthetic import TINY_W_DIM, SyntheticConfig, make_world, quick_invert_config
 
 SETTINGS = quick_invert_config()
+KEY_STRIDE = InvertConfig().key_stride
 CPU = resolve_runtime("cpu")
 """fp32 on the CPU, where this benchmark runs."""
 

@@ -16,13 +16,17 @@ or with `--face-renders` a real face (the target's first frame, moved a little b
 pixels cost what real ones cost to compress; the first line of the output says so. On CUDA the real
 architecture runs.
 
-Columns: peak host RSS (VmHWM), peak device memory (CUDA), seconds per frame, the ending's seconds per
+Columns: peak host RSS (VmHWM), peak heap (the bytes malloc has handed out and not taken back, sampled
+every `HEAP_SAMPLE_S`; glibc only), peak device memory (CUDA), seconds per frame, the ending's seconds per
 frame (render, paste back and encode: the `encode` stage's wall-clock, which the render overlaps) and the
 median step between two frames reaching the encoder, the workspace's size per frame when the run has
 finished (the crop caches, pivots and alignment) and at its largest during the run (sampled: the tuning
 checkpoints; one process never stores renders), and the whole-clip arrays held on the host (the target's
-and the driver's alignment) per frame. The last lines give the peak's growth per extra frame and its
-arithmetic extrapolation to `EXTRAPOLATE_FRAMES`, and the workspace's cost per extra frame.
+and the driver's alignment) per frame. The last lines give each peak's growth per extra frame, from the
+shortest length and between the two longest (where every batch is full), the latter extrapolated
+arithmetically to `EXTRAPOLATE_FRAMES`, and the workspace's cost per extra frame. The peak RSS also counts
+what the allocator keeps after a free (two runs of one length have differed by ~150 MB at 1024 px); the
+peak heap is what was in use, so its growth is the one to read for what grows with the clip.
 """
 
 from __future__ import annotations
@@ -36,16 +40,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared"))
 DEFAULT_CLIP = SHARED_DIR / "testdata" / "retalk_face2.mp4"
 DEFAULT_FRAMES = (100, 1000, 5000)
 MIB = 2**20
+KIB = 2**10
 DRIVER_OFFSET = 40
 """The driver is the same loop started this many frames later: other content, same faces."""
 EXTRAPOLATE_FRAMES = 50_000
 """The clip length the peak's growth is extrapolated to: a long shot (about 30 minutes at 30 fps)."""
+HEAP_SAMPLE_S = 0.02
+"""Seconds between two samples of the heap in use: short, as a peak (a tuning batch) lasts a moment."""
 
 FACE_SHIFT = 0.1
 """`--face-renders`: the stand-in's face moves by up to this much of its [-1, 1] range with the latent, so
@@ -65,8 +73,21 @@ from reenact.generator_source import GeneratorSource
 from reenact.gan.stylegan2 import Generator, ffhq_config_f
 from reenact.workspace import Workspace
 
-target, driver, target_marks, driver_marks, out, work, resolution, device, stand_in, shift = sys.argv[1:11]
-resolution, stand_in, face_shift = int(resolution), stand_in == "1", float(shift)
+(target, driver, target_marks, driver_marks, out, work, resolution, device, stand_in, shift,
+ every) = sys.argv[1:12]
+resolution, stand_in, face_shift, every = int(resolution), stand_in == "1", float(shift), float(every)
+try:  # glibc: the bytes handed out by malloc (small blocks and mapped ones) and not freed
+    import ctypes
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    mallinfo2.restype = MallInfo2
+except (OSError, AttributeError):
+    mallinfo2 = None
+def heap_bytes():
+    info = mallinfo2()
+    return info.uordblks + info.hblkhd
 face = face_shift > 0
 if stand_in:
     pixels = None
@@ -103,8 +124,15 @@ def sample():  # the workspace at its largest: renders in flight included
             largest[0] = max(largest[0], folder_bytes())
         except FileNotFoundError:  # a file renamed or removed under the sweep
             pass
+heap = [0]
+def sample_heap():  # the heap at its largest
+    while not done.wait(every):
+        heap[0] = max(heap[0], heap_bytes())
 sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
+heap_sampler = threading.Thread(target=sample_heap, daemon=True)
+if mallinfo2 is not None:
+    heap_sampler.start()
 written = []  # when each output frame reached the encoder
 original_write = video.VideoWriter.write
 def timed_write(self, image, **kwargs):
@@ -117,6 +145,8 @@ report = pipeline.transfer(Path(target), Path(driver), Path(out), context=contex
 seconds = time.perf_counter() - started
 done.set()
 sampler.join()
+if mallinfo2 is not None:
+    heap_sampler.join()
 device_peak = torch.cuda.max_memory_allocated() if runtime.device.type == "cuda" else None
 work_bytes = folder_bytes()
 peak_rss = peak_memory_bytes()
@@ -128,6 +158,7 @@ for clip, marks in ((target, target_marks), (driver, driver_marks)):
 ending = next(stage.seconds for stage in report.stages if stage.name == "encode")
 steps = np.diff(np.array(written)) if len(written) > 1 else np.zeros(1)
 print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": peak_rss,
+                  "peak_heap": heap[0] if mallinfo2 is not None else None,
                   "ending": ending, "ending_step": float(np.median(steps)),
                   "peak_device": device_peak, "workspace": work_bytes,
                   "workspace_peak": max(largest[0], work_bytes), "held_arrays": held}))
@@ -163,6 +194,11 @@ def looped_inputs(clip: Path, frames: int, folder: Path, *, offset: int = 0) -> 
     return output, write_landmarks(marks, np.ascontiguousarray(points[order][:, None]))  # [N, 1, 68, 2]
 
 
+def slope(short: dict[str, Any], long: dict[str, Any], column: str) -> float:
+    """How much `column` grows per extra frame from the run `short` to the run `long`."""
+    return (long[column] - short[column]) / (long["frames"] - short["frames"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--frames", type=int, nargs="+", default=list(DEFAULT_FRAMES))
@@ -192,7 +228,8 @@ def main() -> None:
             result = subprocess.run(
                 [sys.executable, "-c", CHILD, str(target), str(driver), str(target_marks), str(driver_marks),
                  str(folder / f"out-{frames}.mp4"), str(folder / f"work-{frames}"), str(args.resolution),
-                 args.device, "1" if stand_in else "0", str(FACE_SHIFT if args.face_renders else 0.0)],
+                 args.device, "1" if stand_in else "0", str(FACE_SHIFT if args.face_renders else 0.0),
+                 str(HEAP_SAMPLE_S)],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if result.returncode != 0:
@@ -202,8 +239,10 @@ def main() -> None:
             rows.append(row)
             if not args.json:
                 device = "-" if row["peak_device"] is None else f"{row['peak_device'] / MIB:.0f}"
+                heap = "-" if row["peak_heap"] is None else f"{row['peak_heap'] / MIB:.0f}"
                 print(
-                    f"{frames:>6} frames  peak RSS {row['peak_rss'] / MIB:8.0f} MiB  device {device:>6} MiB  "
+                    f"{frames:>6} frames  peak RSS {row['peak_rss'] / MIB:8.0f} MiB  heap {heap:>6} MiB  "
+                    f"device {device:>6} MiB  "
                     f"{row['seconds'] / frames:6.3f} s/frame  "
                     f"ending {row['ending'] / frames:6.4f} s/frame (median step {row['ending_step']:6.4f})  "
                     f"workspace {row['workspace'] / frames / MIB:5.2f} MiB/frame "
@@ -216,20 +255,24 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     if len(rows) > 1:
-        first, last = rows[0], rows[-1]
-        extra = last["frames"] - first["frames"]
-        growth = last["peak_rss"] - first["peak_rss"]
-        per_frame = growth / extra  # bytes per extra frame
-        held = (last["held_arrays"] - first["held_arrays"]) / extra
-        at_target = last["peak_rss"] + per_frame * (EXTRAPOLATE_FRAMES - last["frames"])
-        disk = (last["workspace"] - first["workspace"]) / extra / MIB
-        print(
-            f"peak RSS {growth / MIB:+.0f} MiB from {first['frames']} to {last['frames']} frames: "
-            f"{per_frame / 1024:+.2f} KiB per extra frame (whole-clip arrays {held / 1024:.2f} KiB of it); "
-            f"at {EXTRAPOLATE_FRAMES:,} frames: {at_target / MIB:.0f} MiB "
-            f"({(at_target - first['peak_rss']) / first['peak_rss']:+.1%} over {first['frames']} frames)"
-        )
-        print(f"workspace {disk:.2f} MiB per extra frame")
+        first, before, last = rows[0], rows[-2], rows[-1]
+        held = slope(before, last, "held_arrays")
+        for name, column in (("peak RSS", "peak_rss"), ("peak heap", "peak_heap")):
+            if first[column] is None or last[column] is None:
+                continue
+            starts = [first, before] if len(rows) > 2 else [first]
+            slopes = ", ".join(
+                f"{slope(row, last, column) / KIB:+.2f} from {row['frames']}" for row in starts
+            )
+            at_target = last[column] + slope(before, last, column) * (EXTRAPOLATE_FRAMES - last["frames"])
+            print(
+                f"{name} {(last[column] - first[column]) / MIB:+.0f} MiB from {first['frames']} to "
+                f"{last['frames']} frames; KiB per extra frame: {slopes} "
+                f"(whole-clip arrays {held / KIB:.2f}); "
+                f"at {EXTRAPOLATE_FRAMES:,} frames: {at_target / MIB:.0f} MiB "
+                f"({(at_target - first[column]) / first[column]:+.1%} over {first['frames']} frames)"
+            )
+        print(f"workspace {slope(first, last, 'workspace') / MIB:.2f} MiB per extra frame")
 
 
 if __name__ == "__main__":

@@ -256,9 +256,16 @@ class InvertConfig:
     whose `w_avg` renders an atypical image and sits in a poor basin (the synthetic world's random one)."""
     start_seed: int = 0
     """Seed of the `start_samples` z draws (inversion stays reproducible bit for bit)."""
+    segment_frames: int = 64
+    """Warm mode: frames per inversion segment, a resumable part and what one rank takes at a time. Every
+    segment continues the key chain (`key_stride`) from the frame before it; a clip's segments are its own,
+    never the ranks'."""
+    key_stride: int = 16
+    """Warm mode: frames between two key frames of the coarse chain that segments start from (`stages.keys`):
+    short enough that the chain follows the face."""
 
     def __post_init__(self) -> None:
-        for name in ("first_steps", "warm_steps", "batch_size"):
+        for name in ("first_steps", "warm_steps", "batch_size", "segment_frames", "key_stride"):
             if getattr(self, name) < 1:
                 raise ReenactError(f"invert.{name} must be >= 1, got {getattr(self, name)}")
         if self.optimiser == "lbfgs" and self.batch_size != 1:

@@ -349,7 +349,11 @@ def prepare_clips(
             name=f"{request.role[:3]}-crops",
         )
         clips.append((alignment, align, crops))
-    owners = plan_segments([alignment for alignment, *_ in clips], shards=context.group.size)
+    owners = plan_segments(
+        [alignment for alignment, *_ in clips],
+        size=context.settings.invert.segment_frames,
+        shards=context.group.size,
+    )
     inverts = [
         InvertStage(
             crops,
@@ -606,7 +610,9 @@ def transfer(
         config=config,
         w_avg=source.generator.mapping.w_avg,
         ref=driver_ref,
-        segments=slot_ranges(segments_of(driver.alignment), driver.pivots.frames),
+        segments=slot_ranges(
+            segments_of(driver.alignment, size=context.settings.invert.segment_frames), driver.pivots.frames
+        ),
     )  # [T_drv, num_ws, w_dim]
     composite: Composite
     if target.info.is_image:

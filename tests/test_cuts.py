@@ -1,9 +1,10 @@
-"""Scene cuts in the synthetic world (#28): a target and a driver with a cut each, against the ground truth.
+"""Scene cuts and inversion segments in the synthetic world (#28), against the ground truth.
 
 The aligner must find each cut at its frame. The transfer through the CLI must match the truth on both
 sides of each cut as well as the cut-free world's transfer does on the same frames (same seed: the first
 shots are the same pictures), and show no step at a cut beyond the truth's own: a chain that starts afresh
 at a cut lands elsewhere in W+, and the driver's offsets or the target's pivots would carry that jump.
+The same holds where a shot is cut into inversion segments (the parts ranks share out).
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ MAX_CUT_STEP_DB = 1.5
 """How far the two frames next to a cut may fall below their clip's median per-frame face PSNR, beyond how
 far the same frames fall in the cut-free world's transfer: above the spread of the cut-free transfer's
 frames about their median, far below what a per-shot driver reference does."""
+SEAM_SEGMENT = 8
+"""Inversion segments of this many frames (`invert.segment_frames`, 64 by default, more than the world's
+16 frames): every shot of the cut-free world is split at its frame 8."""
+SEAM_SETTINGS = [
+    "--set",
+    f"invert.segment_frames={SEAM_SEGMENT}",
+    "--set",
+    f"invert.key_stride={SEAM_SEGMENT // 2}",
+]
 
 
 @dataclass
@@ -84,10 +94,10 @@ def _world(root: Path, config: SyntheticConfig) -> World:
     )
 
 
-def _run_transfer(root: Path, config: SyntheticConfig) -> Transfer:
+def _run_transfer(root: Path, config: SyntheticConfig, *extra: str) -> Transfer:
     world = _world(root, config)
     output = root / "transfer.mp4"
-    summary = _cli(world.transfer_args(output))
+    summary = _cli(world.transfer_args(output, *extra))
     frames, regions = true_transfer_frames(world.files.world, composite=synthetic_settings().composite, ref=0)
     return Transfer(world=world, output=decode(output), truth=frames, regions=regions, summary=summary)
 
@@ -105,6 +115,11 @@ def with_cuts(tmp_path_factory: pytest.TempPathFactory) -> Transfer:
 @pytest.fixture(scope="module")
 def without_cuts(tmp_path_factory: pytest.TempPathFactory) -> Transfer:
     return _run_transfer(tmp_path_factory.mktemp("without-cuts"), SyntheticConfig())
+
+
+@pytest.fixture(scope="module")
+def with_seams(tmp_path_factory: pytest.TempPathFactory) -> Transfer:
+    return _run_transfer(tmp_path_factory.mktemp("with-seams"), SyntheticConfig(), *SEAM_SETTINGS)
 
 
 def frame_psnrs(frames: np.ndarray, truth: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -186,3 +201,33 @@ def test_no_step_at_a_cut_beyond_the_truths_own(with_cuts: Transfer, without_cut
     wrong = frame_psnrs(spliced, with_cuts.truth, with_cuts.regions)
     assert cut_dip(wrong, DRIVER_CUT) - cut_dip(cut_free, DRIVER_CUT) > MAX_CUT_STEP_DB, "a step must fail"
     assert max(excess.values()) <= MAX_CUT_STEP_DB, excess
+
+
+@pytest.mark.slow
+def test_a_shot_split_into_inversion_segments_has_no_seam(
+    with_seams: Transfer, without_cuts: Transfer
+) -> None:
+    """Target and driver inverted in segments of `SEAM_SEGMENT` frames (each continuing the key chain, as
+    ranks share a long shot out): the transfer is within `MAX_CUT_LOSS_DB` of the one-segment run on each
+    side of the seam, and the frames next to it dip no more than `MAX_CUT_STEP_DB` beyond the one-segment
+    run's. Doing nothing fails the first bound."""
+    num_frames = with_seams.synthetic.config.num_frames
+    assert num_frames > SEAM_SEGMENT, "the world must be split"
+    target = with_seams.target()
+    for start, stop in ((0, SEAM_SEGMENT), (SEAM_SEGMENT, num_frames)):
+        frames = slice(start, stop)
+        got = face_psnr(with_seams.output[frames], with_seams.truth[frames], with_seams.regions[frames])
+        whole = face_psnr(
+            without_cuts.output[frames], without_cuts.truth[frames], without_cuts.regions[frames]
+        )
+        nothing = face_psnr(target[frames], with_seams.truth[frames], with_seams.regions[frames])
+        print(f"[{start}, {stop}): segmented {got:.2f} dB, one segment {whole:.2f}, nothing {nothing:.2f}")
+        assert nothing < whole - MAX_CUT_LOSS_DB, "doing nothing must fail the bound"
+        assert got >= whole - MAX_CUT_LOSS_DB, (start, stop, got, whole)
+    got = frame_psnrs(with_seams.output, with_seams.truth, with_seams.regions)
+    whole = frame_psnrs(without_cuts.output, without_cuts.truth, without_cuts.regions)
+    print("per-frame face PSNR, segmented:  ", np.round(got, 1).tolist())
+    print("per-frame face PSNR, one segment:", np.round(whole, 1).tolist())
+    dips = cut_dip(got, SEAM_SEGMENT), cut_dip(whole, SEAM_SEGMENT)
+    print(f"seam at {SEAM_SEGMENT}: dip {dips[0]:.2f} dB, one segment {dips[1]:.2f}")
+    assert dips[0] - dips[1] <= MAX_CUT_STEP_DB, dips

@@ -130,6 +130,7 @@ def test_shards_are_contiguous_blocks_of_about_equal_frames() -> None:
 def test_the_segments_are_the_clips_own_and_ranks_only_choose_who_computes_them() -> None:
     """A transfer's target and driver of about one length go to one rank each; a long clip is shared out
     in whole segments; the segments themselves never depend on the number of ranks."""
+    size = 64
 
     class Runs:  # the plan needs only each clip's runs of frames with a face
         def __init__(self, frames: int) -> None:
@@ -138,13 +139,13 @@ def test_the_segments_are_the_clips_own_and_ranks_only_choose_who_computes_them(
         def runs(self) -> list[FrameRange]:
             return [FrameRange(0, self.frames)]
 
-    assert plan_segments([Runs(16), Runs(16)], shards=2) == [[0], [1]]  # type: ignore[list-item]
-    assert plan_segments([Runs(100), Runs(20)], shards=2) == [[0, 1], [1]]  # type: ignore[list-item]
+    assert plan_segments([Runs(16), Runs(16)], size=size, shards=2) == [[0], [1]]  # type: ignore[list-item]
+    assert plan_segments([Runs(100), Runs(20)], size=size, shards=2) == [[0, 1], [1]]  # type: ignore[list-item]
     clip = Runs(600)
-    assert [len(segment) for segment in segments_of(clip)] == [64] * 9 + [24]  # type: ignore[arg-type]
+    assert [len(segment) for segment in segments_of(clip, size=size)] == [64] * 9 + [24]  # type: ignore[arg-type]
     for shards in (1, 2, 4, 8):
-        owners = plan_segments([clip], shards=shards)[0]  # type: ignore[list-item]
-        assert len(owners) == len(segments_of(clip)) and owners == sorted(owners)  # type: ignore[arg-type]
+        owners = plan_segments([clip], size=size, shards=shards)[0]  # type: ignore[list-item]
+        assert len(owners) == len(segments_of(clip, size=size)) and owners == sorted(owners)  # type: ignore[arg-type]
         assert set(owners) == set(range(shards))
 
 

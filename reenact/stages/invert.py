@@ -1,7 +1,7 @@
 """Inversion stage: W+ pivots of every frame with a face, with the ORIGINAL generator.
 
 Parts: the clip's inversion segments, fixed by the clip alone (`stages.keys.segments_of`: its runs of
-consecutive frames with a face, never across a scene cut, cut into `SEGMENT_FRAMES` pieces), each
+consecutive frames with a face, never across a scene cut, cut into `invert.segment_frames` pieces), each
 inverted by one warm-started `reenact.invert.invert_clip` that continues the run's key chain
 (`stages.keys`) from the key pivot of the frame before it. So no segment starts afresh inside a run,
 every segment starts in one chain, and the segments run in any order and on any number of ranks with
@@ -38,7 +38,7 @@ from reenact.renders import Renders
 from reenact.stages.align import ClipAlignment
 from reenact.stages.base import STAGE_VERSION, FrameRange, Need, link_parts
 from reenact.stages.crops import ClipCrops
-from reenact.stages.keys import SEGMENT_FRAMES, KeyPivots, chain_start, segments_of
+from reenact.stages.keys import KeyPivots, chain_start, segments_of
 from reenact.workspace import StageKey, stage_key
 
 PIVOTS_FILE = "pivots.npy"
@@ -48,11 +48,11 @@ PSNR_FILE = "psnr.npy"
 FRAMES_FILE = "frames.npy"
 
 
-def plan_segments(alignments: list[ClipAlignment], *, shards: int) -> list[list[int]]:
-    """The rank of each inversion segment of each clip (`segments_of`): `shards` contiguous blocks of
-    about equal frames over all the clips together; everything on rank 0 for one process. What is
-    computed never depends on it."""
-    segments = [segments_of(alignment) for alignment in alignments]
+def plan_segments(alignments: list[ClipAlignment], *, size: int, shards: int) -> list[list[int]]:
+    """The rank of each inversion segment of each clip (`segments_of`, `size` frames): `shards`
+    contiguous blocks of about equal frames over all the clips together; everything on rank 0 for one
+    process. What is computed never depends on it."""
+    segments = [segments_of(alignment, size=size) for alignment in alignments]
     return shard_each([[len(segment) for segment in clip] for clip in segments], shards=shards)
 
 
@@ -99,7 +99,7 @@ class InvertStage:
         self.keys = keys
         self.needs: list[Need[Any]] = [crops] if keys is None else [crops, keys]
         self.runs = crops.alignment.runs()
-        self.segments = segments_of(crops.alignment)
+        self.segments = segments_of(crops.alignment, size=settings.invert.segment_frames)
         self.owners = owners if owners is not None else [0] * len(self.segments)
 
         self.alignment: ClipAlignment = crops.alignment
@@ -116,7 +116,6 @@ class InvertStage:
                 "generator": source.digest,
                 "invert": config_to_dict(settings.invert),
                 "keys": None if keys is None else keys.job.stage.key.digest,
-                "segment": SEGMENT_FRAMES,
                 "numerics": numerics_key(runtime),
             },
         )

@@ -1,9 +1,10 @@
-"""Key chain stage: the warm chain of every `KEY_STRIDE`-th frame of each run, where inversion segments start.
+"""Key chain stage: the warm chain of every `invert.key_stride`-th frame of each run, where inversion segments
+start.
 
-Inversion cuts a run (consecutive frames with a face in one shot) into segments of `SEGMENT_FRAMES`
+Inversion cuts a run (consecutive frames with a face in one shot) into segments of `invert.segment_frames`
 (`stages.invert`). A segment started afresh lands elsewhere in W+ for the same picture, and a segment
 that waits for the one before it cannot run beside it. So each run is first inverted coarsely: one warm
-chain through its key frames (every `KEY_STRIDE`-th frame, and the last frame before each segment),
+chain through its key frames (every `key_stride`-th frame, and the last frame before each segment),
 its first frame from the start point with the full budget. Every segment then continues that chain
 from the key pivot of the frame before it (a run's first segment: from its own first frame's), so all
 segments start in one chain and run in any order, on any number of ranks. Nothing depends on the
@@ -37,10 +38,6 @@ from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_ran
 from reenact.stages.crops import ClipCrops
 from reenact.workspace import StageKey, stage_key
 
-SEGMENT_FRAMES = 64
-"""Frames per inversion segment (a resumable part, and what one rank takes at a time)."""
-KEY_STRIDE = 16
-"""Frames between key frames: short enough that the coarse warm chain follows the face."""
 KEYS_FILE = "keys.npy"
 """A part's key pivots [k, num_ws, w_dim] float32; linked into the result as `keys-START-STOP.npy`."""
 KEYS_PREFIX = "keys-"
@@ -48,12 +45,13 @@ KEY_FRAMES_FILE = "key_frames.npy"
 """Their clip frames [K] int64, ascending."""
 
 
-def segments_of(alignment: ClipAlignment) -> list[FrameRange]:
-    """The clip's inversion segments: its runs, each cut into `SEGMENT_FRAMES` pieces."""
-    return [segment for run in alignment.runs() for segment in split_range(run, size=SEGMENT_FRAMES)]
+def segments_of(alignment: ClipAlignment, *, size: int) -> list[FrameRange]:
+    """The clip's inversion segments: its runs, each cut into pieces of `size` frames
+    (`invert.segment_frames`)."""
+    return [segment for run in alignment.runs() for segment in split_range(run, size=size)]
 
 
-def key_frames(run: FrameRange, *, segment: int = SEGMENT_FRAMES, stride: int = KEY_STRIDE) -> list[int]:
+def key_frames(run: FrameRange, *, segment: int, stride: int) -> list[int]:
     """A run's key frames: every `stride`-th frame from its first, and the frame before each of its
     segments (of `segment` frames) but the first."""
     starts = range(run.start + segment, run.stop, segment)
@@ -126,8 +124,6 @@ class KeysStage:
                 "align": align.digest,
                 "generator": source.digest,
                 "invert": config_to_dict(settings.invert),
-                "segment": SEGMENT_FRAMES,
-                "stride": KEY_STRIDE,
                 "numerics": numerics_key(runtime),
             },
         )
@@ -137,7 +133,10 @@ class KeysStage:
 
     def compute(self, frames: FrameRange, part: Path) -> Renders:
         """The warm chain through the run's key frames (a warm inversion of those crops in order)."""
-        keys = np.array(key_frames(frames), dtype=np.int64)  # [K]
+        config = self.settings.invert
+        keys = np.array(
+            key_frames(frames, segment=config.segment_frames, stride=config.key_stride), dtype=np.int64
+        )  # [K]
         slots = self.crops.slots(frames).start + keys - frames.start  # every frame of a run has a crop
         generator = self.source.generator
         with LatentWriter(
