@@ -29,7 +29,8 @@ MAX_GROWTH_BYTES = 128 << 20
 """Allowed peak growth from the short to the long clip. A whole-clip buffer of float crops adds ~240 MB;
 two runs of one length differ by up to ~100 MB (allocator reuse, and how the background render and
 paste-back interleave), so a tighter bound would fail at random. Whole-table reads of the stored and
-computed tables are caught exactly by `test_no_stage_reads_a_whole_table`."""
+computed tables, and whole-table writes of latents, are caught exactly by
+`test_no_stage_reads_or_writes_a_whole_table`."""
 RUN_TIMEOUT_S = 600
 TABLE_FRAMES = 1200
 MAX_ROWS_PER_READ = 300
@@ -172,3 +173,36 @@ def test_no_stage_reads_or_writes_a_whole_table(tmp_path: Path, monkeypatch: pyt
     assert set(largest) == {"stored", "images", "computed", "written"}, "the transfer read no table"
     assert max(largest["stored"], largest["images"], largest["computed"]) <= MAX_ROWS_PER_READ, largest
     assert largest["written"] <= InvertConfig().batch_size, largest  # one finished run of the inversion
+
+
+def test_the_alignment_lets_its_landmark_backend_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sidecar's backend holds the whole file's points (1 KiB a frame): once the clip is aligned it goes,
+    though the stage stays referenced while the clip is inverted and tuned."""
+    import gc
+    import weakref
+
+    from reenact.config import Config
+    from reenact.device import resolve_runtime
+    from reenact.pipeline import RunContext, align_clip
+    from reenact.stages import align
+    from reenact.workspace import Workspace
+
+    files = write_world(make_world(SyntheticConfig(num_frames=8)), tmp_path / "world")
+    backends: list[weakref.ref[object]] = []
+    make_backend = align.make_backend
+
+    def recorded_backend(*args, **kwargs):
+        backend = make_backend(*args, **kwargs)
+        backends.append(weakref.ref(backend))
+        return backend
+
+    monkeypatch.setattr(align, "make_backend", recorded_backend)
+    context = RunContext(
+        workspace=Workspace(tmp_path / "work"), settings=Config(), runtime=resolve_runtime("cpu")
+    )
+    alignment, stage = align_clip(
+        files.target_video, context=context, resolution=64, landmarks=str(files.target_landmarks)
+    )
+    gc.collect()
+    assert alignment.num_frames == 8 and stage.key is not None
+    assert len(backends) == 1 and backends[0]() is None, "the aligned clip's stage still holds its backend"

@@ -298,4 +298,9 @@ class AlignStage:
         return {"frames": alignment.num_frames, "aligned": aligned, "input": str(self.path), "window": window}
 
     def load(self, directory: Path) -> ClipAlignment:
+        """The stored alignment. Detection is over by now (every rank loads the result), so the landmark
+        backend (a model, or a sidecar's whole table of points) and the decoder are let go: the stage
+        stays referenced while the clip is inverted and tuned."""
+        self._backend = None
+        self._cursor = FrameCursor(self.path)
         return ClipAlignment.load(directory).at_resolution(self.resolution)

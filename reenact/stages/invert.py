@@ -126,14 +126,14 @@ class InvertStage:
     def compute(self, frames: FrameRange, part: Path) -> Renders:
         generator = self.source.generator
         psnr = np.empty(len(frames), dtype=np.float32)  # [n]
-
-        def store(run: Finished) -> None:
-            out.write(run.frames.start, run.latents)
-            psnr[run.frames.start : run.frames.stop] = run.psnr.detach().float().cpu().numpy()
-
         with LatentWriter(
             part / PIVOTS_FILE, rows=len(frames), row_shape=(generator.num_ws, generator.w_dim)
         ) as out:
+
+            def store(run: Finished) -> None:  # the pivots go to the file as they finish
+                out.write(run.frames.start, run.latents)
+                psnr[run.frames.start : run.frames.stop] = run.psnr.detach().float().cpu().numpy()
+
             renders = invert_frames(
                 generator,
                 self.crops.store().window(self.crops.slots(frames)),
