@@ -22,9 +22,10 @@ frame (render, paste back and encode: the `encode` stage's wall-clock, which the
 median step between two frames reaching the encoder, the workspace's size per frame when the run has
 finished (the crop caches, pivots and alignment) and at its largest during the run (sampled: the tuning
 checkpoints; one process never stores renders), and the whole-clip arrays held on the host (the target's
-and the driver's alignment) per frame. The last lines give each peak's growth per extra frame, from the
-shortest length and between the two longest (where every batch is full), the latter extrapolated
-arithmetically to `EXTRAPOLATE_FRAMES`, and the workspace's cost per extra frame. The peak RSS also counts
+and the driver's alignment, but the landmarks, read as a memory map) per frame. The last lines give each
+peak's growth per extra frame, from the shortest length and between the two longest (where every batch is
+full), the latter extrapolated arithmetically to `EXTRAPOLATE_FRAMES`, and the workspace's cost per extra
+frame. The peak RSS also counts
 what the allocator keeps after a free (two runs of one length have differed by ~150 MB at 1024 px); the
 peak heap is what was in use, so its growth is the one to read for what grows with the clip.
 """
@@ -154,7 +155,7 @@ held = 0  # whole-clip host arrays: each clip's alignment (cached now)
 for clip, marks in ((target, target_marks), (driver, driver_marks)):
     alignment, _ = pipeline.align_clip(Path(clip), context=context, resolution=resolution, landmarks=marks)
     held += sum(v.nbytes for v in (*vars(alignment).values(), *vars(alignment.track).values())
-                if isinstance(v, np.ndarray))
+                if isinstance(v, np.ndarray) and not isinstance(v, np.memmap))  # a map is read, not held
 ending = next(stage.seconds for stage in report.stages if stage.name == "encode")
 steps = np.diff(np.array(written)) if len(written) > 1 else np.zeros(1)
 print(json.dumps({"frames": report.frames, "seconds": seconds, "peak_rss": peak_rss,

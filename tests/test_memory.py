@@ -149,7 +149,7 @@ def test_no_stage_reads_or_writes_a_whole_table(tmp_path: Path, monkeypatch: pyt
         return out
 
     def counted_save(file, array, **kwargs):
-        if np.ndim(array) == 3:  # a latent table [n, num_ws, w_dim]
+        if np.ndim(array) == 3 and np.shape(array)[1:] != (68, 2):  # a latent table, not the track's points
             largest["written"] = max(largest["written"], len(array))
         return save(file, array, **kwargs)
 

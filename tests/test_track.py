@@ -114,9 +114,14 @@ def test_track_faces_splits_shots_and_reacquires(tmp_path: Path) -> None:
     assert np.isnan(track.points[[2, 6]]).all()
 
     saved = FaceTrack.load(track.save(tmp_path / "track.npz"))
+    assert isinstance(saved.points, np.memmap), "a run reads the points a frame at a time"
     assert saved.segments == track.segments
     for name in ("points", "boxes", "scores", "found"):
         np.testing.assert_array_equal(getattr(saved, name), getattr(track, name))
+    legacy = tmp_path / "legacy.npz"  # format 1 kept the points inside: workdirs made before still load
+    arrays = {name: getattr(track, name) for name in ("points", "boxes", "scores", "found")}
+    np.savez(legacy, format=np.array("reenact-track/1"), segments=np.array(track.segments), **arrays)
+    np.testing.assert_array_equal(FaceTrack.load(legacy).points, track.points)
 
 
 # ----------------------------------------------------------------------------------------- real clips

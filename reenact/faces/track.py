@@ -24,7 +24,9 @@ from reenact.errors import ReenactError
 from reenact.faces.align import ffhq_quad
 from reenact.faces.landmarks import NUM_LANDMARKS, FaceDetection, LandmarkBackend
 
-TRACK_FORMAT = "reenact-track/1"
+TRACK_FORMAT = "reenact-track/2"
+"""The points beside the file (`points_path`), read as a memory map; format 1 held them inside."""
+TRACK_FORMATS = ("reenact-track/1", TRACK_FORMAT)
 HIST_BINS = (16, 4, 4)
 """HSV histogram bins: hue carries most of what changes at a cut; saturation/value coarse."""
 HSV_RANGES = (0, 180, 0, 256, 0, 256)  # OpenCV 8-bit HSV: hue 0..179
@@ -57,12 +59,13 @@ class FaceTrack:
         return [start for start, _ in self.segments[1:]]
 
     def save(self, path: Path | str) -> Path:
-        """Write the track as an `.npz` (arrays only, no pickles)."""
+        """Write the track as an `.npz` (arrays only, no pickles), its points as an `.npy` beside it
+        (`points_path`): a run reads them as a memory map, a frame at a time, never the whole clip's."""
         path = Path(path)
+        np.save(points_path(path), self.points)
         np.savez(
             path,
             format=np.array(TRACK_FORMAT),
-            points=self.points,
             boxes=self.boxes,
             scores=self.scores,
             found=self.found,
@@ -76,15 +79,21 @@ class FaceTrack:
         if not path.is_file():
             raise ReenactError(f"track file not found: {path}")
         with np.load(path, allow_pickle=False) as data:
-            if "format" not in data or str(data["format"]) != TRACK_FORMAT:
+            if "format" not in data or str(data["format"]) not in TRACK_FORMATS:
                 raise ReenactError(f"{path} is not a reenact track file ({TRACK_FORMAT})")
+            inside = str(data["format"]) != TRACK_FORMAT
             return cls(
-                points=data["points"],
+                points=data["points"] if inside else np.load(points_path(path), mmap_mode="r"),
                 boxes=data["boxes"],
                 scores=data["scores"],
                 found=data["found"].astype(bool),
                 segments=[(int(a), int(b)) for a, b in data["segments"]],
             )
+
+
+def points_path(track: Path) -> Path:
+    """Where the track file `track` keeps its points [T, 68, 2] float64."""
+    return track.with_name(f"{track.stem}-points.npy")
 
 
 # ------------------------------------------------------------------------------------- face choice
