@@ -50,7 +50,7 @@ from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceCh
 from reenact.stages.base import FrameRange, Need, StageJob, StageRun, Work, run_stages
 from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
-from reenact.stages.keys import KeyPivots, KeysStage, segments_of
+from reenact.stages.keys import KeyPivots, KeysStage, chain_starts, segments_of
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
 from reenact.stages.render import (
     Batches,
@@ -239,6 +239,9 @@ class PreparedClip:
     info: video.VideoInfo
     tune_digest: str = ""
     tuned: Tuned | None = None
+    keys: Need[KeyPivots] | None = None
+    """Its key chains (`stages.keys`; None in cold mode), resolved if its inversion was computed
+    (`key_pivots` gets them either way)."""
 
 
 def align_clip(
@@ -317,6 +320,16 @@ def key_chains(
     )
 
 
+def key_pivots(clip: PreparedClip, *, context: RunContext) -> KeyPivots | None:
+    """The clip's key chains (None in cold mode): loaded now if its inversion was cached."""
+    if clip.keys is None:
+        return None
+    if not clip.keys.resolved:
+        (keys,) = context.run(clip.keys.job)
+        clip.keys.resolve(keys)
+    return clip.keys.get()
+
+
 def prepare_clips(
     requests: list[ClipRequest], *, context: RunContext, tune_first: bool = False
 ) -> list[PreparedClip]:
@@ -379,8 +392,16 @@ def prepare_clips(
         )
     )
     prepared = [
-        PreparedClip(path=request.path, alignment=alignment, pivots=clip_pivots, info=align.info)
-        for request, (alignment, align, _), clip_pivots in zip(requests, clips, pivots, strict=True)
+        PreparedClip(
+            path=request.path,
+            alignment=alignment,
+            pivots=clip_pivots,
+            info=align.info,
+            keys=invert.keys,
+        )
+        for request, (alignment, align, _), clip_pivots, invert in zip(
+            requests, clips, pivots, inverts, strict=True
+        )
     ]
     if tune_first:
         stage = TuneStage(
@@ -603,6 +624,8 @@ def transfer(
         tune_first=True,
     )
     assert target.tuned is not None
+    segments = segments_of(driver.alignment, size=context.settings.invert.segment_frames)
+    keys = key_pivots(driver, context=context)
     deltas, ref_frame = edit.driver_deltas(
         driver.pivots.ws,
         driver.pivots.frames,
@@ -610,8 +633,11 @@ def transfer(
         config=config,
         w_avg=source.generator.mapping.w_avg,
         ref=driver_ref,
-        segments=slot_ranges(
-            segments_of(driver.alignment, size=context.settings.invert.segment_frames), driver.pivots.frames
+        segments=slot_ranges(segments, driver.pivots.frames),
+        keys=None
+        if keys is None
+        else edit.KeyChain(
+            frames=keys.frames, ws=keys.ws, starts=chain_starts(driver.alignment.runs(), segments)
         ),
     )  # [T_drv, num_ws, w_dim]
     composite: Composite

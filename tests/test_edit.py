@@ -13,12 +13,15 @@ import torch
 from reenact.config import EditConfig, load_config
 from reenact.directions import Direction
 from reenact.edit import (
+    KeyChain,
+    anchor_to_keys,
     apply_direction,
     crossover,
     delta_basis,
     delta_rows,
     driver_deltas,
     expression_deltas,
+    join_chains,
     layer_mask,
     length_indices,
     morph,
@@ -468,3 +471,69 @@ def test_streamed_offsets_and_transfer_are_the_whole_clip_numbers(tmp_path: Path
         rtol=0,
         atol=1e-6,
     )
+
+
+# ------------------------------------------------------------------------------ chains and key chains
+
+
+def _drifting_segments(*, frames: int, segment: int, stride: int, drift: float) -> tuple[torch.Tensor, ...]:
+    """A true trajectory [T, 2, 3], its key chain (the truth at every `stride`-th frame and the frame before
+    each segment) and segmented pivots: each segment starts on the key chain and drifts off it linearly
+    by `drift` a frame along a direction of its own, as a fresh inversion chain wanders in W+."""
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.cumsum(0.1 * torch.randn(frames, 2, 3, generator=generator), dim=0)  # [T, 2, 3]
+    pivots = truth.clone()
+    for start in range(0, frames, segment):
+        direction = torch.randn(2, 3, generator=generator)
+        direction = direction / direction.norm()
+        first = 0 if start == 0 else 1  # frames since the key its chain starts from (its own first frame)
+        steps = torch.arange(first, min(segment, frames - start) + first, dtype=torch.float32)
+        pivots[start : start + segment] += drift * steps[:, None, None] * direction
+    keys = sorted(set(range(0, frames, stride)) | {start - 1 for start in range(segment, frames, segment)})
+    return truth, pivots, torch.tensor(keys)
+
+
+def test_anchoring_to_the_key_chain_removes_the_drift_at_segment_starts() -> None:
+    """Segments that drift off the key chain: raw, the step into each segment is the drift undone (many
+    times the median step); anchored, every row at a key frame is the key's, the step into a segment is
+    an ordinary one, and the rows stay within the drift's reach of the truth between key frames. Rows
+    come out the same whichever batch reads them."""
+    frames, segment, stride, drift = 48, 16, 4, 0.2
+    truth, pivots, key_frames = _drifting_segments(frames=frames, segment=segment, stride=stride, drift=drift)
+    segments = [range(start, min(start + segment, frames)) for start in range(0, frames, segment)]
+    keys = KeyChain(
+        frames=key_frames.numpy(),
+        ws=truth[key_frames],
+        starts=[0, *(start - 1 for start in range(segment, frames, segment))],
+    )
+    anchored = anchor_to_keys(pivots, np.arange(frames), keys=keys, segments=segments)
+    rows = anchored[np.arange(frames)]  # [T, 2, 3]
+    seams = [start - 1 for start in range(segment, frames, segment)]  # steps into a segment
+
+    def steps(ws: torch.Tensor) -> torch.Tensor:
+        return (ws[1:] - ws[:-1]).flatten(1).norm(dim=1)  # [T - 1]
+
+    median = float(steps(truth).median())
+    assert float(steps(pivots)[seams].min()) > 10 * median, "the raw segments must jump"
+    assert float(steps(rows)[seams].max()) < 3 * median
+    torch.testing.assert_close(rows[key_frames], truth[key_frames])
+    assert float((rows - truth).flatten(1).norm(dim=1).max()) <= drift * stride
+    one_at_a_time = torch.cat([anchored[index : index + 1] for index in range(frames)])
+    torch.testing.assert_close(one_at_a_time, rows)
+
+
+def test_joining_chains_makes_the_step_into_each_segment_the_mean_of_its_neighbours() -> None:
+    """A constant jump into each segment (a fresh chain elsewhere in W+) is gone once joined; segments
+    that do not continue the one before (a gap) are left where they are."""
+    generator = torch.Generator().manual_seed(1)
+    truth = torch.cumsum(0.1 * torch.randn(30, 2, 3, generator=generator), dim=0)  # [30, 2, 3]
+    jumped = truth.clone()
+    jumped[10:] += 5.0
+    jumped[20:] -= 3.0
+    joined = join_chains(jumped, [range(0, 10), range(10, 20), range(20, 30)])[np.arange(30)]
+    steps = (joined[1:] - joined[:-1]).flatten(1).norm(dim=1)  # [29]
+    true_steps = (truth[1:] - truth[:-1]).flatten(1).norm(dim=1)
+    assert float(steps.max()) <= 2 * float(true_steps.max())
+    torch.testing.assert_close(joined[:10], truth[:10])
+    apart = join_chains(jumped, [range(0, 10), range(11, 20), range(20, 30)])[np.arange(20)]
+    torch.testing.assert_close(apart[11:20], jumped[11:20])  # a segment after a gap is not moved

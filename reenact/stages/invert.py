@@ -38,7 +38,7 @@ from reenact.renders import Renders
 from reenact.stages.align import ClipAlignment
 from reenact.stages.base import STAGE_VERSION, FrameRange, Need, link_parts
 from reenact.stages.crops import ClipCrops
-from reenact.stages.keys import KeyPivots, chain_start, segments_of
+from reenact.stages.keys import KeyPivots, chain_starts, segments_of
 from reenact.workspace import StageKey, stage_key
 
 PIVOTS_FILE = "pivots.npy"
@@ -151,8 +151,8 @@ class InvertStage:
         """The key pivot [1, num_ws, w_dim] the segment `frames` continues from (None in cold mode)."""
         if self.keys is None:
             return None
-        run = next(run for run in self.runs if run.start <= frames.start < run.stop)
-        return self.keys.get().pivot(chain_start(frames, run))
+        (start,) = chain_starts(self.runs, [frames])
+        return self.keys.get().pivot(start)
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=PIVOTS_FILE, prefix=PIVOTS_PREFIX)

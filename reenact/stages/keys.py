@@ -64,6 +64,14 @@ def chain_start(frames: FrameRange, run: FrameRange) -> int:
     return run.start if frames.start == run.start else frames.start - 1
 
 
+def chain_starts(runs: list[FrameRange], segments: list[FrameRange]) -> list[int]:
+    """The key frame each of `segments` (each inside one of `runs`) continues from (`chain_start`)."""
+    return [
+        chain_start(segment, next(run for run in runs if run.start <= segment.start < run.stop))
+        for segment in segments
+    ]
+
+
 class KeyPivots:
     """The stored key pivots, read one at a time (the table grows with the clip)."""
 
