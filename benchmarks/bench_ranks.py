@@ -18,9 +18,11 @@ Reported per pair:
 - Mean PSNR between outputs, over all frames of both decoded videos: 2 ranks against 1, and beside it 2
   threads against 1 (what floating-point noise alone gives).
 - For the driver, in each setting: the frame-to-frame latent steps ||w[t] - w[t-1]|| (whole W+ code, L2)
-  between consecutive rows of its pivots (the `dri-invert` result), the largest at a chain start (a frame
-  where the inversion started afresh: the start of a run of the alignment, or a chain break the stage
-  recorded in its key), the largest anywhere, the median, and the first against the last.
+  between consecutive rows, the largest at a chain start (a frame where an inversion chain starts: a run
+  of the alignment, after a cut or a gap, or a segment of `invert.segment_frames`), the largest anywhere,
+  the median, and the first against the last. Twice: of its pivots (the `dri-invert` result), and of the
+  path its offsets are taken along (`edit.expression_path`: segments registered to the key chain, runs
+  joined).
 """
 
 from __future__ import annotations
@@ -39,10 +41,15 @@ from typing import Any
 
 import numpy as np
 
+from reenact.config import InvertConfig
 from reenact.demo import decode
+from reenact.edit import KeyChain, expression_path
+from reenact.latents import LatentSource
 from reenact.metrics import psnr
+from reenact.pipeline import slot_ranges
 from reenact.stages.align import ClipAlignment
 from reenact.stages.invert import Pivots
+from reenact.stages.keys import KeyPivots, chain_starts, segments_of
 from reenact.synthetic import MEASURED_PIX_FMT
 from reenact.workspace import MANIFEST
 
@@ -57,8 +64,7 @@ ALIGN_STAGE = "align"
 """Workspace folder of the alignment results, copied from the base run into the others."""
 ALIGN_REPORTS = ("tar-align", "dri-align")
 DRIVER_INVERT_REPORT = "dri-invert"
-CHAIN_BREAKS_KEY = "chain_breaks"
-"""Key part of the inversion stage listing the frames where a rank's block starts a chain afresh."""
+DRIVER_KEYS_REPORT = "dri-keys"
 BATCH_ROWS = 64
 """Pivot rows read from the workspace at a time."""
 
@@ -80,10 +86,10 @@ SETTINGS = (BASE, THREADS, RANKS)
 
 @dataclass(frozen=True)
 class DriverSteps:
-    """Frame-to-frame latent steps of the driver's pivots in one setting."""
+    """Frame-to-frame latent steps of the driver's rows (pivots, or the offsets' path) in one setting."""
 
     chain_starts: list[int]
-    """Frames (of the driver) where the inversion started a chain afresh, after its first frame."""
+    """Frames (of the driver) where an inversion chain starts, after its first frame."""
     max_at_chain_start: float
     max_anywhere: float
     median: float
@@ -152,21 +158,13 @@ def mean_psnr(first: Path, second: Path) -> float:
     return float(np.mean([psnr(x, y) for x, y in zip(a, b, strict=True)]))
 
 
-def driver_steps(summary: dict[str, Any]) -> DriverSteps:
-    """The driver's latent steps, read from its inversion result and that result's key."""
-    location = stage_location(summary, DRIVER_INVERT_REPORT)
-    pivots = Pivots.load(location)
-    parts = json.loads((location / MANIFEST).read_text())["parts"]
-    alignment = ClipAlignment.load(location.parent.parent / ALIGN_STAGE / parts["align"])
-    starts = {run.start for run in alignment.runs()} | set(parts.get(CHAIN_BREAKS_KEY, []))
-    frames = pivots.frames
+def row_steps(ws: LatentSource, frames: np.ndarray, starts: set[int]) -> DriverSteps:
+    """The steps between consecutive rows of `ws` [N, num_ws, w_dim] (of frames `frames` [N]), those into
+    a frame of `starts` apart."""
     steps = np.concatenate(
         [
             (
-                pivots.ws[slice(row, min(row + BATCH_ROWS + 1, len(frames)))]
-                .diff(dim=0)
-                .flatten(1)
-                .norm(dim=1)
+                ws[slice(row, min(row + BATCH_ROWS + 1, len(frames)))].diff(dim=0).flatten(1).norm(dim=1)
             ).numpy()
             for row in range(0, max(len(frames) - 1, 0), BATCH_ROWS)
         ]
@@ -178,6 +176,24 @@ def driver_steps(summary: dict[str, Any]) -> DriverSteps:
         max_anywhere=float(steps.max()),
         median=float(np.median(steps)),
     )
+
+
+def driver_steps(summary: dict[str, Any]) -> tuple[DriverSteps, DriverSteps]:
+    """The driver's latent steps: of its pivots, and of the path its offsets are taken along."""
+    location = stage_location(summary, DRIVER_INVERT_REPORT)
+    pivots = Pivots.load(location)
+    parts = json.loads((location / MANIFEST).read_text())["parts"]
+    alignment = ClipAlignment.load(location.parent.parent / ALIGN_STAGE / parts["align"])
+    segments = segments_of(alignment, size=InvertConfig().segment_frames)
+    starts = {segment.start for segment in segments}
+    keys = KeyPivots(stage_location(summary, DRIVER_KEYS_REPORT))
+    path = expression_path(
+        pivots.ws,
+        pivots.frames,
+        segments=slot_ranges(segments, pivots.frames),
+        keys=KeyChain(frames=keys.frames, ws=keys.ws, starts=chain_starts(alignment.runs(), segments)),
+    )
+    return row_steps(pivots.ws, pivots.frames, starts), row_steps(path, pivots.frames, starts)
 
 
 def run_pair(target: Path, driver: Path, root: Path, extra: list[str]) -> dict[str, Any]:
@@ -198,9 +214,14 @@ def run_pair(target: Path, driver: Path, root: Path, extra: list[str]) -> dict[s
         seconds = time.monotonic() - began
         if setting == BASE:
             base_summary = summary
-        steps = driver_steps(summary)
+        steps, path = driver_steps(summary)
         print(f"{target.name} + {driver.name}, {setting.name}: {seconds:.0f} s", file=sys.stderr)
-        report["settings"][setting.name] = {"seconds": seconds, **asdict(steps), "ratio": steps.ratio}
+        report["settings"][setting.name] = {
+            "seconds": seconds,
+            **asdict(steps),
+            "ratio": steps.ratio,
+            "path": {**asdict(path), "ratio": path.ratio},
+        }
     report["psnr_ranks_db"] = mean_psnr(outputs[BASE.name], outputs[RANKS.name])
     report["psnr_threads_db"] = mean_psnr(outputs[BASE.name], outputs[THREADS.name])
     return report
@@ -217,20 +238,24 @@ def print_table(reports: list[dict[str, Any]]) -> None:
             f"{report['psnr_ranks_db']:>7.1f} dB{report['psnr_threads_db']:>8.1f} dB"
         )
     print()
-    print("driver's frame-to-frame latent step ||w[t] - w[t-1]|| (W+, L2)")
+    print("driver's frame-to-frame latent step ||w[t] - w[t-1]|| (W+, L2): pivots | the offsets' path")
     header = (
-        f"{'driver':<34}{'setting':<20}{'seconds':>8}{'starts':>7}{'max@start':>10}"
-        f"{'max':>8}{'median':>8}{'ratio':>8}  chain starts"
+        f"{'driver':<34}{'setting':<20}{'seconds':>8}{'starts':>7}"
+        f"{'max@start':>10}{'max':>8}{'median':>8}{'ratio':>7} |"
+        f"{'max@start':>10}{'max':>8}{'median':>8}{'ratio':>7}"
     )
     print(header)
     print("-" * len(header))
     for report in reports:
         for name, entry in report["settings"].items():
+            path = entry["path"]
             print(
                 f"{report['driver']:<34}{name:<20}{entry['seconds']:>8.0f}{len(entry['chain_starts']):>7}"
                 f"{entry['max_at_chain_start']:>10.2f}{entry['max_anywhere']:>8.2f}{entry['median']:>8.3f}"
-                f"{entry['ratio']:>8.1f}  {entry['chain_starts']}"
+                f"{entry['ratio']:>7.1f} |{path['max_at_chain_start']:>10.2f}{path['max_anywhere']:>8.2f}"
+                f"{path['median']:>8.3f}{path['ratio']:>7.1f}"
             )
+        print(f"{'':<34}chain starts: {report['settings'][BASE.name]['chain_starts']}")
 
 
 def main() -> None:

@@ -461,6 +461,27 @@ def anchor_to_keys(
     return ComputedLatents(len(ws), row_shape=tuple(ws.shape[1:]), rows=rows)
 
 
+def expression_path(
+    ws: LatentSource, frames: np.ndarray, *, segments: list[range] | None = None, keys: KeyChain | None = None
+) -> LatentSource:
+    """The driver's pivots `ws` [N, num_ws, w_dim] (of frames `frames` [N]) as one path whose steps are
+    the face's: with `keys` (warm mode), each inversion segment (`segments`, rows; by default one) is
+    registered to its run's key chain (`anchor_to_keys`), then the runs are joined (`join_chains`); without,
+    every segment start is joined. A step where a chain starts is the inversion's or the camera's (a cut),
+    and the expression goes on across a cut."""
+    segments = segments if segments is not None else [range(0, len(ws))]
+    if keys is not None:
+        ws = anchor_to_keys(ws, frames, keys=keys, segments=segments)
+        continues = [
+            start < frames[segment.start] for start, segment in zip(keys.starts, segments, strict=True)
+        ]
+        segments = [
+            range(segments[first].start, segments[last].stop)
+            for first, last in _spans(np.array(continues, dtype=bool))
+        ]
+    return join_chains(ws, segments)
+
+
 def driver_deltas(
     ws: LatentSource,
     frames: np.ndarray,
@@ -475,24 +496,12 @@ def driver_deltas(
     """Expression offsets of every driver frame [num_frames, num_ws, w_dim] and the reference frame used.
 
     `ws` [N, num_ws, w_dim] are the pivots of the driver frames `frames` [N] (those with a face) out of
-    `num_frames`, and `segments` the rows of its inversion segments (by default one). Every segment
-    start, a cut's too, is joined first (`join_chains`): the step there is the inversion's or the
-    camera's, and the expression goes on across a cut. Then `ref` (else `config.reference`) is a driver
-    frame index, or None/`auto` for `neutral_frame`. Frames without a face take the offset of the
-    nearest frame with one. The offsets are computed a batch at a time when asked for, never held.
+    `num_frames`, taken along `expression_path`. Then `ref` (else `config.reference`) is a driver frame
+    index, or None/`auto` for `neutral_frame`. Frames without a face take the offset of the nearest frame
+    with one. The offsets are computed a batch at a time when asked for, never held.
     """
     mask = layer_mask(config.layers, num_ws=ws.shape[1])
-    segments = segments if segments is not None else [range(0, len(ws))]
-    if keys is not None:  # each segment registered to its run's key chain; the runs' chains joined
-        ws = anchor_to_keys(ws, frames, keys=keys, segments=segments)
-        continues = [
-            start < frames[segment.start] for start, segment in zip(keys.starts, segments, strict=True)
-        ]
-        segments = [
-            range(segments[first].start, segments[last].stop)
-            for first, last in _spans(np.array(continues, dtype=bool))
-        ]
-    joined = join_chains(ws, segments)
+    joined = expression_path(ws, frames, segments=segments, keys=keys)
     if ref is None and config.reference != "auto":
         ref = int(config.reference)
     if ref is None:
