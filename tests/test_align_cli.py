@@ -10,6 +10,7 @@ import pytest
 
 from reenact.faces import landmarks as lm
 from reenact.faces.align import ffhq_quad
+from reenact.faces.track import FaceTrack
 from reenact_cli.main import run
 from tests.conftest import testdata_file
 
@@ -52,8 +53,7 @@ def test_photo_is_a_one_frame_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert summary["jitter_raw"] is None  # undefined for one frame: JSON null, not NaN
     with np.load(summary["align"]) as data:
         quad, matrix = data["quads"][0], data["crop_matrices"][0]
-    with np.load(summary["track"]) as data:
-        points = data["points"][0]
+    points = FaceTrack.load(summary["track"]).points[0]
     np.testing.assert_allclose(quad, ffhq_quad(points))  # one frame: smoothing leaves it alone
     # The crop transform sends the quad's corners to the crop's outer corners.
     corners = quad @ matrix[:2, :2].T + matrix[:2, 2]
