@@ -243,6 +243,10 @@ def test_paste_back_matches_the_float64_reference(aligned, space):
     assert np.abs(plain.astype(np.int16) - expected)[alpha >= 0.999].mean() > 5
 
 
+FEATHER_ROUNDING = 1e-6
+"""Alpha is in 0..1: a few float32 rounding steps at 1, far below one level of an 8-bit image."""
+
+
 def test_feather_on_the_box_equals_the_whole_image_transform(aligned):
     _, points, matrix, _, _, _ = aligned
     feather_px = 0.04 * RESOLUTION
@@ -255,7 +259,9 @@ def test_feather_on_the_box_equals_the_whole_image_transform(aligned):
     inside[:, 0] = inside[:, -1] = 0
     distance = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     expected = np.clip(distance / feather_px, 0.0, 1.0).astype(np.float32)
-    np.testing.assert_array_equal(feather(binary, feather_px), expected)
+    # Equal up to float32 rounding: with one thread (as the CLI sets it) OpenCV's transform of the box
+    # and of the whole image differ by a rounding step in some pixels.
+    np.testing.assert_allclose(feather(binary, feather_px), expected, rtol=0, atol=FEATHER_ROUNDING)
 
 
 # ----------------------------------------------------------------------------------------------------
