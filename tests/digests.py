@@ -2,10 +2,10 @@
 
 Refactors of the optimisation and the pipeline must not change a single bit of these, so the digests
 are stored (`tests/data/digests.json`) and `tests/test_digests.py` recomputes them. Bits depend on the
-CPU's instruction set and on torch, so the stored file records both and the test compares only on the
-same platform.
+CPU (its instruction set, and its model: oneDNN picks kernels by it) and on torch, so the stored file
+holds one record per platform and the test compares with the records made on its own.
 
-    python -m tests.digests --write      # record them (before a change that must keep them)
+    python -m tests.digests --write      # record them for this platform (before a change that must keep them)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import io
 import json
+import platform as pyplatform
 import tempfile
 from pathlib import Path
 
@@ -49,9 +50,36 @@ VARIANTS = {
 """Further regimes on the target alone: Adam's window and batch, W space, PTI's early stop."""
 
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_model() -> str:
+    """The CPU's vendor, family and model (Linux), else the machine's name."""
+    fields = {"vendor_id": "", "cpu family": "", "model": ""}
+    if CPUINFO.is_file():
+        for line in CPUINFO.read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() in fields and not fields[name.strip()]:
+                fields[name.strip()] = value.strip()
+            if not line.strip():
+                break  # the first processor is enough
+    return " ".join(fields.values()).strip() or pyplatform.machine()
+
+
 def platform() -> dict[str, str]:
     """What the bits depend on besides the code."""
-    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability()}
+    capability = torch.backends.cpu.get_cpu_capability()
+    return {"torch": torch.__version__, "cpu": capability, "cpu_model": cpu_model()}
+
+
+def records_for(stored: dict, here: dict[str, str]) -> list[dict[str, str]]:
+    """The digests of every stored record made on `here`: one whose platform agrees on every key it
+    has (the first records did not name the CPU's model)."""
+    return [
+        record["digests"]
+        for record in stored["records"]
+        if all(here.get(key) == value for key, value in record["platform"].items())
+    ]
 
 
 def _sha(chunks: list[bytes]) -> str:
@@ -129,7 +157,9 @@ def main() -> None:
     record = {"platform": platform(), "digests": digests}
     print(json.dumps(record, indent=2))
     if args.write:
-        DIGESTS_FILE.write_text(json.dumps(record, indent=2) + "\n")
+        stored = json.loads(DIGESTS_FILE.read_text()) if DIGESTS_FILE.is_file() else {"records": []}
+        others = [old for old in stored["records"] if old["platform"] != record["platform"]]
+        DIGESTS_FILE.write_text(json.dumps({"records": [*others, record]}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.digests import DIGESTS_FILE, compute, platform
+from tests.digests import DIGESTS_FILE, compute, platform, records_for
 
 
 def test_run_is_bit_identical_to_the_stored_digests(tmp_path: Path) -> None:
-    stored = json.loads(DIGESTS_FILE.read_text())
-    if stored["platform"] != platform():
-        pytest.skip(f"digests were recorded on {stored['platform']}, this is {platform()}")
+    records = records_for(json.loads(DIGESTS_FILE.read_text()), platform())
+    if not records:
+        pytest.skip(f"no digests were recorded on this platform ({platform()})")
     digests = compute(tmp_path)
-    changed = sorted(name for name, digest in stored["digests"].items() if digests.get(name) != digest)
-    assert not changed, f"changed bits: {changed}"
-    assert digests.keys() == stored["digests"].keys()
+    changes = [sorted(name for name, digest in old.items() if digests.get(name) != digest) for old in records]
+    assert [] in changes, f"changed bits: {min(changes, key=len)}"
+    assert all(digests.keys() == old.keys() for old in records)
