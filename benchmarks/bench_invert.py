@@ -9,9 +9,10 @@ expression that comes and goes) are inverted three ways with MSE-only loss on th
 * broken: every frame from w_avg with only `warm_steps` (what a warm start without its start is);
 * with `--segment N`, warm in segments of N frames, as the inversion stage cuts a long shot into
   resumable parts (`invert.segment_frames`): `chained` hands each segment the last pivot
-  before it (one sequential chain), `fresh` starts each segment anew, `keyed` starts each from the key
-  chain's pivot of the frame before it (what the stage does: `reenact.stages.keys`, every
-  `--stride`-th frame), so the segments can run in parallel.
+  before it (one sequential chain), `fresh` starts each segment anew, `keyed` inverts each as one chain
+  from the key chain's pivot of its first frame to the next segment's first frame, registered to the key
+  chain (what the stage does: `reenact.stages.keys`, every `--stride`-th frame), so the segments can run
+  in parallel.
 
 Reported: mean and minimum PSNR, generator evaluations (images rendered), wall-clock, the W+ speed of
 the pivots relative to the ground truth's (frame-to-frame distance; 1.0 = as smooth as the truth), and
@@ -28,15 +29,17 @@ import argparse
 import dataclasses
 import json
 import math
+import time
 
+import numpy as np
 import torch
 
 from reenact.config import InvertConfig
 from reenact.device import resolve_runtime
-from reenact.invert import InversionResult, invert_clip, latent_speed
+from reenact.invert import InversionResult, invert_clip, latent_speed, psnr
 from reenact.renders import NONE
 from reenact.stages.base import FrameRange
-from reenact.stages.keys import chain_start, key_frames
+from reenact.stages.keys import KeyPivots, invert_chain, key_frames, segment_chain
 from reenact.synthetic import TINY_W_DIM, SyntheticConfig, make_world, quick_invert_config
 
 SETTINGS = quick_invert_config()
@@ -51,18 +54,42 @@ def segmented(
     """Warm inversion in segments of `segment` frames, each continuing the last one's chain (`chained`),
     fresh, or from the key chain (`keyed`, key frames every `stride`)."""
     parts: list[InversionResult] = []
-    keys: dict[int, torch.Tensor] = {}
+    run = FrameRange(0, len(crops))
     extra = NONE
     if start_from == "keyed":
-        frames = key_frames(FrameRange(0, len(crops)), segment=segment, stride=stride)
-        chain = invert_clip(world_generator, crops[frames], config=config, perceptual=None, runtime=CPU)
-        keys = {frame: chain.pivots[index : index + 1] for index, frame in enumerate(frames)}
-        extra = chain.renders
+        frames = key_frames(run, stride=stride)
+        keyed = invert_clip(world_generator, crops[frames], config=config, perceptual=None, runtime=CPU)
+        keys = KeyPivots(np.array(frames), keyed.pivots)
+        extra = keyed.renders
     for first in range(0, len(crops), segment):
+        frames_range = FrameRange(first, min(first + segment, len(crops)))
         if start_from == "keyed":
-            start = keys[chain_start(FrameRange(first, first + segment), FrameRange(0, len(crops)))]
-        else:
-            start = parts[-1].pivots[-1:] if (start_from == "chained" and parts) else None
+            chain = segment_chain(frames_range, run)
+            started = time.perf_counter()
+            pivots, renders = invert_chain(
+                world_generator,
+                crops[chain.start : chain.stop],
+                chain,
+                keys=keys,
+                config=config,
+                perceptual=None,
+                runtime=CPU,
+            )
+            pivots = pivots[: len(frames_range)]
+            with torch.no_grad():
+                images = world_generator.synthesis(pivots, noise_mode="const")
+            parts.append(
+                InversionResult(
+                    pivots=pivots,
+                    loss=torch.full((len(pivots),), math.nan),
+                    psnr=psnr(images, crops[frames_range.start : frames_range.stop]),
+                    steps=[],
+                    renders=renders,
+                    seconds=time.perf_counter() - started,
+                )
+            )
+            continue
+        start = parts[-1].pivots[-1:] if (start_from == "chained" and parts) else None
         part = crops[first : first + segment]
         parts.append(
             invert_clip(world_generator, part, config=config, perceptual=None, runtime=CPU, start=start)

@@ -20,9 +20,9 @@ Reported per pair:
 - For the driver, in each setting: the frame-to-frame latent steps ||w[t] - w[t-1]|| (whole W+ code, L2)
   between consecutive rows, the largest at a chain start (a frame where an inversion chain starts: a run
   of the alignment, after a cut or a gap, or a segment of `invert.segment_frames`), the largest anywhere,
-  the median, and the first against the last. Twice: of its pivots (the `dri-invert` result), and of the
-  path its offsets are taken along (`edit.expression_path`: segments registered to the key chain, runs
-  joined).
+  the median, and the first against the last. Twice: of its pivots (the `dri-invert` result: each
+  segment registered to its run's key chain), and of the path its offsets are taken along
+  (`edit.expression_path`: the runs joined at cuts and gaps).
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ import numpy as np
 
 from reenact.config import InvertConfig
 from reenact.demo import decode
-from reenact.edit import KeyChain, expression_path
+from reenact.edit import expression_path
 from reenact.latents import LatentSource
 from reenact.metrics import psnr
 from reenact.pipeline import slot_ranges
 from reenact.stages.align import ClipAlignment
 from reenact.stages.invert import Pivots
-from reenact.stages.keys import KeyPivots, chain_starts, segments_of
+from reenact.stages.keys import segments_of
 from reenact.synthetic import MEASURED_PIX_FMT
 from reenact.workspace import MANIFEST
 
@@ -64,7 +64,6 @@ ALIGN_STAGE = "align"
 """Workspace folder of the alignment results, copied from the base run into the others."""
 ALIGN_REPORTS = ("tar-align", "dri-align")
 DRIVER_INVERT_REPORT = "dri-invert"
-DRIVER_KEYS_REPORT = "dri-keys"
 BATCH_ROWS = 64
 """Pivot rows read from the workspace at a time."""
 
@@ -186,13 +185,7 @@ def driver_steps(summary: dict[str, Any]) -> tuple[DriverSteps, DriverSteps]:
     alignment = ClipAlignment.load(location.parent.parent / ALIGN_STAGE / parts["align"])
     segments = segments_of(alignment, size=InvertConfig().segment_frames)
     starts = {segment.start for segment in segments}
-    keys = KeyPivots(stage_location(summary, DRIVER_KEYS_REPORT))
-    path = expression_path(
-        pivots.ws,
-        pivots.frames,
-        segments=slot_ranges(segments, pivots.frames),
-        keys=KeyChain(frames=keys.frames, ws=keys.ws, starts=chain_starts(alignment.runs(), segments)),
-    )
+    path = expression_path(pivots.ws, runs=slot_ranges(alignment.runs(), pivots.frames))
     return row_steps(pivots.ws, pivots.frames, starts), row_steps(path, pivots.frames, starts)
 
 

@@ -257,17 +257,22 @@ class InvertConfig:
     start_seed: int = 0
     """Seed of the `start_samples` z draws (inversion stays reproducible bit for bit)."""
     segment_frames: int = 64
-    """Warm mode: frames per inversion segment, a resumable part and what one rank takes at a time. Every
-    segment continues the key chain (`key_stride`) from the frame before it; a clip's segments are its own,
-    never the ranks'."""
+    """Warm mode: frames per inversion segment, a resumable part and what one rank takes at a time, a
+    multiple of `key_stride`. Every segment is a chain from the key chain's pivot of its first frame,
+    registered to the key chain; a clip's segments are its own, never the ranks'."""
     key_stride: int = 16
-    """Warm mode: frames between two key frames of the coarse chain that segments start from (`stages.keys`):
-    short enough that the chain follows the face."""
+    """Warm mode: frames between two key frames of the coarse chain that segments start from and are
+    registered to (`stages.keys`): short enough that the chain follows the face."""
 
     def __post_init__(self) -> None:
         for name in ("first_steps", "warm_steps", "batch_size", "segment_frames", "key_stride"):
             if getattr(self, name) < 1:
                 raise ReenactError(f"invert.{name} must be >= 1, got {getattr(self, name)}")
+        if self.segment_frames % self.key_stride != 0:
+            raise ReenactError(
+                f"invert.segment_frames ({self.segment_frames}) must be a multiple of invert.key_stride "
+                f"({self.key_stride}): every segment starts and ends on a key frame"
+            )
         if self.optimiser == "lbfgs" and self.batch_size != 1:
             raise ReenactError(
                 f"invert.optimiser = 'lbfgs' fits one frame at a time: set invert.batch_size = 1 "

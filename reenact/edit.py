@@ -394,92 +394,13 @@ def join_chains(ws: LatentSource, segments: list[range]) -> LatentSource:
     return ComputedLatents(len(ws), row_shape=tuple(ws.shape[1:]), rows=rows)
 
 
-@dataclass(frozen=True)
-class KeyChain:
-    """A clip's key chain (`stages.keys`) as `anchor_to_keys` needs it."""
-
-    frames: np.ndarray  # [K] clip frames, ascending
-    ws: LatentSource  # [K, num_ws, w_dim]
-    starts: list[int]
-    """The key frame each inversion segment continues from (`stages.keys.chain_start`), one per segment."""
-
-
-def anchor_to_keys(
-    ws: LatentSource, frames: np.ndarray, *, keys: KeyChain, segments: list[range]
-) -> LatentSource:
-    """`ws` [N, num_ws, w_dim] (the pivots of clip frames `frames` [N]) registered to the key chain: each
-    segment's rows (`segments`, one per `keys.starts`) plus a correction that is 0 at the key frame the
-    segment continues from (its chain starts from the key there) and `key − pivot` at every later key frame
-    in the segment, linear in between and held after the segment's last key frame. A segment with no key
-    frame after its start is left as it is.
-
-    A segment's chain wanders off the key chain it started from, so the next segment, which starts from the
-    key chain again, would step back across that drift (a jump many times a frame's step, read as
-    expression). Registered, the rows follow the key chain (one chain through the run) at its frames and
-    keep the segment's own frame-to-frame detail between them. Rows are computed a batch at a time."""
-    _check_ws(ws, what="ws")
-    starts = np.array([segment.start for segment in segments], dtype=np.int64)  # [S] first row of each
-    anchors = []  # per segment: its anchor frames (ascending), the first its chain's start
-    for segment, start in zip(segments, keys.starts, strict=True):
-        inside = frames[segment.start : segment.stop]  # [n] ascending
-        within = keys.frames[(keys.frames >= inside[0]) & (keys.frames <= inside[-1])]
-        anchors.append(np.union1d(within, [start]))  # [A]
-
-    def key_of(frame: int) -> torch.Tensor:
-        index = int(np.searchsorted(keys.frames, frame))
-        return keys.ws[index : index + 1][0]  # [num_ws, w_dim]
-
-    def correction(which: int, position: int) -> torch.Tensor:
-        """`key − pivot` at anchor `position` of segment `which` (0 at the key its chain starts from)."""
-        frame = int(anchors[which][position])
-        if frame == keys.starts[which]:
-            return torch.zeros(ws.shape[1:], dtype=torch.float32)
-        row = int(np.searchsorted(frames, frame))
-        return key_of(frame) - ws[row : row + 1][0].to(torch.float32)
-
-    def rows(indices: np.ndarray) -> torch.Tensor:
-        out = ws[indices].to(torch.float32)  # [n, L, D]
-        which = np.searchsorted(starts, indices, side="right") - 1  # [n] segment of each row
-        cache: dict[tuple[int, int], torch.Tensor] = {}
-        for slot, (row, segment) in enumerate(zip(indices.tolist(), which.tolist(), strict=True)):
-            points = anchors[segment]
-            frame = int(frames[row])
-            after = int(np.searchsorted(points, frame, side="right"))  # anchors <= frame: points[:after]
-            low = max(after - 1, 0)
-            high = min(after, len(points) - 1)
-            for position in {low, high}:
-                if (segment, position) not in cache:
-                    cache[(segment, position)] = correction(segment, position)
-            if high == low:
-                if low > 0:  # past the segment's last key frame (a segment with none keeps its rows)
-                    out[slot] += cache[(segment, low)]
-                continue
-            weight = (frame - points[low]) / (points[high] - points[low])
-            out[slot] += (1 - weight) * cache[(segment, low)] + weight * cache[(segment, high)]
-        return out.to(ws[0:1].dtype)
-
-    return ComputedLatents(len(ws), row_shape=tuple(ws.shape[1:]), rows=rows)
-
-
-def expression_path(
-    ws: LatentSource, frames: np.ndarray, *, segments: list[range] | None = None, keys: KeyChain | None = None
-) -> LatentSource:
-    """The driver's pivots `ws` [N, num_ws, w_dim] (of frames `frames` [N]) as one path whose steps are
-    the face's: with `keys` (warm mode), each inversion segment (`segments`, rows; by default one) is
-    registered to its run's key chain (`anchor_to_keys`), then the runs are joined (`join_chains`); without,
-    every segment start is joined. A step where a chain starts is the inversion's or the camera's (a cut),
-    and the expression goes on across a cut."""
-    segments = segments if segments is not None else [range(0, len(ws))]
-    if keys is not None:
-        ws = anchor_to_keys(ws, frames, keys=keys, segments=segments)
-        continues = [
-            start < frames[segment.start] for start, segment in zip(keys.starts, segments, strict=True)
-        ]
-        segments = [
-            range(segments[first].start, segments[last].stop)
-            for first, last in _spans(np.array(continues, dtype=bool))
-        ]
-    return join_chains(ws, segments)
+def expression_path(ws: LatentSource, *, runs: list[range] | None = None) -> LatentSource:
+    """The driver's pivots `ws` [N, num_ws, w_dim] as one path whose steps are the face's: its runs (rows
+    of consecutive frames in one shot, `runs`; by default one) joined (`join_chains`). Inside a run every
+    inversion segment is registered to the run's key chain (`stages.keys.register_to_keys`), so a chain
+    starts afresh only at a run: a step there is the inversion's or the camera's (a cut), and the
+    expression goes on across it."""
+    return join_chains(ws, runs if runs is not None else [range(0, len(ws))])
 
 
 def driver_deltas(
@@ -490,8 +411,7 @@ def driver_deltas(
     config: EditConfig,
     w_avg: torch.Tensor,
     ref: int | None,
-    segments: list[range] | None = None,
-    keys: KeyChain | None = None,
+    runs: list[range] | None = None,
 ) -> tuple[ComputedLatents, int]:
     """Expression offsets of every driver frame [num_frames, num_ws, w_dim] and the reference frame used.
 
@@ -501,7 +421,7 @@ def driver_deltas(
     with one. The offsets are computed a batch at a time when asked for, never held.
     """
     mask = layer_mask(config.layers, num_ws=ws.shape[1])
-    joined = expression_path(ws, frames, segments=segments, keys=keys)
+    joined = expression_path(ws, runs=runs)
     if ref is None and config.reference != "auto":
         ref = int(config.reference)
     if ref is None:
@@ -520,16 +440,6 @@ def driver_deltas(
         num_frames, row_shape=tuple(ws.shape[1:]), rows=lambda t: delta_rows(joined, nearest[t], basis=basis)
     )
     return deltas, int(frames[ref_slot])
-
-
-def _spans(continues: np.ndarray) -> list[tuple[int, int]]:
-    """Groups of consecutive items, each item after the first of a group continuing the one before it
-    (`continues` [S] bool): (first, last) index of each group."""
-    firsts = [index for index in range(len(continues)) if index == 0 or not continues[index]]
-    return [
-        (first, (firsts[i + 1] if i + 1 < len(firsts) else len(continues)) - 1)
-        for i, first in enumerate(firsts)
-    ]
 
 
 def nearest_slots(points: np.ndarray, frames: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceCh
 from reenact.stages.base import FrameRange, Need, StageJob, StageRun, Work, run_stages
 from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
-from reenact.stages.keys import KeyPivots, KeysStage, chain_starts, segments_of
+from reenact.stages.keys import KeyPivots, KeysStage
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
 from reenact.stages.render import (
     Batches,
@@ -239,9 +239,6 @@ class PreparedClip:
     info: video.VideoInfo
     tune_digest: str = ""
     tuned: Tuned | None = None
-    keys: Need[KeyPivots] | None = None
-    """Its key chains (`stages.keys`; None in cold mode), resolved if its inversion was computed
-    (`key_pivots` gets them either way)."""
 
 
 def align_clip(
@@ -320,16 +317,6 @@ def key_chains(
     )
 
 
-def key_pivots(clip: PreparedClip, *, context: RunContext) -> KeyPivots | None:
-    """The clip's key chains (None in cold mode): loaded now if its inversion was cached."""
-    if clip.keys is None:
-        return None
-    if not clip.keys.resolved:
-        (keys,) = context.run(clip.keys.job)
-        clip.keys.resolve(keys)
-    return clip.keys.get()
-
-
 def prepare_clips(
     requests: list[ClipRequest], *, context: RunContext, tune_first: bool = False
 ) -> list[PreparedClip]:
@@ -397,7 +384,6 @@ def prepare_clips(
             alignment=alignment,
             pivots=clip_pivots,
             info=align.info,
-            keys=invert.keys,
         )
         for request, (alignment, align, _), clip_pivots, invert in zip(
             requests, clips, pivots, inverts, strict=True
@@ -624,8 +610,6 @@ def transfer(
         tune_first=True,
     )
     assert target.tuned is not None
-    segments = segments_of(driver.alignment, size=context.settings.invert.segment_frames)
-    keys = key_pivots(driver, context=context)
     deltas, ref_frame = edit.driver_deltas(
         driver.pivots.ws,
         driver.pivots.frames,
@@ -633,12 +617,7 @@ def transfer(
         config=config,
         w_avg=source.generator.mapping.w_avg,
         ref=driver_ref,
-        segments=slot_ranges(segments, driver.pivots.frames),
-        keys=None
-        if keys is None
-        else edit.KeyChain(
-            frames=keys.frames, ws=keys.ws, starts=chain_starts(driver.alignment.runs(), segments)
-        ),
+        runs=slot_ranges(driver.alignment.runs(), driver.pivots.frames),
     )  # [T_drv, num_ws, w_dim]
     composite: Composite
     if target.info.is_image:

@@ -2,14 +2,15 @@
 
 Parts: the clip's inversion segments, fixed by the clip alone (`stages.keys.segments_of`: its runs of
 consecutive frames with a face, never across a scene cut, cut into `invert.segment_frames` pieces), each
-inverted by one warm-started `reenact.invert.invert_clip` that continues the run's key chain
-(`stages.keys`) from the key pivot of the frame before it. So no segment starts afresh inside a run,
-every segment starts in one chain, and the segments run in any order and on any number of ranks with
-the same result: ranks only choose who computes which (`plan_segments`, contiguous blocks of about
-equal frames over all the clips a command inverts, `reenact.distributed.shard`), never what is
-computed. In cold mode (every frame from the start point) there is no chain and no key stage. Targets
-are read from the crops stage a batch at a time, and pivots written as they finish
-(`reenact.latents.LatentWriter`).
+inverted by one warm chain (`reenact.invert.invert_frames`) that continues the run's key chain
+(`stages.keys`) from the key pivot of the frame before it, and is then registered to that key chain
+(`stages.keys.register_to_keys`): so no segment starts afresh inside a run, every segment sits where the
+key chain does in W+, and the segments run in any order and on any number of ranks with the same
+result: ranks only choose who computes which (`plan_segments`, contiguous blocks of about equal frames
+over all the clips a command inverts, `reenact.distributed.shard`), never what is computed. A segment's
+chain is held until it is registered (`invert.segment_frames` rows). In cold mode (every frame from the
+start point) there is no chain and no key stage, and pivots are written as they finish
+(`reenact.latents.LatentWriter`). Targets are read from the crops stage a batch at a time.
 
 Merge: the parts' pivot tables linked in frame order (`pivots-START-STOP.npy`, read back a batch
 at a time), with the frames and PSNRs.
@@ -31,14 +32,14 @@ from reenact.distributed import shard_each
 from reenact.errors import ReenactError
 from reenact.files import save_array
 from reenact.generator_source import GeneratorSource
-from reenact.invert import Finished, invert_frames
+from reenact.invert import Finished, fit_psnr, invert_frames
 from reenact.latents import LatentSource, LatentWriter, StoredLatents
 from reenact.progress import SILENT, Progress
 from reenact.renders import Renders
 from reenact.stages.align import ClipAlignment
 from reenact.stages.base import STAGE_VERSION, FrameRange, Need, link_parts
 from reenact.stages.crops import ClipCrops
-from reenact.stages.keys import KeyPivots, chain_starts, segments_of
+from reenact.stages.keys import KeyPivots, invert_chain, segment_chain, segments_of
 from reenact.workspace import StageKey, stage_key
 
 PIVOTS_FILE = "pivots.npy"
@@ -46,6 +47,8 @@ PIVOTS_FILE = "pivots.npy"
 PIVOTS_PREFIX = "pivots-"
 PSNR_FILE = "psnr.npy"
 FRAMES_FILE = "frames.npy"
+CHAINS = "registered"
+"""How warm segments' pivots are made (in the stage key): each chain registered to the key chain."""
 
 
 def plan_segments(alignments: list[ClipAlignment], *, size: int, shards: int) -> list[list[int]]:
@@ -116,6 +119,7 @@ class InvertStage:
                 "generator": source.digest,
                 "invert": config_to_dict(settings.invert),
                 "keys": None if keys is None else keys.job.stage.key.digest,
+                "chains": CHAINS,
                 "numerics": numerics_key(runtime),
             },
         )
@@ -124,6 +128,10 @@ class InvertStage:
         return list(self.segments)
 
     def compute(self, frames: FrameRange, part: Path) -> Renders:
+        return self.cold(frames, part) if self.keys is None else self.chain(frames, part)
+
+    def cold(self, frames: FrameRange, part: Path) -> Renders:
+        """Every frame of `frames` from the start point, its pivots stored as they finish."""
         generator = self.source.generator
         psnr = np.empty(len(frames), dtype=np.float32)  # [n]
         with LatentWriter(
@@ -142,17 +150,37 @@ class InvertStage:
                 runtime=self.runtime,
                 on_finished=store,
                 progress=self.progress,
-                start=self.chain_start(frames),
             )
         save_array(part / PSNR_FILE, psnr)
         return renders
 
-    def chain_start(self, frames: FrameRange) -> torch.Tensor | None:
-        """The key pivot [1, num_ws, w_dim] the segment `frames` continues from (None in cold mode)."""
-        if self.keys is None:
-            return None
-        (start,) = chain_starts(self.runs, [frames])
-        return self.keys.get().pivot(start)
+    def chain(self, frames: FrameRange, part: Path) -> Renders:
+        """The segment `frames` as one warm chain registered to its run's key chain
+        (`stages.keys.segment_chain`, `invert_chain`); the PSNRs are the registered pivots'."""
+        assert self.keys is not None
+        run = next(run for run in self.runs if run.start <= frames.start < run.stop)
+        chain = segment_chain(frames, run)
+        registered, renders = invert_chain(
+            self.source.generator,
+            self.crops.store().window(self.crops.slots(chain)),
+            chain,
+            keys=self.keys.get(),
+            config=self.settings.invert,
+            perceptual=self.perceptual,
+            runtime=self.runtime,
+            progress=self.progress,
+        )
+        registered = registered[: len(frames)]  # [n, num_ws, w_dim]: the next segment's first frame dropped
+        psnr, checked = fit_psnr(
+            self.source.generator,
+            registered,
+            self.crops.store().window(self.crops.slots(frames)),
+            runtime=self.runtime,
+            batch_size=self.settings.invert.batch_size,
+        )
+        save_array(part / PIVOTS_FILE, registered.numpy())
+        save_array(part / PSNR_FILE, psnr.numpy().astype(np.float32))
+        return renders + checked
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=PIVOTS_FILE, prefix=PIVOTS_PREFIX)

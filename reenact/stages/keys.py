@@ -1,14 +1,15 @@
 """Key chain stage: the warm chain of every `invert.key_stride`-th frame of each run, where inversion segments
-start.
+start and end.
 
 Inversion cuts a run (consecutive frames with a face in one shot) into segments of `invert.segment_frames`
-(`stages.invert`). A segment started afresh lands elsewhere in W+ for the same picture, and a segment
-that waits for the one before it cannot run beside it. So each run is first inverted coarsely: one warm
-chain through its key frames (every `key_stride`-th frame, and the last frame before each segment),
-its first frame from the start point with the full budget. Every segment then continues that chain
-from the key pivot of the frame before it (a run's first segment: from its own first frame's), so all
-segments start in one chain and run in any order, on any number of ranks. Nothing depends on the
-ranks: the key frames and the segments are the clip's own.
+(`stages.invert`), a multiple of `key_stride`. A segment started afresh lands elsewhere in W+ for the
+same picture, and a segment that waits for the one before it cannot run beside it. So each run is first
+inverted coarsely: one warm chain through its key frames (every `key_stride`-th frame, so every
+segment's first frame), its first frame from the start point with the full budget. Every segment is
+then one warm chain from its first frame's key pivot to the next segment's first frame
+(`segment_chain`), registered to the key chain (`register_to_keys`): it meets the key chain at every key
+frame, both ends included, so all segments sit in one basin of W+ and run in any order, on any number of
+ranks. Nothing depends on the ranks: the key frames and the segments are the clip's own.
 
 Parts: one run each (its chain is sequential), its key pivots written as they finish. Merge: the key
 pivots [K, num_ws, w_dim] and their frames [K], read one pivot at a time.
@@ -23,14 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from reenact.config import Config, config_to_dict
+from reenact.config import Config, InvertConfig, config_to_dict
 from reenact.device import Runtime, numerics_key
 from reenact.errors import ReenactError
 from reenact.files import index_rows, save_array
+from reenact.gan.stylegan2 import Generator
 from reenact.generator_source import GeneratorSource
 from reenact.imaging import CropSource
-from reenact.invert import invert_frames
-from reenact.latents import LatentWriter, StoredLatents
+from reenact.invert import Finished, invert_frames
+from reenact.latents import LatentSource, LatentWriter, StoredLatents
 from reenact.progress import SILENT, Progress
 from reenact.renders import Renders
 from reenact.stages.align import ClipAlignment
@@ -51,40 +53,102 @@ def segments_of(alignment: ClipAlignment, *, size: int) -> list[FrameRange]:
     return [segment for run in alignment.runs() for segment in split_range(run, size=size)]
 
 
-def key_frames(run: FrameRange, *, segment: int, stride: int) -> list[int]:
-    """A run's key frames: every `stride`-th frame from its first, and the frame before each of its
-    segments (of `segment` frames) but the first."""
-    starts = range(run.start + segment, run.stop, segment)
-    return sorted(set(range(run.start, run.stop, stride)) | {start - 1 for start in starts})
+def key_frames(run: FrameRange, *, stride: int) -> list[int]:
+    """A run's key frames: every `stride`-th frame from its first (every segment's first frame, as
+    `invert.segment_frames` is a multiple of `stride`)."""
+    return list(range(run.start, run.stop, stride))
 
 
-def chain_start(frames: FrameRange, run: FrameRange) -> int:
-    """The key frame whose pivot segment `frames` of `run` starts from: the frame before it, or the
-    run's first frame for its first segment."""
-    return run.start if frames.start == run.start else frames.start - 1
+def segment_chain(frames: FrameRange, run: FrameRange) -> FrameRange:
+    """The frames segment `frames` of `run` is inverted over as one warm chain: from its first frame (a
+    key frame: the chain starts from its key pivot) to the next segment's first frame (a key frame too,
+    whose fit only registers the chain's end), so the chain meets the key chain at both ends."""
+    return FrameRange(frames.start, min(frames.stop + 1, run.stop))
 
 
-def chain_starts(runs: list[FrameRange], segments: list[FrameRange]) -> list[int]:
-    """The key frame each of `segments` (each inside one of `runs`) continues from (`chain_start`)."""
-    return [
-        chain_start(segment, next(run for run in runs if run.start <= segment.start < run.stop))
-        for segment in segments
-    ]
+def invert_chain(
+    generator: Generator,
+    crops: CropSource,
+    chain: FrameRange,
+    *,
+    keys: KeyPivots,
+    config: InvertConfig,
+    perceptual: nn.Module | None,
+    runtime: Runtime,
+    progress: Progress = SILENT,
+) -> tuple[torch.Tensor, Renders]:
+    """The pivots [len(chain), num_ws, w_dim] of the clip frames `chain` (a `segment_chain`; `crops`
+    its crops): one warm chain from its first frame's key pivot, registered to the key chain; and the
+    renders made. Held until registered: at most `invert.segment_frames` + 1 rows."""
+    rows = torch.empty(len(chain), generator.num_ws, generator.w_dim)  # [n, num_ws, w_dim]
+
+    def gather(run: Finished) -> None:
+        rows[run.frames.start : run.frames.stop] = run.latents.detach().float().cpu()
+
+    renders = invert_frames(
+        generator,
+        crops,
+        config=config,
+        perceptual=perceptual,
+        runtime=runtime,
+        on_finished=gather,
+        progress=progress,
+        start=keys.pivot(chain.start),
+    )
+    inside = keys.frames[(keys.frames >= chain.start) & (keys.frames < chain.stop)]  # [A]
+    return register_to_keys(rows, chain.start, key_frames=inside, keys=keys.rows(inside)), renders
+
+
+def register_to_keys(
+    ws: torch.Tensor, first: int, *, key_frames: np.ndarray, keys: torch.Tensor
+) -> torch.Tensor:
+    """A chain's pivots `ws` [n, num_ws, w_dim] of the consecutive clip frames from `first`, registered to
+    the key chain: plus a correction that is `key − pivot` at each of its key frames (`key_frames` [A],
+    ascending, inside the chain, the first its first frame; `keys` [A, num_ws, w_dim] their key pivots),
+    linear in between and held after the last.
+
+    A chain wanders off the key chain it started from along directions the picture does not see (W+
+    holds many fits of one picture), so the next chain, which starts from the key chain again, would sit
+    elsewhere in W+ (a step of many frames' motion, read as expression). Registered, the rows meet the
+    key chain at its frames and keep the chain's own frame-to-frame detail between them: every chain of a
+    run sits in one basin, the key chain's."""
+    positions = key_frames - first  # [A] rows of the key frames
+    if len(positions) == 0 or positions[0] != 0 or positions[-1] >= len(ws):
+        raise ReenactError("internal error: a chain's key frames must start at its first frame, inside it")
+    corrections = keys.to(ws) - ws[positions]  # [A, num_ws, w_dim]
+    out = ws.clone()
+    for low, high, before, after in zip(
+        positions[:-1], positions[1:], corrections[:-1], corrections[1:], strict=True
+    ):
+        weight = torch.arange(high - low, dtype=ws.dtype).div(high - low).reshape(-1, 1, 1)  # [m, 1, 1]
+        out[low:high] += (1 - weight) * before + weight * after
+    out[positions[-1] :] += corrections[-1]
+    return out
 
 
 class KeyPivots:
-    """The stored key pivots, read one at a time (the table grows with the clip)."""
+    """A clip's key pivots (stored ones are read a few at a time: the table grows with the clip)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.frames = np.load(directory / KEY_FRAMES_FILE)  # [K]
-        self.ws = StoredLatents(directory, prefix=KEYS_PREFIX)  # [K, num_ws, w_dim]
+    def __init__(self, frames: np.ndarray, ws: LatentSource) -> None:
+        self.frames = frames  # [K] ascending
+        self.ws = ws  # [K, num_ws, w_dim]
+
+    @classmethod
+    def load(cls, directory: Path) -> KeyPivots:
+        return cls(np.load(directory / KEY_FRAMES_FILE), StoredLatents(directory, prefix=KEYS_PREFIX))
 
     def pivot(self, frame: int) -> torch.Tensor:
         """The key pivot [1, num_ws, w_dim] of clip frame `frame`."""
-        index = int(np.searchsorted(self.frames, frame))
-        if index >= len(self.frames) or self.frames[index] != frame:
-            raise ReenactError(f"internal error: frame {frame} is not a key frame")
-        return self.ws[index : index + 1]
+        return self.rows(np.array([frame]))
+
+    def rows(self, frames: np.ndarray) -> torch.Tensor:
+        """The key pivots [n, num_ws, w_dim] of clip frames `frames` [n] (key frames, ascending)."""
+        indices = np.searchsorted(self.frames, frames)  # [n]
+        if np.any(indices >= len(self.frames)) or np.any(
+            self.frames[indices.clip(max=len(self.frames) - 1)] != frames
+        ):
+            raise ReenactError(f"internal error: not all of frames {frames.tolist()} are key frames")
+        return self.ws[indices]
 
 
 class Selection:
@@ -142,9 +206,7 @@ class KeysStage:
     def compute(self, frames: FrameRange, part: Path) -> Renders:
         """The warm chain through the run's key frames (a warm inversion of those crops in order)."""
         config = self.settings.invert
-        keys = np.array(
-            key_frames(frames, segment=config.segment_frames, stride=config.key_stride), dtype=np.int64
-        )  # [K]
+        keys = np.array(key_frames(frames, stride=config.key_stride), dtype=np.int64)  # [K]
         slots = self.crops.slots(frames).start + keys - frames.start  # every frame of a run has a crop
         generator = self.source.generator
         with LatentWriter(
@@ -169,4 +231,4 @@ class KeysStage:
         return {"keys": len(frames)}
 
     def load(self, directory: Path) -> KeyPivots:
-        return KeyPivots(directory)
+        return KeyPivots.load(directory)
