@@ -74,6 +74,7 @@ def segmented(
                 config=config,
                 perceptual=None,
                 runtime=CPU,
+                first_in_run=first == 0,
             )
             pivots = pivots[: len(frames_range)]
             with torch.no_grad():

@@ -168,6 +168,7 @@ class InvertStage:
             config=self.settings.invert,
             perceptual=self.perceptual,
             runtime=self.runtime,
+            first_in_run=frames.start == run.start,
             progress=self.progress,
         )
         registered = registered[: len(frames)]  # [n, num_ws, w_dim]: the next segment's first frame dropped

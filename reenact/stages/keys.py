@@ -75,10 +75,12 @@ def invert_chain(
     config: InvertConfig,
     perceptual: nn.Module | None,
     runtime: Runtime,
+    first_in_run: bool,
     progress: Progress = SILENT,
 ) -> tuple[torch.Tensor, Renders]:
     """The pivots [len(chain), num_ws, w_dim] of the clip frames `chain` (a `segment_chain`; `crops`
-    its crops): one warm chain from its first frame's key pivot, registered to the key chain; and the
+    its crops): one warm chain from its first frame's key pivot, registered to the key chain (a run's
+    first segment, `first_in_run`, from its own first pivot: no segment before it to meet); and the
     renders made. Held until registered: at most `invert.segment_frames` + 1 rows."""
     rows = torch.empty(len(chain), generator.num_ws, generator.w_dim)  # [n, num_ws, w_dim]
 
@@ -96,7 +98,10 @@ def invert_chain(
         start=keys.pivot(chain.start),
     )
     inside = keys.frames[(keys.frames >= chain.start) & (keys.frames < chain.stop)]  # [A]
-    return register_to_keys(rows, chain.start, key_frames=inside, keys=keys.rows(inside)), renders
+    anchors = keys.rows(inside)  # [A, num_ws, w_dim]
+    if first_in_run:  # nothing before it to meet: its own fit of its first frame stays
+        anchors[0] = rows[0]
+    return register_to_keys(rows, chain.start, key_frames=inside, keys=anchors), renders
 
 
 def register_to_keys(
