@@ -121,8 +121,9 @@ def test_batches_reach_the_gpu_through_pinned_memory() -> None:
 
 def test_no_stage_reads_or_writes_a_whole_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stored tables (crops, pivots, rendered crops) and computed latents (offsets, transferred latents)
-    are read a batch at a time, and latent tables (pivots, key chains) written as the inversion finishes
-    their rows: on a clip far longer than any batch, no read or write asks for the clip."""
+    are read a batch at a time, and latent tables written as the inversion finishes their rows (key
+    chains: a run of the inversion; pivots: a segment, once registered to the key chain): on a clip far
+    longer than any batch or segment, no read or write asks for the clip."""
     import numpy as np
 
     from reenact.config import InvertConfig
@@ -172,7 +173,8 @@ def test_no_stage_reads_or_writes_a_whole_table(tmp_path: Path, monkeypatch: pyt
     assert run(args) == 0
     assert set(largest) == {"stored", "images", "computed", "written"}, "the transfer read no table"
     assert max(largest["stored"], largest["images"], largest["computed"]) <= MAX_ROWS_PER_READ, largest
-    assert largest["written"] <= InvertConfig().batch_size, largest  # one finished run of the inversion
+    assert TABLE_FRAMES > InvertConfig().segment_frames, "the clip must be longer than a segment"
+    assert largest["written"] <= InvertConfig().segment_frames, largest  # one registered segment
 
 
 def test_the_alignment_lets_its_landmark_backend_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
