@@ -208,6 +208,7 @@ class AlignStage:
             source if source in BUILTIN_LANDMARK_BACKENDS else workspace.input_digest(Path(source))
         )
         faces.pop("fan_device")  # where FAN runs does not change what it finds
+        faces.pop("descriptor")  # tells people apart (`stages.people`), no part of the alignment
         align = config_to_dict(settings.align)
         align.pop("resolution")  # crop matrices are made for any resolution at load (`at_resolution`)
         settings_of = {
