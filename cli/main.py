@@ -30,6 +30,7 @@ from reenact_cli import (
     cache_cmd,
     demo_cmd,
     evaluate_cmd,
+    people_cmd,
     pipeline_cmds,
     video_cmds,
     weights_cmd,
@@ -73,6 +74,7 @@ def main(
 app.command("probe")(video_cmds.probe)
 app.command("reencode")(video_cmds.reencode)
 app.command("align")(align_cmd.align)
+app.command("people")(people_cmd.people)
 app.command("invert")(pipeline_cmds.invert)
 app.command("tune")(pipeline_cmds.tune)
 app.command("transfer")(pipeline_cmds.transfer)

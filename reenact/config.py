@@ -76,6 +76,8 @@ class VideoConfig:
 
 BUILTIN_LANDMARK_BACKENDS = ("dlib", "fan")
 LANDMARK_FILE_SUFFIXES = (".json", ".npz")
+FACE_DESCRIPTORS = ("auto", "dlib", "pixels")
+"""Choices of `faces.descriptor`."""
 
 
 @dataclass
@@ -106,6 +108,10 @@ class FacesConfig:
     """Colour-histogram (Bhattacharyya) distance between consecutive frames that counts as a cut, 0..1."""
     cut_side: int = 64
     """Frames are shrunk to this longest side before their histograms are compared."""
+    descriptor: Literal["auto", "dlib", "pixels"] = "auto"
+    """What tells people apart (`reenact people`): `dlib` (its 128-d face recognition descriptor, for real
+    faces), `pixels` (the aligned crop's pixels, for the synthetic world's faces, which no recogniser
+    knows) or `auto` (dlib, unless the landmarks come from a sidecar file: pixels)."""
 
     def __post_init__(self) -> None:
         if self.landmarks not in BUILTIN_LANDMARK_BACKENDS and not self.landmarks.lower().endswith(
@@ -126,6 +132,10 @@ class FacesConfig:
             raise ReenactError(f"faces.cut_threshold must be in (0, 1], got {self.cut_threshold}")
         if self.cut_side < 8:
             raise ReenactError(f"faces.cut_side must be >= 8, got {self.cut_side}")
+        if self.descriptor not in FACE_DESCRIPTORS:
+            raise ReenactError(
+                f"faces.descriptor must be one of {', '.join(FACE_DESCRIPTORS)}; got {self.descriptor!r}"
+            )
 
 
 @dataclass

@@ -34,6 +34,7 @@ never computed with random weights.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -201,16 +202,21 @@ class IdentityEmbedder:
     ) -> None:
         import dlib  # local: keeps `import reenact.metrics` light
 
-        faces = faces or FacesConfig()
-        self.landmarks = DlibLandmarks(
-            detector=faces.dlib_detector,
-            detect_max_side=faces.detect_max_side,
-            upsample=faces.upsample,
-            min_score=faces.min_score,
-        )
+        self.faces = faces or FacesConfig()
         model_path = recognition_model_path or face_models_file(FACE_RECOGNITION_FILE)
         self._model = dlib.face_recognition_model_v1(str(model_path))
         self._dlib = dlib
+
+    @functools.cached_property
+    def landmarks(self) -> DlibLandmarks:
+        """dlib's detector and 68-point shape predictor, loaded when first used (about a second): a
+        caller that brings its own faces (`embed_face`) never pays for it."""
+        return DlibLandmarks(
+            detector=self.faces.dlib_detector,
+            detect_max_side=self.faces.detect_max_side,
+            upsample=self.faces.upsample,
+            min_score=self.faces.min_score,
+        )
 
     def largest_face(self, image: np.ndarray) -> FaceDetection | None:
         """The biggest face dlib finds in an RGB uint8 frame, or None."""

@@ -52,6 +52,7 @@ from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
 from reenact.stages.keys import KeyPivots, KeysStage
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
+from reenact.stages.people import ClipPeople, PeopleStage
 from reenact.stages.render import (
     Batches,
     RenderStage,
@@ -275,6 +276,31 @@ def align_clip(
         StageJob(stage, name=f"{role[:3]}-align", detail=lambda a: FaceCounts.of(a).text())
     )
     return alignment, stage
+
+
+def clip_people(
+    path: Path, *, context: RunContext, landmarks: str | None = None, window: Window | None = None
+) -> tuple[ClipPeople, PeopleStage]:
+    """Every person in the clip (or its `window`), cached: what `reenact people` shows. Its face
+    detection is the clip's alignment's (`stages.people`)."""
+    stage = PeopleStage(
+        context.workspace,
+        path,
+        settings=context.settings,
+        landmarks=landmarks,
+        runtime=context.runtime,
+        progress=context.progress,
+        shards=context.group.size,
+        window=window,
+    )
+    if stage.info.frames_missing:
+        context.progress.note(
+            video.lost_frames_warning(
+                path, lost=stage.info.frames_missing, announced=stage.info.frames_announced
+            )
+        )
+    (people,) = context.run(StageJob(stage, name="people", detail=ClipPeople.text))
+    return people, stage
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -304,13 +304,19 @@ class VideoReader:
         """Frames the container announced but the decoder could not deliver (after a full pass)."""
         return max(0, self.info.frames_announced - self.frames_decoded)
 
-    def frames(self, *, upright: bool = False) -> Iterator[Frame]:
-        """Decode every frame (of the window) in order; `upright` applies the display rotation."""
+    def frames(self, *, upright: bool = False, only: Collection[int] | None = None) -> Iterator[Frame]:
+        """Decode every frame (of the window) in order; `upright` applies the display rotation. With
+        `only` (frame numbers), just those frames are converted and yielded, and decoding stops after
+        the last of them: the others are decoded (the chain needs them), never converted."""
         self.frames_decoded = 0
         first, stop, shift = 0, math.inf, 0
         if self.window is not None:
             first, stop, shift = self.window.first, self.window.stop, self.window.start_pts
+        if only is not None:
+            stop = min(stop, first + max(only, default=-1) + 1)
         if self.info.is_image:
+            if only is not None and 0 not in only:
+                return
             image = _read_image(self.path)
             self.frames_decoded = 1
             yield Frame(image=image, pts=0, time_base=STILL_TIME_BASE, index=0)
@@ -329,6 +335,9 @@ class VideoReader:
                         continue  # before the window: decoded (the chain needs it), never converted
                     if index >= stop:
                         return
+                    if only is not None and index - first not in only:
+                        self.frames_decoded = index - first + 1
+                        continue  # not asked for: decoded, never converted
                     image = frame_to_rgb(frame, reformatter=reformatter)  # [H, W, 3]
                     if upright:
                         image = to_upright(image, self.info.rotation)

@@ -247,10 +247,11 @@ def link_tracks(
 # ------------------------------------------------------------------------------- descriptor frames
 
 
-def face_weights(tracklet: Tracklet, detections: FrameDetections) -> np.ndarray:
-    """How well each face [n] of the tracklet can be described: box size x detector score (floored)."""
-    boxes = detections.boxes[tracklet.faces]  # [n, 4]
-    scores = np.nan_to_num(detections.scores[tracklet.faces], nan=1.0)  # [n]
+def face_weights(faces: np.ndarray, detections: FrameDetections) -> np.ndarray:
+    """How well each face [n] (indices in the flat `FrameDetections` arrays) can be described or shown:
+    box size x detector score (floored; a missing score counts as 1)."""
+    boxes = detections.boxes[faces]  # [n, 4]
+    scores = np.nan_to_num(detections.scores[faces], nan=1.0)  # [n]
     return box_sizes(boxes) * np.maximum(scores, MIN_SCORE_WEIGHT)
 
 
@@ -261,7 +262,7 @@ def descriptor_frames(
     `count` equal runs and the best face of each run (largest box x score) is taken, so they spread."""
     if count < 1:
         raise ReenactError(f"descriptor count must be >= 1, got {count}")
-    weights = face_weights(tracklet, detections)  # [n]
+    weights = face_weights(tracklet.faces, detections)  # [n]
     runs = np.array_split(np.arange(len(tracklet)), min(count, len(tracklet)))
     picks = [int(run[np.argmax(weights[run])]) for run in runs]  # first maximum: deterministic
     return tracklet.frames[picks]
@@ -305,6 +306,13 @@ class Person:
         if position < len(frames) and frames[position] == frame:
             return int(self.faces[position])
         return -1
+
+
+def clearest_face(person: Person, detections: FrameDetections) -> int:
+    """The person's clearest face (index in the flat `FrameDetections` arrays): the largest box x score,
+    the first of equals; what a contact sheet shows of them."""
+    faces = person.faces
+    return int(faces[np.argmax(face_weights(faces, detections))])
 
 
 def overlaps_in_time(tracklets: list[Tracklet]) -> np.ndarray:

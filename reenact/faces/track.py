@@ -312,6 +312,14 @@ def shot_starts(histograms: np.ndarray, *, threshold: float) -> list[int]:
     return starts
 
 
+def clip_shot_starts(detections: FrameDetections, *, config: FacesConfig) -> list[int]:
+    """First frame of every shot of the detected frames: where their histograms show a cut (`shot_starts`),
+    or only 0 with scene cuts off."""
+    if not config.scene_cuts:
+        return [0]
+    return shot_starts(detections.histograms, threshold=config.cut_threshold)
+
+
 def follow_faces(
     detections: FrameDetections,
     *,
@@ -329,7 +337,7 @@ def follow_faces(
         face_index=face_index,
         face_at=face_at,
     )
-    starts = shot_starts(detections.histograms, threshold=config.cut_threshold) if config.scene_cuts else [0]
+    starts = clip_shot_starts(detections, config=config)
     new_shot = np.zeros(num_frames, dtype=bool)
     new_shot[starts[1:]] = True
     points = np.full((num_frames, NUM_LANDMARKS, 2), np.nan)

@@ -208,6 +208,7 @@ class AlignStage:
             source if source in BUILTIN_LANDMARK_BACKENDS else workspace.input_digest(Path(source))
         )
         faces.pop("fan_device")  # where FAN runs does not change what it finds
+        faces.pop("descriptor")  # tells people apart (`stages.people`), no part of the alignment
         align = config_to_dict(settings.align)
         align.pop("resolution")  # crop matrices are made for any resolution at load (`at_resolution`)
         settings_of = {
@@ -268,13 +269,20 @@ class AlignStage:
         save_arrays(part / DETECTIONS_FILE, **detections.arrays())
         return NONE
 
-    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+    def detections(self, parts: list[Path]) -> FrameDetections:
+        """Every face of the aligned frames (the clip's, or its window's numbered from 0), from the
+        detection parts of `ranges()` in order: what the merge follows one face through, and what
+        `stages.people` finds every person in."""
         detections = FrameDetections.concat(
             [FrameDetections(**load_arrays(part / DETECTIONS_FILE)) for part in parts]
         )
-        if self.window is not None:
-            base = self.ranges()[0].start
-            detections = detections.cut(self.window.first - base, self.window.stop - base)
+        if self.window is None:
+            return detections
+        base = self.ranges()[0].start
+        return detections.cut(self.window.first - base, self.window.stop - base)
+
+    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+        detections = self.detections(parts)
         track = follow_faces(
             detections, config=self.settings.faces, face_index=self.face.index, face_at=self.face.at
         )
@@ -301,6 +309,10 @@ class AlignStage:
         """The stored alignment. Detection is over by now (every rank loads the result), so the landmark
         backend (a model, or a sidecar's whole table of points) and the decoder are let go: the stage
         stays referenced while the clip is inverted and tuned."""
+        self.release()
+        return ClipAlignment.load(directory).at_resolution(self.resolution)
+
+    def release(self) -> None:
+        """Let go of the landmark backend and the decoder (detection is over)."""
         self._backend = None
         self._cursor = FrameCursor(self.path)
-        return ClipAlignment.load(directory).at_resolution(self.resolution)
