@@ -72,6 +72,7 @@ def test_override_values_are_typed() -> None:
         (["video=3"], "video must be a table"),
         (["invert.optimiser=sgd"], "invert.optimiser must be one of"),
         (["invert.optimiser=lbfgs", "invert.batch_size=8"], "lbfgs' fits one frame at a time"),
+        (["invert.segment_frames=40"], r"segment_frames \(40\) must be a multiple of invert.key_stride"),
     ],
 )
 def test_bad_settings_name_the_key(overrides: list[str], message: str) -> None:

@@ -2,15 +2,14 @@
 
 Parts: the clip's inversion segments, fixed by the clip alone (`stages.keys.segments_of`: its runs of
 consecutive frames with a face, never across a scene cut, cut into `invert.segment_frames` pieces), each
-inverted by one warm chain (`reenact.invert.invert_frames`) that continues the run's key chain
-(`stages.keys`) from the key pivot of the frame before it, and is then registered to that key chain
-(`stages.keys.register_to_keys`): so no segment starts afresh inside a run, every segment sits where the
-key chain does in W+, and the segments run in any order and on any number of ranks with the same
-result: ranks only choose who computes which (`plan_segments`, contiguous blocks of about equal frames
-over all the clips a command inverts, `reenact.distributed.shard`), never what is computed. A segment's
-chain is held until it is registered (`invert.segment_frames` rows). In cold mode (every frame from the
-start point) there is no chain and no key stage, and pivots are written as they finish
-(`reenact.latents.LatentWriter`). Targets are read from the crops stage a batch at a time.
+inverted by one warm chain from the key pivot of its first frame on to the next segment's first frame,
+registered to the run's key chain (`stages.keys.invert_chain`): so no segment starts afresh inside a run,
+every segment sits where the key chain does in W+, and the segments run in any order and on any number
+of ranks with the same result: ranks only choose who computes which (`plan_segments`, contiguous blocks
+of about equal frames over all the clips a command inverts, `reenact.distributed.shard`), never what is
+computed. A segment's chain is held until it is registered (`invert.segment_frames` + 1 rows). In cold
+mode (every frame from the start point) there is no chain and no key stage, and pivots are written as
+they finish (`reenact.latents.LatentWriter`). Targets are read from the crops stage a batch at a time.
 
 Merge: the parts' pivot tables linked in frame order (`pivots-START-STOP.npy`, read back a batch
 at a time), with the frames and PSNRs.
