@@ -242,6 +242,14 @@ class PreparedClip:
     tuned: Tuned | None = None
 
 
+def note_lost_frames(path: Path, info: video.VideoInfo, *, context: RunContext) -> None:
+    """Warn when the clip's container announced more frames than decode."""
+    if info.frames_missing:
+        context.progress.note(
+            video.lost_frames_warning(path, lost=info.frames_missing, announced=info.frames_announced)
+        )
+
+
 def align_clip(
     path: Path,
     *,
@@ -266,12 +274,7 @@ def align_clip(
         shards=context.group.size,
         window=window,
     )
-    if stage.info.frames_missing:
-        context.progress.note(
-            video.lost_frames_warning(
-                path, lost=stage.info.frames_missing, announced=stage.info.frames_announced
-            )
-        )
+    note_lost_frames(path, stage.info, context=context)
     (alignment,) = context.run(
         StageJob(stage, name=f"{role[:3]}-align", detail=lambda a: FaceCounts.of(a).text())
     )
@@ -293,12 +296,7 @@ def clip_people(
         shards=context.group.size,
         window=window,
     )
-    if stage.info.frames_missing:
-        context.progress.note(
-            video.lost_frames_warning(
-                path, lost=stage.info.frames_missing, announced=stage.info.frames_announced
-            )
-        )
+    note_lost_frames(path, stage.info, context=context)
     (people,) = context.run(StageJob(stage, name="people", detail=ClipPeople.text))
     return people, stage
 
