@@ -719,20 +719,6 @@ def invert_clip(
     )
 
 
-def fit_psnr(
-    generator: Generator, latents: torch.Tensor, targets: torch.Tensor, *, runtime: Runtime, batch_size: int
-) -> tuple[torch.Tensor, Renders]:
-    """PSNR [N] of `generator`'s renders of `latents` [N, num_ws, w_dim] against `targets` [N, 3, R, R]
-    (on the host), `batch_size` at a time, under the runtime's autocast; and the renders made."""
-    psnrs = []
-    with torch.no_grad(), autocast(runtime):
-        for begin in range(0, len(latents), batch_size):
-            rows = slice(begin, begin + batch_size)
-            images = generator.synthesis(latents[rows].to(runtime.device), noise_mode="const")
-            psnrs.append(psnr(images.float(), to_device(targets[rows], runtime.device)).cpu())
-    return torch.cat(psnrs), Renders(forward=len(latents))
-
-
 def latent_speed(latents: torch.Tensor) -> torch.Tensor:
     """Frame-to-frame distance of latents [N, num_ws, w_dim] (Frobenius over layers and dims): [N - 1]."""
     return (latents[1:] - latents[:-1]).flatten(1).norm(dim=1)

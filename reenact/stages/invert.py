@@ -31,9 +31,10 @@ from reenact.distributed import shard_each
 from reenact.errors import ReenactError
 from reenact.files import save_array
 from reenact.generator_source import GeneratorSource
-from reenact.invert import Finished, fit_psnr, invert_frames
+from reenact.invert import Finished, invert_frames
 from reenact.latents import LatentSource, LatentWriter, StoredLatents
 from reenact.progress import SILENT, Progress
+from reenact.pti import clip_psnr
 from reenact.renders import Renders
 from reenact.stages.align import ClipAlignment
 from reenact.stages.base import STAGE_VERSION, FrameRange, Need, link_parts
@@ -171,16 +172,15 @@ class InvertStage:
             progress=self.progress,
         )
         registered = registered[: len(frames)]  # [n, num_ws, w_dim]: the next segment's first frame dropped
-        psnr, checked = fit_psnr(
+        psnr = clip_psnr(
             self.source.generator,
-            registered,
             self.crops.store().window(self.crops.slots(frames)),
-            runtime=self.runtime,
-            batch_size=self.settings.invert.batch_size,
-        )
+            registered,
+            frames=torch.arange(len(frames)),
+        )  # [n]
         save_array(part / PIVOTS_FILE, registered.numpy())
         save_array(part / PSNR_FILE, psnr.numpy().astype(np.float32))
-        return renders + checked
+        return renders + Renders(forward=len(frames))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=PIVOTS_FILE, prefix=PIVOTS_PREFIX)
