@@ -21,6 +21,8 @@ from reenact_cli.common import (
     FaceAt,
     FaceIndex,
     Landmarks,
+    Person,
+    PersonRef,
     Preset,
     Quiet,
     Sets,
@@ -131,6 +133,8 @@ def align(
     landmarks: Landmarks = None,
     face_index: FaceIndex = None,
     face_at: FaceAt = None,
+    person: Person = None,
+    person_ref: PersonRef = None,
     resolution: Annotated[
         int | None,
         typer.Option("--resolution", help="Aligned crop size in pixels (default align.resolution)."),
@@ -150,10 +154,13 @@ def align(
     start: Start = None,
     duration: Duration = None,
 ) -> None:
-    """Find and follow one face through a clip: landmarks, FFHQ quads, temporal smoothing, crop transforms.
+    """Find and follow one person's face through a clip: landmarks, FFHQ quads, temporal smoothing, crops.
 
-    The result is the alignment stage of `reenact transfer`/`edit`/`invert`/`tune`, stored in the workdir
-    (track.npz, align.npz), so a later run on the clip with the same face and settings reuses it;
+    Every face is detected and linked into people across cuts (`reenact people` lists them); the person
+    is chosen by --person, --person-ref, --face-index or --face-at (default: the largest face in the first
+    frame with one) and followed by identity, not position. The result is the alignment stage of
+    `reenact transfer`/`edit`/`invert`/`tune`, stored in the workdir (track.npz, align.npz), so a later
+    run on the clip with the same person and settings reuses it;
     --preview draws it on the video. With --start/--duration the slice is aligned as a clip of its own
     (frames from 0); its face detection is stored so that aligning the whole clip later reuses it.
     """
@@ -167,7 +174,9 @@ def align(
     window = slice_window(source, start, duration)
     settings = settings_for(preset, sets, faces={"landmarks": landmarks}, align={"resolution": resolution})
     checks.check_runtime_options(device=device)
-    checks.check_run([source], generator=None, settings=settings, face=FaceRequest(face_index, face_at))
+    checks.check_run(
+        [source], generator=None, settings=settings, face=FaceRequest(face_index, face_at, person, person_ref)
+    )
     progress = cli_progress(quiet=quiet)
     if preview is not None:
         video.check_output(preview, inputs=(source,), overwrite=overwrite)
@@ -179,10 +188,10 @@ def align(
         source,
         context=context,
         resolution=settings.align.resolution,
-        face=face_choice(face_index, face_at),
+        face=face_choice(face_index, face_at, person, person_ref),
         window=window,
     )
-    (report,) = context.reports
+    detection, report = context.reports  # the people's (their parts detect the faces), the alignment's
     track, raw_quads, quads = alignment.track, alignment.quads_raw, alignment.quads
     entry = workspace.path(stage.key)
     track_path, align_path = entry / "track.npz", entry / "align.npz"
@@ -216,14 +225,16 @@ def align(
         "align": str(align_path),
         "preview": str(preview) if preview is not None else None,
         "slice": window.describe() if window is not None else None,
+        "person": stage.person,
         "cached": report.cached,
-        "resumed_parts": report.resumed,
-        "computed_parts": report.work.parts,
+        "resumed_parts": detection.resumed,
+        "computed_parts": detection.work.parts,
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     typer.echo(f"{source}: {counts.text()}")
+    typer.echo(f"  person    {stage.person} of {len(stage.people.people)} (reenact people lists them)")
     typer.echo(f"  shots     {len(track.segments)} (cuts at {track.cuts or 'none'})")
     if summary["jitter_raw"] is None:
         typer.echo("  jitter    n/a (needs 3 consecutive frames with a face)")

@@ -56,6 +56,8 @@ JOB_OPTIONS: dict[str, type] = {
     "driver_ref": int,
     "face_index": int,
     "face_at": str,
+    "person": int,
+    "person_ref": str,
 }
 """What a job (or `[defaults]`) may set besides its paths, with the type each takes."""
 REQUIRED = ("target", "driver", "output")
@@ -128,6 +130,8 @@ def _job(number: int, row: dict[str, Any], *, folder: Path, source: Path) -> Job
         except (TypeError, ValueError):
             raise ReenactError(f"{where}: {name} must be {kind.__name__}, got {value!r}") from None
     paths = {name: folder / str(row[name]) for name in JOB_PATHS if name in row}
+    if "person_ref" in options:  # a photo, beside the jobs file like the clips
+        options["person_ref"] = folder / options["person_ref"]
     return Job(
         number=number,
         target=paths["target"],
@@ -174,7 +178,12 @@ def run_job(job: Job, *, run: RunOptions, rank: int, overwrite: bool) -> dict[st
                 "length_policy": options.get("length"),
             },
             inputs=[job.target, job.driver],
-            face=FaceRequest(options.get("face_index"), options.get("face_at")),
+            face=FaceRequest(
+                options.get("face_index"),
+                options.get("face_at"),
+                options.get("person"),
+                options.get("person_ref"),
+            ),
             layers={"layers": options.get("layers")},
             driver_ref=options.get("driver_ref"),
         )
@@ -185,7 +194,12 @@ def run_job(job: Job, *, run: RunOptions, rank: int, overwrite: bool) -> dict[st
             context=context,
             target_landmarks=job.target_landmarks,
             driver_landmarks=job.driver_landmarks,
-            face=face_choice(options.get("face_index"), options.get("face_at")),
+            face=face_choice(
+                options.get("face_index"),
+                options.get("face_at"),
+                options.get("person"),
+                options.get("person_ref"),
+            ),
             driver_ref=options.get("driver_ref"),
             overwrite=overwrite,
         )
@@ -228,9 +242,9 @@ def batch(
     """Run many transfers from a jobs file; under torchrun, the jobs are spread over the ranks.
 
     Each job is TARGET, DRIVER and OUTPUT with its own options (strength, layers, length, driver_ref,
-    face_index, face_at, generator, preset, quality, set, target_landmarks, driver_landmarks), which win
-    over the command line's. Stages that jobs share are computed once; jobs whose output exists are
-    skipped; a failing job does not stop the others.
+    face_index, face_at, person, person_ref, generator, preset, quality, set, target_landmarks,
+    driver_landmarks), which win over the command line's. Stages that jobs share are computed once;
+    jobs whose output exists are skipped; a failing job does not stop the others.
     """
     from reenact import distributed
     from reenact.device import resolve_device

@@ -126,7 +126,10 @@ FaceIndex = Annotated[
     typer.Option(
         "--face-index",
         min=0,
-        help="Follow the N-th largest face (0 = the largest). Default: 0, unless --face-at is given.",
+        help=(
+            "Follow the person with the N-th largest face (0 = the largest) in the first frame that has "
+            "N + 1 faces, through cuts. Default: 0, unless --face-at, --person or --person-ref is given."
+        ),
         show_default=False,
     ),
 ]
@@ -134,7 +137,29 @@ FaceAt = Annotated[
     str | None,
     typer.Option(
         "--face-at",
-        help="Follow the face at X,Y (pixels of the upright frame) instead.",
+        help="Follow the person whose face is at X,Y (pixels of the upright frame) in the first frame it is.",
+        show_default="none: --face-index chooses",
+    ),
+]
+Person = Annotated[
+    int | None,
+    typer.Option(
+        "--person",
+        min=0,
+        help="Follow person ID, as `reenact people CLIP` lists them.",
+        metavar="ID",
+        show_default="none: --face-index chooses",
+    ),
+]
+PersonRef = Annotated[
+    Path | None,
+    typer.Option(
+        "--person-ref",
+        help=(
+            "Follow the person whose face is nearest the face in this photo (a frame of the clip will do), "
+            "if near enough to be the same person."
+        ),
+        metavar="PHOTO",
         show_default="none: --face-index chooses",
     ),
 ]
@@ -246,14 +271,16 @@ def settings_for(
     )
 
 
-def face_choice(face_index: int | None, face_at: str | None) -> FaceChoice:
-    """The face a command follows, from `--face-index` and `--face-at` (a `UsageError` when both are
-    given or `--face-at` does not parse)."""
+def face_choice(
+    face_index: int | None, face_at: str | None, person: int | None = None, person_ref: Path | None = None
+) -> FaceChoice:
+    """The person a command follows, from `--face-index`, `--face-at`, `--person` and `--person-ref` (a
+    `UsageError` when more than one is given, `--face-at` does not parse or the photo does not read)."""
     from reenact.stages.align import FaceChoice
 
-    face = FaceRequest(index=face_index, at=face_at)
+    face = FaceRequest(index=face_index, at=face_at, person=person, ref=person_ref)
     check_face_options(face)
-    return FaceChoice(index=face_index or 0, at=face.point())
+    return FaceChoice(index=face_index or 0, at=face.point(), person=person, ref=person_ref)
 
 
 def slice_window(path: Path, start: str | None, duration: str | None) -> Window | None:

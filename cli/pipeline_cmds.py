@@ -28,6 +28,8 @@ from reenact_cli.common import (
     Landmarks,
     Output,
     Overwrite,
+    Person,
+    PersonRef,
     RunOptions,
     Start,
     config_default,
@@ -161,6 +163,8 @@ def prepare_command(*, tune: bool) -> Callable[..., None]:
         landmarks: Landmarks = None,
         face_index: FaceIndex = None,
         face_at: FaceAt = None,
+        person: Person = None,
+        person_ref: PersonRef = None,
         start: Start = None,
         duration: Duration = None,
         *,
@@ -169,12 +173,14 @@ def prepare_command(*, tune: bool) -> Callable[..., None]:
         from reenact import pipeline
 
         window = slice_window(source, start, duration)
-        context = make_context(run, inputs=[source], face=FaceRequest(face_index, face_at))
+        context = make_context(
+            run, inputs=[source], face=FaceRequest(face_index, face_at, person, person_ref)
+        )
         clip, report = pipeline.prepare(
             source,
             context=context,
             landmarks=landmarks,
-            face=face_choice(face_index, face_at),
+            face=face_choice(face_index, face_at, person, person_ref),
             tune=tune,
             window=window,
         )
@@ -253,6 +259,8 @@ def transfer(
     ] = None,
     face_index: FaceIndex = None,
     face_at: FaceAt = None,
+    person: Person = None,
+    person_ref: PersonRef = None,
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
@@ -278,7 +286,7 @@ def transfer(
         run,
         edit={"strength": strength, "layers": layers, "length_policy": length},
         inputs=[target, driver],
-        face=FaceRequest(face_index, face_at),
+        face=FaceRequest(face_index, face_at, person, person_ref),
         layers={"--layers": layers},
         driver_ref=driver_ref,
     )
@@ -289,7 +297,7 @@ def transfer(
         context=context,
         target_landmarks=target_landmarks,
         driver_landmarks=driver_landmarks,
-        face=face_choice(face_index, face_at),
+        face=face_choice(face_index, face_at, person, person_ref),
         driver_ref=driver_ref,
         overwrite=overwrite,
         window=window,
@@ -322,6 +330,8 @@ def edit(
     landmarks: Landmarks = None,
     face_index: FaceIndex = None,
     face_at: FaceAt = None,
+    person: Person = None,
+    person_ref: PersonRef = None,
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
@@ -340,7 +350,7 @@ def edit(
         run,
         edit={"direction_layers": layers},
         inputs=[source],
-        face=FaceRequest(face_index, face_at),
+        face=FaceRequest(face_index, face_at, person, person_ref),
         layers={"--layers": layers},
     )
     directions = [(resolve_direction(name), value) for name, value in parsed]
@@ -350,7 +360,7 @@ def edit(
         directions=directions,
         context=context,
         landmarks=landmarks,
-        face=face_choice(face_index, face_at),
+        face=face_choice(face_index, face_at, person, person_ref),
         overwrite=overwrite,
         window=window,
     )
@@ -376,6 +386,8 @@ def morph(
     ] = None,
     face_index: FaceIndex = None,
     face_at: FaceAt = None,
+    person: Person = None,
+    person_ref: PersonRef = None,
     overwrite: Overwrite = False,
     *,
     run: RunOptions,
@@ -384,7 +396,10 @@ def morph(
     from reenact import pipeline
 
     context = make_context(
-        run, edit={"morph_frames": frames}, inputs=[first, second], face=FaceRequest(face_index, face_at)
+        run,
+        edit={"morph_frames": frames},
+        inputs=[first, second],
+        face=FaceRequest(face_index, face_at, person, person_ref),
     )
     report = pipeline.morph_video(
         first,
@@ -392,7 +407,7 @@ def morph(
         output,
         context=context,
         fps=fps,
-        face=face_choice(face_index, face_at),
+        face=face_choice(face_index, face_at, person, person_ref),
         crossover=crossover,
         overwrite=overwrite,
     )

@@ -32,10 +32,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class FaceRequest:
-    """The face options as given: `--face-index` (None when not given) and `--face-at` (text or None)."""
+    """The face options as given: `--face-index` (None when not given), `--face-at` (text or None),
+    `--person` (an id or None) and `--person-ref` (a photo or None)."""
 
     index: int | None = None
     at: str | None = None
+    person: int | None = None
+    ref: Path | None = None
 
     def point(self) -> tuple[float, float] | None:
         """`--face-at` as (x, y), or None."""
@@ -54,12 +57,29 @@ def parse_face_at(text: str) -> tuple[float, float]:
 
 
 def check_face_options(face: FaceRequest) -> None:
-    """`--face-at` parses, is not given with `--face-index`, and the index is >= 0."""
+    """At most one of `--face-index`, `--face-at`, `--person` and `--person-ref`; `--face-at` parses, the
+    index and the id are >= 0, and the reference photo exists and reads as an image."""
     if face.index is not None and face.index < 0:
         raise UsageError(f"--face-index must be >= 0, got {face.index}")
-    if face.at is not None and face.index is not None:
-        raise UsageError("--face-at and --face-index both choose the face: give one of them")
+    if face.person is not None and face.person < 0:
+        raise UsageError(f"--person must be >= 0, got {face.person}")
+    given = [
+        option
+        for option, value in (
+            ("--face-index", face.index),
+            ("--face-at", face.at),
+            ("--person", face.person),
+            ("--person-ref", face.ref),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} each choose the person to follow: give one of them")
     face.point()
+    if face.ref is not None:
+        (info,) = check_inputs([face.ref])
+        if info.frame_count != 1:
+            raise UsageError(f"--person-ref {face.ref} is a clip; give a photo of the person's face")
 
 
 def check_face_in_frame(face: FaceRequest, *, info: VideoInfo) -> None:

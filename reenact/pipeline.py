@@ -52,7 +52,13 @@ from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
 from reenact.stages.keys import KeyPivots, KeysStage
 from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
-from reenact.stages.people import ClipPeople, PeopleStage
+from reenact.stages.people import (
+    ClipPeople,
+    PeopleStage,
+    choose_person,
+    reference_descriptor,
+    same_person_distance,
+)
 from reenact.stages.render import (
     Batches,
     RenderStage,
@@ -260,21 +266,36 @@ def align_clip(
     role: str = "input",
     window: Window | None = None,
 ) -> tuple[ClipAlignment, AlignStage]:
-    """The clip's (or its `window`'s) alignment, crops of `resolution` px (cached): what `reenact align`
-    computes too."""
+    """The alignment of the person `face` chooses in the clip (or its `window`), crops of `resolution` px
+    (cached): the clip's people first (`clip_people`), then that person's face in every frame. What
+    `reenact align` computes too."""
+    people, people_stage = clip_people(path, context=context, landmarks=landmarks, window=window, role=role)
+    reference = None
+    if face.ref is not None:
+        reference = reference_descriptor(
+            face.ref,
+            settings=context.settings,
+            landmarks=landmarks,
+            descriptor=people_stage.descriptor,
+            runtime=context.runtime,
+        )
+    person = choose_person(
+        people,
+        face,
+        path=path,
+        reference=reference,
+        threshold=same_person_distance(people_stage.descriptor),
+    )
     stage = AlignStage(
-        context.workspace,
-        path,
+        people,
+        people_key=people_stage.key,
+        person=person,
+        path=path,
+        info=people_stage.info,
         settings=context.settings,
-        landmarks=landmarks,
         resolution=resolution,
-        face=face,
-        runtime=context.runtime,
-        progress=context.progress,
-        shards=context.group.size,
         window=window,
     )
-    note_lost_frames(path, stage.info, context=context)
     (alignment,) = context.run(
         StageJob(stage, name=f"{role[:3]}-align", detail=lambda a: FaceCounts.of(a).text())
     )
@@ -282,10 +303,15 @@ def align_clip(
 
 
 def clip_people(
-    path: Path, *, context: RunContext, landmarks: str | None = None, window: Window | None = None
+    path: Path,
+    *,
+    context: RunContext,
+    landmarks: str | None = None,
+    window: Window | None = None,
+    role: str | None = None,
 ) -> tuple[ClipPeople, PeopleStage]:
-    """Every person in the clip (or its `window`), cached: what `reenact people` shows. Its face
-    detection is the clip's alignment's (`stages.people`)."""
+    """Every person in the clip (or its `window`), cached: what `reenact people` shows, and what every
+    alignment chooses its person from."""
     stage = PeopleStage(
         context.workspace,
         path,
@@ -297,7 +323,8 @@ def clip_people(
         window=window,
     )
     note_lost_frames(path, stage.info, context=context)
-    (people,) = context.run(StageJob(stage, name="people", detail=ClipPeople.text))
+    name = "people" if role is None else f"{role[:3]}-people"
+    (people,) = context.run(StageJob(stage, name=name, detail=ClipPeople.text))
     return people, stage
 
 

@@ -59,7 +59,10 @@ def test_list_shows_every_stage_with_its_size_and_inputs(world_files, tmp_path: 
     assert run(["cache", "list", "--workdir", str(workdir), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     stages = sorted(entry["stage"] for entry in listed)
-    expected = ["align", "align", "crops", "crops", "invert", "invert", "keys", "keys", "tune"]
+    expected = [
+        *("align", "align", "crops", "crops", "invert", "invert", "keys", "keys", "people", "people"),
+        "tune",
+    ]
     assert stages == expected, stages  # no renders
     on_disk = {entry["path"]: cache.folder_bytes(Path(entry["path"])) for entry in listed}
     assert all(entry["size_bytes"] == on_disk[entry["path"]] > 0 for entry in listed)
@@ -72,7 +75,7 @@ def test_list_shows_every_stage_with_its_size_and_inputs(world_files, tmp_path: 
     assert run(["cache", "list", "--workdir", str(workdir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     per_stage = {line.split()[0]: line for line in lines if " entries " in line and "," not in line}
-    assert set(per_stage) == {"align", "crops", "keys", "invert", "tune"}, lines
+    assert set(per_stage) == {"people", "align", "crops", "keys", "invert", "tune"}, lines
     for stage, line in per_stage.items():
         size = sum(entry["size_bytes"] for entry in listed if entry["stage"] == stage)
         assert line.split()[1] == str(sum(entry["stage"] == stage for entry in listed))
@@ -112,7 +115,7 @@ def test_prune_never_removes_what_a_running_command_holds(world_files, tmp_path:
     assert process.returncode == 0, err
     assert output.exists()
     assert run(["cache", "prune", "--workdir", str(workdir), "--max-size", "0"]) == 0
-    assert "removed 9 entries" in capsys.readouterr().out  # the renders went with the finished run
+    assert "removed 11 entries" in capsys.readouterr().out  # the renders went with the finished run
     assert cache.entries(workdir) == []
 
 

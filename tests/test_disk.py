@@ -117,7 +117,7 @@ def test_renders_never_reach_the_workspace(world_files, tmp_path: Path) -> None:
         driver_landmarks=str(world_files.driver_landmarks),
     )
     stages = {entry.stage for entry in entries(tmp_path / "work")}
-    assert stages == {"align", "crops", "keys", "invert", "tune"}, stages
+    assert stages == {"people", "align", "crops", "keys", "invert", "tune"}, stages
     assert not (tmp_path / "work" / "render").exists(), "renders were written"
 
 

@@ -223,7 +223,7 @@ elif point == "frames":  # a few frames of the output encoded
 sys.exit(run(args))
 """
 KILL_POINTS = (
-    ("align", "part"),
+    ("people", "part"),
     ("invert", "compute"),
     ("invert", "merge"),  # the target's and the driver's inversions merge together, after all their parts
     ("tune", "checkpoint"),

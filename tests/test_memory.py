@@ -70,7 +70,8 @@ def test_each_input_is_probed_once_and_decoded_once_per_stage_that_needs_pixels(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A long file's packets are read once per run; its pixels once by each stage that needs them
-    (target: align, crops, paste-back; driver: align, crops)."""
+    (target: people's detection and their description frames, crops, paste-back; driver: the people's
+    two, crops)."""
     from reenact import video
     from reenact_cli.main import run
 
@@ -97,7 +98,7 @@ def test_each_input_is_probed_once_and_decoded_once_per_stage_that_needs_pixels(
     assert run(args) == 0
     target, driver = files.target_video.name, files.driver_video.name
     assert probes[target] == probes[driver] == 1, probes
-    assert (decodes[target], decodes[driver]) == (3, 2), decodes
+    assert (decodes[target], decodes[driver]) == (4, 3), decodes
 
 
 def test_batches_become_float32_on_their_device() -> None:

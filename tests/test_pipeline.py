@@ -285,7 +285,13 @@ def test_invert_and_tune_commands_store_pivots_and_tuned_generator(
     assert run(["tune", *common]) == 0
     tuned = json.loads(capsys.readouterr().out)
     stages = {stage["name"]: stage["cached"] for stage in tuned["stages"]}
-    assert stages == {"inp-align": True, "inp-crops": True, "inp-invert": True, "inp-tune": False}
+    assert stages == {
+        "inp-people": True,
+        "inp-align": True,
+        "inp-crops": True,
+        "inp-invert": True,
+        "inp-tune": False,
+    }
     summary = _stage_manifest(tuned, "inp-tune")["summary"]
     # In-domain frames are inverted to ~43 dB, so tuning adds little (measured +0.8 dB); an untouched
     # generator adds nothing.
@@ -322,8 +328,9 @@ def test_fp32_and_bf16_runs_on_one_workdir_do_not_share_results(
         summary = json.loads(capsys.readouterr().out)
         cached[precision] = {stage["name"]: stage["cached"] for stage in summary["stages"]}
     computed = ("inp-keys", "inp-invert", "inp-tune")
-    assert cached["fp32"] == dict.fromkeys(("inp-align", "inp-crops", *computed), False)
-    assert cached["bf16"] == {"inp-align": True, "inp-crops": True, **dict.fromkeys(computed, False)}
+    unrendered = ("inp-people", "inp-align", "inp-crops")
+    assert cached["fp32"] == dict.fromkeys((*unrendered, *computed), False)
+    assert cached["bf16"] == {**dict.fromkeys(unrendered, True), **dict.fromkeys(computed, False)}
 
 
 def test_cuda_without_gpu_is_one_line(world: World, capsys: pytest.CaptureFixture[str]) -> None:

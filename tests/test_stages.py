@@ -339,6 +339,7 @@ def test_edit_moves_the_face_along_a_direction_and_reuses_the_clip(
     assert moved.mean() < 1 / 2, "the edit reached far outside the face"
     again = {stage.name: stage.cached for stage in reports[2.0].stages}
     assert again == {
+        "inp-people": True,
         "inp-align": True,
         "inp-invert": True,
         "inp-tune": True,

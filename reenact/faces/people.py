@@ -277,6 +277,8 @@ class Person:
 
     id: int
     tracklets: list[Tracklet]
+    descriptors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    """The descriptors [m, D] of the faces that were described (what a reference photo is compared to)."""
 
     @property
     def frames(self) -> np.ndarray:
@@ -393,17 +395,85 @@ def group_people(
         overlaps_in_time(tracklets),
         threshold=threshold,
     )
-    groups = [
-        [t for t, label in zip(tracklets, labels, strict=True) if label == root] for root in np.unique(labels)
+    members = [np.flatnonzero(labels == root) for root in np.unique(labels)]
+    members = [
+        sorted(group, key=lambda i: (tracklets[i].start, int(tracklets[i].faces[0]))) for group in members
     ]
-    groups = [sorted(group, key=lambda t: (t.start, int(t.faces[0]))) for group in groups]
 
-    def order(group: list[Tracklet]) -> tuple[int, float, int]:
-        first = group[0]
+    def order(group: list[int]) -> tuple[int, float, int]:
+        first = tracklets[group[0]]
         size = float(box_sizes(detections.boxes[first.faces[:1]])[0])
         return first.start, -size, int(first.faces[0])
 
-    return [Person(id=index, tracklets=group) for index, group in enumerate(sorted(groups, key=order))]
+    dim = next((d.shape[1] for d in descriptors if d.ndim == 2 and len(d)), 0)
+    return [
+        Person(
+            id=index,
+            tracklets=[tracklets[i] for i in group],
+            descriptors=np.concatenate([descriptors[i].reshape(len(descriptors[i]), dim) for i in group]),
+        )
+        for index, group in enumerate(sorted(members, key=order))
+    ]
+
+
+# ------------------------------------------------------------------------------------------- choosing
+
+
+def face_owners(people: list[Person], detections: FrameDetections) -> np.ndarray:
+    """The person each face belongs to [K] int64 (index in the flat `FrameDetections` arrays; -1: none)."""
+    owners = np.full(len(detections.boxes), -1, dtype=np.int64)
+    for person in people:
+        owners[person.faces] = person.id
+    return owners
+
+
+def person_by_size(people: list[Person], detections: FrameDetections, *, index: int) -> int | None:
+    """The person whose face is the `index`-th largest (0 = largest) in the first frame that has that many
+    faces of people; None if no frame has."""
+    owners = face_owners(people, detections)
+    first = np.concatenate([[0], np.cumsum(detections.counts)])  # [T + 1] each frame's first face
+    for frame in np.flatnonzero(detections.counts > index):
+        faces = np.arange(first[frame], first[frame + 1])
+        faces = faces[owners[faces] >= 0]
+        if len(faces) > index:
+            by_size = faces[np.argsort(-box_sizes(detections.boxes[faces]), kind="stable")]
+            return int(owners[by_size[index]])
+    return None
+
+
+def person_at(people: list[Person], detections: FrameDetections, *, point: tuple[float, float]) -> int | None:
+    """The person whose face is at `point` (x, y pixels) in the first frame where a face's box holds it
+    (the smallest such box); if no box ever holds it, the face whose centre is nearest it in the first
+    frame with a face. None when no person has a face."""
+    owners = face_owners(people, detections)
+    faces = np.flatnonzero(owners >= 0)
+    if len(faces) == 0:
+        return None
+    boxes = detections.boxes[faces]  # [n, 4]
+    x, y = point
+    inside = (boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])  # [n]
+    frame_of = np.repeat(np.arange(detections.num_frames), detections.counts)[faces]  # [n]
+    if inside.any():
+        frame = frame_of[inside].min()
+        candidates = np.flatnonzero(inside & (frame_of == frame))
+        return int(owners[faces[candidates[np.argmin(box_areas(boxes[candidates]))]]])
+    candidates = np.flatnonzero(frame_of == frame_of.min())
+    centres = (boxes[candidates, :2] + boxes[candidates, 2:]) / 2  # [c, 2]
+    nearest = candidates[np.argmin(np.linalg.norm(centres - np.array(point), axis=1))]
+    return int(owners[faces[nearest]])
+
+
+def reference_distances(people: list[Person], descriptor: np.ndarray) -> np.ndarray:
+    """Mean distance [P] from a reference face's descriptor [D] to each person's descriptors (inf for a
+    person with none), as `group_people` measures tracklets."""
+    return np.array(
+        [
+            float(np.linalg.norm(person.descriptors - descriptor[None], axis=1).mean())
+            if len(person.descriptors)
+            else np.inf
+            for person in people
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------ describers

@@ -1,16 +1,18 @@
-"""Alignment stage: faces detected by parts of frames, then one face followed and its FFHQ crop smoothed.
+"""Alignment stage: one person's face followed through a clip and its FFHQ crop smoothed.
 
-Parts: consecutive ranges of `ALIGN_PART_FRAMES` frames, each holding every face found in its frames and
-their colour histograms (`faces.track.detect_faces`). Merge: scene cuts, the choice of one face (the
-`face_index`-th largest or the one at `face_at`) followed through every shot, FFHQ quads smoothed within
-shots and each frame's frame -> crop matrix (`faces.track.follow_faces`, `faces.align`). Detection is the
-costly part and needs no neighbour, so any process can compute any part; tracking and smoothing see the
-whole track, so the result is the same however the parts were computed.
+Faces are detected by the people stage (`stages.people`), in parts of frames, with `DetectionParts`: each
+part holds every face found in its frames and their colour histograms (`faces.track.detect_faces`).
+Detection is the costly part and needs no neighbour, so any process can compute any part. The people
+stage links the faces into people across shots; the face choice (`FaceChoice`: a person id, a reference
+photo, or the `index`-th largest face or the face at a point in the first frame where one applies) picks
+one person (`stages.people.choose_person`), and this stage takes that person's face in every frame,
+smooths the FFHQ quads within shots and makes each frame's frame -> crop matrix (`faces.align`). It has
+no parts of its own: its merge reads the people.
 
 A slice of the clip (`window`, from `--start/--duration`) is aligned as a clip of its own (frames numbered
-from 0; the track and its smoothing see the slice alone, so its edges may differ from the whole clip's).
-Its detection parts are the whole clip's parts that cover it, stored under the whole clip's key
-(`parts_key`): a later alignment of the whole clip finds them done and computes only the rest.
+from 0; the people and the smoothing see the slice alone, so its edges may differ from the whole clip's).
+Its detection parts are the whole clip's parts that cover it, stored under the whole clip's key: a later
+run on the whole clip finds them done and computes only the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,16 +28,19 @@ from reenact import video
 from reenact.config import Config, config_to_dict
 from reenact.device import Runtime
 from reenact.distributed import part_size
-from reenact.errors import ReenactError, UsageError
+from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, smooth_quads
-from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS, make_backend
-from reenact.faces.track import FaceTrack, FrameDetections, detect_faces, follow_faces, track_quads
+from reenact.faces.landmarks import BUILTIN_LANDMARK_BACKENDS, NUM_LANDMARKS, make_backend
+from reenact.faces.track import FaceTrack, FrameDetections, detect_faces, track_quads
 from reenact.files import load_arrays, save_arrays
 from reenact.progress import SILENT, Progress
 from reenact.renders import NONE, Renders
 from reenact.stages.base import STAGE_VERSION, FrameRange, split_range
 from reenact.timeline import Window
 from reenact.workspace import StageKey, Workspace, stage_key
+
+if TYPE_CHECKING:
+    from reenact.stages.people import ClipPeople
 
 ALIGN_FORMAT = "reenact-align/1"
 ALIGN_PART_FRAMES = 500
@@ -45,14 +50,26 @@ DETECTIONS_FILE = "detections.npz"
 
 @dataclass(frozen=True)
 class FaceChoice:
-    """Which face a run follows: the `index`-th largest (0 = largest), or the one at `at` (x, y pixels)."""
+    """Which person a run follows: person `person` (an id of `reenact people`), the person whose face is
+    nearest the face in photo `ref`, or the person with the `index`-th largest face (0 = largest) or the
+    face at `at` (x, y pixels) in the first frame where that applies. One of them; by default the person
+    with the largest face in the first frame with a face."""
 
     index: int = 0
     at: tuple[float, float] | None = None
+    person: int | None = None
+    ref: Path | None = None
 
     def __post_init__(self) -> None:
         if self.index < 0:
             raise ReenactError(f"--face-index must be >= 0, got {self.index}")
+        if self.person is not None and self.person < 0:
+            raise ReenactError(f"--person must be >= 0, got {self.person}")
+        given = [self.index != 0, self.at is not None, self.person is not None, self.ref is not None]
+        if sum(given) > 1:
+            raise ReenactError(
+                "--face-index, --face-at, --person and --person-ref each choose the face: give one"
+            )
 
 
 LARGEST_FACE = FaceChoice()
@@ -169,10 +186,9 @@ class FrameCursor:
                 return
 
 
-class AlignStage:
-    """A clip's alignment (see the module docstring)."""
-
-    name = "align"
+class DetectionParts:
+    """A clip's face detection in parts (see the module docstring): what the people stage computes and
+    keeps under its key, made from `settings_of`."""
 
     def __init__(
         self,
@@ -181,8 +197,6 @@ class AlignStage:
         *,
         settings: Config,
         landmarks: str | None,
-        resolution: int,
-        face: FaceChoice,
         runtime: Runtime,
         progress: Progress = SILENT,
         shards: int = 1,
@@ -194,37 +208,21 @@ class AlignStage:
         self.window = window
         self.settings = settings
         self.landmarks = landmarks
-        self.resolution = resolution
-        self.face = face
         self.runtime = runtime
         self.progress = progress
         self.clip_info = video.probe(path)
         """The whole clip, whose frame numbers the detection parts use."""
         self.info = video.sliced_info(self.clip_info, window)
-        """What is aligned: the clip, or its window."""
+        """What is detected: the clip, or its window."""
         source = landmarks or settings.faces.landmarks
         faces = config_to_dict(settings.faces)
         faces["landmarks"] = (
             source if source in BUILTIN_LANDMARK_BACKENDS else workspace.input_digest(Path(source))
         )
         faces.pop("fan_device")  # where FAN runs does not change what it finds
-        faces.pop("descriptor")  # tells people apart (`stages.people`), no part of the alignment
-        align = config_to_dict(settings.align)
-        align.pop("resolution")  # crop matrices are made for any resolution at load (`at_resolution`)
-        settings_of = {
-            "version": STAGE_VERSION,
-            "input": workspace.input_digest(path),
-            "faces": faces,
-            "align": align,
-            "face_index": face.index,
-            "face_at": face.at,
-        }
-        self.key: StageKey = stage_key("align", settings_of)
-        self.parts_key: StageKey | None = None
-        """The whole clip's key, whose parts a slice's alignment computes and uses (None: its own)."""
-        if window is not None:
-            self.parts_key = self.key
-            self.key = stage_key("align", {**settings_of, "window": [window.first, window.stop]})
+        faces.pop("descriptor")  # tells people apart (`stages.people`), no part of the detection
+        self.settings_of: dict[str, Any] = {"input": workspace.input_digest(path), "faces": faces}
+        """What the whole clip's detection depends on."""
         self._cursor = FrameCursor(path)
         self._backend: Any = None
 
@@ -270,9 +268,8 @@ class AlignStage:
         return NONE
 
     def detections(self, parts: list[Path]) -> FrameDetections:
-        """Every face of the aligned frames (the clip's, or its window's numbered from 0), from the
-        detection parts of `ranges()` in order: what the merge follows one face through, and what
-        `stages.people` finds every person in."""
+        """Every face of the detected frames (the clip's, or its window's numbered from 0), from the
+        detection parts of `ranges()` in order."""
         detections = FrameDetections.concat(
             [FrameDetections(**load_arrays(part / DETECTIONS_FILE)) for part in parts]
         )
@@ -281,38 +278,85 @@ class AlignStage:
         base = self.ranges()[0].start
         return detections.cut(self.window.first - base, self.window.stop - base)
 
-    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        detections = self.detections(parts)
-        track = follow_faces(
-            detections, config=self.settings.faces, face_index=self.face.index, face_at=self.face.at
+    def release(self) -> None:
+        """Let go of the landmark backend (a model, or a sidecar's whole table of points) and the decoder:
+        detection is over."""
+        self._backend = None
+        self._cursor = FrameCursor(self.path)
+
+
+def person_track(people: ClipPeople, person: int) -> FaceTrack:
+    """Person `person`'s face in every frame of the clip (missing where they have none), its shots the
+    people's."""
+    chosen = people.person(person)
+    detections, num_frames = people.detections, people.num_frames
+    points = np.full((num_frames, NUM_LANDMARKS, 2), np.nan)
+    boxes = np.full((num_frames, 4), np.nan)
+    scores = np.full(num_frames, np.nan)
+    found = np.zeros(num_frames, dtype=bool)
+    frames, faces = chosen.frames, chosen.faces  # [n], [n]
+    points[frames], boxes[frames], scores[frames], found[frames] = (
+        detections.points[faces],
+        detections.boxes[faces],
+        detections.scores[faces],
+        True,
+    )
+    segments = list(zip(people.starts, [*people.starts[1:], num_frames], strict=True))
+    return FaceTrack(points=points, boxes=boxes, scores=scores, found=found, segments=segments)
+
+
+class AlignStage:
+    """One person's alignment in a clip or its window (see the module docstring)."""
+
+    name = "align"
+
+    def __init__(
+        self,
+        people: ClipPeople,
+        *,
+        people_key: StageKey,
+        person: int,
+        path: Path,
+        info: video.VideoInfo,
+        settings: Config,
+        resolution: int,
+        window: Window | None = None,
+    ) -> None:
+        self.people = people
+        self.person = person
+        self.path = path
+        self.info = info
+        """What is aligned: the clip, or its window."""
+        self.window = window
+        self.settings = settings
+        self.resolution = resolution
+        align = config_to_dict(settings.align)
+        align.pop("resolution")  # crop matrices are made for any resolution at load (`at_resolution`)
+        self.key: StageKey = stage_key(
+            "align",
+            {"version": STAGE_VERSION, "people": people_key.digest, "person": person, "align": align},
         )
-        most = int(detections.counts.max(initial=0))
-        if not track.found.any() and 0 < most <= self.face.index:
-            raise UsageError(
-                f"asked for face {self.face.index} (--face-index counts from 0, the largest first); found "
-                f"{most} face{'s' if most > 1 else ''} in {self.path} "
-                f"(at most, in frame {int(detections.counts.argmax())})"
-            )
-        if not track.found.any():
-            source = self.landmarks or self.settings.faces.landmarks
-            raise ReenactError(
-                f"no face found in {self.path} ({track.num_frames} frames, {source} landmarks); "
-                "check the input, or try --landmarks fan or a landmarks file"
-            )
+
+    def ranges(self) -> list[FrameRange]:
+        """None: the people hold every face already."""
+        return []
+
+    def compute(self, frames: FrameRange, part: Path) -> Renders:
+        raise ReenactError("internal error: an alignment has no parts")
+
+    def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
+        track = person_track(self.people, self.person)
         alignment = compute_alignment(track, settings=self.settings, resolution=self.resolution)
         alignment.save(directory)
         aligned = int(alignment.valid.sum())
         window = None if self.window is None else [self.window.first, self.window.stop]
-        return {"frames": alignment.num_frames, "aligned": aligned, "input": str(self.path), "window": window}
+        return {
+            "frames": alignment.num_frames,
+            "aligned": aligned,
+            "person": self.person,
+            "input": str(self.path),
+            "window": window,
+        }
 
     def load(self, directory: Path) -> ClipAlignment:
-        """The stored alignment. Detection is over by now (every rank loads the result), so the landmark
-        backend (a model, or a sidecar's whole table of points) and the decoder are let go: the stage
-        stays referenced while the clip is inverted and tuned."""
-        self.release()
         return ClipAlignment.load(directory).at_resolution(self.resolution)
-
-    def release(self) -> None:
-        """Let go of the landmark backend and the decoder (detection is over)."""
-        self._backend = None
-        self._cursor = FrameCursor(self.path)

@@ -1,9 +1,10 @@
-"""People stage: every person in a clip (issue #25), found in the faces its alignment detects.
+"""People stage: every person in a clip (issue #25), found in every face of every frame; what every
+alignment chooses its person from (`stages.align`).
 
-Parts: the alignment's own detection parts (`AlignStage.ranges` and `compute`: every face of every frame),
-kept where the clip's alignment keeps them (`parts_key`, the alignment of the largest face): when people
-are found first, aligning the clip afterwards detects nothing again. (A finished alignment removes its
-parts, so people found after it detect again.)
+Parts: the clip's face detection (`stages.align.DetectionParts`: every face of every frame), removed once
+the people are stored (`detections.npz` keeps the faces). A slice's (`window`) are the whole clip's parts
+that cover it, kept under the whole clip's key (`parts_key`), so a later run on the whole clip computes
+only the rest; a slice of a clip whose people are stored has no parts: it reads their faces.
 Merge: the faces linked into tracklets within shots and grouped into people (`faces.people.find_people`),
 describing a few frames of each tracklet: the clip is decoded up to the last of them and only they are
 converted, one at a time.
@@ -26,8 +27,11 @@ import numpy as np
 from reenact import video
 from reenact.config import BUILTIN_LANDMARK_BACKENDS, Config, FacesConfig
 from reenact.device import Runtime
-from reenact.errors import ReenactError
+from reenact.errors import ReenactError, UsageError
+from reenact.faces.landmarks import make_backend
 from reenact.faces.people import (
+    DLIB_SAME_PERSON_DISTANCE,
+    PIXEL_SAME_PERSON_DISTANCE,
     Describer,
     DlibDescriber,
     Person,
@@ -35,12 +39,15 @@ from reenact.faces.people import (
     Tracklet,
     clearest_face,
     find_people,
+    person_at,
+    person_by_size,
+    reference_distances,
 )
 from reenact.faces.track import FrameDetections, clip_shot_starts
 from reenact.files import load_arrays, save_arrays
 from reenact.progress import SILENT, Progress
 from reenact.renders import Renders
-from reenact.stages.align import LARGEST_FACE, AlignStage
+from reenact.stages.align import DetectionParts, FaceChoice
 from reenact.stages.base import STAGE_VERSION, FrameRange
 from reenact.timeline import Window
 from reenact.workspace import StageKey, Workspace, stage_key
@@ -71,6 +78,11 @@ def make_describer(name: DescriptorName, faces: FacesConfig) -> Describer:
     return DlibDescriber(IdentityEmbedder(faces=faces))
 
 
+def same_person_distance(name: DescriptorName) -> float:
+    """The descriptor `name`'s same-person threshold (`Describer.threshold`), without loading a model."""
+    return PIXEL_SAME_PERSON_DISTANCE if name == "pixels" else DLIB_SAME_PERSON_DISTANCE
+
+
 @dataclass
 class ClipPeople:
     """Every person in a clip, and the faces their tracklets index."""
@@ -83,6 +95,17 @@ class ClipPeople:
     @property
     def num_frames(self) -> int:
         return self.detections.num_frames
+
+    @property
+    def ids(self) -> list[int]:
+        return [person.id for person in self.people]
+
+    def person(self, id: int) -> Person:
+        """The person with id `id`."""
+        for person in self.people:
+            if person.id == id:
+                return person
+        raise ReenactError(f"internal error: no person {id} (people {self.ids})")
 
     def text(self) -> str:
         """`2 people in 264 frames (3 shots)`."""
@@ -122,6 +145,9 @@ class ClipPeople:
 
     def save(self, directory: Path) -> None:
         tracklets = [(person.id, tracklet) for person in self.people for tracklet in person.tracklets]
+        dim = max(
+            (person.descriptors.shape[1] for person in self.people if person.descriptors.size), default=0
+        )
         lengths = [len(tracklet) for _, tracklet in tracklets]
         save_arrays(
             directory / PEOPLE_ARRAYS,
@@ -132,6 +158,13 @@ class ClipPeople:
             frames=np.concatenate([t.frames for _, t in tracklets] or [np.zeros(0, np.int64)]),  # [N]
             faces=np.concatenate([t.faces for _, t in tracklets] or [np.zeros(0, np.int64)]),  # [N]
             starts=np.array(self.starts, dtype=np.int64),  # [S]
+            descriptors=np.concatenate(
+                [person.descriptors.reshape(len(person.descriptors), dim) for person in self.people]
+                or [np.zeros((0, dim))]
+            ).astype(np.float64),  # [M, D]
+            descriptor_person=np.concatenate(
+                [np.full(len(person.descriptors), person.id) for person in self.people] or [np.zeros(0)]
+            ).astype(np.int64),  # [M]
         )
         save_arrays(directory / DETECTIONS_FILE, **self.detections.arrays())
         (directory / PEOPLE_JSON).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
@@ -150,8 +183,12 @@ class ClipPeople:
             owners.setdefault(int(person), []).append(
                 Tracklet(frames=arrays["frames"][rows], faces=arrays["faces"][rows], shot=int(shot))
             )
+        descriptors, owner = arrays["descriptors"], arrays["descriptor_person"]
         return cls(
-            people=[Person(id=person, tracklets=owners[person]) for person in sorted(owners)],
+            people=[
+                Person(id=person, tracklets=owners[person], descriptors=descriptors[owner == person])
+                for person in sorted(owners)
+            ],
             detections=FrameDetections(**load_arrays(directory / DETECTIONS_FILE)),
             starts=[int(start) for start in arrays["starts"]],
         )
@@ -179,42 +216,52 @@ class PeopleStage:
         self.settings = settings
         self.landmarks = landmarks
         self.progress = progress
-        self.align = AlignStage(
+        self.detection = DetectionParts(
             workspace,
             path,
             settings=settings,
             landmarks=landmarks,
-            resolution=settings.align.resolution,
-            face=LARGEST_FACE,
             runtime=runtime,
             progress=progress,
             shards=shards,
             window=window,
         )
-        """The alignment whose detection parts this stage shares (computes or finds)."""
-        self.info = self.align.info
+        self.info = self.detection.info
         self.descriptor = descriptor_name(settings.faces, landmarks=landmarks)
-        self.key: StageKey = stage_key(
-            "people",
-            {
-                "version": STAGE_VERSION,
-                "format": PEOPLE_FORMAT,
-                "align": self.align.key.digest,
-                "descriptor": self.descriptor,
-            },
-        )
-        self.parts_key: StageKey = self.align.parts_key or self.align.key
-        """The alignment's parts, shared: whichever runs first detects the faces."""
+        settings_of = {
+            "version": STAGE_VERSION,
+            "format": PEOPLE_FORMAT,
+            **self.detection.settings_of,
+            "descriptor": self.descriptor,
+        }
+        whole = stage_key("people", settings_of)
+        self.workspace = workspace
+        self.key: StageKey = whole
+        self.parts_key: StageKey | None = None
+        """The whole clip's key, whose parts a slice's people compute and use (None: its own)."""
+        if window is not None:
+            self.key = stage_key("people", {**settings_of, "window": [window.first, window.stop]})
+            self.parts_key = whole
+
+    def whole_clip_done(self) -> bool:
+        """A slice's people, when the whole clip's are found: they hold its every face already."""
+        return self.parts_key is not None and self.workspace.done(self.parts_key)
 
     def ranges(self) -> list[FrameRange]:
-        return self.align.ranges()
+        """The detection parts; none for a slice of a clip whose people are found (its faces are theirs)."""
+        return [] if self.whole_clip_done() else self.detection.ranges()
 
     def compute(self, frames: FrameRange, part: Path) -> Renders:
-        """The alignment's detection part (every face in `frames`), as the alignment computes it."""
-        return self.align.compute(frames, part)
+        """Every face in `frames` (`DetectionParts.compute`)."""
+        return self.detection.compute(frames, part)
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        detections = self.align.detections(parts)
+        if parts or self.parts_key is None or self.detection.window is None:
+            detections = self.detection.detections(parts)
+        else:  # a slice of a clip whose people are found
+            window = self.detection.window
+            whole = FrameDetections(**load_arrays(self.workspace.path(self.parts_key) / DETECTIONS_FILE))
+            detections = whole.cut(window.first, window.stop)
         if not detections.counts.any():
             source = self.landmarks or self.settings.faces.landmarks
             raise ReenactError(
@@ -248,5 +295,66 @@ class PeopleStage:
 
     def load(self, directory: Path) -> ClipPeople:
         """The stored people; detection is over, so the alignment's landmark backend is let go."""
-        self.align.release()
+        self.detection.release()
         return ClipPeople.load(directory)
+
+
+# ------------------------------------------------------------------------------------------- choosing
+
+
+def reference_descriptor(
+    photo: Path, *, settings: Config, landmarks: str | None, descriptor: DescriptorName, runtime: Runtime
+) -> np.ndarray:
+    """The descriptor [D] of the largest face in `photo` (`--person-ref`), found by the clip's landmark
+    backend (dlib when the clip's landmarks come from a file, which knows nothing of the photo)."""
+    source = landmarks or settings.faces.landmarks
+    backend = make_backend(
+        settings.faces,
+        landmarks=source if source in BUILTIN_LANDMARK_BACKENDS else "dlib",
+        device=str(runtime.device),
+    )
+    image = next(iter(video.VideoReader(photo).frames(upright=True))).image
+    faces = backend.detect(image, frame_index=0)
+    if not faces:
+        raise UsageError(f"--person-ref: no face found in {photo}; give a photo with the person's face")
+    largest = max(faces, key=lambda face: face.size)
+    return np.asarray(make_describer(descriptor, settings.faces).describe(image, largest), np.float64)
+
+
+def choose_person(
+    people: ClipPeople, face: FaceChoice, *, path: Path, reference: np.ndarray | None, threshold: float
+) -> int:
+    """The id of the person `face` asks for in the clip at `path` (`stages.align.FaceChoice`); `reference`:
+    the descriptor of `face.ref`'s face, matched under `threshold`. A `UsageError` when nobody fits."""
+    known = ", ".join(map(str, people.ids))
+    if face.person is not None:
+        if face.person not in people.ids:
+            raise UsageError(
+                f"--person {face.person}: {path} has no such person; its people are {known} "
+                "(see reenact people)"
+            )
+        return face.person
+    if face.ref is not None:
+        if reference is None:
+            raise ReenactError("internal error: --person-ref without its descriptor")
+        distances = reference_distances(people.people, reference)  # [P]
+        nearest = int(np.argmin(distances))
+        if not distances[nearest] < threshold:
+            raise UsageError(
+                f"--person-ref {face.ref}: nobody in {path} matches its face; the nearest is person "
+                f"{people.people[nearest].id} at distance {distances[nearest]:.3f}, above the threshold "
+                f"{threshold:g}"
+            )
+        return people.people[nearest].id
+    if face.at is not None:
+        chosen = person_at(people.people, people.detections, point=face.at)
+    else:
+        chosen = person_by_size(people.people, people.detections, index=face.index)
+    if chosen is None:
+        most = int(people.detections.counts.max(initial=0))
+        raise UsageError(
+            f"asked for face {face.index} (--face-index counts from 0, the largest first); found "
+            f"{most} face{'s' if most != 1 else ''} in {path} "
+            f"(at most, in frame {int(people.detections.counts.argmax())})"
+        )
+    return chosen
