@@ -44,9 +44,18 @@ OFFSET = np.dtype("<i8")
 PNG_EXTENSION = ".png"
 
 
+def new_file_mode() -> int:
+    """The mode an ordinary new file gets under this process's umask (`tempfile.mkstemp` makes 0600,
+    which would keep a finished output from the rest of a shared farm)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a unique temporary path beside `path`; on success it is renamed to `path`, else removed."""
+    """Yield a unique temporary path beside `path`; on success it is renamed to `path` (with the mode of an
+    ordinary new file), else removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARKER}", dir=path.parent)
@@ -54,6 +63,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        os.chmod(temporary, new_file_mode())
         os.replace(temporary, path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)

@@ -88,3 +88,21 @@ def test_device_resolution() -> None:
     assert resolve_runtime("cpu", precision="bf16").autocast_dtype == torch.bfloat16
     with pytest.raises(ReenactError, match="--precision"):
         resolve_runtime("cpu", precision="fp8")
+
+
+def test_atomic_files_get_the_mode_of_an_ordinary_new_file(tmp_path: Path) -> None:
+    """A file written through a temporary (a contact sheet, a report) is readable like any new file under
+    the umask, not private to its writer as `mkstemp` makes it."""
+    import os
+    import stat
+
+    from reenact.files import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        written = write_text_atomic(tmp_path / "report.json", "{}")
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(written.stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o644, oct(mode)
