@@ -210,8 +210,14 @@ tune = prepare_command(tune=True)
 @with_run_options
 def transfer(
     target: Annotated[Path, typer.Argument(help="Target video (or photo): whose face and video are kept.")],
-    driver: Annotated[Path, typer.Argument(help="Driver video: whose expressions are put on the target.")],
-    output: Output,
+    driver: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Driver video: whose expressions are put on the target. Not with --cast.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Output = ...,  # type: ignore[assignment]
     strength: Annotated[
         float | None,
         typer.Option(
@@ -261,6 +267,19 @@ def transfer(
     face_at: FaceAt = None,
     person: Person = None,
     person_ref: PersonRef = None,
+    cast: Annotated[
+        Path | None,
+        typer.Option(
+            "--cast",
+            help=(
+                "A cast file (TOML, one [[person]] table per person: id or ref, driver, and optionally "
+                "driver_id, driver_ref, driver_landmarks, strength, layers, driver_frame): each person of "
+                "TARGET gets their own driver, all in one output. Instead of DRIVER."
+            ),
+            metavar="CAST.toml",
+            show_default="none: one DRIVER",
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
@@ -270,9 +289,10 @@ def transfer(
     """Put DRIVER's expressions on TARGET's face, in TARGET's own video, with its sound and timestamps.
 
     w_out[t] = w_target[t] + α·(w_driver[t] − w_driver[ref]) on the chosen layers, rendered with the
-    generator tuned on the target and pasted back. --face-index/--face-at choose the target's face (the
-    driver's largest face drives). A second driver on the same target reuses the target's alignment,
-    pivots and tuned generator from the workdir. --start/--duration take a slice of TARGET (the output is
+    generator tuned on the target and pasted back. --person/--person-ref/--face-index/--face-at choose
+    the target's person (the driver's largest face drives); --cast gives several people of TARGET a driver
+    each, in one output. A second driver on the same target reuses the target's alignment, pivots and
+    tuned generator from the workdir. --start/--duration take a slice of TARGET (the output is
     that slice); DRIVER is used from its start, fitted to the slice by --length.
     """
     from typing import get_args
@@ -281,6 +301,38 @@ def transfer(
     from reenact.edit import LengthPolicy
 
     checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
+    if cast is not None:
+        single = {
+            "DRIVER": driver,
+            "--driver-ref": driver_ref,
+            "--driver-landmarks": driver_landmarks,
+            "--face-index": face_index,
+            "--face-at": face_at,
+            "--person": person,
+            "--person-ref": person_ref,
+        }
+        given = [name for name, value in single.items() if value is not None]
+        if given:
+            raise UsageError(
+                f"--cast names every person and driver; {', '.join(given)} cannot go with it (give "
+                "driver_id, driver_ref, driver_landmarks or driver_frame in the cast file)"
+            )
+        _transfer_cast(
+            target,
+            cast,
+            output,
+            run=run,
+            strength=strength,
+            layers=layers,
+            length=length,
+            landmarks=target_landmarks,
+            overwrite=overwrite,
+            start=start,
+            duration=duration,
+        )
+        return
+    if driver is None:
+        raise UsageError("give a DRIVER video, or --cast CAST.toml")
     window = slice_window(target, start, duration)
     context = make_context(
         run,
@@ -303,6 +355,41 @@ def transfer(
         window=window,
     )
     print_summary(report.summary, as_json=run.as_json, title=f"transfer: {target} + {driver} → {output}")
+
+
+def _transfer_cast(
+    scene: Path,
+    cast_file: Path,
+    output: Path,
+    *,
+    run: RunOptions,
+    strength: float | None,
+    layers: str | None,
+    length: str | None,
+    landmarks: str | None,
+    overwrite: bool,
+    start: str | None,
+    duration: str | None,
+) -> None:
+    """`reenact transfer SCENE --cast CAST.toml`: the cast read and checked, then `pipeline.transfer_cast`."""
+    from reenact import checks, pipeline
+    from reenact.cast import read_cast
+
+    cast = read_cast(cast_file)
+    checks.check_inputs([member.face.ref for member in cast if member.face.ref is not None])
+    window = slice_window(scene, start, duration)
+    context = make_context(
+        run,
+        edit={"strength": strength, "layers": layers, "length_policy": length},
+        inputs=[scene, *(member.driver for member in cast)],
+        layers={"--layers": layers},
+    )
+    report = pipeline.transfer_cast(
+        scene, cast, output, context=context, landmarks=landmarks, overwrite=overwrite, window=window
+    )
+    print_summary(
+        report.summary, as_json=run.as_json, title=f"transfer: {scene} with cast {cast_file} → {output}"
+    )
 
 
 @with_run_options

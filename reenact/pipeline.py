@@ -24,11 +24,13 @@ output, so the file is written once, exactly as by one process.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,22 +38,31 @@ import numpy as np
 from torch import nn
 
 from reenact import checks, edit, video
+from reenact.cast import CastMember
 from reenact.composite import host_image
 from reenact.config import Config
 from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
-from reenact.errors import ReenactError
+from reenact.errors import ReenactError, UsageError
 from reenact.gan.stylegan2 import Generator
 from reenact.generator_source import GeneratorSource
 from reenact.latents import LatentSource
 from reenact.progress import SILENT, Progress
+from reenact.renders import NONE
 from reenact.report import RunReport, StageReport, stage_line, summarise
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
 from reenact.stages.base import FrameRange, Need, StageJob, StageRun, Work, run_stages
 from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
 from reenact.stages.keys import KeyPivots, KeysStage
-from reenact.stages.output import composite_frames, slots_for, still_frames, write_video
+from reenact.stages.output import (
+    PastedFace,
+    cast_frames,
+    composite_frames,
+    slots_for,
+    still_frames,
+    write_video,
+)
 from reenact.stages.people import (
     ClipPeople,
     PeopleStage,
@@ -528,6 +539,15 @@ class OutputPlan:
         )
 
 
+@dataclass(frozen=True)
+class RenderJob:
+    """Latents [M, num_ws, w_dim] for `generator` (whose digest keys stored renders) to render."""
+
+    generator: Generator
+    latents: LatentSource
+    digest: str
+
+
 def render_and_encode(
     generator: Generator,
     latents: LatentSource,
@@ -540,56 +560,86 @@ def render_and_encode(
     details: dict[str, Any] | None = None,
 ) -> RunReport:
     """The one ending of `transfer`, `edit` and `morph`: `latents` [M, num_ws, w_dim] rendered by
-    `generator` in a background thread and handed over in memory, a few batches at a time
-    (`stages.render.RenderStream`), while `composite` pastes the crops back and the output is written
-    (`stages.output.write_video`); returns the run's report. A failure on either side stops both; no
-    render is stored.
+    `generator` and pasted back by `composite` (`render_and_encode_all` with one job)."""
+    return render_and_encode_all(
+        [RenderJob(generator, latents, generator_digest)],
+        composite=lambda streams: composite(streams[0]),
+        output=output,
+        context=context,
+        started=started,
+        details=details,
+    )
 
-    In a group, the main rank renders its own share in the same way, and the other ranks render the rest
-    into the workspace meanwhile (`stages.render.RenderStage`, keyed by `generator_digest`); the main rank
-    reads it after its own share, writes the output alone, and drops it once the encode has succeeded."""
+
+def render_and_encode_all(
+    jobs: list[RenderJob],
+    *,
+    composite: Callable[[list[RenderStream]], Iterator[tuple[video.Frame, np.ndarray]]],
+    output: OutputPlan,
+    context: RunContext,
+    started: float,
+    details: dict[str, Any] | None = None,
+) -> RunReport:
+    """Each job's latents rendered in a background thread of its own and handed over in memory, a few
+    batches at a time (`stages.render.RenderStream`, one per job), while `composite` pastes the crops of
+    all of them back and the output is written (`stages.output.write_video`); returns the run's report.
+    A failure on either side stops both; no render is stored.
+
+    In a group, the main rank renders its own share of each job in the same way, and the other ranks
+    render the rest into the workspace meanwhile (`stages.render.RenderStage`, keyed by the job's
+    generator digest); the main rank reads it after its own share, writes the output alone, and drops it
+    once the encode has succeeded."""
     group = context.group
-    share = main_share(len(latents), ranks=group.size)
-    others = None
-    if share < len(latents):
-        others = RenderStage(
-            generator,
-            latent_rows(latents, start=share),
-            generator_digest=generator_digest,
+    shares = [main_share(len(job.latents), ranks=group.size) for job in jobs]
+    others = [
+        RenderStage(
+            job.generator,
+            latent_rows(job.latents, start=share),
+            generator_digest=job.digest,
             runtime=context.runtime,
             progress=context.progress,
             ranks=range(1, group.size),
         )
+        if share < len(job.latents)
+        else None
+        for job, share in zip(jobs, shares, strict=True)
+    ]
+    pending = [stage for stage in others if stage is not None]
 
-    def run_others() -> StageRun[CropStore]:
-        assert others is not None
-        (outcome,) = run_stages(context.workspace, [others], progress=context.progress, group=group)
-        return outcome
+    def run_others() -> list[StageRun[CropStore]]:
+        return run_stages(context.workspace, pending, progress=context.progress, group=group)
 
     encoding = time.perf_counter()
     written = 0
-    work = Work()
+    works = [Work() for _ in jobs]  # one per render thread
     if not group.is_main:  # this rank's parts of the others' share: the main rank reads them, then drops them
-        if others is not None:
-            work = run_others().work
-            context.workspace.release(others.key)
+        if pending:
+            works = [outcome.work for outcome in run_others()]
+            for stage in pending:
+                context.workspace.release(stage.key)
     else:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-others") as pool:
-            stored = pool.submit(run_others) if others is not None else None  # collectives: from the start
+            stored = pool.submit(run_others) if pending else None  # collectives: from the start
 
-            def produce() -> Batches:
+            def produce(index: int) -> Batches:
+                job, stage = jobs[index], others[index]
                 yield from render_batches(
-                    generator,
-                    latents,
-                    stop=share,
+                    job.generator,
+                    job.latents,
+                    stop=shares[index],
                     runtime=context.runtime,
-                    work=work,
+                    work=works[index],
                     progress=context.progress,
                 )
-                if stored is not None:
-                    yield from stored_batches(stored.result().result, offset=share)
+                if stored is not None and stage is not None:
+                    outcome = stored.result()[pending.index(stage)]
+                    yield from stored_batches(outcome.result, offset=shares[index])
 
-            with RenderStream(produce, count=len(latents)) as crops:
+            with contextlib.ExitStack() as streams:
+                crops = [
+                    streams.enter_context(RenderStream(partial(produce, index), count=len(job.latents)))
+                    for index, job in enumerate(jobs)
+                ]
                 written = write_video(
                     output.path,
                     composite(crops),
@@ -602,8 +652,15 @@ def render_and_encode(
                     progress=context.progress,
                     audio_window=output.audio_window,
                 )
-        if others is not None:  # consumed: stored renders do not stay (`stages.render`)
-            context.workspace.drop(others.key)
+        for stage in pending:  # consumed: stored renders do not stay (`stages.render`)
+            context.workspace.drop(stage.key)
+    work = Work(
+        parts=sum(w.parts for w in works),
+        resumed=sum(w.resumed for w in works),
+        frames=sum(w.frames for w in works),
+        renders=sum((w.renders for w in works), NONE),
+        seconds=sum(w.seconds for w in works),
+    )
     context.add_report(
         StageReport(
             name="render",
@@ -748,6 +805,172 @@ def transfer(
             "strength": config.strength,
             "slice": None if window is None else window.describe(),
         },
+    )
+
+
+def cast_people(
+    scene: Path,
+    cast: list[CastMember],
+    *,
+    context: RunContext,
+    landmarks: str | None = None,
+    window: Window | None = None,
+) -> list[int]:
+    """The scene's person each cast member names (`--cast`): a `UsageError` for an id the scene does not
+    have, a photo that matches nobody, or two members that are one person."""
+    people, stage = clip_people(scene, context=context, landmarks=landmarks, window=window, role="target")
+    chosen: list[int] = []
+    for member in cast:
+        reference = None
+        if member.face.ref is not None:
+            reference = reference_descriptor(
+                member.face.ref,
+                settings=context.settings,
+                landmarks=landmarks,
+                descriptor=stage.descriptor,
+                runtime=context.runtime,
+            )
+        person = choose_person(
+            people,
+            member.face,
+            path=scene,
+            reference=reference,
+            threshold=same_person_distance(stage.descriptor),
+        )
+        if person in chosen:
+            other = cast[chosen.index(person)]
+            raise UsageError(
+                f"the cast names person {person} of {scene} twice: as {other.describe()} and as "
+                f"{member.describe()}; give each person one [[person]] table"
+            )
+        chosen.append(person)
+    return chosen
+
+
+def transfer_cast(
+    scene: Path,
+    cast: list[CastMember],
+    output: Path,
+    *,
+    context: RunContext,
+    landmarks: str | None = None,
+    overwrite: bool = False,
+    window: Window | None = None,
+) -> RunReport:
+    """Every cast member's driver on their own person of the scene (`reenact transfer SCENE --cast`), all
+    pasted into each frame (the larger face in front) before one encode. Each person is aligned, inverted
+    and tuned on their own frames, with a generator of their own; the others' frames pass through.
+
+    `window`: a slice of the scene, the output's frames; every driver is used from its first frame."""
+    started = context.begin()
+    source = context.generator_source
+    drivers = tuple(member.driver for member in cast)
+    video.check_output(output, inputs=(scene, *drivers), overwrite=overwrite)
+    info = video.probe(scene)
+    video.check_encodable(info)
+    if info.is_image:
+        raise UsageError(f"--cast needs a video scene; {scene} is a still image")
+    edits = []
+    for member, driver_info in zip(cast, checks.check_inputs(list(drivers)), strict=True):
+        config = replace(
+            context.settings.edit,
+            strength=context.settings.edit.strength if member.strength is None else member.strength,
+            layers=member.layers or context.settings.edit.layers,
+        )
+        checks.check_layers(config.layers, option="layers", num_ws=source.generator.num_ws)
+        checks.check_driver_ref(member.driver_frame, info=driver_info)
+        edits.append(config)
+    people = cast_people(scene, cast, context=context, landmarks=landmarks, window=window)
+    jobs, faces, summaries, lengths = [], [], [], []
+    for member, person, config in zip(cast, people, edits, strict=True):
+        target, driver = prepare_clips(
+            [
+                ClipRequest(
+                    scene,
+                    landmarks=landmarks,
+                    face=FaceChoice(person=person),
+                    role=f"p{person}",
+                    window=window,
+                ),
+                ClipRequest(
+                    member.driver,
+                    landmarks=member.driver_landmarks,
+                    face=member.driver_face,
+                    role=f"d{person}",
+                ),
+            ],
+            context=context,
+            tune_first=True,
+        )
+        assert target.tuned is not None
+        deltas, ref_frame = edit.driver_deltas(
+            driver.pivots.ws,
+            driver.pivots.frames,
+            num_frames=driver.alignment.num_frames,
+            config=config,
+            w_avg=source.generator.mapping.w_avg,
+            ref=member.driver_frame,
+            runs=slot_ranges(driver.alignment.runs(), driver.pivots.frames),
+        )  # [T_drv, num_ws, w_dim]
+        latents = edit.transfer_to_frames(
+            target.pivots.ws,
+            target.pivots.frames,
+            deltas,
+            num_target=target.alignment.num_frames,
+            config=config,
+        )  # [N_person, num_ws, w_dim]
+        lengths.append(
+            edit.output_length(
+                target.alignment.num_frames, driver.alignment.num_frames, policy=config.length_policy
+            )
+        )
+        jobs.append(RenderJob(target.tuned.generator, latents, target.tune_digest))
+        faces.append((target.alignment, slots_for(target.alignment, target.pivots.frames)))
+        summaries.append(
+            {
+                "person": person,
+                "driver": str(member.driver),
+                "driver_ref": ref_frame,
+                "frames": len(target.pivots.frames),
+                "psnr_inversion": float(target.pivots.psnr.mean()),
+                "psnr_tuned": target.tuned.psnr_after,
+                "layers": config.layers,
+                "strength": config.strength,
+            }
+        )
+    num_out = min(lengths)
+
+    def composite(streams: list[RenderStream]) -> Iterator[tuple[video.Frame, np.ndarray]]:
+        return cast_frames(
+            (
+                frame
+                for frame in video.VideoReader(scene, window=window).frames(upright=True)
+                if frame.index < num_out
+            ),
+            faces=[
+                PastedFace(alignment, slots, crops)
+                for (alignment, slots), crops in zip(faces, streams, strict=True)
+            ],
+            settings=context.settings,
+            device=context.runtime.device,
+        )
+
+    plan = OutputPlan.following(
+        output,
+        clip=scene,
+        info=video.sliced_info(info, window),
+        inputs=(scene, *drivers),
+        total=num_out,
+        overwrite=overwrite,
+        window=window,
+    )
+    return render_and_encode_all(
+        jobs,
+        composite=composite,
+        output=plan,
+        context=context,
+        started=started,
+        details={"cast": summaries, "slice": None if window is None else window.describe()},
     )
 
 

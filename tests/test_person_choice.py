@@ -233,7 +233,7 @@ def _error(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 def test_unknown_person_lists_the_known_ids(ghost: dict, capsys: pytest.CaptureFixture[str]) -> None:
     code, line = _error(capsys, str(ghost["clip"]), "--workdir", str(ghost["workdir"]), "--person", "7")
-    assert code == EXIT_USAGE and "no such person" in line and "people are 0, 1" in line, line
+    assert code == EXIT_USAGE and "no person 7 in" in line and "people are 0, 1" in line, line
 
 
 def test_ref_without_a_face_is_one_line(

@@ -56,25 +56,53 @@ def composite_frames(
     `slots[t]` is the crop index for frame `t` (or -1); the paste-back runs on the run's `device`
     (`paste_back`). Yields (decoded frame, output image).
     """
+    return cast_frames(frames, faces=[PastedFace(alignment, slots, crops)], settings=settings, device=device)
+
+
+class PastedFace:
+    """One person's faces for `cast_frames`: their alignment, each frame's crop slot (-1: none) and the
+    crops."""
+
+    def __init__(self, alignment: ClipAlignment, slots: np.ndarray, crops: CropReader) -> None:
+        self.alignment, self.slots, self.crops = alignment, slots, crops
+
+    def size(self, index: int) -> float:
+        """The face's size in frame `index` (its quad's side, pixels): nearer faces are larger."""
+        quad = self.alignment.quads[index]
+        return float(np.linalg.norm(quad[1] - quad[0]))
+
+
+def cast_frames(
+    frames: Iterator[video.Frame],
+    *,
+    faces: list[PastedFace],
+    settings: Config,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[video.Frame, np.ndarray]]:
+    """Each frame with every person's rendered face pasted back, in depth order: the smaller faces first,
+    so the larger (nearer) one is pasted over them. A frame where nobody has a face passes through
+    unchanged. Each person's crops are asked for in slot order."""
     for frame in frames:
-        index = min(frame.index, alignment.num_frames - 1)
-        if slots[index] < 0:
-            yield frame, frame.image
-            continue
-        matrix = alignment.matrices[index]
-        mask = face_mask(
-            alignment.track.points[index] if alignment.track.found[index] else None,
-            matrix=matrix,
-            resolution=alignment.resolution,
-            config=settings.composite,
-        )
-        crop = crops.crop(int(slots[index]))
-        yield (
-            frame,
-            paste_back(
-                frame.image, crop, matrix=matrix, mask_crop=mask, config=settings.composite, device=device
-            ),
-        )
+        present = []
+        for face in faces:
+            index = min(frame.index, face.alignment.num_frames - 1)
+            if face.slots[index] >= 0:
+                present.append((face.size(index), face, index))
+        image = frame.image
+        for _, face, index in sorted(present, key=lambda item: item[0]):
+            alignment = face.alignment
+            matrix = alignment.matrices[index]
+            mask = face_mask(
+                alignment.track.points[index] if alignment.track.found[index] else None,
+                matrix=matrix,
+                resolution=alignment.resolution,
+                config=settings.composite,
+            )
+            crop = face.crops.crop(int(face.slots[index]))
+            image = paste_back(
+                image, crop, matrix=matrix, mask_crop=mask, config=settings.composite, device=device
+            )
+        yield frame, image
 
 
 def still_frames(

@@ -78,6 +78,23 @@ def make_describer(name: DescriptorName, faces: FacesConfig) -> Describer:
     return DlibDescriber(IdentityEmbedder(faces=faces))
 
 
+def one_person(people: list[Person]) -> list[Person]:
+    """All of `people` as one person (id 0): what a landmarks file with at most one face per frame names,
+    as it names the face to follow in every shot. (Pixels tell faces apart poorly across a cut that
+    moves a face far: the synthetic world's own face would become two people.)"""
+    if len(people) <= 1:
+        return people
+    tracklets = sorted((t for person in people for t in person.tracklets), key=lambda t: t.start)
+    descriptors = [person.descriptors for person in people if person.descriptors.size]
+    return [
+        Person(
+            id=0,
+            tracklets=tracklets,
+            descriptors=np.concatenate(descriptors) if descriptors else people[0].descriptors,
+        )
+    ]
+
+
 def same_person_distance(name: DescriptorName) -> float:
     """The descriptor `name`'s same-person threshold (`Describer.threshold`), without loading a model."""
     return PIXEL_SAME_PERSON_DISTANCE if name == "pixels" else DLIB_SAME_PERSON_DISTANCE
@@ -281,6 +298,9 @@ class PeopleStage:
                     yield frame.index, frame.image
 
         people = find_people(detections, starts, images, describer=describer)
+        source = self.landmarks or self.settings.faces.landmarks
+        if source not in BUILTIN_LANDMARK_BACKENDS and int(detections.counts.max(initial=0)) <= 1:
+            people = one_person(people)
         result = ClipPeople(people=people, detections=detections, starts=starts)
         result.save(directory)
         window = None if self.window is None else [self.window.first, self.window.stop]
@@ -330,8 +350,7 @@ def choose_person(
     if face.person is not None:
         if face.person not in people.ids:
             raise UsageError(
-                f"--person {face.person}: {path} has no such person; its people are {known} "
-                "(see reenact people)"
+                f"no person {face.person} in {path}; its people are {known} (see reenact people)"
             )
         return face.person
     if face.ref is not None:

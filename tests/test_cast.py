@@ -1,0 +1,269 @@
+"""A cast in one run (issue #25 item 4): `reenact transfer SCENE --cast cast.toml` on the synthetic
+multi-person scene, each person's face against their own ground truth, and the cast file's one-line
+errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reenact.cast import read_cast
+from reenact.demo import decode, face_psnr
+from reenact.errors import UsageError
+from reenact.gan.checkpoints import save_generator
+from reenact.imaging import images_to_uint8
+from reenact.synthetic import (
+    FACE_REGION_ALPHA,
+    MEASURED_PIX_FMT,
+    SyntheticConfig,
+    SyntheticWorld,
+    make_world,
+    synthetic_settings,
+    write_world,
+)
+from reenact.synthetic_scene import SceneConfig, SyntheticScene, make_scene, write_scene
+from reenact_cli.main import EXIT_USAGE, run
+
+STRENGTHS = (1.0, 0.5)
+"""Each person's strength in the cast: person 0 follows the world's driver, person 1 its target's motion."""
+MAX_LOSS_DB = 1.0
+"""How far a cast person's face PSNR against their truth may fall below the one-person transfer's."""
+
+
+def _cli(args: list[str]) -> dict:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(args)
+    assert code == 0, err.getvalue()
+    return json.loads(out.getvalue())
+
+
+@dataclass
+class CastRun:
+    scene: SyntheticScene
+    world: SyntheticWorld
+    output: np.ndarray
+    """The cast transfer's frames [T, H, W, 3]."""
+    source: np.ndarray
+    """The scene clip as written (doing nothing) [T, H, W, 3]."""
+    summary: dict
+    singles: list[np.ndarray]
+    """Each person reenacted alone (`transfer SCENE DRIVER --person ID`, same driver and settings)."""
+
+
+def _true_cast(scene: SyntheticScene, world: SyntheticWorld, source: np.ndarray) -> tuple[np.ndarray, list]:
+    """The true output (each person's true latents rendered and pasted in depth order, as the pipeline
+    composites) and each person's face region [T, H, W] bool."""
+    from reenact.composite import composite_face, face_mask
+    from reenact.faces.align import warp_to_frame
+
+    composite = synthetic_settings().composite
+    mask_layers = world.layer_mask[None, :, None]
+    drivers = (world.driver.ws, world.target.ws)  # person 0's driver, person 1's
+    crops = []
+    for person, (driver, strength) in enumerate(zip(drivers, STRENGTHS, strict=True)):
+        latents = scene.ws[person] + strength * (driver - driver[0:1]) * mask_layers
+        with torch.no_grad():
+            crops.append(images_to_uint8(scene.generator.synthesis(latents, noise_mode="const")).numpy())
+    truth = source.copy()
+    regions = [np.zeros(source.shape[:3], dtype=bool) for _ in crops]
+    for frame in range(len(source)):
+        present = [p for p in range(len(crops)) if scene.present[p, frame]]
+        sizes = {
+            p: float(np.linalg.norm(scene.quads[p, frame, 1] - scene.quads[p, frame, 0])) for p in present
+        }
+        for person in sorted(present, key=sizes.get):
+            matrix = scene.matrices[person, frame]
+            mask = face_mask(
+                scene.landmarks[person, frame],
+                matrix=matrix,
+                resolution=scene.config.resolution,
+                config=composite,
+            )
+            truth[frame] = composite_face(
+                truth[frame], crops[person][frame], matrix=matrix, mask_crop=mask, config=composite
+            )
+            alpha = warp_to_frame(mask.astype(np.float32), matrix, source[frame].shape)
+            regions[person][frame] = alpha > FACE_REGION_ALPHA
+    return truth, regions
+
+
+@pytest.fixture(scope="module")
+def cast_run(tmp_path_factory: pytest.TempPathFactory) -> CastRun:
+    root = tmp_path_factory.mktemp("cast")
+    scene = make_scene(SceneConfig())
+    world = make_world(SyntheticConfig(num_frames=scene.config.num_frames))
+    assert torch.equal(scene.generator.mapping.w_avg, world.generator.mapping.w_avg), "one world generator"
+    clip, landmarks = write_scene(scene, root / "scene")
+    files = write_world(world, root / "world")
+    generator = save_generator(world.generator, root / "g.safetensors")
+    drivers = (
+        (files.driver_video, files.driver_landmarks, STRENGTHS[0]),
+        (files.target_video, files.target_landmarks, STRENGTHS[1]),
+    )
+    cast = root / "cast.toml"
+    cast.write_text(
+        "".join(
+            f'[[person]]\nid = {person}\ndriver = "{video}"\ndriver_landmarks = "{marks}"\n'
+            f"strength = {strength}\ndriver_frame = 0\n\n"
+            for person, (video, marks, strength) in enumerate(drivers)
+        )
+    )
+    common = [
+        "--generator", str(generator), "--preset", "synthetic", "--set", f"video.pix_fmt={MEASURED_PIX_FMT}",
+        "--workdir", str(root / "work"), "--quiet", "--json",
+    ]  # fmt: skip
+    output = root / "cast.mp4"
+    summary = _cli(
+        [
+            "transfer",
+            str(clip),
+            "--cast",
+            str(cast),
+            "-o",
+            str(output),
+            "--target-landmarks",
+            str(landmarks),
+            *common,
+        ]
+    )
+    singles = []
+    for person, (video, marks, strength) in enumerate(drivers):
+        single = root / f"single{person}.mp4"
+        _cli(
+            [
+                "transfer", str(clip), str(video), "-o", str(single), "--person", str(person),
+                "--target-landmarks", str(landmarks), "--driver-landmarks", str(marks),
+                "--strength", str(strength), "--driver-ref", "0", *common,
+            ]
+        )  # fmt: skip
+        singles.append(decode(single))
+    return CastRun(
+        scene=scene,
+        world=world,
+        output=decode(output),
+        source=decode(clip),
+        summary=summary,
+        singles=singles,
+    )
+
+
+@pytest.mark.slow
+def test_each_cast_persons_face_matches_their_truth(cast_run: CastRun) -> None:
+    """Every person's face PSNR against their own truth is within `MAX_LOSS_DB` of reenacting that person
+    alone with the same driver (the cast pastes each person's own crops, none lost or swapped); doing
+    nothing misses it."""
+    truth, regions = _true_cast(cast_run.scene, cast_run.world, cast_run.source)
+    assert [entry["person"] for entry in cast_run.summary["cast"]] == [0, 1]
+    for person, region in enumerate(regions):
+        frames = cast_run.scene.present[person]  # [T]: their face PSNR over the frames they are in
+        truth_p, region_p = truth[frames], region[frames]
+        got = face_psnr(cast_run.output[frames], truth_p, region_p)
+        alone = face_psnr(cast_run.singles[person][frames], truth_p, region_p)
+        nothing = face_psnr(cast_run.source[frames], truth_p, region_p)
+        print(f"person {person}: cast {got:.2f} dB, alone {alone:.2f}, nothing {nothing:.2f}")
+        assert got >= alone - MAX_LOSS_DB
+        assert nothing < alone - MAX_LOSS_DB, "doing nothing must fail the bound"
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+def _cast_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cast.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no [[person]] tables"),
+        ("[[person]]\nid = 0\n", "no driver"),
+        ('[[person]]\ndriver = "d.mp4"\n', "one of id or ref"),
+        ('[[person]]\nid = 0\nref = "a.png"\ndriver = "d.mp4"\n', "one of id or ref"),
+        ('[[person]]\nid = 0\ndriver = "d.mp4"\nmood = "happy"\n', "unknown key(s) mood"),
+        ('[[person]]\nid = "zero"\ndriver = "d.mp4"\n', "id must be int"),
+        ('[[person]]\nid = -1\ndriver = "d.mp4"\n', "id must be >= 0"),
+        ("[[person]\n", "not valid TOML"),
+    ],
+)
+def test_bad_cast_files_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=None) as error:
+        read_cast(_cast_file(tmp_path, text))
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
+def test_cast_paths_are_relative_to_the_cast_file(tmp_path: Path) -> None:
+    (member,) = read_cast(_cast_file(tmp_path, '[[person]]\nref = "a.png"\ndriver = "d.mp4"\nstrength = 1\n'))
+    assert member.face.ref == tmp_path / "a.png" and member.driver == tmp_path / "d.mp4"
+    assert member.strength == 1.0 and member.driver_face.person is None
+
+
+@pytest.fixture(scope="module")
+def scene_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    root = tmp_path_factory.mktemp("cast-errors")
+    clip, landmarks = write_scene(make_scene(SceneConfig(shot_frames=2)), root / "scene")
+    files = write_world(make_world(SyntheticConfig(num_frames=8)), root / "world")
+    return clip, landmarks, files.driver_video, files.driver_landmarks
+
+
+def _error(
+    capsys: pytest.CaptureFixture[str], scene_files, tmp_path: Path, cast: str, *extra: str
+) -> tuple[int, str]:
+    clip, landmarks, driver, driver_landmarks = scene_files
+    path = _cast_file(tmp_path, cast.replace("MARKS", str(driver_landmarks)).replace("DRIVER", str(driver)))
+    code = run(
+        [
+            "transfer",
+            str(clip),
+            *extra,
+            "--cast",
+            str(path),
+            "-o",
+            str(tmp_path / "out.mp4"),
+            "--target-landmarks",
+            str(landmarks),
+            "--generator",
+            "random:tiny",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--quiet",
+        ]
+    )
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert not (tmp_path / "out.mp4").exists()
+    return code, lines[0]
+
+
+def test_a_cast_naming_an_unknown_id_lists_the_known_ids(scene_files, tmp_path: Path, capsys) -> None:
+    code, line = _error(capsys, scene_files, tmp_path, '[[person]]\nid = 5\ndriver = "DRIVER"\n')
+    assert code == EXIT_USAGE and "no person 5 in" in line and "people are 0, 1" in line, line
+
+
+def test_two_cast_entries_for_one_person(scene_files, tmp_path: Path, capsys) -> None:
+    cast = '[[person]]\nid = 1\ndriver = "DRIVER"\n\n[[person]]\nid = 1\ndriver = "DRIVER"\n'
+    code, line = _error(capsys, scene_files, tmp_path, cast)
+    assert code == EXIT_USAGE and "names person 1 of" in line and "twice" in line, line
+
+
+def test_cast_with_a_driver_argument_is_a_usage_error(scene_files, tmp_path: Path, capsys) -> None:
+    code, line = _error(
+        capsys, scene_files, tmp_path, '[[person]]\nid = 0\ndriver = "DRIVER"\n', str(scene_files[2])
+    )
+    assert code == EXIT_USAGE and "DRIVER cannot go with it" in line, line
+
+
+def test_a_driver_with_no_face_for_its_person(scene_files, tmp_path: Path, capsys) -> None:
+    cast = '[[person]]\nid = 0\ndriver = "DRIVER"\ndriver_landmarks = "MARKS"\ndriver_id = 3\n'
+    code, line = _error(capsys, scene_files, tmp_path, cast)
+    assert code == EXIT_USAGE and "no person 3 in" in line and "driver.mp4" in line, line
