@@ -35,18 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
 from reenact import checks, edit, video
 from reenact.cast import CastMember
 from reenact.composite import host_image
-from reenact.config import Config
+from reenact.config import Config, EditConfig
 from reenact.device import Runtime, maybe_compile
 from reenact.distributed import SINGLE, Group
 from reenact.errors import ReenactError, UsageError
 from reenact.gan.stylegan2 import Generator
 from reenact.generator_source import GeneratorSource
-from reenact.latents import LatentSource
+from reenact.latents import ComputedLatents, LatentSource
 from reenact.progress import SILENT, Progress
 from reenact.renders import NONE
 from reenact.report import RunReport, StageReport, stage_line, summarise
@@ -685,6 +685,22 @@ def render_and_encode_all(
 # ------------------------------------------------------------------------------------------ commands
 
 
+def driver_offsets(
+    driver: PreparedClip, *, config: EditConfig, w_avg: Tensor, ref: int | None
+) -> tuple[ComputedLatents, int]:
+    """The driver's expression offsets [T_drv, num_ws, w_dim] from its neutral frame (`ref`, or found),
+    taken along its runs joined (`edit.driver_deltas`), and that frame."""
+    return edit.driver_deltas(
+        driver.pivots.ws,
+        driver.pivots.frames,
+        num_frames=driver.alignment.num_frames,
+        config=config,
+        w_avg=w_avg,
+        ref=ref,
+        runs=slot_ranges(driver.alignment.runs(), driver.pivots.frames),
+    )
+
+
 def transfer(
     target_path: Path,
     driver_path: Path,
@@ -718,14 +734,8 @@ def transfer(
         tune_first=True,
     )
     assert target.tuned is not None
-    deltas, ref_frame = edit.driver_deltas(
-        driver.pivots.ws,
-        driver.pivots.frames,
-        num_frames=driver.alignment.num_frames,
-        config=config,
-        w_avg=source.generator.mapping.w_avg,
-        ref=driver_ref,
-        runs=slot_ranges(driver.alignment.runs(), driver.pivots.frames),
+    deltas, ref_frame = driver_offsets(
+        driver, config=config, w_avg=source.generator.mapping.w_avg, ref=driver_ref
     )  # [T_drv, num_ws, w_dim]
     composite: Composite
     if target.info.is_image:
@@ -903,14 +913,8 @@ def transfer_cast(
             tune_first=True,
         )
         assert target.tuned is not None
-        deltas, ref_frame = edit.driver_deltas(
-            driver.pivots.ws,
-            driver.pivots.frames,
-            num_frames=driver.alignment.num_frames,
-            config=config,
-            w_avg=source.generator.mapping.w_avg,
-            ref=member.driver_frame,
-            runs=slot_ranges(driver.alignment.runs(), driver.pivots.frames),
+        deltas, ref_frame = driver_offsets(
+            driver, config=config, w_avg=source.generator.mapping.w_avg, ref=member.driver_frame
         )  # [T_drv, num_ws, w_dim]
         latents = edit.transfer_to_frames(
             target.pivots.ws,

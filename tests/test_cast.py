@@ -4,9 +4,6 @@ errors."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,19 +27,12 @@ from reenact.synthetic import (
 )
 from reenact.synthetic_scene import SceneConfig, SyntheticScene, make_scene, write_scene
 from reenact_cli.main import EXIT_USAGE, run
+from tests.test_cuts import _cli
 
 STRENGTHS = (1.0, 0.5)
 """Each person's strength in the cast: person 0 follows the world's driver, person 1 its target's motion."""
 MAX_LOSS_DB = 1.0
 """How far a cast person's face PSNR against their truth may fall below the one-person transfer's."""
-
-
-def _cli(args: list[str]) -> dict:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run(args)
-    assert code == 0, err.getvalue()
-    return json.loads(out.getvalue())
 
 
 @dataclass
