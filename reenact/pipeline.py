@@ -281,22 +281,7 @@ def align_clip(
     (cached): the clip's people first (`clip_people`), then that person's face in every frame. What
     `reenact align` computes too."""
     people, people_stage = clip_people(path, context=context, landmarks=landmarks, window=window, role=role)
-    reference = None
-    if face.ref is not None:
-        reference = reference_descriptor(
-            face.ref,
-            settings=context.settings,
-            landmarks=landmarks,
-            descriptor=people_stage.descriptor,
-            runtime=context.runtime,
-        )
-    person = choose_person(
-        people,
-        face,
-        path=path,
-        reference=reference,
-        threshold=same_person_distance(people_stage.descriptor),
-    )
+    person = resolve_person(people, people_stage, face, path=path, landmarks=landmarks, context=context)
     stage = AlignStage(
         people,
         people_key=people_stage.key,
@@ -311,6 +296,31 @@ def align_clip(
         StageJob(stage, name=f"{role[:3]}-align", detail=lambda a: FaceCounts.of(a).text())
     )
     return alignment, stage
+
+
+def resolve_person(
+    people: ClipPeople,
+    stage: PeopleStage,
+    face: FaceChoice,
+    *,
+    path: Path,
+    landmarks: str | None,
+    context: RunContext,
+) -> int:
+    """The id of the person of `people` (the clip at `path`) that `face` chooses; a reference photo is
+    described as the clip's faces are (`stages.people.choose_person`)."""
+    reference = None
+    if face.ref is not None:
+        reference = reference_descriptor(
+            face.ref,
+            settings=context.settings,
+            landmarks=landmarks,
+            descriptor=stage.descriptor,
+            runtime=context.runtime,
+        )
+    return choose_person(
+        people, face, path=path, reference=reference, threshold=same_person_distance(stage.descriptor)
+    )
 
 
 def clip_people(
@@ -831,22 +841,7 @@ def cast_people(
     people, stage = clip_people(scene, context=context, landmarks=landmarks, window=window, role="target")
     chosen: list[int] = []
     for member in cast:
-        reference = None
-        if member.face.ref is not None:
-            reference = reference_descriptor(
-                member.face.ref,
-                settings=context.settings,
-                landmarks=landmarks,
-                descriptor=stage.descriptor,
-                runtime=context.runtime,
-            )
-        person = choose_person(
-            people,
-            member.face,
-            path=scene,
-            reference=reference,
-            threshold=same_person_distance(stage.descriptor),
-        )
+        person = resolve_person(people, stage, member.face, path=scene, landmarks=landmarks, context=context)
         if person in chosen:
             other = cast[chosen.index(person)]
             raise UsageError(
