@@ -78,8 +78,15 @@ class SceneConfig:
     """Frames per cycle of the slowest motion."""
     translation: float = 3.0
     """Amplitude of a face's drift in the frame, in pixels."""
+    shots: tuple[tuple[int | None, int | None], ...] = SCENE_SHOTS
+    """Per shot, the person in the left and in the right slot (None: empty); one shot per entry of
+    `SHOT_TINTS` at most. A single shot with one person is the one-person clip of that person."""
 
     def __post_init__(self) -> None:
+        if not 1 <= len(self.shots) <= len(SHOT_TINTS) or all(
+            person is None for shot in self.shots for person in shot
+        ):
+            raise ReenactError(f"scene.shots must be 1 to {len(SHOT_TINTS)} shots with someone in them")
         if self.shot_frames < 2:
             raise ReenactError(f"scene.shot_frames must be >= 2, got {self.shot_frames}")
         if self.frame_width % 2 or self.frame_height % 2:
@@ -89,11 +96,11 @@ class SceneConfig:
 
     @property
     def num_frames(self) -> int:
-        return self.shot_frames * len(SCENE_SHOTS)
+        return self.shot_frames * len(self.shots)
 
     @property
     def num_people(self) -> int:
-        return 1 + max(person for shot in SCENE_SHOTS for person in shot if person is not None)
+        return 1 + max(person for shot in self.shots for person in shot if person is not None)
 
 
 @dataclass
@@ -133,8 +140,17 @@ def slot_quads(num_frames: int, *, slot: int, config: SceneConfig, rng: np.rando
     return quads_from_params(centres, x, rot90(x))
 
 
-def make_scene(config: SceneConfig, *, device: torch.device | str = "cpu") -> SyntheticScene:
-    """Render the scene in memory (deterministic for a given config)."""
+def make_scene(
+    config: SceneConfig,
+    *,
+    latents: dict[int, torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+) -> SyntheticScene:
+    """Render the scene in memory (deterministic for a given config).
+
+    `latents` gives some people their W+ latents [T, num_ws, w_dim] instead of their own: the one-person
+    world's target clip, for example, so a cast transfer of that person compares frame by frame with
+    the demo's transfer of the same face."""
     generator = random_generator(
         resolution=config.resolution, w_dim=config.w_dim, seed=config.seed, device=device
     )
@@ -155,6 +171,13 @@ def make_scene(config: SceneConfig, *, device: torch.device | str = "cpu") -> Sy
             for base in bases
         ]
     )  # [P, T, num_ws, w_dim]
+    for person, given in (latents or {}).items():
+        if not 0 <= person < people or given.shape != ws[person].shape:
+            raise ReenactError(
+                f"scene latents for person {person} must be [{', '.join(map(str, ws[person].shape))}] "
+                f"and the person one of 0..{people - 1}"
+            )
+        ws[person] = given.to(ws)
     with torch.no_grad():
         crops = np.stack(
             [images_to_uint8(generator.synthesis(person, noise_mode="const")).cpu().numpy() for person in ws]
@@ -162,11 +185,11 @@ def make_scene(config: SceneConfig, *, device: torch.device | str = "cpu") -> Sy
     present = np.zeros((people, frames_total), dtype=bool)
     quads = np.full((people, frames_total, 4, 2), np.nan)
     frames = np.empty((frames_total, config.frame_height, config.frame_width, 3), np.uint8)
-    starts = [index * config.shot_frames for index in range(len(SCENE_SHOTS))]
+    starts = [index * config.shot_frames for index in range(len(config.shots))]
     world = SyntheticConfig(  # what `drifting_background` reads: the frame's size
         frame_width=config.frame_width, frame_height=config.frame_height, face_size=config.face_size
     )
-    for start, slots, tint in zip(starts, SCENE_SHOTS, SHOT_TINTS, strict=True):
+    for start, slots, tint in zip(starts, config.shots, SHOT_TINTS[: len(starts)], strict=True):
         shot = slice(start, start + config.shot_frames)
         background = drifting_background(config.shot_frames, config=world, rng=rng)
         mix = CUT_TINT_MIX if any(tint) else 0.0

@@ -134,3 +134,30 @@ def test_written_scene_round_trips(tmp_path: Path) -> None:
     assert video.probe(clip).frame_count == truth.config.num_frames
     points = read_landmarks(landmarks)  # [T, P, 68, 2]
     assert np.array_equal(np.isfinite(points).all(axis=(2, 3)).T, truth.present)
+
+
+def test_the_main_person_is_the_one_in_most_frames(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cast driver's default person is its main one (`MAIN_PERSON`): here person 0, in every shot but
+    small in the first, while the largest face of the first frame is person 1's."""
+    from reenact.stages.align import LARGEST_FACE, MAIN_PERSON
+    from reenact.stages.people import ClipPeople, choose_person
+
+    shots = ((1, 0), (0, None), (0, None), (1, 0))
+    truth = make_scene(SceneConfig(shots=shots))
+    clip, landmarks = write_scene(truth, tmp_path)
+    scene = {
+        "common": [str(clip), "--landmarks", str(landmarks), "--workdir", str(tmp_path / "work"), "--quiet"]
+    }
+    found = {person["id"]: person["frames"] for person in _people(scene, capsys)}
+    people = ClipPeople.load(next((tmp_path / "work").glob("people/*/people.npz")).parent)
+    frames = {person.id: person.frames for person in people.people}
+
+    def true_person(found_id: int) -> int:
+        return next(p for p in range(2) if np.array_equal(np.flatnonzero(truth.present[p]), frames[found_id]))
+
+    main = choose_person(people, MAIN_PERSON, path=clip, reference=None, threshold=0.0)
+    largest = choose_person(people, LARGEST_FACE, path=clip, reference=None, threshold=0.0)
+    assert true_person(main) == 0 and found[main] == truth.present[0].sum() > truth.present[1].sum()
+    assert true_person(largest) == 1, "the rules differ on this scene, so the test tells them apart"

@@ -427,6 +427,13 @@ def face_owners(people: list[Person], detections: FrameDetections) -> np.ndarray
     return owners
 
 
+def main_person(people: list[Person]) -> int | None:
+    """The id of the person in most frames (the first of them on a tie); None when there is nobody."""
+    if not people:
+        return None
+    return max(people, key=lambda person: (len(person.frames), -person.id)).id
+
+
 def person_by_size(people: list[Person], detections: FrameDetections, *, index: int) -> int | None:
     """The person whose face is the `index`-th largest (0 = largest) in the first frame that has that many
     faces of people; None if no frame has."""

@@ -52,20 +52,28 @@ DETECTIONS_FILE = "detections.npz"
 class FaceChoice:
     """Which person a run follows: person `person` (an id of `reenact people`), the person whose face is
     nearest the face in photo `ref`, or the person with the `index`-th largest face (0 = largest) or the
-    face at `at` (x, y pixels) in the first frame where that applies. One of them; by default the person
-    with the largest face in the first frame with a face."""
+    face at `at` (x, y pixels) in the first frame where that applies, or the clip's main person (`main`:
+    the one in most frames). One of them; by default the person with the largest face in the first frame
+    with a face."""
 
     index: int = 0
     at: tuple[float, float] | None = None
     person: int | None = None
     ref: Path | None = None
+    main: bool = False
 
     def __post_init__(self) -> None:
         if self.index < 0:
             raise ReenactError(f"--face-index must be >= 0, got {self.index}")
         if self.person is not None and self.person < 0:
             raise ReenactError(f"--person must be >= 0, got {self.person}")
-        given = [self.index != 0, self.at is not None, self.person is not None, self.ref is not None]
+        given = [
+            self.index != 0,
+            self.at is not None,
+            self.person is not None,
+            self.ref is not None,
+            self.main,
+        ]
         if sum(given) > 1:
             raise ReenactError(
                 "--face-index, --face-at, --person and --person-ref each choose the face: give one"
@@ -74,6 +82,8 @@ class FaceChoice:
 
 LARGEST_FACE = FaceChoice()
 """The default: follow the largest face."""
+MAIN_PERSON = FaceChoice(main=True)
+"""Follow the person in most frames (a cast driver's default)."""
 
 
 @dataclass

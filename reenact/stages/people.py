@@ -39,6 +39,7 @@ from reenact.faces.people import (
     Tracklet,
     clearest_face,
     find_people,
+    main_person,
     person_at,
     person_by_size,
     reference_distances,
@@ -365,6 +366,11 @@ def choose_person(
                 f"{threshold:g}"
             )
         return people.people[nearest].id
+    if face.main:
+        chosen = main_person(people.people)
+        if chosen is None:
+            raise UsageError(f"found no face in {path}")
+        return chosen
     if face.at is not None:
         chosen = person_at(people.people, people.detections, point=face.at)
     else:
