@@ -42,6 +42,8 @@ from reenact_cli.progress import cli_progress
 
 if TYPE_CHECKING:
     from reenact import distributed, pipeline
+    from reenact.cast import CastMember
+    from reenact.timeline import Window
 
 RANDOM_GENERATOR_PRESET = "synthetic"
 """The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
@@ -139,6 +141,13 @@ def print_summary(summary: dict[str, Any], *, as_json: bool, title: str) -> None
         typer.echo(
             f"  renders     {cost['backward']:,} fwd+bwd + {cost['forward']:,} forward: "
             f"{per_frame['backward']:.1f} + {per_frame['forward']:.1f} per frame ({cost['frames']} frames)"
+        )
+    for member in summary.get("cast", []):
+        typer.echo(
+            f"  person {member['person']:<5} {member['frames']} frames, driver {member['driver']} "
+            f"(frame {member['driver_ref']} neutral), strength {member['strength']:g}, layers "
+            f"{member['layers']}: PSNR {member['psnr_inversion']:.2f} dB inverted, "
+            f"{member['psnr_tuned']:.2f} dB tuned"
         )
     if len(summary["ranks"]) > 1:
         for rank, work in enumerate(summary["ranks"]):
@@ -280,6 +289,18 @@ def transfer(
             show_default="none: one DRIVER",
         ),
     ] = None,
+    people: Annotated[
+        str | None,
+        typer.Option(
+            "--people",
+            help=(
+                "all: every person of TARGET takes DRIVER, each inverted and tuned on their own frames, "
+                "all in one output (instead of choosing one person)."
+            ),
+            metavar="all",
+            show_default="none: one person",
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
@@ -310,6 +331,7 @@ def transfer(
             "--face-at": face_at,
             "--person": person,
             "--person-ref": person_ref,
+            "--people": people,
         }
         given = [name for name, value in single.items() if value is not None]
         if given:
@@ -333,6 +355,30 @@ def transfer(
         return
     if driver is None:
         raise UsageError("give a DRIVER video, or --cast CAST.toml")
+    if people is not None:
+        _transfer_everyone(
+            target,
+            driver,
+            output,
+            people=people,
+            run=run,
+            strength=strength,
+            layers=layers,
+            length=length,
+            landmarks=target_landmarks,
+            driver_landmarks=driver_landmarks,
+            driver_ref=driver_ref,
+            choices={
+                "--face-index": face_index,
+                "--face-at": face_at,
+                "--person": person,
+                "--person-ref": person_ref,
+            },
+            overwrite=overwrite,
+            start=start,
+            duration=duration,
+        )
+        return
     window = slice_window(target, start, duration)
     context = make_context(
         run,
@@ -371,24 +417,109 @@ def _transfer_cast(
     start: str | None,
     duration: str | None,
 ) -> None:
-    """`reenact transfer SCENE --cast CAST.toml`: the cast read and checked, then `pipeline.transfer_cast`."""
-    from reenact import checks, pipeline
+    """`reenact transfer SCENE --cast CAST.toml`: the cast read and checked, then `cast_transfer`."""
     from reenact.cast import read_cast
 
     cast = read_cast(cast_file)
-    checks.check_inputs([member.face.ref for member in cast if member.face.ref is not None])
-    window = slice_window(scene, start, duration)
-    context = make_context(
-        run,
-        edit={"strength": strength, "layers": layers, "length_policy": length},
-        inputs=[scene, *(member.driver for member in cast)],
-        layers={"--layers": layers},
-    )
-    report = pipeline.transfer_cast(
-        scene, cast, output, context=context, landmarks=landmarks, overwrite=overwrite, window=window
+    report = cast_transfer(
+        scene,
+        cast,
+        output,
+        run=run,
+        strength=strength,
+        layers=layers,
+        length=length,
+        landmarks=landmarks,
+        overwrite=overwrite,
+        window=slice_window(scene, start, duration),
     )
     print_summary(
         report.summary, as_json=run.as_json, title=f"transfer: {scene} with cast {cast_file} → {output}"
+    )
+
+
+def cast_transfer(
+    scene: Path,
+    cast: list[CastMember],
+    output: Path,
+    *,
+    run: RunOptions,
+    strength: float | None,
+    layers: str | None,
+    length: str | None,
+    landmarks: str | None,
+    overwrite: bool,
+    window: Window | None = None,
+    group: distributed.Group | None = None,
+    layers_option: str = "--layers",
+) -> pipeline.RunReport:
+    """A read cast's transfer on `scene` (`transfer --cast` and a batch's cast job): its photos checked,
+    the run's context made (`group`: as `make_context`; `layers_option` names `layers` in messages), then
+    `pipeline.transfer_cast`. Returns its report."""
+    from reenact import checks, pipeline
+
+    checks.check_inputs([member.face.ref for member in cast if member.face.ref is not None])
+    context = make_context(
+        run,
+        group=group,
+        edit={"strength": strength, "layers": layers, "length_policy": length},
+        inputs=[scene, *(member.driver for member in cast)],
+        layers={layers_option: layers},
+    )
+    return pipeline.transfer_cast(
+        scene, cast, output, context=context, landmarks=landmarks, overwrite=overwrite, window=window
+    )
+
+
+def _transfer_everyone(
+    target: Path,
+    driver: Path,
+    output: Path,
+    *,
+    people: str,
+    run: RunOptions,
+    strength: float | None,
+    layers: str | None,
+    length: str | None,
+    landmarks: str | None,
+    driver_landmarks: str | None,
+    driver_ref: int | None,
+    choices: dict[str, Any],
+    overwrite: bool,
+    start: str | None,
+    duration: str | None,
+) -> None:
+    """`reenact transfer TARGET DRIVER --people all`: a cast of every person of TARGET with DRIVER, then
+    `pipeline.transfer_cast`."""
+    from reenact import pipeline
+
+    if people != "all":
+        raise UsageError(f"--people takes all, got {people!r} (choose one person with --person)")
+    given = [name for name, value in choices.items() if value is not None]
+    if given:
+        raise UsageError(f"--people all takes every person; {', '.join(given)} cannot go with it")
+    window = slice_window(target, start, duration)
+    context = make_context(
+        run,
+        edit={"strength": strength, "layers": layers, "length_policy": length},
+        inputs=[target, driver],
+        layers={"--layers": layers},
+        driver_ref=driver_ref,
+    )
+    cast = pipeline.everyone_cast(
+        target,
+        driver,
+        context=context,
+        landmarks=landmarks,
+        driver_landmarks=driver_landmarks,
+        driver_frame=driver_ref,
+        window=window,
+    )
+    report = pipeline.transfer_cast(
+        target, cast, output, context=context, landmarks=landmarks, overwrite=overwrite, window=window
+    )
+    print_summary(
+        report.summary, as_json=run.as_json, title=f"transfer: {target} + {driver}, every person → {output}"
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import tomllib
 
 from reenact.errors import UsageError
-from reenact.stages.align import LARGEST_FACE, FaceChoice
+from reenact.stages.align import MAIN_PERSON, FaceChoice
 
 CAST_KEYS = {
     "id": int,
@@ -49,7 +49,8 @@ class CastMember:
     face: FaceChoice
     """The scene's person (`person` or `ref`)."""
     driver: Path
-    driver_face: FaceChoice = LARGEST_FACE
+    driver_face: FaceChoice = MAIN_PERSON
+    """The driver's person; by default its main person (in most frames)."""
     driver_landmarks: str | None = None
     strength: float | None = None
     """None: the run's `edit.strength`."""
@@ -79,14 +80,21 @@ def read_cast(path: Path) -> list[CastMember]:
         raise UsageError(
             f"{path}: unknown table(s) {', '.join(unknown)}; give one [[person]] per cast member"
         )
-    tables = data.get("person", [])
+    return cast_from_tables(data.get("person", []), folder=path.parent, source=str(path))
+
+
+def cast_from_tables(tables: Any, *, folder: Path, source: str) -> list[CastMember]:
+    """The cast in `tables`, the `[[person]]` tables of a cast file (or a batch job's `[[job.person]]`),
+    their paths relative to `folder`; a `UsageError` naming `source` and the table for anything wrong."""
     if not isinstance(tables, list) or not tables:
-        raise UsageError(f"{path}: no [[person]] tables; give one per cast member")
-    return [_member(index + 1, table, folder=path.parent, source=path) for index, table in enumerate(tables)]
+        raise UsageError(f"{source}: no [[person]] tables; give one per cast member")
+    return [_member(index + 1, table, folder=folder, source=source) for index, table in enumerate(tables)]
 
 
-def _member(number: int, table: dict[str, Any], *, folder: Path, source: Path) -> CastMember:
+def _member(number: int, table: Any, *, folder: Path, source: str) -> CastMember:
     where = f"{source}, person {number}"
+    if not isinstance(table, dict):
+        raise UsageError(f"{where}: must be a [[person]] table, got {table!r}")
     unknown = sorted(set(table) - set(CAST_KEYS))
     if unknown:
         raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(CAST_KEYS)})")
@@ -113,7 +121,11 @@ def _member(number: int, table: dict[str, Any], *, folder: Path, source: Path) -
     return CastMember(
         face=FaceChoice(person=values.get("id"), ref=values.get("ref")),
         driver=values["driver"],
-        driver_face=FaceChoice(person=values.get("driver_id"), ref=values.get("driver_ref")),
+        driver_face=FaceChoice(
+            person=values.get("driver_id"),
+            ref=values.get("driver_ref"),
+            main="driver_id" not in values and "driver_ref" not in values,
+        ),
         driver_landmarks=None if landmarks is None else str(landmarks),
         strength=values.get("strength"),
         layers=values.get("layers"),

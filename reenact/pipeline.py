@@ -158,6 +158,12 @@ class RunContext:
             self._report(need.job, need_run)
 
     def _report(self, job: StageJob, outcome: StageRun[Any]) -> None:
+        """Report a stage, once a run: a cached one already reported (a cast's people, found once for
+        every person) is not listed again."""
+        if outcome.cached and any(
+            report.location == outcome.location for report in self.reports if report.location
+        ):
+            return
         text = job.detail(outcome.result)
         if outcome.resumed:
             text += f" (resumed: {outcome.resumed} of {outcome.resumed + outcome.computed} parts were done)"
@@ -850,6 +856,33 @@ def cast_people(
             )
         chosen.append(person)
     return chosen
+
+
+def everyone_cast(
+    scene: Path,
+    driver: Path,
+    *,
+    context: RunContext,
+    landmarks: str | None = None,
+    driver_landmarks: str | None = None,
+    driver_frame: int | None = None,
+    window: Window | None = None,
+) -> list[CastMember]:
+    """A cast that gives every person of the scene the one `driver` (its largest face, as a plain
+    transfer's) (`reenact transfer SCENE DRIVER --people all`)."""
+    people, _ = clip_people(scene, context=context, landmarks=landmarks, window=window, role="target")
+    if not people.ids:
+        raise UsageError(f"found no face in {scene}")
+    return [
+        CastMember(
+            face=FaceChoice(person=person),
+            driver=driver,
+            driver_face=LARGEST_FACE,
+            driver_landmarks=driver_landmarks,
+            driver_frame=driver_frame,
+        )
+        for person in people.ids
+    ]
 
 
 def transfer_cast(

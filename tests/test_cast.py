@@ -33,6 +33,8 @@ STRENGTHS = (1.0, 0.5)
 """Each person's strength in the cast: person 0 follows the world's driver, person 1 its target's motion."""
 MAX_LOSS_DB = 1.0
 """How far a cast person's face PSNR against their truth may fall below the one-person transfer's."""
+MIN_GAIN_DB = 1.0
+"""How much nearer their truth a reenacted person's face must be than the scene's own face."""
 
 
 @dataclass
@@ -48,17 +50,22 @@ class CastRun:
     """Each person reenacted alone (`transfer SCENE DRIVER --person ID`, same driver and settings)."""
 
 
-def _true_cast(scene: SyntheticScene, world: SyntheticWorld, source: np.ndarray) -> tuple[np.ndarray, list]:
-    """The true output (each person's true latents rendered and pasted in depth order, as the pipeline
-    composites) and each person's face region [T, H, W] bool."""
+def _true_cast(
+    scene: SyntheticScene,
+    world: SyntheticWorld,
+    source: np.ndarray,
+    drivers: list[tuple[torch.Tensor, float]],
+) -> tuple[np.ndarray, list]:
+    """The true output (each person's true latents plus their driver's offsets [T, num_ws, w_dim] from its
+    frame 0 on the world's expression layers, times their strength, rendered and pasted in depth order, as
+    the pipeline composites) and each person's face region [T, H, W] bool."""
     from reenact.composite import composite_face, face_mask
     from reenact.faces.align import warp_to_frame
 
     composite = synthetic_settings().composite
     mask_layers = world.layer_mask[None, :, None]
-    drivers = (world.driver.ws, world.target.ws)  # person 0's driver, person 1's
     crops = []
-    for person, (driver, strength) in enumerate(zip(drivers, STRENGTHS, strict=True)):
+    for person, (driver, strength) in enumerate(drivers):
         latents = scene.ws[person] + strength * (driver - driver[0:1]) * mask_layers
         with torch.no_grad():
             crops.append(images_to_uint8(scene.generator.synthesis(latents, noise_mode="const")).numpy())
@@ -150,7 +157,12 @@ def test_each_cast_persons_face_matches_their_truth(cast_run: CastRun) -> None:
     """Every person's face PSNR against their own truth is within `MAX_LOSS_DB` of reenacting that person
     alone with the same driver (the cast pastes each person's own crops, none lost or swapped); doing
     nothing misses it."""
-    truth, regions = _true_cast(cast_run.scene, cast_run.world, cast_run.source)
+    truth, regions = _true_cast(
+        cast_run.scene,
+        cast_run.world,
+        cast_run.source,
+        [(cast_run.world.driver.ws, STRENGTHS[0]), (cast_run.world.target.ws, STRENGTHS[1])],
+    )
     assert [entry["person"] for entry in cast_run.summary["cast"]] == [0, 1]
     for person, region in enumerate(regions):
         frames = cast_run.scene.present[person]  # [T]: their face PSNR over the frames they are in
@@ -195,6 +207,7 @@ def test_cast_paths_are_relative_to_the_cast_file(tmp_path: Path) -> None:
     (member,) = read_cast(_cast_file(tmp_path, '[[person]]\nref = "a.png"\ndriver = "d.mp4"\nstrength = 1\n'))
     assert member.face.ref == tmp_path / "a.png" and member.driver == tmp_path / "d.mp4"
     assert member.strength == 1.0 and member.driver_face.person is None
+    assert member.driver_face.main, "a driver's person is by default its main one"
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +270,55 @@ def test_a_driver_with_no_face_for_its_person(scene_files, tmp_path: Path, capsy
     cast = '[[person]]\nid = 0\ndriver = "DRIVER"\ndriver_landmarks = "MARKS"\ndriver_id = 3\n'
     code, line = _error(capsys, scene_files, tmp_path, cast)
     assert code == EXIT_USAGE and "no person 3 in" in line and "driver.mp4" in line, line
+
+
+def test_people_all_gives_every_person_the_driver(tmp_path: Path) -> None:
+    """`transfer SCENE DRIVER --people all`: both people follow the driver, each nearer their own truth
+    than the scene itself is (a run that reenacts one person, or none, leaves the other at nothing)."""
+    scene = make_scene(SceneConfig(shot_frames=2))
+    world = make_world(SyntheticConfig(num_frames=scene.config.num_frames))
+    clip, landmarks = write_scene(scene, tmp_path / "scene")
+    files = write_world(world, tmp_path / "world")
+    generator = save_generator(world.generator, tmp_path / "g.safetensors")
+    output = tmp_path / "all.mp4"
+    summary = _cli(
+        [
+            "transfer", str(clip), str(files.driver_video), "--people", "all", "-o", str(output),
+            "--target-landmarks", str(landmarks), "--driver-landmarks", str(files.driver_landmarks),
+            "--driver-ref", "0", "--generator", str(generator), "--preset", "synthetic",
+            "--set", f"video.pix_fmt={MEASURED_PIX_FMT}", "--workdir", str(tmp_path / "work"),
+            "--quiet", "--json",
+        ]
+    )  # fmt: skip
+    assert [member["person"] for member in summary["cast"]] == [0, 1]
+    assert [member["frames"] for member in summary["cast"]] == scene.present.sum(axis=1).tolist()
+    source, frames = decode(clip), decode(output)
+    truth, regions = _true_cast(scene, world, source, [(world.driver.ws, 1.0)] * scene.config.num_people)
+    for person in range(scene.config.num_people):
+        present = scene.present[person]
+        got = face_psnr(frames[present], truth[present], regions[person][present])
+        nothing = face_psnr(source[present], truth[present], regions[person][present])
+        print(f"person {person}: --people all {got:.2f} dB, nothing {nothing:.2f}")
+        assert got > nothing + MIN_GAIN_DB, (person, got, nothing)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--people", "some"), "--people takes all"),
+        (("--people", "all", "--person", "1"), "--person cannot go with it"),
+    ],
+)
+def test_people_all_errors(scene_files, tmp_path: Path, capsys, extra: tuple[str, ...], message: str) -> None:
+    clip, landmarks, driver, _ = scene_files
+    code = run(
+        [
+            "transfer", str(clip), str(driver), *extra, "-o", str(tmp_path / "out.mp4"),
+            "--target-landmarks", str(landmarks), "--generator", "random:tiny",
+            "--workdir", str(tmp_path / "work"), "--quiet",
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert code == EXIT_USAGE and len(lines) == 1 and message in lines[0], captured.err
+    assert not (tmp_path / "out.mp4").exists()
