@@ -1,29 +1,39 @@
-"""`reenact evaluate`: TL-ID / TG-ID, landmark jitter, PSNR and LPIPS of an output clip against its source."""
+"""`reenact evaluate`: TL-ID / TG-ID, landmark jitter, PSNR and LPIPS of an output clip against its source,
+for the clip's largest face and for each person of the source (`reenact people`)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from reenact.config import BUILTIN_LANDMARK_BACKENDS, DEFAULT_WORKDIR
 from reenact.errors import ReenactError, UsageError
 from reenact.threads import use_threads
 from reenact_cli.common import (
     NO_DEFAULT,
+    Device,
     Duration,
     Preset,
     Quiet,
     Sets,
     Start,
     Threads,
+    Workdir,
     settings_for,
     slice_window,
 )
 from reenact_cli.progress import cli_progress
 
 if TYPE_CHECKING:
+    from reenact.config import Config
+    from reenact.faces.landmarks import LandmarkBackend
     from reenact.metrics import EvaluationReport
+    from reenact.pipeline import RunContext
+    from reenact.stages.people import ClipPeople
+    from reenact.timeline import Window
 
 
 def _check_new_file(path: Path | None, *, inputs: tuple[Path, ...], overwrite: bool) -> None:
@@ -71,6 +81,87 @@ def print_summary(report: EvaluationReport, *, output: Path, reference: Path) ->
         f"  no face   {s['frames_without_face']} output frames, {s['reference_frames_without_face']} "
         "reference frames (skipped by the identity figures)"
     )
+    if report.people is not None:
+        print_people(report.people)
+
+
+def person_line(person: dict[str, Any]) -> str:
+    """`  person 0  120 frames  TL-ID 0.9800  TG-ID 0.9700  identity 0.9500  jitter 0.00120  face PSNR
+    38.20 dB`, and how many of their frames have no matching face in the output."""
+    line = (
+        f"  person {person['id']}  {person['frames']} frames  TL-ID {_figure(person['tl_id'], '.4f')}  "
+        f"TG-ID {_figure(person['tg_id'], '.4f')}  "
+        f"identity {_figure(person['id_to_reference_mean'], '.4f')}  "
+        f"jitter {_figure(person['jitter_output'], '.5f')}  "
+        f"face PSNR {_figure(person['face_psnr_mean'], '.2f', ' dB')}"
+    )
+    if person["frames_without_face"]:
+        line += f"  ({person['frames_without_face']} without a face in the output)"
+    return line
+
+
+def print_people(people: list[dict[str, Any]]) -> None:
+    """One line per person of the reference (`person_line`)."""
+    if not people:
+        typer.echo("  people    none: no face found in the reference")
+        return
+    typer.echo(
+        f"  people    {len(people)} in the reference (their faces alone; jitter of the output's landmarks, "
+        "face PSNR over their face box)"
+    )
+    for person in people:
+        typer.echo(person_line(person))
+
+
+def output_landmark_source(output_landmarks: str | None, *, reference_source: str) -> str:
+    """Where the output's faces come from: `--output-landmarks`, else the reference's detector (dlib or
+    fan; a landmarks file belongs to one clip, so dlib then). A `UsageError` for anything else."""
+    source = output_landmarks or (
+        reference_source if reference_source in BUILTIN_LANDMARK_BACKENDS else "dlib"
+    )
+    if source not in BUILTIN_LANDMARK_BACKENDS and not source.lower().endswith((".json", ".npz")):
+        raise UsageError(
+            f"--output-landmarks must be dlib, fan or a .json/.npz landmarks file; got {source!r}"
+        )
+    if source not in BUILTIN_LANDMARK_BACKENDS and not Path(source).is_file():
+        raise UsageError(f"--output-landmarks {source}: no such file")
+    return source
+
+
+def reference_people(reference: Path, *, context: RunContext, window: Window | None) -> ClipPeople:
+    """The reference's people (`reenact people`'s stage, cached in the workdir); none when it has no face."""
+    import numpy as np
+
+    from reenact import pipeline
+    from reenact.faces.landmarks import NUM_LANDMARKS
+    from reenact.faces.track import FrameDetections
+    from reenact.stages.people import ClipPeople, NoFaceError
+
+    try:
+        found, _ = pipeline.clip_people(reference, context=context, window=window)
+    except NoFaceError as exc:
+        context.progress.note(f"note: {exc}")
+        empty = FrameDetections(
+            counts=np.zeros(0, np.int64),
+            boxes=np.zeros((0, 4)),
+            points=np.zeros((0, NUM_LANDMARKS, 2)),
+            scores=np.zeros(0),
+            histograms=np.zeros((0, 0), np.float32),
+        )
+        return ClipPeople(people=[], detections=empty, starts=[0])
+    return found
+
+
+def output_backend(source: str, *, output: Path, settings: Config, device: str) -> LandmarkBackend | None:
+    """The output's landmark backend for `source`; None for dlib (the whole-clip figures' own)."""
+    if source == "dlib":
+        return None
+    from reenact import video
+    from reenact.faces.landmarks import make_backend
+
+    return make_backend(
+        settings.faces, landmarks=source, device=device, num_frames=video.probe(output).frame_count
+    )
 
 
 def evaluate(
@@ -97,6 +188,40 @@ def evaluate(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing --plot and --report files.")
     ] = False,
+    people: Annotated[
+        bool,
+        typer.Option(
+            "--people/--no-people",
+            help=(
+                "Also score each person of the reference (found as `reenact people` finds them, cached "
+                "in the workdir)."
+            ),
+        ),
+    ] = True,
+    landmarks: Annotated[
+        str | None,
+        typer.Option(
+            "--landmarks",
+            help=(
+                "Where the reference's people are found: dlib (default), fan, or a sidecar .json/.npz file "
+                "(every face of every frame)."
+            ),
+            show_default=NO_DEFAULT,
+        ),
+    ] = None,
+    output_landmarks: Annotated[
+        str | None,
+        typer.Option(
+            "--output-landmarks",
+            help=(
+                "Where the output's faces are found to score each person: dlib, fan, or a sidecar "
+                ".json/.npz file. Default: --landmarks when it is dlib or fan, else dlib."
+            ),
+            show_default=NO_DEFAULT,
+        ),
+    ] = None,
+    device: Device = "auto",
+    workdir: Workdir = DEFAULT_WORKDIR,
     quiet: Quiet = False,
     threads: Threads = None,
     preset: Preset = None,
@@ -108,25 +233,51 @@ def evaluate(
     per-frame PSNR and LPIPS. Frames are paired by index; counts and sizes must match.
     --start/--duration score a slice of the reference: against OUTPUT whole when it is that slice (made
     with the same --start/--duration), else against the same slice of OUTPUT.
+
+    The whole-clip figures are of the largest face in each frame. Then each person of the reference
+    (found as `reenact people` finds them, through cuts; cached in the workdir, so a reference that
+    `reenact transfer` aligned is not detected again) is scored alone: the output's face at their place
+    in each of their frames is theirs (the output keeps the reference's positions), and their frame
+    count, TL-ID, TG-ID, identity similarity, landmark jitter and face PSNR (over their face box) are
+    reported; --json and --report give them as "people".
     """
     use_threads(threads)
+    from reenact import checks, pipeline
+    from reenact.device import resolve_runtime
     from reenact.files import write_text_atomic
     from reenact.metrics import evaluate_videos, write_plot
+    from reenact.workspace import Workspace
 
     window = slice_window(reference, start, duration)
-    settings = settings_for(preset, sets)
+    settings = settings_for(preset, sets, faces={"landmarks": landmarks})
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot writes a PNG; give a .png path, not {plot}")
+    checks.check_runtime_options(device=device)
+    out_source = output_landmark_source(output_landmarks, reference_source=settings.faces.landmarks)
     for target in (plot, report_path):
         _check_new_file(target, inputs=(output, reference), overwrite=overwrite)
+    progress = cli_progress(quiet=quiet)
+    runtime = resolve_runtime(device)
+    find_people = None
+    if people:
+        context = pipeline.RunContext(
+            workspace=Workspace(workdir), settings=settings, runtime=runtime, progress=progress
+        )
+        find_people = functools.partial(reference_people, reference, context=context, window=window)
     report = evaluate_videos(  # its "evaluate" task opens only once both inputs passed their checks
         output,
         reference,
         config=settings.metrics,
         faces=settings.faces,
         use_lpips=lpips,
-        progress=cli_progress(quiet=quiet),
+        progress=progress,
         window=window,
+        people=find_people,
+        output_faces=(
+            output_backend(out_source, output=output, settings=settings, device=str(runtime.device))
+            if people
+            else None
+        ),
     )
     if report_path is not None:
         try:

@@ -30,6 +30,15 @@ match). PSNR is over all RGB uint8 values (peak 255); identical frames are repor
 (JSON has no infinity). LPIPS (v0.1, `reenact.losses.LPIPS`) needs the real ImageNet backbone weights
 from the weight cache (`reenact weights import`); when they are missing LPIPS is `null` with a note,
 never computed with random weights.
+
+Per person (`person_figures`): given the reference's people (`reenact.stages.people.ClipPeople`, what
+`reenact people` finds: every face of every frame, tracked through cuts), each person's faces in the
+reference are paired with the output's faces of the same frame by position (`match_faces`: the people
+tracker's link cost of box overlap and landmark distance, with its gates, as the output keeps the
+reference's positions). For each person: frame count, TL-ID / TG-ID and identity similarity to the
+reference's same frame on their faces alone, landmark jitter of their own track (NaN where they are
+absent, so it never runs across two people; within shots, and split where their tracklets start) and a
+face PSNR over their face box in the reference's frame.
 """
 
 from __future__ import annotations
@@ -38,20 +47,28 @@ import functools
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from reenact.backbones import LPIPS_ARCH, LpipsNet
 from reenact.config import FacesConfig, MetricsConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import ffhq_quad, quad_jitter
-from reenact.faces.landmarks import NUM_LANDMARKS, DlibLandmarks, FaceDetection, face_models_file
+from reenact.faces.landmarks import (
+    NUM_LANDMARKS,
+    DlibLandmarks,
+    FaceDetection,
+    LandmarkBackend,
+    face_models_file,
+)
+from reenact.faces.people import GATED_COST, MAX_MOTION, MAX_SCALE_CHANGE, MIN_IOU, detection_at, link_costs
 from reenact.faces.track import SceneCutDetector
 from reenact.files import atomic_path
 from reenact.imaging import image_from_uint8, uint8_psnr
@@ -59,6 +76,9 @@ from reenact.losses import LPIPS
 from reenact.progress import SILENT, Progress
 from reenact.timeline import Window
 from reenact.video import VideoReader, probe
+
+if TYPE_CHECKING:
+    from reenact.stages.people import ClipPeople
 
 DESCRIPTOR_DIM = 128
 FACE_RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -169,6 +189,53 @@ def segments_from_cuts(cuts: list[int], num_frames: int) -> list[tuple[int, int]
     return [(a, b) for a, b in zip(starts, [*starts[1:], num_frames], strict=True) if b > a]
 
 
+# ----------------------------------------------------------------------------------------------------
+# Per person (pure)
+
+
+def match_faces(ref_boxes: np.ndarray, ref_points: np.ndarray, faces: list[FaceDetection]) -> np.ndarray:
+    """Each reference face's face among `faces` (the output's, same frame) by position [P] int64 (-1: none).
+
+    `ref_boxes` [P, 4] and `ref_points` [P, 68, 2]: the people's faces in the reference's frame. An optimal
+    assignment over the people tracker's link cost one frame apart (`reenact.faces.people.link_costs`: box
+    overlap and landmark distance, with its gates); a pair beyond the gates is never matched."""
+    matched = np.full(len(ref_boxes), -1, dtype=np.int64)
+    if len(ref_boxes) == 0 or not faces:
+        return matched
+    boxes = np.stack([np.asarray(face.box, np.float64) for face in faces])  # [F, 4]
+    points = np.stack([np.asarray(face.points, np.float64) for face in faces])  # [F, 68, 2]
+    cost = np.stack(
+        [
+            link_costs(
+                np.asarray(box, np.float64),
+                np.asarray(face_points, np.float64),
+                boxes,
+                points,
+                elapsed=1,
+                min_iou=MIN_IOU,
+                max_motion=MAX_MOTION,
+                max_scale_change=MAX_SCALE_CHANGE,
+            )
+            for box, face_points in zip(ref_boxes, ref_points, strict=True)
+        ]
+    )  # [P, F]
+    rows, cols = linear_sum_assignment(cost)
+    keep = cost[rows, cols] < GATED_COST
+    matched[rows[keep]] = cols[keep]
+    return matched
+
+
+def face_psnr(output: np.ndarray, reference: np.ndarray, box: np.ndarray, *, max_db: float = 100.0) -> float:
+    """PSNR (as `psnr`) of two uint8 frames [H, W, 3] inside a face box [4] (x0, y0, x1, y1), widened to
+    whole pixels and clipped to the frame; NaN for a box outside it."""
+    height, width = reference.shape[:2]
+    x0, y0 = (int(np.clip(math.floor(v), 0, side)) for v, side in zip(box[:2], (width, height), strict=True))
+    x1, y1 = (int(np.clip(math.ceil(v), 0, side)) for v, side in zip(box[2:], (width, height), strict=True))
+    if x1 <= x0 or y1 <= y0:
+        return float("nan")
+    return psnr(output[y0:y1, x0:x1], reference[y0:y1, x0:x1], max_db=max_db)
+
+
 def lpips_model(net: LpipsNet, *, device: torch.device | str = "cpu") -> LPIPS:
     """LPIPS v0.1 on `net` with the weight cache's backbone and heads: the one way reenact builds it (PTI's
     loss, `evaluate`). A missing file is a `ReenactError` saying how to get it, never a random stand-in."""
@@ -250,9 +317,16 @@ class EvaluationReport:
 
     summary: dict[str, Any]
     frames: list[dict[str, Any]] = field(default_factory=list)
+    people: list[dict[str, Any]] | None = None
+    """Each person of the reference's figures (`person_figures`); None when they were not asked for."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": REPORT_FORMAT, "summary": self.summary, "frames": self.frames}
+        return {
+            "format": REPORT_FORMAT,
+            "summary": self.summary,
+            "people": self.people,
+            "frames": self.frames,
+        }
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(_json_safe(self.to_dict()), indent=indent)
@@ -280,6 +354,15 @@ def _or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def output_window(output: Path, window: Window | None) -> Window | None:
+    """The slice of `output` paired with the slice `window` of the reference: none (the output whole) when
+    the output is as long as the slice (what a command given the same --start/--duration wrote), else the
+    same slice."""
+    if window is not None and probe(output).frame_count != window.frames:
+        return window
+    return None
+
+
 def paired_frames(
     output: Path, reference: Path, *, window: Window | None = None
 ) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
@@ -287,9 +370,7 @@ def paired_frames(
 
     `window`: a slice of the reference. The output is paired with it whole when it is that slice (as
     long as it: what a command given the same --start/--duration wrote), else the same slice of it."""
-    out_window = None
-    if window is not None and probe(output).frame_count != window.frames:
-        out_window = window
+    out_window = output_window(output, window)
     out_reader, ref_reader = VideoReader(output, window=out_window), VideoReader(reference, window=window)
     out_count, ref_count = out_reader.info.frame_count, ref_reader.info.frame_count
     if out_count and ref_count and out_count != ref_count:
@@ -324,6 +405,128 @@ def _size(image: np.ndarray) -> str:
     return f"{image.shape[1]}x{image.shape[0]}"
 
 
+@dataclass
+class PersonTrack:
+    """One person of the reference while the frames are scored: their face in each frame and, in rows of
+    frames [N] (NaN where they are absent or, for the output, where no face matched theirs), what
+    `person_figures` sums up."""
+
+    id: int
+    faces: np.ndarray  # [N] int64, their face in each reference frame (flat detections index), -1: absent
+    starts: list[int]
+    """First frame of each of their tracklets: their jitter never runs across one."""
+    out_embeddings: np.ndarray  # [N, 128]
+    ref_embeddings: np.ndarray  # [N, 128]
+    out_points: np.ndarray  # [N, 68, 2]
+    ref_points: np.ndarray  # [N, 68, 2]
+    to_reference: np.ndarray  # [N] identity similarity to the reference's same frame
+    face_psnr: np.ndarray  # [N] PSNR over their face box
+
+    @classmethod
+    def of_people(cls, people: ClipPeople) -> list[PersonTrack]:
+        frames = people.num_frames
+        tracks = []
+        for person in people.people:
+            faces = np.full(frames, -1, dtype=np.int64)
+            faces[person.frames] = person.faces
+            tracks.append(
+                cls(
+                    id=person.id,
+                    faces=faces,
+                    starts=sorted(tracklet.start for tracklet in person.tracklets),
+                    out_embeddings=np.full((frames, DESCRIPTOR_DIM), np.nan),
+                    ref_embeddings=np.full((frames, DESCRIPTOR_DIM), np.nan),
+                    out_points=np.full((frames, NUM_LANDMARKS, 2), np.nan),
+                    ref_points=np.full((frames, NUM_LANDMARKS, 2), np.nan),
+                    to_reference=np.full(frames, np.nan),
+                    face_psnr=np.full(frames, np.nan),
+                )
+            )
+        return tracks
+
+    def face_in(self, frame: int) -> int:
+        """Their face in `frame` (flat detections index), -1 when absent."""
+        return int(self.faces[frame]) if frame < len(self.faces) else -1
+
+
+def score_people(
+    tracks: list[PersonTrack],
+    people: ClipPeople,
+    index: int,
+    *,
+    out_image: np.ndarray,
+    ref_image: np.ndarray,
+    out_faces: list[FaceDetection],
+    describe: Callable[[np.ndarray, FaceDetection], np.ndarray],
+    max_db: float,
+) -> list[dict[str, Any]]:
+    """Score frame `index` for each person in it: their reference face (from `people`), the output face
+    matched to it (`match_faces` among `out_faces`), descriptors by `describe`, into `tracks`; returns one
+    record per person in the frame."""
+    present = [track for track in tracks if track.face_in(index) >= 0]
+    if not present:
+        return []
+    ref_faces = [detection_at(people.detections, track.face_in(index)) for track in present]
+    matched = match_faces(
+        np.stack([face.box for face in ref_faces]), np.stack([face.points for face in ref_faces]), out_faces
+    )  # [P]
+    records = []
+    for track, ref_face, match in zip(present, ref_faces, matched, strict=True):
+        ref_embedding = describe(ref_image, ref_face)
+        track.ref_embeddings[index] = ref_embedding
+        track.ref_points[index] = ref_face.points
+        track.face_psnr[index] = face_psnr(out_image, ref_image, ref_face.box, max_db=max_db)
+        if match >= 0:
+            out_face = out_faces[match]
+            track.out_embeddings[index] = describe(out_image, out_face)
+            track.out_points[index] = out_face.points
+            track.to_reference[index] = cosine_similarity(track.out_embeddings[index], ref_embedding)
+        records.append(
+            {
+                "id": track.id,
+                "face_found": bool(match >= 0),
+                "id_to_reference": _or_none(float(track.to_reference[index])),
+                "face_psnr": _or_none(float(track.face_psnr[index])),
+            }
+        )
+    return records
+
+
+def person_figures(
+    track: PersonTrack, *, num_frames: int, cuts: list[int], config: MetricsConfig
+) -> dict[str, Any]:
+    """One person's figures over the first `num_frames` frames (the scored ones): as the whole clip's, on
+    their faces alone. Jitter within the shots that begin at `cuts` (frame indices), split also where one
+    of their tracklets begins."""
+    num_frames = min(num_frames, len(track.faces))
+    rows = slice(0, num_frames)
+    present = track.faces[rows] >= 0  # [N]
+    out_embeddings, ref_embeddings = track.out_embeddings[rows], track.ref_embeddings[rows]
+    out_tl, out_tg = identity_similarity_stats(out_embeddings, tg_max_frames=config.tg_max_frames)
+    ref_tl, ref_tg = identity_similarity_stats(ref_embeddings, tg_max_frames=config.tg_max_frames)
+    segments = segments_from_cuts(sorted({*cuts, *track.starts}), num_frames)
+    found = np.isfinite(out_embeddings).all(axis=1) & present  # [N]
+    to_reference = track.to_reference[rows][found]
+    psnrs = track.face_psnr[rows][present]
+    psnrs = psnrs[np.isfinite(psnrs)]
+    return {
+        "id": track.id,
+        "frames": int(present.sum()),
+        "tl_id": _ratio(out_tl, ref_tl),
+        "tg_id": _ratio(out_tg, ref_tg),
+        "tl_output": out_tl,
+        "tl_reference": ref_tl,
+        "tg_output": out_tg,
+        "tg_reference": ref_tg,
+        "id_to_reference_mean": float(to_reference.mean()) if to_reference.size else None,
+        "jitter_output": landmark_jitter(track.out_points[rows], segments),
+        "jitter_reference": landmark_jitter(track.ref_points[rows], segments),
+        "face_psnr_mean": float(psnrs.mean()) if psnrs.size else None,
+        "face_psnr_min": float(psnrs.min()) if psnrs.size else None,
+        "frames_without_face": int((present & ~found).sum()),
+    }
+
+
 def evaluate_frames(
     pairs: Iterable[tuple[np.ndarray, np.ndarray]],
     *,
@@ -335,11 +538,18 @@ def evaluate_frames(
     device: torch.device | str = "cpu",
     progress: Progress = SILENT,
     total: int | None = None,
+    people: ClipPeople | None = None,
+    output_faces: LandmarkBackend | None = None,
+    output_first: int = 0,
 ) -> EvaluationReport:
     """Score (output, reference) RGB uint8 frame pairs; see the module docstring for each figure.
 
     `progress` gets an "evaluate" task counting the pairs, of `total` when the count is known.
+    `people`: the reference's people (frames numbered as the pairs), scored each (`EvaluationReport.people`)
+    against the output's faces that `output_faces` finds (default: dlib's, those the whole-clip figures
+    take the largest of), asked for frame `output_first + t` of pair t (a landmarks file's numbering).
     """
+    tracks = None if people is None else PersonTrack.of_people(people)
     cut_detector = SceneCutDetector(threshold=faces.cut_threshold, side=faces.cut_side)
     out_embeddings: list[np.ndarray] = []
     ref_embeddings: list[np.ndarray] = []
@@ -353,9 +563,18 @@ def evaluate_frames(
         for index, (out_image, ref_image) in enumerate(pairs):
             if faces.scene_cuts and cut_detector.is_cut(ref_image):
                 cuts.append(index)
-            out_face, ref_face = embedder.largest_face(out_image), embedder.largest_face(ref_image)
-            out_emb = embedder.embed_face(out_image, out_face) if out_face else missing_embedding
-            ref_emb = embedder.embed_face(ref_image, ref_face) if ref_face else missing_embedding
+            out_all: list[FaceDetection] = []
+            if tracks is not None and output_faces is None:  # every dlib face, of which the largest
+                out_all = embedder.landmarks.detect(out_image)
+                out_face = max(out_all, key=lambda face: face.size) if out_all else None
+            else:
+                out_face = embedder.largest_face(out_image)
+                if tracks is not None and output_faces is not None:
+                    out_all = output_faces.detect(out_image, frame_index=output_first + index)
+            ref_face = embedder.largest_face(ref_image)
+            describe = _descriptor_memo(embedder)
+            out_emb = describe(out_image, out_face) if out_face else missing_embedding
+            ref_emb = describe(ref_image, ref_face) if ref_face else missing_embedding
             out_points.append(out_face.points if out_face else missing_points)
             ref_points.append(ref_face.points if ref_face else missing_points)
             previous = out_embeddings[-1] if out_embeddings else missing_embedding
@@ -381,12 +600,23 @@ def evaluate_frames(
                     "reference_face_found": ref_face is not None,
                 }
             )
+            if tracks is not None and people is not None:
+                frames[-1]["people"] = score_people(
+                    tracks,
+                    people,
+                    index,
+                    out_image=out_image,
+                    ref_image=ref_image,
+                    out_faces=out_all,
+                    describe=describe,
+                    max_db=config.psnr_max_db,
+                )
             task.advance()
     if not frames:
         raise ReenactError("no frames to evaluate: the clips are empty")
     if lpips is None and lpips_note is None:
         lpips_note = "LPIPS not computed (no model given)"
-    return _summarise(
+    report = _summarise(
         frames,
         out_embeddings=np.stack(out_embeddings),
         ref_embeddings=np.stack(ref_embeddings),
@@ -396,6 +626,26 @@ def evaluate_frames(
         config=config,
         lpips_note=lpips_note,
     )
+    if tracks is not None and people is not None:
+        shots = sorted({*cuts, *people.starts})
+        report.people = _json_safe(
+            [person_figures(track, num_frames=len(frames), cuts=shots, config=config) for track in tracks]
+        )
+    return report
+
+
+def _descriptor_memo(embedder: IdentityEmbedder) -> Callable[[np.ndarray, FaceDetection], np.ndarray]:
+    """`embedder.embed_face` that describes a face of an image once (one frame's: the whole-clip figures'
+    largest face is often a person's face too)."""
+    known: dict[tuple[int, bytes], np.ndarray] = {}
+
+    def describe(image: np.ndarray, face: FaceDetection) -> np.ndarray:
+        key = (id(image), np.asarray(face.points, np.float64).tobytes())
+        if key not in known:
+            known[key] = embedder.embed_face(image, face)
+        return known[key]
+
+    return describe
 
 
 def _summarise(
@@ -453,6 +703,8 @@ def evaluate_videos(
     device: torch.device | str = "cpu",
     progress: Progress = SILENT,
     window: Window | None = None,
+    people: ClipPeople | Callable[[], ClipPeople] | None = None,
+    output_faces: LandmarkBackend | None = None,
 ) -> EvaluationReport:
     """Score an output clip against the reference clip it was made from (frames paired by index; of a
     slice `window` of the reference: `paired_frames`).
@@ -460,10 +712,16 @@ def evaluate_videos(
     `lpips`: an LPIPS module to use (tests pass one with random weights); else the real one is loaded
     when `use_lpips`, and a missing weight file leaves LPIPS null with a note. `progress` gets an
     "evaluate" task, opened only once the clips' frame counts agree.
+    `people`: the reference's (or its window's) people, or what finds them (called once the frame counts
+    agree), to score each (`evaluate_frames`); `output_faces` finds the output's faces for them (a
+    landmarks file is asked for the output's own frame numbers).
     """
     config = config or MetricsConfig()
     faces = faces or FacesConfig()
     length, pairs = paired_frames(Path(output), Path(reference), window=window)
+    if callable(people):
+        people = people()
+    out_window = output_window(Path(output), window) if output_faces is not None else None
     note: str | None = None
     if lpips is None:
         if use_lpips:
@@ -480,6 +738,9 @@ def evaluate_videos(
         device=device,
         progress=progress,
         total=length or None,
+        people=people,
+        output_faces=output_faces,
+        output_first=0 if out_window is None else out_window.first,
     )
 
 

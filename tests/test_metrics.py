@@ -289,6 +289,12 @@ def test_noise_lowers_psnr_and_lpips_sees_it(clips: dict[str, Path], embedder) -
 # ------------------------------------------------------------------------------------------- CLI
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run in a fresh folder: the people of a reference are cached in ./reenact-work."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = run(["evaluate", *map(str, args)])
     captured = capsys.readouterr()
@@ -317,6 +323,8 @@ def test_cli_json_report_and_plot(clips: dict[str, Path], tmp_path: Path, capsys
     assert set(printed["frames"][0]) >= {"psnr", "lpips", "id_to_reference", "id_to_previous", "face_found"}
     assert printed["frames"][0]["id_to_previous"] is None
     assert all(frame["lpips"] is None for frame in printed["frames"])
+    (person,) = printed["people"]  # the reference's one person, in every frame
+    assert person["frames"] == NUM_FRAMES and person["face_psnr_mean"] is not None
     image = cv2.imread(str(plot))
     assert image is not None and image.shape[2] == 3
     assert _colour_pixels(image, PSNR_COLOUR) > 500 and _colour_pixels(image, IDENTITY_COLOUR) > 500
@@ -328,6 +336,10 @@ def test_cli_human_summary(clips: dict[str, Path], capsys) -> None:
     assert code == 0, err
     assert "TL-ID     1.0000" in out and "TG-ID     1.0000" in out
     assert "PSNR      100.00 dB" in out and "LPIPS     n/a" in out
+    assert f"  person 0  {NUM_FRAMES} frames  TL-ID 1.0000  TG-ID 1.0000  identity 1.0000  jitter " in out
+    code, out, err = _run(capsys, clips["face2"], "--reference", clips["face2"], "--no-lpips", "--no-people")
+    assert code == 0, err
+    assert "TL-ID     1.0000" in out and "person" not in out
 
 
 def test_mismatched_frame_counts_fail_before_progress_starts(clips: dict[str, Path], embedder) -> None:

@@ -282,7 +282,7 @@ class PeopleStage:
             detections = whole.cut(window.first, window.stop)
         if not detections.counts.any():
             source = self.landmarks or self.settings.faces.landmarks
-            raise ReenactError(
+            raise NoFaceError(
                 f"no face found in {self.path} ({detections.num_frames} frames, {source} landmarks); "
                 "check the input, or try --landmarks fan or a landmarks file"
             )
@@ -340,6 +340,10 @@ def reference_descriptor(
         raise UsageError(f"--person-ref: no face found in {photo}; give a photo with the person's face")
     largest = max(faces, key=lambda face: face.size)
     return np.asarray(make_describer(descriptor, settings.faces).describe(image, largest), np.float64)
+
+
+class NoFaceError(ReenactError):
+    """A clip in which the people stage finds no face at all (evaluate then scores nobody)."""
 
 
 def choose_person(
