@@ -30,6 +30,7 @@ from reenact.config import (
     Config,
     preset_names,
 )
+from reenact.errors import UsageError
 from reenact.threads import use_threads
 
 if TYPE_CHECKING:
@@ -163,6 +164,18 @@ PersonRef = Annotated[
         show_default="none: --face-index chooses",
     ),
 ]
+People = Annotated[
+    str | None,
+    typer.Option(
+        "--people",
+        help=(
+            "all: every person of the clip, each inverted and tuned on their own frames, all in one output "
+            "(instead of choosing one person)."
+        ),
+        metavar="all",
+        show_default="none: one person",
+    ),
+]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv).")]
 Start = Annotated[
     str | None,
@@ -290,3 +303,16 @@ def slice_window(path: Path, start: str | None, duration: str | None) -> Window 
     from reenact.timeline import parse_slice
 
     return video.slice_window(path, parse_slice(start, duration))
+
+
+def everyone_from(people: str | None, *, choices: dict[str, Any]) -> bool:
+    """Whether `--people all` was given: a `UsageError` for another value, or beside an option that
+    chooses one person (`choices`: option name -> value, None where not given)."""
+    if people is None:
+        return False
+    if people != "all":
+        raise UsageError(f"--people takes all, got {people!r} (choose one person with --person)")
+    given = [name for name, value in choices.items() if value is not None]
+    if given:
+        raise UsageError(f"--people all takes every person; {', '.join(given)} cannot go with it")
+    return True

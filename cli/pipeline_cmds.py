@@ -28,11 +28,13 @@ from reenact_cli.common import (
     Landmarks,
     Output,
     Overwrite,
+    People,
     Person,
     PersonRef,
     RunOptions,
     Start,
     config_default,
+    everyone_from,
     face_choice,
     settings_for,
     slice_window,
@@ -142,6 +144,12 @@ def print_summary(summary: dict[str, Any], *, as_json: bool, title: str) -> None
             f"  renders     {cost['backward']:,} fwd+bwd + {cost['forward']:,} forward: "
             f"{per_frame['backward']:.1f} + {per_frame['forward']:.1f} per frame ({cost['frames']} frames)"
         )
+    for member in summary.get("people", []):
+        tuned = "" if member["psnr_tuned"] is None else f", {member['psnr_tuned']:.2f} dB tuned"
+        typer.echo(
+            f"  person {member['person']:<5} {member['frames']} frames: "
+            f"PSNR {member['psnr_inversion']:.2f} dB inverted{tuned}"
+        )
     for member in summary.get("cast", []):
         typer.echo(
             f"  person {member['person']:<5} {member['frames']} frames, driver {member['driver']} "
@@ -174,6 +182,7 @@ def prepare_command(*, tune: bool) -> Callable[..., None]:
         face_at: FaceAt = None,
         person: Person = None,
         person_ref: PersonRef = None,
+        people: People = None,
         start: Start = None,
         duration: Duration = None,
         *,
@@ -181,24 +190,35 @@ def prepare_command(*, tune: bool) -> Callable[..., None]:
     ) -> None:
         from reenact import pipeline
 
+        everyone = everyone_from(
+            people,
+            choices={
+                "--face-index": face_index,
+                "--face-at": face_at,
+                "--person": person,
+                "--person-ref": person_ref,
+            },
+        )
         window = slice_window(source, start, duration)
         context = make_context(
             run, inputs=[source], face=FaceRequest(face_index, face_at, person, person_ref)
         )
-        clip, report = pipeline.prepare(
+        clips, report = pipeline.prepare(
             source,
             context=context,
             landmarks=landmarks,
             face=face_choice(face_index, face_at, person, person_ref),
             tune=tune,
             window=window,
+            everyone=everyone,
         )
         what = "tuned over" if tune else "pivots of"
         sliced = f" (slice: {window.describe()})" if window is not None else ""
+        who = f" of {len(clips)} people" if everyone else ""
         print_summary(
             report.summary,
             as_json=run.as_json,
-            title=f"{source}{sliced}: {what} {len(clip.pivots.frames)} frames",
+            title=f"{source}{sliced}: {what} {sum(len(clip.pivots.frames) for clip in clips)} frames{who}",
         )
 
     command.__doc__ = (
@@ -289,18 +309,7 @@ def transfer(
             show_default="none: one DRIVER",
         ),
     ] = None,
-    people: Annotated[
-        str | None,
-        typer.Option(
-            "--people",
-            help=(
-                "all: every person of TARGET takes DRIVER, each inverted and tuned on their own frames, "
-                "all in one output (instead of choosing one person)."
-            ),
-            metavar="all",
-            show_default="none: one person",
-        ),
-    ] = None,
+    people: People = None,
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
@@ -493,11 +502,7 @@ def _transfer_everyone(
     `pipeline.transfer_cast`."""
     from reenact import pipeline
 
-    if people != "all":
-        raise UsageError(f"--people takes all, got {people!r} (choose one person with --person)")
-    given = [name for name, value in choices.items() if value is not None]
-    if given:
-        raise UsageError(f"--people all takes every person; {', '.join(given)} cannot go with it")
+    everyone_from(people, choices=choices)
     window = slice_window(target, start, duration)
     context = make_context(
         run,
@@ -550,6 +555,7 @@ def edit(
     face_at: FaceAt = None,
     person: Person = None,
     person_ref: PersonRef = None,
+    people: People = None,
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
@@ -563,6 +569,15 @@ def edit(
     if not direction:
         raise UsageError("give at least one --direction NAME=STRENGTH")
     parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
+    everyone = everyone_from(
+        people,
+        choices={
+            "--face-index": face_index,
+            "--face-at": face_at,
+            "--person": person,
+            "--person-ref": person_ref,
+        },
+    )
     window = slice_window(source, start, duration)
     context = make_context(
         run,
@@ -581,6 +596,7 @@ def edit(
         face=face_choice(face_index, face_at, person, person_ref),
         overwrite=overwrite,
         window=window,
+        everyone=everyone,
     )
     print_summary(report.summary, as_json=run.as_json, title=f"edit: {source} → {output}")
 

@@ -493,6 +493,16 @@ def prepare_clips(
     return prepared
 
 
+def person_summary(person: int | None, clip: PreparedClip) -> dict[str, Any]:
+    """One person's line of a run over several people: frames, inversion and tuned PSNR."""
+    return {
+        "person": person,
+        "frames": len(clip.pivots.frames),
+        "psnr_inversion": float(clip.pivots.psnr.mean()),
+        "psnr_tuned": None if clip.tuned is None else clip.tuned.psnr_after,
+    }
+
+
 def prepare(
     path: Path,
     *,
@@ -501,14 +511,31 @@ def prepare(
     face: FaceChoice = LARGEST_FACE,
     tune: bool = False,
     window: Window | None = None,
-) -> tuple[PreparedClip, RunReport]:
+    everyone: bool = False,
+) -> tuple[list[PreparedClip], RunReport]:
     """`reenact invert` (`tune=False`) and `reenact tune`: one clip (or its `window`) aligned and
     inverted, and with `tune=True` the PTI pass over it; the clip and the run's report (its frames: the
-    frames inverted)."""
+    frames inverted). `everyone`: every person of the clip in turn, one prepared clip each (`face` unused),
+    and a `people` list in the report's details."""
     started = context.begin()
-    request = ClipRequest(path=path, landmarks=landmarks, face=face, role="input", window=window)
-    (clip,) = prepare_clips([request], context=context, tune_first=tune)
-    return clip, context.finish(output=None, frames=len(clip.pivots.frames), started=started)
+    faces = [face]
+    if everyone:
+        people, _ = clip_people(path, context=context, landmarks=landmarks, window=window, role="input")
+        if not people.ids:
+            raise UsageError(f"found no face in {path}")
+        faces = [FaceChoice(person=person) for person in people.ids]
+    clips = []
+    for choice in faces:
+        role = "input" if choice.person is None or not everyone else f"p{choice.person}"
+        request = ClipRequest(path=path, landmarks=landmarks, face=choice, role=role, window=window)
+        clips.extend(prepare_clips([request], context=context, tune_first=tune))
+    details = {}
+    if everyone:
+        details["people"] = [
+            person_summary(choice.person, clip) for choice, clip in zip(faces, clips, strict=True)
+        ]
+    frames = sum(len(clip.pivots.frames) for clip in clips)
+    return clips, context.finish(output=None, frames=frames, started=started, details=details)
 
 
 # ------------------------------------------------------------------------------------------ the ending
@@ -919,7 +946,7 @@ def transfer_cast(
         checks.check_driver_ref(member.driver_frame, info=driver_info)
         edits.append(config)
     people = cast_people(scene, cast, context=context, landmarks=landmarks, window=window)
-    jobs, faces, summaries, lengths = [], [], [], []
+    renders, summaries, lengths = [], [], []
     for member, person, config in zip(cast, people, edits, strict=True):
         target, driver = prepare_clips(
             [
@@ -956,8 +983,7 @@ def transfer_cast(
                 target.alignment.num_frames, driver.alignment.num_frames, policy=config.length_policy
             )
         )
-        jobs.append(RenderJob(target.tuned.generator, latents, target.tune_digest))
-        faces.append((target.alignment, slots_for(target.alignment, target.pivots.frames)))
+        renders.append(PersonRender(target, RenderJob(target.tuned.generator, latents, target.tune_digest)))
         summaries.append(
             {
                 "person": person,
@@ -971,22 +997,6 @@ def transfer_cast(
             }
         )
     num_out = min(lengths)
-
-    def composite(streams: list[RenderStream]) -> Iterator[tuple[video.Frame, np.ndarray]]:
-        return cast_frames(
-            (
-                frame
-                for frame in video.VideoReader(scene, window=window).frames(upright=True)
-                if frame.index < num_out
-            ),
-            faces=[
-                PastedFace(alignment, slots, crops)
-                for (alignment, slots), crops in zip(faces, streams, strict=True)
-            ],
-            settings=context.settings,
-            device=context.runtime.device,
-        )
-
     plan = OutputPlan.following(
         output,
         clip=scene,
@@ -996,13 +1006,63 @@ def transfer_cast(
         overwrite=overwrite,
         window=window,
     )
+    return paste_people(
+        scene,
+        renders,
+        plan=plan,
+        context=context,
+        started=started,
+        window=window,
+        details={"cast": summaries, "slice": None if window is None else window.describe()},
+    )
+
+
+@dataclass
+class PersonRender:
+    """One person's part of an output with several people: their prepared clip (alignment, the frames of
+    their pivots) and the render of their latents."""
+
+    clip: PreparedClip
+    job: RenderJob
+
+
+def paste_people(
+    source: Path,
+    renders: list[PersonRender],
+    *,
+    plan: OutputPlan,
+    context: RunContext,
+    started: float,
+    window: Window | None = None,
+    details: dict[str, Any] | None = None,
+) -> RunReport:
+    """Render every person's latents and paste them all into each frame of `source` (or its `window`),
+    the larger face in front (`stages.output.cast_frames`), up to `plan.total` frames, one encode."""
+
+    def composite(streams: list[RenderStream]) -> Iterator[tuple[video.Frame, np.ndarray]]:
+        return cast_frames(
+            (
+                frame
+                for frame in video.VideoReader(source, window=window).frames(upright=True)
+                if frame.index < plan.total
+            ),
+            faces=[
+                PastedFace(
+                    render.clip.alignment, slots_for(render.clip.alignment, render.clip.pivots.frames), crops
+                )
+                for render, crops in zip(renders, streams, strict=True)
+            ],
+            settings=context.settings,
+            device=context.runtime.device,
+        )
+
     return render_and_encode_all(
-        jobs,
+        [render.job for render in renders],
         composite=composite,
         output=plan,
         context=context,
         started=started,
-        details={"cast": summaries, "slice": None if window is None else window.describe()},
+        details=details or {},
     )
 
 
@@ -1016,22 +1076,71 @@ def edit_video(
     face: FaceChoice = LARGEST_FACE,
     overwrite: bool = False,
     window: Window | None = None,
+    everyone: bool = False,
 ) -> RunReport:
     """Attribute edit over a whole clip (or its `window`, from time 0): every pivot moved along the
-    directions on `edit.direction_layers`."""
+    directions on `edit.direction_layers`. `everyone`: every person of the clip (each inverted and tuned on
+    their own frames), all pasted into one output; `face` is then unused."""
     started = context.begin()
     num_ws = context.generator_source.generator.num_ws
     video.check_output(output, inputs=(input_path,), overwrite=overwrite)
     video.check_encodable(video.probe(input_path))
     layers = context.settings.edit.direction_layers
     checks.check_layers(layers, option="edit.direction_layers", num_ws=num_ws)
+    mask = edit.layer_mask(layers, num_ws=num_ws)
+    if everyone:
+        people, _ = clip_people(input_path, context=context, landmarks=landmarks, window=window, role="input")
+        if not people.ids:
+            raise UsageError(f"found no face in {input_path}")
+        renders = []
+        for person in people.ids:
+            (clip,) = prepare_clips(
+                [
+                    ClipRequest(
+                        input_path,
+                        landmarks=landmarks,
+                        face=FaceChoice(person=person),
+                        role=f"p{person}",
+                        window=window,
+                    )
+                ],
+                context=context,
+                tune_first=True,
+            )
+            assert clip.tuned is not None
+            latents = edit.apply_directions(clip.pivots.ws, directions, layers=mask)
+            renders.append(PersonRender(clip, RenderJob(clip.tuned.generator, latents, clip.tune_digest)))
+        info = renders[0].clip.info
+        plan = OutputPlan.following(
+            output,
+            clip=input_path,
+            info=info,
+            inputs=(input_path,),
+            total=info.frame_count,
+            overwrite=overwrite,
+            window=window,
+        )
+        return paste_people(
+            input_path,
+            renders,
+            plan=plan,
+            context=context,
+            started=started,
+            window=window,
+            details={
+                "people": [
+                    person_summary(person, render.clip)
+                    for person, render in zip(people.ids, renders, strict=True)
+                ]
+            },
+        )
     (clip,) = prepare_clips(
         [ClipRequest(input_path, landmarks=landmarks, face=face, role="input", window=window)],
         context=context,
         tune_first=True,
     )
     assert clip.tuned is not None
-    latents = edit.apply_directions(clip.pivots.ws, directions, layers=edit.layer_mask(layers, num_ws=num_ws))
+    latents = edit.apply_directions(clip.pivots.ws, directions, layers=mask)
 
     def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
         return composite_frames(

@@ -218,6 +218,21 @@ def test_edit_with_person_ref_changes_pixels_only_inside_that_persons_face(
         )
         assert change[:, inside].mean() > MIN_CHANGE, "the chosen person's face did not change"
         assert change[:, ~inside].max() == 0, "pixels changed outside the chosen person's face"
+    written = record_written_frames(monkeypatch)
+    pipeline.edit_video(
+        clip,
+        ghost["folder"] / "edit_everyone.mp4",
+        directions=[(direction, 2.0)],
+        context=context,
+        window=window,
+        everyone=True,
+    )  # --people all: both faces, each person's own tuned generator (their stages are the ones above)
+    monkeypatch.undo()
+    change = np.abs(np.stack(written).astype(np.int16) - np.stack(source)).max(axis=3)  # [T, H, W]
+    for chosen, inside in regions.items():
+        print(f"everyone, person {chosen}: mean change {change[:, inside].mean():.2f} inside")
+        assert change[:, inside].mean() > MIN_CHANGE, f"--people all left person {chosen} unchanged"
+    assert change[:, ~(regions[0] | regions[1])].max() == 0, "pixels changed outside both faces"
 
 
 # --------------------------------------------------------------------------------------------- errors
