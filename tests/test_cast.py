@@ -322,3 +322,23 @@ def test_people_all_errors(scene_files, tmp_path: Path, capsys, extra: tuple[str
     lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert code == EXIT_USAGE and len(lines) == 1 and message in lines[0], captured.err
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_adding_a_cast_member_reuses_the_others_stages(scene_files, tmp_path: Path) -> None:
+    """Stages are keyed per person: a cast that adds person 1 to person 0 computes only person 1's."""
+    clip, landmarks, driver, driver_landmarks = scene_files
+    member = f'driver = "{driver}"\ndriver_landmarks = "{driver_landmarks}"\ndriver_frame = 0\n'
+    common = [
+        "--target-landmarks", str(landmarks), "--generator", "random:tiny",
+        "--workdir", str(tmp_path / "work"), "--quiet", "--json",
+    ]  # fmt: skip
+    one = _cast_file(tmp_path, f"[[person]]\nid = 0\n{member}")
+    _cli(["transfer", str(clip), "--cast", str(one), "-o", str(tmp_path / "one.mp4"), *common])
+    both = tmp_path / "both.toml"
+    both.write_text(f"[[person]]\nid = 0\n{member}\n[[person]]\nid = 1\n{member}")
+    summary = _cli(["transfer", str(clip), "--cast", str(both), "-o", str(tmp_path / "both.mp4"), *common])
+    cached = {stage["name"]: stage["cached"] for stage in summary["stages"]}
+    person0 = [name for name in cached if name.startswith(("p0-", "d0-"))]
+    person1 = [name for name in cached if name.startswith("p1-")]
+    assert {"p0-invert", "p0-tune"} <= set(person0) and all(cached[name] for name in person0), cached
+    assert {"p1-invert", "p1-tune"} <= set(person1) and not any(cached[name] for name in person1), cached
