@@ -393,3 +393,37 @@ def test_two_ranks_give_the_one_process_transfer_on_a_real_clip(tmp_path: Path) 
     assert frames[0].shape == frames[1].shape
     mean = float(np.mean([psnr(a, b) for a, b in zip(*frames, strict=True)]))
     assert mean >= ONE_ANSWER_DB, f"1 against 2 ranks: {mean:.1f} dB"
+
+
+@pytest.mark.slow
+def test_a_cast_on_two_ranks_gives_the_one_process_output(runner: Runner) -> None:
+    """`transfer SCENE --cast` with two people: the ranks share out each person's stages, and the output
+    is the one process's (#28's one answer, for a cast)."""
+    from reenact.synthetic_scene import SceneConfig, make_scene, write_scene
+
+    root = runner.root / "cast"
+    clip, landmarks = write_scene(make_scene(SceneConfig()), root / "scene")
+    cast = root / "cast.toml"
+    cast.write_text(
+        "".join(
+            f'[[person]]\nid = {person}\ndriver = "{runner.files.driver_video}"\n'
+            f'driver_landmarks = "{runner.files.driver_landmarks}"\ndriver_frame = 0\n\n'
+            for person in (0, 1)
+        )
+    )
+    outputs = []
+    for name, launcher in (("one", [sys.executable, "-m", "reenact_cli"]), ("two", runner.launcher(2))):
+        output = root / f"{name}.mp4"
+        summary = runner.run(
+            [
+                *launcher, "transfer", str(clip), "--cast", str(cast), "-o", str(output),
+                "--target-landmarks", str(landmarks), "--generator", str(runner.generator),
+                "--preset", "synthetic", "--workdir", str(root / f"{name}-work"), "--quiet", "--json",
+            ]
+        )  # fmt: skip
+        assert [member["person"] for member in summary["cast"]] == [0, 1]
+        outputs.append(decode(output))
+    mean = float(np.mean([psnr(a, b) for a, b in zip(*outputs, strict=True)]))
+    print(f"cast, 2 ranks against 1: {mean:.2f} dB mean PSNR between the outputs")
+    assert mean >= ONE_ANSWER_DB, mean
+    assert frame_times(root / "two.mp4") == frame_times(clip)
