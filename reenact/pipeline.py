@@ -367,6 +367,15 @@ class ClipRequest:
     window: Window | None = None
 
 
+def person_request(
+    path: Path, person: int, *, landmarks: str | None = None, window: Window | None = None
+) -> ClipRequest:
+    """The request for one person of a clip with several (their stages keyed by their id)."""
+    return ClipRequest(
+        path, landmarks=landmarks, face=FaceChoice(person=person), role=f"p{person}", window=window
+    )
+
+
 def slot_ranges(ranges: list[FrameRange], frames: np.ndarray) -> list[range]:
     """Frame ranges whose every frame has a face (runs, segments) as ranges of rows of the pivots of
     `frames` [N] (the frames with a face, ascending)."""
@@ -520,14 +529,17 @@ def prepare(
     started = context.begin()
     faces = [face]
     if everyone:
-        people, _ = clip_people(path, context=context, landmarks=landmarks, window=window, role="input")
-        if not people.ids:
-            raise UsageError(f"found no face in {path}")
-        faces = [FaceChoice(person=person) for person in people.ids]
+        faces = [
+            FaceChoice(person=person)
+            for person in people_ids(path, context=context, landmarks=landmarks, window=window, role="input")
+        ]
     clips = []
     for choice in faces:
-        role = "input" if choice.person is None or not everyone else f"p{choice.person}"
-        request = ClipRequest(path=path, landmarks=landmarks, face=choice, role=role, window=window)
+        request = (
+            person_request(path, choice.person, landmarks=landmarks, window=window)
+            if everyone and choice.person is not None
+            else ClipRequest(path=path, landmarks=landmarks, face=choice, role="input", window=window)
+        )
         clips.extend(prepare_clips([request], context=context, tune_first=tune))
     details = {}
     if everyone:
@@ -885,6 +897,21 @@ def cast_people(
     return chosen
 
 
+def people_ids(
+    path: Path,
+    *,
+    context: RunContext,
+    landmarks: str | None = None,
+    window: Window | None = None,
+    role: str = "target",
+) -> list[int]:
+    """The ids of every person of the clip (`--people all`); a `UsageError` when there is nobody."""
+    people, _ = clip_people(path, context=context, landmarks=landmarks, window=window, role=role)
+    if not people.ids:
+        raise UsageError(f"found no face in {path}")
+    return people.ids
+
+
 def everyone_cast(
     scene: Path,
     driver: Path,
@@ -897,9 +924,6 @@ def everyone_cast(
 ) -> list[CastMember]:
     """A cast that gives every person of the scene the one `driver` (its largest face, as a plain
     transfer's) (`reenact transfer SCENE DRIVER --people all`)."""
-    people, _ = clip_people(scene, context=context, landmarks=landmarks, window=window, role="target")
-    if not people.ids:
-        raise UsageError(f"found no face in {scene}")
     return [
         CastMember(
             face=FaceChoice(person=person),
@@ -908,7 +932,7 @@ def everyone_cast(
             driver_landmarks=driver_landmarks,
             driver_frame=driver_frame,
         )
-        for person in people.ids
+        for person in people_ids(scene, context=context, landmarks=landmarks, window=window)
     ]
 
 
@@ -950,13 +974,7 @@ def transfer_cast(
     for member, person, config in zip(cast, people, edits, strict=True):
         target, driver = prepare_clips(
             [
-                ClipRequest(
-                    scene,
-                    landmarks=landmarks,
-                    face=FaceChoice(person=person),
-                    role=f"p{person}",
-                    window=window,
-                ),
+                person_request(scene, person, landmarks=landmarks, window=window),
                 ClipRequest(
                     member.driver,
                     landmarks=member.driver_landmarks,
@@ -1089,21 +1107,11 @@ def edit_video(
     checks.check_layers(layers, option="edit.direction_layers", num_ws=num_ws)
     mask = edit.layer_mask(layers, num_ws=num_ws)
     if everyone:
-        people, _ = clip_people(input_path, context=context, landmarks=landmarks, window=window, role="input")
-        if not people.ids:
-            raise UsageError(f"found no face in {input_path}")
+        people = people_ids(input_path, context=context, landmarks=landmarks, window=window, role="input")
         renders = []
-        for person in people.ids:
+        for person in people:
             (clip,) = prepare_clips(
-                [
-                    ClipRequest(
-                        input_path,
-                        landmarks=landmarks,
-                        face=FaceChoice(person=person),
-                        role=f"p{person}",
-                        window=window,
-                    )
-                ],
+                [person_request(input_path, person, landmarks=landmarks, window=window)],
                 context=context,
                 tune_first=True,
             )
@@ -1130,7 +1138,7 @@ def edit_video(
             details={
                 "people": [
                     person_summary(person, render.clip)
-                    for person, render in zip(people.ids, renders, strict=True)
+                    for person, render in zip(people, renders, strict=True)
                 ]
             },
         )
