@@ -47,6 +47,11 @@ far the same frames fall in the cut-free world's transfer: far below what a per-
 does, above the spread between CPUs (one frame's face PSNR moves by a dB or more from one x86 model to
 another; the target's cut gave 1.36 dB on one Xeon and 2.60 on another, the last frame of a shot being
 the worst, as the cut-free clip's last frame is)."""
+MAX_SEAM_LOSS_DB = 1.5
+"""How far the split shot's face PSNR on one side of its seam may fall below the one-segment run's. The
+registration to the key chain moves error from one side to the other (the whole shot's mean is unchanged):
+frames 4-9 lose up to 2 dB and 11-15 gain about 1, so the first side lost 1.05 dB on an AVX512 Xeon
+(family 6, model 207) and less than 1 on CI's CPU. Doing nothing falls 7 dB below."""
 SEAM_SEGMENT = 8
 """Inversion segments of this many frames (`invert.segment_frames`, 64 by default, more than the world's
 16 frames): every shot of the cut-free world is split at its frame 8."""
@@ -96,10 +101,12 @@ def _world(root: Path, config: SyntheticConfig) -> World:
     )
 
 
-def _run_transfer(root: Path, config: SyntheticConfig, *extra: str) -> Transfer:
-    world = _world(root, config)
+def _run_transfer(root: Path, config: SyntheticConfig, *extra: str, world: World | None = None) -> Transfer:
+    """The transfer on a world written in `root`, or on `world`'s files (then the two runs compare on the
+    very same input clips: x264 does not always write the same file twice, see `with_seams`)."""
+    world = world or _world(root, config)
     output = root / "transfer.mp4"
-    summary = _cli(world.transfer_args(output, *extra))
+    summary = _cli(world.transfer_args(output, *extra, workdir=root / "work"))
     frames, regions = true_transfer_frames(world.files.world, composite=synthetic_settings().composite, ref=0)
     return Transfer(world=world, output=decode(output), truth=frames, regions=regions, summary=summary)
 
@@ -120,8 +127,12 @@ def without_cuts(tmp_path_factory: pytest.TempPathFactory) -> Transfer:
 
 
 @pytest.fixture(scope="module")
-def with_seams(tmp_path_factory: pytest.TempPathFactory) -> Transfer:
-    return _run_transfer(tmp_path_factory.mktemp("with-seams"), SyntheticConfig(), *SEAM_SETTINGS)
+def with_seams(tmp_path_factory: pytest.TempPathFactory, without_cuts: Transfer) -> Transfer:
+    """The cut-free world's own files, inverted in segments: compared with `without_cuts` on identical
+    inputs, since encoding the world again can code its frames a little differently (about 0.3 dB)."""
+    return _run_transfer(
+        tmp_path_factory.mktemp("with-seams"), SyntheticConfig(), *SEAM_SETTINGS, world=without_cuts.world
+    )
 
 
 def frame_psnrs(frames: np.ndarray, truth: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -212,9 +223,9 @@ def test_a_shot_split_into_inversion_segments_has_no_seam(
     with_seams: Transfer, without_cuts: Transfer
 ) -> None:
     """Target and driver inverted in segments of `SEAM_SEGMENT` frames (each continuing the key chain, as
-    ranks share a long shot out): the transfer is within `MAX_CUT_LOSS_DB` of the one-segment run on each
-    side of the seam, and the frames next to it dip no more than `MAX_CUT_STEP_DB` beyond the one-segment
-    run's. Doing nothing fails the first bound."""
+    ranks share a long shot out): the transfer is within `MAX_SEAM_LOSS_DB` of the one-segment run on each
+    side of the seam and within `MAX_CUT_LOSS_DB` over the whole shot, and the frames next to the seam dip
+    no more than `MAX_CUT_STEP_DB` beyond the one-segment run's. Doing nothing fails the first bound."""
     num_frames = with_seams.synthetic.config.num_frames
     assert num_frames > SEAM_SEGMENT, "the world must be split"
     target = with_seams.target()
@@ -226,8 +237,12 @@ def test_a_shot_split_into_inversion_segments_has_no_seam(
         )
         nothing = face_psnr(target[frames], with_seams.truth[frames], with_seams.regions[frames])
         print(f"[{start}, {stop}): segmented {got:.2f} dB, one segment {whole:.2f}, nothing {nothing:.2f}")
-        assert nothing < whole - MAX_CUT_LOSS_DB, "doing nothing must fail the bound"
-        assert got >= whole - MAX_CUT_LOSS_DB, (start, stop, got, whole)
+        assert nothing < whole - MAX_SEAM_LOSS_DB, "doing nothing must fail the bound"
+        assert got >= whole - MAX_SEAM_LOSS_DB, (start, stop, got, whole)
+    got = face_psnr(with_seams.output, with_seams.truth, with_seams.regions)
+    whole = face_psnr(without_cuts.output, without_cuts.truth, without_cuts.regions)
+    print(f"whole shot: segmented {got:.2f} dB, one segment {whole:.2f}")
+    assert got >= whole - MAX_CUT_LOSS_DB, (got, whole)
     got = frame_psnrs(with_seams.output, with_seams.truth, with_seams.regions)
     whole = frame_psnrs(without_cuts.output, without_cuts.truth, without_cuts.regions)
     print("per-frame face PSNR, segmented:  ", np.round(got, 1).tolist())
