@@ -23,7 +23,8 @@ Each shot's chain starts in one of three ways:
 Reported: the inversion PSNR of the pivots against the true renders, and the transfer PSNR: the pivots plus
 the world driver's offsets (`w_driver[t] - w_driver[0]` on the world's expression layers, strength 1)
 rendered by the same (untuned) generator against the truth `G(w_true + offsets)`, both per frame, as means
-over the clip and per shot. No tuning and no paste-back: this isolates the pivots.
+over the clip and per shot. No tuning and no paste-back: this isolates the pivots. `--spread-weight`
+sets `invert.spread_weight` (the pull of the W+ layers towards their mean) for every inversion.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import itertools
 import shutil
 import statistics
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +147,9 @@ def frame_psnrs(generator: Generator, latents: torch.Tensor, truth: torch.Tensor
     return np.array([psnr_from_mse(float(value), peak=UINT8_PEAK) for value in mse])
 
 
-def measure(seed: int, person: int, *, anchor_weight: float, runtime: Runtime, folder: Path) -> list[dict]:
+def measure(
+    seed: int, person: int, *, anchor_weight: float, spread_weight: float, runtime: Runtime, folder: Path
+) -> list[dict]:
     """One row per crop kind and start: mean and per-shot inversion and transfer PSNR."""
     scene = make_scene(SceneConfig(seed=seed))
     world = make_world(SyntheticConfig(seed=seed, num_frames=scene.config.num_frames))
@@ -156,7 +160,7 @@ def measure(seed: int, person: int, *, anchor_weight: float, runtime: Runtime, f
     starts = [start for start in scene.shot_starts if scene.present[person, start]]
     rows_of = np.searchsorted(frames_of, [*starts, scene.config.num_frames])
     shots = [slice(int(a), int(b)) for a, b in itertools.pairwise(rows_of)]
-    config = synthetic_settings().invert
+    config = replace(synthetic_settings().invert, spread_weight=spread_weight)
     results = []
     for kind in CROPS:
         crops = person_crops(scene, person, kind, folder=folder / f"seed{seed}")
@@ -200,11 +204,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--person", type=int, default=0, help="The scene's person (0 is in every shot).")
     parser.add_argument("--anchor-weight", type=float, default=DEFAULT_ANCHOR_WEIGHT)
+    parser.add_argument(
+        "--spread-weight", type=float, default=0.0, help="invert.spread_weight (the pull of W+ towards W)."
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     runtime = resolve_runtime("cpu")
     folder = Path(tempfile.mkdtemp(prefix="bench-chain-starts-"))
-    print(f"person {args.person} of the synthetic scene; anchored starts' weight {args.anchor_weight:g}\n")
+    print(
+        f"person {args.person} of the synthetic scene; anchored starts' weight {args.anchor_weight:g}; "
+        f"invert.spread_weight {args.spread_weight:g}\n"
+    )
     print("| seed | crops | chain start | inversion PSNR dB | transfer PSNR dB | transfer per shot |")
     print("|---:|---|---|---:|---:|---|")
     try:
@@ -212,7 +222,12 @@ def main() -> None:
             row
             for seed in args.seeds
             for row in measure(
-                seed, args.person, anchor_weight=args.anchor_weight, runtime=runtime, folder=folder
+                seed,
+                args.person,
+                anchor_weight=args.anchor_weight,
+                spread_weight=args.spread_weight,
+                runtime=runtime,
+                folder=folder,
             )
         ]
     finally:

@@ -249,6 +249,11 @@ class InvertConfig:
     Lower rates give smoother pivots but lower PSNR; benchmarks/bench_invert.py measures both."""
     perceptual_weight: float = 1.0
     """Weight of the perceptual (VGG16 feature) term."""
+    spread_weight: float = 0.0
+    """Weight of the W+ layers' spread about their mean (`invert.layer_spread`, mean square in w units), a
+    pull towards W that keeps a target's fit where the driver's offsets act as on its true code; it also
+    spreads a driver's expression, which lives on some layers, over all of them, so it is off (0) by
+    default. benchmarks/bench_chain_starts.py --spread-weight measures it."""
     mse_weight: float = 1.0
     """Weight of the pixel MSE term (images in [-1, 1])."""
     plateau_window: int = 50
@@ -293,6 +298,8 @@ class InvertConfig:
                 raise ReenactError(f"invert.{name} must be > 0, got {getattr(self, name)}")
         if self.perceptual_weight < 0 or self.mse_weight < 0:
             raise ReenactError("invert.perceptual_weight and invert.mse_weight must be >= 0")
+        if self.spread_weight < 0:
+            raise ReenactError(f"invert.spread_weight must be >= 0, got {self.spread_weight}")
         if self.perceptual_weight == 0 and self.mse_weight == 0:
             raise ReenactError("invert: perceptual_weight and mse_weight cannot both be 0")
         if self.start_samples < 0:

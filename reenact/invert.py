@@ -140,6 +140,16 @@ def frame_loss(
     )
 
 
+def layer_spread(latents: torch.Tensor) -> torch.Tensor:
+    """Per-frame spread [A] of latents [A, K, w_dim] about their mean over the layers: 0 for a code in W.
+
+    A W+ fit of a picture that is not the generator's own drifts along directions the picture barely
+    shows, each layer its own way; offsets added there (an expression) then render unlike they do on a
+    face's true code. Pulling the layers together (e4e's delta regularisation; PTI inverts into W) keeps
+    the fit where offsets act as they should."""
+    return (latents - latents.mean(dim=1, keepdim=True)).square().mean(dim=(1, 2))
+
+
 def start_latents(
     generator: Generator,
     targets: torch.Tensor,
@@ -218,9 +228,13 @@ class Problem:
         """Renders [A, 3, R, R] of latents [A, K, w_dim]."""
         return self.generator.synthesis(latents.expand(-1, self.generator.num_ws, -1), noise_mode="const")
 
-    def loss(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-frame loss [A] of renders against targets [A, 3, R, R]."""
-        return frame_loss(images, targets, perceptual=self.perceptual, config=self.config)
+    def loss(self, images: torch.Tensor, targets: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """Per-frame loss [A] of renders against targets [A, 3, R, R], plus `invert.spread_weight` times
+        the spread of their latents [A, K, w_dim] over the layers (`layer_spread`)."""
+        loss = frame_loss(images, targets, perceptual=self.perceptual, config=self.config)
+        if self.config.spread_weight:
+            loss = loss + self.config.spread_weight * layer_spread(latents)
+        return loss
 
     def crops(self, frames: range) -> torch.Tensor:
         """Targets [n, 3, R, R] of consecutive `frames`, on the device."""
@@ -423,7 +437,7 @@ class AdamBatch(Batch):
         rate = learning_rate(int(table.taken[0]), steps=self.steps, base=self.base_learning_rate)
         latents = table.latents.detach().requires_grad_(True)  # [B, K, w_dim]
         images = self.problem.render(latents)  # [B, 3, R, R]
-        loss = self.problem.loss(images, table.targets)  # [B]
+        loss = self.problem.loss(images, table.targets, latents)  # [B]
         table.taken += 1
         table.best.update(latents, images, table.targets, loss)
         self.history.append(float(loss.detach().sum()))
@@ -454,7 +468,7 @@ class LbfgsBatch(Batch):
         def closure() -> torch.Tensor:
             nonlocal renders
             images = self.problem.render(latents)  # [B, 3, R, R]
-            loss = self.problem.loss(images, table.targets)  # [B]
+            loss = self.problem.loss(images, table.targets, latents)  # [B]
             renders += 1
             table.best.update(latents, images, table.targets, loss)
             # Only the latents' gradient: no gradient is accumulated into the generator's parameters.
@@ -527,7 +541,7 @@ class AdamWindow:
         config = self.problem.config
         latents = table.latents.detach().requires_grad_(True)  # [A, K, w_dim]
         images = self.problem.render(latents)  # [A, 3, R, R]
-        loss = self.problem.loss(images, table.targets)  # [A]
+        loss = self.problem.loss(images, table.targets, latents)  # [A]
         table.best.update(latents, images, table.targets, loss)
         table.taken += 1
         self.leaving = []

@@ -21,6 +21,7 @@ from reenact.invert import (
     Problem,
     invert_clip,
     latent_speed,
+    layer_spread,
     plan_regimes,
     plateaued,
     psnr,
@@ -54,6 +55,11 @@ LBFGS_IN_DOMAIN_DB = 60.0
 """In-domain on the identifiable 8-wide world, L-BFGS fits clean crops to 80+ dB in its budget."""
 LBFGS_GAIN_DB = 10.0
 """...and by at least this much more than Adam given as many renders (measured: 82 against 60 dB)."""
+SPREAD_WEIGHT = 0.01
+SPREAD_REDUCTION = 0.5
+"""The pulled fit's layer spread is at most this share of the free fit's."""
+MAX_SPREAD_FIT_LOSS_DB = 3.0
+"""...and its PSNR against the crops at most this much lower."""
 CPU = resolve_runtime("cpu")
 """fp32 on the CPU."""
 
@@ -380,3 +386,36 @@ def test_rows_leave_every_per_frame_array_together(world: SyntheticWorld) -> Non
     assert table.adam.moments.exp_avg_sq[:, 0, 0].tolist() == [2.0, 4.0]
     finished = table.finished(1, 2)
     assert finished.frames == range(2, 3) and finished.steps == 102
+
+
+def test_layer_spread_is_zero_in_w_and_the_mean_square_about_the_layers_mean() -> None:
+    w = torch.randn(3, 1, 5).expand(3, 4, 5)  # [A, K, w_dim]: a code in W
+    assert torch.equal(layer_spread(w), torch.zeros(3))
+    spread = w.clone()
+    spread[:, 0] += 2.0  # one layer off by 2 in every dimension: mean over layers moves by 0.5
+    expected = (1.5**2 + 3 * 0.5**2) / 4  # per dimension, averaged over the 4 layers
+    assert torch.allclose(layer_spread(spread), torch.full((3,), expected))
+
+
+def test_spread_weight_pulls_an_out_of_domain_fit_towards_w(world: SyntheticWorld) -> None:
+    """Crops the generator cannot render exactly (blurred): without the pull a W+ fit spreads its layers
+    apart; with `invert.spread_weight` it stays nearer W, at a small cost in fit."""
+    blurred = torch.nn.functional.avg_pool2d(world.target.crops[:2], 3, stride=1, padding=1)  # [2, 3, R, R]
+    free = invert_clip(world.generator, blurred, config=LBFGS, perceptual=None, runtime=CPU)
+    pulled_config = dataclasses.replace(LBFGS, spread_weight=SPREAD_WEIGHT)
+    pulled = invert_clip(world.generator, blurred, config=pulled_config, perceptual=None, runtime=CPU)
+    free_spread, pulled_spread = (
+        float(layer_spread(free.pivots).mean()),
+        float(layer_spread(pulled.pivots).mean()),
+    )
+    print(
+        f"layer spread {free_spread:.4f} free, {pulled_spread:.4f} pulled; PSNR {free.psnr.mean():.2f} / "
+        f"{pulled.psnr.mean():.2f} dB"
+    )
+    assert pulled_spread < SPREAD_REDUCTION * free_spread, (free_spread, pulled_spread)
+    assert float(pulled.psnr.mean()) > float(free.psnr.mean()) - MAX_SPREAD_FIT_LOSS_DB
+
+
+def test_spread_weight_must_not_be_negative() -> None:
+    with pytest.raises(Exception, match="spread_weight"):
+        InvertConfig(spread_weight=-1.0)
