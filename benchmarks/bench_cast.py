@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reenact import edit, pipeline
+from reenact import pipeline
 from reenact.demo import decode
 from reenact.device import Runtime, resolve_runtime
 from reenact.faces.align import warp_to_crop
@@ -160,13 +160,7 @@ def prepare_people(seed: int, root: Path, runtime: Runtime) -> tuple[list[Person
         deltas, _ = pipeline.driver_offsets(
             driver, config=config, w_avg=generator.mapping.w_avg, ref=DRIVER_REF
         )
-        latents = edit.transfer_to_frames(
-            target.pivots.ws,
-            target.pivots.frames,
-            deltas,
-            num_target=target.alignment.num_frames,
-            config=config,
-        )  # [N, num_ws, w_dim]
+        latents = pipeline.transfer_latents(target, deltas, config=config)  # [N, num_ws, w_dim]
         frames = np.asarray(target.pivots.frames)
         assert np.array_equal(frames, np.flatnonzero(target.alignment.valid)), "pivots of the valid frames"
         assert np.array_equal(frames, scene.frames_of(person)), f"person {person}'s frames"

@@ -148,6 +148,19 @@ def _ratio(output_value: float, reference_value: float) -> float:
     return output_value / reference_value
 
 
+def identity_consistency(out_tl: float, ref_tl: float, out_tg: float, ref_tg: float) -> dict[str, float]:
+    """TL-ID and TG-ID (the output's adjacent-frame and all-pairs identity similarity over the
+    reference's) with the four similarities they are made of."""
+    return {
+        "tl_id": _ratio(out_tl, ref_tl),
+        "tg_id": _ratio(out_tg, ref_tg),
+        "tl_output": out_tl,
+        "tl_reference": ref_tl,
+        "tg_output": out_tg,
+        "tg_reference": ref_tg,
+    }
+
+
 def tl_id(output: np.ndarray, reference: np.ndarray) -> float:
     """STIT TL-ID: adjacent-pair identity similarity of the output over that of the reference."""
     return _ratio(identity_similarity_stats(output)[0], identity_similarity_stats(reference)[0])
@@ -512,12 +525,7 @@ def person_figures(
     return {
         "id": track.id,
         "frames": int(present.sum()),
-        "tl_id": _ratio(out_tl, ref_tl),
-        "tg_id": _ratio(out_tg, ref_tg),
-        "tl_output": out_tl,
-        "tl_reference": ref_tl,
-        "tg_output": out_tg,
-        "tg_reference": ref_tg,
+        **identity_consistency(out_tl, ref_tl, out_tg, ref_tg),
         "id_to_reference_mean": float(to_reference.mean()) if to_reference.size else None,
         "jitter_output": landmark_jitter(track.out_points[rows], segments),
         "jitter_reference": landmark_jitter(track.ref_points[rows], segments),
@@ -667,12 +675,7 @@ def _summarise(
     faced_frames = int(np.isfinite(out_embeddings).all(axis=1).sum())
     summary: dict[str, Any] = {
         "frames": len(frames),
-        "tl_id": _ratio(out_tl, ref_tl),
-        "tg_id": _ratio(out_tg, ref_tg),
-        "tl_output": out_tl,
-        "tl_reference": ref_tl,
-        "tg_output": out_tg,
-        "tg_reference": ref_tg,
+        **identity_consistency(out_tl, ref_tl, out_tg, ref_tg),
         "tg_frames_used": min(faced_frames, config.tg_max_frames),
         "id_to_reference_mean": float(np.nanmean(to_reference)) if np.isfinite(to_reference).any() else None,
         "identity_similarity": SIMILARITY_NOTE,

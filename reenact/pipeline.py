@@ -820,13 +820,7 @@ def transfer(
             overwrite=overwrite,
         )
     else:
-        latents = edit.transfer_to_frames(
-            target.pivots.ws,
-            target.pivots.frames,
-            deltas,
-            num_target=target.alignment.num_frames,
-            config=config,
-        )  # [N_tgt, num_ws, w_dim]
+        latents = transfer_latents(target, deltas, config=config)  # [N_tgt, num_ws, w_dim]
         num_out = edit.output_length(
             target.alignment.num_frames, driver.alignment.num_frames, policy=config.length_policy
         )
@@ -912,6 +906,18 @@ def people_ids(
     return people.ids
 
 
+def transfer_latents(target: PreparedClip, deltas: Tensor, *, config: EditConfig) -> Tensor:
+    """The target's output latents [N, num_ws, w_dim]: its pivots plus the driver's offsets `deltas`
+    [T_drv, num_ws, w_dim] (`driver_offsets`) on its frames (`edit.transfer_to_frames`)."""
+    return edit.transfer_to_frames(
+        target.pivots.ws,
+        target.pivots.frames,
+        deltas,
+        num_target=target.alignment.num_frames,
+        config=config,
+    )
+
+
 def everyone_cast(
     scene: Path,
     driver: Path,
@@ -989,13 +995,7 @@ def transfer_cast(
         deltas, ref_frame = driver_offsets(
             driver, config=config, w_avg=source.generator.mapping.w_avg, ref=member.driver_frame
         )  # [T_drv, num_ws, w_dim]
-        latents = edit.transfer_to_frames(
-            target.pivots.ws,
-            target.pivots.frames,
-            deltas,
-            num_target=target.alignment.num_frames,
-            config=config,
-        )  # [N_person, num_ws, w_dim]
+        latents = transfer_latents(target, deltas, config=config)  # [N_person, num_ws, w_dim]
         lengths.append(
             edit.output_length(
                 target.alignment.num_frames, driver.alignment.num_frames, policy=config.length_policy
