@@ -305,14 +305,14 @@ def slice_window(path: Path, start: str | None, duration: str | None) -> Window 
     return video.slice_window(path, parse_slice(start, duration))
 
 
-def everyone_from(people: str | None, *, choices: dict[str, Any]) -> bool:
-    """Whether `--people all` was given: a `UsageError` for another value, or beside an option that
-    chooses one person (`choices`: option name -> value, None where not given)."""
+def everyone_from(people: str | None, *, face: FaceRequest) -> bool:
+    """Whether `--people all` was given: a `UsageError` for another value, or beside an option of `face`
+    that chooses one person."""
     if people is None:
         return False
     if people != "all":
         raise UsageError(f"--people takes all, got {people!r} (choose one person with --person)")
-    given = [name for name, value in choices.items() if value is not None]
+    given = face.given()
     if given:
         raise UsageError(f"--people all takes every person; {', '.join(given)} cannot go with it")
     return True

@@ -190,19 +190,10 @@ def prepare_command(*, tune: bool) -> Callable[..., None]:
     ) -> None:
         from reenact import pipeline
 
-        everyone = everyone_from(
-            people,
-            choices={
-                "--face-index": face_index,
-                "--face-at": face_at,
-                "--person": person,
-                "--person-ref": person_ref,
-            },
-        )
+        face = FaceRequest(face_index, face_at, person, person_ref)
+        everyone = everyone_from(people, face=face)
         window = slice_window(source, start, duration)
-        context = make_context(
-            run, inputs=[source], face=FaceRequest(face_index, face_at, person, person_ref)
-        )
+        context = make_context(run, inputs=[source], face=face)
         clips, report = pipeline.prepare(
             source,
             context=context,
@@ -364,12 +355,12 @@ def transfer(
         return
     if driver is None:
         raise UsageError("give a DRIVER video, or --cast CAST.toml")
-    if people is not None:
+    face = FaceRequest(face_index, face_at, person, person_ref)
+    if everyone_from(people, face=face):
         _transfer_everyone(
             target,
             driver,
             output,
-            people=people,
             run=run,
             strength=strength,
             layers=layers,
@@ -377,12 +368,6 @@ def transfer(
             landmarks=target_landmarks,
             driver_landmarks=driver_landmarks,
             driver_ref=driver_ref,
-            choices={
-                "--face-index": face_index,
-                "--face-at": face_at,
-                "--person": person,
-                "--person-ref": person_ref,
-            },
             overwrite=overwrite,
             start=start,
             duration=duration,
@@ -393,7 +378,7 @@ def transfer(
         run,
         edit={"strength": strength, "layers": layers, "length_policy": length},
         inputs=[target, driver],
-        face=FaceRequest(face_index, face_at, person, person_ref),
+        face=face,
         layers={"--layers": layers},
         driver_ref=driver_ref,
     )
@@ -485,7 +470,6 @@ def _transfer_everyone(
     driver: Path,
     output: Path,
     *,
-    people: str,
     run: RunOptions,
     strength: float | None,
     layers: str | None,
@@ -493,7 +477,6 @@ def _transfer_everyone(
     landmarks: str | None,
     driver_landmarks: str | None,
     driver_ref: int | None,
-    choices: dict[str, Any],
     overwrite: bool,
     start: str | None,
     duration: str | None,
@@ -502,7 +485,6 @@ def _transfer_everyone(
     `pipeline.transfer_cast`."""
     from reenact import pipeline
 
-    everyone_from(people, choices=choices)
     window = slice_window(target, start, duration)
     context = make_context(
         run,
@@ -569,21 +551,14 @@ def edit(
     if not direction:
         raise UsageError("give at least one --direction NAME=STRENGTH")
     parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
-    everyone = everyone_from(
-        people,
-        choices={
-            "--face-index": face_index,
-            "--face-at": face_at,
-            "--person": person,
-            "--person-ref": person_ref,
-        },
-    )
+    face = FaceRequest(face_index, face_at, person, person_ref)
+    everyone = everyone_from(people, face=face)
     window = slice_window(source, start, duration)
     context = make_context(
         run,
         edit={"direction_layers": layers},
         inputs=[source],
-        face=FaceRequest(face_index, face_at, person, person_ref),
+        face=face,
         layers={"--layers": layers},
     )
     directions = [(resolve_direction(name), value) for name, value in parsed]

@@ -44,6 +44,16 @@ class FaceRequest:
         """`--face-at` as (x, y), or None."""
         return None if self.at is None else parse_face_at(self.at)
 
+    def given(self) -> list[str]:
+        """The options given, by name (e.g. `["--person"]`)."""
+        options = (
+            ("--face-index", self.index),
+            ("--face-at", self.at),
+            ("--person", self.person),
+            ("--person-ref", self.ref),
+        )
+        return [option for option, value in options if value is not None]
+
 
 def parse_face_at(text: str) -> tuple[float, float]:
     """`X,Y` (pixels of the upright frame) -> (x, y); a `UsageError` otherwise."""
@@ -63,16 +73,7 @@ def check_face_options(face: FaceRequest) -> None:
         raise UsageError(f"--face-index must be >= 0, got {face.index}")
     if face.person is not None and face.person < 0:
         raise UsageError(f"--person must be >= 0, got {face.person}")
-    given = [
-        option
-        for option, value in (
-            ("--face-index", face.index),
-            ("--face-at", face.at),
-            ("--person", face.person),
-            ("--person-ref", face.ref),
-        )
-        if value is not None
-    ]
+    given = face.given()
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} each choose the person to follow: give one of them")
     face.point()

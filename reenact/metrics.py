@@ -238,7 +238,7 @@ def match_faces(ref_boxes: np.ndarray, ref_points: np.ndarray, faces: list[FaceD
     return matched
 
 
-def face_psnr(output: np.ndarray, reference: np.ndarray, box: np.ndarray, *, max_db: float = 100.0) -> float:
+def box_psnr(output: np.ndarray, reference: np.ndarray, box: np.ndarray, *, max_db: float = 100.0) -> float:
     """PSNR (as `psnr`) of two uint8 frames [H, W, 3] inside a face box [4] (x0, y0, x1, y1), widened to
     whole pixels and clipped to the frame; NaN for a box outside it."""
     height, width = reference.shape[:2]
@@ -488,7 +488,7 @@ def score_people(
         ref_embedding = describe(ref_image, ref_face)
         track.ref_embeddings[index] = ref_embedding
         track.ref_points[index] = ref_face.points
-        track.face_psnr[index] = face_psnr(out_image, ref_image, ref_face.box, max_db=max_db)
+        track.face_psnr[index] = box_psnr(out_image, ref_image, ref_face.box, max_db=max_db)
         if match >= 0:
             out_face = out_faces[match]
             track.out_embeddings[index] = describe(out_image, out_face)

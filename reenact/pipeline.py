@@ -502,6 +502,28 @@ def prepare_clips(
     return prepared
 
 
+def prepare_people(
+    path: Path,
+    people: list[int],
+    *,
+    context: RunContext,
+    landmarks: str | None = None,
+    window: Window | None = None,
+    tune: bool = False,
+) -> list[PreparedClip]:
+    """Each of `people` of the clip prepared in turn (`--people all`): aligned, inverted and, with
+    `tune`, tuned on their own frames."""
+    return [
+        clip
+        for person in people
+        for clip in prepare_clips(
+            [person_request(path, person, landmarks=landmarks, window=window)],
+            context=context,
+            tune_first=tune,
+        )
+    ]
+
+
 def person_summary(person: int | None, clip: PreparedClip) -> dict[str, Any]:
     """One person's line of a run over several people: frames, inversion and tuned PSNR."""
     return {
@@ -527,25 +549,13 @@ def prepare(
     frames inverted). `everyone`: every person of the clip in turn, one prepared clip each (`face` unused),
     and a `people` list in the report's details."""
     started = context.begin()
-    faces = [face]
-    if everyone:
-        faces = [
-            FaceChoice(person=person)
-            for person in people_ids(path, context=context, landmarks=landmarks, window=window, role="input")
-        ]
-    clips = []
-    for choice in faces:
-        request = (
-            person_request(path, choice.person, landmarks=landmarks, window=window)
-            if everyone and choice.person is not None
-            else ClipRequest(path=path, landmarks=landmarks, face=choice, role="input", window=window)
-        )
-        clips.extend(prepare_clips([request], context=context, tune_first=tune))
-    details = {}
-    if everyone:
-        details["people"] = [
-            person_summary(choice.person, clip) for choice, clip in zip(faces, clips, strict=True)
-        ]
+    if not everyone:
+        request = ClipRequest(path=path, landmarks=landmarks, face=face, role="input", window=window)
+        clips = prepare_clips([request], context=context, tune_first=tune)
+        return clips, context.finish(output=None, frames=len(clips[0].pivots.frames), started=started)
+    people = people_ids(path, context=context, landmarks=landmarks, window=window, role="input")
+    clips = prepare_people(path, people, context=context, landmarks=landmarks, window=window, tune=tune)
+    details = {"people": [person_summary(person, clip) for person, clip in zip(people, clips, strict=True)]}
     frames = sum(len(clip.pivots.frames) for clip in clips)
     return clips, context.finish(output=None, frames=frames, started=started, details=details)
 
@@ -1109,12 +1119,9 @@ def edit_video(
     if everyone:
         people = people_ids(input_path, context=context, landmarks=landmarks, window=window, role="input")
         renders = []
-        for person in people:
-            (clip,) = prepare_clips(
-                [person_request(input_path, person, landmarks=landmarks, window=window)],
-                context=context,
-                tune_first=True,
-            )
+        for clip in prepare_people(
+            input_path, people, context=context, landmarks=landmarks, window=window, tune=True
+        ):
             assert clip.tuned is not None
             latents = edit.apply_directions(clip.pivots.ws, directions, layers=mask)
             renders.append(PersonRender(clip, RenderJob(clip.tuned.generator, latents, clip.tune_digest)))

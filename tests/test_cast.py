@@ -342,3 +342,23 @@ def test_adding_a_cast_member_reuses_the_others_stages(scene_files, tmp_path: Pa
     person1 = [name for name in cached if name.startswith("p1-")]
     assert {"p0-invert", "p0-tune"} <= set(person0) and all(cached[name] for name in person0), cached
     assert {"p1-invert", "p1-tune"} <= set(person1) and not any(cached[name] for name in person1), cached
+
+
+def test_tune_people_all_prepares_every_person(scene_files, tmp_path: Path) -> None:
+    """`tune SCENE --people all`: each person aligned, inverted and tuned on their own frames, a summary
+    entry each; the transfer that follows finds every person's stages done."""
+    clip, landmarks, driver, driver_landmarks = scene_files
+    common = ["--generator", "random:tiny", "--workdir", str(tmp_path / "work"), "--quiet", "--json"]
+    summary = _cli(["tune", str(clip), "--people", "all", "--landmarks", str(landmarks), *common])
+    truth = make_scene(SceneConfig(shot_frames=2))
+    assert [member["person"] for member in summary["people"]] == [0, 1]
+    assert [member["frames"] for member in summary["people"]] == truth.present.sum(axis=1).tolist()
+    assert all(member["psnr_tuned"] is not None for member in summary["people"])
+    after = _cli(
+        [
+            "transfer", str(clip), str(driver), "--people", "all", "-o", str(tmp_path / "all.mp4"),
+            "--target-landmarks", str(landmarks), "--driver-landmarks", str(driver_landmarks), *common,
+        ]
+    )  # fmt: skip
+    cached = {stage["name"]: stage["cached"] for stage in after["stages"]}
+    assert cached["p0-tune"] and cached["p1-tune"], cached
