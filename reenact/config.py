@@ -251,9 +251,10 @@ class InvertConfig:
     """Weight of the perceptual (VGG16 feature) term."""
     spread_weight: float = 0.0
     """Weight of the W+ layers' spread about their mean (`invert.layer_spread`, mean square in w units), a
-    pull towards W that keeps a target's fit where the driver's offsets act as on its true code; it also
-    spreads a driver's expression, which lives on some layers, over all of them, so it is off (0) by
-    default. benchmarks/bench_chain_starts.py --spread-weight measures it."""
+    pull towards W that keeps a target's fit where the driver's offsets act as on its true code, and makes
+    chains started afresh (at cuts, in segments) land together. Applied to the clips a run renders, never
+    to a driver's (`pipeline.clip_settings`): a driver's expression lives on some layers, and the pull
+    would spread it over all of them. benchmarks/bench_chain_starts.py --spread-weight measures it."""
     mse_weight: float = 1.0
     """Weight of the pixel MSE term (images in [-1, 1])."""
     plateau_window: int = 50

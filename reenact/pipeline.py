@@ -357,14 +357,23 @@ def clip_people(
 
 @dataclass(frozen=True)
 class ClipRequest:
-    """A clip a command prepares: its file, landmark source, the face to follow, its role and the slice
-    of it that is used (None: all of it)."""
+    """A clip a command prepares: its file, landmark source, the face to follow, its role, the slice
+    of it that is used (None: all of it), and whether it drives another (its offsets are the expression)."""
 
     path: Path
     landmarks: str | None = None
     face: FaceChoice = LARGEST_FACE
     role: str = "target"
     window: Window | None = None
+    drives: bool = False
+
+
+def clip_settings(settings: Config, *, drives: bool) -> Config:
+    """The settings a clip is inverted with: a driver's inversion never pulls its W+ layers together
+    (`invert.spread_weight`), since its expression lives on some layers and the pull spreads it over all."""
+    if not drives or not settings.invert.spread_weight:
+        return settings
+    return replace(settings, invert=replace(settings.invert, spread_weight=0.0))
 
 
 def person_request(
@@ -384,17 +393,17 @@ def slot_ranges(ranges: list[FrameRange], frames: np.ndarray) -> list[range]:
 
 
 def key_chains(
-    crops: ClipCrops, *, align: StageKey, role: str, context: RunContext
+    crops: ClipCrops, *, align: StageKey, role: str, settings: Config, context: RunContext
 ) -> Need[KeyPivots] | None:
     """The clip's key chains (`stages.keys`), which warm inversion segments start from; None in cold
     mode."""
-    if context.settings.invert.mode == "cold":
+    if settings.invert.mode == "cold":
         return None
     stage = KeysStage(
         crops,
         align=align,
         source=context.generator_source,
-        settings=context.settings,
+        settings=settings,
         perceptual=context.perceptual,
         runtime=context.runtime,
         progress=context.progress,
@@ -441,20 +450,24 @@ def prepare_clips(
         size=context.settings.invert.segment_frames,
         shards=context.group.size,
     )
-    inverts = [
-        InvertStage(
-            crops,
-            align=align.key,
-            source=source,
-            settings=context.settings,
-            perceptual=context.perceptual,
-            runtime=context.runtime,
-            progress=context.progress,
-            keys=key_chains(crops, align=align.key, role=request.role, context=context),
-            owners=clip_owners,
+    inverts = []
+    for (_, align, crops), clip_owners, request in zip(clips, owners, requests, strict=True):
+        settings = clip_settings(context.settings, drives=request.drives)
+        inverts.append(
+            InvertStage(
+                crops,
+                align=align.key,
+                source=source,
+                settings=settings,
+                perceptual=context.perceptual,
+                runtime=context.runtime,
+                progress=context.progress,
+                keys=key_chains(
+                    crops, align=align.key, role=request.role, settings=settings, context=context
+                ),
+                owners=clip_owners,
+            )
         )
-        for (_, align, crops), clip_owners, request in zip(clips, owners, requests, strict=True)
-    ]
     pivots = context.run(
         *(
             StageJob(
@@ -793,7 +806,7 @@ def transfer(
     target, driver = prepare_clips(
         [
             ClipRequest(target_path, landmarks=target_landmarks, face=face, role="target", window=window),
-            ClipRequest(driver_path, landmarks=driver_landmarks, role="driver"),
+            ClipRequest(driver_path, landmarks=driver_landmarks, role="driver", drives=True),
         ],
         context=context,
         tune_first=True,
@@ -996,6 +1009,7 @@ def transfer_cast(
                     landmarks=member.driver_landmarks,
                     face=member.driver_face,
                     role=f"d{person}",
+                    drives=True,
                 ),
             ],
             context=context,

@@ -70,8 +70,9 @@ class SceneConfig:
     fps: int = 25
     frame_width: int = 192
     frame_height: int = 96
-    face_size: float = 48.0
-    """Side of the left slot's face crop square in frame pixels."""
+    face_size: float = 56.0
+    """Side of the left slot's face crop square in frame pixels: the one-person world's (`SyntheticConfig`),
+    so a cast's faces are measured against their truth as the demo's face is."""
     motion: float = 0.1
     """Size of each person's smooth motion in W, in W standard deviations."""
     motion_period: float = 128.0

@@ -333,6 +333,34 @@ def test_fp32_and_bf16_runs_on_one_workdir_do_not_share_results(
     assert cached["bf16"] == {**dict.fromkeys(unrendered, True), **dict.fromkeys(computed, False)}
 
 
+def test_spread_pull_acts_on_the_target_never_on_the_driver(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`invert.spread_weight` pulls the target's W+ layers together, never the driver's (its expression
+    lives on some layers): a transfer with the pull reuses the driver's pivots of one without it, and
+    its target pivots spread far less over the layers."""
+    from reenact.invert import layer_spread
+    from reenact.latents import latent_batches
+    from reenact.stages.invert import Pivots
+
+    output = world.root / "spread.mp4"
+    common = ["--set", "invert.first_steps=20", "--set", "invert.warm_steps=10",
+              "--set", "pti.base_steps=2", "--set", "pti.max_steps=2", "--overwrite"]  # fmt: skip
+    work = world.root / "spread-work"
+    spreads, cached = [], []
+    for weight in (0.0, 0.1):
+        args = world.transfer_args(output, *common, "--set", f"invert.spread_weight={weight}", workdir=work)
+        assert run(args) == 0
+        summary = json.loads(capsys.readouterr().out)
+        stages = {stage["name"]: stage for stage in summary["stages"]}
+        cached.append({name: stages[name]["cached"] for name in ("tar-invert", "dri-invert")})
+        pivots = Pivots.load(Path(stages["tar-invert"]["location"]))
+        ws = torch.cat(list(latent_batches(pivots.ws)))  # [N, num_ws, w_dim]
+        spreads.append(float(layer_spread(ws).mean()))
+    assert cached[1] == {"tar-invert": False, "dri-invert": True}, cached
+    assert spreads[1] < 0.5 * spreads[0], spreads
+
+
 def test_cuda_without_gpu_is_one_line(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
