@@ -81,8 +81,27 @@ def print_summary(report: EvaluationReport, *, output: Path, reference: Path) ->
         f"  no face   {s['frames_without_face']} output frames, {s['reference_frames_without_face']} "
         "reference frames (skipped by the identity figures)"
     )
+    if s.get("driver") is not None:
+        for line in driver_lines(s["driver"]):
+            typer.echo(line)
     if report.people is not None:
         print_people(report.people)
+
+
+def driver_lines(driver: dict[str, Any]) -> list[str]:
+    """Identity kept and expression followed against the driver (`metrics.driver_figures`)."""
+    share = driver["nearer_reference_share"]
+    kept = "n/a" if share is None else f"{100 * share:.0f}%"
+    return [
+        f"  driver    identity nearer the reference than the driver in {kept} of "
+        f"{driver['identity_frames']} frames (descriptor distance "
+        f"{_figure(driver['distance_to_reference_mean'], '.3f')} to the reference, "
+        f"{_figure(driver['distance_to_driver_mean'], '.3f')} to the driver)",
+        f"  follows   the driver's mouth r={_figure(driver['mouth_correlation'], '.2f')} (the reference's "
+        f"own {_figure(driver['mouth_correlation_reference'], '.2f')}), eyes "
+        f"r={_figure(driver['eyes_correlation'], '.2f')} "
+        f"({_figure(driver['eyes_correlation_reference'], '.2f')}), over {driver['frames']} paired frames",
+    ]
 
 
 def person_line(person: dict[str, Any]) -> str:
@@ -220,6 +239,19 @@ def evaluate(
             show_default=NO_DEFAULT,
         ),
     ] = None,
+    driver: Annotated[
+        Path | None,
+        typer.Option(
+            "--driver",
+            help=(
+                "The driver the output was made with: adds identity kept (output faces nearer the "
+                "reference's than the driver's) and expression followed (mouth and eye opening correlated "
+                "with the driver's, beside the reference's own correlation). Output frame t is paired with "
+                "driver frame t."
+            ),
+            show_default=NO_DEFAULT,
+        ),
+    ] = None,
     device: Device = "auto",
     workdir: Workdir = DEFAULT_WORKDIR,
     quiet: Quiet = False,
@@ -240,9 +272,12 @@ def evaluate(
     in each of their frames is theirs (the output keeps the reference's positions), and their frame
     count, TL-ID, TG-ID, identity similarity, landmark jitter and face PSNR (over their face box) are
     reported; --json and --report give them as "people".
+
+    With --driver: identity kept against the driver, and how the output's mouth and eyes follow the
+    driver's (the summary's "driver").
     """
     use_threads(threads)
-    from reenact import checks, pipeline
+    from reenact import checks, pipeline, video
     from reenact.device import resolve_runtime
     from reenact.files import write_text_atomic
     from reenact.metrics import evaluate_videos, write_plot
@@ -253,6 +288,8 @@ def evaluate(
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot writes a PNG; give a .png path, not {plot}")
     checks.check_runtime_options(device=device)
+    if driver is not None:
+        video.check_input(driver)
     out_source = output_landmark_source(output_landmarks, reference_source=settings.faces.landmarks)
     for target in (plot, report_path):
         _check_new_file(target, inputs=(output, reference), overwrite=overwrite)
@@ -278,6 +315,7 @@ def evaluate(
             if people
             else None
         ),
+        driver=driver,
     )
     if report_path is not None:
         try:

@@ -39,6 +39,15 @@ reference's positions). For each person: frame count, TL-ID / TG-ID and identity
 reference's same frame on their faces alone, landmark jitter of their own track (NaN where they are
 absent, so it never runs across two people; within shots, and split where their tracklets start) and a
 face PSNR over their face box in the reference's frame.
+
+Against the driver (`driver_figures`, when the driver clip is given): output frame t is paired with
+driver frame t (a transfer uses driver frame t for output frame t while the driver lasts, whatever its
+length policy; later frames are not compared). Identity kept: the share of frames whose output face is
+nearer (Euclidean distance of dlib descriptors, as dlib's own 0.6 same-person rule measures) the
+reference's face of the same frame than the driver's. Expression followed: the Pearson correlation over
+frames of the output's mouth opening (inner lips apart, in eye-distance units) and eye opening (eye
+aspect ratio) with the driver's; beside each, the reference's own correlation with the driver, what
+doing nothing scores.
 """
 
 from __future__ import annotations
@@ -535,6 +544,79 @@ def person_figures(
     }
 
 
+INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
+"""68-point indices of the inner lips' upper and lower points facing each other."""
+EYES = (tuple(range(36, 42)), tuple(range(42, 48)))
+"""68-point indices of the right and left eye contours (corner, two upper, corner, two lower)."""
+MIN_CORRELATION_FRAMES = 3
+"""Frames with both faces found a correlation needs; fewer gives no figure."""
+
+
+def eye_distance(points: np.ndarray) -> np.ndarray:
+    """Distance between the eye centres of 68-point faces [N, 68, 2]: [N] (the face's scale)."""
+    centres = [points[:, list(eye)].mean(axis=1) for eye in EYES]  # 2 x [N, 2]
+    return np.linalg.norm(centres[0] - centres[1], axis=1)
+
+
+def mouth_opening(points: np.ndarray) -> np.ndarray:
+    """How far the inner lips are apart, in eye distances, of 68-point faces [N, 68, 2]: [N] (NaN rows
+    stay NaN)."""
+    gaps = [np.linalg.norm(points[:, upper] - points[:, lower], axis=1) for upper, lower in INNER_LIP_PAIRS]
+    return np.mean(gaps, axis=0) / eye_distance(points)
+
+
+def eye_opening(points: np.ndarray) -> np.ndarray:
+    """Eye aspect ratio (Soukupova & Cech 2016: lids apart over corner to corner), the mean of both eyes,
+    of 68-point faces [N, 68, 2]: [N]."""
+    ratios = []
+    for eye in EYES:
+        p = points[:, list(eye)]  # [N, 6, 2]
+        lids = np.linalg.norm(p[:, 1] - p[:, 5], axis=1) + np.linalg.norm(p[:, 2] - p[:, 4], axis=1)
+        ratios.append(lids / (2.0 * np.linalg.norm(p[:, 0] - p[:, 3], axis=1)))
+    return np.mean(ratios, axis=0)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of a [N] and b [N] over the entries where both are finite; NaN when fewer than
+    `MIN_CORRELATION_FRAMES` remain or either is constant there."""
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.sum() < MIN_CORRELATION_FRAMES:
+        return math.nan
+    x, y = a[both] - a[both].mean(), b[both] - b[both].mean()
+    scale = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / scale) if scale > 0 else math.nan
+
+
+def driver_figures(
+    *,
+    out_points: np.ndarray,  # [N, 68, 2]
+    ref_points: np.ndarray,  # [N, 68, 2]
+    drv_points: np.ndarray,  # [N, 68, 2]
+    out_embeddings: np.ndarray,  # [N, 128]
+    ref_embeddings: np.ndarray,  # [N, 128]
+    drv_embeddings: np.ndarray,  # [N, 128]
+) -> dict[str, Any]:
+    """Identity kept and expression followed over N paired frames (see the module docstring); NaN rows
+    are frames where that clip has no face."""
+    to_reference = np.linalg.norm(out_embeddings - ref_embeddings, axis=1)  # [N]
+    to_driver = np.linalg.norm(out_embeddings - drv_embeddings, axis=1)  # [N]
+    scored = np.isfinite(to_reference) & np.isfinite(to_driver)
+    figures: dict[str, Any] = {
+        "frames": len(out_points),
+        "identity_frames": int(scored.sum()),
+        "nearer_reference_share": float((to_reference[scored] < to_driver[scored]).mean())
+        if scored.any()
+        else None,
+        "distance_to_reference_mean": float(to_reference[scored].mean()) if scored.any() else None,
+        "distance_to_driver_mean": float(to_driver[scored].mean()) if scored.any() else None,
+    }
+    for name, measure in (("mouth", mouth_opening), ("eyes", eye_opening)):
+        driver = measure(drv_points)
+        figures[f"{name}_correlation"] = _or_none(correlation(measure(out_points), driver))
+        figures[f"{name}_correlation_reference"] = _or_none(correlation(measure(ref_points), driver))
+    return figures
+
+
 def evaluate_frames(
     pairs: Iterable[tuple[np.ndarray, np.ndarray]],
     *,
@@ -549,6 +631,7 @@ def evaluate_frames(
     people: ClipPeople | None = None,
     output_faces: LandmarkBackend | None = None,
     output_first: int = 0,
+    driver: Iterator[np.ndarray] | None = None,
 ) -> EvaluationReport:
     """Score (output, reference) RGB uint8 frame pairs; see the module docstring for each figure.
 
@@ -556,6 +639,8 @@ def evaluate_frames(
     `people`: the reference's people (frames numbered as the pairs), scored each (`EvaluationReport.people`)
     against the output's faces that `output_faces` finds (default: dlib's, those the whole-clip figures
     take the largest of), asked for frame `output_first + t` of pair t (a landmarks file's numbering).
+    `driver`: the driver's RGB uint8 frames, frame t for pair t while it lasts, scored against
+    (`driver_figures`, the summary's "driver").
     """
     tracks = None if people is None else PersonTrack.of_people(people)
     cut_detector = SceneCutDetector(threshold=faces.cut_threshold, side=faces.cut_side)
@@ -563,6 +648,8 @@ def evaluate_frames(
     ref_embeddings: list[np.ndarray] = []
     out_points: list[np.ndarray] = []
     ref_points: list[np.ndarray] = []
+    drv_embeddings: list[np.ndarray] = []
+    drv_points: list[np.ndarray] = []
     cuts: list[int] = []
     frames: list[dict[str, Any]] = []
     missing_embedding = np.full(DESCRIPTOR_DIM, np.nan)
@@ -585,6 +672,11 @@ def evaluate_frames(
             ref_emb = describe(ref_image, ref_face) if ref_face else missing_embedding
             out_points.append(out_face.points if out_face else missing_points)
             ref_points.append(ref_face.points if ref_face else missing_points)
+            drv_image = None if driver is None else next(driver, None)
+            if drv_image is not None:
+                drv_face = embedder.largest_face(drv_image)
+                drv_embeddings.append(describe(drv_image, drv_face) if drv_face else missing_embedding)
+                drv_points.append(drv_face.points if drv_face else missing_points)
             previous = out_embeddings[-1] if out_embeddings else missing_embedding
             out_embeddings.append(out_emb)
             ref_embeddings.append(ref_emb)
@@ -634,6 +726,23 @@ def evaluate_frames(
         config=config,
         lpips_note=lpips_note,
     )
+    if driver is not None:
+        paired = len(drv_embeddings)
+
+        def rows(values: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+            return np.stack(values[:paired]) if paired else np.zeros((0, *shape))
+
+        points, embedding = (NUM_LANDMARKS, 2), (DESCRIPTOR_DIM,)
+        report.summary["driver"] = _json_safe(
+            driver_figures(
+                out_points=rows(out_points, points),
+                ref_points=rows(ref_points, points),
+                drv_points=rows(drv_points, points),
+                out_embeddings=rows(out_embeddings, embedding),
+                ref_embeddings=rows(ref_embeddings, embedding),
+                drv_embeddings=rows(drv_embeddings, embedding),
+            )
+        )
     if tracks is not None and people is not None:
         shots = sorted({*cuts, *people.starts})
         report.people = _json_safe(
@@ -708,6 +817,7 @@ def evaluate_videos(
     window: Window | None = None,
     people: ClipPeople | Callable[[], ClipPeople] | None = None,
     output_faces: LandmarkBackend | None = None,
+    driver: Path | str | None = None,
 ) -> EvaluationReport:
     """Score an output clip against the reference clip it was made from (frames paired by index; of a
     slice `window` of the reference: `paired_frames`).
@@ -717,7 +827,8 @@ def evaluate_videos(
     "evaluate" task, opened only once the clips' frame counts agree.
     `people`: the reference's (or its window's) people, or what finds them (called once the frame counts
     agree), to score each (`evaluate_frames`); `output_faces` finds the output's faces for them (a
-    landmarks file is asked for the output's own frame numbers).
+    landmarks file is asked for the output's own frame numbers). `driver`: the clip the output was
+    driven by, from its first frame (`driver_figures`).
     """
     config = config or MetricsConfig()
     faces = faces or FacesConfig()
@@ -744,6 +855,9 @@ def evaluate_videos(
         people=people,
         output_faces=output_faces,
         output_first=0 if out_window is None else out_window.first,
+        driver=None
+        if driver is None
+        else (frame.image for frame in VideoReader(Path(driver)).frames(upright=True)),
     )
 
 
