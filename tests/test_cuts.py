@@ -176,6 +176,13 @@ def test_transfer_matches_the_truth_on_both_sides_of_each_cut(
     """Face PSNR against the truth on each shot of each clip is within `MAX_CUT_LOSS_DB` of the cut-free
     world's transfer on the same frames; doing nothing (the target as output) falls short on every side."""
     assert with_cuts.summary["driver_ref"] == 0, "the driver's one neutral frame is its frame 0"
+    shortfalls = side_shortfalls(with_cuts, without_cuts)
+    assert max(shortfalls.values()) <= MAX_CUT_LOSS_DB, shortfalls
+
+
+def side_shortfalls(with_cuts: Transfer, without_cuts: Transfer) -> dict[str, float]:
+    """How far (dB) the transfer's face PSNR on each side of each cut falls below the cut-free world's on
+    the same frames; doing nothing (the target as output) must fall further than `MAX_CUT_LOSS_DB`."""
     target = with_cuts.target()
     shortfalls = {}
     for name, start, stop in sides(with_cuts.synthetic):
@@ -190,6 +197,25 @@ def test_transfer_matches_the_truth_on_both_sides_of_each_cut(
         )
         assert nothing < cut_free - MAX_CUT_LOSS_DB, "doing nothing must fail the bound"
         shortfalls[f"{name} [{start}, {stop})"] = cut_free - got
+    return shortfalls
+
+
+OTHER_SEEDS = (1, 3)
+"""Worlds where a driver's cut still costs its second shot several dB (#28 item 2 at cuts)."""
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="#28: a driver's chain started afresh at its cut lands elsewhere in W+ on these worlds; "
+    "the join at the cut removes the step, not the different basin (docs/distributed.md)",
+)
+@pytest.mark.parametrize("seed", OTHER_SEEDS)
+def test_other_worlds_match_the_truth_on_both_sides_of_each_cut(tmp_path: Path, seed: int) -> None:
+    """The same bound on worlds of other seeds: today their driver's second shot falls 2-9 dB short."""
+    with_cuts = _run_transfer(tmp_path / "cuts", SyntheticConfig(seed=seed, **CUT_SETTINGS))
+    without_cuts = _run_transfer(tmp_path / "free", SyntheticConfig(seed=seed))
+    shortfalls = side_shortfalls(with_cuts, without_cuts)
     assert max(shortfalls.values()) <= MAX_CUT_LOSS_DB, shortfalls
 
 
