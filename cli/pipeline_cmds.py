@@ -22,6 +22,7 @@ from reenact.checks import FaceRequest, usage_value
 from reenact.errors import UsageError
 from reenact.threads import is_small_work, use_threads
 from reenact_cli.common import (
+    CodecOption,
     Duration,
     FaceAt,
     FaceIndex,
@@ -33,12 +34,14 @@ from reenact_cli.common import (
     PersonRef,
     RunOptions,
     Start,
+    TimecodeOption,
     config_default,
     everyone_from,
     face_choice,
     settings_for,
     slice_window,
     with_run_options,
+    with_video_options,
 )
 from reenact_cli.progress import cli_progress
 
@@ -304,6 +307,8 @@ def transfer(
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
+    codec: CodecOption = None,
+    timecode: TimecodeOption = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -322,6 +327,7 @@ def transfer(
     from reenact.edit import LengthPolicy
 
     checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
+    run = with_video_options(run, codec=codec, timecode=timecode)
     if cast is not None:
         single = {
             "DRIVER": driver,
@@ -541,6 +547,8 @@ def edit(
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
+    codec: CodecOption = None,
+    timecode: TimecodeOption = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -550,6 +558,7 @@ def edit(
 
     if not direction:
         raise UsageError("give at least one --direction NAME=STRENGTH")
+    run = with_video_options(run, codec=codec, timecode=timecode)
     parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
     face = FaceRequest(face_index, face_at, person, person_ref)
     everyone = everyone_from(people, face=face)

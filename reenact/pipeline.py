@@ -604,6 +604,20 @@ class OutputPlan:
         )
 
 
+def check_output_format(
+    output: Path, *, like: video.VideoInfo, context: RunContext, window: Window | None
+) -> None:
+    """Stop the run now, not after the tuning, when its output cannot be written as asked
+    (`video.output_format`: codec, container, bit depth, timecode, frame size), or when Poisson blending
+    (8-bit only) is asked of a deeper source."""
+    video.output_format(output, like=like, config=context.settings.video, window=window)
+    if context.settings.composite.poisson and like.bit_depth > video.EIGHT_BITS:
+        raise ReenactError(
+            f"composite.poisson blends 8-bit frames only, and {like.path} has {like.bit_depth}-bit samples: "
+            "turn it off to keep their depth"
+        )
+
+
 @dataclass(frozen=True)
 class RenderJob:
     """Latents [M, num_ws, w_dim] for `generator` (whose digest keys stored renders) to render."""
@@ -786,7 +800,8 @@ def transfer(
     started = context.begin()
     source = context.generator_source
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
-    video.check_encodable(video.probe(target_path))  # bad inputs stop the run now, not after the tuning
+    timing = driver_path if video.probe(target_path).is_image else target_path  # a photo takes the driver's
+    check_output_format(output, like=video.probe(timing), context=context, window=window)
     config = context.settings.edit
     checks.check_layers(config.layers, option="edit.layers", num_ws=source.generator.num_ws)
     checks.check_driver_ref(driver_ref, info=video.probe(driver_path))  # so do bad option values
@@ -839,7 +854,9 @@ def transfer(
             return composite_frames(
                 (
                     frame
-                    for frame in video.VideoReader(target_path, window=window).frames(upright=True)
+                    for frame in video.VideoReader(target_path, window=window).frames(
+                        upright=True, native=True
+                    )
                     if frame.index < num_out
                 ),
                 alignment=target.alignment,
@@ -972,7 +989,7 @@ def transfer_cast(
     drivers = tuple(member.driver for member in cast)
     video.check_output(output, inputs=(scene, *drivers), overwrite=overwrite)
     info = video.probe(scene)
-    video.check_encodable(info)
+    check_output_format(output, like=info, context=context, window=window)
     if info.is_image:
         raise UsageError(f"--cast needs a video scene; {scene} is a still image")
     edits = []
@@ -1071,7 +1088,7 @@ def paste_people(
         return cast_frames(
             (
                 frame
-                for frame in video.VideoReader(source, window=window).frames(upright=True)
+                for frame in video.VideoReader(source, window=window).frames(upright=True, native=True)
                 if frame.index < plan.total
             ),
             faces=[
@@ -1112,7 +1129,7 @@ def edit_video(
     started = context.begin()
     num_ws = context.generator_source.generator.num_ws
     video.check_output(output, inputs=(input_path,), overwrite=overwrite)
-    video.check_encodable(video.probe(input_path))
+    check_output_format(output, like=video.probe(input_path), context=context, window=window)
     layers = context.settings.edit.direction_layers
     checks.check_layers(layers, option="edit.direction_layers", num_ws=num_ws)
     mask = edit.layer_mask(layers, num_ws=num_ws)
@@ -1159,7 +1176,7 @@ def edit_video(
 
     def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
         return composite_frames(
-            video.VideoReader(input_path, window=window).frames(upright=True),
+            video.VideoReader(input_path, window=window).frames(upright=True, native=True),
             alignment=clip.alignment,
             crops=crops,
             slots=slots_for(clip.alignment, clip.pivots.frames),

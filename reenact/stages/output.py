@@ -158,7 +158,7 @@ def write_video(
         progress.task("encode", total=total, unit="frame") as task,
     ):
         for frame, image in frames:
-            writer.write(image, pts=frame.pts)
+            writer.write(image, pts=frame.pts, source=frame)
             written += 1
             task.advance()
     return written
