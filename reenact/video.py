@@ -592,6 +592,7 @@ class VideoWriter:
             frame = self._keep_codes(image, decoded, changed)
         else:
             frame = self._convert(image)
+        self._tag(frame)
         frame.pts = pts
         frame.time_base = self.time_base
         try:
@@ -605,6 +606,14 @@ class VideoWriter:
             ) from None
         self._last_pts = pts
         self.frames_written += 1
+
+    def _tag(self, frame: av.VideoFrame) -> None:
+        """Give `frame` the output's colour tags: some encoders (ProRes) write each frame's own, not the
+        stream's."""
+        frame.colorspace = self._matrix
+        frame.color_range = self._range
+        frame.color_primaries = self.like.color_primaries
+        frame.color_trc = self.like.color_trc
 
     def _convert(self, image: np.ndarray) -> av.VideoFrame:
         """`image` `[H, W, 3]` in the output's pixel format, matrix and range."""
@@ -837,7 +846,8 @@ def check_encodable(info: VideoInfo, *, codec: Codec) -> None:
 
 
 class _AudioCopier:
-    """Remuxes the audio packets of a source file into an output, interleaved with the video.
+    """Remuxes the packets of every audio stream of a source file into an output, interleaved with the
+    video, each track into a stream of its own in the source's order.
 
     With a `window` (a slice of the source's video): only the packets whose start lies in the window's
     span `[start_s, stop_s)` are copied (a packet is indivisible: the one that begins before the span is
@@ -850,14 +860,16 @@ class _AudioCopier:
     ) -> None:
         self._window = window
         self._input = _open_video(source)
-        in_stream = self._input.streams.audio[0] if self._input.streams.audio else None
-        self._out_stream = output.add_stream_from_template(in_stream) if in_stream is not None else None
-        self._packets = self._input.demux(in_stream) if in_stream is not None else iter(())
+        tracks = list(self._input.streams.audio)
+        self._out_streams = {track.index: output.add_stream_from_template(track) for track in tracks}
+        self._packets = self._input.demux(*tracks) if tracks else iter(())
+        self._ended: set[int] = set()
+        """Tracks whose packets have passed the window's end."""
         self._pending: av.Packet | None = None
 
     def copy_until(self, time_s: float) -> None:
         """Mux every remaining audio packet that starts at or before `time_s` (output time)."""
-        if self._out_stream is None:
+        if not self._out_streams:
             return
         while True:
             packet = self._pending or self._next_packet()
@@ -868,9 +880,10 @@ class _AudioCopier:
             if float(start * packet.time_base) > time_s:
                 self._pending = packet
                 return
-            packet.stream = self._out_stream
+            out_stream = self._out_streams[packet.stream.index]
+            packet.stream = out_stream
             try:
-                self._out_stream.container.mux(packet)
+                out_stream.container.mux(packet)
             except av.error.FFmpegError as exc:
                 raise ReenactError(
                     f"cannot copy the audio into this container: {_ffmpeg_message(exc)}"
@@ -887,7 +900,10 @@ class _AudioCopier:
             if start * packet.time_base < self._window.start_s:
                 continue
             if start * packet.time_base >= self._window.stop_s:
-                return None
+                self._ended.add(packet.stream.index)
+                if len(self._ended) == len(self._out_streams):
+                    return None
+                continue
             shift = round(self._window.start_s / packet.time_base)
             packet.pts = None if packet.pts is None else packet.pts - shift
             packet.dts -= shift
