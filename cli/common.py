@@ -189,6 +189,19 @@ CodecOption = Annotated[
         show_default=config_default("video", "codec"),
     ),
 ]
+MatteOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--matte",
+        help=(
+            "Also write the face matte: for every output frame, the exact blend weights of the paste-back "
+            "(0: the source's pixel, 65535: the face's), as a 16-bit gray FFV1 .mkv with the output's "
+            "frames and timestamps."
+        ),
+        metavar="MATTE.mkv",
+        show_default="none",
+    ),
+]
 TimecodeOption = Annotated[
     str | None,
     typer.Option(

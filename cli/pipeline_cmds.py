@@ -27,6 +27,7 @@ from reenact_cli.common import (
     FaceAt,
     FaceIndex,
     Landmarks,
+    MatteOption,
     Output,
     Overwrite,
     People,
@@ -309,6 +310,7 @@ def transfer(
     duration: Duration = None,
     codec: CodecOption = None,
     timecode: TimecodeOption = None,
+    matte: MatteOption = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -357,6 +359,7 @@ def transfer(
             overwrite=overwrite,
             start=start,
             duration=duration,
+            matte=matte,
         )
         return
     if driver is None:
@@ -377,6 +380,7 @@ def transfer(
             overwrite=overwrite,
             start=start,
             duration=duration,
+            matte=matte,
         )
         return
     window = slice_window(target, start, duration)
@@ -399,6 +403,7 @@ def transfer(
         driver_ref=driver_ref,
         overwrite=overwrite,
         window=window,
+        matte=matte,
     )
     print_summary(report.summary, as_json=run.as_json, title=f"transfer: {target} + {driver} → {output}")
 
@@ -416,6 +421,7 @@ def _transfer_cast(
     overwrite: bool,
     start: str | None,
     duration: str | None,
+    matte: Path | None = None,
 ) -> None:
     """`reenact transfer SCENE --cast CAST.toml`: the cast read and checked, then `cast_transfer`."""
     from reenact.cast import read_cast
@@ -432,6 +438,7 @@ def _transfer_cast(
         landmarks=landmarks,
         overwrite=overwrite,
         window=slice_window(scene, start, duration),
+        matte=matte,
     )
     print_summary(
         report.summary, as_json=run.as_json, title=f"transfer: {scene} with cast {cast_file} → {output}"
@@ -452,6 +459,7 @@ def cast_transfer(
     window: Window | None = None,
     group: distributed.Group | None = None,
     layers_option: str = "--layers",
+    matte: Path | None = None,
 ) -> pipeline.RunReport:
     """A read cast's transfer on `scene` (`transfer --cast` and a batch's cast job): its photos checked,
     the run's context made (`group`: as `make_context`; `layers_option` names `layers` in messages), then
@@ -467,7 +475,14 @@ def cast_transfer(
         layers={layers_option: layers},
     )
     return pipeline.transfer_cast(
-        scene, cast, output, context=context, landmarks=landmarks, overwrite=overwrite, window=window
+        scene,
+        cast,
+        output,
+        context=context,
+        landmarks=landmarks,
+        overwrite=overwrite,
+        window=window,
+        matte=matte,
     )
 
 
@@ -486,6 +501,7 @@ def _transfer_everyone(
     overwrite: bool,
     start: str | None,
     duration: str | None,
+    matte: Path | None = None,
 ) -> None:
     """`reenact transfer TARGET DRIVER --people all`: a cast of every person of TARGET with DRIVER, then
     `pipeline.transfer_cast`."""
@@ -509,7 +525,14 @@ def _transfer_everyone(
         window=window,
     )
     report = pipeline.transfer_cast(
-        target, cast, output, context=context, landmarks=landmarks, overwrite=overwrite, window=window
+        target,
+        cast,
+        output,
+        context=context,
+        landmarks=landmarks,
+        overwrite=overwrite,
+        window=window,
+        matte=matte,
     )
     print_summary(
         report.summary, as_json=run.as_json, title=f"transfer: {target} + {driver}, every person → {output}"
@@ -549,6 +572,7 @@ def edit(
     duration: Duration = None,
     codec: CodecOption = None,
     timecode: TimecodeOption = None,
+    matte: MatteOption = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -581,6 +605,7 @@ def edit(
         overwrite=overwrite,
         window=window,
         everyone=everyone,
+        matte=matte,
     )
     print_summary(report.summary, as_json=run.as_json, title=f"edit: {source} → {output}")
 

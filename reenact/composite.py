@@ -265,10 +265,7 @@ def composite_face(
         crop = crop.copy()
         crop[window] = match_color_box(crop[window], original, mask_crop[window], space=config.color_space)
 
-    alpha = warp_to_frame(
-        mask_crop.astype(np.float32), matrix, frame.shape, interpolation=cv2.INTER_LINEAR, box=box
-    )
-    alpha = np.clip(alpha, 0.0, 1.0)  # [h, w]
+    alpha = blend_weights(mask_crop, matrix=matrix, frame_shape=frame.shape, box=box)  # [h, w]
     inside = alpha > 0.0
     if not inside.any():
         return out
@@ -280,6 +277,29 @@ def composite_face(
     blended = a * face.astype(np.float32) + (1.0 - a) * region.astype(np.float32)
     np.copyto(out[box], np.clip(np.rint(blended), 0, 255).astype(np.uint8), where=inside[:, :, None])
     return out
+
+
+def blend_weights(
+    mask_crop: np.ndarray, *, matrix: np.ndarray, frame_shape: tuple[int, ...], box: tuple[slice, slice]
+) -> np.ndarray:
+    """The paste-back's blend weights [h, w] float32 in 0..1 over the frame `box`: the crop-space mask
+    warped into the frame (bilinear), what `composite_face` blends the face with."""
+    alpha = warp_to_frame(
+        mask_crop.astype(np.float32), matrix, frame_shape, interpolation=cv2.INTER_LINEAR, box=box
+    )
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def paste_weights(
+    mask_crop: np.ndarray, *, matrix: np.ndarray, frame_shape: tuple[int, ...]
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """The frame box a paste-back of `mask_crop` through `matrix` touches and its blend weights [h, w]
+    there (`blend_weights`), or None when it touches no pixel: what a matte records."""
+    window = support_window(mask_crop > 0, margin=COLOR_MARGIN)
+    box = None if window is None else frame_box(window, matrix, frame_shape, margin=FRAME_MARGIN)
+    if box is None:
+        return None
+    return box, blend_weights(mask_crop, matrix=matrix, frame_shape=frame_shape, box=box)
 
 
 def _composite_deep(
@@ -309,10 +329,7 @@ def _composite_deep(
         values[window] = match_color_values(
             crop[window], original, mask_crop[window], space=config.color_space
         )
-    alpha = warp_to_frame(
-        mask_crop.astype(np.float32), matrix, frame.shape, interpolation=cv2.INTER_LINEAR, box=box
-    )
-    alpha = np.clip(alpha, 0.0, 1.0)  # [h, w]
+    alpha = blend_weights(mask_crop, matrix=matrix, frame_shape=frame.shape, box=box)  # [h, w]
     inside = alpha > 0.0
     if not inside.any():
         return out

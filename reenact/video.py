@@ -515,10 +515,7 @@ class VideoWriter:
         self.format_name = check_output(self.path, inputs=protected, overwrite=overwrite)
         self.overwrite = overwrite
         remove_stale_partials(self.path)
-        self._tmp_path = (
-            self.path.parent
-            / f".{self.path.stem}{PARTIAL_MARKER}{partial_owner()}-{uuid.uuid4().hex[:8]}{self.path.suffix}"
-        )
+        self._tmp_path = partial_path(self.path)
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
         self._audio: _AudioCopier | None = None
@@ -705,6 +702,99 @@ class VideoWriter:
         except (av.error.FFmpegError, OSError, ValueError):
             pass
         self._tmp_path.unlink(missing_ok=True)
+
+
+MATTE_SUFFIX = ".mkv"
+MATTE_PIX_FMT = "gray16le"
+MATTE_ENCODER = "ffv1"
+MATTE_LEVELS = 65535
+"""A matte's code for a blend weight of 1 (16-bit gray)."""
+
+
+def check_matte(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> None:
+    """A one-line `ReenactError` now, before any work, when a matte cannot be written at `path`."""
+    if path.suffix.lower() != MATTE_SUFFIX:
+        raise ReenactError(f"--matte writes a 16-bit gray FFV1 video: give a {MATTE_SUFFIX} path, not {path}")
+    check_output(path, inputs=inputs, overwrite=overwrite)
+
+
+class MatteWriter:
+    """Writes a face matte beside an output: for every output frame, the blend weights the paste-back used
+    (0: the source's pixel, 1: the face's) as 16-bit gray FFV1 (lossless) in Matroska, at the output's
+    timestamps, with its rotation. Like `VideoWriter`, it appears under its name only on a clean exit."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        like: VideoInfo,
+        overwrite: bool = False,
+        upright_frames: bool = False,
+        inputs: tuple[str | Path, ...] = (),
+    ) -> None:
+        self.path = Path(path)
+        self.like = like
+        self.overwrite = overwrite
+        self.upright_frames = upright_frames
+        self.time_base = STILL_TIME_BASE if like.is_image else like.time_base_fraction
+        protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
+        check_matte(self.path, inputs=protected, overwrite=overwrite)
+        remove_stale_partials(self.path)
+        self._tmp_path = partial_path(self.path)
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
+        self.frames_written = 0
+
+    def __enter__(self) -> MatteWriter:
+        try:
+            self._container = av.open(str(self._tmp_path), mode="w", format=VIDEO_SUFFIXES[MATTE_SUFFIX])
+        except (OSError, av.error.FFmpegError) as exc:
+            raise ReenactError(f"cannot create {self.path}: {exc}") from None
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._container is not None
+        if exc_type is not None or self._stream is None:
+            self._container.close()
+            self._tmp_path.unlink(missing_ok=True)
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+        except BaseException:
+            self._tmp_path.unlink(missing_ok=True)
+            raise
+        publish(self._tmp_path, self.path, overwrite=self.overwrite)
+
+    def write(self, weights: np.ndarray, *, pts: int) -> None:
+        """Encode one frame's blend weights [H, W] float in 0..1 at `pts` (the output frame's)."""
+        assert self._container is not None, "MatteWriter.write() outside its `with` block"
+        codes = np.rint(np.clip(weights, 0.0, 1.0) * MATTE_LEVELS).astype(np.uint16)  # [H, W]
+        if self.upright_frames:
+            codes = to_coded(codes, self.like.rotation)
+        if self._stream is None:
+            rate = (
+                Fraction(self.like.fps_nominal).limit_denominator(1001) if self.like.fps_nominal > 0 else 25
+            )
+            stream = self._container.add_stream(MATTE_ENCODER, rate=rate)
+            stream.width, stream.height, stream.pix_fmt = codes.shape[1], codes.shape[0], MATTE_PIX_FMT
+            stream.time_base = stream.codec_context.time_base = self.time_base
+            if self.like.rotation:
+                stream.set_display_rotation(self.like.rotation)
+            self._stream = stream
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(codes), format=MATTE_PIX_FMT)
+        frame.pts, frame.time_base = pts, self.time_base
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+
+def partial_path(path: Path) -> Path:
+    """The hidden file an output is written to before it is published under `path` (`publish`)."""
+    return path.parent / f".{path.stem}{PARTIAL_MARKER}{partial_owner()}-{uuid.uuid4().hex[:8]}{path.suffix}"
 
 
 def changed_pixels(image: np.ndarray, source: np.ndarray) -> np.ndarray:

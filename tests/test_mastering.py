@@ -15,12 +15,15 @@ import pytest
 
 from reenact import video
 from reenact.codecs import CODECS, choose_codec, pixel_format
+from reenact.composite import face_mask
 from reenact.config import VideoConfig
 from reenact.errors import ReenactError
+from reenact.faces.align import warp_to_frame
 from reenact.gan.checkpoints import save_generator
+from reenact.stages.align import ClipAlignment
 from reenact.synthetic import SyntheticConfig, make_world, synthetic_settings, write_world
 from reenact.timecode import parse_timecode
-from reenact.video import CONVERSION_REACH
+from reenact.video import CONVERSION_REACH, MATTE_LEVELS
 from reenact_cli.main import run
 from tests.mastering import (
     BT709,
@@ -233,24 +236,31 @@ def test_transfer_into_a_10_bit_lossless_source_keeps_every_code_outside_the_pas
 ) -> None:
     """A transfer on a 10-bit FFV1 target writes 10-bit FFV1 (its own codec) whose codes equal the
     target's exactly wherever the paste mask is 0 (the luma; the half-width chroma beyond the reach of
-    the RGB -> YUV conversion's filter, `CONVERSION_REACH`), and differ inside it (the new face)."""
+    the RGB -> YUV conversion's filter, `CONVERSION_REACH`), and differ inside it (the new face). Its
+    `--matte` holds each frame's blend weights (the face mask warped into the frame), frame for frame at
+    the output's timestamps, and is 0 wherever the output's luma is the target's."""
     files = write_world(make_world(SyntheticConfig(seed=0)), tmp_path / "files")
     generator = save_generator(files.world.generator, tmp_path / "g.safetensors")
     target = deep_copy_of(files.target_video, tmp_path / "target.mkv")
-    output = tmp_path / "out.mkv"
+    output, matte = tmp_path / "out.mkv", tmp_path / "matte.mkv"
     args = files.transfer_args(output, generator=generator)
     args[1] = str(target)
     common = ["--preset", "synthetic", "--workdir", str(tmp_path / "work"), "--quiet", "--json"]
-    assert run([*args, *common]) == 0
+    assert run([*args, *common, "--matte", str(matte)]) == 0
     summary = json.loads(capsys.readouterr().out)
     info = video.probe(output)
     assert (info.video_codec, info.pix_fmt, info.bit_depth) == ("ffv1", DEEP_TARGET_FORMAT, 10)
     assert frame_times(output) == frame_times(target)
     source_planes, output_planes = decoded_planes(target), decoded_planes(output)
     regions = paste_regions(summary, source_planes[0][0].shape, settings=synthetic_settings())
-    assert len(source_planes) == len(output_planes) == len(regions)
+    weights = blend_weights_of(summary, source_planes[0][0].shape)
+    mattes = [planes[0] for planes in decoded_planes(matte)]
+    assert frame_times(matte) == frame_times(output) and video.probe(matte).pix_fmt == "gray16le"
+    assert len(source_planes) == len(output_planes) == len(regions) == len(mattes)
     for index, (ours, theirs, region) in enumerate(zip(source_planes, output_planes, regions, strict=True)):
         assert region.any(), f"frame {index} has no face"
+        assert np.array_equal(mattes[index], np.rint(weights[index] * MATTE_LEVELS)), f"frame {index}: matte"
+        assert np.array_equal(ours[0][mattes[index] == 0], theirs[0][mattes[index] == 0])
         grown = cv2.dilate(region.astype(np.uint8), np.ones((2 * CONVERSION_REACH + 1,) * 2, np.uint8)) > 0
         chroma_region = grown.reshape(grown.shape[0], -1, 2).any(axis=2)  # [H, W / 2]: 4:2:2
         for plane, (a, b) in enumerate(zip(ours, theirs, strict=True)):
@@ -259,6 +269,25 @@ def test_transfer_into_a_10_bit_lossless_source_keeps_every_code_outside_the_pas
                 f"frame {index} plane {plane}: codes changed outside"
             )
         assert not np.array_equal(ours[0][region], theirs[0][region]), f"frame {index}: no new face"
+
+
+def blend_weights_of(summary: dict, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Per frame, the paste-back's blend weights [H, W] in 0..1, from the run's stored alignment: the face
+    mask warped into the whole frame (bilinear), clipped."""
+    location = next(stage["location"] for stage in summary["stages"] if stage["name"] == "tar-align")
+    alignment = ClipAlignment.load(Path(location))
+    weights = []
+    for index in range(alignment.num_frames):
+        points = alignment.track.points[index] if alignment.track.found[index] else None
+        mask = face_mask(
+            points,
+            matrix=alignment.matrices[index],
+            resolution=alignment.resolution,
+            config=synthetic_settings().composite,
+        )
+        alpha = warp_to_frame(mask, alignment.matrices[index], shape, interpolation=cv2.INTER_LINEAR)
+        weights.append(np.clip(alpha, 0.0, 1.0))
+    return weights
 
 
 def test_deep_frames_reach_the_writer_unrounded(tmp_path: Path) -> None:
@@ -274,3 +303,22 @@ def test_deep_frames_reach_the_writer_unrounded(tmp_path: Path) -> None:
         deep_frame(256, 120, "yuv422p10le", index=0, rng=np.random.default_rng(0)).format.name
         == "yuv422p10le"
     )
+
+
+@pytest.mark.parametrize(
+    ("matte_name", "message"),
+    [("matte.png", "give a .mkv path"), ("out.mkv", "is the output itself")],
+)
+def test_a_bad_matte_path_is_one_line_before_any_work(
+    matte_name: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = write_world(make_world(SyntheticConfig(seed=0)), tmp_path / "files")
+    generator = save_generator(files.world.generator, tmp_path / "g.safetensors")
+    args = files.transfer_args(tmp_path / "out.mkv", generator=generator)
+    common = ["--preset", "synthetic", "--workdir", str(tmp_path / "work"), "--quiet"]
+    capsys.readouterr()
+    assert run([*args, *common, "--matte", str(tmp_path / matte_name)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").rglob("*.safetensors"))
+    assert not (tmp_path / "out.mkv").exists()
