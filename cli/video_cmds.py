@@ -99,7 +99,8 @@ def reencode(
         )
     if report.padded:
         typer.echo(
-            "note: odd frame size padded by one pixel to even (H.264 4:2:0 needs even sizes)", err=True
+            "note: odd frame size padded by one pixel to even (4:2:0 and 4:2:2 chroma need even sizes)",
+            err=True,
         )
     sliced = f" (the slice {window.describe()} of {source})" if window is not None else ""
     typer.echo(f"wrote {output}: {report.frames_written} frames{sliced}")

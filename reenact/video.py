@@ -90,6 +90,9 @@ sqrt(8x) of them."""
 EIGHT_BIT_RGB = "rgb24"
 DEEP_RGB = "rgb48le"
 """RGB of frames from sources above 8 bits: uint16, the source's codes scaled to the full 16 bits."""
+MXF = "mxf"
+MXF_AUDIO_CODECS = ("pcm_s16le", "pcm_s24le")
+"""The audio FFmpeg's MXF muxer takes (reenact copies audio untouched, never transcodes it)."""
 X26X_ENCODERS = ("libx264", "libx265")
 """Encoders that take `video.crf` and `video.preset`."""
 TIMECODE_TAG = "timecode"
@@ -453,7 +456,8 @@ def output_format(
     """The format an output at `path` made from a source like `like` is written in (`reenact.codecs`), with
     the source's range and start timecode (moved to `window`'s start for a slice, or `video.timecode`).
     A one-line `ReenactError` before any work for an unknown extension, codec or timecode, a codec the
-    container cannot hold, a source deeper than the codec holds, or a frame too large for it."""
+    container cannot hold, a source deeper than the codec holds, a frame too large or small for it, or
+    audio MXF cannot hold (the source's is copied)."""
     suffix = Path(path).suffix.lower()
     container = VIDEO_SUFFIXES.get(suffix)
     if container is None:
@@ -461,6 +465,11 @@ def output_format(
     codec = choose_codec(
         config.codec, source_codec=like.video_codec, source_pix_fmt=like.pix_fmt, container=container
     )
+    if container == MXF and like.has_audio and like.audio_codec not in MXF_AUDIO_CODECS:
+        raise ReenactError(
+            f"MXF holds PCM audio only ({', '.join(MXF_AUDIO_CODECS)}) and the audio of {like.path} is "
+            f"{like.audio_codec}, which is copied untouched: write .mov or .mkv"
+        )
     check_encodable(like, codec=codec)
     pix_fmt = pixel_format(codec, source_pix_fmt=like.pix_fmt, x26x_pix_fmt=config.pix_fmt)
     rate = like.fps_nominal or float(1 / STILL_TIME_BASE)
@@ -803,7 +812,8 @@ def changed_pixels(image: np.ndarray, source: np.ndarray) -> np.ndarray:
         return np.zeros(image.shape[:2], dtype=bool)
     if image.shape != source.shape or image.dtype != source.dtype:
         return np.ones(image.shape[:2], dtype=bool)
-    return np.any(image != source, axis=2)
+    differs = image != source  # [H, W, 3]
+    return differs[..., 0] | differs[..., 1] | differs[..., 2]  # far faster than np.any over the short axis
 
 
 def keep_codes(frame: av.VideoFrame, decoded: av.VideoFrame, changed: np.ndarray) -> None:

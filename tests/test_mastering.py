@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -180,6 +181,13 @@ def test_bad_output_choices_are_one_line_before_any_work(
     err = capsys.readouterr().err.strip()
     assert message in err and err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ffv1.mkv"]
+
+
+def test_mxf_refuses_audio_it_cannot_hold_before_any_work(tmp_path: Path) -> None:
+    source = deep_source(tmp_path, "ffv1.mkv", audio_tracks=0)
+    like = replace(video.probe(source), has_audio=True, audio_codec="aac")
+    with pytest.raises(ReenactError, match="MXF holds PCM audio only"):
+        video.output_format(tmp_path / "out.mxf", like=like, config=VideoConfig())
 
 
 def test_dnxhr_refuses_a_frame_smaller_than_it_encodes(tmp_path: Path) -> None:
