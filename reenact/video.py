@@ -583,7 +583,7 @@ class VideoWriter:
             pts = 0 if self._last_pts is None else self._last_pts + 1
         if self._last_pts is not None and pts <= self._last_pts:
             raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
-        decoded = None if source is None else source.decoded
+        decoded = source.decoded if source is not None and self._keeps_codes else None
         changed = None if decoded is None else changed_pixels(image, source.image)  # [H, W] bool
         if self.upright_frames:
             image = to_coded(image, self.like.rotation)
