@@ -620,9 +620,11 @@ def check_output_format(
     matte: Path | None = None,
 ) -> None:
     """Stop the run now, not after the tuning, when its output cannot be written as asked
-    (`video.output_format`: codec, container, bit depth, timecode, frame size), nor its `matte`, or when
+    (`video.output_format`: codec, container, bit depth, timecode, frame size), nor its `matte`, when the
+    faces cannot be pasted in its colour space (HDR, wide gamut: `video.check_face_colour`), or when
     Poisson blending (8-bit only) is asked of a deeper source."""
     video.output_format(output, like=like, config=context.settings.video, window=window)
+    video.check_face_colour(like)
     if matte is not None:
         if matte.resolve() == output.resolve():
             raise ReenactError(f"--matte {matte} is the output itself: give the matte a file of its own")

@@ -438,6 +438,28 @@ PARTIAL_MARKER = ".partial-"
 """In the name of an output being written: `.NAME.partial-PID@HOST-RANDOM.EXT`."""
 
 
+HDR_TRANSFERS = {16: "PQ (SMPTE ST 2084)", 18: "HLG (ARIB STD-B67)"}
+"""FFmpeg's AVCOL_TRC_* values of high-dynamic-range transfers."""
+WIDE_PRIMARIES = {9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
+"""FFmpeg's AVCOL_PRI_* values of gamuts wider than BT.709."""
+
+
+def check_face_colour(info: VideoInfo) -> None:
+    """A one-line `ReenactError` before any work when a face cannot be pasted into `info`'s colour: the
+    generator renders BT.709/sRGB faces, and reenact does not yet convert them into an HDR transfer or a
+    wide gamut (a `reencode` of such a clip keeps its tags and codes)."""
+    transfer, primaries = HDR_TRANSFERS.get(info.color_trc), WIDE_PRIMARIES.get(info.color_primaries)
+    if transfer is None and primaries is None:
+        return
+    what = " and ".join(
+        part for part in (transfer and f"{transfer} transfer", primaries and f"{primaries} primaries") if part
+    )
+    raise ReenactError(
+        f"{info.path} is tagged {what}: reenact renders BT.709 faces and does not convert them into this "
+        "colour space yet; grade it to BT.709 first"
+    )
+
+
 @dataclass(frozen=True)
 class OutputFormat:
     """How an output is encoded: container, codec, pixel format, range and start timecode."""

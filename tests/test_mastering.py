@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -188,6 +189,19 @@ def test_mxf_refuses_audio_it_cannot_hold_before_any_work(tmp_path: Path) -> Non
     like = replace(video.probe(source), has_audio=True, audio_codec="aac")
     with pytest.raises(ReenactError, match="MXF holds PCM audio only"):
         video.output_format(tmp_path / "out.mxf", like=like, config=VideoConfig())
+
+
+@pytest.mark.parametrize(
+    ("trc", "primaries", "message"),
+    [(16, 9, "PQ (SMPTE ST 2084) transfer and BT.2020 primaries"), (18, 1, "HLG"), (1, 12, "Display P3")],
+)
+def test_hdr_and_wide_gamut_are_refused_for_a_paste_in_one_line(
+    trc: int, primaries: int, message: str, tmp_path: Path
+) -> None:
+    info = replace(video.probe(deep_source(tmp_path, "ffv1.mkv", audio_tracks=0)), color_trc=trc)
+    with pytest.raises(ReenactError, match=re.escape(message)):
+        video.check_face_colour(replace(info, color_primaries=primaries))
+    video.check_face_colour(replace(info, color_trc=BT709, color_primaries=BT709))
 
 
 def test_dnxhr_refuses_a_frame_smaller_than_it_encodes(tmp_path: Path) -> None:
