@@ -256,7 +256,7 @@ def _dnxhr_for(layout: PixelLayout) -> Codec:
     return CODECS["dnxhr_hqx"] if layout.depth > EIGHT_BITS else CODECS["dnxhr_hq"]
 
 
-def pixel_format(codec: Codec, *, source_pix_fmt: str, x26x_pix_fmt: str, alpha: bool = False) -> str:
+def pixel_format(codec: Codec, *, source_pix_fmt: str, x26x_pix_fmt: str) -> str:
     """The pixel format `codec` is given for a source in `source_pix_fmt`. FFV1 takes the source's own
     (so a lossless output can carry its exact codes); ProRes and DNxHR their profile's; H.264/H.265 the
     chroma `x26x_pix_fmt` (`video.pix_fmt`) at the source's depth (8, or 10 above it; 12 for H.265)."""
@@ -267,7 +267,7 @@ def pixel_format(codec: Codec, *, source_pix_fmt: str, x26x_pix_fmt: str, alpha:
             return own
         return FFV1_FALLBACK[EIGHT_BITS if layout.depth <= EIGHT_BITS else 16]
     if codec.encoder == "prores_ks":
-        return "yuva444p10le" if alpha else ("yuv444p10le" if codec.chroma == ("4:4:4",) else "yuv422p10le")
+        return "yuv444p10le" if codec.chroma == ("4:4:4",) else "yuv422p10le"
     if codec.encoder == "dnxhd":
         subsampling = "444" if codec.chroma == ("4:4:4",) else "422"
         return f"yuv{subsampling}p" + ("10le" if codec.max_depth > EIGHT_BITS else "")
