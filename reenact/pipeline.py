@@ -618,12 +618,16 @@ def check_output_format(
     inputs: tuple[Path, ...] = (),
     overwrite: bool = False,
     matte: Path | None = None,
+    pixels: video.VideoInfo | None = None,
 ) -> None:
     """Stop the run now, not after the tuning, when its output cannot be written as asked
     (`video.output_format`: codec, container, bit depth, timecode, frame size), nor its `matte`, when the
     faces cannot be pasted in its colour space (HDR, wide gamut: `video.check_face_colour`), or when
-    Poisson blending (8-bit only) is asked of a deeper source."""
-    video.output_format(output, like=like, config=context.settings.video, window=window)
+    Poisson blending (8-bit only) is asked of a deeper source. `pixels`: the clip whose frames are written
+    when it is not `like` (a photo animated on a driver's timing), whose size the codec must take."""
+    chosen = video.output_format(output, like=like, config=context.settings.video, window=window)
+    if pixels is not None:
+        video.check_encodable(pixels, codec=chosen.codec)
     video.check_face_colour(like)
     if matte is not None:
         if matte.resolve() == output.resolve():
@@ -821,10 +825,12 @@ def transfer(
     started = context.begin()
     source = context.generator_source
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
-    timing = driver_path if video.probe(target_path).is_image else target_path  # a photo takes the driver's
+    target_info = video.probe(target_path)
+    timing = video.probe(driver_path) if target_info.is_image else target_info  # a photo: the driver's
     check_output_format(
         output,
-        like=video.probe(timing),
+        like=timing,
+        pixels=target_info,
         context=context,
         window=window,
         inputs=(target_path, driver_path),
