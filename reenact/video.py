@@ -352,26 +352,42 @@ class VideoReader:
         the last of them: the others are decoded (the chain needs them), never converted. Frames are
         8-bit RGB (for analysis) unless `native`: frames to be written out, at the source's own depth
         (`VideoInfo.rgb_format`) and with the decoded picture attached (`Frame.decoded`)."""
-        self.frames_decoded = 0
-        first, stop, shift = 0, math.inf, 0
-        if self.window is not None:
-            first, stop, shift = self.window.first, self.window.stop, self.window.start_pts
-        if only is not None:
-            stop = min(stop, first + max(only, default=-1) + 1)
         if self.info.is_image:
+            self.frames_decoded = 0
             if only is not None and 0 not in only:
                 return
             image = _read_image(self.path)
             self.frames_decoded = 1
             yield Frame(image=image, pts=0, time_base=STILL_TIME_BASE, index=0)
             return
+        rgb_format = self.info.rgb_format if native else EIGHT_BIT_RGB
+        reformatter = VideoReformatter()  # one swscale context for the whole pass
+        for picture in self.pictures(only=only):
+            image = frame_to_rgb(picture.decoded, reformatter=reformatter, rgb_format=rgb_format)  # [H, W, 3]
+            if upright:
+                image = to_upright(image, self.info.rotation)
+            yield Frame(
+                image=image,
+                pts=picture.pts,
+                time_base=picture.time_base,
+                index=picture.index,
+                decoded=picture.decoded if native else None,
+            )
+
+    def pictures(self, *, only: Collection[int] | None = None) -> Iterator[Picture]:
+        """The decoded pictures of the video (of the window) in order, as the decoder gives them (coded
+        orientation, own pixel format, no conversion); `only` as in `frames`."""
+        self.frames_decoded = 0
+        first, stop, shift = 0, math.inf, 0
+        if self.window is not None:
+            first, stop, shift = self.window.first, self.window.stop, self.window.start_pts
+        if only is not None:
+            stop = min(stop, first + max(only, default=-1) + 1)
         with _open_video(self.path) as container:
             stream = _video_stream(container, self.path)
             stream.thread_type = "AUTO"
             time_base = Fraction(stream.time_base)
             previous_pts: int | None = None
-            rgb_format = self.info.rgb_format if native else EIGHT_BIT_RGB
-            reformatter = VideoReformatter()  # one swscale context for the whole pass
             try:
                 for index, frame in enumerate(container.decode(stream)):
                     pts = frame.pts if frame.pts is not None else _next_pts(previous_pts, stream)
@@ -380,24 +396,24 @@ class VideoReader:
                         continue  # before the window: decoded (the chain needs it), never converted
                     if index >= stop:
                         return
-                    if only is not None and index - first not in only:
-                        self.frames_decoded = index - first + 1
-                        continue  # not asked for: decoded, never converted
-                    image = frame_to_rgb(frame, reformatter=reformatter, rgb_format=rgb_format)  # [H, W, 3]
-                    if upright:
-                        image = to_upright(image, self.info.rotation)
                     self.frames_decoded = index - first + 1
-                    yield Frame(
-                        image=image,
-                        pts=pts - shift,
-                        time_base=time_base,
-                        index=index - first,
-                        decoded=frame if native else None,
-                    )
+                    if only is not None and index - first not in only:
+                        continue  # not asked for: decoded, never converted
+                    yield Picture(decoded=frame, pts=pts - shift, time_base=time_base, index=index - first)
             except av.error.FFmpegError as exc:
                 if self.frames_decoded == 0:
                     raise ReenactError(f"cannot decode {self.path}: {_ffmpeg_message(exc)}") from None
                 # A damaged tail: keep what decoded; `frames_lost` tells the caller how much is missing.
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One decoded picture as the decoder gave it, and where it sits in time (`VideoReader.pictures`)."""
+
+    decoded: av.VideoFrame
+    pts: int
+    time_base: Fraction
+    index: int
 
 
 def lost_frames_warning(path: str | Path, *, lost: int, announced: int) -> str:
@@ -554,6 +570,7 @@ class VideoWriter:
         self._matrix = yuv_matrix(like.colorspace)  # the reader's matrix, so a pass changes no colour
         self._range = ColorRange.JPEG if self.format.full_range else ColorRange.MPEG
         self._reformatter = VideoReformatter()  # one swscale context for every frame (see frame_to_rgb)
+        self._decode_reformatter = VideoReformatter()  # and one for `write_picture`'s decoded pictures
         self._keeps_codes = (
             not like.is_image
             and (like.bit_depth > EIGHT_BITS or self.format.codec.lossless)
@@ -597,29 +614,66 @@ class VideoWriter:
         """Encode one RGB frame `[H, W, 3]` (uint8, or uint16 for 16-bit RGB) at `pts` (in the source's
         time base). `source`: the decoded frame `image` was made from (`VideoReader.frames(native=True)`,
         in the same orientation); wherever `image` equals it, the output gets its decoded codes."""
-        if self._container is None:
-            raise RuntimeError("VideoWriter.write() outside its `with` block")
         if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
-        if pts is None:
-            pts = 0 if self._last_pts is None else self._last_pts + 1
-        if self._last_pts is not None and pts <= self._last_pts:
-            raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
+        pts = self._next_pts(pts)
         decoded = source.decoded if source is not None and self._keeps_codes else None
         changed = None if decoded is None else changed_pixels(image, source.image)  # [H, W] bool
         if self.upright_frames:
             image = to_coded(image, self.like.rotation)
             changed = None if changed is None else to_coded(changed, self.like.rotation)
         image = self._pad_to_even(image)
-        if self._stream is None:
-            self._open_streams(width=image.shape[1], height=image.shape[0])
-        assert self._stream is not None
-        if self._audio is not None:
-            self._audio.copy_until(float(pts * self.time_base))
+        self._start(width=image.shape[1], height=image.shape[0], pts=pts)
         if decoded is not None and changed is not None and self._can_keep(decoded, image):
             frame = self._keep_codes(image, decoded, changed)
         else:
             frame = self._convert(image)
+        self._encode(frame, pts=pts)
+
+    @property
+    def keeps_codes(self) -> bool:
+        """Whether a frame the source decoded and nobody changed is written with its own codes (a source
+        above 8 bits, or a lossless output, in the output's own pixel format)."""
+        return self._keeps_codes
+
+    def write_picture(self, picture: Picture) -> None:
+        """Encode a decoded picture left as it was (a `reencode`): itself, with no conversion at all, where
+        the output `keeps_codes` and its size needs no padding; else through RGB at the source's depth."""
+        decoded = picture.decoded
+        if not (self._keeps_codes and self._padding(decoded.height, decoded.width) == (0, 0)):
+            image = frame_to_rgb(
+                decoded, reformatter=self._decode_reformatter, rgb_format=self.like.rgb_format
+            )  # [H, W, 3], coded orientation
+            self.write(
+                to_upright(image, self.like.rotation) if self.upright_frames else image, pts=picture.pts
+            )
+            return
+        pts = self._next_pts(picture.pts)
+        self._start(width=decoded.width, height=decoded.height, pts=pts)
+        decoded.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses its own frame types
+        self.frames_kept += 1
+        self._encode(decoded, pts=pts)
+
+    def _next_pts(self, pts: int | None) -> int:
+        """`pts`, or the one after the last frame's; a `ValueError` when it does not increase."""
+        if self._container is None:
+            raise RuntimeError("VideoWriter.write() outside its `with` block")
+        if pts is None:
+            pts = 0 if self._last_pts is None else self._last_pts + 1
+        if self._last_pts is not None and pts <= self._last_pts:
+            raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
+        return pts
+
+    def _start(self, *, width: int, height: int, pts: int) -> None:
+        """Open the streams at the first frame (its size) and copy the audio up to this frame's time."""
+        if self._stream is None:
+            self._open_streams(width=width, height=height)
+        if self._audio is not None:
+            self._audio.copy_until(float(pts * self.time_base))
+
+    def _encode(self, frame: av.VideoFrame, *, pts: int) -> None:
+        """Encode `frame` (in the output's pixel format) at `pts` with the output's colour tags."""
+        assert self._stream is not None and self._container is not None
         self._tag(frame)
         frame.pts = pts
         frame.time_base = self.time_base
@@ -674,12 +728,17 @@ class VideoWriter:
         keep_codes(frame, decoded, changed)
         return frame
 
+    def _padding(self, height: int, width: int) -> tuple[int, int]:
+        """Rows and columns a frame of this size needs to be even where the output's chroma is halved
+        (4:2:0 both ways, 4:2:2 across)."""
+        chroma = pixel_layout(self.format.pix_fmt).chroma
+        rows = height % 2 if chroma == "4:2:0" else 0
+        columns = width % 2 if chroma in ("4:2:0", "4:2:2") else 0
+        return rows, columns
+
     def _pad_to_even(self, image: np.ndarray) -> np.ndarray:
-        """4:2:0 H.264 needs even sizes: replicate the last row/column (never crop pixels away)."""
-        if pixel_layout(self.format.pix_fmt).chroma not in ("4:2:0", "4:2:2"):
-            return image
-        pad_h = image.shape[0] % 2 if pixel_layout(self.format.pix_fmt).chroma == "4:2:0" else 0
-        pad_w = image.shape[1] % 2
+        """Subsampled chroma needs even sizes: replicate the last row/column (never crop pixels away)."""
+        pad_h, pad_w = self._padding(image.shape[0], image.shape[1])
         if not (pad_h or pad_w):
             return image
         self.padded = True
@@ -1277,10 +1336,16 @@ def reencode(
         overwrite=overwrite,
         audio_window=reader.window,
     ) as writer:
-        for frame in reader.frames(native=True):
-            writer.write(frame.image, pts=frame.pts, source=frame)
-            if progress is not None:
-                progress(1)
+        if reader.info.is_image:  # a still: one frame, read as the image it is (EXIF orientation applied)
+            for frame in reader.frames():
+                writer.write(frame.image, pts=frame.pts)
+                if progress is not None:
+                    progress(1)
+        else:
+            for picture in reader.pictures():
+                writer.write_picture(picture)  # the decoded codes themselves wherever the output keeps them
+                if progress is not None:
+                    progress(1)
     return ReencodeReport(
         frames_expected=reader.info.frames_announced,
         frames_written=writer.frames_written,
