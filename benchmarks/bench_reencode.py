@@ -6,6 +6,7 @@ Examples:
     python benchmarks/bench_reencode.py --clip /path/to/any.mp4
     python benchmarks/bench_reencode.py --clip master.mov --codec prores   # also dnxhr, ffv1, h265 ...
     python benchmarks/bench_reencode.py --make-source master.mov --frames 48  # a 10-bit 1080p ProRes 422 HQ
+    python benchmarks/bench_reencode.py --clip master.mov --codec ffv1 --peak-memory  # one run, peak RSS
 
 Each round runs both, one after the other (alternating which goes first), over the same input, so a
 machine shared with other work slows both alike:
@@ -31,6 +32,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -51,6 +53,8 @@ SHARED_DIR = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared"))
 TESTDATA = SHARED_DIR / "testdata"
 DEFAULT_CLIP = "lp_source_s18.mp4"
 """1280x720 H.264 with AAC audio, 282 frames: a typical target clip."""
+KIB = 1024
+"""ru_maxrss is in KiB on Linux."""
 MASTER_SIZE = (1920, 1080)
 PRORES_HQ = {"profile": "3"}
 OUTPUT_SUFFIXES = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv"}
@@ -171,6 +175,7 @@ def main() -> None:
     parser.add_argument("--codec", default="h264", help="output codec (reenact's --codec names)")
     parser.add_argument("--make-source", type=Path, help="write a 10-bit 1080p ProRes clip here and stop")
     parser.add_argument("--frames", type=int, default=48, help="frames of --make-source")
+    parser.add_argument("--peak-memory", action="store_true", help="one reencode, then its peak RSS")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.make_source is not None:
@@ -190,6 +195,12 @@ def main() -> None:
         "plain": lambda path: plain(source, path, config=config),
     }
     suffix = OUTPUT_SUFFIXES.get(args.codec, ".mov")
+    if args.peak_memory:
+        with tempfile.TemporaryDirectory(prefix="bench_reencode-") as tmp:
+            reenact_reencode(source, Path(tmp) / f"out{suffix}", config=config)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // KIB
+        print(f"{source.name}: {info.frame_count} frames, --codec {args.codec}: peak RSS {peak} MiB")
+        return
     seconds: dict[str, list[float]] = {name: [] for name in jobs}
     with tempfile.TemporaryDirectory(prefix="bench_reencode-") as tmp:
         for round_index in range(args.rounds):
