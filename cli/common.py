@@ -194,7 +194,7 @@ MatteOption = Annotated[
     typer.Option(
         "--matte",
         help=(
-            "Also write the face matte: for every output frame, the exact blend weights of the paste-back "
+            "Also write the face matte: for every output frame, the exact weights the face was blended with "
             "(0: the source's pixel, 65535: the face's), as a 16-bit gray FFV1 .mkv with the output's "
             "frames and timestamps."
         ),
