@@ -97,6 +97,8 @@ def reencode(
             video.lost_frames_warning(source, lost=report.frames_lost, announced=report.frames_expected),
             err=True,
         )
+    if report.audio_dropped:
+        typer.echo(f"note: an image sequence holds no audio; the audio of {source} is not written", err=True)
     if report.padded:
         typer.echo(
             "note: odd frame size padded by one pixel to even (4:2:0 and 4:2:2 chroma need even sizes)",

@@ -16,6 +16,8 @@ from functools import cache
 from reenact.errors import ReenactError
 
 SOURCE_CODEC = "source"
+SEQUENCE = "sequence"
+"""The "container" of an image sequence output, `sequence:FORMAT` (one file per frame)."""
 """`video.codec` value meaning "like the source" (the default)."""
 EIGHT_BITS = 8
 TEN_BITS = 10
@@ -154,18 +156,74 @@ CODECS: dict[str, Codec] = {
             options={"level": "3"},
             description="FFV1 version 3, lossless; the source's own pixel format",
         ),
+        Codec(
+            name="png",
+            encoder="png",
+            families=("png",),
+            containers=(f"{SEQUENCE}:png",),
+            depths=(8, 16),
+            chroma=("rgb",),
+            alpha=True,
+            lossless=True,
+            description="PNG image sequence, 8 or 16-bit RGB",
+        ),
+        Codec(
+            name="tiff",
+            encoder="tiff",
+            families=("tiff",),
+            containers=(f"{SEQUENCE}:tiff",),
+            depths=(8, 16),
+            chroma=("rgb",),
+            alpha=True,
+            lossless=True,
+            description="TIFF image sequence, 8 or 16-bit RGB",
+        ),
+        Codec(
+            name="dpx",
+            encoder="dpx",
+            families=("dpx",),
+            containers=(f"{SEQUENCE}:dpx",),
+            depths=(8, 10, 12, 16),
+            chroma=("rgb",),
+            alpha=True,
+            lossless=True,
+            description="DPX image sequence, RGB at 8, 10, 12 or 16 bits",
+        ),
     )
 }
 """Every codec reenact writes, by its `--codec` name."""
 DNXHR = "dnxhr"
 """`--codec dnxhr`: the DNxHR profile that holds the source (HQ for 8 bits, HQX above, 444 for 4:4:4)."""
 DNXHR_FAMILY = "dnxhd"
-CONTAINER_DEFAULTS = {"mp4": "h264", "mov": "h264", "matroska": "h264", "mxf": DNXHR}
+CONTAINER_DEFAULTS = {
+    "mp4": "h264",
+    "mov": "h264",
+    "matroska": "h264",
+    "mxf": DNXHR,
+    f"{SEQUENCE}:png": "png",
+    f"{SEQUENCE}:tiff": "tiff",
+    f"{SEQUENCE}:dpx": "dpx",
+}
 """The codec of an output whose container cannot hold the source's own family (or a source we do not
 write, e.g. a still image or MPEG-4 Part 2)."""
-CONTAINER_NAMES = {"mp4": ".mp4/.m4v", "mov": ".mov", "matroska": ".mkv", "mxf": ".mxf"}
+CONTAINER_NAMES = {
+    "mp4": ".mp4/.m4v",
+    "mov": ".mov",
+    "matroska": ".mkv",
+    "mxf": ".mxf",
+    f"{SEQUENCE}:png": ".png sequences",
+    f"{SEQUENCE}:tiff": ".tif sequences",
+    f"{SEQUENCE}:dpx": ".dpx sequences",
+}
 """How an error names a container: by the extensions that choose it."""
 FFV1_FALLBACK = {8: "gbrp", 16: "gbrp16le"}
+SEQUENCE_FORMATS = {
+    "png": ((8, "rgb24"), (16, "rgb48be")),
+    "tiff": ((8, "rgb24"), (16, "rgb48le")),
+    "dpx": ((8, "rgb24"), (10, "gbrp10le"), (12, "gbrp12le"), (16, "rgb48le")),
+}
+"""Pixel format of each image sequence format by the least depth it holds: the smallest that holds the
+source's."""
 """FFV1's pixel format for a source whose own it does not hold (e.g. packed RGB), by depth class."""
 X26X_CHROMA = {"yuv420p": "4:2:0", "yuv444p": "4:4:4"}
 """`video.pix_fmt`'s values as the chroma layout of an H.264/H.265 output."""
@@ -261,6 +319,9 @@ def pixel_format(codec: Codec, *, source_pix_fmt: str, x26x_pix_fmt: str) -> str
     (so a lossless output can carry its exact codes); ProRes and DNxHR their profile's; H.264/H.265 the
     chroma `x26x_pix_fmt` (`video.pix_fmt`) at the source's depth (8, or 10 above it; 12 for H.265)."""
     layout = pixel_layout(source_pix_fmt)
+    if codec.name in SEQUENCE_FORMATS:
+        formats = SEQUENCE_FORMATS[codec.name]
+        return next(fmt for depth, fmt in formats if depth >= min(layout.depth, codec.max_depth))
     if codec.name == "ffv1":
         own = plain_format(source_pix_fmt)
         if own in _encoder_formats(codec.encoder) and is_planar(own):

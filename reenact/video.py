@@ -40,6 +40,13 @@ import numpy as np
 from reenact.codecs import Codec, choose_codec, is_planar, pixel_format, pixel_layout, plain_format
 from reenact.config import SOURCE_TIMECODE, VideoConfig
 from reenact.errors import ReenactError, UsageError
+from reenact.sequences import (
+    FIRST_FRAME_NUMBER,
+    SEQUENCE_SUFFIXES,
+    check_pattern,
+    frame_path,
+    sequence_container,
+)
 from reenact.timecode import parse_timecode
 from reenact.timeline import ClipSlice, Window, resolve_window
 
@@ -48,6 +55,8 @@ IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x0
 WEBP_MAGIC = (b"RIFF", b"WEBP")
 MAGIC_BYTES = 12
 VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".mxf": "mxf"}
+OUTPUT_SUFFIXES = (*VIDEO_SUFFIXES, *(f"%06d{suffix}" for suffix in SEQUENCE_SUFFIXES))
+"""What an output may be: a video file, or an image sequence pattern (shown with a frame field)."""
 MUXER_OPTIONS = {
     "mp4": {"movflags": "+faststart"},
     "mov": {"movflags": "+faststart"},
@@ -497,9 +506,11 @@ def output_format(
     container cannot hold, a source deeper than the codec holds, a frame too large or small for it, or
     audio MXF cannot hold (the source's is copied)."""
     suffix = Path(path).suffix.lower()
-    container = VIDEO_SUFFIXES.get(suffix)
+    container = VIDEO_SUFFIXES.get(suffix) or sequence_container(path)
     if container is None:
-        raise ReenactError(f"unsupported output type {suffix!r} for {path}: use {', '.join(VIDEO_SUFFIXES)}")
+        raise ReenactError(f"unsupported output type {suffix!r} for {path}: use {', '.join(OUTPUT_SUFFIXES)}")
+    if suffix in SEQUENCE_SUFFIXES:
+        check_pattern(path)
     codec = choose_codec(
         config.codec, source_codec=like.video_codec, source_pix_fmt=like.pix_fmt, container=container
     )
@@ -512,7 +523,9 @@ def output_format(
     pix_fmt = pixel_format(codec, source_pix_fmt=like.pix_fmt, x26x_pix_fmt=config.pix_fmt)
     rate = like.fps_nominal or float(1 / STILL_TIME_BASE)
     timecode = None
-    if config.timecode != SOURCE_TIMECODE:
+    if suffix in SEQUENCE_SUFFIXES:
+        pass  # a sequence's frames are numbered, not timed
+    elif config.timecode != SOURCE_TIMECODE:
         timecode = str(parse_timecode(config.timecode, fps=rate))
     elif like.timecode is not None:
         start = parse_timecode(like.timecode, fps=rate)
@@ -794,6 +807,110 @@ class VideoWriter:
         self._tmp_path.unlink(missing_ok=True)
 
 
+class SequenceWriter:
+    """Writes an image sequence (`reenact.sequences`): frame after frame, numbered from
+    `FIRST_FRAME_NUMBER`, each an image in the pattern's format at the source's depth where it holds it.
+    No audio or timecode (a sequence's frames are numbered); `audio_dropped` says when audio was left out.
+    Every file is written under a hidden partial name and renamed only when the whole sequence succeeded.
+    The same interface as `VideoWriter` (`open_writer` picks one)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        like: VideoInfo,
+        config: VideoConfig,
+        audio_from: str | Path | None = None,
+        overwrite: bool = False,
+        upright_frames: bool = False,
+        inputs: tuple[str | Path, ...] = (),
+        audio_window: Window | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.like = like
+        self.overwrite = overwrite
+        self.upright_frames = upright_frames
+        self.audio_dropped = audio_from is not None
+        self.frames_written = 0
+        self.frames_kept = 0
+        self.padded = False
+        self.keeps_codes = False
+        """Frames are converted to the format's RGB: a sequence never takes the decoded codes as they are."""
+        self.format = output_format(self.path, like=like, config=config, window=audio_window)
+        protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
+        check_output(self.path, inputs=protected, overwrite=overwrite)
+        remove_stale_partials(frame_path(self.path, FIRST_FRAME_NUMBER))
+        self._written: list[tuple[Path, Path]] = []  # (partial, final) of every frame so far
+        self._context: av.CodecContext | None = None
+        self._reformatter = VideoReformatter()
+        self._decode_reformatter = VideoReformatter()
+
+    def __enter__(self) -> SequenceWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None or not self._written:
+            self._discard()
+            if exc_type is None:
+                raise ReenactError(f"no frames to write to {self.path}")
+            return
+        try:
+            for partial, final in self._written:
+                publish(partial, final, overwrite=self.overwrite)
+        except BaseException:
+            self._discard()
+            raise
+
+    def write(self, image: np.ndarray, *, pts: int | None = None, source: Frame | None = None) -> None:
+        """Write one RGB frame `[H, W, 3]` (uint8 or uint16) as the next image of the sequence."""
+        if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
+        if self.upright_frames:
+            image = to_coded(image, self.like.rotation)
+        rgb_format = DEEP_RGB if image.dtype == np.uint16 else EIGHT_BIT_RGB
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
+        frame = self._reformatter.reformat(rgb, format=self.format.pix_fmt, interpolation=COLOUR_EXACT)
+        if self._context is None:
+            context = av.CodecContext.create(self.format.codec.encoder, "w")
+            context.width, context.height = image.shape[1], image.shape[0]
+            context.pix_fmt = self.format.pix_fmt
+            context.time_base = self.like.time_base_fraction
+            self._context = context
+        frame.pts = self.frames_written
+        final = frame_path(self.path, FIRST_FRAME_NUMBER + self.frames_written)
+        partial = partial_path(final)
+        try:
+            data = b"".join(bytes(packet) for packet in self._context.encode(frame))
+            partial.write_bytes(data)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise OSError(error.errno, error.strerror or str(error), str(final)) from None
+        except av.error.FFmpegError as error:
+            raise ReenactError(f"cannot encode {final}: {_ffmpeg_message(error)}") from None
+        self._written.append((partial, final))
+        self.frames_written += 1
+
+    def write_picture(self, picture: Picture) -> None:
+        """Write a decoded picture as the next image (converted to RGB at the source's depth)."""
+        image = frame_to_rgb(
+            picture.decoded, reformatter=self._decode_reformatter, rgb_format=self.like.rgb_format
+        )  # [H, W, 3], coded orientation
+        self.write(to_upright(image, self.like.rotation) if self.upright_frames else image, pts=picture.pts)
+
+    def _discard(self) -> None:
+        for partial, _ in self._written:
+            partial.unlink(missing_ok=True)
+
+
+def open_writer(path: str | Path, **options: object) -> VideoWriter | SequenceWriter:
+    """The writer of an output: a `SequenceWriter` for an image sequence pattern, else a `VideoWriter`
+    (the same keyword options)."""
+    writer = SequenceWriter if Path(path).suffix.lower() in SEQUENCE_SUFFIXES else VideoWriter
+    return writer(path, **options)  # type: ignore[arg-type]
+
+
 MATTE_SUFFIX = ".mkv"
 MATTE_PIX_FMT = "gray16le"
 MATTE_ENCODER = "ffv1"
@@ -980,12 +1097,21 @@ def process_alive(pid: int) -> bool:
 
 
 def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> str:
-    """Validate a destination before any work starts; returns the container format name."""
-    format_name = VIDEO_SUFFIXES.get(path.suffix.lower())
+    """Validate a destination before any work starts; returns the container format name. An image
+    sequence's pattern needs its frame number field, and its folder is made now; its first frame's file
+    stands for the sequence in the checks."""
+    format_name = VIDEO_SUFFIXES.get(path.suffix.lower()) or sequence_container(path)
     if format_name is None:
         raise ReenactError(
-            f"unsupported output type {path.suffix!r} for {path}: use {', '.join(VIDEO_SUFFIXES)}"
+            f"unsupported output type {path.suffix!r} for {path}: use {', '.join(OUTPUT_SUFFIXES)}"
         )
+    if path.suffix.lower() in SEQUENCE_SUFFIXES:
+        check_pattern(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReenactError(f"cannot make the folder of {path}: {exc.strerror or exc}") from None
+        path = frame_path(path, FIRST_FRAME_NUMBER)
     if not path.parent.is_dir():
         raise ReenactError(f"output folder does not exist: {path.parent}")
     if path.is_dir():
@@ -1306,11 +1432,13 @@ def _ffmpeg_message(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class ReencodeReport:
-    """What `reencode` did: frames in and out, and whether the size had to be padded to even."""
+    """What `reencode` did: frames in and out, whether the size had to be padded to even, and whether
+    the source's audio was left out (an image sequence holds none)."""
 
     frames_expected: int
     frames_written: int
     padded: bool
+    audio_dropped: bool = False
 
     @property
     def frames_lost(self) -> int:
@@ -1328,7 +1456,7 @@ def reencode(
     """Decode every frame and encode it again with the original timestamps, rotation and audio (of a
     reader's window: that slice, its timestamps and audio shifted to start at 0)."""
     audio_from = reader.path if reader.info.has_audio else None
-    with VideoWriter(
+    with open_writer(
         destination,
         like=reader.info,
         config=config,
@@ -1350,4 +1478,5 @@ def reencode(
         frames_expected=reader.info.frames_announced,
         frames_written=writer.frames_written,
         padded=writer.padded,
+        audio_dropped=isinstance(writer, SequenceWriter) and writer.audio_dropped,
     )

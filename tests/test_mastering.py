@@ -11,6 +11,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -116,6 +117,39 @@ def test_reencode_round_trip_keeps_depth_tags_timecode_and_audio(
         assert mean_luma_error(source, output) < max_error
 
 
+SEQUENCE_FORMATS = [
+    # source, output pattern, decoded pixel format, exact against
+    ("ffv1.mkv", "seq/%04d.png", "rgb48be", "rgb"),
+    ("ffv1.mkv", "seq/%04d.tif", "rgb48le", "rgb"),
+    ("ffv1-rgb.mkv", "seq/%04d.dpx", "gbrp10le", "codes"),
+]
+
+
+@pytest.mark.parametrize(("name", "pattern", "pix_fmt", "exact"), SEQUENCE_FORMATS)
+def test_reencode_to_an_image_sequence_keeps_every_frame_at_its_depth(
+    name: str, pattern: str, pix_fmt: str, exact: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 10-bit source into a PNG/TIFF/DPX pattern: its folder made, one file a frame numbered from 1, each
+    the source's 16-bit RGB exactly (PNG, TIFF), or its very 10-bit RGB codes (DPX of an RGB source); the
+    audio's absence said in one line."""
+    source = deep_source(tmp_path, name, audio_tracks=1)
+    capsys.readouterr()
+    assert run(["reencode", str(source), "-o", str(tmp_path / pattern), "--quiet"]) == 0
+    assert "holds no audio" in capsys.readouterr().err
+    files = sorted((tmp_path / "seq").iterdir())
+    frames = list(video.VideoReader(source).frames(native=True))
+    assert [path.name for path in files] == [f"{number:04d}{Path(pattern).suffix}" for number in range(1, 7)]
+    for path, frame, planes in zip(files, frames, decoded_planes(source), strict=True):
+        with av.open(str(path)) as image:
+            decoded = next(image.decode(video=0))
+            assert decoded.format.name == pix_fmt
+            if exact == "rgb":
+                assert np.array_equal(decoded.reformat(format="rgb48le").to_ndarray(), frame.image), path.name
+            else:
+                ours = decoded_planes(path)[0]
+                assert all(np.array_equal(a, b) for a, b in zip(ours, planes, strict=True)), path.name
+
+
 def test_chained_prores_reencodes_drift_less_than_an_8_bit_step(tmp_path: Path) -> None:
     """Three ProRes passes in a row: each pass moves the luma by less than `MAX_PRORES_ERROR` codes (what
     a single pass through 8-bit RGB costs) and shifts its mean level by less than `MAX_DRIFT_PER_PASS`."""
@@ -164,6 +198,9 @@ BAD_CHOICES = [
     ([], "out.avi", "unsupported output type '.avi'", 1),
     (["--timecode", "1:00"], "out.mkv", "is not HH:MM:SS:FF", 2),
     (["--timecode", "00:00:00:25"], "out.mkv", "out of range at 25 frames per second", 1),
+    ([], "out.png", "an image sequence output needs one frame number in its file name", 1),
+    ([], "%d_%d.png", "an image sequence output needs one frame number in its file name", 1),
+    (["--codec", "dpx"], "out.mkv", "dpx cannot be written to .mkv", 1),
 ]
 
 
@@ -231,8 +268,6 @@ def test_the_default_codec_is_the_source_family_where_the_container_holds_it() -
 def deep_copy_of(clip: Path, destination: Path) -> Path:
     """`clip` (8-bit) as 10-bit 4:2:2 FFV1 with noise in every sample's low bits, same timing: a
     ProRes-like layout whose chroma a round trip through RGB does not give back exactly."""
-    import av
-
     rng = np.random.default_rng(3)
     with av.open(str(clip)) as source, av.open(str(destination), "w") as out:
         stream = out.add_stream("ffv1", rate=25)

@@ -175,7 +175,7 @@ def write_video(
         )
         if matte is not None
         else contextlib.nullcontext() as matte_writer,  # published after the video
-        video.VideoWriter(
+        video.open_writer(
             output,
             like=like,
             config=settings.video,
