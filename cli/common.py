@@ -176,7 +176,12 @@ People = Annotated[
         show_default="none: one person",
     ),
 ]
-Output = Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv, .mxf).")]
+Output = Annotated[
+    Path,
+    typer.Option(
+        "--output", "-o", help="Output video file (.mp4, .mov, .mkv, .mxf), or image sequence shot/%06d.png."
+    ),
+]
 CodecOption = Annotated[
     str | None,
     typer.Option(
@@ -184,7 +189,8 @@ CodecOption = Annotated[
         help=(
             "Output codec: source (the source's own where OUTPUT's container holds it: ProRes stays ProRes, "
             "H.264 stays H.264), h264, h265, prores (422 HQ), prores4444, dnxhr (the profile that holds the "
-            "source), dnxhr_hq, dnxhr_hqx, dnxhr_444 or ffv1 (lossless, .mkv). Formats: README."
+            "source), dnxhr_hq, dnxhr_hqx, dnxhr_444, ffv1 (lossless, .mkv), or png, tiff, dpx "
+            "(image sequences: OUTPUT a pattern like shot/%06d.dpx). Formats: README."
         ),
         show_default=config_default("video", "codec"),
     ),

@@ -60,7 +60,12 @@ def probe(
 
 def reencode(
     source: Path = typer.Argument(..., help="Input video (or image)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file (.mp4, .mov, .m4v, .mkv or .mxf)."),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="Output file (.mp4, .mov, .m4v, .mkv or .mxf), or image sequence shot/%06d.png (.tif, .dpx).",
+    ),
     crf: int | None = typer.Option(
         None, "--crf", help=f"x264/x265 quality, 0..51 (lower is better; default {VideoConfig.crf})."
     ),

@@ -74,7 +74,7 @@ class VideoConfig:
     codec: str = SOURCE_CODEC
     """Output codec (`reenact.codecs`): `source` (the source's own where the container holds it, else the
     container's default), h264, h265, prores, prores4444, dnxhr (its profile as the source), dnxhr_hq,
-    dnxhr_hqx, dnxhr_444 or ffv1."""
+    dnxhr_hqx, dnxhr_444, ffv1, or png, tiff, dpx (image sequences)."""
     timecode: str = SOURCE_TIMECODE
     """Start timecode of the output: `source` (the source's own, moved to a slice's start; none when it
     has none) or HH:MM:SS:FF."""
