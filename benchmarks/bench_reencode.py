@@ -1,9 +1,12 @@
-"""Speed of `reenact reencode` against a plain PyAV transcode loop with the same x264 settings.
+"""Speed of `reenact reencode` against a plain PyAV transcode loop with the same encoder settings.
 
 Examples:
     python benchmarks/bench_reencode.py                              # lp_source_s18.mp4 (720p, AAC), 5 rounds
     python benchmarks/bench_reencode.py --clip retalk_face2.mp4 --rounds 9 --json
     python benchmarks/bench_reencode.py --clip /path/to/any.mp4
+    python benchmarks/bench_reencode.py --clip master.mov --codec prores   # also dnxhr, ffv1, h265 ...
+    python benchmarks/bench_reencode.py --make-source master.mov --frames 48  # a 10-bit 1080p ProRes 422 HQ
+    python benchmarks/bench_reencode.py --clip master.mov --codec ffv1 --peak-memory  # one run, peak RSS
 
 Each round runs both, one after the other (alternating which goes first), over the same input, so a
 machine shared with other work slows both alike:
@@ -12,7 +15,10 @@ machine shared with other work slows both alike:
   atomic output.
 - `plain`: demux -> decode -> `frame.to_ndarray(format="rgb24")` -> `av.VideoFrame.from_ndarray` ->
   encode with libx264 at the same CRF, preset and pixel format, the frames' own timestamps, and the
-  audio packets copied when the source has audio (as `reencode` does).
+  audio packets copied when the source has audio (as `reencode` does). With `--codec` (other than h264):
+  demux -> decode -> (`reformat` to the output's pixel format when it is not the source's) -> encode
+  with the encoder, pixel format and options `reencode` chooses for that codec (`video.output_format`),
+  the frames' own timestamps, the audio packets copied.
 
 Printed: median, fastest and slowest seconds of each, frames per second at the median, the ratio of
 the medians (plain / reenact: 1.0 is as fast as the plain loop) and the median of the per-round ratios.
@@ -26,7 +32,9 @@ import contextlib
 import io
 import json
 import os
+import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,6 +53,12 @@ SHARED_DIR = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared"))
 TESTDATA = SHARED_DIR / "testdata"
 DEFAULT_CLIP = "lp_source_s18.mp4"
 """1280x720 H.264 with AAC audio, 282 frames: a typical target clip."""
+KIB = 1024
+"""ru_maxrss is in KiB on Linux."""
+MASTER_SIZE = (1920, 1080)
+PRORES_HQ = {"profile": "3"}
+OUTPUT_SUFFIXES = {"h264": ".mp4", "h265": ".mp4", "ffv1": ".mkv"}
+"""The output file type of each codec; the others are written to .mov."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +75,7 @@ def reenact_reencode(source: Path, destination: Path, *, config: VideoConfig) ->
     video._probe_file.cache_clear()  # every run pays its probe, as a fresh command does
     arguments = ["reencode", str(source), "-o", str(destination), "--overwrite", "--quiet"]
     arguments += ["--crf", str(config.crf), "--set", f"video.preset={config.preset}"]
-    arguments += ["--set", f"video.pix_fmt={config.pix_fmt}"]
+    arguments += ["--set", f"video.pix_fmt={config.pix_fmt}", "--codec", config.codec]
     with contextlib.redirect_stdout(io.StringIO()):
         code = run_cli(arguments)
     if code != 0:
@@ -93,6 +107,48 @@ def plain_transcode(source: Path, destination: Path, *, config: VideoConfig) -> 
         out.mux(video_out.encode(None))
 
 
+def plain_same_codec(source: Path, destination: Path, *, config: VideoConfig) -> None:
+    """The plain PyAV loop on the codec `reencode` writes: decode, encode (a pixel format conversion only
+    where the output's is not the source's); audio packets copied."""
+    chosen = video.output_format(destination, like=video.probe(source), config=config)
+    with av.open(str(source)) as inp, av.open(str(destination), "w") as out:
+        video_in = inp.streams.video[0]
+        audio_in = inp.streams.audio[0] if inp.streams.audio else None
+        video_out = out.add_stream(chosen.codec.encoder, rate=video_in.average_rate)
+        video_out.width = video_in.codec_context.width
+        video_out.height = video_in.codec_context.height
+        video_out.pix_fmt = chosen.pix_fmt
+        video_out.time_base = video_in.time_base
+        options = dict(chosen.codec.options)
+        if chosen.codec.encoder in video.X26X_ENCODERS:
+            options |= {"crf": str(config.crf), "preset": config.preset}
+        video_out.options = options
+        audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
+        for packet in inp.demux(*(s for s in (video_in, audio_in) if s is not None)):
+            if packet.stream is audio_in:
+                if packet.dts is not None:
+                    packet.stream = audio_out
+                    out.mux(packet)
+                continue
+            for frame in packet.decode():
+                if frame.format.name != chosen.pix_fmt:
+                    frame = frame.reformat(format=chosen.pix_fmt)
+                frame.pict_type = av.video.frame.PictureType.NONE
+                out.mux(video_out.encode(frame))
+        out.mux(video_out.encode(None))
+
+
+def make_source(path: Path, *, frames: int) -> None:
+    """A 10-bit 1920x1080 ProRes 422 HQ clip at 25 fps with a PCM track and a timecode: smooth moving
+    ramps with noise in the low bits (`tests.mastering.write_deep_clip`)."""
+    sys.path.insert(0, str(REPO_ROOT))  # for tests.mastering
+    from tests.mastering import write_deep_clip
+
+    write_deep_clip(
+        path, encoder="prores_ks", pix_fmt="yuv422p10le", frames=frames, size=MASTER_SIZE, options=PRORES_HQ
+    )
+
+
 def timed(job: Callable[[], None]) -> float:
     start = time.perf_counter()
     job()
@@ -116,25 +172,41 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="runs of each, alternating")
     parser.add_argument("--crf", type=int, default=VideoConfig.crf, help="x264 CRF of both")
     parser.add_argument("--preset", default=VideoConfig.preset, help="x264 preset of both")
+    parser.add_argument("--codec", default="h264", help="output codec (reenact's --codec names)")
+    parser.add_argument("--make-source", type=Path, help="write a 10-bit 1080p ProRes clip here and stop")
+    parser.add_argument("--frames", type=int, default=48, help="frames of --make-source")
+    parser.add_argument("--peak-memory", action="store_true", help="one reencode, then its peak RSS")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    if args.make_source is not None:
+        make_source(args.make_source, frames=args.frames)
+        print(f"wrote {args.make_source}: {args.frames} frames of 10-bit 1920x1080 ProRes 422 HQ")
+        return
     source = Path(args.clip)
     if not source.is_file():
         source = TESTDATA / args.clip
     if not source.is_file():
         raise SystemExit(f"no such clip: {args.clip}")
-    config = VideoConfig(crf=args.crf, preset=args.preset)
+    config = VideoConfig(crf=args.crf, preset=args.preset, codec=args.codec)
     info = video.probe(source)
+    plain = plain_transcode if args.codec == "h264" else plain_same_codec
     jobs: dict[str, Callable[[Path], None]] = {
         "reenact": lambda path: reenact_reencode(source, path, config=config),
-        "plain": lambda path: plain_transcode(source, path, config=config),
+        "plain": lambda path: plain(source, path, config=config),
     }
+    suffix = OUTPUT_SUFFIXES.get(args.codec, ".mov")
+    if args.peak_memory:
+        with tempfile.TemporaryDirectory(prefix="bench_reencode-") as tmp:
+            reenact_reencode(source, Path(tmp) / f"out{suffix}", config=config)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // KIB
+        print(f"{source.name}: {info.frame_count} frames, --codec {args.codec}: peak RSS {peak} MiB")
+        return
     seconds: dict[str, list[float]] = {name: [] for name in jobs}
     with tempfile.TemporaryDirectory(prefix="bench_reencode-") as tmp:
         for round_index in range(args.rounds):
             order = list(jobs) if round_index % 2 == 0 else list(reversed(jobs))
             for name in order:
-                seconds[name].append(timed(lambda name=name: jobs[name](Path(tmp) / f"{name}.mp4")))
+                seconds[name].append(timed(lambda name=name: jobs[name](Path(tmp) / f"{name}{suffix}")))
     frames = info.frame_count
     timings = [summary(name, values, frames=frames) for name, values in seconds.items()]
     ratio = timings[1].median_s / timings[0].median_s
@@ -145,6 +217,7 @@ def main() -> None:
             "frames": frames,
             "size": f"{info.width}x{info.height}",
             "audio": info.has_audio,
+            "codec": config.codec,
             "crf": config.crf,
             "preset": config.preset,
             "rounds": args.rounds,
@@ -156,8 +229,8 @@ def main() -> None:
         return
     audio = f", audio {info.audio_codec}" if info.has_audio else ", no audio"
     print(
-        f"{source.name}: {info.width}x{info.height}, {frames} frames{audio}; crf {config.crf}, "
-        f"preset {config.preset}, {config.pix_fmt}; {args.rounds} rounds"
+        f"{source.name}: {info.width}x{info.height} {info.pix_fmt}, {frames} frames{audio}; --codec "
+        f"{config.codec}, crf {config.crf}, preset {config.preset}, {config.pix_fmt}; {args.rounds} rounds"
     )
     print(f"{'':8} {'median s':>9} {'fastest':>8} {'slowest':>8} {'fps':>7}")
     for timing in timings:

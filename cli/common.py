@@ -176,7 +176,47 @@ People = Annotated[
         show_default="none: one person",
     ),
 ]
-Output = Annotated[Path, typer.Option("--output", "-o", help="Output video file (.mp4, .mov, .mkv).")]
+Output = Annotated[
+    Path,
+    typer.Option(
+        "--output", "-o", help="Output video file (.mp4, .mov, .mkv, .mxf), or image sequence shot/%06d.png."
+    ),
+]
+CodecOption = Annotated[
+    str | None,
+    typer.Option(
+        "--codec",
+        help=(
+            "Output codec: source (the source's own where OUTPUT's container holds it: ProRes stays ProRes, "
+            "H.264 stays H.264), h264, h265, prores (422 HQ), prores4444, dnxhr (the profile that holds the "
+            "source), dnxhr_hq, dnxhr_hqx, dnxhr_444, ffv1 (lossless, .mkv), or png, tiff, dpx "
+            "(image sequences: OUTPUT a pattern like shot/%06d.dpx). Formats: README."
+        ),
+        show_default=config_default("video", "codec"),
+    ),
+]
+MatteOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--matte",
+        help=(
+            "Also write the face matte: for every output frame, the exact weights the face was blended with "
+            "(0: the source's pixel, 65535: the face's), as a 16-bit gray FFV1 .mkv with the output's "
+            "frames and timestamps."
+        ),
+        metavar="MATTE.mkv",
+        show_default="none",
+    ),
+]
+TimecodeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timecode",
+        help="Start timecode of the output, HH:MM:SS:FF (HH:MM:SS;FF drop-frame). Default: the source's own.",
+        metavar="HH:MM:SS:FF",
+        show_default=config_default("video", "timecode"),
+    ),
+]
 Start = Annotated[
     str | None,
     typer.Option(
@@ -253,6 +293,21 @@ def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
     wrapper.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in [*own, *shared]}
     return wrapper
+
+
+def video_settings(codec: str | None, timecode: str | None) -> dict[str, Any]:
+    """The `video` settings that `--codec` and `--timecode` give (None: not given)."""
+    return {"codec": codec, "timecode": timecode}
+
+
+def with_video_options(run: RunOptions, *, codec: str | None, timecode: str | None) -> RunOptions:
+    """`run` with `--codec` and `--timecode` as its last `--set`s, so they win over the preset and any
+    `--set` (as every command's own options do, `settings_for`)."""
+    given = {key: value for key, value in video_settings(codec, timecode).items() if value is not None}
+    if not given:
+        return run
+    sets = [*(run.sets or []), *(f"video.{key}={value}" for key, value in given.items())]
+    return dataclasses.replace(run, sets=sets)
 
 
 def os_error_message(exc: OSError) -> str:

@@ -22,10 +22,12 @@ from reenact.checks import FaceRequest, usage_value
 from reenact.errors import UsageError
 from reenact.threads import is_small_work, use_threads
 from reenact_cli.common import (
+    CodecOption,
     Duration,
     FaceAt,
     FaceIndex,
     Landmarks,
+    MatteOption,
     Output,
     Overwrite,
     People,
@@ -33,12 +35,14 @@ from reenact_cli.common import (
     PersonRef,
     RunOptions,
     Start,
+    TimecodeOption,
     config_default,
     everyone_from,
     face_choice,
     settings_for,
     slice_window,
     with_run_options,
+    with_video_options,
 )
 from reenact_cli.progress import cli_progress
 
@@ -304,6 +308,9 @@ def transfer(
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
+    codec: CodecOption = None,
+    timecode: TimecodeOption = None,
+    matte: MatteOption = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -322,6 +329,7 @@ def transfer(
     from reenact.edit import LengthPolicy
 
     checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
+    run = with_video_options(run, codec=codec, timecode=timecode)
     if cast is not None:
         single = {
             "DRIVER": driver,
@@ -351,6 +359,7 @@ def transfer(
             overwrite=overwrite,
             start=start,
             duration=duration,
+            matte=matte,
         )
         return
     if driver is None:
@@ -371,6 +380,7 @@ def transfer(
             overwrite=overwrite,
             start=start,
             duration=duration,
+            matte=matte,
         )
         return
     window = slice_window(target, start, duration)
@@ -393,6 +403,7 @@ def transfer(
         driver_ref=driver_ref,
         overwrite=overwrite,
         window=window,
+        matte=matte,
     )
     print_summary(report.summary, as_json=run.as_json, title=f"transfer: {target} + {driver} → {output}")
 
@@ -410,6 +421,7 @@ def _transfer_cast(
     overwrite: bool,
     start: str | None,
     duration: str | None,
+    matte: Path | None = None,
 ) -> None:
     """`reenact transfer SCENE --cast CAST.toml`: the cast read and checked, then `cast_transfer`."""
     from reenact.cast import read_cast
@@ -426,6 +438,7 @@ def _transfer_cast(
         landmarks=landmarks,
         overwrite=overwrite,
         window=slice_window(scene, start, duration),
+        matte=matte,
     )
     print_summary(
         report.summary, as_json=run.as_json, title=f"transfer: {scene} with cast {cast_file} → {output}"
@@ -446,6 +459,7 @@ def cast_transfer(
     window: Window | None = None,
     group: distributed.Group | None = None,
     layers_option: str = "--layers",
+    matte: Path | None = None,
 ) -> pipeline.RunReport:
     """A read cast's transfer on `scene` (`transfer --cast` and a batch's cast job): its photos checked,
     the run's context made (`group`: as `make_context`; `layers_option` names `layers` in messages), then
@@ -461,7 +475,14 @@ def cast_transfer(
         layers={layers_option: layers},
     )
     return pipeline.transfer_cast(
-        scene, cast, output, context=context, landmarks=landmarks, overwrite=overwrite, window=window
+        scene,
+        cast,
+        output,
+        context=context,
+        landmarks=landmarks,
+        overwrite=overwrite,
+        window=window,
+        matte=matte,
     )
 
 
@@ -480,6 +501,7 @@ def _transfer_everyone(
     overwrite: bool,
     start: str | None,
     duration: str | None,
+    matte: Path | None = None,
 ) -> None:
     """`reenact transfer TARGET DRIVER --people all`: a cast of every person of TARGET with DRIVER, then
     `pipeline.transfer_cast`."""
@@ -503,7 +525,14 @@ def _transfer_everyone(
         window=window,
     )
     report = pipeline.transfer_cast(
-        target, cast, output, context=context, landmarks=landmarks, overwrite=overwrite, window=window
+        target,
+        cast,
+        output,
+        context=context,
+        landmarks=landmarks,
+        overwrite=overwrite,
+        window=window,
+        matte=matte,
     )
     print_summary(
         report.summary, as_json=run.as_json, title=f"transfer: {target} + {driver}, every person → {output}"
@@ -541,6 +570,9 @@ def edit(
     overwrite: Overwrite = False,
     start: Start = None,
     duration: Duration = None,
+    codec: CodecOption = None,
+    timecode: TimecodeOption = None,
+    matte: MatteOption = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -550,6 +582,7 @@ def edit(
 
     if not direction:
         raise UsageError("give at least one --direction NAME=STRENGTH")
+    run = with_video_options(run, codec=codec, timecode=timecode)
     parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
     face = FaceRequest(face_index, face_at, person, person_ref)
     everyone = everyone_from(people, face=face)
@@ -572,6 +605,7 @@ def edit(
         overwrite=overwrite,
         window=window,
         everyone=everyone,
+        matte=matte,
     )
     print_summary(report.summary, as_json=run.as_json, title=f"edit: {source} → {output}")
 

@@ -9,7 +9,19 @@ import typer
 
 from reenact.config import VideoConfig
 from reenact.threads import use_threads
-from reenact_cli.common import Duration, Preset, Quiet, Sets, Start, Threads, settings_for, slice_window
+from reenact_cli.common import (
+    CodecOption,
+    Duration,
+    Preset,
+    Quiet,
+    Sets,
+    Start,
+    Threads,
+    TimecodeOption,
+    settings_for,
+    slice_window,
+    video_settings,
+)
 from reenact_cli.progress import cli_progress
 
 
@@ -28,6 +40,10 @@ def probe(
     typer.echo(f"{info.path}: {info.container}, {info.video_codec} {info.pix_fmt}")
     typer.echo(f"  size      {info.width}x{info.height}{orientation}, rotation {info.rotation}")
     if not info.is_image:
+        colour = "full" if info.full_range else "limited"
+        timecode = f", timecode {info.timecode}" if info.timecode else ""
+        typer.echo(f"  samples   {info.bit_depth}-bit {info.chroma}, {colour} range{timecode}")
+    if not info.is_image:
         rate = f"{info.fps_avg:.3f} fps average, {info.fps_nominal:.3f} nominal"
         typer.echo(f"  timing    {info.frame_count} frames, {info.duration_s:.3f} s, {rate}, VFR: {info.vfr}")
         if info.frames_missing:
@@ -44,10 +60,17 @@ def probe(
 
 def reencode(
     source: Path = typer.Argument(..., help="Input video (or image)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file (.mp4, .mov, .m4v or .mkv)."),
-    crf: int | None = typer.Option(
-        None, "--crf", help=f"x264 quality, 0..51 (lower is better; default {VideoConfig.crf})."
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="Output file (.mp4, .mov, .m4v, .mkv or .mxf), or image sequence shot/%06d.png (.tif, .dpx).",
     ),
+    crf: int | None = typer.Option(
+        None, "--crf", help=f"x264/x265 quality, 0..51 (lower is better; default {VideoConfig.crf})."
+    ),
+    codec: CodecOption = None,
+    timecode: TimecodeOption = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: Quiet = False,
     threads: Threads = None,
@@ -56,14 +79,17 @@ def reencode(
     start: Start = None,
     duration: Duration = None,
 ) -> None:
-    """Decode every frame and encode it again, keeping timestamps, rotation and the audio bit-exact.
+    """Decode every frame and encode it again, keeping timestamps, rotation, bit depth, colour tags,
+    timecode and the audio bit-exact.
 
-    The honest check of reenact's I/O path, and a handy normaliser for odd inputs.
+    The honest check of reenact's I/O path, and a handy normaliser for odd inputs. The codec is the
+    source's own unless --codec says otherwise; a lossless output (ffv1) of a source in the same pixel
+    format carries its exact codes.
     """
     use_threads(threads)
     from reenact import video
 
-    settings = settings_for(preset, sets, video={"crf": crf})
+    settings = settings_for(preset, sets, video={"crf": crf, **video_settings(codec, timecode)})
     window = slice_window(source, start, duration)
     reader = video.VideoReader(source, window=window)
     progress = cli_progress(quiet=quiet)
@@ -76,9 +102,12 @@ def reencode(
             video.lost_frames_warning(source, lost=report.frames_lost, announced=report.frames_expected),
             err=True,
         )
+    if report.audio_dropped:
+        typer.echo(f"note: an image sequence holds no audio; the audio of {source} is not written", err=True)
     if report.padded:
         typer.echo(
-            "note: odd frame size padded by one pixel to even (H.264 4:2:0 needs even sizes)", err=True
+            "note: odd frame size padded by one pixel to even (4:2:0 and 4:2:2 chroma need even sizes)",
+            err=True,
         )
     sliced = f" (the slice {window.describe()} of {source})" if window is not None else ""
     typer.echo(f"wrote {output}: {report.frames_written} frames{sliced}")

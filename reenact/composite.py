@@ -5,6 +5,9 @@ and warped into the frame with the same frame -> crop matrix as the crop, so fac
 registered. Guarantee: wherever the warped mask is zero the output pixel IS the input pixel
 (bit-identical), because the blend is only computed where alpha > 0.
 
+Depth: frames are uint8, or uint16 (sources above 8 bits, `VideoReader.frames(native=True)`); a uint16
+frame's face is colour matched, warped and blended in float and rounded once, to the frame's own 16 bits.
+
 Cost: every step works on the mask's bounding box only (crop box for the colour match, its image in
 the frame for the blend), in float32; colour statistics are taken over the mask's non-zero pixels.
 """
@@ -122,8 +125,8 @@ def face_mask(
 
 
 def _to_space(image: np.ndarray, space: str) -> np.ndarray:
-    """uint8 RGB [..., 3] as float32 in `space` (RGB in 0..1, or CIE Lab)."""
-    rgb = np.divide(image, np.float32(UINT8_MAX), dtype=np.float32)
+    """uint8 or uint16 RGB [..., 3] as float32 in `space` (RGB in 0..1, or CIE Lab)."""
+    rgb = np.divide(image, np.float32(np.iinfo(image.dtype).max), dtype=np.float32)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab) if space == "lab" else rgb
 
 
@@ -133,6 +136,12 @@ def _from_space(values: np.ndarray, space: str) -> np.ndarray:
     rgb = cv2.cvtColor(values, cv2.COLOR_Lab2RGB) if space == "lab" else values
     np.maximum(rgb, 0.0, out=rgb)  # convertScaleAbs rounds |x|; Lab -> RGB is never negative anyway
     return cv2.convertScaleAbs(rgb, alpha=UINT8_MAX)  # saturating round of x * 255
+
+
+def _rgb_values(values: np.ndarray, space: str) -> np.ndarray:
+    """float32 values [..., 3] in `space` as RGB float32 in 0..1 (clipped), unrounded."""
+    rgb = cv2.cvtColor(values, cv2.COLOR_Lab2RGB) if space == "lab" else values
+    return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
 def weighted_stats(values: Array, weights: Array) -> tuple[Array, Array]:
@@ -173,6 +182,21 @@ def match_color_box(
     `reference` [h, w, 3], in `space`: the source converted whole, the reference and the statistics only
     where the weights are > 0. Callers cut the arrays to the mask's box (`support_window` grown by
     `COLOR_MARGIN`, what the paste-back's interpolation reads beyond the mask)."""
+    return _from_space(_matched_values(source, reference, weights, space=space), space)
+
+
+def match_color_values(
+    source: np.ndarray, reference: np.ndarray, weights: np.ndarray, *, space: str
+) -> np.ndarray:
+    """`match_color_box` as unrounded RGB float32 [h, w, 3] in 0..1, for a `reference` of any depth (uint8
+    or uint16): what a deep frame's paste-back blends."""
+    return _rgb_values(_matched_values(source, reference, weights, space=space), space)
+
+
+def _matched_values(
+    source: np.ndarray, reference: np.ndarray, weights: np.ndarray, *, space: str
+) -> np.ndarray:
+    """`source` [h, w, 3] in `space` (float32) given the mean/std of `reference` under `weights`."""
     support = np.flatnonzero(weights)  # [n] flat pixel indices
     channels = source.shape[-1]
     src = _to_space(source, space)  # [h, w, 3]
@@ -183,7 +207,7 @@ def match_color_box(
         weights.reshape(-1)[support].astype(np.float64),
     )
     affine = np.concatenate([np.diag(gain), offset[:, None]], axis=1)  # [3, 4]
-    return _from_space(cv2.transform(src, affine), space)  # v * gain + offset, per channel
+    return cv2.transform(src, affine)  # v * gain + offset, per channel
 
 
 def _poisson(face: np.ndarray, frame: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -218,12 +242,16 @@ def composite_face(
     mask_crop: np.ndarray,
     config: CompositeConfig,
 ) -> np.ndarray:
-    """The frame [H, W, 3] uint8 with the rendered `crop` [R, R, 3] uint8 pasted back through `matrix`.
+    """The frame [H, W, 3] uint8 (or uint16) with the rendered `crop` [R, R, 3] uint8 pasted back through
+    `matrix`.
 
     `matrix` is the frame -> crop affine the crop was taken with; `mask_crop` [R, R] float in 0..1 is
     the face mask in crop space. Where the warped mask is zero the frame's pixels are returned
-    unchanged, bit for bit.
+    unchanged, bit for bit. A uint16 frame's face stays in float until the blend is rounded
+    (`_composite_deep`).
     """
+    if frame.dtype != np.uint8:
+        return _composite_deep(frame, crop, matrix=matrix, mask_crop=mask_crop, config=config)
     resolution = crop.shape[0]
     if crop.shape[:2] != (resolution, resolution) or mask_crop.shape != crop.shape[:2]:
         raise ValueError(f"crop {crop.shape} and mask {mask_crop.shape} must both be [R, R(, 3)]")
@@ -237,10 +265,7 @@ def composite_face(
         crop = crop.copy()
         crop[window] = match_color_box(crop[window], original, mask_crop[window], space=config.color_space)
 
-    alpha = warp_to_frame(
-        mask_crop.astype(np.float32), matrix, frame.shape, interpolation=cv2.INTER_LINEAR, box=box
-    )
-    alpha = np.clip(alpha, 0.0, 1.0)  # [h, w]
+    alpha = blend_weights(mask_crop, matrix=matrix, frame_shape=frame.shape, box=box)  # [h, w]
     inside = alpha > 0.0
     if not inside.any():
         return out
@@ -251,6 +276,67 @@ def composite_face(
     a = alpha[:, :, None]
     blended = a * face.astype(np.float32) + (1.0 - a) * region.astype(np.float32)
     np.copyto(out[box], np.clip(np.rint(blended), 0, 255).astype(np.uint8), where=inside[:, :, None])
+    return out
+
+
+def blend_weights(
+    mask_crop: np.ndarray, *, matrix: np.ndarray, frame_shape: tuple[int, ...], box: tuple[slice, slice]
+) -> np.ndarray:
+    """The paste-back's blend weights [h, w] float32 in 0..1 over the frame `box`: the crop-space mask
+    warped into the frame (bilinear), what `composite_face` blends the face with."""
+    alpha = warp_to_frame(
+        mask_crop.astype(np.float32), matrix, frame_shape, interpolation=cv2.INTER_LINEAR, box=box
+    )
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def paste_weights(
+    mask_crop: np.ndarray, *, matrix: np.ndarray, frame_shape: tuple[int, ...]
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """The frame box a paste-back of `mask_crop` through `matrix` touches and its blend weights [h, w]
+    there (`blend_weights`), or None when it touches no pixel: what a matte records."""
+    window = support_window(mask_crop > 0, margin=COLOR_MARGIN)
+    box = None if window is None else frame_box(window, matrix, frame_shape, margin=FRAME_MARGIN)
+    if box is None:
+        return None
+    return box, blend_weights(mask_crop, matrix=matrix, frame_shape=frame_shape, box=box)
+
+
+def _composite_deep(
+    frame: np.ndarray,
+    crop: np.ndarray,
+    *,
+    matrix: np.ndarray,
+    mask_crop: np.ndarray,
+    config: CompositeConfig,
+) -> np.ndarray:
+    """`composite_face` of a uint16 frame [H, W, 3]: the crop colour matched, warped and blended in
+    float32, rounded once to the frame's 16 bits; the frame's own codes wherever the warped mask is 0."""
+    if config.poisson:
+        raise ValueError("Poisson blending works on uint8 frames only")
+    resolution = crop.shape[0]
+    if crop.shape[:2] != (resolution, resolution) or mask_crop.shape != crop.shape[:2]:
+        raise ValueError(f"crop {crop.shape} and mask {mask_crop.shape} must both be [R, R(, 3)]")
+    out = frame.copy()
+    window = support_window(mask_crop > 0, margin=COLOR_MARGIN)  # crop pixels the paste-back reads
+    box = None if window is None else frame_box(window, matrix, frame.shape, margin=FRAME_MARGIN)
+    if box is None:
+        return out
+    top = np.float32(np.iinfo(frame.dtype).max)
+    values = np.divide(crop, np.float32(UINT8_MAX), dtype=np.float32)  # [R, R, 3] in 0..1
+    if config.color_match:
+        original = warp_to_crop(frame, matrix, resolution, border="replicate", box=window)
+        values[window] = match_color_values(
+            crop[window], original, mask_crop[window], space=config.color_space
+        )
+    alpha = blend_weights(mask_crop, matrix=matrix, frame_shape=frame.shape, box=box)  # [h, w]
+    inside = alpha > 0.0
+    if not inside.any():
+        return out
+    face = warp_to_frame(values * top, matrix, frame.shape, box=box)  # [h, w, 3] float32, in frame codes
+    a = alpha[:, :, None]
+    blended = a * face + (1.0 - a) * frame[box].astype(np.float32)
+    np.copyto(out[box], np.clip(np.rint(blended), 0, top).astype(frame.dtype), where=inside[:, :, None])
     return out
 
 
@@ -266,8 +352,9 @@ def paste_back(
     """`composite_face` where the run runs: on a CUDA `device` the torch version
     (`reenact.composite_torch`), which takes the `crop` [R, R, 3] uint8 where it is (a tensor the render
     left on the device stays there), elsewhere the OpenCV one, which is the faster on a CPU and takes it
-    on the host. Poisson blending exists only in OpenCV, so it keeps a CUDA run's paste-back on the CPU."""
-    if str(device).split(":")[0] == "cuda" and not config.poisson:
+    on the host. Poisson blending exists only in OpenCV, so it keeps a CUDA run's paste-back on the CPU;
+    so do uint16 frames (the torch version blends uint8 only)."""
+    if str(device).split(":")[0] == "cuda" and not config.poisson and frame.dtype == np.uint8:
         from reenact.composite_torch import composite_face_torch  # torch only where it is used
 
         return composite_face_torch(

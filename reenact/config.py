@@ -21,7 +21,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from reenact.codecs import CODEC_NAMES, SOURCE_CODEC
 from reenact.errors import ReenactError
+from reenact.timecode import check_timecode
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +42,8 @@ X264_PRESETS = (
     "veryslow",
 )
 MAX_CRF = 51
+SOURCE_TIMECODE = "source"
+"""`video.timecode` value meaning "the source's own start timecode"."""
 PRESETS_PACKAGE = "reenact.configs"
 """Where the packaged presets live (the repository's `configs/` folder)."""
 DEFAULT_PRESET = "default"
@@ -58,20 +62,32 @@ DEMO_FRAMES = 32
 
 @dataclass
 class VideoConfig:
-    """Encoding of every video we write (H.264 through libx264)."""
+    """Encoding of every video we write: the codec (like the source's by default), x264/x265 quality, the
+    start timecode."""
 
     crf: int = 14
     """Constant rate factor, 0 (lossless) .. 51; lower is better quality and bigger files."""
     preset: str = "medium"
     """x264 speed/size trade-off, `ultrafast` .. `veryslow`."""
     pix_fmt: Literal["yuv420p", "yuv444p"] = "yuv420p"
-    """Output pixel format; yuv420p plays everywhere."""
+    """Chroma of an H.264/H.265 output (at the source's bit depth); yuv420p plays everywhere."""
+    codec: str = SOURCE_CODEC
+    """Output codec (`reenact.codecs`): `source` (the source's own where the container holds it, else the
+    container's default), h264, h265, prores, prores4444, dnxhr (its profile as the source), dnxhr_hq,
+    dnxhr_hqx, dnxhr_444, ffv1, or png, tiff, dpx (image sequences)."""
+    timecode: str = SOURCE_TIMECODE
+    """Start timecode of the output: `source` (the source's own, moved to a slice's start; none when it
+    has none) or HH:MM:SS:FF."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= MAX_CRF:
             raise ReenactError(f"video.crf must be in 0..{MAX_CRF}, got {self.crf}")
         if self.preset not in X264_PRESETS:
             raise ReenactError(f"video.preset must be one of {', '.join(X264_PRESETS)}; got {self.preset!r}")
+        if self.codec not in CODEC_NAMES:
+            raise ReenactError(f"video.codec must be one of {', '.join(CODEC_NAMES)}; got {self.codec!r}")
+        if self.timecode != SOURCE_TIMECODE:
+            check_timecode(self.timecode)
 
 
 BUILTIN_LANDMARK_BACKENDS = ("dlib", "fan")

@@ -56,6 +56,7 @@ from reenact.stages.crops import ClipCrops, CropsStage, CropStore
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
 from reenact.stages.keys import KeyPivots, KeysStage
 from reenact.stages.output import (
+    Composited,
     PastedFace,
     cast_frames,
     composite_frames,
@@ -576,7 +577,7 @@ def prepare(
 # ------------------------------------------------------------------------------------------ the ending
 
 
-Composite = Callable[[RenderStream], Iterator[tuple[video.Frame, np.ndarray]]]
+Composite = Callable[[RenderStream], Iterator[Composited]]
 """The output's frames, each with its image, pasted back from the crops a `RenderStream` hands over."""
 
 
@@ -592,6 +593,8 @@ class OutputPlan:
     total: int
     overwrite: bool
     audio_window: Window | None = None
+    matte: Path | None = None
+    """Where the face matte goes (`video.MatteWriter`); None: no matte."""
 
     @classmethod
     def following(
@@ -604,6 +607,7 @@ class OutputPlan:
         total: int,
         overwrite: bool,
         window: Window | None = None,
+        matte: Path | None = None,
     ) -> OutputPlan:
         """An output with the timing and audio of `clip` (of its `window`: the slice's audio)."""
         return cls(
@@ -614,6 +618,38 @@ class OutputPlan:
             total=total,
             overwrite=overwrite,
             audio_window=window,
+            matte=matte,
+        )
+
+
+def check_output_format(
+    output: Path,
+    *,
+    like: video.VideoInfo,
+    context: RunContext,
+    window: Window | None,
+    inputs: tuple[Path, ...] = (),
+    overwrite: bool = False,
+    matte: Path | None = None,
+    pixels: video.VideoInfo | None = None,
+) -> None:
+    """Stop the run now, not after the tuning, when its output cannot be written as asked
+    (`video.output_format`: codec, container, bit depth, timecode, frame size), nor its `matte`, when the
+    faces cannot be pasted in its colour space (HDR, wide gamut: `video.check_face_colour`), or when
+    Poisson blending (8-bit only) is asked of a deeper source. `pixels`: the clip whose frames are written
+    when it is not `like` (a photo animated on a driver's timing), whose size the codec must take."""
+    chosen = video.output_format(output, like=like, config=context.settings.video, window=window)
+    if pixels is not None:
+        video.check_encodable(pixels, codec=chosen.codec)
+    video.check_face_colour(like)
+    if matte is not None:
+        if matte.resolve() == output.resolve():
+            raise ReenactError(f"--matte {matte} is the output itself: give the matte a file of its own")
+        video.check_matte(matte, inputs=(*inputs, output), overwrite=overwrite)
+    if context.settings.composite.poisson and like.bit_depth > video.EIGHT_BITS:
+        raise ReenactError(
+            f"composite.poisson blends 8-bit frames only, and {like.path} has {like.bit_depth}-bit samples: "
+            "turn it off to keep their depth"
         )
 
 
@@ -652,7 +688,7 @@ def render_and_encode(
 def render_and_encode_all(
     jobs: list[RenderJob],
     *,
-    composite: Callable[[list[RenderStream]], Iterator[tuple[video.Frame, np.ndarray]]],
+    composite: Callable[[list[RenderStream]], Iterator[Composited]],
     output: OutputPlan,
     context: RunContext,
     started: float,
@@ -729,6 +765,7 @@ def render_and_encode_all(
                     total=output.total,
                     progress=context.progress,
                     audio_window=output.audio_window,
+                    matte=output.matte,
                 )
         for stage in pending:  # consumed: stored renders do not stay (`stages.render`)
             context.workspace.drop(stage.key)
@@ -791,15 +828,28 @@ def transfer(
     driver_ref: int | None = None,
     overwrite: bool = False,
     window: Window | None = None,
+    matte: Path | None = None,
 ) -> RunReport:
-    """Put the driver's expressions on the target (its `face`), in the target's video (or animate a still).
+    """Put the driver's expressions on the target (its `face`), in the target's video (or animate a still);
+    with `matte`, the blend weights of every output frame beside it (`video.MatteWriter`).
 
     `window`: a slice of the target, the output's frames (from time 0, with their audio); the driver is
     used from its first frame, as for a whole target, its length fitted by `edit.length_policy`."""
     started = context.begin()
     source = context.generator_source
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
-    video.check_encodable(video.probe(target_path))  # bad inputs stop the run now, not after the tuning
+    target_info = video.probe(target_path)
+    timing = video.probe(driver_path) if target_info.is_image else target_info  # a photo: the driver's
+    check_output_format(
+        output,
+        like=timing,
+        pixels=target_info,
+        context=context,
+        window=window,
+        inputs=(target_path, driver_path),
+        overwrite=overwrite,
+        matte=matte,
+    )
     config = context.settings.edit
     checks.check_layers(config.layers, option="edit.layers", num_ws=source.generator.num_ws)
     checks.check_driver_ref(driver_ref, info=video.probe(driver_path))  # so do bad option values
@@ -825,7 +875,7 @@ def transfer(
             for frame in video.VideoReader(driver_path).frames(upright=True)
         )
 
-        def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
+        def composite(crops: RenderStream) -> Iterator[Composited]:
             return still_frames(
                 timeline,
                 alignment=target.alignment,
@@ -841,6 +891,7 @@ def transfer(
             inputs=(target_path, driver_path),
             total=driver.info.frame_count,
             overwrite=overwrite,
+            matte=matte,
         )
     else:
         latents = transfer_latents(target, deltas, config=config)  # [N_tgt, num_ws, w_dim]
@@ -848,11 +899,13 @@ def transfer(
             target.alignment.num_frames, driver.alignment.num_frames, policy=config.length_policy
         )
 
-        def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
+        def composite(crops: RenderStream) -> Iterator[Composited]:
             return composite_frames(
                 (
                     frame
-                    for frame in video.VideoReader(target_path, window=window).frames(upright=True)
+                    for frame in video.VideoReader(target_path, window=window).frames(
+                        upright=True, native=True
+                    )
                     if frame.index < num_out
                 ),
                 alignment=target.alignment,
@@ -870,6 +923,7 @@ def transfer(
             total=num_out,
             overwrite=overwrite,
             window=window,
+            matte=matte,
         )
     return render_and_encode(
         target.tuned.generator,
@@ -974,6 +1028,7 @@ def transfer_cast(
     landmarks: str | None = None,
     overwrite: bool = False,
     window: Window | None = None,
+    matte: Path | None = None,
 ) -> RunReport:
     """Every cast member's driver on their own person of the scene (`reenact transfer SCENE --cast`), all
     pasted into each frame (the larger face in front) before one encode. Each person is aligned, inverted
@@ -985,7 +1040,15 @@ def transfer_cast(
     drivers = tuple(member.driver for member in cast)
     video.check_output(output, inputs=(scene, *drivers), overwrite=overwrite)
     info = video.probe(scene)
-    video.check_encodable(info)
+    check_output_format(
+        output,
+        like=info,
+        context=context,
+        window=window,
+        inputs=(scene, *drivers),
+        overwrite=overwrite,
+        matte=matte,
+    )
     if info.is_image:
         raise UsageError(f"--cast needs a video scene; {scene} is a still image")
     edits = []
@@ -1047,6 +1110,7 @@ def transfer_cast(
         total=num_out,
         overwrite=overwrite,
         window=window,
+        matte=matte,
     )
     return paste_people(
         scene,
@@ -1081,11 +1145,11 @@ def paste_people(
     """Render every person's latents and paste them all into each frame of `source` (or its `window`),
     the larger face in front (`stages.output.cast_frames`), up to `plan.total` frames, one encode."""
 
-    def composite(streams: list[RenderStream]) -> Iterator[tuple[video.Frame, np.ndarray]]:
+    def composite(streams: list[RenderStream]) -> Iterator[Composited]:
         return cast_frames(
             (
                 frame
-                for frame in video.VideoReader(source, window=window).frames(upright=True)
+                for frame in video.VideoReader(source, window=window).frames(upright=True, native=True)
                 if frame.index < plan.total
             ),
             faces=[
@@ -1119,6 +1183,7 @@ def edit_video(
     overwrite: bool = False,
     window: Window | None = None,
     everyone: bool = False,
+    matte: Path | None = None,
 ) -> RunReport:
     """Attribute edit over a whole clip (or its `window`, from time 0): every pivot moved along the
     directions on `edit.direction_layers`. `everyone`: every person of the clip (each inverted and tuned on
@@ -1126,7 +1191,15 @@ def edit_video(
     started = context.begin()
     num_ws = context.generator_source.generator.num_ws
     video.check_output(output, inputs=(input_path,), overwrite=overwrite)
-    video.check_encodable(video.probe(input_path))
+    check_output_format(
+        output,
+        like=video.probe(input_path),
+        context=context,
+        window=window,
+        inputs=(input_path,),
+        overwrite=overwrite,
+        matte=matte,
+    )
     layers = context.settings.edit.direction_layers
     checks.check_layers(layers, option="edit.direction_layers", num_ws=num_ws)
     mask = edit.layer_mask(layers, num_ws=num_ws)
@@ -1148,6 +1221,7 @@ def edit_video(
             total=info.frame_count,
             overwrite=overwrite,
             window=window,
+            matte=matte,
         )
         return paste_people(
             input_path,
@@ -1171,9 +1245,9 @@ def edit_video(
     assert clip.tuned is not None
     latents = edit.apply_directions(clip.pivots.ws, directions, layers=mask)
 
-    def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
+    def composite(crops: RenderStream) -> Iterator[Composited]:
         return composite_frames(
-            video.VideoReader(input_path, window=window).frames(upright=True),
+            video.VideoReader(input_path, window=window).frames(upright=True, native=True),
             alignment=clip.alignment,
             crops=crops,
             slots=slots_for(clip.alignment, clip.pivots.frames),
@@ -1194,6 +1268,7 @@ def edit_video(
             total=clip.info.frame_count,
             overwrite=overwrite,
             window=window,
+            matte=matte,
         ),
         context=context,
         started=started,
@@ -1229,9 +1304,9 @@ def morph_video(
     resolution = source.generator.resolution
     info = video.new_video_info(width=resolution, height=resolution, fps=Fraction(fps))
 
-    def composite(crops: RenderStream) -> Iterator[tuple[video.Frame, np.ndarray]]:
+    def composite(crops: RenderStream) -> Iterator[Composited]:
         return (  # the crops are the frames: on the host, for the encoder
-            (video.Frame(image=crop, pts=index, time_base=info.time_base_fraction, index=index), crop)
+            (video.Frame(image=crop, pts=index, time_base=info.time_base_fraction, index=index), crop, ())
             for index, crop in ((index, host_image(crops.crop(index))) for index in range(num_frames))
         )
 

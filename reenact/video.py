@@ -3,12 +3,17 @@
 - `probe(path)` describes a file without decoding it (one frame at most, for the display rotation).
 - `VideoReader` yields RGB frames with their original pts and time base, one at a time; given a `window`
   (`slice_window`: `--start/--duration`), only the slice's frames, numbered from 0, their pts shifted so
-  the slice starts at 0 (`reenact.timeline`).
-- `VideoWriter` encodes H.264 with the caller's exact timestamps (VFR kept), the source's display
-  rotation and colour tags, and copies the source's audio packet for packet (no re-encode; of a slice,
-  the packets that start inside its span, shifted by the same time as its frames). It writes
-  to a hidden temporary file beside the destination and renames it only when everything succeeded, so
-  an interrupted or failed run never leaves a file that looks finished.
+  the slice starts at 0 (`reenact.timeline`). Frames for analysis are 8-bit; frames to be written out
+  (`native=True`) keep the source's depth (16-bit RGB above 8 bits) and carry the decoded picture itself.
+- `VideoWriter` encodes the codec `reenact.codecs` chooses (the source's own by default: ProRes stays
+  ProRes, H.264 stays H.264) with the caller's exact timestamps (VFR kept), the source's display rotation,
+  colour tags, range and start timecode, and copies the source's audio packet for packet (no re-encode;
+  of a slice, the packets that start inside its span, shifted by the same time as its frames). From a
+  source above 8 bits, or into a lossless codec, wherever a written frame equals the source frame it came
+  from the output gets the source's own decoded codes (when the pixel formats agree), not a round trip
+  through RGB; an 8-bit source into a lossy codec goes through 8-bit RGB as it always has. It writes to a
+  hidden temporary file beside the destination and renames it only when everything succeeded, so an
+  interrupted or failed run never leaves a file that looks finished.
 
 Still images (jpg/png/webp/bmp/tiff) read as one-frame clips. Orientation: frames come in coded
 orientation unless `upright=True`, which applies the display rotation (what a player shows).
@@ -32,15 +37,26 @@ import av
 import cv2
 import numpy as np
 
-from reenact.config import VideoConfig
+from reenact.codecs import Codec, choose_codec, is_planar, pixel_format, pixel_layout, plain_format
+from reenact.config import SOURCE_TIMECODE, VideoConfig
 from reenact.errors import ReenactError, UsageError
+from reenact.sequences import (
+    FIRST_FRAME_NUMBER,
+    SEQUENCE_SUFFIXES,
+    check_pattern,
+    frame_path,
+    sequence_container,
+)
+from reenact.timecode import parse_timecode
 from reenact.timeline import ClipSlice, Window, resolve_window
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
 WEBP_MAGIC = (b"RIFF", b"WEBP")
 MAGIC_BYTES = 12
-VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".mxf": "mxf"}
+OUTPUT_SUFFIXES = (*VIDEO_SUFFIXES, *(f"%06d{suffix}" for suffix in SEQUENCE_SUFFIXES))
+"""What an output may be: a video file, or an image sequence pattern (shown with a frame field)."""
 MUXER_OPTIONS = {
     "mp4": {"movflags": "+faststart"},
     "mov": {"movflags": "+faststart"},
@@ -73,12 +89,26 @@ swscale's fast default is biased (each decode/encode pass darkened the picture b
 DEFAULT_MATRIX = int(av.video.reformatter.Colorspace.ITU601)
 """The matrix swscale and most decoders assume for a source that does not say (BT.601)."""
 RIGHT_ANGLE = 90
+EIGHT_BITS = 8
 PROBES_REMEMBERED = 64
 """Files whose `probe` a process remembers."""
 MACROBLOCK = 16
 H264_MAX_FRAME_MACROBLOCKS = 139_264
 """The largest frame H.264 allows (level 6.2, e.g. 8192x4320), in 16x16 macroblocks; each side at most
 sqrt(8x) of them."""
+EIGHT_BIT_RGB = "rgb24"
+DEEP_RGB = "rgb48le"
+"""RGB of frames from sources above 8 bits: uint16, the source's codes scaled to the full 16 bits."""
+MXF = "mxf"
+MXF_AUDIO_CODECS = ("pcm_s16le", "pcm_s24le")
+"""The audio FFmpeg's MXF muxer takes (reenact copies audio untouched, never transcodes it)."""
+X26X_ENCODERS = ("libx264", "libx265")
+"""Encoders that take `video.crf` and `video.preset`."""
+TIMECODE_TAG = "timecode"
+"""The metadata key of a start timecode (MOV/MP4 stream, MXF container; Matroska spells it in capitals)."""
+CONVERSION_REACH = 2
+"""Frame pixels around a changed pixel whose subsampled chroma the RGB -> YUV conversion may change
+(swscale's chroma filter); `VideoWriter` keeps the source's codes only beyond them."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +144,12 @@ class VideoInfo:
     color_range: int = 0
     color_primaries: int = UNSPECIFIED_COLOR
     color_trc: int = UNSPECIFIED_COLOR
+    bit_depth: int = 8
+    """Bits per sample of the decoded picture (of its deepest component)."""
+    chroma: str = "4:2:0"
+    """Chroma layout of the decoded picture: 4:2:0, 4:2:2, 4:4:4, rgb or gray."""
+    timecode: str | None = None
+    """Start timecode (HH:MM:SS:FF; `;` before the frames when drop-frame), None when the file has none."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -127,15 +163,28 @@ class VideoInfo:
         """Announced frames that a cut or damaged file cannot deliver."""
         return max(0, self.frames_announced - self.frame_count)
 
+    @property
+    def rgb_format(self) -> str:
+        """The RGB that frames to be written out are decoded to: 16-bit above 8 bits, else 8-bit."""
+        return DEEP_RGB if self.bit_depth > EIGHT_BITS else EIGHT_BIT_RGB
+
+    @property
+    def full_range(self) -> bool:
+        """Whether the source's YUV codes use the full range (JPEG), not the limited (MPEG) one."""
+        return self.color_range == ColorRange.JPEG or self.pix_fmt.startswith("yuvj")
+
 
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame: RGB pixels and where it sits in time."""
 
-    image: np.ndarray  # [H, W, 3] uint8 RGB
+    image: np.ndarray  # [H, W, 3] uint8 RGB, or uint16 for a frame to be written out of a deep source
     pts: int
     time_base: Fraction
     index: int
+    decoded: av.VideoFrame | None = None
+    """The decoded picture in its own pixel format (coded orientation), for frames to be written out:
+    `VideoWriter` keeps its codes wherever `image` is left as it was."""
 
     @property
     def time_s(self) -> float:
@@ -304,29 +353,50 @@ class VideoReader:
         """Frames the container announced but the decoder could not deliver (after a full pass)."""
         return max(0, self.info.frames_announced - self.frames_decoded)
 
-    def frames(self, *, upright: bool = False, only: Collection[int] | None = None) -> Iterator[Frame]:
+    def frames(
+        self, *, upright: bool = False, only: Collection[int] | None = None, native: bool = False
+    ) -> Iterator[Frame]:
         """Decode every frame (of the window) in order; `upright` applies the display rotation. With
         `only` (frame numbers), just those frames are converted and yielded, and decoding stops after
-        the last of them: the others are decoded (the chain needs them), never converted."""
-        self.frames_decoded = 0
-        first, stop, shift = 0, math.inf, 0
-        if self.window is not None:
-            first, stop, shift = self.window.first, self.window.stop, self.window.start_pts
-        if only is not None:
-            stop = min(stop, first + max(only, default=-1) + 1)
+        the last of them: the others are decoded (the chain needs them), never converted. Frames are
+        8-bit RGB (for analysis) unless `native`: frames to be written out, at the source's own depth
+        (`VideoInfo.rgb_format`) and with the decoded picture attached (`Frame.decoded`)."""
         if self.info.is_image:
+            self.frames_decoded = 0
             if only is not None and 0 not in only:
                 return
             image = _read_image(self.path)
             self.frames_decoded = 1
             yield Frame(image=image, pts=0, time_base=STILL_TIME_BASE, index=0)
             return
+        rgb_format = self.info.rgb_format if native else EIGHT_BIT_RGB
+        reformatter = VideoReformatter()  # one swscale context for the whole pass
+        for picture in self.pictures(only=only):
+            image = frame_to_rgb(picture.decoded, reformatter=reformatter, rgb_format=rgb_format)  # [H, W, 3]
+            if upright:
+                image = to_upright(image, self.info.rotation)
+            yield Frame(
+                image=image,
+                pts=picture.pts,
+                time_base=picture.time_base,
+                index=picture.index,
+                decoded=picture.decoded if native else None,
+            )
+
+    def pictures(self, *, only: Collection[int] | None = None) -> Iterator[Picture]:
+        """The decoded pictures of the video (of the window) in order, as the decoder gives them (coded
+        orientation, own pixel format, no conversion); `only` as in `frames`."""
+        self.frames_decoded = 0
+        first, stop, shift = 0, math.inf, 0
+        if self.window is not None:
+            first, stop, shift = self.window.first, self.window.stop, self.window.start_pts
+        if only is not None:
+            stop = min(stop, first + max(only, default=-1) + 1)
         with _open_video(self.path) as container:
             stream = _video_stream(container, self.path)
             stream.thread_type = "AUTO"
             time_base = Fraction(stream.time_base)
             previous_pts: int | None = None
-            reformatter = VideoReformatter()  # one swscale context for the whole pass
             try:
                 for index, frame in enumerate(container.decode(stream)):
                     pts = frame.pts if frame.pts is not None else _next_pts(previous_pts, stream)
@@ -335,18 +405,24 @@ class VideoReader:
                         continue  # before the window: decoded (the chain needs it), never converted
                     if index >= stop:
                         return
-                    if only is not None and index - first not in only:
-                        self.frames_decoded = index - first + 1
-                        continue  # not asked for: decoded, never converted
-                    image = frame_to_rgb(frame, reformatter=reformatter)  # [H, W, 3]
-                    if upright:
-                        image = to_upright(image, self.info.rotation)
                     self.frames_decoded = index - first + 1
-                    yield Frame(image=image, pts=pts - shift, time_base=time_base, index=index - first)
+                    if only is not None and index - first not in only:
+                        continue  # not asked for: decoded, never converted
+                    yield Picture(decoded=frame, pts=pts - shift, time_base=time_base, index=index - first)
             except av.error.FFmpegError as exc:
                 if self.frames_decoded == 0:
                     raise ReenactError(f"cannot decode {self.path}: {_ffmpeg_message(exc)}") from None
                 # A damaged tail: keep what decoded; `frames_lost` tells the caller how much is missing.
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One decoded picture as the decoder gave it, and where it sits in time (`VideoReader.pictures`)."""
+
+    decoded: av.VideoFrame
+    pts: int
+    time_base: Fraction
+    index: int
 
 
 def lost_frames_warning(path: str | Path, *, lost: int, announced: int) -> str:
@@ -362,8 +438,11 @@ def yuv_matrix(colorspace: int) -> int:
     return DEFAULT_MATRIX if colorspace == UNSPECIFIED_COLOR else colorspace
 
 
-def frame_to_rgb(frame: av.VideoFrame, *, reformatter: VideoReformatter | None = None) -> np.ndarray:
-    """RGB pixels `[H, W, 3]` uint8 of a decoded frame, converted exactly in its own matrix and range.
+def frame_to_rgb(
+    frame: av.VideoFrame, *, reformatter: VideoReformatter | None = None, rgb_format: str = EIGHT_BIT_RGB
+) -> np.ndarray:
+    """RGB pixels `[H, W, 3]` of a decoded frame (uint8 for `rgb24`, uint16 for `rgb48le`), converted
+    exactly in its own matrix and range.
 
     Pass one `reformatter` for every frame of a stream: `VideoFrame.reformat` builds a new swscale
     context (tables, threads) for each frame, which costs as much as the conversion itself."""
@@ -372,7 +451,7 @@ def frame_to_rgb(frame: av.VideoFrame, *, reformatter: VideoReformatter | None =
         color_range = ColorRange.JPEG if frame.format.name.startswith("yuvj") else ColorRange.MPEG
     rgb = (reformatter or VideoReformatter()).reformat(
         frame,
-        format="rgb24",
+        format=rgb_format,
         src_colorspace=yuv_matrix(frame.colorspace),
         src_color_range=color_range,
         interpolation=COLOUR_EXACT,
@@ -384,8 +463,81 @@ PARTIAL_MARKER = ".partial-"
 """In the name of an output being written: `.NAME.partial-PID@HOST-RANDOM.EXT`."""
 
 
+HDR_TRANSFERS = {16: "PQ (SMPTE ST 2084)", 18: "HLG (ARIB STD-B67)"}
+"""FFmpeg's AVCOL_TRC_* values of high-dynamic-range transfers."""
+WIDE_PRIMARIES = {9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
+"""FFmpeg's AVCOL_PRI_* values of gamuts wider than BT.709."""
+
+
+def check_face_colour(info: VideoInfo) -> None:
+    """A one-line `ReenactError` before any work when a face cannot be pasted into `info`'s colour: the
+    generator renders BT.709/sRGB faces, and reenact does not yet convert them into an HDR transfer or a
+    wide gamut (a `reencode` of such a clip keeps its tags and codes)."""
+    transfer, primaries = HDR_TRANSFERS.get(info.color_trc), WIDE_PRIMARIES.get(info.color_primaries)
+    if transfer is None and primaries is None:
+        return
+    what = " and ".join(
+        part for part in (transfer and f"{transfer} transfer", primaries and f"{primaries} primaries") if part
+    )
+    raise ReenactError(
+        f"{info.path} is tagged {what}: reenact renders BT.709 faces and does not convert them into this "
+        "colour space yet; grade it to BT.709 first"
+    )
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How an output is encoded: container, codec, pixel format, range and start timecode."""
+
+    container: str
+    """FFmpeg muxer name."""
+    codec: Codec
+    pix_fmt: str
+    full_range: bool
+    timecode: str | None
+
+
+def output_format(
+    path: str | Path, *, like: VideoInfo, config: VideoConfig, window: Window | None = None
+) -> OutputFormat:
+    """The format an output at `path` made from a source like `like` is written in (`reenact.codecs`), with
+    the source's range and start timecode (moved to `window`'s start for a slice, or `video.timecode`).
+    A one-line `ReenactError` before any work for an unknown extension, codec or timecode, a codec the
+    container cannot hold, a source deeper than the codec holds, a frame too large or small for it, or
+    audio MXF cannot hold (the source's is copied)."""
+    suffix = Path(path).suffix.lower()
+    container = VIDEO_SUFFIXES.get(suffix) or sequence_container(path)
+    if container is None:
+        raise ReenactError(f"unsupported output type {suffix!r} for {path}: use {', '.join(OUTPUT_SUFFIXES)}")
+    if suffix in SEQUENCE_SUFFIXES:
+        check_pattern(path)
+    codec = choose_codec(
+        config.codec, source_codec=like.video_codec, source_pix_fmt=like.pix_fmt, container=container
+    )
+    if container == MXF and like.has_audio and like.audio_codec not in MXF_AUDIO_CODECS:
+        raise ReenactError(
+            f"MXF holds PCM audio only ({', '.join(MXF_AUDIO_CODECS)}) and the audio of {like.path} is "
+            f"{like.audio_codec}, which is copied untouched: write .mov or .mkv"
+        )
+    check_encodable(like, codec=codec)
+    pix_fmt = pixel_format(codec, source_pix_fmt=like.pix_fmt, x26x_pix_fmt=config.pix_fmt)
+    rate = like.fps_nominal or float(1 / STILL_TIME_BASE)
+    timecode = None
+    if suffix in SEQUENCE_SUFFIXES:
+        pass  # a sequence's frames are numbered, not timed
+    elif config.timecode != SOURCE_TIMECODE:
+        timecode = str(parse_timecode(config.timecode, fps=rate))
+    elif like.timecode is not None:
+        start = parse_timecode(like.timecode, fps=rate)
+        timecode = str(start.moved(window.first) if window is not None else start)
+    return OutputFormat(
+        container=container, codec=codec, pix_fmt=pix_fmt, full_range=like.full_range, timecode=timecode
+    )
+
+
 class VideoWriter:
-    """H.264 writer with exact timestamps, the source's rotation and its audio copied untouched.
+    """Video writer with exact timestamps, the source's rotation and its audio copied untouched, in the
+    format `output_format` chooses (the source's own codec, depth, chroma, tags and timecode by default).
 
     Use as a context manager; the output appears under its final name only on a clean exit.
     Frames are given in coded orientation, or upright with `upright_frames=True` (rotated back here).
@@ -403,7 +555,8 @@ class VideoWriter:
         inputs: tuple[str | Path, ...] = (),
         audio_window: Window | None = None,
     ) -> None:
-        """`audio_window`: copy only the audio of this slice of `audio_from`, shifted as its frames are."""
+        """`audio_window`: the slice of the source this output is: only its audio of `audio_from` is
+        copied, shifted as its frames are, and the source's timecode is moved to its start."""
         self.path = Path(path)
         self.audio_window = audio_window
         self.like = like
@@ -412,24 +565,31 @@ class VideoWriter:
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.time_base = STILL_TIME_BASE if like.is_image else like.time_base_fraction
         self.frames_written = 0
+        self.frames_kept = 0
+        """Frames written as the source decoded them, untouched (no conversion)."""
         self.padded = False
         protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
         if self.audio_from is not None:
             protected = (*protected, self.audio_from)
+        self.format = output_format(self.path, like=like, config=config, window=audio_window)
         self.format_name = check_output(self.path, inputs=protected, overwrite=overwrite)
-        check_encodable(like)
         self.overwrite = overwrite
         remove_stale_partials(self.path)
-        self._tmp_path = (
-            self.path.parent
-            / f".{self.path.stem}{PARTIAL_MARKER}{partial_owner()}-{uuid.uuid4().hex[:8]}{self.path.suffix}"
-        )
+        self._tmp_path = partial_path(self.path)
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
         self._audio: _AudioCopier | None = None
         self._last_pts: int | None = None
         self._matrix = yuv_matrix(like.colorspace)  # the reader's matrix, so a pass changes no colour
+        self._range = ColorRange.JPEG if self.format.full_range else ColorRange.MPEG
         self._reformatter = VideoReformatter()  # one swscale context for every frame (see frame_to_rgb)
+        self._decode_reformatter = VideoReformatter()  # and one for `write_picture`'s decoded pictures
+        self._keeps_codes = (
+            not like.is_image
+            and (like.bit_depth > EIGHT_BITS or self.format.codec.lossless)
+            and plain_format(like.pix_fmt) == self.format.pix_fmt
+            and is_planar(like.pix_fmt)
+        )
 
     def __enter__(self) -> VideoWriter:
         try:
@@ -463,32 +623,71 @@ class VideoWriter:
         """The same OS error, naming the output the user asked for rather than its hidden partial file."""
         return OSError(error.errno, error.strerror or str(error), str(self.path))
 
-    def write(self, image: np.ndarray, *, pts: int | None = None) -> None:
-        """Encode one RGB frame `[H, W, 3]` uint8 at `pts` (in the source's time base)."""
+    def write(self, image: np.ndarray, *, pts: int | None = None, source: Frame | None = None) -> None:
+        """Encode one RGB frame `[H, W, 3]` (uint8, or uint16 for 16-bit RGB) at `pts` (in the source's
+        time base). `source`: the decoded frame `image` was made from (`VideoReader.frames(native=True)`,
+        in the same orientation); wherever `image` equals it, the output gets its decoded codes."""
+        if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
+        pts = self._next_pts(pts)
+        decoded = source.decoded if source is not None and self._keeps_codes else None
+        changed = None if decoded is None else changed_pixels(image, source.image)  # [H, W] bool
+        if self.upright_frames:
+            image = to_coded(image, self.like.rotation)
+            changed = None if changed is None else to_coded(changed, self.like.rotation)
+        image = self._pad_to_even(image)
+        self._start(width=image.shape[1], height=image.shape[0], pts=pts)
+        if decoded is not None and changed is not None and self._can_keep(decoded, image):
+            frame = self._keep_codes(image, decoded, changed)
+        else:
+            frame = self._convert(image)
+        self._encode(frame, pts=pts)
+
+    @property
+    def keeps_codes(self) -> bool:
+        """Whether a frame the source decoded and nobody changed is written with its own codes (a source
+        above 8 bits, or a lossless output, in the output's own pixel format)."""
+        return self._keeps_codes
+
+    def write_picture(self, picture: Picture) -> None:
+        """Encode a decoded picture left as it was (a `reencode`): itself, with no conversion at all, where
+        the output `keeps_codes` and its size needs no padding; else through RGB at the source's depth."""
+        decoded = picture.decoded
+        if not (self._keeps_codes and self._padding(decoded.height, decoded.width) == (0, 0)):
+            image = frame_to_rgb(
+                decoded, reformatter=self._decode_reformatter, rgb_format=self.like.rgb_format
+            )  # [H, W, 3], coded orientation
+            self.write(
+                to_upright(image, self.like.rotation) if self.upright_frames else image, pts=picture.pts
+            )
+            return
+        pts = self._next_pts(picture.pts)
+        self._start(width=decoded.width, height=decoded.height, pts=pts)
+        decoded.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses its own frame types
+        self.frames_kept += 1
+        self._encode(decoded, pts=pts)
+
+    def _next_pts(self, pts: int | None) -> int:
+        """`pts`, or the one after the last frame's; a `ValueError` when it does not increase."""
         if self._container is None:
             raise RuntimeError("VideoWriter.write() outside its `with` block")
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an [H, W, 3] uint8 image, got {image.shape} {image.dtype}")
         if pts is None:
             pts = 0 if self._last_pts is None else self._last_pts + 1
         if self._last_pts is not None and pts <= self._last_pts:
             raise ValueError(f"pts must increase: {pts} after {self._last_pts}")
-        if self.upright_frames:
-            image = to_coded(image, self.like.rotation)
-        image = self._pad_to_even(image)
+        return pts
+
+    def _start(self, *, width: int, height: int, pts: int) -> None:
+        """Open the streams at the first frame (its size) and copy the audio up to this frame's time."""
         if self._stream is None:
-            self._open_streams(width=image.shape[1], height=image.shape[0])
-        assert self._stream is not None
+            self._open_streams(width=width, height=height)
         if self._audio is not None:
             self._audio.copy_until(float(pts * self.time_base))
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame = self._reformatter.reformat(
-            rgb,
-            format=self.config.pix_fmt,
-            dst_colorspace=self._matrix,
-            dst_color_range=ColorRange.MPEG,
-            interpolation=COLOUR_EXACT,
-        )
+
+    def _encode(self, frame: av.VideoFrame, *, pts: int) -> None:
+        """Encode `frame` (in the output's pixel format) at `pts` with the output's colour tags."""
+        assert self._stream is not None and self._container is not None
+        self._tag(frame)
         frame.pts = pts
         frame.time_base = self.time_base
         try:
@@ -496,14 +695,63 @@ class VideoWriter:
                 self._container.mux(packet)
         except OSError as error:
             raise self._output_error(error) from None
+        except av.error.FFmpegError as error:
+            raise ReenactError(
+                f"cannot encode {self.path} as {self.format.codec.name}: {_ffmpeg_message(error)}"
+            ) from None
         self._last_pts = pts
         self.frames_written += 1
 
+    def _tag(self, frame: av.VideoFrame) -> None:
+        """Give `frame` the output's colour tags: some encoders (ProRes) write each frame's own, not the
+        stream's."""
+        frame.colorspace = self._matrix
+        frame.color_range = self._range
+        frame.color_primaries = self.like.color_primaries
+        frame.color_trc = self.like.color_trc
+
+    def _convert(self, image: np.ndarray) -> av.VideoFrame:
+        """`image` `[H, W, 3]` in the output's pixel format, matrix and range."""
+        rgb_format = DEEP_RGB if image.dtype == np.uint16 else EIGHT_BIT_RGB
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
+        return self._reformatter.reformat(
+            rgb,
+            format=self.format.pix_fmt,
+            dst_colorspace=self._matrix,
+            dst_color_range=self._range,
+            interpolation=COLOUR_EXACT,
+        )
+
+    def _can_keep(self, decoded: av.VideoFrame, image: np.ndarray) -> bool:
+        """Whether the output can take `decoded`'s codes: same pixel format and size as the output."""
+        return (
+            self._keeps_codes
+            and plain_format(decoded.format.name) == self.format.pix_fmt
+            and (decoded.height, decoded.width) == image.shape[:2]
+        )
+
+    def _keep_codes(self, image: np.ndarray, decoded: av.VideoFrame, changed: np.ndarray) -> av.VideoFrame:
+        """The output frame: `decoded` itself where nothing changed, else `image` converted with the
+        decoded codes put back wherever no changed pixel reaches."""
+        if not changed.any():
+            decoded.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses its own frame types
+            self.frames_kept += 1
+            return decoded
+        frame = self._convert(image)
+        keep_codes(frame, decoded, changed)
+        return frame
+
+    def _padding(self, height: int, width: int) -> tuple[int, int]:
+        """Rows and columns a frame of this size needs to be even where the output's chroma is halved
+        (4:2:0 both ways, 4:2:2 across)."""
+        chroma = pixel_layout(self.format.pix_fmt).chroma
+        rows = height % 2 if chroma == "4:2:0" else 0
+        columns = width % 2 if chroma in ("4:2:0", "4:2:2") else 0
+        return rows, columns
+
     def _pad_to_even(self, image: np.ndarray) -> np.ndarray:
-        """4:2:0 H.264 needs even sizes: replicate the last row/column (never crop pixels away)."""
-        if self.config.pix_fmt != "yuv420p":
-            return image
-        pad_h, pad_w = image.shape[0] % 2, image.shape[1] % 2
+        """Subsampled chroma needs even sizes: replicate the last row/column (never crop pixels away)."""
+        pad_h, pad_w = self._padding(image.shape[0], image.shape[1])
         if not (pad_h or pad_w):
             return image
         self.padded = True
@@ -512,18 +760,24 @@ class VideoWriter:
     def _open_streams(self, *, width: int, height: int) -> None:
         assert self._container is not None
         rate = Fraction(self.like.fps_nominal).limit_denominator(1001) if self.like.fps_nominal > 0 else 25
-        stream = self._container.add_stream("libx264", rate=rate)
+        codec = self.format.codec
+        stream = self._container.add_stream(codec.encoder, rate=rate)
         stream.width = width
         stream.height = height
-        stream.pix_fmt = self.config.pix_fmt
+        stream.pix_fmt = self.format.pix_fmt
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
-        stream.options = {"crf": str(self.config.crf), "preset": self.config.preset}
+        options = dict(codec.options)
+        if codec.encoder in X26X_ENCODERS:
+            options |= {"crf": str(self.config.crf), "preset": self.config.preset}
+        stream.options = options
         if self.like.rotation:
             stream.set_display_rotation(self.like.rotation)
+        if self.format.timecode is not None:
+            stream.metadata[TIMECODE_TAG] = self.format.timecode
         context = stream.codec_context
         context.colorspace = self._matrix
-        context.color_range = ColorRange.MPEG
+        context.color_range = self._range
         context.color_primaries = self.like.color_primaries
         context.color_trc = self.like.color_trc
         self._stream = stream
@@ -551,6 +805,250 @@ class VideoWriter:
         except (av.error.FFmpegError, OSError, ValueError):
             pass
         self._tmp_path.unlink(missing_ok=True)
+
+
+class SequenceWriter:
+    """Writes an image sequence (`reenact.sequences`): frame after frame, numbered from
+    `FIRST_FRAME_NUMBER`, each an image in the pattern's format at the source's depth where it holds it.
+    No audio or timecode (a sequence's frames are numbered); `audio_dropped` says when audio was left out.
+    Every file is written under a hidden partial name and renamed only when the whole sequence succeeded.
+    The same interface as `VideoWriter` (`open_writer` picks one)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        like: VideoInfo,
+        config: VideoConfig,
+        audio_from: str | Path | None = None,
+        overwrite: bool = False,
+        upright_frames: bool = False,
+        inputs: tuple[str | Path, ...] = (),
+        audio_window: Window | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.like = like
+        self.overwrite = overwrite
+        self.upright_frames = upright_frames
+        self.audio_dropped = audio_from is not None
+        self.frames_written = 0
+        self.frames_kept = 0
+        self.padded = False
+        self.keeps_codes = False
+        """Frames are converted to the format's RGB: a sequence never takes the decoded codes as they are."""
+        self.format = output_format(self.path, like=like, config=config, window=audio_window)
+        protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
+        check_output(self.path, inputs=protected, overwrite=overwrite)
+        remove_stale_partials(frame_path(self.path, FIRST_FRAME_NUMBER))
+        self._written: list[tuple[Path, Path]] = []  # (partial, final) of every frame so far
+        self._context: av.CodecContext | None = None
+        self._reformatter = VideoReformatter()
+        self._decode_reformatter = VideoReformatter()
+
+    def __enter__(self) -> SequenceWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None or not self._written:
+            self._discard()
+            if exc_type is None:
+                raise ReenactError(f"no frames to write to {self.path}")
+            return
+        try:
+            for partial, final in self._written:
+                publish(partial, final, overwrite=self.overwrite)
+        except BaseException:
+            self._discard()
+            raise
+
+    def write(self, image: np.ndarray, *, pts: int | None = None, source: Frame | None = None) -> None:
+        """Write one RGB frame `[H, W, 3]` (uint8 or uint16) as the next image of the sequence."""
+        if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
+        if self.upright_frames:
+            image = to_coded(image, self.like.rotation)
+        rgb_format = DEEP_RGB if image.dtype == np.uint16 else EIGHT_BIT_RGB
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
+        frame = self._reformatter.reformat(rgb, format=self.format.pix_fmt, interpolation=COLOUR_EXACT)
+        if self._context is None:
+            context = av.CodecContext.create(self.format.codec.encoder, "w")
+            context.width, context.height = image.shape[1], image.shape[0]
+            context.pix_fmt = self.format.pix_fmt
+            context.time_base = self.like.time_base_fraction
+            self._context = context
+        frame.pts = self.frames_written
+        final = frame_path(self.path, FIRST_FRAME_NUMBER + self.frames_written)
+        partial = partial_path(final)
+        try:
+            data = b"".join(bytes(packet) for packet in self._context.encode(frame))
+            partial.write_bytes(data)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise OSError(error.errno, error.strerror or str(error), str(final)) from None
+        except av.error.FFmpegError as error:
+            raise ReenactError(f"cannot encode {final}: {_ffmpeg_message(error)}") from None
+        self._written.append((partial, final))
+        self.frames_written += 1
+
+    def write_picture(self, picture: Picture) -> None:
+        """Write a decoded picture as the next image (converted to RGB at the source's depth)."""
+        image = frame_to_rgb(
+            picture.decoded, reformatter=self._decode_reformatter, rgb_format=self.like.rgb_format
+        )  # [H, W, 3], coded orientation
+        self.write(to_upright(image, self.like.rotation) if self.upright_frames else image, pts=picture.pts)
+
+    def _discard(self) -> None:
+        for partial, _ in self._written:
+            partial.unlink(missing_ok=True)
+
+
+def open_writer(path: str | Path, **options: object) -> VideoWriter | SequenceWriter:
+    """The writer of an output: a `SequenceWriter` for an image sequence pattern, else a `VideoWriter`
+    (the same keyword options)."""
+    writer = SequenceWriter if Path(path).suffix.lower() in SEQUENCE_SUFFIXES else VideoWriter
+    return writer(path, **options)  # type: ignore[arg-type]
+
+
+MATTE_SUFFIX = ".mkv"
+MATTE_PIX_FMT = "gray16le"
+MATTE_ENCODER = "ffv1"
+MATTE_LEVELS = 65535
+"""A matte's code for a blend weight of 1 (16-bit gray)."""
+
+
+def check_matte(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> None:
+    """A one-line `ReenactError` now, before any work, when a matte cannot be written at `path`."""
+    if path.suffix.lower() != MATTE_SUFFIX:
+        raise ReenactError(f"--matte writes a 16-bit gray FFV1 video: give a {MATTE_SUFFIX} path, not {path}")
+    check_output(path, inputs=inputs, overwrite=overwrite)
+
+
+class MatteWriter:
+    """Writes a face matte beside an output: for every output frame, the blend weights the paste-back used
+    (0: the source's pixel, 1: the face's) as 16-bit gray FFV1 (lossless) in Matroska, at the output's
+    timestamps, with its rotation. Like `VideoWriter`, it appears under its name only on a clean exit."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        like: VideoInfo,
+        overwrite: bool = False,
+        upright_frames: bool = False,
+        inputs: tuple[str | Path, ...] = (),
+    ) -> None:
+        self.path = Path(path)
+        self.like = like
+        self.overwrite = overwrite
+        self.upright_frames = upright_frames
+        self.time_base = STILL_TIME_BASE if like.is_image else like.time_base_fraction
+        protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
+        check_matte(self.path, inputs=protected, overwrite=overwrite)
+        remove_stale_partials(self.path)
+        self._tmp_path = partial_path(self.path)
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
+        self.frames_written = 0
+
+    def __enter__(self) -> MatteWriter:
+        try:
+            self._container = av.open(str(self._tmp_path), mode="w", format=VIDEO_SUFFIXES[MATTE_SUFFIX])
+        except (OSError, av.error.FFmpegError) as exc:
+            raise ReenactError(f"cannot create {self.path}: {exc}") from None
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._container is not None
+        if exc_type is not None or self._stream is None:
+            self._container.close()
+            self._tmp_path.unlink(missing_ok=True)
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+        except BaseException:
+            self._tmp_path.unlink(missing_ok=True)
+            raise
+        publish(self._tmp_path, self.path, overwrite=self.overwrite)
+
+    def write(self, weights: np.ndarray, *, pts: int) -> None:
+        """Encode one frame's blend weights [H, W] float in 0..1 at `pts` (the output frame's)."""
+        assert self._container is not None, "MatteWriter.write() outside its `with` block"
+        codes = np.rint(np.clip(weights, 0.0, 1.0) * MATTE_LEVELS).astype(np.uint16)  # [H, W]
+        if self.upright_frames:
+            codes = to_coded(codes, self.like.rotation)
+        if self._stream is None:
+            rate = (
+                Fraction(self.like.fps_nominal).limit_denominator(1001) if self.like.fps_nominal > 0 else 25
+            )
+            stream = self._container.add_stream(MATTE_ENCODER, rate=rate)
+            stream.width, stream.height, stream.pix_fmt = codes.shape[1], codes.shape[0], MATTE_PIX_FMT
+            stream.time_base = stream.codec_context.time_base = self.time_base
+            if self.like.rotation:
+                stream.set_display_rotation(self.like.rotation)
+            self._stream = stream
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(codes), format=MATTE_PIX_FMT)
+        frame.pts, frame.time_base = pts, self.time_base
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+
+def partial_path(path: Path) -> Path:
+    """The hidden file an output is written to before it is published under `path` (`publish`)."""
+    return path.parent / f".{path.stem}{PARTIAL_MARKER}{partial_owner()}-{uuid.uuid4().hex[:8]}{path.suffix}"
+
+
+def changed_pixels(image: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """[H, W] bool: where `image` differs from `source` (all pixels when their sizes or depths differ)."""
+    if image is source:
+        return np.zeros(image.shape[:2], dtype=bool)
+    if image.shape != source.shape or image.dtype != source.dtype:
+        return np.ones(image.shape[:2], dtype=bool)
+    differs = image != source  # [H, W, 3]
+    return differs[..., 0] | differs[..., 1] | differs[..., 2]  # far faster than np.any over the short axis
+
+
+def keep_codes(frame: av.VideoFrame, decoded: av.VideoFrame, changed: np.ndarray) -> None:
+    """Put `decoded`'s codes into `frame` (same planar pixel format and size) wherever the RGB -> YUV
+    conversion that made `frame` read no `changed` pixel ([H, W] bool): a full-size plane's sample reads
+    its own pixel; a subsampled one its block and `CONVERSION_REACH` pixels around it."""
+    height, width = changed.shape
+    grown = None
+    for out_plane, in_plane in zip(frame.planes, decoded.planes, strict=True):
+        rows, columns = out_plane.height, out_plane.width
+        dtype = np.uint16 if pixel_layout(frame.format.name).depth > EIGHT_BITS else np.uint8
+        out = _plane_array(out_plane, dtype, rows, columns)
+        own = _plane_array(in_plane, dtype, rows, columns)
+        if (rows, columns) == (height, width):
+            keep = ~changed
+        else:
+            if grown is None:
+                size = 2 * CONVERSION_REACH + 1
+                grown = cv2.dilate(changed.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
+            keep = ~_blocks_any(grown, rows=rows, columns=columns)
+        np.copyto(out, own, where=keep)
+
+
+def _plane_array(plane: av.video.plane.VideoPlane, dtype: type, rows: int, columns: int) -> np.ndarray:
+    """A writable view [rows, columns] of a plane's samples (its row padding left out)."""
+    itemsize = np.dtype(dtype).itemsize
+    flat = np.frombuffer(plane, dtype=dtype, count=rows * plane.line_size // itemsize)
+    return flat.reshape(rows, plane.line_size // itemsize)[:, :columns]
+
+
+def _blocks_any(mask: np.ndarray, *, rows: int, columns: int) -> np.ndarray:
+    """[rows, columns] bool: whether any pixel of `mask` [H, W] in each subsampling block is set."""
+    height, width = mask.shape
+    step_y, step_x = -(-height // rows), -(-width // columns)
+    padded = np.zeros((rows * step_y, columns * step_x), dtype=bool)
+    padded[:height, :width] = mask
+    return padded.reshape(rows, step_y, columns, step_x).any(axis=(1, 3))
 
 
 def publish(finished: Path, path: Path, *, overwrite: bool) -> None:
@@ -599,12 +1097,21 @@ def process_alive(pid: int) -> bool:
 
 
 def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> str:
-    """Validate a destination before any work starts; returns the container format name."""
-    format_name = VIDEO_SUFFIXES.get(path.suffix.lower())
+    """Validate a destination before any work starts; returns the container format name. An image
+    sequence's pattern needs its frame number field, and its folder is made now; its first frame's file
+    stands for the sequence in the checks."""
+    format_name = VIDEO_SUFFIXES.get(path.suffix.lower()) or sequence_container(path)
     if format_name is None:
         raise ReenactError(
-            f"unsupported output type {path.suffix!r} for {path}: use {', '.join(VIDEO_SUFFIXES)}"
+            f"unsupported output type {path.suffix!r} for {path}: use {', '.join(OUTPUT_SUFFIXES)}"
         )
+    if path.suffix.lower() in SEQUENCE_SUFFIXES:
+        check_pattern(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReenactError(f"cannot make the folder of {path}: {exc.strerror or exc}") from None
+        path = frame_path(path, FIRST_FRAME_NUMBER)
     if not path.parent.is_dir():
         raise ReenactError(f"output folder does not exist: {path.parent}")
     if path.is_dir():
@@ -623,8 +1130,17 @@ def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> st
     return format_name
 
 
-def check_encodable(info: VideoInfo) -> None:
-    """A one-line `ReenactError` now, before any work, when frames of this size cannot be encoded."""
+def check_encodable(info: VideoInfo, *, codec: Codec) -> None:
+    """A one-line `ReenactError` now, before any work, when frames of this size cannot be encoded in
+    `codec` (H.264's largest frame)."""
+    min_width, min_height = codec.min_size
+    if info.width < min_width or info.height < min_height:
+        raise ReenactError(
+            f"{info.path} is {info.width}x{info.height}: {codec.name} encodes frames of at least "
+            f"{min_width}x{min_height}; choose another codec with --codec"
+        )
+    if codec.encoder != "libx264":
+        return
     columns, rows = (-(-side // MACROBLOCK) for side in (info.width, info.height))
     longest = math.isqrt(8 * H264_MAX_FRAME_MACROBLOCKS)
     if columns * rows > H264_MAX_FRAME_MACROBLOCKS or max(columns, rows) > longest:
@@ -637,7 +1153,8 @@ def check_encodable(info: VideoInfo) -> None:
 
 
 class _AudioCopier:
-    """Remuxes the audio packets of a source file into an output, interleaved with the video.
+    """Remuxes the packets of every audio stream of a source file into an output, interleaved with the
+    video, each track into a stream of its own in the source's order.
 
     With a `window` (a slice of the source's video): only the packets whose start lies in the window's
     span `[start_s, stop_s)` are copied (a packet is indivisible: the one that begins before the span is
@@ -650,14 +1167,16 @@ class _AudioCopier:
     ) -> None:
         self._window = window
         self._input = _open_video(source)
-        in_stream = self._input.streams.audio[0] if self._input.streams.audio else None
-        self._out_stream = output.add_stream_from_template(in_stream) if in_stream is not None else None
-        self._packets = self._input.demux(in_stream) if in_stream is not None else iter(())
+        tracks = list(self._input.streams.audio)
+        self._out_streams = {track.index: output.add_stream_from_template(track) for track in tracks}
+        self._packets = self._input.demux(*tracks) if tracks else iter(())
+        self._ended: set[int] = set()
+        """Tracks whose packets have passed the window's end."""
         self._pending: av.Packet | None = None
 
     def copy_until(self, time_s: float) -> None:
         """Mux every remaining audio packet that starts at or before `time_s` (output time)."""
-        if self._out_stream is None:
+        if not self._out_streams:
             return
         while True:
             packet = self._pending or self._next_packet()
@@ -668,9 +1187,10 @@ class _AudioCopier:
             if float(start * packet.time_base) > time_s:
                 self._pending = packet
                 return
-            packet.stream = self._out_stream
+            out_stream = self._out_streams[packet.stream.index]
+            packet.stream = out_stream
             try:
-                self._out_stream.container.mux(packet)
+                out_stream.container.mux(packet)
             except av.error.FFmpegError as exc:
                 raise ReenactError(
                     f"cannot copy the audio into this container: {_ffmpeg_message(exc)}"
@@ -687,7 +1207,10 @@ class _AudioCopier:
             if start * packet.time_base < self._window.start_s:
                 continue
             if start * packet.time_base >= self._window.stop_s:
-                return None
+                self._ended.add(packet.stream.index)
+                if len(self._ended) == len(self._out_streams):
+                    return None
+                continue
             shift = round(self._window.start_s / packet.time_base)
             packet.pts = None if packet.pts is None else packet.pts - shift
             packet.dts -= shift
@@ -852,6 +1375,7 @@ def _video_info(
     nominal = stream.base_rate or stream.guessed_rate or stream.average_rate
     swapped = rotation_turns(rotation) % 2 == 1
     width, height = stream.codec_context.width, stream.codec_context.height
+    layout = pixel_layout(stream.codec_context.pix_fmt or "unknown")
     return VideoInfo(
         path=str(path),
         container=container.format.name,
@@ -878,7 +1402,20 @@ def _video_info(
         color_range=int(stream.codec_context.color_range),
         color_primaries=int(stream.codec_context.color_primaries),
         color_trc=int(stream.codec_context.color_trc),
+        bit_depth=layout.depth,
+        chroma=layout.chroma,
+        timecode=_timecode(container, stream),
     )
+
+
+def _timecode(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> str | None:
+    """The start timecode a file carries: on its video stream (MOV, MP4, Matroska), the container (MXF)
+    or a timecode data stream (MOV's tmcd track); None when it has none."""
+    for tags in (stream.metadata, container.metadata, *(data.metadata for data in container.streams.data)):
+        for key, value in tags.items():
+            if key.lower() == TIMECODE_TAG and value:
+                return str(value)
+    return None
 
 
 def _next_pts(previous: int | None, stream: av.video.stream.VideoStream) -> int:
@@ -895,11 +1432,13 @@ def _ffmpeg_message(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class ReencodeReport:
-    """What `reencode` did: frames in and out, and whether the size had to be padded to even."""
+    """What `reencode` did: frames in and out, whether the size had to be padded to even, and whether
+    the source's audio was left out (an image sequence holds none)."""
 
     frames_expected: int
     frames_written: int
     padded: bool
+    audio_dropped: bool = False
 
     @property
     def frames_lost(self) -> int:
@@ -917,7 +1456,7 @@ def reencode(
     """Decode every frame and encode it again with the original timestamps, rotation and audio (of a
     reader's window: that slice, its timestamps and audio shifted to start at 0)."""
     audio_from = reader.path if reader.info.has_audio else None
-    with VideoWriter(
+    with open_writer(
         destination,
         like=reader.info,
         config=config,
@@ -925,12 +1464,19 @@ def reencode(
         overwrite=overwrite,
         audio_window=reader.window,
     ) as writer:
-        for frame in reader.frames():
-            writer.write(frame.image, pts=frame.pts)
-            if progress is not None:
-                progress(1)
+        if reader.info.is_image:  # a still: one frame, read as the image it is (EXIF orientation applied)
+            for frame in reader.frames():
+                writer.write(frame.image, pts=frame.pts)
+                if progress is not None:
+                    progress(1)
+        else:
+            for picture in reader.pictures():
+                writer.write_picture(picture)  # the decoded codes themselves wherever the output keeps them
+                if progress is not None:
+                    progress(1)
     return ReencodeReport(
         frames_expected=reader.info.frames_announced,
         frames_written=writer.frames_written,
         padded=writer.padded,
+        audio_dropped=isinstance(writer, SequenceWriter) and writer.audio_dropped,
     )

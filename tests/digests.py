@@ -100,9 +100,15 @@ def compute(root: Path) -> dict[str, str]:
     written: list[bytes] = []
     original_write = video.VideoWriter.write
 
-    def recording_write(self: video.VideoWriter, image: np.ndarray, *, pts: int | None = None) -> None:
+    def recording_write(
+        self: video.VideoWriter,
+        image: np.ndarray,
+        *,
+        pts: int | None = None,
+        source: video.Frame | None = None,
+    ) -> None:
         written.append(np.ascontiguousarray(image).tobytes())
-        original_write(self, image, pts=pts)
+        original_write(self, image, pts=pts, source=source)
 
     common = ["--preset", "synthetic", "--set", f"video.pix_fmt={MEASURED_PIX_FMT}", "--threads", "1",
               "--device", "cpu", "--workdir", str(root / "work"), "--quiet", "--json", *STEPS]  # fmt: skip

@@ -381,3 +381,28 @@ def test_torch_paste_back_on_cuda_matches_opencv(real_face, space):
     assert np.array_equal(out[alpha == 0], frame[alpha == 0])
     worst, share = torch_agreement(out, expected, alpha)
     assert worst <= TORCH_MAX_LEVELS and share <= TORCH_MAX_DIFFERING
+
+
+DEEP_MAX_LEVELS = 2.0
+"""A uint16 frame's paste-back against the 8-bit one, in 8-bit levels: the deep frame carries up to one
+level more (its low byte), the 8-bit result is rounded by half a level."""
+
+
+@pytest.mark.parametrize("space", ["rgb", "lab"])
+def test_deep_frame_paste_back_keeps_its_codes_and_its_depth(aligned, space):
+    """A uint16 frame (low byte carrying noise): its codes are kept bit for bit where the mask is 0; inside,
+    the paste-back is the 8-bit one within `DEEP_MAX_LEVELS`, carried in 16 bits (not an 8-bit result
+    scaled up: its low byte is not empty)."""
+    frame, _, matrix, crop, mask, alpha = aligned
+    rng = np.random.default_rng(0)
+    deep = (frame.astype(np.uint32) * 257 + rng.integers(0, 257, frame.shape)).astype(np.uint16)
+    config = CompositeConfig(color_match=True, color_space=space)
+    out = composite_face(deep, 255 - crop, matrix=matrix, mask_crop=mask, config=config)
+    eight = composite_face(frame, 255 - crop, matrix=matrix, mask_crop=mask, config=config)
+    assert out.dtype == np.uint16
+    assert np.array_equal(out[alpha == 0], deep[alpha == 0])
+    inside = alpha > 0
+    assert np.abs(out[inside] / 257 - eight[inside]).max() <= DEEP_MAX_LEVELS
+    assert np.mean(out[inside] % 257 != 0) > 0.9
+    with pytest.raises(ValueError, match="uint8 frames only"):
+        composite_face(deep, crop, matrix=matrix, mask_crop=mask, config=CompositeConfig(poisson=True))

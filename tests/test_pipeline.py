@@ -392,9 +392,15 @@ def record_written_frames(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     written: list[np.ndarray] = []
     original_write = video.VideoWriter.write
 
-    def recording_write(self: video.VideoWriter, image: np.ndarray, *, pts: int | None = None) -> None:
+    def recording_write(
+        self: video.VideoWriter,
+        image: np.ndarray,
+        *,
+        pts: int | None = None,
+        source: video.Frame | None = None,
+    ) -> None:
         written.append(image.copy())
-        original_write(self, image, pts=pts)
+        original_write(self, image, pts=pts, source=source)
 
     monkeypatch.setattr(video.VideoWriter, "write", recording_write)
     return written
@@ -405,11 +411,17 @@ def fail_writes_after(monkeypatch: pytest.MonkeyPatch, frames: int) -> None:
     original_write = video.VideoWriter.write
     written: list[int] = []
 
-    def failing_write(self: video.VideoWriter, image: np.ndarray, *, pts: int | None = None) -> None:
+    def failing_write(
+        self: video.VideoWriter,
+        image: np.ndarray,
+        *,
+        pts: int | None = None,
+        source: video.Frame | None = None,
+    ) -> None:
         if len(written) == frames:
             raise OSError(28, "No space left on device")
         written.append(1)
-        original_write(self, image, pts=pts)
+        original_write(self, image, pts=pts, source=source)
 
     monkeypatch.setattr(video.VideoWriter, "write", failing_write)
 

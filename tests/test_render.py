@@ -335,7 +335,7 @@ def test_the_queue_gives_the_stored_paths_frames_bit_for_bit(ending, tmp_path: P
         ranks=range(1),
     )
     store = run_stage(Workspace(tmp_path / "disk"), stage).result
-    from_disk = [image for _, image in captured["composite"](store)]
+    from_disk = [image for _, image, _ in captured["composite"](store)]
     assert len(from_disk) == len(written)
     for index, (queued, stored) in enumerate(zip(written, from_disk, strict=True)):
         assert np.array_equal(queued, stored), f"frame {index} differs from the stored path's"

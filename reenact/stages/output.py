@@ -9,6 +9,7 @@ rendered: on a CUDA run the paste-back takes it on the device.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from reenact import video
-from reenact.composite import face_mask, paste_back
+from reenact.composite import face_mask, paste_back, paste_weights
 from reenact.config import Config
 from reenact.progress import SILENT, Progress
 from reenact.stages.align import ClipAlignment
@@ -35,6 +36,23 @@ class CropReader(Protocol):
     def crop(self, slot: int) -> np.ndarray | torch.Tensor: ...
 
 
+Weights = tuple[tuple[tuple[slice, slice], np.ndarray], ...]
+"""A frame's blend weights, face by face in paste order: the frame box each touched and its weights
+[h, w] float32 in 0..1 (`composite.paste_weights`); empty where no face was pasted."""
+Composited = tuple[video.Frame, np.ndarray, Weights]
+"""A decoded frame, the output image made of it and the blend weights that made it."""
+
+
+def matte_of(weights: Weights, shape: tuple[int, ...]) -> np.ndarray:
+    """[H, W] float32: how much of each output pixel is pasted face, the faces' weights composed in paste
+    order (each over the ones before: m <- m + a (1 - m)); 0 exactly where the frame was left alone."""
+    matte = np.zeros(shape[:2], np.float32)
+    for box, alpha in weights:
+        region = matte[box]
+        region += alpha * (1.0 - region)
+    return matte
+
+
 def slots_for(alignment: ClipAlignment, frames: np.ndarray) -> np.ndarray:
     """[T] latent slot of each frame (-1 where the frame has no latent)."""
     slots = np.full(alignment.num_frames, -1, dtype=np.int64)
@@ -50,11 +68,11 @@ def composite_frames(
     slots: np.ndarray,
     settings: Config,
     device: torch.device | str = "cpu",
-) -> Iterator[tuple[video.Frame, np.ndarray]]:
+) -> Iterator[Composited]:
     """Each frame with its rendered face pasted back; frames without a face (slot -1) pass through unchanged.
 
     `slots[t]` is the crop index for frame `t` (or -1); the paste-back runs on the run's `device`
-    (`paste_back`). Yields (decoded frame, output image).
+    (`paste_back`). Yields (decoded frame, output image, blend weights).
     """
     return cast_frames(frames, faces=[PastedFace(alignment, slots, crops)], settings=settings, device=device)
 
@@ -78,10 +96,10 @@ def cast_frames(
     faces: list[PastedFace],
     settings: Config,
     device: torch.device | str = "cpu",
-) -> Iterator[tuple[video.Frame, np.ndarray]]:
+) -> Iterator[Composited]:
     """Each frame with every person's rendered face pasted back, in depth order: the smaller faces first,
     so the larger (nearer) one is pasted over them. A frame where nobody has a face passes through
-    unchanged. Each person's crops are asked for in slot order."""
+    unchanged. Each person's crops are asked for in slot order; each paste's blend weights come along."""
     for frame in frames:
         present = []
         for face in faces:
@@ -89,6 +107,7 @@ def cast_frames(
             if face.slots[index] >= 0:
                 present.append((face.size(index), face, index))
         image = frame.image
+        weights = []
         for _, face, index in sorted(present, key=lambda item: item[0]):
             alignment = face.alignment
             matrix = alignment.matrices[index]
@@ -102,7 +121,10 @@ def cast_frames(
             image = paste_back(
                 image, crop, matrix=matrix, mask_crop=mask, config=settings.composite, device=device
             )
-        yield frame, image
+            pasted = paste_weights(mask, matrix=matrix, frame_shape=image.shape)
+            if pasted is not None:
+                weights.append(pasted)
+        yield frame, image, tuple(weights)
 
 
 def still_frames(
@@ -112,25 +134,26 @@ def still_frames(
     crops: CropReader,
     settings: Config,
     device: torch.device | str = "cpu",
-) -> Iterator[tuple[video.Frame, np.ndarray]]:
+) -> Iterator[Composited]:
     """A photo with step `t`'s rendered face for each frame `t` of another clip's timeline."""
     matrix = alignment.matrices[0]
     mask = face_mask(
         alignment.track.points[0], matrix=matrix, resolution=alignment.resolution, config=settings.composite
     )
+    pasted = None
     for position, frame in enumerate(timeline):
         crop = crops.crop(min(position, len(crops) - 1))
-        yield (
-            frame,
-            paste_back(
-                frame.image, crop, matrix=matrix, mask_crop=mask, config=settings.composite, device=device
-            ),
+        if pasted is None:
+            pasted = paste_weights(mask, matrix=matrix, frame_shape=frame.image.shape)
+        image = paste_back(
+            frame.image, crop, matrix=matrix, mask_crop=mask, config=settings.composite, device=device
         )
+        yield frame, image, () if pasted is None else (pasted,)
 
 
 def write_video(
     output: Path,
-    frames: Iterator[tuple[video.Frame, np.ndarray]],
+    frames: Iterator[Composited],
     *,
     like: video.VideoInfo,
     audio_from: Path | None,
@@ -140,12 +163,19 @@ def write_video(
     total: int,
     progress: Progress = SILENT,
     audio_window: Window | None = None,
+    matte: Path | None = None,
 ) -> int:
-    """Encode (frame, image) pairs at the frames' own timestamps with the audio copied (of a slice: its
-    `audio_window`, shifted as its frames are); returns frames."""
+    """Encode the composited frames' images at the frames' own timestamps with the audio copied (of a
+    slice: its `audio_window`, shifted as its frames are); with `matte`, each frame's blend weights beside
+    it (`video.MatteWriter`), the same frames at the same timestamps. Returns frames."""
     written = 0
     with (
-        video.VideoWriter(
+        video.MatteWriter(
+            matte, like=like, overwrite=overwrite, upright_frames=True, inputs=(*inputs, output)
+        )
+        if matte is not None
+        else contextlib.nullcontext() as matte_writer,  # published after the video
+        video.open_writer(
             output,
             like=like,
             config=settings.video,
@@ -157,8 +187,10 @@ def write_video(
         ) as writer,
         progress.task("encode", total=total, unit="frame") as task,
     ):
-        for frame, image in frames:
-            writer.write(image, pts=frame.pts)
+        for frame, image, weights in frames:
+            writer.write(image, pts=frame.pts, source=frame)
+            if matte_writer is not None:
+                matte_writer.write(matte_of(weights, image.shape), pts=frame.pts)
             written += 1
             task.advance()
     return written
