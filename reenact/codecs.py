@@ -16,9 +16,9 @@ from functools import cache
 from reenact.errors import ReenactError
 
 SOURCE_CODEC = "source"
+"""`video.codec` value meaning "like the source" (the default)."""
 SEQUENCE = "sequence"
 """The "container" of an image sequence output, `sequence:FORMAT` (one file per frame)."""
-"""`video.codec` value meaning "like the source" (the default)."""
 EIGHT_BITS = 8
 TEN_BITS = 10
 DNXHR_MIN_SIZE = (256, 120)
