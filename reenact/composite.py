@@ -256,10 +256,10 @@ def composite_face(
     if crop.shape[:2] != (resolution, resolution) or mask_crop.shape != crop.shape[:2]:
         raise ValueError(f"crop {crop.shape} and mask {mask_crop.shape} must both be [R, R(, 3)]")
     out = frame.copy()
-    window = support_window(mask_crop > 0, margin=COLOR_MARGIN)  # crop pixels the paste-back reads
-    box = None if window is None else frame_box(window, matrix, frame.shape, margin=FRAME_MARGIN)
-    if box is None:
+    placed = paste_region(mask_crop, matrix=matrix, frame_shape=frame.shape)
+    if placed is None:
         return out
+    window, box = placed
     if config.color_match:
         original = warp_to_crop(frame, matrix, resolution, border="replicate", box=window)
         crop = crop.copy()
@@ -295,11 +295,21 @@ def paste_weights(
 ) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """The frame box a paste-back of `mask_crop` through `matrix` touches and its blend weights [h, w]
     there (`blend_weights`), or None when it touches no pixel: what a matte records."""
+    placed = paste_region(mask_crop, matrix=matrix, frame_shape=frame_shape)
+    if placed is None:
+        return None
+    _, box = placed
+    return box, blend_weights(mask_crop, matrix=matrix, frame_shape=frame_shape, box=box)
+
+
+def paste_region(
+    mask_crop: np.ndarray, *, matrix: np.ndarray, frame_shape: tuple[int, ...]
+) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """The crop window a paste-back of `mask_crop` reads (its support, with the colour match's margin) and
+    the frame box it writes, or None when it touches no pixel."""
     window = support_window(mask_crop > 0, margin=COLOR_MARGIN)
     box = None if window is None else frame_box(window, matrix, frame_shape, margin=FRAME_MARGIN)
-    if box is None:
-        return None
-    return box, blend_weights(mask_crop, matrix=matrix, frame_shape=frame_shape, box=box)
+    return None if window is None or box is None else (window, box)
 
 
 def _composite_deep(
@@ -318,10 +328,10 @@ def _composite_deep(
     if crop.shape[:2] != (resolution, resolution) or mask_crop.shape != crop.shape[:2]:
         raise ValueError(f"crop {crop.shape} and mask {mask_crop.shape} must both be [R, R(, 3)]")
     out = frame.copy()
-    window = support_window(mask_crop > 0, margin=COLOR_MARGIN)  # crop pixels the paste-back reads
-    box = None if window is None else frame_box(window, matrix, frame.shape, margin=FRAME_MARGIN)
-    if box is None:
+    placed = paste_region(mask_crop, matrix=matrix, frame_shape=frame.shape)
+    if placed is None:
         return out
+    window, box = placed
     top = np.float32(np.iinfo(frame.dtype).max)
     values = np.divide(crop, np.float32(UINT8_MAX), dtype=np.float32)  # [R, R, 3] in 0..1
     if config.color_match:
