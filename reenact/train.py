@@ -75,9 +75,9 @@ class TrainConfig:
     """W width (the FFHQ generators' 512 would double the style affines for no gain on this data)."""
     mapping_layers: int = 2
     """Mapping depth: stylegan2-ada's 'auto' config uses 2 for small datasets."""
-    channel_base: int = 8192
+    channel_base: int = 2048
     """Channels at resolution r are min(channel_base // r, channel_max), in G and in D."""
-    channel_max: int = 256
+    channel_max: int = 128
     """Upper bound on the channels of any layer, in G and in D."""
     batch: int = 16
     """Images per step (a multiple of the minibatch-stddev group, 4)."""
