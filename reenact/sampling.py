@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from reenact.errors import UsageError
+from reenact.errors import ReenactError, UsageError
+from reenact.files import atomic_path
 from reenact.gan.stylegan2 import Generator
 from reenact.imaging import images_to_uint8
 
@@ -36,6 +38,13 @@ FACE_CHECK_UPSAMPLE = 0
 """dlib's detector upsampling passes: none is needed at FACE_CHECK_SIDE."""
 GRID_PAD = 2
 """Pixels between the tiles of a contact sheet."""
+GRID_NAME = "grid.png"
+"""File name of the contact sheet of `write_samples`."""
+
+
+def seed_file_name(seed: int) -> str:
+    """`seed0007.png`: the official generate.py's name for a seed's image."""
+    return f"seed{seed:04d}.png"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -117,3 +126,45 @@ class FaceCounter:
         if len(images) == 0:
             return 0.0
         return sum(self.has_face(image) for image in images) / len(images)
+
+
+def write_png(path: Path, image: np.ndarray) -> Path:
+    """An RGB uint8 image [H, W, 3] as a PNG, written atomically."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - OpenCV always has PNG
+        raise ReenactError(f"OpenCV could not encode {path.name} as PNG")
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(encoded.tobytes())
+    return path
+
+
+def write_samples(
+    generator: Generator,
+    seeds: Sequence[int],
+    *,
+    truncation: float,
+    out_dir: Path,
+    grid: bool = False,
+    overwrite: bool = False,
+) -> list[Path]:
+    """One PNG per seed (`seed_file_name`) in `out_dir`, and with `grid` one contact sheet of them all
+    (`GRID_NAME`); returns the paths written. An existing file is a `ReenactError` unless `overwrite`,
+    checked before anything is rendered."""
+    if not np.isfinite(truncation):
+        raise UsageError(f"--trunc must be a finite number, got {truncation}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReenactError(f"output {out_dir} is a file, not a folder")
+    seed_paths = [out_dir / seed_file_name(seed) for seed in seeds]
+    paths = seed_paths + ([out_dir / GRID_NAME] if grid else [])
+    existing = [path for path in paths if path.exists()]
+    if existing and not overwrite:
+        raise ReenactError(
+            f"{existing[0]} exists (and {len(existing) - 1} more); pass --overwrite to replace"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = render_seeds(generator, seeds, truncation=truncation)  # [N, R, R, 3]
+    for path, image in zip(seed_paths, images, strict=True):
+        write_png(path, image)
+    if grid:
+        write_png(out_dir / GRID_NAME, contact_sheet(images))
+    return paths
