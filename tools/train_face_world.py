@@ -103,18 +103,15 @@ def main() -> int:
         parser.add_argument(
             f"--{field.name.replace('_', '-')}",
             type=lambda text, hint=hint: _parse(text, hint),
-            default=None,
+            default=argparse.SUPPRESS,  # absent unless given: `--ema-rampup none` is a value, not "not given"
             help=f"default {field.default}",
         )
     args = parser.parse_args()
     try:
         use_threads(args.threads)
         images = load_face_dataset(args.data)
-        given = {
-            field.name: getattr(args, field.name)
-            for field in dataclasses.fields(TrainConfig)
-            if field.name != "resolution" and getattr(args, field.name) is not None
-        }
+        own = {"data", "run", "threads", "device"}
+        given = {name: value for name, value in vars(args).items() if name not in own}
         config = TrainConfig(resolution=images.shape[1], **given)
         print(f"{len(images)} crops of {config.resolution} px from {args.data}; settings {config.to_dict()}")
         result = train(
