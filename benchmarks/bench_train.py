@@ -33,6 +33,7 @@ from reenact.train import TrainConfig, Trainer
 
 DATASET_IMAGES = 256
 """Random images in the stand-in dataset."""
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Row:
     images_per_s: float
     steps_in_budget: int
     budget_hours: float
+    memory_format: str
     load_average: float
 
 
@@ -72,6 +74,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="timed windows of r1_interval steps each")
     parser.add_argument("--budget-hours", type=float, default=2.0)
+    parser.add_argument(
+        "--memory-format",
+        choices=sorted(MEMORY_FORMATS),
+        default="channels_last",
+        help="layout of the conv weights (the trainer's is channels_last)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -88,6 +96,8 @@ def main() -> None:
         shape = (DATASET_IMAGES, args.resolution, args.resolution, 3)
         images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
         trainer = Trainer(config, images, device=device)
+        for module in (trainer.G, trainer.G_ema, trainer.D):
+            module.to(memory_format=MEMORY_FORMATS[args.memory_format])
         window = config.r1_interval
         time_steps(trainer, steps=window, device=device)  # warm-up
         seconds = statistics.median(
@@ -108,6 +118,7 @@ def main() -> None:
                 images_per_s=round(batch / seconds, 1),
                 steps_in_budget=steps_in_budget,
                 budget_hours=args.budget_hours,
+                memory_format=args.memory_format,
                 load_average=os.getloadavg()[0],
             )
         )
@@ -120,7 +131,7 @@ def main() -> None:
             f"{row.device} {row.threads} thr {row.resolution} px batch {row.batch} "
             f"(G {row.g_params_m}M, D {row.d_params_m}M): {row.steps_per_s} steps/s, "
             f"{row.images_per_s} img/s; {row.steps_in_budget} steps ({images} images) in "
-            f"{row.budget_hours} h; load average {row.load_average:.1f}"
+            f"{row.budget_hours} h; {row.memory_format}; load average {row.load_average:.1f}"
         )
 
 

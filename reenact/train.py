@@ -61,6 +61,9 @@ RUN_CONTROL_FIELDS = frozenset({"steps", "checkpoint_every", "log_every", "face_
 """Settings a resumed run may change (they steer the run, not the training): the rest must match."""
 UINT8_HALF_RANGE = 127.5
 """uint8 pixels map to [-1, 1] as p / 127.5 - 1 (`reenact.imaging`'s convention)."""
+WEIGHT_MEMORY_FORMAT = torch.channels_last
+"""Layout of the networks' conv weights while training: oneDNN's convolutions run faster on the CPU with
+channels-last weights (`benchmarks/bench_train.py --memory-format`); the maths is the same."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,9 +220,13 @@ class Trainer:
         self.policy = parse_policy(config.augment)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.G = Generator(config.generator_config()).to(self.device).train()
-            self.D = Discriminator(config.discriminator_config()).to(self.device).train()
+            self.G = Generator(config.generator_config()).to(self.device, memory_format=WEIGHT_MEMORY_FORMAT)
+            self.D = Discriminator(config.discriminator_config()).to(
+                self.device, memory_format=WEIGHT_MEMORY_FORMAT
+            )
             self.noise_state = torch.get_rng_state()
+        self.G.train()
+        self.D.train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.g_lr, betas=config.betas)
         d_lr, d_betas = lazy_adam(lr=config.d_lr, betas=config.betas, interval=config.r1_interval)
