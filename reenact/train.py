@@ -9,8 +9,10 @@ its samples, not by PPL).
 
 Everything random in a step comes from the trainer's own streams (a `torch.Generator` for data,
 latents and augmentation; a saved global-RNG state for the synthesis noise, which the generator draws
-from torch's global RNG), so a run stopped at a checkpoint and resumed is bit-identical to one that
-never stopped, and training leaves the caller's RNG untouched.
+from torch's global RNG of the training device), so a run stopped at a checkpoint and resumed is
+bit-identical to one that never stopped, and training leaves the caller's RNG untouched. The tests show
+it on the CPU; on CUDA the same streams are kept, but no GPU has run this code yet, and cuDNN's
+convolutions are themselves not bit-reproducible unless made deterministic.
 
 A run folder holds `checkpoint.pt` (all training state, written atomically), `log.jsonl` (one line of
 figures every `log_every` steps, with the face detection rate of the EMA samples every
@@ -187,16 +189,31 @@ def dataset_digest(images: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _global_rng(state: torch.Tensor) -> Iterator[list[torch.Tensor]]:
-    """Run with torch's global CPU RNG at `state`; yields a one-item list that holds the state after.
+def _rng_devices(device: torch.device) -> list[int]:
+    """The CUDA devices whose global RNG `fork_rng` must save and restore besides the CPU's."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
 
-    The caller's own global RNG is restored on exit."""
+
+def _noise_state(device: torch.device) -> torch.Tensor:
+    """The global RNG state that the synthesis noise on `device` draws from (a CPU byte tensor)."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+@contextlib.contextmanager
+def _noise_rng(state: torch.Tensor, device: torch.device) -> Iterator[list[torch.Tensor]]:
+    """Run with `device`'s global RNG at `state`; yields a one-item list that holds the state after.
+
+    The caller's own global RNG states are restored on exit."""
     after = [state]
-    with torch.random.fork_rng(devices=[]):
-        torch.set_rng_state(state)
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(state, device)
+        else:
+            torch.set_rng_state(state)
         yield after
-        after[0] = torch.get_rng_state()
+        after[0] = _noise_state(device)
 
 
 class Trainer:
@@ -218,13 +235,13 @@ class Trainer:
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)  # [N, R, R, 3] uint8
         self.digest = dataset_digest(images)
         self.policy = parse_policy(config.augment)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            torch.manual_seed(config.seed)  # the CPU's and every CUDA device's
             self.G = Generator(config.generator_config()).to(self.device, memory_format=WEIGHT_MEMORY_FORMAT)
             self.D = Discriminator(config.discriminator_config()).to(
                 self.device, memory_format=WEIGHT_MEMORY_FORMAT
             )
-            self.noise_state = torch.get_rng_state()
+            self.noise_state = _noise_state(self.device)
         self.G.train()
         self.D.train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -253,8 +270,8 @@ class Trainer:
         shape = [self.config.batch, self.G.z_dim]
         z = torch.randn(shape, generator=self.rng, device=self.device)
         z_mix = torch.randn(shape, generator=self.rng, device=self.device)
-        cutoff = int(torch.randint(1, self.G.num_ws, [1], generator=self.rng))
-        mix = float(torch.rand([1], generator=self.rng)) < self.config.style_mixing
+        cutoff = int(torch.randint(1, self.G.num_ws, [1], generator=self.rng, device=self.device))
+        mix = float(torch.rand([1], generator=self.rng, device=self.device)) < self.config.style_mixing
         ws = self.G.mapping(z)  # [B, num_ws, w_dim]
         if mix:
             ws = torch.cat([ws[:, :cutoff], self.G.mapping(z_mix)[:, cutoff:]], dim=1)
@@ -267,7 +284,7 @@ class Trainer:
         """One G update, one D update, R1 on the steps the interval names, the EMA; figures of the step."""
         config = self.config
         figures: dict[str, float] = {}
-        with _global_rng(self.noise_state) as noise_after:
+        with _noise_rng(self.noise_state, self.device) as noise_after:
             # G: make D call the fakes real.
             self.D.requires_grad_(False)
             fake, w = self._fake_batch()
@@ -349,7 +366,7 @@ class Trainer:
         """Continue from a checkpoint written by `save` for the same settings (bar RUN_CONTROL_FIELDS) and
         the same dataset; a `ReenactError` naming the difference otherwise."""
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)  # RNG states live on the CPU
         except Exception as error:
             raise ReenactError(f"cannot read the training checkpoint {path}: {error}") from None
         if state.get("version") != CHECKPOINT_VERSION:
