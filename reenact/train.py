@@ -63,6 +63,8 @@ RUN_CONTROL_FIELDS = frozenset({"steps", "checkpoint_every", "log_every", "face_
 """Settings a resumed run may change (they steer the run, not the training): the rest must match."""
 UINT8_HALF_RANGE = 127.5
 """uint8 pixels map to [-1, 1] as p / 127.5 - 1 (`reenact.imaging`'s convention)."""
+MIRROR_CHANCE = 0.5
+"""With `mirror`, each real image is flipped with this probability (both orientations equally likely)."""
 WEIGHT_MEMORY_FORMAT = torch.channels_last
 """Layout of the networks' conv weights while training: oneDNN's convolutions run faster on the CPU with
 channels-last weights (`benchmarks/bench_train.py --memory-format`); the maths is the same."""
@@ -261,7 +263,7 @@ class Trainer:
         index = torch.randint(len(self.images), [batch], generator=self.rng, device=self.device)
         real = self.images[index].permute(0, 3, 1, 2).float() / UINT8_HALF_RANGE - 1.0  # [B, 3, R, R]
         if self.config.mirror:
-            flip = torch.rand([batch], generator=self.rng, device=self.device) < 0.5
+            flip = torch.rand([batch], generator=self.rng, device=self.device) < MIRROR_CHANCE
             real = torch.where(flip[:, None, None, None], real.flip(3), real)
         return real
 

@@ -15,6 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+HALF = 0.5
+"""What is left of a weight after one half-life."""
+MIN_HALF_LIFE_IMAGES = 1e-8
+"""Floor of the EMA half-life (at the first step, with ramp-up, it is 0: the EMA then copies G)."""
+
 
 def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """Non-saturating G loss: mean softplus(-D(G(z))) = -log sigmoid(D(G(z))). fake_logits: [N, 1]."""
@@ -57,7 +62,7 @@ def ema_beta(*, batch: int, half_life_images: float, images_seen: int, rampup: f
     half_life = half_life_images
     if rampup is not None:
         half_life = min(half_life, images_seen * rampup)
-    return 0.5 ** (batch / max(half_life, 1e-8))
+    return HALF ** (batch / max(half_life, MIN_HALF_LIFE_IMAGES))
 
 
 @torch.no_grad()
