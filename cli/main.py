@@ -30,6 +30,7 @@ from reenact_cli import (
     cache_cmd,
     demo_cmd,
     evaluate_cmd,
+    generate_cmd,
     people_cmd,
     pipeline_cmds,
     video_cmds,
@@ -83,6 +84,7 @@ app.command("morph")(pipeline_cmds.morph)
 app.command("batch")(batch_cmd.batch)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo_cmd.demo)
+app.command("generate")(generate_cmd.generate)
 app.add_typer(weights_cmd.app, name="weights")
 app.add_typer(cache_cmd.app, name="cache")
 
