@@ -25,6 +25,9 @@ NOISE_SIGMA = 40.0
 """Pixel noise added inside the damaged person's crop square."""
 POINT_NOISE_PX = 1.0
 """Noise on the damaged person's landmarks in the output's sidecar."""
+FACE_SIZE = 48.0
+"""The scene's left face (the figures below were measured on it): with larger faces the damaged person's
+larger noisy square takes more of the encoder's bits, and the clean face's coding PSNR falls to ~45 dB."""
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The scene, an output where only person 1's face is noisy (pixels and landmarks), and what
     `reenact evaluate` reports of it (the --report file and the printed summary)."""
     root = tmp_path_factory.mktemp("evaluate-people")
-    scene = make_scene(SceneConfig(shot_frames=SHOT_FRAMES))
+    scene = make_scene(SceneConfig(shot_frames=SHOT_FRAMES, face_size=FACE_SIZE))
     clip, sidecar = write_scene(scene, root / "scene")
     rng = np.random.default_rng(0)
     frames = scene.frames.copy()
