@@ -13,8 +13,8 @@ It exists only to train a generator (`reenact.train`); inference never needs it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from reenact.gan.stylegan2 import (
     FIRST_RESOLUTION,
     MAX_RESOLUTION,
     FullyConnectedLayer,
+    NetworkConfig,
     bias_act,
     setup_filter,
     upfirdn2d,
@@ -41,8 +42,10 @@ MIN_D_RESOLUTION = 8
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(NetworkConfig):
     """Architecture of a StyleGAN2 'resnet' discriminator. Validated on creation."""
+
+    kind: ClassVar[str] = "discriminator"
 
     resolution: int = 64
     """Input image size in pixels, a power of two in 8..1024."""
@@ -85,26 +88,6 @@ class DiscriminatorConfig:
         """Resolutions of the downsampling blocks: resolution, resolution / 2, ..., 8."""
         log2 = int(math.log2(self.resolution))
         return [2**i for i in range(log2, 2, -1)]
-
-    def channels(self, resolution: int) -> int:
-        """Feature channels at `resolution`."""
-        return min(self.channel_base // resolution, self.channel_max)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["resample_filter"] = list(self.resample_filter)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ReenactError(f"discriminator config has unknown fields {unknown}")
-        values = dict(data)
-        if "resample_filter" in values:
-            values["resample_filter"] = tuple(values["resample_filter"])
-        return cls(**values)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +40,42 @@ FFHQ_W_DIM = 512
 """Width of the FFHQ generators' W space, which every published FFHQ direction file lives in."""
 
 
+class NetworkConfig:
+    """What a StyleGAN2 network's config dataclass shares (it has `channel_base`, `channel_max` and
+    `resample_filter` fields): channels per resolution, and a plain dict to store and read it back."""
+
+    channel_base: int
+    channel_max: int
+    resample_filter: tuple[int, ...]
+    kind: ClassVar[str] = "network"
+    """What the config is of, for its errors."""
+
+    def channels(self, resolution: int) -> int:
+        """Feature channels of the block at `resolution`."""
+        return min(self.channel_base // resolution, self.channel_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)  # a dataclass: every subclass is one
+        data["resample_filter"] = list(self.resample_filter)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ReenactError(f"{cls.kind} config has unknown fields {unknown}")
+        values = dict(data)
+        if "resample_filter" in values:
+            values["resample_filter"] = tuple(values["resample_filter"])
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(NetworkConfig):
     """Architecture of a StyleGAN2 generator ('skip' ToRGB, unconditional). Validated on creation."""
+
+    kind: ClassVar[str] = "generator"
 
     z_dim: int = 512
     """Input latent (Z) size."""
@@ -104,26 +137,6 @@ class GeneratorConfig:
     def num_ws(self) -> int:
         """Number of W+ entries: one per conv layer plus the final ToRGB (18 at 1024 px)."""
         return 2 * self.log2_resolution - 2
-
-    def channels(self, resolution: int) -> int:
-        """Feature channels of the synthesis block at `resolution`."""
-        return min(self.channel_base // resolution, self.channel_max)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["resample_filter"] = list(self.resample_filter)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ReenactError(f"generator config has unknown fields {unknown}")
-        values = dict(data)
-        if "resample_filter" in values:
-            values["resample_filter"] = tuple(values["resample_filter"])
-        return cls(**values)
 
 
 def ffhq_config_f(resolution: int = 1024) -> GeneratorConfig:
