@@ -248,10 +248,11 @@ def composite_face(
     `matrix` is the frame -> crop affine the crop was taken with; `mask_crop` [R, R] float in 0..1 is
     the face mask in crop space. Where the warped mask is zero the frame's pixels are returned
     unchanged, bit for bit. A uint16 frame's face stays in float until the blend is rounded
-    (`_composite_deep`).
+    (`_blend_deep`).
     """
-    if frame.dtype != np.uint8:
-        return _composite_deep(frame, crop, matrix=matrix, mask_crop=mask_crop, config=config)
+    deep = frame.dtype != np.uint8
+    if deep and config.poisson:
+        raise ValueError("Poisson blending works on uint8 frames only")
     resolution = crop.shape[0]
     if crop.shape[:2] != (resolution, resolution) or mask_crop.shape != crop.shape[:2]:
         raise ValueError(f"crop {crop.shape} and mask {mask_crop.shape} must both be [R, R(, 3)]")
@@ -260,6 +261,10 @@ def composite_face(
     if placed is None:
         return out
     window, box = placed
+    if deep:
+        return _blend_deep(
+            out, crop, window=window, box=box, matrix=matrix, mask_crop=mask_crop, config=config
+        )
     if config.color_match:
         original = warp_to_crop(frame, matrix, resolution, border="replicate", box=window)
         crop = crop.copy()
@@ -312,26 +317,20 @@ def paste_region(
     return None if window is None or box is None else (window, box)
 
 
-def _composite_deep(
+def _blend_deep(
     frame: np.ndarray,
     crop: np.ndarray,
     *,
+    window: tuple[slice, slice],
+    box: tuple[slice, slice],
     matrix: np.ndarray,
     mask_crop: np.ndarray,
     config: CompositeConfig,
 ) -> np.ndarray:
-    """`composite_face` of a uint16 frame [H, W, 3]: the crop colour matched, warped and blended in
-    float32, rounded once to the frame's 16 bits; the frame's own codes wherever the warped mask is 0."""
-    if config.poisson:
-        raise ValueError("Poisson blending works on uint8 frames only")
+    """`composite_face`'s blend into `frame`, its uint16 copy [H, W, 3], in place (`window` and `box`: its
+    `paste_region`): the crop colour matched, warped and blended in float32, rounded once to the frame's
+    16 bits; the frame's own codes wherever the warped mask is 0. Returns `frame`."""
     resolution = crop.shape[0]
-    if crop.shape[:2] != (resolution, resolution) or mask_crop.shape != crop.shape[:2]:
-        raise ValueError(f"crop {crop.shape} and mask {mask_crop.shape} must both be [R, R(, 3)]")
-    out = frame.copy()
-    placed = paste_region(mask_crop, matrix=matrix, frame_shape=frame.shape)
-    if placed is None:
-        return out
-    window, box = placed
     top = np.float32(np.iinfo(frame.dtype).max)
     values = np.divide(crop, np.float32(UINT8_MAX), dtype=np.float32)  # [R, R, 3] in 0..1
     if config.color_match:
@@ -342,12 +341,12 @@ def _composite_deep(
     alpha = blend_weights(mask_crop, matrix=matrix, frame_shape=frame.shape, box=box)  # [h, w]
     inside = alpha > 0.0
     if not inside.any():
-        return out
+        return frame
     face = warp_to_frame(values * top, matrix, frame.shape, box=box)  # [h, w, 3] float32, in frame codes
     a = alpha[:, :, None]
     blended = a * face + (1.0 - a) * frame[box].astype(np.float32)
-    np.copyto(out[box], np.clip(np.rint(blended), 0, top).astype(frame.dtype), where=inside[:, :, None])
-    return out
+    np.copyto(frame[box], np.clip(np.rint(blended), 0, top).astype(frame.dtype), where=inside[:, :, None])
+    return frame
 
 
 def paste_back(
