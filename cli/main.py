@@ -155,9 +155,19 @@ def _run(args: list[str]) -> int:
 
 
 def entry() -> None:
-    """The console script: idle OpenMP threads spin only briefly (set before commands import torch)."""
+    """The console script: idle OpenMP threads spin only briefly (set before commands import torch).
+
+    A rank under `torchrun` ends with `os._exit` once its group is closed and its output flushed: its work
+    is done, and the interpreter's teardown of torch's communication objects can abort the process
+    (SIGABRT, "terminate called without an active exception"), which `torchrun` reports as a failed run."""
     short_spinning(os.environ)
-    sys.exit(run())
+    code = run()
+    group = sys.modules.get("reenact.distributed")
+    if group is not None and group.launched():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

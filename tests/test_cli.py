@@ -65,6 +65,31 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: input not found") and "Traceback" not in result.stderr
 
 
+TEARDOWN_PROBE = """
+import atexit, sys
+import reenact.distributed
+from reenact_cli.main import entry
+atexit.register(lambda: print("teardown"))
+sys.argv = ["reenact", "--version"]
+entry()
+"""
+
+
+@pytest.mark.parametrize("launched", [False, True], ids=["alone", "torchrun"])
+def test_a_rank_skips_the_interpreter_teardown(launched: bool) -> None:
+    """Under a launcher the command's output is flushed and the process ends without the interpreter's
+    teardown (where torch's communication objects can abort it); alone, it exits normally."""
+    env = {key: value for key, value in os.environ.items() if key != "WORLD_SIZE"}
+    if launched:
+        env["WORLD_SIZE"] = "2"
+    result = subprocess.run(
+        [sys.executable, "-c", TEARDOWN_PROBE], capture_output=True, text=True, check=False, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert __version__ in result.stdout
+    assert ("teardown" in result.stdout) is not launched
+
+
 @pytest.mark.parametrize(
     "args",
     [["--version"], ["--help"], ["transfer", "--help"], ["probe", "CLIP"], ["weights", "list"]],
