@@ -53,6 +53,22 @@ if TYPE_CHECKING:
 
 RANDOM_GENERATOR_PRESET = "synthetic"
 """The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
+OWN_PRESETS = {"face-world": "face-world"}
+"""Generators that run with a preset of their own unless told otherwise (the face world: pixel losses)."""
+
+
+def generator_preset(generator: str, preset: str | None) -> str | None:
+    """The preset a run uses: the one asked for, else the generator's own (`random:*`, `face-world`),
+    else None (the default)."""
+    from reenact.gan.random import is_random_spec
+
+    if preset is not None:
+        return preset
+    if is_random_spec(generator):
+        return RANDOM_GENERATOR_PRESET
+    return OWN_PRESETS.get(generator)
+
+
 GIGABYTE = 1e9
 
 Input = Annotated[Path, typer.Argument(help="Input video or photo.")]
@@ -85,7 +101,7 @@ def make_context(
 
     checks.check_runtime_options(device=run.device, precision=run.precision)
     is_random = is_random_spec(run.generator)
-    preset = RANDOM_GENERATOR_PRESET if is_random and run.preset is None else run.preset
+    preset = generator_preset(run.generator, run.preset)
     settings = settings_for(preset, run.sets, quality=run.quality, **sections)
     checks.check_run(
         inputs, generator=run.generator, settings=settings, face=face, layers=layers, driver_ref=driver_ref

@@ -120,6 +120,20 @@ def test_packaged_presets_load_by_name_and_files_by_path(tmp_path: Path) -> None
         Config.from_preset("fast")
 
 
+def test_generators_of_our_own_run_with_their_own_preset_unless_told() -> None:
+    """`random:*` runs the synthetic preset and `face-world` its own, which uses pixel losses only (no VGG16
+    or AlexNet weights reach this project); an official generator and an explicit `--preset` win."""
+    from reenact_cli.pipeline_cmds import generator_preset
+
+    assert generator_preset("random:tiny", None) == "synthetic"
+    assert generator_preset("face-world", None) == "face-world"
+    assert generator_preset("face-world", "best") == "best"
+    assert generator_preset("stylegan2-ffhq-1024", None) is None
+    faces = Config.from_preset("face-world")
+    assert faces.invert.perceptual_weight == 0.0 and faces.pti.lpips_weight == 0.0
+    assert Config().invert.perceptual_weight > 0 and Config().pti.lpips_weight > 0
+
+
 def test_typed_overrides_are_checked_like_a_preset() -> None:
     assert Config().with_values(edit={"layers": "3-7"}).edit.layers == "3-7"
     with pytest.raises(ReenactError, match=r"edit\.strenght"):

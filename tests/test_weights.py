@@ -153,7 +153,8 @@ def test_registry_entries_are_well_formed() -> None:
     assert len(cached) == len(entries)
     for entry in entries.values():
         assert entry.file_format in FORMAT_CHECKS
-        assert entry.license and entry.citation and entry.page.startswith("https://")
+        assert entry.license and entry.citation
+        assert entry.page.startswith("https://") or entry.package_copy is not None, entry.name
         assert all(url.startswith("https://") for url in entry.urls)
         if entry.sha256 is not None:
             assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256), entry.name
@@ -177,6 +178,22 @@ def test_registry_entries_are_well_formed() -> None:
     assert entries["alexnet"].filename == "alexnet-owt-7be5be79.pth"
     assert entries["fan-2d-torchscript"].filename == "2DFAN4-cd938726ad.zip"
     assert entries["s3fd"].filename == "s3fd-619a316812.pth"
+
+
+def test_the_face_world_ships_in_the_package_with_its_checksum() -> None:
+    """`--generator face-world` needs no download: the package's file, of the registry's size and sha256,
+    loads as a generator through the same safe loader as any official file."""
+    from reenact.face_world import FACE_WORLD_RESOLUTION
+    from reenact.generator_source import load_generator_spec
+
+    entry = weights.get_entry(weights.FACE_WORLD_NAME)
+    path = weights.weight_path(entry.name)
+    assert weights.locate(entry.name).source == "package"
+    assert path.stat().st_size == entry.size
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
+    FORMAT_CHECKS[entry.file_format](path)
+    source = load_generator_spec(entry.name)
+    assert not source.is_random and source.generator.resolution == FACE_WORLD_RESOLUTION
 
 
 def test_unknown_name_suggests_close_ones() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from reenact.weights.download import fetch
 from reenact.weights.formats import check_format
 from reenact.weights.registry import (
+    FACE_WORLD_NAME,
     WeightEntry,
     WeightKind,
     all_entries,
@@ -44,6 +45,7 @@ from reenact.weights.store import (
 )
 
 __all__ = [
+    "FACE_WORLD_NAME",
     "FoundFile",
     "VerifyResult",
     "WeightEntry",

@@ -235,6 +235,7 @@ def _check_ganspace(path: Path) -> None:
 FORMAT_CHECKS: dict[str, Callable[[Path], None]] = {
     "stylegan2-pkl": _check_generator("stylegan2-ada-pkl"),
     "rosinality-pt": _check_generator("rosinality-pt"),
+    "reenact-safetensors": _check_generator("reenact-safetensors"),
     "torchvision-vgg16": _check_torchvision("vgg16"),
     "torchvision-alexnet": _check_torchvision("alexnet"),
     "lpips-heads-vgg": _check_lpips_heads("vgg"),

@@ -159,6 +159,16 @@ BYTES_PER_KIB = 1024
 BYTES_PER_MIB = 1024 * 1024
 LPIPS_PACKAGE = "lpips"
 """The pip package that ships the LPIPS v0.1 heads as `weights/v0.1/<net>.pth`."""
+FACE_WORLD_NAME = "face-world"
+"""Registry name of reenact's own face world: a 64 px StyleGAN2 trained here (docs/face-world.md)."""
+FACE_WORLD_FILE = "weights/face_world/generator.safetensors"
+"""Where the `reenact` package ships the face world's generator."""
+FACE_WORLD_SHA256 = "851a9eff45494db907372076033accfca25e93da07ae8d16bb249fa14ad7db5f"
+FACE_WORLD_BYTES = 5_548_072
+"""The shipped file's sha256 and size (tests/test_weights.py checks them against the file)."""
+DIFFAUGMENT_CITATION = (
+    "Zhao et al., Differentiable Augmentation for Data-Efficient GAN Training, NeurIPS 2020"
+)
 PINNED_FILE_SIZE = "the file at the pinned commit"
 """`size_source` of the direction files: their sizes are those of the files at the commits in their URLs."""
 
@@ -290,6 +300,31 @@ def _generators() -> list[WeightEntry]:
                 "only g_ema are 133 MB; no exact size published"
             ),
         ),
+    ]
+
+
+def _face_world() -> list[WeightEntry]:
+    """reenact's own generator, shipped in the package: no download, a checksum fixed here."""
+    return [
+        WeightEntry(
+            name=FACE_WORLD_NAME,
+            filename="generator.safetensors",
+            kind="generator",
+            file_format="reenact-safetensors",
+            urls=(),
+            page="docs/face-world.md in reenact's repository (ships inside the package)",
+            sha256=FACE_WORLD_SHA256,
+            sha256_prefix=None,
+            size=FACE_WORLD_BYTES,
+            size_source="the file in the package",
+            license=(
+                "weights trained by reenact on the face clips and photos of its test data (MIT, Apache-2.0 "
+                "and public-domain sources; docs/face-world.md lists them); not a face model for production"
+            ),
+            citation=f"{STYLEGAN2_CITATION}; {DIFFAUGMENT_CITATION}",
+            note="64 px, trained on a 2-core CPU in 2 hours; its own preset: --preset face-world",
+            package_copy=("reenact", FACE_WORLD_FILE),
+        )
     ]
 
 
@@ -536,7 +571,7 @@ def _build_registry(entries: Iterable[WeightEntry]) -> dict[str, WeightEntry]:
 
 
 _REGISTRY: dict[str, WeightEntry] = _build_registry(
-    _generators() + _backbones() + _lpips_heads() + _landmarks() + _directions()
+    _generators() + _face_world() + _backbones() + _lpips_heads() + _landmarks() + _directions()
 )
 
 
