@@ -1,10 +1,16 @@
-"""`reenact demo`: the whole pipeline, offline, on the synthetic world, where the right answer is known.
+"""`reenact demo`: the whole pipeline, offline, on a world where the right answer is known.
 
-It writes a target and a driver clip rendered by the synthetic world's tiny generator (random weights
-fixed by a seed: not a face model), runs `reenact.pipeline.transfer` on the video files exactly as
-`reenact transfer --preset synthetic` does (sidecar landmarks instead of dlib, which finds no real face
-in them), and writes next to the result (`DEMO_FILES`, every video H.264 4:2:0 at the target's
-timestamps, with its audio):
+It writes a target and a driver clip with known latents, rendered by one of two worlds:
+
+- `faces` (the default): the face world (`reenact.face_world`), reenact's own 64 px StyleGAN2 of real
+  faces; the driver opens and closes its mouth along a direction found in the face world's W+. The run
+  uses the `face-world` preset, as `reenact transfer --generator face-world` does.
+- `random`: the synthetic world's tiny generator (random weights fixed by a seed: not a face model), with
+  the `synthetic` preset, as `reenact transfer --generator random:tiny` does; the fast tests use it.
+
+It runs `reenact.pipeline.transfer` on the video files (sidecar landmarks instead of dlib: the world knows
+where its faces are), and writes next to the result (`DEMO_FILES`, every video H.264 4:2:0 at the
+target's timestamps, with its audio):
 
 - `transfer.mp4`: the output;
 - `target.mp4`, `driver.mp4`: the two input clips;
@@ -24,12 +30,13 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
-from reenact import pipeline, video
-from reenact.config import DEMO_FRAMES, VideoConfig
+from reenact import face_world, pipeline, video
+from reenact.config import DEMO_FRAMES, Config, VideoConfig
 from reenact.device import Runtime
 from reenact.errors import ReenactError
 from reenact.files import write_text_atomic
@@ -37,17 +44,25 @@ from reenact.gan.checkpoints import save_generator
 from reenact.generator_source import load_generator_spec
 from reenact.imaging import UINT8_PEAK, psnr_from_mse
 from reenact.progress import SILENT, Progress
+from reenact.sampling import FaceCounter
 from reenact.synthetic import (
+    MEASURED_PIX_FMT,
     SyntheticConfig,
     SyntheticWorld,
     make_world,
-    measured_settings,
     synthetic_settings,
     true_transfer_frames,
     write_world,
 )
 from reenact.workspace import Workspace
 
+DemoWorld = Literal["faces", "random"]
+"""The worlds the demo renders in: the face world, or the synthetic world's random generator."""
+DEMO_WORLDS: tuple[str, ...] = get_args(DemoWorld)
+DEFAULT_WORLD: DemoWorld = "faces"
+FACE_CHECK_FACTOR = 4
+"""Frames are upscaled this many times before dlib looks for a face in them: the demo's faces are 56 px
+across, and dlib's detector finds faces from about 80 px."""
 MIN_MSE = 1e-10
 DEMO_FILES = {
     "transfer.mp4": "the target with the driver's expression (the output)",
@@ -59,8 +74,11 @@ DEMO_FILES = {
 }
 """The files the demo writes into its folder and what each shows; never over a user's own without
 `--overwrite`."""
-WORLD_RESOLUTION = SyntheticConfig().resolution
-"""The demo world's generator resolution: whether a second CPU thread pays off depends on it
+WORLD_RESOLUTIONS: dict[str, int] = {
+    "faces": face_world.FACE_WORLD_RESOLUTION,
+    "random": SyntheticConfig().resolution,
+}
+"""Each demo world's generator resolution: whether a second CPU thread pays off depends on it
 (`reenact.threads.is_small_work`)."""
 WORLD_FOLDER = "world"
 """Subfolder of the world's 4:4:4 clips, landmarks, ground truth and generator, and the measured output."""
@@ -91,6 +109,8 @@ class DemoReport:
     """Mean face-region PSNR (dB) of the 4:4:4 output against the ground-truth transfer."""
     face_psnr_no_expression: float
     """The same for the target itself (the expression dropped): the gap is what the transfer adds."""
+    face_rate: float
+    """Share of the output frames in which dlib finds a face (upscaled `FACE_CHECK_FACTOR` times)."""
 
 
 def face_errors(frames: np.ndarray, truth: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -171,15 +191,39 @@ def write_png(path: Path, image: np.ndarray) -> None:
         raise ReenactError(f"cannot write {path}")
 
 
+def world_settings(world: DemoWorld) -> Config:
+    """The preset a run in `world` uses: `face-world` with the colour match off (the truth is drawn by the
+    very generator the run inverts, so there is no colour cast to correct), or `synthetic`."""
+    if world == "random":
+        return synthetic_settings()
+    return Config.from_preset(face_world.FACE_WORLD).with_values(composite={"color_match": False})
+
+
+def output_face_rate(frames: np.ndarray) -> float:
+    """Share of frames [T, H, W, 3] uint8 in which dlib finds a face, each upscaled `FACE_CHECK_FACTOR`
+    times."""
+    counter = FaceCounter()
+    found = [
+        counter.has_face_at(
+            cv2.resize(frame, None, fx=FACE_CHECK_FACTOR, fy=FACE_CHECK_FACTOR, interpolation=cv2.INTER_CUBIC)
+        )
+        for frame in frames
+    ]
+    return float(np.mean(found)) if found else 0.0
+
+
 def run_demo(
     directory: Path,
     *,
     runtime: Runtime,
     num_frames: int = DEMO_FRAMES,
+    world_name: DemoWorld = DEFAULT_WORLD,
     overwrite: bool = False,
     progress: Progress = SILENT,
 ) -> DemoReport:
     """Build the world, run the transfer on its files and compare with the ground truth, in `directory`."""
+    if world_name not in DEMO_WORLDS:
+        raise ReenactError(f"unknown demo world {world_name!r}; use one of {', '.join(DEMO_WORLDS)}")
     started = time.perf_counter()
     if directory.exists() and not directory.is_dir():
         raise ReenactError(f"{directory} is a file; the demo writes a folder (give another -o)")
@@ -190,19 +234,25 @@ def run_demo(
                 f"{directory} already holds {', '.join(existing)}; pass --overwrite to replace them"
             )
     directory.mkdir(parents=True, exist_ok=True)
-    world_config = SyntheticConfig(num_frames=num_frames)
-    settings = synthetic_settings()
-    measured = measured_settings()
+    base = SyntheticConfig(num_frames=num_frames)
+    settings = world_settings(world_name)
+    measured = settings.with_values(video={"pix_fmt": MEASURED_PIX_FMT})
+    if world_name == "faces":
+        world = face_world.make_face_world(base, device=runtime.device)
+    else:
+        world = make_world(base, device=runtime.device)
     progress.note(
-        f"synthetic world: {num_frames} frames, {world_config.resolution} px, seed {world_config.seed}, "
+        f"{world_name} world: {num_frames} frames, {world.config.resolution} px, seed {world.config.seed}, "
         f"on {runtime.describe()}"
     )
-    world = make_world(world_config, device=runtime.device)
     world_folder = directory / WORLD_FOLDER
     files = write_world(world, world_folder, video_config=measured.video, overwrite=True)
-    generator_file = save_generator(world.generator, world_folder / "generator.safetensors")
     workspace = Workspace(directory / "work")
-    source = load_generator_spec(str(generator_file), device=runtime.device, workspace=workspace)
+    if world_name == "faces":
+        spec = face_world.FACE_WORLD
+    else:
+        spec = str(save_generator(world.generator, world_folder / "generator.safetensors"))
+    source = load_generator_spec(spec, device=runtime.device, workspace=workspace)
     context = pipeline.make_context(
         workspace=workspace, source=source, settings=measured, runtime=runtime, progress=progress
     )
@@ -234,8 +284,11 @@ def run_demo(
     write_png(paths["side_by_side.png"], side_by_side_frame([clip[still] for clip in rows]))
     psnr = face_psnr(frames, truth, regions)
     psnr_target = face_psnr(target, truth, regions)
+    face_rate = output_face_rate(frames)
     seconds = time.perf_counter() - started
     report = {
+        "world": world_name,
+        "generator": spec if world_name == "faces" else "random (seeded, in world/generator.safetensors)",
         "files": {str(paths[name]): shows for name, shows in DEMO_FILES.items()},
         "measured_output": str(measured_output),
         "columns": list(COLUMNS),
@@ -245,6 +298,7 @@ def run_demo(
         "face_psnr_db_yuv420p": round(face_psnr(decode(paths["transfer.mp4"]), truth, regions), 3),
         "face_mse_per_frame": [round(float(value), 3) for value in face_errors(frames, truth, regions)],
         "face_psnr_db_without_expression": round(psnr_target, 3),
+        "output_face_rate": round(face_rate, 3),
         "stages": [stage.to_dict() for stage in run.stages],
         **run.details,
     }
@@ -254,4 +308,5 @@ def run_demo(
         seconds=seconds,
         face_psnr=psnr,
         face_psnr_no_expression=psnr_target,
+        face_rate=face_rate,
     )

@@ -118,8 +118,11 @@ class FaceCounter:
 
     def has_face(self, image: np.ndarray) -> bool:
         """Whether a face is found in one uint8 RGB image [R, R, 3], upscaled to `side` first."""
-        big = cv2.resize(image, (self.side, self.side), interpolation=cv2.INTER_CUBIC)
-        return len(self._detector(np.ascontiguousarray(big), self.upsample)) > 0
+        return self.has_face_at(cv2.resize(image, (self.side, self.side), interpolation=cv2.INTER_CUBIC))
+
+    def has_face_at(self, image: np.ndarray) -> bool:
+        """Whether a face is found in one uint8 RGB image [H, W, 3] as it is."""
+        return len(self._detector(np.ascontiguousarray(image), self.upsample)) > 0
 
     def rate(self, images: np.ndarray) -> float:
         """Share of images [N, R, R, 3] (uint8) with a face found."""

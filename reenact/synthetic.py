@@ -128,6 +128,9 @@ class SyntheticConfig:
     identity_noise: float = 0.0
     """Frames are rendered by a copy of the generator whose synthesis weights get noise of this relative
     size (0 = rendered by the world's generator itself, in-domain)."""
+    truncation: float = 1.0
+    """Truncation psi of the target's and the driver's base latents (1 = none; the face world uses less,
+    towards its average face, where its samples are faces most reliably)."""
     audio_frequency: float = 440.0
     """Pitch of the tone in the written clips' audio track, in Hz."""
     target_cut: int | None = None
@@ -160,6 +163,8 @@ class SyntheticConfig:
         for name in ("motion", "expression", "translation", "rotation", "scale", "identity_noise"):
             if getattr(self, name) < 0:
                 raise ReenactError(f"synthetic.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.truncation <= 1:
+            raise ReenactError(f"synthetic.truncation must be in (0, 1], got {self.truncation}")
         if self.audio_frequency <= 0:
             raise ReenactError(f"synthetic.audio_frequency must be > 0, got {self.audio_frequency}")
         for name in ("target_cut", "driver_cut"):
@@ -172,6 +177,10 @@ class SyntheticConfig:
         for name in ("target_cut_skip", "driver_cut_skip"):
             if getattr(self, name) < 0:
                 raise ReenactError(f"synthetic.{name} must be >= 0, got {getattr(self, name)}")
+
+
+MIN_DIRECTION_NORM = 1e-12
+"""Layers of a given expression direction shorter than this count as zero (they stay zero)."""
 
 
 SYNTHETIC_PRESET = "synthetic"
@@ -542,11 +551,28 @@ def _render_clip(
     )
 
 
-def make_world(config: SyntheticConfig, *, device: torch.device | str = "cpu") -> SyntheticWorld:
-    """Build the synthetic world in memory (deterministic for a given config)."""
-    generator = random_generator(
-        resolution=config.resolution, w_dim=config.w_dim, seed=config.seed, device=device
-    )
+def make_world(
+    config: SyntheticConfig,
+    *,
+    device: torch.device | str = "cpu",
+    generator: Generator | None = None,
+    expression: torch.Tensor | None = None,
+) -> SyntheticWorld:
+    """Build the synthetic world in memory (deterministic for a given config).
+
+    By default its generator is random (seeded by the config) and its expression a random direction on
+    `expression_layers`. A trained `generator` (the face world) and an `expression` direction
+    [num_ws, w_dim] found in its W+ replace them; the direction is scaled so each of its layers has the
+    length a random one would have (`config.expression` W spreads)."""
+    if generator is None:
+        generator = random_generator(
+            resolution=config.resolution, w_dim=config.w_dim, seed=config.seed, device=device
+        )
+    elif (generator.resolution, generator.w_dim) != (config.resolution, config.w_dim):
+        raise ReenactError(
+            f"the world's config asks for {config.resolution} px and w_dim {config.w_dim}; the generator "
+            f"has {generator.resolution} px and w_dim {generator.w_dim}"
+        )
     num_ws = generator.num_ws
     if any(index >= num_ws for index in config.expression_layers):
         raise ReenactError(
@@ -563,10 +589,15 @@ def make_world(config: SyntheticConfig, *, device: torch.device | str = "cpu") -
     layer_mask = torch.zeros(num_ws, dtype=torch.bool, device=device)
     layer_mask[list(config.expression_layers)] = True
     direction = torch.from_numpy(rng.standard_normal((num_ws, generator.w_dim))).float().to(device)
-    direction = direction * spread * config.expression * layer_mask[:, None]  # [num_ws, w_dim]
+    if expression is None:
+        direction = direction * spread  # [num_ws, w_dim]: each layer about |spread| long
+    else:
+        unit = expression.to(device) / expression.norm(dim=1, keepdim=True).clamp_min(MIN_DIRECTION_NORM)
+        direction = unit * spread.norm()
+    direction = direction * config.expression * layer_mask[:, None]  # [num_ws, w_dim]
     z = torch.from_numpy(rng.standard_normal((2, generator.z_dim))).float().to(device)
     with torch.no_grad():
-        bases = generator.mapping(z)[:, 0]  # [2, w_dim]: target, driver
+        bases = generator.mapping(z, truncation_psi=config.truncation)[:, 0]  # [2, w_dim]: target, driver
     parts = (render_generator, spread, direction)
     target = _render_clip(
         base=bases[0],
