@@ -100,9 +100,12 @@ def build_face_dataset(
     held_out_share: float = DEFAULT_HELD_OUT_SHARE,
     settings: Config | None = None,
     progress: Progress = SILENT,
+    kept_out: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Align every person of every source, write `faces-R.npz` for each resolution and the manifest
-    into `out_dir`; return the manifest. Stages are cached in `workspace` (a second build is quick)."""
+    into `out_dir`; return the manifest. Stages are cached in `workspace` (a second build is quick).
+    `kept_out`: files deliberately left out of `sources` (the clips the face world is checked on as
+    faces it never saw), recorded in the manifest."""
     from reenact import pipeline  # local: the pipeline imports most of reenact
 
     if every < 1:
@@ -175,6 +178,7 @@ def build_face_dataset(
         "min_face_scale": MIN_FACE_SCALE,
         "counts": counts,
         "sources": entries,
+        "kept_out": list(kept_out),
     }
     write_text_atomic(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -24,6 +24,9 @@ from reenact.face_data import DEFAULT_EVERY, DEFAULT_HELD_OUT_SHARE, FaceSource,
 from reenact.workspace import Workspace  # noqa: E402
 
 SHARED_DIR = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared"))
+KEPT_OUT = ("retalk_face1_vfr.mp4", "lp_driving_d0.mp4")
+"""A talking target and an expressive driver left out of training: the real pair the face world's
+identity and expression checks run on, and its out-of-domain inversion."""
 NO_FACE_ROLES = ("no-face", "no-human-face")
 """MANIFEST.tsv roles of files without a human face to learn from (a bird, a dog, a rotated wall)."""
 
@@ -52,10 +55,17 @@ def main() -> None:
     parser.add_argument("--resolutions", default="64,128", help="comma-separated crop sizes")
     parser.add_argument("--every", type=int, default=DEFAULT_EVERY)
     parser.add_argument("--held-out-share", type=float, default=DEFAULT_HELD_OUT_SHARE)
+    parser.add_argument(
+        "--keep-out",
+        default=",".join(KEPT_OUT),
+        help="comma-separated files left out of training: the face world's checks on faces it never saw",
+    )
     args = parser.parse_args()
+    kept_out = tuple(name for name in args.keep_out.split(",") if name)
     started = time.perf_counter()
     manifest = build_face_dataset(
-        manifest_sources(args.testdata),
+        [source for source in manifest_sources(args.testdata) if source.path.name not in kept_out],
+        kept_out=kept_out,
         out_dir=args.out,
         workspace=Workspace(args.workdir),
         runtime=resolve_runtime("cpu"),
