@@ -61,7 +61,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -79,9 +78,9 @@ from reenact.faces.landmarks import (
 )
 from reenact.faces.people import GATED_COST, MAX_MOTION, MAX_SCALE_CHANGE, MIN_IOU, detection_at, link_costs
 from reenact.faces.track import SceneCutDetector
-from reenact.files import atomic_path
 from reenact.imaging import image_from_uint8, uint8_psnr
 from reenact.losses import LPIPS
+from reenact.plots import Axis, Series, two_axis_plot, write_plot_png
 from reenact.progress import SILENT, Progress
 from reenact.timeline import Window
 from reenact.video import VideoReader, probe
@@ -862,110 +861,32 @@ def evaluate_videos(
 
 
 # ----------------------------------------------------------------------------------------------------
-# Plot (OpenCV only: matplotlib is not a dependency)
+# Plot (`reenact.plots`: OpenCV only)
 
-PLOT_WIDTH = 960
-PLOT_HEIGHT = 480
-PLOT_MARGIN = (80, 40, 80, 60)
-"""Left, top, right, bottom margins of the plot area in pixels."""
-NUM_TICKS = 5
 PSNR_STEP_DB = 5.0
 """PSNR axis limits are rounded out to multiples of this."""
 SIMILARITY_STEP = 0.1
-BACKGROUND = (255, 255, 255)
-AXIS_COLOUR = (40, 40, 40)
-GRID_COLOUR = (225, 225, 225)
 PSNR_COLOUR = (200, 90, 30)  # BGR: blue
 IDENTITY_COLOUR = (30, 120, 230)  # BGR: orange
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-FONT_SCALE = 0.45
-LONE_POINT_HALF_DASH = np.array([2.0, 0.0])
-"""A series point with no finite neighbour is drawn as a dash this far to each side (pixels)."""
 
 
-def _axis_range(values: np.ndarray, *, step: float, ceiling: float | None = None) -> tuple[float, float]:
-    """Limits that hold the finite `values`, rounded out to multiples of `step`."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return 0.0, step
-    low = math.floor(finite.min() / step) * step
-    high = math.ceil(finite.max() / step) * step
-    if ceiling is not None:
-        high = min(high, ceiling)
-    if high - low < step:
-        high = low + step
-    return low, high
-
-
-def _polylines(xs: np.ndarray, ys: np.ndarray) -> list[np.ndarray]:
-    """Pixel polylines through the finite points, broken at NaN gaps (a lone point is a short dash)."""
-    lines = []
-    finite = np.isfinite(ys)
-    padded = np.concatenate([[False], finite, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
-        points = np.stack([xs[start:stop], ys[start:stop]], axis=1)
-        if len(points) == 1:
-            points = np.concatenate([points - LONE_POINT_HALF_DASH, points + LONE_POINT_HALF_DASH])
-        lines.append(np.round(points).astype(np.int32))
-    return lines
-
-
-def render_plot(
-    report: EvaluationReport, *, width: int = PLOT_WIDTH, height: int = PLOT_HEIGHT
-) -> np.ndarray:
+def render_plot(report: EvaluationReport) -> np.ndarray:
     """BGR uint8 image [H, W, 3]: per-frame PSNR (left axis) and identity similarity to the reference's
     same frame (right axis) against the frame index."""
-    left, top, right, bottom = PLOT_MARGIN
-    x0, x1, y0, y1 = left, width - right, top, height - bottom  # plot area (y0 at the top)
-    canvas = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
     indices = np.array([frame["index"] for frame in report.frames], dtype=np.float64)
-    psnrs = frame_column(report.frames, "psnr")
-    sims = frame_column(report.frames, "id_to_reference")
-    last = max(float(indices.max()) if indices.size else 1.0, 1.0)
-    psnr_low, psnr_high = _axis_range(psnrs, step=PSNR_STEP_DB)
-    sim_low, sim_high = _axis_range(sims, step=SIMILARITY_STEP, ceiling=1.0)
-
-    def px(index: np.ndarray) -> np.ndarray:
-        return x0 + (x1 - x0) * index / last
-
-    def py(value: np.ndarray, low: float, high: float) -> np.ndarray:
-        return y1 - (y1 - y0) * (value - low) / (high - low)
-
-    for tick in range(NUM_TICKS + 1):
-        frac = tick / NUM_TICKS
-        y = round(y1 - (y1 - y0) * frac)
-        cv2.line(canvas, (x0, y), (x1, y), GRID_COLOUR, 1)
-        psnr_label = f"{psnr_low + frac * (psnr_high - psnr_low):.1f}"
-        sim_label = f"{sim_low + frac * (sim_high - sim_low):.2f}"
-        cv2.putText(canvas, psnr_label, (x0 - 50, y + 5), FONT, FONT_SCALE, PSNR_COLOUR, 1, cv2.LINE_AA)
-        cv2.putText(canvas, sim_label, (x1 + 8, y + 5), FONT, FONT_SCALE, IDENTITY_COLOUR, 1, cv2.LINE_AA)
-        x = round(x0 + (x1 - x0) * frac)
-        cv2.line(canvas, (x, y1), (x, y1 + 5), AXIS_COLOUR, 1)
-        cv2.putText(
-            canvas, f"{frac * last:.0f}", (x - 10, y1 + 22), FONT, FONT_SCALE, AXIS_COLOUR, 1, cv2.LINE_AA
-        )
-    cv2.rectangle(canvas, (x0, y0), (x1, y1), AXIS_COLOUR, 1)
-    cv2.putText(canvas, "frame", ((x0 + x1) // 2 - 20, height - 15), FONT, 0.5, AXIS_COLOUR, 1, cv2.LINE_AA)
-    cv2.putText(canvas, "PSNR (dB)", (8, y0 - 15), FONT, 0.5, PSNR_COLOUR, 1, cv2.LINE_AA)
-    cv2.putText(canvas, "identity sim.", (x1 - 40, y0 - 15), FONT, 0.5, IDENTITY_COLOUR, 1, cv2.LINE_AA)
-
-    xs = px(indices)
-    series = (
-        (py(psnrs, psnr_low, psnr_high), PSNR_COLOUR, "PSNR vs reference"),
-        (py(sims, sim_low, sim_high), IDENTITY_COLOUR, "identity sim. to reference"),
+    psnrs = Series(indices, frame_column(report.frames, "psnr"), PSNR_COLOUR, "PSNR vs reference")
+    sims = Series(
+        indices, frame_column(report.frames, "id_to_reference"), IDENTITY_COLOUR, "identity sim. to reference"
     )
-    for ys, colour, _ in series:
-        cv2.polylines(canvas, _polylines(xs, ys), False, colour, 2, cv2.LINE_AA)
-    legend_x, legend_y = x0 + 12, y0 + 20
-    for row, (_, colour, label) in enumerate(series):
-        y = legend_y + 20 * row
-        cv2.line(canvas, (legend_x, y - 4), (legend_x + 24, y - 4), colour, 2, cv2.LINE_AA)
-        cv2.putText(canvas, label, (legend_x + 32, y), FONT, FONT_SCALE, AXIS_COLOUR, 1, cv2.LINE_AA)
     summary = report.summary
-    title = f"TL-ID {_fmt(summary.get('tl_id'))}  TG-ID {_fmt(summary.get('tg_id'))}"
-    cv2.putText(canvas, title, ((x0 + x1) // 2 - 90, y0 - 15), FONT, 0.55, AXIS_COLOUR, 1, cv2.LINE_AA)
-    return canvas
+    return two_axis_plot(
+        left=Axis("PSNR (dB)", (psnrs,), step=PSNR_STEP_DB, colour=PSNR_COLOUR),
+        right=Axis(
+            "identity sim.", (sims,), step=SIMILARITY_STEP, colour=IDENTITY_COLOUR, ceiling=1.0, decimals=2
+        ),
+        x_name="frame",
+        title=f"TL-ID {_fmt(summary.get('tl_id'))}  TG-ID {_fmt(summary.get('tg_id'))}",
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -974,15 +895,4 @@ def _fmt(value: Any) -> str:
 
 def write_plot(report: EvaluationReport, path: Path | str) -> Path:
     """Draw `render_plot` and write it as a PNG at `path`."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ReenactError(f"the plot is written as PNG; give a .png path, not {path}")
-    ok, encoded = cv2.imencode(".png", render_plot(report))
-    if not ok:  # pragma: no cover - OpenCV always has PNG
-        raise ReenactError("OpenCV could not encode the plot as PNG")
-    try:
-        with atomic_path(path) as temporary:
-            temporary.write_bytes(encoded.tobytes())
-    except OSError as exc:
-        raise ReenactError(f"cannot write {path}: {exc.strerror}") from None
-    return path
+    return write_plot_png(render_plot(report), path)

@@ -50,6 +50,7 @@ from reenact.gan.training_losses import (
     r1_penalty,
     update_ema,
 )
+from reenact.plots import AXIS_COLOUR, Axis, Series, two_axis_plot
 from reenact.progress import SILENT, Progress
 from reenact.sampling import FACE_CHECK_TRUNCATION, FaceCounter, render_seeds
 
@@ -420,6 +421,36 @@ def read_log(path: Path) -> list[dict[str, float]]:
         except json.JSONDecodeError:  # a line cut short by a crash: not a finished entry
             continue
     return entries
+
+
+LOSS_STEP = 0.5
+"""The loss axis of the training curves is rounded out to multiples of this."""
+RATE_STEP = 0.1
+D_LOSS_COLOUR, G_LOSS_COLOUR, FACE_RATE_COLOUR = (200, 90, 30), (60, 160, 60), (30, 120, 230)  # BGR
+
+
+def training_curves(entries: list[dict[str, float]]) -> np.ndarray:
+    """BGR image of a run's log (`read_log`): D's and G's losses (left axis) and the face detection rate
+    of the EMA samples (right axis) against the step."""
+
+    def series(name: str, colour: tuple[int, int, int], label: str) -> Series:
+        rows = [entry for entry in entries if name in entry]
+        return Series(
+            np.array([entry["step"] for entry in rows], dtype=np.float64),
+            np.array([entry[name] for entry in rows], dtype=np.float64),
+            colour,
+            label,
+        )
+
+    losses = (series("d_loss", D_LOSS_COLOUR, "D loss"), series("g_loss", G_LOSS_COLOUR, "G loss"))
+    rate = series("face_rate", FACE_RATE_COLOUR, "samples with a face (dlib)")
+    return two_axis_plot(
+        left=Axis("loss", losses, step=LOSS_STEP, colour=AXIS_COLOUR),
+        right=Axis(
+            "face rate", (rate,), step=RATE_STEP, colour=FACE_RATE_COLOUR, decimals=1, limits=(0.0, 1.0)
+        ),
+        x_name="step",
+    )
 
 
 def _keep_log_until(path: Path, step: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,12 +16,16 @@ from reenact.gan.checkpoints import load_generator
 from reenact.sampling import render_seeds
 from reenact.train import (
     CHECKPOINT_NAME,
+    D_LOSS_COLOUR,
+    FACE_RATE_COLOUR,
+    G_LOSS_COLOUR,
     GENERATOR_NAME,
     LOG_NAME,
     TrainConfig,
     Trainer,
     read_log,
     train,
+    training_curves,
 )
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -33,6 +38,8 @@ LEARN_STEPS = 300
 LEARNED_SHARE = 0.2
 """After LEARN_STEPS the EMA samples' mean colour must be this much nearer the data's than at step 0
 (measured: 90 -> 5 grey levels, a share of 0.06)."""
+MIN_CURVE_PIXELS = 500
+"""Pixels of a series' colour that a drawn curve reaches (a legend swatch and axis labels: about 200)."""
 
 
 def toy_config(**changes: object) -> TrainConfig:
@@ -167,3 +174,22 @@ def test_it_learns_the_colours_of_a_flat_colour_dataset() -> None:
     for _ in range(LEARN_STEPS):
         trainer.train_step()
     assert colour_distance(trainer, data_mean) < LEARNED_SHARE * start
+
+
+def test_the_training_curves_draw_both_losses_and_the_face_rate() -> None:
+    """Each series of the log is drawn in its colour: a curve, far more pixels than its legend swatch."""
+    entries = [
+        {"step": step, "d_loss": 1.0 + 0.2 * math.sin(step / 300), "g_loss": 3.0 - step / 2000}
+        | ({"face_rate": step / 4000} if step % 1000 == 0 else {})
+        for step in range(50, 4001, 50)
+    ]
+    image = training_curves(entries)
+    for colour in (D_LOSS_COLOUR, G_LOSS_COLOUR, FACE_RATE_COLOUR):
+        assert (np.abs(image.astype(int) - np.array(colour)).sum(axis=2) < 30).sum() > MIN_CURVE_PIXELS, (
+            colour
+        )
+    no_rate = training_curves(
+        [{key: value for key, value in entry.items() if key != "face_rate"} for entry in entries]
+    )
+    rate_pixels = (np.abs(no_rate.astype(int) - np.array(FACE_RATE_COLOUR)).sum(axis=2) < 30).sum()
+    assert rate_pixels < MIN_CURVE_PIXELS  # only the legend swatch and the axis labels
