@@ -208,6 +208,19 @@ MatteOption = Annotated[
         show_default="none",
     ),
 ]
+SequenceFps = Annotated[
+    str | None,
+    typer.Option(
+        "--fps",
+        help=(
+            "Frame rate of an image sequence input (a pattern like shot/%06d.exr or a folder of numbered "
+            "frames), which carries none: 25, 23.976 or 24000/1001. Required for one; its first frame "
+            "number is kept (an output sequence starts at it, a video's timecode counts it)."
+        ),
+        metavar="RATE",
+        show_default="none",
+    ),
+]
 TimecodeOption = Annotated[
     str | None,
     typer.Option(
@@ -293,6 +306,14 @@ def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
     wrapper.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in [*own, *shared]}
     return wrapper
+
+
+def use_sequence_fps(fps: str | None) -> None:
+    """Give this run's image sequence inputs the frame rate `--fps` says (None: not given; a sequence input
+    is then refused in one line when it is first looked at, before any work)."""
+    from reenact.sequences import parse_rate, use_sequence_rate
+
+    use_sequence_rate(None if fps is None else parse_rate(fps))
 
 
 def video_settings(codec: str | None, timecode: str | None) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from reenact_cli.common import (
     Person,
     PersonRef,
     RunOptions,
+    SequenceFps,
     Start,
     TimecodeOption,
     config_default,
@@ -41,6 +42,7 @@ from reenact_cli.common import (
     face_choice,
     settings_for,
     slice_window,
+    use_sequence_fps,
     with_run_options,
     with_video_options,
 )
@@ -233,11 +235,20 @@ tune = prepare_command(tune=True)
 
 @with_run_options
 def transfer(
-    target: Annotated[Path, typer.Argument(help="Target video (or photo): whose face and video are kept.")],
+    target: Annotated[
+        Path,
+        typer.Argument(
+            help=(
+                "Target video (or photo, or image sequence: shot/%06d.png or a folder, with --fps): whose "
+                "face and video are kept."
+            )
+        ),
+    ],
     driver: Annotated[
         Path | None,
         typer.Argument(
-            help="Driver video: whose expressions are put on the target. Not with --cast.",
+            help="Driver video (or image sequence, with --fps): whose expressions are put on the target. "
+            "Not with --cast.",
             show_default=False,
         ),
     ] = None,
@@ -311,6 +322,7 @@ def transfer(
     codec: CodecOption = None,
     timecode: TimecodeOption = None,
     matte: MatteOption = None,
+    fps: SequenceFps = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -329,6 +341,7 @@ def transfer(
     from reenact.edit import LengthPolicy
 
     checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
+    use_sequence_fps(fps)
     run = with_video_options(run, codec=codec, timecode=timecode)
     if cast is not None:
         single = {

@@ -14,24 +14,31 @@ from reenact_cli.common import (
     Duration,
     Preset,
     Quiet,
+    SequenceFps,
     Sets,
     Start,
     Threads,
     TimecodeOption,
     settings_for,
     slice_window,
+    use_sequence_fps,
     video_settings,
 )
 from reenact_cli.progress import cli_progress
 
 
 def probe(
-    path: Path = typer.Argument(..., help="Video or image file to describe."),
+    path: Path = typer.Argument(
+        ...,
+        help="Video or image file, or image sequence (shot/%06d.png or a folder; with --fps) to describe.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    fps: SequenceFps = None,
 ) -> None:
     """Describe a video or image: size, rotation, frame rate (average and nominal), VFR, frames, audio."""
     from reenact import video
 
+    use_sequence_fps(fps)
     info = video.probe(path)
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
@@ -39,6 +46,9 @@ def probe(
     orientation = f" (displayed {info.display_width}x{info.display_height})" if info.rotation else ""
     typer.echo(f"{info.path}: {info.container}, {info.video_codec} {info.pix_fmt}")
     typer.echo(f"  size      {info.width}x{info.height}{orientation}, rotation {info.rotation}")
+    if info.first_frame_number is not None:
+        last = info.first_frame_number + info.frame_count - 1
+        typer.echo(f"  sequence  frames {info.first_frame_number}-{last}")
     if not info.is_image:
         colour = "full" if info.full_range else "limited"
         timecode = f", timecode {info.timecode}" if info.timecode else ""
@@ -59,7 +69,9 @@ def probe(
 
 
 def reencode(
-    source: Path = typer.Argument(..., help="Input video (or image)."),
+    source: Path = typer.Argument(
+        ..., help="Input video (or image), or image sequence: shot/%06d.png or a folder of numbered frames."
+    ),
     output: Path = typer.Option(
         ...,
         "--output",
@@ -78,6 +90,7 @@ def reencode(
     sets: Sets = None,
     start: Start = None,
     duration: Duration = None,
+    fps: SequenceFps = None,
 ) -> None:
     """Decode every frame and encode it again, keeping timestamps, rotation, bit depth, colour tags,
     timecode and the audio bit-exact.
@@ -87,6 +100,7 @@ def reencode(
     format carries its exact codes.
     """
     use_threads(threads)
+    use_sequence_fps(fps)
     from reenact import video
 
     settings = settings_for(preset, sets, video={"crf": crf, **video_settings(codec, timecode)})

@@ -43,11 +43,15 @@ from reenact.errors import ReenactError, UsageError
 from reenact.sequences import (
     FIRST_FRAME_NUMBER,
     SEQUENCE_SUFFIXES,
+    ImageSequence,
     check_pattern,
+    find_sequence,
     frame_path,
+    is_sequence_input,
     sequence_container,
+    sequence_rate,
 )
-from reenact.timecode import parse_timecode
+from reenact.timecode import Timecode, parse_timecode, timecode_rate
 from reenact.timeline import ClipSlice, Window, resolve_window
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -88,6 +92,10 @@ COLOUR_EXACT = (
 swscale's fast default is biased (each decode/encode pass darkened the picture by about a level)."""
 DEFAULT_MATRIX = int(av.video.reformatter.Colorspace.ITU601)
 """The matrix swscale and most decoders assume for a source that does not say (BT.601)."""
+RGB_MATRIX = 0
+"""FFmpeg's AVCOL_SPC_RGB: the matrix tag of RGB pictures (PNG, TIFF, DPX, EXR), which have none."""
+RGB_INTO_YUV_MATRIX = int(av.video.reformatter.Colorspace.ITU709)
+"""The matrix an RGB source (an image sequence) is written to YUV with: BT.709, HD's."""
 RIGHT_ANGLE = 90
 EIGHT_BITS = 8
 PROBES_REMEMBERED = 64
@@ -100,6 +108,8 @@ EIGHT_BIT_RGB = "rgb24"
 DEEP_RGB = "rgb48le"
 """RGB of frames from sources above 8 bits: uint16, the source's codes scaled to the full 16 bits."""
 MXF = "mxf"
+IMAGE_SEQUENCE_DEMUXER = "image2"
+"""FFmpeg's demuxer of numbered image files."""
 MXF_AUDIO_CODECS = ("pcm_s16le", "pcm_s24le")
 """The audio FFmpeg's MXF muxer takes (reenact copies audio untouched, never transcodes it)."""
 X26X_ENCODERS = ("libx264", "libx265")
@@ -149,7 +159,10 @@ class VideoInfo:
     chroma: str = "4:2:0"
     """Chroma layout of the decoded picture: 4:2:0, 4:2:2, 4:4:4, rgb or gray."""
     timecode: str | None = None
-    """Start timecode (HH:MM:SS:FF; `;` before the frames when drop-frame), None when the file has none."""
+    """Start timecode (HH:MM:SS:FF; `;` before the frames when drop-frame), None when the file has none.
+    An image sequence's is its first frame number counted at its rate (frame 1001 at 25 fps: 00:00:40:01)."""
+    first_frame_number: int | None = None
+    """The number of an image sequence's first file (None for a video or a still image)."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -241,9 +254,31 @@ def probe(path: str | Path) -> VideoInfo:
     once per process while it is unchanged (same size and modification time): every stage of a run asks,
     and a long file's packets are many."""
     path = check_input(path)
+    if is_sequence_input(path):
+        sequence = find_sequence(path)
+        rate = sequence_rate(path)
+        stamp = _file_stamp(frame_path(sequence.pattern, sequence.last))
+        info = _probe_sequence(str(sequence.pattern.resolve()), sequence.first, sequence.count, rate, *stamp)
+        return replace(info, path=str(path))
     stat = path.stat()
     info = _probe_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     return replace(info, path=str(path))
+
+
+@functools.lru_cache(maxsize=PROBES_REMEMBERED)
+def _probe_sequence(
+    pattern: str, first: int, count: int, rate: Fraction, size: int, mtime_ns: int
+) -> VideoInfo:
+    """`probe` of the image sequence `pattern` (`count` files from `first`, their last one of this size and
+    mtime) at `rate` frames per second: frame `first + i` is shown at `i / rate` seconds. Only the first
+    file is decoded (for its size and pixel format); the files' sizes are checked as they are read."""
+    sequence = ImageSequence(pattern=Path(pattern), first=first, count=count)
+    with _open_sequence(sequence, rate=rate) as container:
+        stream = _video_stream(container, sequence.pattern)
+        times = PacketTimes(pts=list(range(count)), announced=count, truncated=False)
+        info = _video_info(sequence.pattern, container, stream, None, rotation=0, times=times)
+    start = Timecode(frames=first, rate=timecode_rate(float(rate)), drop=False)
+    return replace(info, first_frame_number=first, timecode=str(start))
 
 
 @functools.lru_cache(maxsize=PROBES_REMEMBERED)
@@ -264,6 +299,8 @@ def _probe_file(resolved: str, size: int, mtime_ns: int) -> VideoInfo:
 def check_input(path: str | Path) -> Path:
     """An input path that exists, is a file and is not empty, or a one-line `ReenactError`."""
     path = Path(path)
+    if is_sequence_input(path):
+        return path  # its files are checked by `find_sequence`
     if not path.exists():
         raise ReenactError(f"input not found: {path}")
     if path.is_dir():
@@ -292,7 +329,10 @@ def slice_window(path: str | Path, request: ClipSlice | None) -> Window | None:
     info = probe(path)
     if info.is_image:
         raise UsageError(f"--start/--duration slice a video; {path} is a still image")
-    pts = _frame_times(str(Path(path).resolve()), *_file_stamp(Path(path)))
+    if info.first_frame_number is not None:  # an image sequence: one frame a 1/rate tick
+        pts: tuple[int, ...] = tuple(range(info.frame_count))
+    else:
+        pts = _frame_times(str(Path(path).resolve()), *_file_stamp(Path(path)))
     return resolve_window(
         request, pts=pts, end_pts=_end_pts(pts, info), time_base=info.time_base_fraction, name=Path(path).name
     )
@@ -392,7 +432,7 @@ class VideoReader:
             first, stop, shift = self.window.first, self.window.stop, self.window.start_pts
         if only is not None:
             stop = min(stop, first + max(only, default=-1) + 1)
-        with _open_video(self.path) as container:
+        with _open_source(self.path) as container:
             stream = _video_stream(container, self.path)
             stream.thread_type = "AUTO"
             time_base = Fraction(stream.time_base)
@@ -405,6 +445,7 @@ class VideoReader:
                         continue  # before the window: decoded (the chain needs it), never converted
                     if index >= stop:
                         return
+                    self._check_size(frame, index=index)
                     self.frames_decoded = index - first + 1
                     if only is not None and index - first not in only:
                         continue  # not asked for: decoded, never converted
@@ -413,6 +454,18 @@ class VideoReader:
                 if self.frames_decoded == 0:
                     raise ReenactError(f"cannot decode {self.path}: {_ffmpeg_message(exc)}") from None
                 # A damaged tail: keep what decoded; `frames_lost` tells the caller how much is missing.
+
+    def _check_size(self, frame: av.VideoFrame, *, index: int) -> None:
+        """A one-line `ReenactError` when a frame of an image sequence differs in size from its first (each
+        file is a picture of its own; a video's frames share one size)."""
+        first = self.info.first_frame_number
+        if first is None or (frame.width, frame.height) == (self.info.width, self.info.height):
+            return
+        name = frame_path(find_sequence(self.path).pattern, first + index).name
+        raise ReenactError(
+            f"the image sequence {self.path} mixes frame sizes: {name} is {frame.width}x{frame.height}, its "
+            f"first frame {self.info.width}x{self.info.height}; give every frame one size"
+        )
 
 
 @dataclass(frozen=True)
@@ -436,6 +489,15 @@ def lost_frames_warning(path: str | Path, *, lost: int, announced: int) -> str:
 def yuv_matrix(colorspace: int) -> int:
     """The YUV matrix of a stream with this colour tag; untagged streams get the usual default."""
     return DEFAULT_MATRIX if colorspace == UNSPECIFIED_COLOR else colorspace
+
+
+def output_matrix(colorspace: int, *, pix_fmt: str) -> int:
+    """The YUV matrix an output in `pix_fmt` is converted with and tagged, for a source tagged `colorspace`:
+    the reader's (`yuv_matrix`), so a pass changes no colour; an RGB source (an image sequence) written as
+    YUV gets BT.709, and written as RGB keeps its RGB tag."""
+    if colorspace != RGB_MATRIX:
+        return yuv_matrix(colorspace)
+    return RGB_MATRIX if pixel_layout(pix_fmt).chroma == "rgb" else RGB_INTO_YUV_MATRIX
 
 
 def frame_to_rgb(
@@ -531,7 +593,11 @@ def output_format(
         start = parse_timecode(like.timecode, fps=rate)
         timecode = str(start.moved(window.first) if window is not None else start)
     return OutputFormat(
-        container=container, codec=codec, pix_fmt=pix_fmt, full_range=like.full_range, timecode=timecode
+        container=container,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        full_range=like.full_range and like.chroma != "rgb",  # RGB (an image) into YUV: the usual range
+        timecode=timecode,
     )
 
 
@@ -580,7 +646,7 @@ class VideoWriter:
         self._stream: av.video.stream.VideoStream | None = None
         self._audio: _AudioCopier | None = None
         self._last_pts: int | None = None
-        self._matrix = yuv_matrix(like.colorspace)  # the reader's matrix, so a pass changes no colour
+        self._matrix = output_matrix(like.colorspace, pix_fmt=self.format.pix_fmt)
         self._range = ColorRange.JPEG if self.format.full_range else ColorRange.MPEG
         self._reformatter = VideoReformatter()  # one swscale context for every frame (see frame_to_rgb)
         self._decode_reformatter = VideoReformatter()  # and one for `write_picture`'s decoded pictures
@@ -807,9 +873,18 @@ class VideoWriter:
         self._tmp_path.unlink(missing_ok=True)
 
 
+def first_output_number(like: VideoInfo, window: Window | None) -> int:
+    """The number of an output sequence's first file: an image sequence source's own first number (moved to
+    a slice's first frame, as a timecode is), else `FIRST_FRAME_NUMBER`."""
+    if like.first_frame_number is None:
+        return FIRST_FRAME_NUMBER
+    return like.first_frame_number + (window.first if window is not None else 0)
+
+
 class SequenceWriter:
-    """Writes an image sequence (`reenact.sequences`): frame after frame, numbered from
-    `FIRST_FRAME_NUMBER`, each an image in the pattern's format at the source's depth where it holds it.
+    """Writes an image sequence (`reenact.sequences`): frame after frame, numbered from the source's first
+    frame number when it is a sequence, else from `FIRST_FRAME_NUMBER` (`first_output_number`), each an
+    image in the pattern's format at the source's depth where it holds it.
     No audio or timecode (a sequence's frames are numbered); `audio_dropped` says when audio was left out.
     Every file is written under a hidden partial name and renamed only when the whole sequence succeeded.
     The same interface as `VideoWriter` (`open_writer` picks one)."""
@@ -837,9 +912,10 @@ class SequenceWriter:
         self.keeps_codes = False
         """Frames are converted to the format's RGB: a sequence never takes the decoded codes as they are."""
         self.format = output_format(self.path, like=like, config=config, window=audio_window)
+        self.first_number = first_output_number(like, audio_window)
         protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
-        check_output(self.path, inputs=protected, overwrite=overwrite)
-        remove_stale_partials(frame_path(self.path, FIRST_FRAME_NUMBER))
+        check_output(self.path, inputs=protected, overwrite=overwrite, first_number=self.first_number)
+        remove_stale_partials(frame_path(self.path, self.first_number))
         self._written: list[tuple[Path, Path]] = []  # (partial, final) of every frame so far
         self._context: av.CodecContext | None = None
         self._reformatter = VideoReformatter()
@@ -879,7 +955,7 @@ class SequenceWriter:
             context.time_base = self.like.time_base_fraction
             self._context = context
         frame.pts = self.frames_written
-        final = frame_path(self.path, FIRST_FRAME_NUMBER + self.frames_written)
+        final = frame_path(self.path, self.first_number + self.frames_written)
         partial = partial_path(final)
         try:
             data = b"".join(bytes(packet) for packet in self._context.encode(frame))
@@ -1096,10 +1172,12 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> str:
+def check_output(
+    path: Path, *, inputs: tuple[Path, ...], overwrite: bool, first_number: int = FIRST_FRAME_NUMBER
+) -> str:
     """Validate a destination before any work starts; returns the container format name. An image
     sequence's pattern needs its frame number field, and its folder is made now; its first frame's file
-    stands for the sequence in the checks."""
+    (`first_number`) stands for the sequence in the checks."""
     format_name = VIDEO_SUFFIXES.get(path.suffix.lower()) or sequence_container(path)
     if format_name is None:
         raise ReenactError(
@@ -1111,13 +1189,14 @@ def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> st
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ReenactError(f"cannot make the folder of {path}: {exc.strerror or exc}") from None
-        path = frame_path(path, FIRST_FRAME_NUMBER)
+        path = frame_path(path, first_number)
     if not path.parent.is_dir():
         raise ReenactError(f"output folder does not exist: {path.parent}")
     if path.is_dir():
         raise ReenactError(f"output {path} is a directory")
-    for source in inputs:
-        if source.exists() and path.exists() and os.path.samefile(source, path):  # links included
+    for source in inputs if path.exists() else ():
+        files = find_sequence(source).files() if is_sequence_input(source) else [source]
+        if any(file.exists() and os.path.samefile(file, path) for file in files):  # links included
             raise ReenactError(f"refusing to write over the input {source}")
     if path.exists() and not overwrite:
         raise ReenactError(f"{path} already exists; pass --overwrite to replace it")
@@ -1264,6 +1343,24 @@ def _read_image(path: Path) -> np.ndarray:
     if image is None:
         raise ReenactError(f"{path} is not a readable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _open_source(path: Path) -> av.container.InputContainer:
+    """The demuxer of an input: an image sequence's (`_open_sequence`) or a video file's."""
+    if is_sequence_input(path):
+        return _open_sequence(find_sequence(path), rate=sequence_rate(path))
+    return _open_video(path)
+
+
+def _open_sequence(sequence: ImageSequence, *, rate: Fraction) -> av.container.InputContainer:
+    """FFmpeg's image2 demuxer on `sequence`'s files from its first number, one frame every 1/`rate` s."""
+    options = {"pattern_type": "sequence", "start_number": str(sequence.first), "framerate": str(rate)}
+    try:
+        return av.open(str(sequence.pattern), mode="r", format=IMAGE_SEQUENCE_DEMUXER, options=options)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise ReenactError(
+            f"{sequence.pattern} is not a readable image sequence ({_ffmpeg_message(exc)})"
+        ) from None
 
 
 def _open_video(path: Path) -> av.container.InputContainer:
