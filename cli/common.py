@@ -189,8 +189,8 @@ CodecOption = Annotated[
         help=(
             "Output codec: source (the source's own where OUTPUT's container holds it: ProRes stays ProRes, "
             "H.264 stays H.264), h264, h265, prores (422 HQ), prores4444, dnxhr (the profile that holds the "
-            "source), dnxhr_hq, dnxhr_hqx, dnxhr_444, ffv1 (lossless, .mkv), or png, tiff, dpx "
-            "(image sequences: OUTPUT a pattern like shot/%06d.dpx). Formats: README."
+            "source), dnxhr_hq, dnxhr_hqx, dnxhr_444, ffv1 (lossless, .mkv), or png, tiff, dpx, exr (float), "
+            "exr_half (image sequences: OUTPUT a pattern like shot/%06d.dpx). Formats: README."
         ),
         show_default=config_default("video", "codec"),
     ),

@@ -76,7 +76,10 @@ def reencode(
         ...,
         "--output",
         "-o",
-        help="Output file (.mp4, .mov, .m4v, .mkv or .mxf), or image sequence shot/%06d.png (.tif, .dpx).",
+        help=(
+            "Output file (.mp4, .mov, .m4v, .mkv or .mxf), or image sequence shot/%06d.png (.tif, .dpx, "
+            ".exr)."
+        ),
     ),
     crf: int | None = typer.Option(
         None, "--crf", help=f"x264/x265 quality, 0..51 (lower is better; default {VideoConfig.crf})."

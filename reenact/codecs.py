@@ -189,6 +189,30 @@ CODECS: dict[str, Codec] = {
             lossless=True,
             description="DPX image sequence, RGB at 8, 10, 12 or 16 bits",
         ),
+        Codec(
+            name="exr",
+            encoder="exr",
+            families=("exr",),
+            containers=(f"{SEQUENCE}:exr",),
+            depths=(8, 16),
+            chroma=("rgb",),
+            alpha=True,
+            lossless=True,
+            options={"format": "float", "compression": "zip16"},
+            description="OpenEXR image sequence, 32-bit float RGB (the source's code values / full scale)",
+        ),
+        Codec(
+            name="exr_half",
+            encoder="exr",
+            families=(),
+            containers=(f"{SEQUENCE}:exr",),
+            depths=(8, 10),
+            chroma=("rgb",),
+            alpha=True,
+            lossless=False,
+            options={"format": "half", "compression": "zip16"},
+            description="OpenEXR image sequence, 16-bit half float RGB (exact to 10 bits)",
+        ),
     )
 }
 """Every codec reenact writes, by its `--codec` name."""
@@ -203,6 +227,7 @@ CONTAINER_DEFAULTS = {
     f"{SEQUENCE}:png": "png",
     f"{SEQUENCE}:tiff": "tiff",
     f"{SEQUENCE}:dpx": "dpx",
+    f"{SEQUENCE}:exr": "exr",
 }
 """The codec of an output whose container cannot hold the source's own family (or a source we do not
 write, e.g. a still image or MPEG-4 Part 2)."""
@@ -214,13 +239,18 @@ CONTAINER_NAMES = {
     f"{SEQUENCE}:png": ".png sequences",
     f"{SEQUENCE}:tiff": ".tif sequences",
     f"{SEQUENCE}:dpx": ".dpx sequences",
+    f"{SEQUENCE}:exr": ".exr sequences",
 }
 """How an error names a container: by the extensions that choose it."""
 FFV1_FALLBACK = {8: "gbrp", 16: "gbrp16le"}
+FLOAT_RGB = "gbrpf32le"
+"""The float RGB the EXR encoder takes (it stores half or float as its `format` option says)."""
 SEQUENCE_FORMATS = {
     "png": ((8, "rgb24"), (16, "rgb48be")),
     "tiff": ((8, "rgb24"), (16, "rgb48le")),
     "dpx": ((8, "rgb24"), (10, "gbrp10le"), (12, "gbrp12le"), (16, "rgb48le")),
+    "exr": ((16, FLOAT_RGB),),
+    "exr_half": ((16, FLOAT_RGB),),
 }
 """Pixel format of each image sequence format by the least depth it holds: the smallest that holds the
 source's."""
@@ -289,6 +319,11 @@ def choose_codec(requested: str, *, source_codec: str, source_pix_fmt: str, cont
     if container not in codec.containers:
         holders = ", ".join(container_name(name) for name in codec.containers)
         raise ReenactError(f"{codec.name} cannot be written to {container_name(container)}: use {holders}")
+    if layout.depth > max(other.max_depth for other in CODECS.values()):
+        raise ReenactError(
+            f"the source has {layout.depth}-bit (float) samples, and reenact writes frames from 16-bit "
+            "integers, which would clip and round them: convert it to 16-bit first"
+        )
     if layout.depth > codec.max_depth:
         deeper = [name for name, other in CODECS.items() if other.max_depth >= layout.depth]
         raise ReenactError(

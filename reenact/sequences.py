@@ -20,10 +20,10 @@ from reenact.errors import ReenactError, UsageError
 
 FRAME_FIELD = re.compile(r"%0?\d*d")
 """A printf frame number field: `%d`, `%4d`, `%06d`."""
-SEQUENCE_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".dpx": "dpx"}
+SEQUENCE_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".dpx": "dpx", ".exr": "exr"}
 """Image sequence outputs by extension: the codec (`reenact.codecs`) that writes them."""
-INPUT_SEQUENCE_SUFFIXES = (*SEQUENCE_SUFFIXES, ".exr")
-"""Image sequence inputs by extension (PyAV decodes EXR; reenact does not write it)."""
+INPUT_SEQUENCE_SUFFIXES = tuple(SEQUENCE_SUFFIXES)
+"""Image sequence inputs by extension."""
 FIRST_FRAME_NUMBER = 1
 """The number of an output sequence's first frame when the source is not a sequence (as FFmpeg's image2)."""
 NUMBERED_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<suffix>\.[A-Za-z]+)$")

@@ -37,7 +37,7 @@ import av
 import cv2
 import numpy as np
 
-from reenact.codecs import Codec, choose_codec, is_planar, pixel_format, pixel_layout, plain_format
+from reenact.codecs import FLOAT_RGB, Codec, choose_codec, is_planar, pixel_format, pixel_layout, plain_format
 from reenact.config import SOURCE_TIMECODE, VideoConfig
 from reenact.errors import ReenactError, UsageError
 from reenact.sequences import (
@@ -108,6 +108,13 @@ EIGHT_BIT_RGB = "rgb24"
 DEEP_RGB = "rgb48le"
 """RGB of frames from sources above 8 bits: uint16, the source's codes scaled to the full 16 bits."""
 MXF = "mxf"
+FLOAT_RGB_PLANES = {
+    "gbrpf32le": (np.float32, "GBR"),
+    "gbrapf32le": (np.float32, "GBR"),
+    "gbrpf16le": (np.float16, "GBR"),
+    "gbrapf16le": (np.float16, "GBR"),
+}
+"""Float RGB pixel formats (what the EXR decoder gives): sample type and the order of their colour planes."""
 IMAGE_SEQUENCE_DEMUXER = "image2"
 """FFmpeg's demuxer of numbered image files."""
 MXF_AUDIO_CODECS = ("pcm_s16le", "pcm_s24le")
@@ -508,6 +515,8 @@ def frame_to_rgb(
 
     Pass one `reformatter` for every frame of a stream: `VideoFrame.reformat` builds a new swscale
     context (tables, threads) for each frame, which costs as much as the conversion itself."""
+    if frame.format.name in FLOAT_RGB_PLANES:
+        return _float_to_rgb(frame, rgb_format=rgb_format)
     color_range = frame.color_range
     if color_range == ColorRange.UNSPECIFIED:  # full range only where the pixel format says so
         color_range = ColorRange.JPEG if frame.format.name.startswith("yuvj") else ColorRange.MPEG
@@ -519,6 +528,30 @@ def frame_to_rgb(
         interpolation=COLOUR_EXACT,
     )
     return rgb.to_ndarray()
+
+
+def _float_to_rgb(frame: av.VideoFrame, *, rgb_format: str) -> np.ndarray:
+    """RGB `[H, W, 3]` of a float RGB picture (EXR): each value, clipped to 0..1, times the full scale of
+    `rgb_format`, rounded. Done here: swscale's float conversions are off by up to 63 16-bit codes."""
+    dtype, planes = FLOAT_RGB_PLANES[frame.format.name]
+    channels = [
+        _plane_array(plane, dtype, plane.height, plane.width) for plane in frame.planes[:3]
+    ]  # G, B, R
+    out = np.uint16 if rgb_format == DEEP_RGB else np.uint8
+    rgb = np.stack([channels[planes.index(name)] for name in "RGB"], axis=-1).astype(np.float64)
+    return np.rint(np.clip(rgb, 0.0, 1.0) * np.iinfo(out).max).astype(out)
+
+
+def _rgb_to_float(image: np.ndarray) -> av.VideoFrame:
+    """`FLOAT_RGB` picture of an RGB image `[H, W, 3]` (uint8 or uint16): each code over its full scale,
+    so `_float_to_rgb` gives the very codes back (float32 holds every 16-bit code's quotient closely)."""
+    height, width = image.shape[:2]
+    frame = av.VideoFrame(width, height, FLOAT_RGB)
+    dtype, planes = FLOAT_RGB_PLANES[FLOAT_RGB]
+    scale = np.iinfo(image.dtype).max
+    for plane, name in zip(frame.planes, planes, strict=True):
+        _plane_array(plane, dtype, height, width)[:] = image[..., "RGB".index(name)] / scale
+    return frame
 
 
 PARTIAL_MARKER = ".partial-"
@@ -945,14 +978,18 @@ class SequenceWriter:
             raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
         if self.upright_frames:
             image = to_coded(image, self.like.rotation)
-        rgb_format = DEEP_RGB if image.dtype == np.uint16 else EIGHT_BIT_RGB
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
-        frame = self._reformatter.reformat(rgb, format=self.format.pix_fmt, interpolation=COLOUR_EXACT)
+        if self.format.pix_fmt == FLOAT_RGB:
+            frame = _rgb_to_float(image)
+        else:
+            rgb_format = DEEP_RGB if image.dtype == np.uint16 else EIGHT_BIT_RGB
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
+            frame = self._reformatter.reformat(rgb, format=self.format.pix_fmt, interpolation=COLOUR_EXACT)
         if self._context is None:
             context = av.CodecContext.create(self.format.codec.encoder, "w")
             context.width, context.height = image.shape[1], image.shape[0]
             context.pix_fmt = self.format.pix_fmt
             context.time_base = self.like.time_base_fraction
+            context.options = dict(self.format.codec.options)  # EXR: half or float, compression
             self._context = context
         frame.pts = self.frames_written
         final = frame_path(self.path, self.first_number + self.frames_written)

@@ -271,3 +271,68 @@ def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matt
         assert outside.any() and inside.any(), f"frame {index}: no face"
         assert np.array_equal(before[outside], after[outside]), f"frame {index}: samples changed outside"
         assert not np.array_equal(before[inside], after[inside]), f"frame {index}: no new face"
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    """The frames of a sequence as the reader gives them to be written out ([H, W, 3] uint16 RGB)."""
+    from reenact.sequences import use_sequence_rate
+
+    use_sequence_rate(Fraction(FPS))
+    try:
+        return [frame.image for frame in video.VideoReader(path).frames(native=True)]
+    finally:
+        use_sequence_rate(None)
+
+
+@pytest.mark.parametrize(
+    ("codec", "suffix", "pix_fmt"), [("exr", ".png", "gbrpf32le"), ("exr_half", ".dpx", "gbrpf16le")]
+)
+def test_exr_output_holds_the_source_codes(codec: str, suffix: str, pix_fmt: str, tmp_path: Path) -> None:
+    """A 16-bit PNG sequence into float EXR reads back (through the reader) as its very 16-bit codes; a
+    10-bit DPX sequence into half EXR as its very 10-bit codes; numbered from the source's first frame."""
+    pattern = write_sequence(tmp_path / "in", suffix=suffix, frames=2)
+    output = tmp_path / "out" / "%06d.exr"
+    args = ["reencode", str(pattern), "-o", str(output), "--fps", str(FPS), "--codec", codec, "--quiet"]
+    assert run(args) == 0
+    with av.open(str(tmp_path / "out" / f"{FIRST:06d}.exr")) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == pix_fmt
+    bits = FORMATS[suffix][2]
+    full_scale = (1 << bits) - 1
+    for ours, theirs in zip(read_frames(output), read_frames(pattern), strict=True):
+        assert np.array_equal(np.rint(ours / 65535 * full_scale), np.rint(theirs / 65535 * full_scale))
+        assert np.mean(theirs % 257 != 0) > 0.5  # content below the top 8 bits
+
+
+def test_half_exr_refuses_a_16_bit_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pattern = write_sequence(tmp_path / "in", frames=1)
+    capsys.readouterr()
+    args = [
+        "reencode",
+        str(pattern),
+        "-o",
+        str(tmp_path / "o" / "%04d.exr"),
+        "--fps",
+        "25",
+        "--codec",
+        "exr_half",
+    ]
+    assert run(args) == 1
+    assert "16-bit samples and exr_half holds at most 10 bits" in one_error_line(capsys)
+
+
+def test_float_exr_is_read_but_not_written_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An EXR source is read (probe: 32-bit float) and refused as a source to write from, in one line."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "shot_000001.png", deep_image(0, bits=16), suffix=".png")
+    assert (
+        run(["reencode", str(folder), "-o", str(tmp_path / "exr" / "%04d.exr"), "--fps", "25", "--quiet"])
+        == 0
+    )
+    capsys.readouterr()
+    assert run(["probe", str(tmp_path / "exr"), "--fps", "25"]) == 0
+    assert "32-bit rgb" in capsys.readouterr().out
+    assert (
+        run(["reencode", str(tmp_path / "exr"), "-o", str(tmp_path / "o" / "%04d.png"), "--fps", "25"]) == 1
+    )
+    assert "32-bit (float) samples" in one_error_line(capsys)
