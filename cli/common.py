@@ -201,10 +201,10 @@ MatteOption = Annotated[
         "--matte",
         help=(
             "Also write the face matte: for every output frame, the exact weights the face was blended with "
-            "(0: the source's pixel, 65535: the face's), as a 16-bit gray FFV1 .mkv with the output's "
-            "frames and timestamps."
+            "(0: the source's pixel, 65535: the face's), 16-bit gray: an FFV1 .mkv with the output's frames "
+            "and timestamps, or a PNG/TIFF sequence (matte/%06d.png) numbered as an output sequence is."
         ),
-        metavar="MATTE.mkv",
+        metavar="MATTE",
         show_default="none",
     ),
 ]

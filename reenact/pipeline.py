@@ -645,7 +645,8 @@ def check_output_format(
     if matte is not None:
         if matte.resolve() == output.resolve():
             raise ReenactError(f"--matte {matte} is the output itself: give the matte a file of its own")
-        video.check_matte(matte, inputs=(*inputs, output), overwrite=overwrite)
+        first_number = video.first_output_number(like, window)
+        video.check_matte(matte, inputs=(*inputs, output), overwrite=overwrite, first_number=first_number)
     if context.settings.composite.poisson and like.bit_depth > video.EIGHT_BITS:
         raise ReenactError(
             f"composite.poisson blends 8-bit frames only, and {like.path} has {like.bit_depth}-bit samples: "

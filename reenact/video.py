@@ -948,8 +948,7 @@ class SequenceWriter:
         self.first_number = first_output_number(like, audio_window)
         protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
         check_output(self.path, inputs=protected, overwrite=overwrite, first_number=self.first_number)
-        remove_stale_partials(frame_path(self.path, self.first_number))
-        self._written: list[tuple[Path, Path]] = []  # (partial, final) of every frame so far
+        self._files = SequenceFiles(self.path, first_number=self.first_number, overwrite=overwrite)
         self._context: av.CodecContext | None = None
         self._reformatter = VideoReformatter()
         self._decode_reformatter = VideoReformatter()
@@ -960,17 +959,7 @@ class SequenceWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is not None or not self._written:
-            self._discard()
-            if exc_type is None:
-                raise ReenactError(f"no frames to write to {self.path}")
-            return
-        try:
-            for partial, final in self._written:
-                publish(partial, final, overwrite=self.overwrite)
-        except BaseException:
-            self._discard()
-            raise
+        self._files.finish(failed=exc_type is not None)
 
     def write(self, image: np.ndarray, *, pts: int | None = None, source: Frame | None = None) -> None:
         """Write one RGB frame `[H, W, 3]` (uint8 or uint16) as the next image of the sequence."""
@@ -992,17 +981,7 @@ class SequenceWriter:
             context.options = dict(self.format.codec.options)  # EXR: half or float, compression
             self._context = context
         frame.pts = self.frames_written
-        final = frame_path(self.path, self.first_number + self.frames_written)
-        partial = partial_path(final)
-        try:
-            data = b"".join(bytes(packet) for packet in self._context.encode(frame))
-            partial.write_bytes(data)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
-            raise OSError(error.errno, error.strerror or str(error), str(final)) from None
-        except av.error.FFmpegError as error:
-            raise ReenactError(f"cannot encode {final}: {_ffmpeg_message(error)}") from None
-        self._written.append((partial, final))
+        self._files.add(self._context, frame)
         self.frames_written += 1
 
     def write_picture(self, picture: Picture) -> None:
@@ -1011,6 +990,46 @@ class SequenceWriter:
             picture.decoded, reformatter=self._decode_reformatter, rgb_format=self.like.rgb_format
         )  # [H, W, 3], coded orientation
         self.write(to_upright(image, self.like.rotation) if self.upright_frames else image, pts=picture.pts)
+
+
+class SequenceFiles:
+    """The files of an image sequence being written (the pictures of `SequenceWriter` and of a matte
+    sequence): frame after frame from `first_number`, each under a hidden partial name, renamed to its own
+    only when the whole sequence succeeded (`finish`), all removed otherwise."""
+
+    def __init__(self, pattern: Path, *, first_number: int, overwrite: bool) -> None:
+        self.pattern = pattern
+        self.first_number = first_number
+        self.overwrite = overwrite
+        remove_stale_partials(frame_path(pattern, first_number))
+        self._written: list[tuple[Path, Path]] = []  # (partial, final) of every frame so far
+
+    def add(self, context: av.CodecContext, frame: av.VideoFrame) -> None:
+        """Encode `frame` with the image encoder `context` into the next frame's file."""
+        final = frame_path(self.pattern, self.first_number + len(self._written))
+        partial = partial_path(final)
+        try:
+            partial.write_bytes(b"".join(bytes(packet) for packet in context.encode(frame)))
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise OSError(error.errno, error.strerror or str(error), str(final)) from None
+        except av.error.FFmpegError as error:
+            raise ReenactError(f"cannot encode {final}: {_ffmpeg_message(error)}") from None
+        self._written.append((partial, final))
+
+    def finish(self, *, failed: bool) -> None:
+        """Publish every file (`publish`), or, when the run `failed` or wrote none, remove them."""
+        if failed or not self._written:
+            self._discard()
+            if not failed:
+                raise ReenactError(f"no frames to write to {self.pattern}")
+            return
+        try:
+            for partial, final in self._written:
+                publish(partial, final, overwrite=self.overwrite)
+        except BaseException:
+            self._discard()
+            raise
 
     def _discard(self) -> None:
         for partial, _ in self._written:
@@ -1029,19 +1048,36 @@ MATTE_PIX_FMT = "gray16le"
 MATTE_ENCODER = "ffv1"
 MATTE_LEVELS = 65535
 """A matte's code for a blend weight of 1 (16-bit gray)."""
+MATTE_SEQUENCE_FORMATS = {
+    ".png": ("png", "gray16be"),
+    ".tif": ("tiff", "gray16le"),
+    ".tiff": ("tiff", "gray16le"),
+}
+"""Matte image sequences by extension: the encoder and its 16-bit gray pixel format."""
 
 
-def check_matte(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> None:
-    """A one-line `ReenactError` now, before any work, when a matte cannot be written at `path`."""
-    if path.suffix.lower() != MATTE_SUFFIX:
-        raise ReenactError(f"--matte writes a 16-bit gray FFV1 video: give a {MATTE_SUFFIX} path, not {path}")
-    check_output(path, inputs=inputs, overwrite=overwrite)
+def check_matte(
+    path: Path, *, inputs: tuple[Path, ...], overwrite: bool, first_number: int = FIRST_FRAME_NUMBER
+) -> None:
+    """A one-line `ReenactError` now, before any work, when a matte cannot be written at `path` (a
+    sequence pattern's first file: `first_number`)."""
+    suffix = path.suffix.lower()
+    if suffix in MATTE_SEQUENCE_FORMATS:
+        check_pattern(path)
+    elif suffix != MATTE_SUFFIX:
+        raise ReenactError(
+            f"--matte writes 16-bit gray: give a {MATTE_SUFFIX} path (FFV1 video) or a .png/.tif sequence "
+            f"pattern (matte/%06d.png), not {path}"
+        )
+    check_output(path, inputs=inputs, overwrite=overwrite, first_number=first_number)
 
 
 class MatteWriter:
     """Writes a face matte beside an output: for every output frame, the blend weights the paste-back used
-    (0: the source's pixel, 1: the face's) as 16-bit gray FFV1 (lossless) in Matroska, at the output's
-    timestamps, with its rotation. Like `VideoWriter`, it appears under its name only on a clean exit."""
+    (0: the source's pixel, 1: the face's) as 16-bit gray, in FFV1 (lossless) in Matroska at the output's
+    timestamps with its rotation, or as a PNG/TIFF sequence (`MATTE_SEQUENCE_FORMATS`) numbered as an
+    output sequence of the same source is (`first_output_number`, of the slice `window`). Like the output,
+    it appears under its name only on a clean exit."""
 
     def __init__(
         self,
@@ -1051,21 +1087,34 @@ class MatteWriter:
         overwrite: bool = False,
         upright_frames: bool = False,
         inputs: tuple[str | Path, ...] = (),
+        window: Window | None = None,
     ) -> None:
         self.path = Path(path)
         self.like = like
         self.overwrite = overwrite
         self.upright_frames = upright_frames
         self.time_base = STILL_TIME_BASE if like.is_image else like.time_base_fraction
+        self.image_format = MATTE_SEQUENCE_FORMATS.get(self.path.suffix.lower())
+        """(encoder, pixel format) of a matte sequence; None for a video."""
+        first_number = first_output_number(like, window)
         protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
-        check_matte(self.path, inputs=protected, overwrite=overwrite)
-        remove_stale_partials(self.path)
+        check_matte(self.path, inputs=protected, overwrite=overwrite, first_number=first_number)
+        self._files = (
+            SequenceFiles(self.path, first_number=first_number, overwrite=overwrite)
+            if self.image_format is not None
+            else None
+        )
+        self._image_context: av.CodecContext | None = None
+        if self._files is None:
+            remove_stale_partials(self.path)
         self._tmp_path = partial_path(self.path)
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
         self.frames_written = 0
 
     def __enter__(self) -> MatteWriter:
+        if self._files is not None:
+            return self
         try:
             self._container = av.open(str(self._tmp_path), mode="w", format=VIDEO_SUFFIXES[MATTE_SUFFIX])
         except (OSError, av.error.FFmpegError) as exc:
@@ -1075,6 +1124,9 @@ class MatteWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._files is not None:
+            self._files.finish(failed=exc_type is not None)
+            return
         assert self._container is not None
         if exc_type is not None or self._stream is None:
             self._container.close()
@@ -1091,10 +1143,14 @@ class MatteWriter:
 
     def write(self, weights: np.ndarray, *, pts: int) -> None:
         """Encode one frame's blend weights [H, W] float in 0..1 at `pts` (the output frame's)."""
-        assert self._container is not None, "MatteWriter.write() outside its `with` block"
-        codes = np.rint(np.clip(weights, 0.0, 1.0) * MATTE_LEVELS).astype(np.uint16)  # [H, W]
+        codes = matte_codes(weights)  # [H, W] uint16
         if self.upright_frames:
             codes = to_coded(codes, self.like.rotation)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(codes), format=MATTE_PIX_FMT)
+        if self._files is not None:
+            self._write_image(frame)
+            return
+        assert self._container is not None, "MatteWriter.write() outside its `with` block"
         if self._stream is None:
             rate = (
                 Fraction(self.like.fps_nominal).limit_denominator(1001) if self.like.fps_nominal > 0 else 25
@@ -1105,11 +1161,29 @@ class MatteWriter:
             if self.like.rotation:
                 stream.set_display_rotation(self.like.rotation)
             self._stream = stream
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(codes), format=MATTE_PIX_FMT)
         frame.pts, frame.time_base = pts, self.time_base
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1
+
+    def _write_image(self, frame: av.VideoFrame) -> None:
+        """The next file of a matte sequence: `frame` (16-bit gray) in the sequence's format."""
+        assert self._files is not None and self.image_format is not None
+        encoder, pix_fmt = self.image_format
+        if self._image_context is None:
+            context = av.CodecContext.create(encoder, "w")
+            context.width, context.height, context.pix_fmt = frame.width, frame.height, pix_fmt
+            context.time_base = self.time_base
+            self._image_context = context
+        image = frame.reformat(format=pix_fmt)  # the same codes, in the format's byte order
+        image.pts = self.frames_written
+        self._files.add(self._image_context, image)
+        self.frames_written += 1
+
+
+def matte_codes(weights: np.ndarray) -> np.ndarray:
+    """[H, W] uint16 matte codes of blend weights [H, W] in 0..1: `MATTE_LEVELS` for 1."""
+    return np.rint(np.clip(weights, 0.0, 1.0) * MATTE_LEVELS).astype(np.uint16)
 
 
 def partial_path(path: Path) -> Path:

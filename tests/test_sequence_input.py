@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from reenact import video
+from reenact.video import MATTE_LEVELS
 from reenact_cli.main import run
+from tests.test_mastering import blend_weights_of
 from tests.videotools import frame_times
 
 FIRST = 1001
@@ -244,30 +246,39 @@ def png_sequence_of(clip: Path, folder: Path, *, first: int = FIRST) -> Path:
 def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matte(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`transfer` with a PNG sequence target from 1001 (by folder, `--fps`) into a PNG pattern: one file
-    per target frame, numbered from 1001; every 16-bit sample where the matte is 0 is the target's own,
-    a new face where the matte is 1; the matte has the output's frame count and 1/fps timing."""
+    """`transfer` with a PNG sequence target from 1001 (by folder, `--fps`) into a PNG pattern, its matte a
+    16-bit gray PNG sequence: one output file and one matte file per target frame, both numbered from
+    1001, the matte the paste-back's blend weights; every 16-bit sample where the matte is 0 is the
+    target's own, a new face where it is 1."""
+    import json
+
     from reenact.gan.checkpoints import save_generator
     from reenact.synthetic import SyntheticConfig, make_world, write_world
 
     files = write_world(make_world(SyntheticConfig(seed=0)), tmp_path / "files")
     generator = save_generator(files.world.generator, tmp_path / "g.safetensors")
     target = png_sequence_of(files.target_video, tmp_path / "plates")
-    output, matte = tmp_path / "out" / "%06d.png", tmp_path / "matte.mkv"
+    output, matte = tmp_path / "out" / "%06d.png", tmp_path / "matte" / "m_%06d.png"
     args = files.transfer_args(output, generator=generator)
     args[1] = str(target.parent)
-    common = ["--preset", "synthetic", "--workdir", str(tmp_path / "work"), "--quiet", "--fps", str(FPS)]
-    assert run([*args, *common, "--matte", str(matte)]) == 0, capsys.readouterr().err
+    common = ["--preset", "synthetic", "--workdir", str(tmp_path / "work"), "--quiet", "--json"]
+    assert run([*args, *common, "--fps", str(FPS), "--matte", str(matte)]) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
     sources = sorted(target.parent.iterdir())
     written = sorted((tmp_path / "out").iterdir())
+    mattes = sorted((tmp_path / "matte").iterdir())
     assert [path.name for path in written] == [f"{FIRST + index:06d}.png" for index in range(len(sources))]
-    assert frame_times(matte) == [Fraction(index, FPS) for index in range(len(written))]
-    with av.open(str(matte)) as container:
-        weights = [frame.to_ndarray() for frame in container.decode(video=0)]  # [H, W] uint16
-    for index, (ours, theirs) in enumerate(zip(sources, written, strict=True)):
+    assert [path.name for path in mattes] == [f"m_{FIRST + index:06d}.png" for index in range(len(sources))]
+    for index, (ours, theirs, weights_file) in enumerate(zip(sources, written, mattes, strict=True)):
+        with av.open(str(weights_file)) as container:
+            picture = next(container.decode(video=0))
+            assert picture.format.name == "gray16be"
+            weights = picture.reformat(format="gray16le").to_ndarray()  # [H, W] uint16
         before, after = rgb48(ours)[0], rgb48(theirs)[0]
-        assert after.dtype == np.uint16 and before.shape == after.shape
-        outside, inside = weights[index] == 0, weights[index] == np.iinfo(np.uint16).max
+        assert after.dtype == np.uint16 and before.shape == after.shape and weights.shape == after.shape[:2]
+        blend = blend_weights_of(summary, weights.shape)[index]
+        assert np.array_equal(weights, np.rint(blend * MATTE_LEVELS)), f"frame {index}: matte"
+        outside, inside = weights == 0, weights == np.iinfo(np.uint16).max
         assert outside.any() and inside.any(), f"frame {index}: no face"
         assert np.array_equal(before[outside], after[outside]), f"frame {index}: samples changed outside"
         assert not np.array_equal(before[inside], after[inside]), f"frame {index}: no new face"

@@ -171,7 +171,12 @@ def write_video(
     written = 0
     with (
         video.MatteWriter(
-            matte, like=like, overwrite=overwrite, upright_frames=True, inputs=(*inputs, output)
+            matte,
+            like=like,
+            overwrite=overwrite,
+            upright_frames=True,
+            inputs=(*inputs, output),
+            window=audio_window,
         )
         if matte is not None
         else contextlib.nullcontext() as matte_writer,  # published after the video
