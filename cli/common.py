@@ -221,6 +221,17 @@ SequenceFps = Annotated[
         show_default="none",
     ),
 ]
+AlphaOption = Annotated[
+    bool,
+    typer.Option(
+        "--alpha",
+        help=(
+            "Embed the face matte (the exact blend weights: 0 the source's pixel, full the face's) as the "
+            "output's alpha channel: prores4444, ffv1, png, tiff, dpx or exr; refused for codecs without "
+            "alpha."
+        ),
+    ),
+]
 TimecodeOption = Annotated[
     str | None,
     typer.Option(
@@ -316,18 +327,22 @@ def use_sequence_fps(fps: str | None) -> None:
     use_sequence_rate(None if fps is None else parse_rate(fps))
 
 
-def video_settings(codec: str | None, timecode: str | None) -> dict[str, Any]:
-    """The `video` settings that `--codec` and `--timecode` give (None: not given)."""
-    return {"codec": codec, "timecode": timecode}
+def video_settings(codec: str | None, timecode: str | None, alpha: bool | None = None) -> dict[str, Any]:
+    """The `video` settings that `--codec`, `--timecode` and `--alpha` give (None: not given)."""
+    return {"codec": codec, "timecode": timecode, "alpha": alpha}
 
 
-def with_video_options(run: RunOptions, *, codec: str | None, timecode: str | None) -> RunOptions:
-    """`run` with `--codec` and `--timecode` as its last `--set`s, so they win over the preset and any
-    `--set` (as every command's own options do, `settings_for`)."""
-    given = {key: value for key, value in video_settings(codec, timecode).items() if value is not None}
+def with_video_options(
+    run: RunOptions, *, codec: str | None, timecode: str | None, alpha: bool = False
+) -> RunOptions:
+    """`run` with `--codec`, `--timecode` and `--alpha` as its last `--set`s, so they win over the preset
+    and any `--set` (as every command's own options do, `settings_for`)."""
+    settings = video_settings(codec, timecode, alpha or None).items()
+    given = {key: value for key, value in settings if value is not None}
     if not given:
         return run
-    sets = [*(run.sets or []), *(f"video.{key}={value}" for key, value in given.items())]
+    toml = {key: str(value).lower() if isinstance(value, bool) else value for key, value in given.items()}
+    sets = [*(run.sets or []), *(f"video.{key}={value}" for key, value in toml.items())]
     return dataclasses.replace(run, sets=sets)
 
 

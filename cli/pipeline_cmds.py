@@ -22,6 +22,7 @@ from reenact.checks import FaceRequest, usage_value
 from reenact.errors import UsageError
 from reenact.threads import is_small_work, use_threads
 from reenact_cli.common import (
+    AlphaOption,
     CodecOption,
     Duration,
     FaceAt,
@@ -322,6 +323,7 @@ def transfer(
     codec: CodecOption = None,
     timecode: TimecodeOption = None,
     matte: MatteOption = None,
+    alpha: AlphaOption = False,
     fps: SequenceFps = None,
     *,
     run: RunOptions,
@@ -342,7 +344,7 @@ def transfer(
 
     checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
     use_sequence_fps(fps)
-    run = with_video_options(run, codec=codec, timecode=timecode)
+    run = with_video_options(run, codec=codec, timecode=timecode, alpha=alpha)
     if cast is not None:
         single = {
             "DRIVER": driver,
@@ -586,6 +588,7 @@ def edit(
     codec: CodecOption = None,
     timecode: TimecodeOption = None,
     matte: MatteOption = None,
+    alpha: AlphaOption = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -595,7 +598,7 @@ def edit(
 
     if not direction:
         raise UsageError("give at least one --direction NAME=STRENGTH")
-    run = with_video_options(run, codec=codec, timecode=timecode)
+    run = with_video_options(run, codec=codec, timecode=timecode, alpha=alpha)
     parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
     face = FaceRequest(face_index, face_at, person, person_ref)
     everyone = everyone_from(people, face=face)

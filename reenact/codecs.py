@@ -255,6 +255,18 @@ SEQUENCE_FORMATS = {
 """Pixel format of each image sequence format by the least depth it holds: the smallest that holds the
 source's."""
 """FFV1's pixel format for a source whose own it does not hold (e.g. packed RGB), by depth class."""
+ALPHA_VARIANTS = {
+    "rgb24": ("rgba",),
+    "rgb48be": ("rgba64be",),
+    "rgb48le": ("rgba64le",),
+    "gbrp": ("gbrap",),
+    "gbrp10le": ("gbrap10le", "rgba64le"),
+    "gbrp12le": ("gbrap12le", "rgba64le"),
+    "gbrp16le": ("gbrap16le",),
+    FLOAT_RGB: ("gbrapf32le",),
+}
+"""Pixel formats with an alpha plane for RGB ones, best first (DPX holds 10/12-bit RGB without alpha only:
+with alpha it takes 16-bit RGBA, which holds the same codes scaled). YUV ones: `yuv` -> `yuva`."""
 X26X_CHROMA = {"yuv420p": "4:2:0", "yuv444p": "4:4:4"}
 """`video.pix_fmt`'s values as the chroma layout of an H.264/H.265 output."""
 
@@ -370,6 +382,20 @@ def pixel_format(codec: Codec, *, source_pix_fmt: str, x26x_pix_fmt: str) -> str
     depth = next(d for d in codec.depths if d >= min(layout.depth, codec.max_depth))
     base = x26x_pix_fmt
     return base if depth == EIGHT_BITS else f"{base}{depth}le"
+
+
+def alpha_format(codec: Codec, *, pix_fmt: str) -> str:
+    """The pixel format with an alpha plane that `codec` is given instead of `pix_fmt` (`--alpha`); a
+    one-line `ReenactError` when the codec holds no alpha, or none at that depth and layout."""
+    if not codec.alpha:
+        holders = ", ".join(name for name, other in CODECS.items() if other.alpha)
+        raise ReenactError(f"--alpha: {codec.name} has no alpha channel; use {holders}")
+    candidates = ALPHA_VARIANTS.get(pix_fmt, (pix_fmt.replace("yuv", "yuva", 1),))
+    taken = _encoder_formats(codec.encoder)
+    chosen = next((candidate for candidate in candidates if candidate in taken), None)
+    if chosen is None:
+        raise ReenactError(f"--alpha: {codec.name} holds no alpha channel with {pix_fmt} samples")
+    return chosen
 
 
 def plain_format(pix_fmt: str) -> str:

@@ -37,7 +37,16 @@ import av
 import cv2
 import numpy as np
 
-from reenact.codecs import FLOAT_RGB, Codec, choose_codec, is_planar, pixel_format, pixel_layout, plain_format
+from reenact.codecs import (
+    FLOAT_RGB,
+    Codec,
+    alpha_format,
+    choose_codec,
+    is_planar,
+    pixel_format,
+    pixel_layout,
+    plain_format,
+)
 from reenact.config import SOURCE_TIMECODE, VideoConfig
 from reenact.errors import ReenactError, UsageError
 from reenact.sequences import (
@@ -108,6 +117,8 @@ EIGHT_BIT_RGB = "rgb24"
 DEEP_RGB = "rgb48le"
 """RGB of frames from sources above 8 bits: uint16, the source's codes scaled to the full 16 bits."""
 MXF = "mxf"
+FLOAT_RGBA = "gbrapf32le"
+"""`FLOAT_RGB` with an alpha plane (EXR with `--alpha`)."""
 FLOAT_RGB_PLANES = {
     "gbrpf32le": (np.float32, "GBR"),
     "gbrapf32le": (np.float32, "GBR"),
@@ -542,16 +553,46 @@ def _float_to_rgb(frame: av.VideoFrame, *, rgb_format: str) -> np.ndarray:
     return np.rint(np.clip(rgb, 0.0, 1.0) * np.iinfo(out).max).astype(out)
 
 
-def _rgb_to_float(image: np.ndarray) -> av.VideoFrame:
-    """`FLOAT_RGB` picture of an RGB image `[H, W, 3]` (uint8 or uint16): each code over its full scale,
-    so `_float_to_rgb` gives the very codes back (float32 holds every 16-bit code's quotient closely)."""
+def _rgb_to_float(image: np.ndarray, *, alpha: bool = False) -> av.VideoFrame:
+    """`FLOAT_RGB` picture (`FLOAT_RGBA` with `alpha`: its alpha plane left for `put_alpha`) of an RGB image
+    `[H, W, 3]` (uint8 or uint16): each code over its full scale, so `_float_to_rgb` gives the very codes
+    back (float32 holds every 16-bit code's quotient closely)."""
     height, width = image.shape[:2]
-    frame = av.VideoFrame(width, height, FLOAT_RGB)
+    frame = av.VideoFrame(width, height, FLOAT_RGBA if alpha else FLOAT_RGB)
     dtype, planes = FLOAT_RGB_PLANES[FLOAT_RGB]
     scale = np.iinfo(image.dtype).max
-    for plane, name in zip(frame.planes, planes, strict=True):
+    for plane, name in zip(frame.planes, planes, strict=False):  # an alpha plane is the fourth
         _plane_array(plane, dtype, height, width)[:] = image[..., "RGB".index(name)] / scale
     return frame
+
+
+def alpha_weights(alpha: np.ndarray | None, image: np.ndarray) -> np.ndarray:
+    """[H, W] float32 weights in 0..1 for the alpha plane of `image`'s frame: the matte, or 0 (no face)."""
+    if alpha is None:
+        return np.zeros(image.shape[:2], np.float32)
+    if alpha.shape != image.shape[:2]:
+        raise ValueError(f"alpha {alpha.shape} does not match the frame {image.shape[:2]}")
+    return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+
+
+def put_alpha(frame: av.VideoFrame, weights: np.ndarray) -> None:
+    """Write blend weights [H, W] in 0..1 into `frame`'s alpha samples: a float format takes them as they
+    are, an integer one `rint(weight * full scale)` at its alpha depth (the matte's codes at 16 bits)."""
+    components = frame.format.components
+    index = next(position for position, component in enumerate(components) if component.is_alpha)
+    component = components[index]
+    name = frame.format.name
+    if name in FLOAT_RGB_PLANES:
+        dtype: np.dtype = np.dtype(FLOAT_RGB_PLANES[name][0])
+        samples = weights.astype(dtype)
+    else:
+        byte_order = ">" if name.endswith("be") else "<"
+        dtype = np.dtype(np.uint8) if component.bits <= EIGHT_BITS else np.dtype(f"{byte_order}u2")
+        samples = np.rint(weights * ((1 << component.bits) - 1)).astype(dtype)
+    height, width = weights.shape
+    packed = 1 if is_planar(name) else len(components)  # samples per pixel in the alpha's plane
+    plane = _plane_array(frame.planes[component.plane], dtype, height, width * packed)
+    plane[:, index % packed :: packed] = samples
 
 
 PARTIAL_MARKER = ".partial-"
@@ -588,8 +629,13 @@ class OutputFormat:
     """FFmpeg muxer name."""
     codec: Codec
     pix_fmt: str
+    """What the encoder is given (with an alpha plane when `alpha`)."""
     full_range: bool
     timecode: str | None
+    color_pix_fmt: str
+    """`pix_fmt` without its alpha plane: the format the source's codes are kept in."""
+    alpha: bool = False
+    """The face matte goes into the alpha plane (`--alpha`)."""
 
 
 def output_format(
@@ -615,7 +661,8 @@ def output_format(
             f"{like.audio_codec}, which is copied untouched: write .mov or .mkv"
         )
     check_encodable(like, codec=codec)
-    pix_fmt = pixel_format(codec, source_pix_fmt=like.pix_fmt, x26x_pix_fmt=config.pix_fmt)
+    color_pix_fmt = pixel_format(codec, source_pix_fmt=like.pix_fmt, x26x_pix_fmt=config.pix_fmt)
+    pix_fmt = alpha_format(codec, pix_fmt=color_pix_fmt) if config.alpha else color_pix_fmt
     rate = like.fps_nominal or float(1 / STILL_TIME_BASE)
     timecode = None
     if suffix in SEQUENCE_SUFFIXES:
@@ -631,6 +678,8 @@ def output_format(
         pix_fmt=pix_fmt,
         full_range=like.full_range and like.chroma != "rgb",  # RGB (an image) into YUV: the usual range
         timecode=timecode,
+        color_pix_fmt=color_pix_fmt,
+        alpha=config.alpha,
     )
 
 
@@ -686,7 +735,7 @@ class VideoWriter:
         self._keeps_codes = (
             not like.is_image
             and (like.bit_depth > EIGHT_BITS or self.format.codec.lossless)
-            and plain_format(like.pix_fmt) == self.format.pix_fmt
+            and plain_format(like.pix_fmt) == self.format.color_pix_fmt
             and is_planar(like.pix_fmt)
         )
 
@@ -722,24 +771,37 @@ class VideoWriter:
         """The same OS error, naming the output the user asked for rather than its hidden partial file."""
         return OSError(error.errno, error.strerror or str(error), str(self.path))
 
-    def write(self, image: np.ndarray, *, pts: int | None = None, source: Frame | None = None) -> None:
+    def write(
+        self,
+        image: np.ndarray,
+        *,
+        pts: int | None = None,
+        source: Frame | None = None,
+        alpha: np.ndarray | None = None,
+    ) -> None:
         """Encode one RGB frame `[H, W, 3]` (uint8, or uint16 for 16-bit RGB) at `pts` (in the source's
         time base). `source`: the decoded frame `image` was made from (`VideoReader.frames(native=True)`,
-        in the same orientation); wherever `image` equals it, the output gets its decoded codes."""
+        in the same orientation); wherever `image` equals it, the output gets its decoded codes. `alpha`:
+        the frame's matte [H, W] in 0..1 for an output with alpha (`OutputFormat.alpha`; None: no face,
+        all 0)."""
         if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
         pts = self._next_pts(pts)
         decoded = source.decoded if source is not None and self._keeps_codes else None
         changed = None if decoded is None else changed_pixels(image, source.image)  # [H, W] bool
+        weights = alpha_weights(alpha, image) if self.format.alpha else None  # [H, W]
         if self.upright_frames:
             image = to_coded(image, self.like.rotation)
             changed = None if changed is None else to_coded(changed, self.like.rotation)
+            weights = None if weights is None else to_coded(weights, self.like.rotation)
         image = self._pad_to_even(image)
         self._start(width=image.shape[1], height=image.shape[0], pts=pts)
         if decoded is not None and changed is not None and self._can_keep(decoded, image):
             frame = self._keep_codes(image, decoded, changed)
         else:
             frame = self._convert(image)
+        if weights is not None:
+            put_alpha(frame, self._pad_to_even(weights[..., None])[..., 0])
         self._encode(frame, pts=pts)
 
     @property
@@ -752,7 +814,8 @@ class VideoWriter:
         """Encode a decoded picture left as it was (a `reencode`): itself, with no conversion at all, where
         the output `keeps_codes` and its size needs no padding; else through RGB at the source's depth."""
         decoded = picture.decoded
-        if not (self._keeps_codes and self._padding(decoded.height, decoded.width) == (0, 0)):
+        whole = self._keeps_codes and not self.format.alpha  # a picture has no alpha plane to carry a matte
+        if not (whole and self._padding(decoded.height, decoded.width) == (0, 0)):
             image = frame_to_rgb(
                 decoded, reformatter=self._decode_reformatter, rgb_format=self.like.rgb_format
             )  # [H, W, 3], coded orientation
@@ -825,14 +888,14 @@ class VideoWriter:
         """Whether the output can take `decoded`'s codes: same pixel format and size as the output."""
         return (
             self._keeps_codes
-            and plain_format(decoded.format.name) == self.format.pix_fmt
+            and plain_format(decoded.format.name) == self.format.color_pix_fmt
             and (decoded.height, decoded.width) == image.shape[:2]
         )
 
     def _keep_codes(self, image: np.ndarray, decoded: av.VideoFrame, changed: np.ndarray) -> av.VideoFrame:
         """The output frame: `decoded` itself where nothing changed, else `image` converted with the
         decoded codes put back wherever no changed pixel reaches."""
-        if not changed.any():
+        if not changed.any() and not self.format.alpha:
             decoded.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses its own frame types
             self.frames_kept += 1
             return decoded
@@ -961,18 +1024,30 @@ class SequenceWriter:
     ) -> None:
         self._files.finish(failed=exc_type is not None)
 
-    def write(self, image: np.ndarray, *, pts: int | None = None, source: Frame | None = None) -> None:
-        """Write one RGB frame `[H, W, 3]` (uint8 or uint16) as the next image of the sequence."""
+    def write(
+        self,
+        image: np.ndarray,
+        *,
+        pts: int | None = None,
+        source: Frame | None = None,
+        alpha: np.ndarray | None = None,
+    ) -> None:
+        """Write one RGB frame `[H, W, 3]` (uint8 or uint16) as the next image of the sequence; `alpha` as
+        in `VideoWriter.write`."""
         if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
+        weights = alpha_weights(alpha, image) if self.format.alpha else None  # [H, W]
         if self.upright_frames:
             image = to_coded(image, self.like.rotation)
-        if self.format.pix_fmt == FLOAT_RGB:
-            frame = _rgb_to_float(image)
+            weights = None if weights is None else to_coded(weights, self.like.rotation)
+        if self.format.color_pix_fmt == FLOAT_RGB:
+            frame = _rgb_to_float(image, alpha=self.format.alpha)
         else:
             rgb_format = DEEP_RGB if image.dtype == np.uint16 else EIGHT_BIT_RGB
             rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
             frame = self._reformatter.reformat(rgb, format=self.format.pix_fmt, interpolation=COLOUR_EXACT)
+        if weights is not None:
+            put_alpha(frame, weights)
         if self._context is None:
             context = av.CodecContext.create(self.format.codec.encoder, "w")
             context.width, context.height = image.shape[1], image.shape[0]
@@ -1202,12 +1277,13 @@ def changed_pixels(image: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def keep_codes(frame: av.VideoFrame, decoded: av.VideoFrame, changed: np.ndarray) -> None:
-    """Put `decoded`'s codes into `frame` (same planar pixel format and size) wherever the RGB -> YUV
+    """Put `decoded`'s codes into `frame` (same planar pixel format and size; `frame`'s alpha plane, if it has
+    one and `decoded` none, is left alone) wherever the RGB -> YUV
     conversion that made `frame` read no `changed` pixel ([H, W] bool): a full-size plane's sample reads
     its own pixel; a subsampled one its block and `CONVERSION_REACH` pixels around it."""
     height, width = changed.shape
     grown = None
-    for out_plane, in_plane in zip(frame.planes, decoded.planes, strict=True):
+    for out_plane, in_plane in zip(frame.planes[: len(decoded.planes)], decoded.planes, strict=True):
         rows, columns = out_plane.height, out_plane.width
         dtype = np.uint16 if pixel_layout(frame.format.name).depth > EIGHT_BITS else np.uint8
         out = _plane_array(out_plane, dtype, rows, columns)

@@ -243,13 +243,13 @@ def png_sequence_of(clip: Path, folder: Path, *, first: int = FIRST) -> Path:
     return folder / "plate.%04d.png"
 
 
-def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matte(
+def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matte_and_embeds_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`transfer` with a PNG sequence target from 1001 (by folder, `--fps`) into a PNG pattern, its matte a
     16-bit gray PNG sequence: one output file and one matte file per target frame, both numbered from
     1001, the matte the paste-back's blend weights; every 16-bit sample where the matte is 0 is the
-    target's own, a new face where it is 1."""
+    target's own, a new face where it is 1; with `--alpha` the output's alpha holds the matte's codes."""
     import json
 
     from reenact.gan.checkpoints import save_generator
@@ -262,7 +262,8 @@ def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matt
     args = files.transfer_args(output, generator=generator)
     args[1] = str(target.parent)
     common = ["--preset", "synthetic", "--workdir", str(tmp_path / "work"), "--quiet", "--json"]
-    assert run([*args, *common, "--fps", str(FPS), "--matte", str(matte)]) == 0, capsys.readouterr().err
+    extra = ["--fps", str(FPS), "--matte", str(matte), "--alpha"]
+    assert run([*args, *common, *extra]) == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
     sources = sorted(target.parent.iterdir())
     written = sorted((tmp_path / "out").iterdir())
@@ -274,6 +275,11 @@ def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matt
             picture = next(container.decode(video=0))
             assert picture.format.name == "gray16be"
             weights = picture.reformat(format="gray16le").to_ndarray()  # [H, W] uint16
+        with av.open(str(theirs)) as container:
+            rgba = next(container.decode(video=0))
+            assert rgba.format.name == "rgba64be"
+            embedded = rgba.reformat(format="rgba64le").to_ndarray()[..., 3]  # [H, W] uint16
+        assert np.array_equal(embedded, weights), f"frame {index}: alpha is not the matte"
         before, after = rgb48(ours)[0], rgb48(theirs)[0]
         assert after.dtype == np.uint16 and before.shape == after.shape and weights.shape == after.shape[:2]
         blend = blend_weights_of(summary, weights.shape)[index]
