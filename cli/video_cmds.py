@@ -96,7 +96,7 @@ def reencode(
     fps: SequenceFps = None,
 ) -> None:
     """Decode every frame and encode it again, keeping timestamps, rotation, bit depth, colour tags,
-    timecode and the audio bit-exact.
+    timecode and the audio bit-exact (and the subtitle and data streams OUTPUT's container holds).
 
     The honest check of reenact's I/O path, and a handy normaliser for odd inputs. The codec is the
     source's own unless --codec says otherwise; a lossless output (ffv1) of a source in the same pixel
@@ -119,6 +119,9 @@ def reencode(
             video.lost_frames_warning(source, lost=report.frames_lost, announced=report.frames_expected),
             err=True,
         )
+    dropped = video.dropped_streams_note(source, output)
+    if dropped is not None:
+        typer.echo(dropped, err=True)
     if report.audio_dropped:
         typer.echo(f"note: an image sequence holds no audio; the audio of {source} is not written", err=True)
     if report.padded:

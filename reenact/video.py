@@ -22,6 +22,7 @@ orientation unless `upright=True`, which applies the display rotation (what a pl
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import socket
@@ -1001,7 +1002,7 @@ class SequenceWriter:
         self.like = like
         self.overwrite = overwrite
         self.upright_frames = upright_frames
-        self.audio_dropped = audio_from is not None
+        self.audio_dropped = audio_from is not None and like.has_audio
         self.frames_written = 0
         self.frames_kept = 0
         self.padded = False
@@ -1420,7 +1421,9 @@ def check_encodable(info: VideoInfo, *, codec: Codec) -> None:
 
 class _AudioCopier:
     """Remuxes the packets of every audio stream of a source file into an output, interleaved with the
-    video, each track into a stream of its own in the source's order.
+    video, each track into a stream of its own in the source's order; and of every subtitle and data
+    stream the output's container holds (`copied_streams`; a timecode track is not copied: the output
+    writes its own from `OutputFormat.timecode`).
 
     With a `window` (a slice of the source's video): only the packets whose start lies in the window's
     span `[start_s, stop_s)` are copied (a packet is indivisible: the one that begins before the span is
@@ -1434,6 +1437,7 @@ class _AudioCopier:
         self._window = window
         self._input = _open_video(source)
         tracks = list(self._input.streams.audio)
+        tracks += copied_streams(self._input, output.format.name)[0]
         self._out_streams = {track.index: output.add_stream_from_template(track) for track in tracks}
         self._packets = self._input.demux(*tracks) if tracks else iter(())
         self._ended: set[int] = set()
@@ -1485,6 +1489,61 @@ class _AudioCopier:
 
     def close(self) -> None:
         self._input.close()
+
+
+def _is_timecode_track(stream: av.stream.Stream) -> bool:
+    """Whether a data stream is a start timecode (MOV's tmcd track), which outputs write from their own."""
+    return any(key.lower() == TIMECODE_TAG for key in stream.metadata)
+
+
+def _holds(format_name: str, stream: av.stream.Stream) -> bool:
+    """Whether a container of this muxer takes a copy of `stream`: a trial header, written in memory."""
+    try:
+        with av.open(io.BytesIO(), mode="w", format=format_name) as trial:
+            trial.add_stream_from_template(stream)
+            trial.start_encoding()
+    except (ValueError, av.error.FFmpegError, OSError):
+        return False
+    return True
+
+
+def copied_streams(
+    container: av.container.InputContainer, format_name: str | None
+) -> tuple[list[av.stream.Stream], list[av.stream.Stream]]:
+    """The subtitle and data streams of a source (timecode tracks left out) that an output of the muxer
+    `format_name` takes a copy of, and those it cannot hold (None: an image sequence, which holds none)."""
+    streams = [*container.streams.subtitles, *container.streams.data]
+    streams = [stream for stream in streams if not _is_timecode_track(stream)]
+    kept = [stream for stream in streams if format_name is not None and _holds(format_name, stream)]
+    return kept, [stream for stream in streams if stream not in kept]
+
+
+def dropped_streams_note(source: str | Path, output: str | Path) -> str | None:
+    """One line naming the subtitle and data streams of `source` that `output`'s container cannot hold
+    (they are left out), or None when every one is copied, the source has none, or is not a video file."""
+    source, output = Path(source), Path(output)
+    if is_sequence_input(source) or is_image_file(source):
+        return None
+    format_name = VIDEO_SUFFIXES.get(output.suffix.lower())  # None: an image sequence output
+    with _open_video(source) as container:
+        dropped = copied_streams(container, format_name)[1]
+        names = [f"{stream.type} stream {stream.index} ({_stream_kind(stream)})" for stream in dropped]
+    if not names:
+        return None
+    return f"note: {output.name} cannot hold the {', '.join(names)} of {source.name}; left out"
+
+
+def _stream_kind(stream: av.stream.Stream) -> str:
+    """What a stream holds, for a message: its codec, else its handler's name (a data stream's)."""
+    if stream.codec_context is not None:
+        return stream.codec_context.name
+    return stream.metadata.get("handler_name", "unknown")
+
+
+def copies_streams(info: VideoInfo) -> bool:
+    """Whether an output made from a clip like `info` copies its audio, subtitle and data streams: a video
+    file's (a still or an image sequence has none)."""
+    return not info.is_image and info.first_frame_number is None
 
 
 def _audio_rate(path: Path) -> int | None:
@@ -1739,7 +1798,7 @@ def reencode(
 ) -> ReencodeReport:
     """Decode every frame and encode it again with the original timestamps, rotation and audio (of a
     reader's window: that slice, its timestamps and audio shifted to start at 0)."""
-    audio_from = reader.path if reader.info.has_audio else None
+    audio_from = reader.path if copies_streams(reader.info) else None  # its audio, subtitles and data
     with open_writer(
         destination,
         like=reader.info,
