@@ -8,14 +8,19 @@
 - `VideoWriter` encodes the codec `reenact.codecs` chooses (the source's own by default: ProRes stays
   ProRes, H.264 stays H.264) with the caller's exact timestamps (VFR kept), the source's display rotation,
   colour tags, range and start timecode, and copies the source's audio packet for packet (no re-encode;
-  of a slice, the packets that start inside its span, shifted by the same time as its frames). From a
+  of a slice, the packets that start inside its span, shifted by the same time as its frames), and its
+  subtitle and data streams where the container holds them (`dropped_streams_note` names the rest). With
+  `--alpha` (`OutputFormat.alpha`) the face matte goes into the output's alpha plane. From a
   source above 8 bits, or into a lossless codec, wherever a written frame equals the source frame it came
   from the output gets the source's own decoded codes (when the pixel formats agree), not a round trip
   through RGB; an 8-bit source into a lossy codec goes through 8-bit RGB as it always has. It writes to a
   hidden temporary file beside the destination and renames it only when everything succeeded, so an
   interrupted or failed run never leaves a file that looks finished.
 
-Still images (jpg/png/webp/bmp/tiff) read as one-frame clips. Orientation: frames come in coded
+Image sequences (`reenact.sequences`: a pattern or a folder of numbered PNG/TIFF/DPX/EXR files) read as
+clips through FFmpeg's image2 demuxer, at the run's `--fps`, their first frame number kept (an output
+sequence, `SequenceWriter`, starts at it; a video's timecode counts it). Still images
+(jpg/png/webp/bmp/tiff) read as one-frame clips. Orientation: frames come in coded
 orientation unless `upright=True`, which applies the display rotation (what a player shows).
 """
 

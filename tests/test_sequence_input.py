@@ -27,6 +27,8 @@ FPS = 25
 START_TIMECODE = "00:00:40:01"
 """Frame 1001 counted at 25 fps."""
 SEED = 11
+BT709_MATRIX = 1
+"""FFmpeg's AVCOL_SPC_BT709."""
 FORMATS = {
     # extension: (encoder, pixel format the file is written in, bits of its samples)
     ".png": ("png", "rgb48be", 16),
@@ -246,7 +248,8 @@ def png_sequence_of(clip: Path, folder: Path, *, first: int = FIRST) -> Path:
 def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matte_and_embeds_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`transfer` with a PNG sequence target from 1001 (by folder, `--fps`) into a PNG pattern, its matte a
+    """`transfer` with a PNG sequence target from 1001 (by folder, `--fps`) and a PNG sequence driver (by
+    pattern) into a PNG pattern, its matte a
     16-bit gray PNG sequence: one output file and one matte file per target frame, both numbered from
     1001, the matte the paste-back's blend weights; every 16-bit sample where the matte is 0 is the
     target's own, a new face where it is 1; with `--alpha` the output's alpha holds the matte's codes."""
@@ -261,6 +264,7 @@ def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matt
     output, matte = tmp_path / "out" / "%06d.png", tmp_path / "matte" / "m_%06d.png"
     args = files.transfer_args(output, generator=generator)
     args[1] = str(target.parent)
+    args[2] = str(png_sequence_of(files.driver_video, tmp_path / "driver", first=1))  # a pattern from 1
     common = ["--preset", "synthetic", "--workdir", str(tmp_path / "work"), "--quiet", "--json"]
     extra = ["--fps", str(FPS), "--matte", str(matte), "--alpha"]
     assert run([*args, *common, *extra]) == 0, capsys.readouterr().err
@@ -353,3 +357,21 @@ def test_float_exr_is_read_but_not_written_from(tmp_path: Path, capsys: pytest.C
         run(["reencode", str(tmp_path / "exr"), "-o", str(tmp_path / "o" / "%04d.png"), "--fps", "25"]) == 1
     )
     assert "32-bit (float) samples" in one_error_line(capsys)
+
+
+def test_an_rgb_sequence_into_yuv_is_tagged_bt709_limited_range(tmp_path: Path) -> None:
+    """PNG frames (RGB, no matrix) into H.264: converted with BT.709 and tagged so, in limited range (an RGB
+    matrix tag on a YUV stream would make players show it as GBR)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(3):
+        image = (deep_image(index, bits=16) >> 8).astype(np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        context = av.CodecContext.create("png", "w")
+        context.width, context.height, context.pix_fmt = image.shape[1], image.shape[0], "rgb24"
+        context.time_base = Fraction(1, FPS)
+        (folder / f"{index:04d}.png").write_bytes(b"".join(bytes(p) for p in context.encode(frame)))
+    output = tmp_path / "out.mp4"
+    assert run(["reencode", str(folder), "-o", str(output), "--fps", str(FPS), "--quiet"]) == 0
+    info = video.probe(output)
+    assert (info.video_codec, info.colorspace, info.full_range) == ("h264", BT709_MATRIX, False)
