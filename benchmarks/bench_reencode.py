@@ -5,6 +5,7 @@ Examples:
     python benchmarks/bench_reencode.py --clip retalk_face2.mp4 --rounds 9 --json
     python benchmarks/bench_reencode.py --clip /path/to/any.mp4
     python benchmarks/bench_reencode.py --clip master.mov --codec prores   # also dnxhr, ffv1, h265 ...
+    python benchmarks/bench_reencode.py --clip master.mov --codec h264,prores,dnxhr,ffv1  # one table
     python benchmarks/bench_reencode.py --make-source master.mov --frames 48  # a 10-bit 1080p ProRes 422 HQ
     python benchmarks/bench_reencode.py --clip master.mov --codec ffv1 --peak-memory  # one run, peak RSS
 
@@ -22,7 +23,9 @@ machine shared with other work slows both alike:
 
 Printed: median, fastest and slowest seconds of each, frames per second at the median, the ratio of
 the medians (plain / reenact: 1.0 is as fast as the plain loop) and the median of the per-round ratios.
-Clips without a path are looked up in ../shared/testdata.
+With several codecs (`--codec h264,prores,dnxhr,ffv1`), each is measured in turn over the same clip and
+one table gives, per codec, both medians and both ratios. Clips without a path are looked up in
+../shared/testdata.
 """
 
 from __future__ import annotations
@@ -149,6 +152,51 @@ def make_source(path: Path, *, frames: int) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """One codec's rounds: the timings of both, the ratio of their medians and the median per-round ratio."""
+
+    codec: str
+    timings: list[Timing]
+    ratio_of_medians: float
+    median_round_ratio: float
+
+
+def measure(source: Path, *, frames: int, config: VideoConfig, rounds: int) -> Measurement:
+    """`rounds` runs of `reencode` and of the plain loop on `config.codec`, alternating which goes first."""
+    plain = plain_transcode if config.codec == "h264" else plain_same_codec
+    jobs: dict[str, Callable[[Path], None]] = {
+        "reenact": lambda path: reenact_reencode(source, path, config=config),
+        "plain": lambda path: plain(source, path, config=config),
+    }
+    suffix = OUTPUT_SUFFIXES.get(config.codec, ".mov")
+    seconds: dict[str, list[float]] = {name: [] for name in jobs}
+    with tempfile.TemporaryDirectory(prefix="bench_reencode-") as tmp:
+        for round_index in range(rounds):
+            order = list(jobs) if round_index % 2 == 0 else list(reversed(jobs))
+            for name in order:
+                seconds[name].append(timed(lambda name=name: jobs[name](Path(tmp) / f"{name}{suffix}")))
+    timings = [summary(name, values, frames=frames) for name, values in seconds.items()]
+    paired = statistics.median(p / r for p, r in zip(seconds["plain"], seconds["reenact"], strict=True))
+    return Measurement(
+        codec=config.codec,
+        timings=timings,
+        ratio_of_medians=round(timings[1].median_s / timings[0].median_s, 3),
+        median_round_ratio=round(paired, 3),
+    )
+
+
+def print_table(measurements: list[Measurement]) -> None:
+    """One row per codec: both medians, the ratio of medians and the median of the per-round ratios."""
+    print(f"{'--codec':10} {'reenact s':>10} {'plain s':>8} {'reenact/plain':>14} {'median of rounds':>17}")
+    for measured in measurements:
+        ours, theirs = measured.timings
+        print(
+            f"{measured.codec:10} {ours.median_s:10.3f} {theirs.median_s:8.3f} "
+            f"{measured.ratio_of_medians:13.2f}x {measured.median_round_ratio:16.2f}x"
+        )
+
+
 def timed(job: Callable[[], None]) -> float:
     start = time.perf_counter()
     job()
@@ -172,7 +220,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="runs of each, alternating")
     parser.add_argument("--crf", type=int, default=VideoConfig.crf, help="x264 CRF of both")
     parser.add_argument("--preset", default=VideoConfig.preset, help="x264 preset of both")
-    parser.add_argument("--codec", default="h264", help="output codec (reenact's --codec names)")
+    parser.add_argument(
+        "--codec",
+        default="h264",
+        help="output codec (reenact's --codec names); several, comma-separated: one table",
+    )
     parser.add_argument("--make-source", type=Path, help="write a 10-bit 1080p ProRes clip here and stop")
     parser.add_argument("--frames", type=int, default=48, help="frames of --make-source")
     parser.add_argument("--peak-memory", action="store_true", help="one reencode, then its peak RSS")
@@ -187,58 +239,62 @@ def main() -> None:
         source = TESTDATA / args.clip
     if not source.is_file():
         raise SystemExit(f"no such clip: {args.clip}")
-    config = VideoConfig(crf=args.crf, preset=args.preset, codec=args.codec)
+    codecs = args.codec.split(",")
     info = video.probe(source)
-    plain = plain_transcode if args.codec == "h264" else plain_same_codec
-    jobs: dict[str, Callable[[Path], None]] = {
-        "reenact": lambda path: reenact_reencode(source, path, config=config),
-        "plain": lambda path: plain(source, path, config=config),
-    }
-    suffix = OUTPUT_SUFFIXES.get(args.codec, ".mov")
-    if args.peak_memory:
-        with tempfile.TemporaryDirectory(prefix="bench_reencode-") as tmp:
-            reenact_reencode(source, Path(tmp) / f"out{suffix}", config=config)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // KIB
-        print(f"{source.name}: {info.frame_count} frames, --codec {args.codec}: peak RSS {peak} MiB")
-        return
-    seconds: dict[str, list[float]] = {name: [] for name in jobs}
-    with tempfile.TemporaryDirectory(prefix="bench_reencode-") as tmp:
-        for round_index in range(args.rounds):
-            order = list(jobs) if round_index % 2 == 0 else list(reversed(jobs))
-            for name in order:
-                seconds[name].append(timed(lambda name=name: jobs[name](Path(tmp) / f"{name}{suffix}")))
     frames = info.frame_count
-    timings = [summary(name, values, frames=frames) for name, values in seconds.items()]
-    ratio = timings[1].median_s / timings[0].median_s
-    paired = statistics.median(p / r for p, r in zip(seconds["plain"], seconds["reenact"], strict=True))
+    if args.peak_memory:
+        config = VideoConfig(crf=args.crf, preset=args.preset, codec=codecs[0])
+        with tempfile.TemporaryDirectory(prefix="bench_reencode-") as tmp:
+            reenact_reencode(
+                source, Path(tmp) / f"out{OUTPUT_SUFFIXES.get(codecs[0], '.mov')}", config=config
+            )
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // KIB
+        print(f"{source.name}: {frames} frames, --codec {codecs[0]}: peak RSS {peak} MiB")
+        return
+    measurements = [
+        measure(
+            source,
+            frames=frames,
+            config=VideoConfig(crf=args.crf, preset=args.preset, codec=codec),
+            rounds=args.rounds,
+        )
+        for codec in codecs
+    ]
     if args.json:
         result = {
             "clip": source.name,
             "frames": frames,
             "size": f"{info.width}x{info.height}",
             "audio": info.has_audio,
-            "codec": config.codec,
-            "crf": config.crf,
-            "preset": config.preset,
+            "crf": args.crf,
+            "preset": args.preset,
             "rounds": args.rounds,
-            "timings": [asdict(timing) for timing in timings],
-            "ratio_of_medians": round(ratio, 3),
-            "median_round_ratio": round(paired, 3),
+            "codecs": [
+                {**asdict(measured), "timings": [asdict(timing) for timing in measured.timings]}
+                for measured in measurements
+            ],
         }
         print(json.dumps(result, indent=2))
         return
     audio = f", audio {info.audio_codec}" if info.has_audio else ", no audio"
     print(
         f"{source.name}: {info.width}x{info.height} {info.pix_fmt}, {frames} frames{audio}; --codec "
-        f"{config.codec}, crf {config.crf}, preset {config.preset}, {config.pix_fmt}; {args.rounds} rounds"
+        f"{args.codec}, crf {args.crf}, preset {args.preset}, {VideoConfig.pix_fmt}; {args.rounds} rounds"
     )
+    if len(measurements) > 1:
+        print_table(measurements)
+        return
+    (measured,) = measurements
     print(f"{'':8} {'median s':>9} {'fastest':>8} {'slowest':>8} {'fps':>7}")
-    for timing in timings:
+    for timing in measured.timings:
         print(
             f"{timing.name:8} {timing.median_s:9.3f} {timing.fastest_s:8.3f} {timing.slowest_s:8.3f} "
             f"{timing.fps:7.1f}"
         )
-    print(f"reenact / plain speed: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median of rounds)")
+    print(
+        f"reenact / plain speed: {measured.ratio_of_medians:.2f}x (ratio of medians), "
+        f"{measured.median_round_ratio:.2f}x (median of rounds)"
+    )
 
 
 if __name__ == "__main__":

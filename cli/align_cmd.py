@@ -25,6 +25,7 @@ from reenact_cli.common import (
     PersonRef,
     Preset,
     Quiet,
+    SequenceFps,
     Sets,
     Start,
     Threads,
@@ -32,6 +33,7 @@ from reenact_cli.common import (
     face_choice,
     settings_for,
     slice_window,
+    use_sequence_fps,
 )
 from reenact_cli.progress import cli_progress
 
@@ -153,6 +155,7 @@ def align(
     sets: Sets = None,
     start: Start = None,
     duration: Duration = None,
+    fps: SequenceFps = None,
 ) -> None:
     """Find and follow one person's face through a clip: landmarks, FFHQ quads, temporal smoothing, crops.
 
@@ -165,6 +168,7 @@ def align(
     (frames from 0); its face detection is stored so that aligning the whole clip later reuses it.
     """
     use_threads(threads)
+    use_sequence_fps(fps)
 
     from reenact import checks, pipeline, video
     from reenact.device import resolve_runtime

@@ -189,8 +189,8 @@ CodecOption = Annotated[
         help=(
             "Output codec: source (the source's own where OUTPUT's container holds it: ProRes stays ProRes, "
             "H.264 stays H.264), h264, h265, prores (422 HQ), prores4444, dnxhr (the profile that holds the "
-            "source), dnxhr_hq, dnxhr_hqx, dnxhr_444, ffv1 (lossless, .mkv), or png, tiff, dpx "
-            "(image sequences: OUTPUT a pattern like shot/%06d.dpx). Formats: README."
+            "source), dnxhr_hq, dnxhr_hqx, dnxhr_444, ffv1 (lossless, .mkv), or png, tiff, dpx, exr (float), "
+            "exr_half (image sequences: OUTPUT a pattern like shot/%06d.dpx). Formats: README."
         ),
         show_default=config_default("video", "codec"),
     ),
@@ -201,11 +201,35 @@ MatteOption = Annotated[
         "--matte",
         help=(
             "Also write the face matte: for every output frame, the exact weights the face was blended with "
-            "(0: the source's pixel, 65535: the face's), as a 16-bit gray FFV1 .mkv with the output's "
-            "frames and timestamps."
+            "(0: the source's pixel, 65535: the face's), 16-bit gray: an FFV1 .mkv with the output's frames "
+            "and timestamps, or a PNG/TIFF sequence (matte/%06d.png) numbered as an output sequence is."
         ),
-        metavar="MATTE.mkv",
+        metavar="MATTE",
         show_default="none",
+    ),
+]
+SequenceFps = Annotated[
+    str | None,
+    typer.Option(
+        "--fps",
+        help=(
+            "Frame rate of an image sequence input (a pattern like shot/%06d.exr or a folder of numbered "
+            "frames), which carries none: 25, 23.976 or 24000/1001. Required for one; its first frame "
+            "number is kept (an output sequence starts at it, a video's timecode counts it)."
+        ),
+        metavar="RATE",
+        show_default="none",
+    ),
+]
+AlphaOption = Annotated[
+    bool,
+    typer.Option(
+        "--alpha",
+        help=(
+            "Embed the face matte (the exact blend weights: 0 the source's pixel, full the face's) as the "
+            "output's alpha channel: prores4444, ffv1, png, tiff, dpx or exr; refused for codecs without "
+            "alpha."
+        ),
     ),
 ]
 TimecodeOption = Annotated[
@@ -295,18 +319,30 @@ def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def video_settings(codec: str | None, timecode: str | None) -> dict[str, Any]:
-    """The `video` settings that `--codec` and `--timecode` give (None: not given)."""
-    return {"codec": codec, "timecode": timecode}
+def use_sequence_fps(fps: str | None) -> None:
+    """Give this run's image sequence inputs the frame rate `--fps` says (None: not given; a sequence input
+    is then refused in one line when it is first looked at, before any work)."""
+    from reenact.sequences import parse_rate, use_sequence_rate
+
+    use_sequence_rate(None if fps is None else parse_rate(fps))
 
 
-def with_video_options(run: RunOptions, *, codec: str | None, timecode: str | None) -> RunOptions:
-    """`run` with `--codec` and `--timecode` as its last `--set`s, so they win over the preset and any
-    `--set` (as every command's own options do, `settings_for`)."""
-    given = {key: value for key, value in video_settings(codec, timecode).items() if value is not None}
+def video_settings(codec: str | None, timecode: str | None, alpha: bool | None = None) -> dict[str, Any]:
+    """The `video` settings that `--codec`, `--timecode` and `--alpha` give (None: not given)."""
+    return {"codec": codec, "timecode": timecode, "alpha": alpha}
+
+
+def with_video_options(
+    run: RunOptions, *, codec: str | None, timecode: str | None, alpha: bool = False
+) -> RunOptions:
+    """`run` with `--codec`, `--timecode` and `--alpha` as its last `--set`s, so they win over the preset
+    and any `--set` (as every command's own options do, `settings_for`)."""
+    settings = video_settings(codec, timecode, alpha or None).items()
+    given = {key: value for key, value in settings if value is not None}
     if not given:
         return run
-    sets = [*(run.sets or []), *(f"video.{key}={value}" for key, value in given.items())]
+    toml = {key: str(value).lower() if isinstance(value, bool) else value for key, value in given.items()}
+    sets = [*(run.sets or []), *(f"video.{key}={value}" for key, value in toml.items())]
     return dataclasses.replace(run, sets=sets)
 
 

@@ -22,6 +22,7 @@ from reenact.checks import FaceRequest, usage_value
 from reenact.errors import UsageError
 from reenact.threads import is_small_work, use_threads
 from reenact_cli.common import (
+    AlphaOption,
     CodecOption,
     Duration,
     FaceAt,
@@ -34,6 +35,7 @@ from reenact_cli.common import (
     Person,
     PersonRef,
     RunOptions,
+    SequenceFps,
     Start,
     TimecodeOption,
     config_default,
@@ -41,6 +43,7 @@ from reenact_cli.common import (
     face_choice,
     settings_for,
     slice_window,
+    use_sequence_fps,
     with_run_options,
     with_video_options,
 )
@@ -249,11 +252,20 @@ tune = prepare_command(tune=True)
 
 @with_run_options
 def transfer(
-    target: Annotated[Path, typer.Argument(help="Target video (or photo): whose face and video are kept.")],
+    target: Annotated[
+        Path,
+        typer.Argument(
+            help=(
+                "Target video (or photo, or image sequence: shot/%06d.png or a folder, with --fps): whose "
+                "face and video are kept."
+            )
+        ),
+    ],
     driver: Annotated[
         Path | None,
         typer.Argument(
-            help="Driver video: whose expressions are put on the target. Not with --cast.",
+            help="Driver video (or image sequence, with --fps): whose expressions are put on the target. "
+            "Not with --cast.",
             show_default=False,
         ),
     ] = None,
@@ -327,6 +339,8 @@ def transfer(
     codec: CodecOption = None,
     timecode: TimecodeOption = None,
     matte: MatteOption = None,
+    alpha: AlphaOption = False,
+    fps: SequenceFps = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -345,7 +359,8 @@ def transfer(
     from reenact.edit import LengthPolicy
 
     checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
-    run = with_video_options(run, codec=codec, timecode=timecode)
+    use_sequence_fps(fps)
+    run = with_video_options(run, codec=codec, timecode=timecode, alpha=alpha)
     if cast is not None:
         single = {
             "DRIVER": driver,
@@ -589,6 +604,7 @@ def edit(
     codec: CodecOption = None,
     timecode: TimecodeOption = None,
     matte: MatteOption = None,
+    alpha: AlphaOption = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -598,7 +614,7 @@ def edit(
 
     if not direction:
         raise UsageError("give at least one --direction NAME=STRENGTH")
-    run = with_video_options(run, codec=codec, timecode=timecode)
+    run = with_video_options(run, codec=codec, timecode=timecode, alpha=alpha)
     parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
     face = FaceRequest(face_index, face_at, person, person_ref)
     everyone = everyone_from(people, face=face)

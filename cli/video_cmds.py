@@ -14,24 +14,31 @@ from reenact_cli.common import (
     Duration,
     Preset,
     Quiet,
+    SequenceFps,
     Sets,
     Start,
     Threads,
     TimecodeOption,
     settings_for,
     slice_window,
+    use_sequence_fps,
     video_settings,
 )
 from reenact_cli.progress import cli_progress
 
 
 def probe(
-    path: Path = typer.Argument(..., help="Video or image file to describe."),
+    path: Path = typer.Argument(
+        ...,
+        help="Video or image file, or image sequence (shot/%06d.png or a folder; with --fps) to describe.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    fps: SequenceFps = None,
 ) -> None:
     """Describe a video or image: size, rotation, frame rate (average and nominal), VFR, frames, audio."""
     from reenact import video
 
+    use_sequence_fps(fps)
     info = video.probe(path)
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
@@ -39,6 +46,9 @@ def probe(
     orientation = f" (displayed {info.display_width}x{info.display_height})" if info.rotation else ""
     typer.echo(f"{info.path}: {info.container}, {info.video_codec} {info.pix_fmt}")
     typer.echo(f"  size      {info.width}x{info.height}{orientation}, rotation {info.rotation}")
+    if info.first_frame_number is not None:
+        last = info.first_frame_number + info.frame_count - 1
+        typer.echo(f"  sequence  frames {info.first_frame_number}-{last}")
     if not info.is_image:
         colour = "full" if info.full_range else "limited"
         timecode = f", timecode {info.timecode}" if info.timecode else ""
@@ -59,12 +69,17 @@ def probe(
 
 
 def reencode(
-    source: Path = typer.Argument(..., help="Input video (or image)."),
+    source: Path = typer.Argument(
+        ..., help="Input video (or image), or image sequence: shot/%06d.png or a folder of numbered frames."
+    ),
     output: Path = typer.Option(
         ...,
         "--output",
         "-o",
-        help="Output file (.mp4, .mov, .m4v, .mkv or .mxf), or image sequence shot/%06d.png (.tif, .dpx).",
+        help=(
+            "Output file (.mp4, .mov, .m4v, .mkv or .mxf), or image sequence shot/%06d.png (.tif, .dpx, "
+            ".exr)."
+        ),
     ),
     crf: int | None = typer.Option(
         None, "--crf", help=f"x264/x265 quality, 0..51 (lower is better; default {VideoConfig.crf})."
@@ -78,15 +93,17 @@ def reencode(
     sets: Sets = None,
     start: Start = None,
     duration: Duration = None,
+    fps: SequenceFps = None,
 ) -> None:
     """Decode every frame and encode it again, keeping timestamps, rotation, bit depth, colour tags,
-    timecode and the audio bit-exact.
+    timecode and the audio bit-exact (and the subtitle and data streams OUTPUT's container holds).
 
     The honest check of reenact's I/O path, and a handy normaliser for odd inputs. The codec is the
     source's own unless --codec says otherwise; a lossless output (ffv1) of a source in the same pixel
     format carries its exact codes.
     """
     use_threads(threads)
+    use_sequence_fps(fps)
     from reenact import video
 
     settings = settings_for(preset, sets, video={"crf": crf, **video_settings(codec, timecode)})
@@ -102,6 +119,9 @@ def reencode(
             video.lost_frames_warning(source, lost=report.frames_lost, announced=report.frames_expected),
             err=True,
         )
+    dropped = video.dropped_streams_note(source, output)
+    if dropped is not None:
+        typer.echo(dropped, err=True)
     if report.audio_dropped:
         typer.echo(f"note: an image sequence holds no audio; the audio of {source} is not written", err=True)
     if report.padded:

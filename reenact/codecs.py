@@ -189,6 +189,30 @@ CODECS: dict[str, Codec] = {
             lossless=True,
             description="DPX image sequence, RGB at 8, 10, 12 or 16 bits",
         ),
+        Codec(
+            name="exr",
+            encoder="exr",
+            families=("exr",),
+            containers=(f"{SEQUENCE}:exr",),
+            depths=(8, 16),
+            chroma=("rgb",),
+            alpha=True,
+            lossless=True,
+            options={"format": "float", "compression": "zip16"},
+            description="OpenEXR image sequence, 32-bit float RGB (the source's code values / full scale)",
+        ),
+        Codec(
+            name="exr_half",
+            encoder="exr",
+            families=(),
+            containers=(f"{SEQUENCE}:exr",),
+            depths=(8, 10),
+            chroma=("rgb",),
+            alpha=True,
+            lossless=False,
+            options={"format": "half", "compression": "zip16"},
+            description="OpenEXR image sequence, 16-bit half float RGB (exact to 10 bits)",
+        ),
     )
 }
 """Every codec reenact writes, by its `--codec` name."""
@@ -203,6 +227,7 @@ CONTAINER_DEFAULTS = {
     f"{SEQUENCE}:png": "png",
     f"{SEQUENCE}:tiff": "tiff",
     f"{SEQUENCE}:dpx": "dpx",
+    f"{SEQUENCE}:exr": "exr",
 }
 """The codec of an output whose container cannot hold the source's own family (or a source we do not
 write, e.g. a still image or MPEG-4 Part 2)."""
@@ -214,17 +239,34 @@ CONTAINER_NAMES = {
     f"{SEQUENCE}:png": ".png sequences",
     f"{SEQUENCE}:tiff": ".tif sequences",
     f"{SEQUENCE}:dpx": ".dpx sequences",
+    f"{SEQUENCE}:exr": ".exr sequences",
 }
 """How an error names a container: by the extensions that choose it."""
 FFV1_FALLBACK = {8: "gbrp", 16: "gbrp16le"}
+FLOAT_RGB = "gbrpf32le"
+"""The float RGB the EXR encoder takes (it stores half or float as its `format` option says)."""
 SEQUENCE_FORMATS = {
     "png": ((8, "rgb24"), (16, "rgb48be")),
     "tiff": ((8, "rgb24"), (16, "rgb48le")),
     "dpx": ((8, "rgb24"), (10, "gbrp10le"), (12, "gbrp12le"), (16, "rgb48le")),
+    "exr": ((16, FLOAT_RGB),),
+    "exr_half": ((16, FLOAT_RGB),),
 }
 """Pixel format of each image sequence format by the least depth it holds: the smallest that holds the
 source's."""
 """FFV1's pixel format for a source whose own it does not hold (e.g. packed RGB), by depth class."""
+ALPHA_VARIANTS = {
+    "rgb24": ("rgba",),
+    "rgb48be": ("rgba64be",),
+    "rgb48le": ("rgba64le",),
+    "gbrp": ("gbrap",),
+    "gbrp10le": ("gbrap10le", "rgba64le"),
+    "gbrp12le": ("gbrap12le", "rgba64le"),
+    "gbrp16le": ("gbrap16le",),
+    FLOAT_RGB: ("gbrapf32le",),
+}
+"""Pixel formats with an alpha plane for RGB ones, best first (DPX holds 10/12-bit RGB without alpha only:
+with alpha it takes 16-bit RGBA, which holds the same codes scaled). YUV ones: `yuv` -> `yuva`."""
 X26X_CHROMA = {"yuv420p": "4:2:0", "yuv444p": "4:4:4"}
 """`video.pix_fmt`'s values as the chroma layout of an H.264/H.265 output."""
 
@@ -289,6 +331,11 @@ def choose_codec(requested: str, *, source_codec: str, source_pix_fmt: str, cont
     if container not in codec.containers:
         holders = ", ".join(container_name(name) for name in codec.containers)
         raise ReenactError(f"{codec.name} cannot be written to {container_name(container)}: use {holders}")
+    if layout.depth > max(other.max_depth for other in CODECS.values()):
+        raise ReenactError(
+            f"the source has {layout.depth}-bit (float) samples, and reenact writes frames from 16-bit "
+            "integers, which would clip and round them: convert it to 16-bit first"
+        )
     if layout.depth > codec.max_depth:
         deeper = [name for name, other in CODECS.items() if other.max_depth >= layout.depth]
         raise ReenactError(
@@ -335,6 +382,20 @@ def pixel_format(codec: Codec, *, source_pix_fmt: str, x26x_pix_fmt: str) -> str
     depth = next(d for d in codec.depths if d >= min(layout.depth, codec.max_depth))
     base = x26x_pix_fmt
     return base if depth == EIGHT_BITS else f"{base}{depth}le"
+
+
+def alpha_format(codec: Codec, *, pix_fmt: str) -> str:
+    """The pixel format with an alpha plane that `codec` is given instead of `pix_fmt` (`--alpha`); a
+    one-line `ReenactError` when the codec holds no alpha, or none at that depth and layout."""
+    if not codec.alpha:
+        holders = ", ".join(name for name, other in CODECS.items() if other.alpha)
+        raise ReenactError(f"--alpha: {codec.name} has no alpha channel; use {holders}")
+    candidates = ALPHA_VARIANTS.get(pix_fmt, (pix_fmt.replace("yuv", "yuva", 1),))
+    taken = _encoder_formats(codec.encoder)
+    chosen = next((candidate for candidate in candidates if candidate in taken), None)
+    if chosen is None:
+        raise ReenactError(f"--alpha: {codec.name} holds no alpha channel with {pix_fmt} samples")
+    return chosen
 
 
 def plain_format(pix_fmt: str) -> str:

@@ -74,10 +74,13 @@ class VideoConfig:
     codec: str = SOURCE_CODEC
     """Output codec (`reenact.codecs`): `source` (the source's own where the container holds it, else the
     container's default), h264, h265, prores, prores4444, dnxhr (its profile as the source), dnxhr_hq,
-    dnxhr_hqx, dnxhr_444, ffv1, or png, tiff, dpx (image sequences)."""
+    dnxhr_hqx, dnxhr_444, ffv1, or png, tiff, dpx, exr, exr_half (image sequences)."""
     timecode: str = SOURCE_TIMECODE
     """Start timecode of the output: `source` (the source's own, moved to a slice's start; none when it
     has none) or HH:MM:SS:FF."""
+    alpha: bool = False
+    """Embed the face matte (the paste-back's blend weights) as the output's alpha channel; only codecs
+    with alpha (prores4444, ffv1, png, tiff, dpx, exr) take it."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= MAX_CRF:

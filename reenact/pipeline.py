@@ -613,7 +613,7 @@ class OutputPlan:
         return cls(
             path,
             like=info,
-            audio_from=clip if info.has_audio else None,
+            audio_from=clip if video.copies_streams(info) else None,
             inputs=inputs,
             total=total,
             overwrite=overwrite,
@@ -636,16 +636,21 @@ def check_output_format(
     """Stop the run now, not after the tuning, when its output cannot be written as asked
     (`video.output_format`: codec, container, bit depth, timecode, frame size), nor its `matte`, when the
     faces cannot be pasted in its colour space (HDR, wide gamut: `video.check_face_colour`), or when
-    Poisson blending (8-bit only) is asked of a deeper source. `pixels`: the clip whose frames are written
+    Poisson blending (8-bit only) is asked of a deeper source; notes the source's subtitle and data streams
+    the output cannot hold (`video.dropped_streams_note`). `pixels`: the clip whose frames are written
     when it is not `like` (a photo animated on a driver's timing), whose size the codec must take."""
     chosen = video.output_format(output, like=like, config=context.settings.video, window=window)
     if pixels is not None:
         video.check_encodable(pixels, codec=chosen.codec)
     video.check_face_colour(like)
+    dropped = video.dropped_streams_note(like.path, output) if video.copies_streams(like) else None
+    if dropped is not None:
+        context.progress.note(dropped)
     if matte is not None:
         if matte.resolve() == output.resolve():
             raise ReenactError(f"--matte {matte} is the output itself: give the matte a file of its own")
-        video.check_matte(matte, inputs=(*inputs, output), overwrite=overwrite)
+        first_number = video.first_output_number(like, window)
+        video.check_matte(matte, inputs=(*inputs, output), overwrite=overwrite, first_number=first_number)
     if context.settings.composite.poisson and like.bit_depth > video.EIGHT_BITS:
         raise ReenactError(
             f"composite.poisson blends 8-bit frames only, and {like.path} has {like.bit_depth}-bit samples: "

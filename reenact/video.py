@@ -8,20 +8,26 @@
 - `VideoWriter` encodes the codec `reenact.codecs` chooses (the source's own by default: ProRes stays
   ProRes, H.264 stays H.264) with the caller's exact timestamps (VFR kept), the source's display rotation,
   colour tags, range and start timecode, and copies the source's audio packet for packet (no re-encode;
-  of a slice, the packets that start inside its span, shifted by the same time as its frames). From a
+  of a slice, the packets that start inside its span, shifted by the same time as its frames), and its
+  subtitle and data streams where the container holds them (`dropped_streams_note` names the rest). With
+  `--alpha` (`OutputFormat.alpha`) the face matte goes into the output's alpha plane. From a
   source above 8 bits, or into a lossless codec, wherever a written frame equals the source frame it came
   from the output gets the source's own decoded codes (when the pixel formats agree), not a round trip
   through RGB; an 8-bit source into a lossy codec goes through 8-bit RGB as it always has. It writes to a
   hidden temporary file beside the destination and renames it only when everything succeeded, so an
   interrupted or failed run never leaves a file that looks finished.
 
-Still images (jpg/png/webp/bmp/tiff) read as one-frame clips. Orientation: frames come in coded
+Image sequences (`reenact.sequences`: a pattern or a folder of numbered PNG/TIFF/DPX/EXR files) read as
+clips through FFmpeg's image2 demuxer, at the run's `--fps`, their first frame number kept (an output
+sequence, `SequenceWriter`, starts at it; a video's timecode counts it). Still images
+(jpg/png/webp/bmp/tiff) read as one-frame clips. Orientation: frames come in coded
 orientation unless `upright=True`, which applies the display rotation (what a player shows).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import socket
@@ -37,17 +43,30 @@ import av
 import cv2
 import numpy as np
 
-from reenact.codecs import Codec, choose_codec, is_planar, pixel_format, pixel_layout, plain_format
+from reenact.codecs import (
+    FLOAT_RGB,
+    Codec,
+    alpha_format,
+    choose_codec,
+    is_planar,
+    pixel_format,
+    pixel_layout,
+    plain_format,
+)
 from reenact.config import SOURCE_TIMECODE, VideoConfig
 from reenact.errors import ReenactError, UsageError
 from reenact.sequences import (
     FIRST_FRAME_NUMBER,
     SEQUENCE_SUFFIXES,
+    ImageSequence,
     check_pattern,
+    find_sequence,
     frame_path,
+    is_sequence_input,
     sequence_container,
+    sequence_rate,
 )
-from reenact.timecode import parse_timecode
+from reenact.timecode import Timecode, parse_timecode, timecode_rate
 from reenact.timeline import ClipSlice, Window, resolve_window
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -88,6 +107,10 @@ COLOUR_EXACT = (
 swscale's fast default is biased (each decode/encode pass darkened the picture by about a level)."""
 DEFAULT_MATRIX = int(av.video.reformatter.Colorspace.ITU601)
 """The matrix swscale and most decoders assume for a source that does not say (BT.601)."""
+RGB_MATRIX = 0
+"""FFmpeg's AVCOL_SPC_RGB: the matrix tag of RGB pictures (PNG, TIFF, DPX, EXR), which have none."""
+RGB_INTO_YUV_MATRIX = int(av.video.reformatter.Colorspace.ITU709)
+"""The matrix an RGB source (an image sequence) is written to YUV with: BT.709, HD's."""
 RIGHT_ANGLE = 90
 EIGHT_BITS = 8
 PROBES_REMEMBERED = 64
@@ -100,6 +123,17 @@ EIGHT_BIT_RGB = "rgb24"
 DEEP_RGB = "rgb48le"
 """RGB of frames from sources above 8 bits: uint16, the source's codes scaled to the full 16 bits."""
 MXF = "mxf"
+FLOAT_RGBA = "gbrapf32le"
+"""`FLOAT_RGB` with an alpha plane (EXR with `--alpha`)."""
+FLOAT_RGB_PLANES = {
+    "gbrpf32le": (np.float32, "GBR"),
+    "gbrapf32le": (np.float32, "GBR"),
+    "gbrpf16le": (np.float16, "GBR"),
+    "gbrapf16le": (np.float16, "GBR"),
+}
+"""Float RGB pixel formats (what the EXR decoder gives): sample type and the order of their colour planes."""
+IMAGE_SEQUENCE_DEMUXER = "image2"
+"""FFmpeg's demuxer of numbered image files."""
 MXF_AUDIO_CODECS = ("pcm_s16le", "pcm_s24le")
 """The audio FFmpeg's MXF muxer takes (reenact copies audio untouched, never transcodes it)."""
 X26X_ENCODERS = ("libx264", "libx265")
@@ -149,7 +183,10 @@ class VideoInfo:
     chroma: str = "4:2:0"
     """Chroma layout of the decoded picture: 4:2:0, 4:2:2, 4:4:4, rgb or gray."""
     timecode: str | None = None
-    """Start timecode (HH:MM:SS:FF; `;` before the frames when drop-frame), None when the file has none."""
+    """Start timecode (HH:MM:SS:FF; `;` before the frames when drop-frame), None when the file has none.
+    An image sequence's is its first frame number counted at its rate (frame 1001 at 25 fps: 00:00:40:01)."""
+    first_frame_number: int | None = None
+    """The number of an image sequence's first file (None for a video or a still image)."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -241,9 +278,31 @@ def probe(path: str | Path) -> VideoInfo:
     once per process while it is unchanged (same size and modification time): every stage of a run asks,
     and a long file's packets are many."""
     path = check_input(path)
+    if is_sequence_input(path):
+        sequence = find_sequence(path)
+        rate = sequence_rate(path)
+        stamp = _file_stamp(frame_path(sequence.pattern, sequence.last))
+        info = _probe_sequence(str(sequence.pattern.resolve()), sequence.first, sequence.count, rate, *stamp)
+        return replace(info, path=str(path))
     stat = path.stat()
     info = _probe_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     return replace(info, path=str(path))
+
+
+@functools.lru_cache(maxsize=PROBES_REMEMBERED)
+def _probe_sequence(
+    pattern: str, first: int, count: int, rate: Fraction, size: int, mtime_ns: int
+) -> VideoInfo:
+    """`probe` of the image sequence `pattern` (`count` files from `first`, their last one of this size and
+    mtime) at `rate` frames per second: frame `first + i` is shown at `i / rate` seconds. Only the first
+    file is decoded (for its size and pixel format); the files' sizes are checked as they are read."""
+    sequence = ImageSequence(pattern=Path(pattern), first=first, count=count)
+    with _open_sequence(sequence, rate=rate) as container:
+        stream = _video_stream(container, sequence.pattern)
+        times = PacketTimes(pts=list(range(count)), announced=count, truncated=False)
+        info = _video_info(sequence.pattern, container, stream, None, rotation=0, times=times)
+    start = Timecode(frames=first, rate=timecode_rate(float(rate)), drop=False)
+    return replace(info, first_frame_number=first, timecode=str(start))
 
 
 @functools.lru_cache(maxsize=PROBES_REMEMBERED)
@@ -264,6 +323,8 @@ def _probe_file(resolved: str, size: int, mtime_ns: int) -> VideoInfo:
 def check_input(path: str | Path) -> Path:
     """An input path that exists, is a file and is not empty, or a one-line `ReenactError`."""
     path = Path(path)
+    if is_sequence_input(path):
+        return path  # its files are checked by `find_sequence`
     if not path.exists():
         raise ReenactError(f"input not found: {path}")
     if path.is_dir():
@@ -292,7 +353,10 @@ def slice_window(path: str | Path, request: ClipSlice | None) -> Window | None:
     info = probe(path)
     if info.is_image:
         raise UsageError(f"--start/--duration slice a video; {path} is a still image")
-    pts = _frame_times(str(Path(path).resolve()), *_file_stamp(Path(path)))
+    if info.first_frame_number is not None:  # an image sequence: one frame a 1/rate tick
+        pts: tuple[int, ...] = tuple(range(info.frame_count))
+    else:
+        pts = _frame_times(str(Path(path).resolve()), *_file_stamp(Path(path)))
     return resolve_window(
         request, pts=pts, end_pts=_end_pts(pts, info), time_base=info.time_base_fraction, name=Path(path).name
     )
@@ -392,7 +456,7 @@ class VideoReader:
             first, stop, shift = self.window.first, self.window.stop, self.window.start_pts
         if only is not None:
             stop = min(stop, first + max(only, default=-1) + 1)
-        with _open_video(self.path) as container:
+        with _open_source(self.path) as container:
             stream = _video_stream(container, self.path)
             stream.thread_type = "AUTO"
             time_base = Fraction(stream.time_base)
@@ -405,6 +469,7 @@ class VideoReader:
                         continue  # before the window: decoded (the chain needs it), never converted
                     if index >= stop:
                         return
+                    self._check_size(frame, index=index)
                     self.frames_decoded = index - first + 1
                     if only is not None and index - first not in only:
                         continue  # not asked for: decoded, never converted
@@ -413,6 +478,18 @@ class VideoReader:
                 if self.frames_decoded == 0:
                     raise ReenactError(f"cannot decode {self.path}: {_ffmpeg_message(exc)}") from None
                 # A damaged tail: keep what decoded; `frames_lost` tells the caller how much is missing.
+
+    def _check_size(self, frame: av.VideoFrame, *, index: int) -> None:
+        """A one-line `ReenactError` when a frame of an image sequence differs in size from its first (each
+        file is a picture of its own; a video's frames share one size)."""
+        first = self.info.first_frame_number
+        if first is None or (frame.width, frame.height) == (self.info.width, self.info.height):
+            return
+        name = frame_path(find_sequence(self.path).pattern, first + index).name
+        raise ReenactError(
+            f"the image sequence {self.path} mixes frame sizes: {name} is {frame.width}x{frame.height}, its "
+            f"first frame {self.info.width}x{self.info.height}; give every frame one size"
+        )
 
 
 @dataclass(frozen=True)
@@ -438,6 +515,15 @@ def yuv_matrix(colorspace: int) -> int:
     return DEFAULT_MATRIX if colorspace == UNSPECIFIED_COLOR else colorspace
 
 
+def output_matrix(colorspace: int, *, pix_fmt: str) -> int:
+    """The YUV matrix an output in `pix_fmt` is converted with and tagged, for a source tagged `colorspace`:
+    the reader's (`yuv_matrix`), so a pass changes no colour; an RGB source (an image sequence) written as
+    YUV gets BT.709, and written as RGB keeps its RGB tag."""
+    if colorspace != RGB_MATRIX:
+        return yuv_matrix(colorspace)
+    return RGB_MATRIX if pixel_layout(pix_fmt).chroma == "rgb" else RGB_INTO_YUV_MATRIX
+
+
 def frame_to_rgb(
     frame: av.VideoFrame, *, reformatter: VideoReformatter | None = None, rgb_format: str = EIGHT_BIT_RGB
 ) -> np.ndarray:
@@ -446,6 +532,8 @@ def frame_to_rgb(
 
     Pass one `reformatter` for every frame of a stream: `VideoFrame.reformat` builds a new swscale
     context (tables, threads) for each frame, which costs as much as the conversion itself."""
+    if frame.format.name in FLOAT_RGB_PLANES:
+        return _float_to_rgb(frame, rgb_format=rgb_format)
     color_range = frame.color_range
     if color_range == ColorRange.UNSPECIFIED:  # full range only where the pixel format says so
         color_range = ColorRange.JPEG if frame.format.name.startswith("yuvj") else ColorRange.MPEG
@@ -457,6 +545,60 @@ def frame_to_rgb(
         interpolation=COLOUR_EXACT,
     )
     return rgb.to_ndarray()
+
+
+def _float_to_rgb(frame: av.VideoFrame, *, rgb_format: str) -> np.ndarray:
+    """RGB `[H, W, 3]` of a float RGB picture (EXR): each value, clipped to 0..1, times the full scale of
+    `rgb_format`, rounded. Done here: swscale's float conversions are off by up to 63 16-bit codes."""
+    dtype, planes = FLOAT_RGB_PLANES[frame.format.name]
+    channels = [
+        _plane_array(plane, dtype, plane.height, plane.width) for plane in frame.planes[:3]
+    ]  # G, B, R
+    out = np.uint16 if rgb_format == DEEP_RGB else np.uint8
+    rgb = np.stack([channels[planes.index(name)] for name in "RGB"], axis=-1).astype(np.float64)
+    return np.rint(np.clip(rgb, 0.0, 1.0) * np.iinfo(out).max).astype(out)
+
+
+def _rgb_to_float(image: np.ndarray, *, alpha: bool = False) -> av.VideoFrame:
+    """`FLOAT_RGB` picture (`FLOAT_RGBA` with `alpha`: its alpha plane left for `put_alpha`) of an RGB image
+    `[H, W, 3]` (uint8 or uint16): each code over its full scale, so `_float_to_rgb` gives the very codes
+    back (float32 holds every 16-bit code's quotient closely)."""
+    height, width = image.shape[:2]
+    frame = av.VideoFrame(width, height, FLOAT_RGBA if alpha else FLOAT_RGB)
+    dtype, planes = FLOAT_RGB_PLANES[FLOAT_RGB]
+    scale = np.iinfo(image.dtype).max
+    for plane, name in zip(frame.planes, planes, strict=False):  # an alpha plane is the fourth
+        _plane_array(plane, dtype, height, width)[:] = image[..., "RGB".index(name)] / scale
+    return frame
+
+
+def alpha_weights(alpha: np.ndarray | None, image: np.ndarray) -> np.ndarray:
+    """[H, W] float32 weights in 0..1 for the alpha plane of `image`'s frame: the matte, or 0 (no face)."""
+    if alpha is None:
+        return np.zeros(image.shape[:2], np.float32)
+    if alpha.shape != image.shape[:2]:
+        raise ValueError(f"alpha {alpha.shape} does not match the frame {image.shape[:2]}")
+    return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+
+
+def put_alpha(frame: av.VideoFrame, weights: np.ndarray) -> None:
+    """Write blend weights [H, W] in 0..1 into `frame`'s alpha samples: a float format takes them as they
+    are, an integer one `rint(weight * full scale)` at its alpha depth (the matte's codes at 16 bits)."""
+    components = frame.format.components
+    index = next(position for position, component in enumerate(components) if component.is_alpha)
+    component = components[index]
+    name = frame.format.name
+    if name in FLOAT_RGB_PLANES:
+        dtype: np.dtype = np.dtype(FLOAT_RGB_PLANES[name][0])
+        samples = weights.astype(dtype)
+    else:
+        byte_order = ">" if name.endswith("be") else "<"
+        dtype = np.dtype(np.uint8) if component.bits <= EIGHT_BITS else np.dtype(f"{byte_order}u2")
+        samples = np.rint(weights * ((1 << component.bits) - 1)).astype(dtype)
+    height, width = weights.shape
+    packed = 1 if is_planar(name) else len(components)  # samples per pixel in the alpha's plane
+    plane = _plane_array(frame.planes[component.plane], dtype, height, width * packed)
+    plane[:, index % packed :: packed] = samples
 
 
 PARTIAL_MARKER = ".partial-"
@@ -493,8 +635,13 @@ class OutputFormat:
     """FFmpeg muxer name."""
     codec: Codec
     pix_fmt: str
+    """What the encoder is given (with an alpha plane when `alpha`)."""
     full_range: bool
     timecode: str | None
+    color_pix_fmt: str
+    """`pix_fmt` without its alpha plane: the format the source's codes are kept in."""
+    alpha: bool = False
+    """The face matte goes into the alpha plane (`--alpha`)."""
 
 
 def output_format(
@@ -520,7 +667,8 @@ def output_format(
             f"{like.audio_codec}, which is copied untouched: write .mov or .mkv"
         )
     check_encodable(like, codec=codec)
-    pix_fmt = pixel_format(codec, source_pix_fmt=like.pix_fmt, x26x_pix_fmt=config.pix_fmt)
+    color_pix_fmt = pixel_format(codec, source_pix_fmt=like.pix_fmt, x26x_pix_fmt=config.pix_fmt)
+    pix_fmt = alpha_format(codec, pix_fmt=color_pix_fmt) if config.alpha else color_pix_fmt
     rate = like.fps_nominal or float(1 / STILL_TIME_BASE)
     timecode = None
     if suffix in SEQUENCE_SUFFIXES:
@@ -531,7 +679,13 @@ def output_format(
         start = parse_timecode(like.timecode, fps=rate)
         timecode = str(start.moved(window.first) if window is not None else start)
     return OutputFormat(
-        container=container, codec=codec, pix_fmt=pix_fmt, full_range=like.full_range, timecode=timecode
+        container=container,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        full_range=like.full_range and like.chroma != "rgb",  # RGB (an image) into YUV: the usual range
+        timecode=timecode,
+        color_pix_fmt=color_pix_fmt,
+        alpha=config.alpha,
     )
 
 
@@ -580,14 +734,14 @@ class VideoWriter:
         self._stream: av.video.stream.VideoStream | None = None
         self._audio: _AudioCopier | None = None
         self._last_pts: int | None = None
-        self._matrix = yuv_matrix(like.colorspace)  # the reader's matrix, so a pass changes no colour
+        self._matrix = output_matrix(like.colorspace, pix_fmt=self.format.pix_fmt)
         self._range = ColorRange.JPEG if self.format.full_range else ColorRange.MPEG
         self._reformatter = VideoReformatter()  # one swscale context for every frame (see frame_to_rgb)
         self._decode_reformatter = VideoReformatter()  # and one for `write_picture`'s decoded pictures
         self._keeps_codes = (
             not like.is_image
             and (like.bit_depth > EIGHT_BITS or self.format.codec.lossless)
-            and plain_format(like.pix_fmt) == self.format.pix_fmt
+            and plain_format(like.pix_fmt) == self.format.color_pix_fmt
             and is_planar(like.pix_fmt)
         )
 
@@ -623,24 +777,37 @@ class VideoWriter:
         """The same OS error, naming the output the user asked for rather than its hidden partial file."""
         return OSError(error.errno, error.strerror or str(error), str(self.path))
 
-    def write(self, image: np.ndarray, *, pts: int | None = None, source: Frame | None = None) -> None:
+    def write(
+        self,
+        image: np.ndarray,
+        *,
+        pts: int | None = None,
+        source: Frame | None = None,
+        alpha: np.ndarray | None = None,
+    ) -> None:
         """Encode one RGB frame `[H, W, 3]` (uint8, or uint16 for 16-bit RGB) at `pts` (in the source's
         time base). `source`: the decoded frame `image` was made from (`VideoReader.frames(native=True)`,
-        in the same orientation); wherever `image` equals it, the output gets its decoded codes."""
+        in the same orientation); wherever `image` equals it, the output gets its decoded codes. `alpha`:
+        the frame's matte [H, W] in 0..1 for an output with alpha (`OutputFormat.alpha`; None: no face,
+        all 0)."""
         if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
         pts = self._next_pts(pts)
         decoded = source.decoded if source is not None and self._keeps_codes else None
         changed = None if decoded is None else changed_pixels(image, source.image)  # [H, W] bool
+        weights = alpha_weights(alpha, image) if self.format.alpha else None  # [H, W]
         if self.upright_frames:
             image = to_coded(image, self.like.rotation)
             changed = None if changed is None else to_coded(changed, self.like.rotation)
+            weights = None if weights is None else to_coded(weights, self.like.rotation)
         image = self._pad_to_even(image)
         self._start(width=image.shape[1], height=image.shape[0], pts=pts)
         if decoded is not None and changed is not None and self._can_keep(decoded, image):
             frame = self._keep_codes(image, decoded, changed)
         else:
             frame = self._convert(image)
+        if weights is not None:
+            put_alpha(frame, self._pad_to_even(weights[..., None])[..., 0])
         self._encode(frame, pts=pts)
 
     @property
@@ -653,7 +820,8 @@ class VideoWriter:
         """Encode a decoded picture left as it was (a `reencode`): itself, with no conversion at all, where
         the output `keeps_codes` and its size needs no padding; else through RGB at the source's depth."""
         decoded = picture.decoded
-        if not (self._keeps_codes and self._padding(decoded.height, decoded.width) == (0, 0)):
+        whole = self._keeps_codes and not self.format.alpha  # a picture has no alpha plane to carry a matte
+        if not (whole and self._padding(decoded.height, decoded.width) == (0, 0)):
             image = frame_to_rgb(
                 decoded, reformatter=self._decode_reformatter, rgb_format=self.like.rgb_format
             )  # [H, W, 3], coded orientation
@@ -726,14 +894,14 @@ class VideoWriter:
         """Whether the output can take `decoded`'s codes: same pixel format and size as the output."""
         return (
             self._keeps_codes
-            and plain_format(decoded.format.name) == self.format.pix_fmt
+            and plain_format(decoded.format.name) == self.format.color_pix_fmt
             and (decoded.height, decoded.width) == image.shape[:2]
         )
 
     def _keep_codes(self, image: np.ndarray, decoded: av.VideoFrame, changed: np.ndarray) -> av.VideoFrame:
         """The output frame: `decoded` itself where nothing changed, else `image` converted with the
         decoded codes put back wherever no changed pixel reaches."""
-        if not changed.any():
+        if not changed.any() and not self.format.alpha:
             decoded.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses its own frame types
             self.frames_kept += 1
             return decoded
@@ -807,9 +975,18 @@ class VideoWriter:
         self._tmp_path.unlink(missing_ok=True)
 
 
+def first_output_number(like: VideoInfo, window: Window | None) -> int:
+    """The number of an output sequence's first file: an image sequence source's own first number (moved to
+    a slice's first frame, as a timecode is), else `FIRST_FRAME_NUMBER`."""
+    if like.first_frame_number is None:
+        return FIRST_FRAME_NUMBER
+    return like.first_frame_number + (window.first if window is not None else 0)
+
+
 class SequenceWriter:
-    """Writes an image sequence (`reenact.sequences`): frame after frame, numbered from
-    `FIRST_FRAME_NUMBER`, each an image in the pattern's format at the source's depth where it holds it.
+    """Writes an image sequence (`reenact.sequences`): frame after frame, numbered from the source's first
+    frame number when it is a sequence, else from `FIRST_FRAME_NUMBER` (`first_output_number`), each an
+    image in the pattern's format at the source's depth where it holds it.
     No audio or timecode (a sequence's frames are numbered); `audio_dropped` says when audio was left out.
     Every file is written under a hidden partial name and renamed only when the whole sequence succeeded.
     The same interface as `VideoWriter` (`open_writer` picks one)."""
@@ -830,17 +1007,17 @@ class SequenceWriter:
         self.like = like
         self.overwrite = overwrite
         self.upright_frames = upright_frames
-        self.audio_dropped = audio_from is not None
+        self.audio_dropped = audio_from is not None and like.has_audio
         self.frames_written = 0
         self.frames_kept = 0
         self.padded = False
         self.keeps_codes = False
         """Frames are converted to the format's RGB: a sequence never takes the decoded codes as they are."""
         self.format = output_format(self.path, like=like, config=config, window=audio_window)
+        self.first_number = first_output_number(like, audio_window)
         protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
-        check_output(self.path, inputs=protected, overwrite=overwrite)
-        remove_stale_partials(frame_path(self.path, FIRST_FRAME_NUMBER))
-        self._written: list[tuple[Path, Path]] = []  # (partial, final) of every frame so far
+        check_output(self.path, inputs=protected, overwrite=overwrite, first_number=self.first_number)
+        self._files = SequenceFiles(self.path, first_number=self.first_number, overwrite=overwrite)
         self._context: av.CodecContext | None = None
         self._reformatter = VideoReformatter()
         self._decode_reformatter = VideoReformatter()
@@ -851,45 +1028,41 @@ class SequenceWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is not None or not self._written:
-            self._discard()
-            if exc_type is None:
-                raise ReenactError(f"no frames to write to {self.path}")
-            return
-        try:
-            for partial, final in self._written:
-                publish(partial, final, overwrite=self.overwrite)
-        except BaseException:
-            self._discard()
-            raise
+        self._files.finish(failed=exc_type is not None)
 
-    def write(self, image: np.ndarray, *, pts: int | None = None, source: Frame | None = None) -> None:
-        """Write one RGB frame `[H, W, 3]` (uint8 or uint16) as the next image of the sequence."""
+    def write(
+        self,
+        image: np.ndarray,
+        *,
+        pts: int | None = None,
+        source: Frame | None = None,
+        alpha: np.ndarray | None = None,
+    ) -> None:
+        """Write one RGB frame `[H, W, 3]` (uint8 or uint16) as the next image of the sequence; `alpha` as
+        in `VideoWriter.write`."""
         if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
+        weights = alpha_weights(alpha, image) if self.format.alpha else None  # [H, W]
         if self.upright_frames:
             image = to_coded(image, self.like.rotation)
-        rgb_format = DEEP_RGB if image.dtype == np.uint16 else EIGHT_BIT_RGB
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
-        frame = self._reformatter.reformat(rgb, format=self.format.pix_fmt, interpolation=COLOUR_EXACT)
+            weights = None if weights is None else to_coded(weights, self.like.rotation)
+        if self.format.color_pix_fmt == FLOAT_RGB:
+            frame = _rgb_to_float(image, alpha=self.format.alpha)
+        else:
+            rgb_format = DEEP_RGB if image.dtype == np.uint16 else EIGHT_BIT_RGB
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
+            frame = self._reformatter.reformat(rgb, format=self.format.pix_fmt, interpolation=COLOUR_EXACT)
+        if weights is not None:
+            put_alpha(frame, weights)
         if self._context is None:
             context = av.CodecContext.create(self.format.codec.encoder, "w")
             context.width, context.height = image.shape[1], image.shape[0]
             context.pix_fmt = self.format.pix_fmt
             context.time_base = self.like.time_base_fraction
+            context.options = dict(self.format.codec.options)  # EXR: half or float, compression
             self._context = context
         frame.pts = self.frames_written
-        final = frame_path(self.path, FIRST_FRAME_NUMBER + self.frames_written)
-        partial = partial_path(final)
-        try:
-            data = b"".join(bytes(packet) for packet in self._context.encode(frame))
-            partial.write_bytes(data)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
-            raise OSError(error.errno, error.strerror or str(error), str(final)) from None
-        except av.error.FFmpegError as error:
-            raise ReenactError(f"cannot encode {final}: {_ffmpeg_message(error)}") from None
-        self._written.append((partial, final))
+        self._files.add(self._context, frame)
         self.frames_written += 1
 
     def write_picture(self, picture: Picture) -> None:
@@ -898,6 +1071,46 @@ class SequenceWriter:
             picture.decoded, reformatter=self._decode_reformatter, rgb_format=self.like.rgb_format
         )  # [H, W, 3], coded orientation
         self.write(to_upright(image, self.like.rotation) if self.upright_frames else image, pts=picture.pts)
+
+
+class SequenceFiles:
+    """The files of an image sequence being written (the pictures of `SequenceWriter` and of a matte
+    sequence): frame after frame from `first_number`, each under a hidden partial name, renamed to its own
+    only when the whole sequence succeeded (`finish`), all removed otherwise."""
+
+    def __init__(self, pattern: Path, *, first_number: int, overwrite: bool) -> None:
+        self.pattern = pattern
+        self.first_number = first_number
+        self.overwrite = overwrite
+        remove_stale_partials(frame_path(pattern, first_number))
+        self._written: list[tuple[Path, Path]] = []  # (partial, final) of every frame so far
+
+    def add(self, context: av.CodecContext, frame: av.VideoFrame) -> None:
+        """Encode `frame` with the image encoder `context` into the next frame's file."""
+        final = frame_path(self.pattern, self.first_number + len(self._written))
+        partial = partial_path(final)
+        try:
+            partial.write_bytes(b"".join(bytes(packet) for packet in context.encode(frame)))
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise OSError(error.errno, error.strerror or str(error), str(final)) from None
+        except av.error.FFmpegError as error:
+            raise ReenactError(f"cannot encode {final}: {_ffmpeg_message(error)}") from None
+        self._written.append((partial, final))
+
+    def finish(self, *, failed: bool) -> None:
+        """Publish every file (`publish`), or, when the run `failed` or wrote none, remove them."""
+        if failed or not self._written:
+            self._discard()
+            if not failed:
+                raise ReenactError(f"no frames to write to {self.pattern}")
+            return
+        try:
+            for partial, final in self._written:
+                publish(partial, final, overwrite=self.overwrite)
+        except BaseException:
+            self._discard()
+            raise
 
     def _discard(self) -> None:
         for partial, _ in self._written:
@@ -916,19 +1129,36 @@ MATTE_PIX_FMT = "gray16le"
 MATTE_ENCODER = "ffv1"
 MATTE_LEVELS = 65535
 """A matte's code for a blend weight of 1 (16-bit gray)."""
+MATTE_SEQUENCE_FORMATS = {
+    ".png": ("png", "gray16be"),
+    ".tif": ("tiff", "gray16le"),
+    ".tiff": ("tiff", "gray16le"),
+}
+"""Matte image sequences by extension: the encoder and its 16-bit gray pixel format."""
 
 
-def check_matte(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> None:
-    """A one-line `ReenactError` now, before any work, when a matte cannot be written at `path`."""
-    if path.suffix.lower() != MATTE_SUFFIX:
-        raise ReenactError(f"--matte writes a 16-bit gray FFV1 video: give a {MATTE_SUFFIX} path, not {path}")
-    check_output(path, inputs=inputs, overwrite=overwrite)
+def check_matte(
+    path: Path, *, inputs: tuple[Path, ...], overwrite: bool, first_number: int = FIRST_FRAME_NUMBER
+) -> None:
+    """A one-line `ReenactError` now, before any work, when a matte cannot be written at `path` (a
+    sequence pattern's first file: `first_number`)."""
+    suffix = path.suffix.lower()
+    if suffix in MATTE_SEQUENCE_FORMATS:
+        check_pattern(path)
+    elif suffix != MATTE_SUFFIX:
+        raise ReenactError(
+            f"--matte writes 16-bit gray: give a {MATTE_SUFFIX} path (FFV1 video) or a .png/.tif sequence "
+            f"pattern (matte/%06d.png), not {path}"
+        )
+    check_output(path, inputs=inputs, overwrite=overwrite, first_number=first_number)
 
 
 class MatteWriter:
     """Writes a face matte beside an output: for every output frame, the blend weights the paste-back used
-    (0: the source's pixel, 1: the face's) as 16-bit gray FFV1 (lossless) in Matroska, at the output's
-    timestamps, with its rotation. Like `VideoWriter`, it appears under its name only on a clean exit."""
+    (0: the source's pixel, 1: the face's) as 16-bit gray, in FFV1 (lossless) in Matroska at the output's
+    timestamps with its rotation, or as a PNG/TIFF sequence (`MATTE_SEQUENCE_FORMATS`) numbered as an
+    output sequence of the same source is (`first_output_number`, of the slice `window`). Like the output,
+    it appears under its name only on a clean exit."""
 
     def __init__(
         self,
@@ -938,21 +1168,34 @@ class MatteWriter:
         overwrite: bool = False,
         upright_frames: bool = False,
         inputs: tuple[str | Path, ...] = (),
+        window: Window | None = None,
     ) -> None:
         self.path = Path(path)
         self.like = like
         self.overwrite = overwrite
         self.upright_frames = upright_frames
         self.time_base = STILL_TIME_BASE if like.is_image else like.time_base_fraction
+        self.image_format = MATTE_SEQUENCE_FORMATS.get(self.path.suffix.lower())
+        """(encoder, pixel format) of a matte sequence; None for a video."""
+        first_number = first_output_number(like, window)
         protected = tuple(Path(p) for p in (like.path, *inputs) if str(p))
-        check_matte(self.path, inputs=protected, overwrite=overwrite)
-        remove_stale_partials(self.path)
+        check_matte(self.path, inputs=protected, overwrite=overwrite, first_number=first_number)
+        self._files = (
+            SequenceFiles(self.path, first_number=first_number, overwrite=overwrite)
+            if self.image_format is not None
+            else None
+        )
+        self._image_context: av.CodecContext | None = None
+        if self._files is None:
+            remove_stale_partials(self.path)
         self._tmp_path = partial_path(self.path)
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
         self.frames_written = 0
 
     def __enter__(self) -> MatteWriter:
+        if self._files is not None:
+            return self
         try:
             self._container = av.open(str(self._tmp_path), mode="w", format=VIDEO_SUFFIXES[MATTE_SUFFIX])
         except (OSError, av.error.FFmpegError) as exc:
@@ -962,6 +1205,9 @@ class MatteWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._files is not None:
+            self._files.finish(failed=exc_type is not None)
+            return
         assert self._container is not None
         if exc_type is not None or self._stream is None:
             self._container.close()
@@ -978,10 +1224,14 @@ class MatteWriter:
 
     def write(self, weights: np.ndarray, *, pts: int) -> None:
         """Encode one frame's blend weights [H, W] float in 0..1 at `pts` (the output frame's)."""
-        assert self._container is not None, "MatteWriter.write() outside its `with` block"
-        codes = np.rint(np.clip(weights, 0.0, 1.0) * MATTE_LEVELS).astype(np.uint16)  # [H, W]
+        codes = matte_codes(weights)  # [H, W] uint16
         if self.upright_frames:
             codes = to_coded(codes, self.like.rotation)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(codes), format=MATTE_PIX_FMT)
+        if self._files is not None:
+            self._write_image(frame)
+            return
+        assert self._container is not None, "MatteWriter.write() outside its `with` block"
         if self._stream is None:
             rate = (
                 Fraction(self.like.fps_nominal).limit_denominator(1001) if self.like.fps_nominal > 0 else 25
@@ -992,11 +1242,29 @@ class MatteWriter:
             if self.like.rotation:
                 stream.set_display_rotation(self.like.rotation)
             self._stream = stream
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(codes), format=MATTE_PIX_FMT)
         frame.pts, frame.time_base = pts, self.time_base
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1
+
+    def _write_image(self, frame: av.VideoFrame) -> None:
+        """The next file of a matte sequence: `frame` (16-bit gray) in the sequence's format."""
+        assert self._files is not None and self.image_format is not None
+        encoder, pix_fmt = self.image_format
+        if self._image_context is None:
+            context = av.CodecContext.create(encoder, "w")
+            context.width, context.height, context.pix_fmt = frame.width, frame.height, pix_fmt
+            context.time_base = self.time_base
+            self._image_context = context
+        image = frame.reformat(format=pix_fmt)  # the same codes, in the format's byte order
+        image.pts = self.frames_written
+        self._files.add(self._image_context, image)
+        self.frames_written += 1
+
+
+def matte_codes(weights: np.ndarray) -> np.ndarray:
+    """[H, W] uint16 matte codes of blend weights [H, W] in 0..1: `MATTE_LEVELS` for 1."""
+    return np.rint(np.clip(weights, 0.0, 1.0) * MATTE_LEVELS).astype(np.uint16)
 
 
 def partial_path(path: Path) -> Path:
@@ -1015,12 +1283,13 @@ def changed_pixels(image: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def keep_codes(frame: av.VideoFrame, decoded: av.VideoFrame, changed: np.ndarray) -> None:
-    """Put `decoded`'s codes into `frame` (same planar pixel format and size) wherever the RGB -> YUV
+    """Put `decoded`'s codes into `frame` (same planar pixel format and size; `frame`'s alpha plane, if it has
+    one and `decoded` none, is left alone) wherever the RGB -> YUV
     conversion that made `frame` read no `changed` pixel ([H, W] bool): a full-size plane's sample reads
     its own pixel; a subsampled one its block and `CONVERSION_REACH` pixels around it."""
     height, width = changed.shape
     grown = None
-    for out_plane, in_plane in zip(frame.planes, decoded.planes, strict=True):
+    for out_plane, in_plane in zip(frame.planes[: len(decoded.planes)], decoded.planes, strict=True):
         rows, columns = out_plane.height, out_plane.width
         dtype = np.uint16 if pixel_layout(frame.format.name).depth > EIGHT_BITS else np.uint8
         out = _plane_array(out_plane, dtype, rows, columns)
@@ -1096,10 +1365,12 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> str:
+def check_output(
+    path: Path, *, inputs: tuple[Path, ...], overwrite: bool, first_number: int = FIRST_FRAME_NUMBER
+) -> str:
     """Validate a destination before any work starts; returns the container format name. An image
     sequence's pattern needs its frame number field, and its folder is made now; its first frame's file
-    stands for the sequence in the checks."""
+    (`first_number`) stands for the sequence in the checks."""
     format_name = VIDEO_SUFFIXES.get(path.suffix.lower()) or sequence_container(path)
     if format_name is None:
         raise ReenactError(
@@ -1111,13 +1382,14 @@ def check_output(path: Path, *, inputs: tuple[Path, ...], overwrite: bool) -> st
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ReenactError(f"cannot make the folder of {path}: {exc.strerror or exc}") from None
-        path = frame_path(path, FIRST_FRAME_NUMBER)
+        path = frame_path(path, first_number)
     if not path.parent.is_dir():
         raise ReenactError(f"output folder does not exist: {path.parent}")
     if path.is_dir():
         raise ReenactError(f"output {path} is a directory")
-    for source in inputs:
-        if source.exists() and path.exists() and os.path.samefile(source, path):  # links included
+    for source in inputs if path.exists() else ():
+        files = find_sequence(source).files() if is_sequence_input(source) else [source]
+        if any(file.exists() and os.path.samefile(file, path) for file in files):  # links included
             raise ReenactError(f"refusing to write over the input {source}")
     if path.exists() and not overwrite:
         raise ReenactError(f"{path} already exists; pass --overwrite to replace it")
@@ -1154,7 +1426,9 @@ def check_encodable(info: VideoInfo, *, codec: Codec) -> None:
 
 class _AudioCopier:
     """Remuxes the packets of every audio stream of a source file into an output, interleaved with the
-    video, each track into a stream of its own in the source's order.
+    video, each track into a stream of its own in the source's order; and of every subtitle and data
+    stream the output's container holds (`copied_streams`; a timecode track is not copied: the output
+    writes its own from `OutputFormat.timecode`).
 
     With a `window` (a slice of the source's video): only the packets whose start lies in the window's
     span `[start_s, stop_s)` are copied (a packet is indivisible: the one that begins before the span is
@@ -1168,6 +1442,7 @@ class _AudioCopier:
         self._window = window
         self._input = _open_video(source)
         tracks = list(self._input.streams.audio)
+        tracks += copied_streams(self._input, output.format.name)[0]
         self._out_streams = {track.index: output.add_stream_from_template(track) for track in tracks}
         self._packets = self._input.demux(*tracks) if tracks else iter(())
         self._ended: set[int] = set()
@@ -1221,6 +1496,61 @@ class _AudioCopier:
         self._input.close()
 
 
+def _is_timecode_track(stream: av.stream.Stream) -> bool:
+    """Whether a data stream is a start timecode (MOV's tmcd track), which outputs write from their own."""
+    return any(key.lower() == TIMECODE_TAG for key in stream.metadata)
+
+
+def _holds(format_name: str, stream: av.stream.Stream) -> bool:
+    """Whether a container of this muxer takes a copy of `stream`: a trial header, written in memory."""
+    try:
+        with av.open(io.BytesIO(), mode="w", format=format_name) as trial:
+            trial.add_stream_from_template(stream)
+            trial.start_encoding()
+    except (ValueError, av.error.FFmpegError, OSError):
+        return False
+    return True
+
+
+def copied_streams(
+    container: av.container.InputContainer, format_name: str | None
+) -> tuple[list[av.stream.Stream], list[av.stream.Stream]]:
+    """The subtitle and data streams of a source (timecode tracks left out) that an output of the muxer
+    `format_name` takes a copy of, and those it cannot hold (None: an image sequence, which holds none)."""
+    streams = [*container.streams.subtitles, *container.streams.data]
+    streams = [stream for stream in streams if not _is_timecode_track(stream)]
+    kept = [stream for stream in streams if format_name is not None and _holds(format_name, stream)]
+    return kept, [stream for stream in streams if stream not in kept]
+
+
+def dropped_streams_note(source: str | Path, output: str | Path) -> str | None:
+    """One line naming the subtitle and data streams of `source` that `output`'s container cannot hold
+    (they are left out), or None when every one is copied, the source has none, or is not a video file."""
+    source, output = Path(source), Path(output)
+    if is_sequence_input(source) or is_image_file(source):
+        return None
+    format_name = VIDEO_SUFFIXES.get(output.suffix.lower())  # None: an image sequence output
+    with _open_video(source) as container:
+        dropped = copied_streams(container, format_name)[1]
+        names = [f"{stream.type} stream {stream.index} ({_stream_kind(stream)})" for stream in dropped]
+    if not names:
+        return None
+    return f"note: {output.name} cannot hold the {', '.join(names)} of {source.name}; left out"
+
+
+def _stream_kind(stream: av.stream.Stream) -> str:
+    """What a stream holds, for a message: its codec, else its handler's name (a data stream's)."""
+    if stream.codec_context is not None:
+        return stream.codec_context.name
+    return stream.metadata.get("handler_name", "unknown")
+
+
+def copies_streams(info: VideoInfo) -> bool:
+    """Whether an output made from a clip like `info` copies its audio, subtitle and data streams: a video
+    file's (a still or an image sequence has none)."""
+    return not info.is_image and info.first_frame_number is None
+
+
 def _audio_rate(path: Path) -> int | None:
     """Sample rate of a file's first audio stream (None without one); the file may have no video."""
     with _open_video(path) as container:
@@ -1264,6 +1594,24 @@ def _read_image(path: Path) -> np.ndarray:
     if image is None:
         raise ReenactError(f"{path} is not a readable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _open_source(path: Path) -> av.container.InputContainer:
+    """The demuxer of an input: an image sequence's (`_open_sequence`) or a video file's."""
+    if is_sequence_input(path):
+        return _open_sequence(find_sequence(path), rate=sequence_rate(path))
+    return _open_video(path)
+
+
+def _open_sequence(sequence: ImageSequence, *, rate: Fraction) -> av.container.InputContainer:
+    """FFmpeg's image2 demuxer on `sequence`'s files from its first number, one frame every 1/`rate` s."""
+    options = {"pattern_type": "sequence", "start_number": str(sequence.first), "framerate": str(rate)}
+    try:
+        return av.open(str(sequence.pattern), mode="r", format=IMAGE_SEQUENCE_DEMUXER, options=options)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise ReenactError(
+            f"{sequence.pattern} is not a readable image sequence ({_ffmpeg_message(exc)})"
+        ) from None
 
 
 def _open_video(path: Path) -> av.container.InputContainer:
@@ -1455,7 +1803,7 @@ def reencode(
 ) -> ReencodeReport:
     """Decode every frame and encode it again with the original timestamps, rotation and audio (of a
     reader's window: that slice, its timestamps and audio shifted to start at 0)."""
-    audio_from = reader.path if reader.info.has_audio else None
+    audio_from = reader.path if copies_streams(reader.info) else None  # its audio, subtitles and data
     with open_writer(
         destination,
         like=reader.info,

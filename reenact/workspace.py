@@ -41,6 +41,7 @@ from reenact import __version__
 from reenact.config import DEFAULT_WORKDIR
 from reenact.errors import ReenactError
 from reenact.files import sha256_file, write_text_atomic
+from reenact.sequences import find_sequence, is_sequence_input
 
 WORKSPACE_FORMAT = "reenact-workspace/1"
 MANIFEST = "manifest.json"
@@ -113,15 +114,24 @@ class Workspace:
     # ---------------------------------------------------------------------------------- inputs
 
     def input_digest(self, path: Path) -> str:
-        """Content hash of an input file, remembered by (absolute path, size, mtime)."""
+        """Content hash of an input file, remembered by (absolute path, size, mtime); of an image sequence
+        (`reenact.sequences`), the hash of its first frame number and its files' hashes in order."""
         path = Path(path)
-        stat = path.stat()
-        memo = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        sequence = find_sequence(path) if is_sequence_input(path) else None
+        files = [path] if sequence is None else sequence.files()
         hashes = self._load_hashes()
-        if memo not in hashes:
-            hashes[memo] = sha256_file(path)
+        digests, added = [], False
+        for file in files:
+            stat = file.stat()
+            memo = f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+            if memo not in hashes:
+                hashes[memo], added = sha256_file(file), True
+            digests.append(hashes[memo])
+        if added:  # saved once, not once a file
             self._save_hashes(hashes)
-        return hashes[memo]
+        if sequence is None:
+            return digests[0]
+        return hashlib.sha256("|".join([str(sequence.first), *digests]).encode()).hexdigest()
 
     def _load_hashes(self) -> dict[str, str]:
         if self._hashes is None:

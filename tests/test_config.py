@@ -105,7 +105,9 @@ def test_cli_reports_a_bad_setting_in_one_line(capsys: pytest.CaptureFixture[str
     code = run(["reencode", "in.mp4", "-o", str(tmp_path / "o.mp4"), "--set", "video.crff=3"])
     assert code == EXIT_USAGE  # a usage mistake, found before the missing input
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: unknown config key: video.crff (known: codec, crf, pix_fmt, preset, timecode)"]
+    assert err == [
+        "error: unknown config key: video.crff (known: alpha, codec, crf, pix_fmt, preset, timecode)"
+    ]
 
 
 def test_packaged_presets_load_by_name_and_files_by_path(tmp_path: Path) -> None:

@@ -364,7 +364,11 @@ def test_deep_frames_reach_the_writer_unrounded(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("matte_name", "message"),
-    [("matte.png", "give a .mkv path"), ("out.mkv", "is the output itself")],
+    [
+        ("matte.avi", "give a .mkv path (FFV1 video) or a .png/.tif sequence pattern"),
+        ("matte.png", "needs one frame number in its file name"),
+        ("out.mkv", "is the output itself"),
+    ],
 )
 def test_a_bad_matte_path_is_one_line_before_any_work(
     matte_name: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

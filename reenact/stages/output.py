@@ -167,11 +167,17 @@ def write_video(
 ) -> int:
     """Encode the composited frames' images at the frames' own timestamps with the audio copied (of a
     slice: its `audio_window`, shifted as its frames are); with `matte`, each frame's blend weights beside
-    it (`video.MatteWriter`), the same frames at the same timestamps. Returns frames."""
+    it (`video.MatteWriter`), the same frames at the same timestamps; the same matte in the output's alpha
+    channel when it has one (`video.alpha`). Returns frames."""
     written = 0
     with (
         video.MatteWriter(
-            matte, like=like, overwrite=overwrite, upright_frames=True, inputs=(*inputs, output)
+            matte,
+            like=like,
+            overwrite=overwrite,
+            upright_frames=True,
+            inputs=(*inputs, output),
+            window=audio_window,
         )
         if matte is not None
         else contextlib.nullcontext() as matte_writer,  # published after the video
@@ -188,9 +194,11 @@ def write_video(
         progress.task("encode", total=total, unit="frame") as task,
     ):
         for frame, image, weights in frames:
-            writer.write(image, pts=frame.pts, source=frame)
-            if matte_writer is not None:
-                matte_writer.write(matte_of(weights, image.shape), pts=frame.pts)
+            wanted = matte_writer is not None or writer.format.alpha
+            face_matte = matte_of(weights, image.shape) if wanted else None  # [H, W]
+            writer.write(image, pts=frame.pts, source=frame, alpha=face_matte)
+            if matte_writer is not None and face_matte is not None:
+                matte_writer.write(face_matte, pts=frame.pts)
             written += 1
             task.advance()
     return written
