@@ -106,9 +106,10 @@ def compute(root: Path) -> dict[str, str]:
         *,
         pts: int | None = None,
         source: video.Frame | None = None,
+        alpha: np.ndarray | None = None,
     ) -> None:
         written.append(np.ascontiguousarray(image).tobytes())
-        original_write(self, image, pts=pts, source=source)
+        original_write(self, image, pts=pts, source=source, alpha=alpha)
 
     common = ["--preset", "synthetic", "--set", f"video.pix_fmt={MEASURED_PIX_FMT}", "--threads", "1",
               "--device", "cpu", "--workdir", str(root / "work"), "--quiet", "--json", *STEPS]  # fmt: skip

@@ -398,9 +398,10 @@ def record_written_frames(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
         *,
         pts: int | None = None,
         source: video.Frame | None = None,
+        alpha: np.ndarray | None = None,
     ) -> None:
         written.append(image.copy())
-        original_write(self, image, pts=pts, source=source)
+        original_write(self, image, pts=pts, source=source, alpha=alpha)
 
     monkeypatch.setattr(video.VideoWriter, "write", recording_write)
     return written
@@ -417,11 +418,12 @@ def fail_writes_after(monkeypatch: pytest.MonkeyPatch, frames: int) -> None:
         *,
         pts: int | None = None,
         source: video.Frame | None = None,
+        alpha: np.ndarray | None = None,
     ) -> None:
         if len(written) == frames:
             raise OSError(28, "No space left on device")
         written.append(1)
-        original_write(self, image, pts=pts, source=source)
+        original_write(self, image, pts=pts, source=source, alpha=alpha)
 
     monkeypatch.setattr(video.VideoWriter, "write", failing_write)
 
