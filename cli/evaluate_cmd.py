@@ -18,12 +18,14 @@ from reenact_cli.common import (
     Duration,
     Preset,
     Quiet,
+    SequenceFps,
     Sets,
     Start,
     Threads,
     Workdir,
     settings_for,
     slice_window,
+    use_sequence_fps,
 )
 from reenact_cli.progress import cli_progress
 
@@ -260,6 +262,7 @@ def evaluate(
     sets: Sets = None,
     start: Start = None,
     duration: Duration = None,
+    fps: SequenceFps = None,
 ) -> None:
     """Score OUTPUT against its source clip: STIT's TL-ID/TG-ID (dlib face descriptors), landmark jitter,
     per-frame PSNR and LPIPS. Frames are paired by index; counts and sizes must match.
@@ -277,6 +280,7 @@ def evaluate(
     driver's (the summary's "driver").
     """
     use_threads(threads)
+    use_sequence_fps(fps)
     from reenact import checks, pipeline, video
     from reenact.device import resolve_runtime
     from reenact.files import write_text_atomic

@@ -20,12 +20,14 @@ from reenact_cli.common import (
     Landmarks,
     Preset,
     Quiet,
+    SequenceFps,
     Sets,
     Start,
     Threads,
     Workdir,
     settings_for,
     slice_window,
+    use_sequence_fps,
 )
 from reenact_cli.progress import cli_progress
 
@@ -184,6 +186,7 @@ def people(
     sets: Sets = None,
     start: Start = None,
     duration: Duration = None,
+    fps: SequenceFps = None,
 ) -> None:
     """List every person in a clip: who is there, and in which frames, through cuts.
 
@@ -197,6 +200,7 @@ def people(
     run on the clip is instant.
     """
     use_threads(threads)
+    use_sequence_fps(fps)
 
     from reenact import checks, pipeline
     from reenact.device import resolve_runtime

@@ -208,11 +208,13 @@ def prepare_command(*, tune: bool) -> Callable[..., None]:
         people: People = None,
         start: Start = None,
         duration: Duration = None,
+        fps: SequenceFps = None,
         *,
         run: RunOptions,
     ) -> None:
         from reenact import pipeline
 
+        use_sequence_fps(fps)
         face = FaceRequest(face_index, face_at, person, person_ref)
         everyone = everyone_from(people, face=face)
         window = slice_window(source, start, duration)
@@ -605,6 +607,7 @@ def edit(
     timecode: TimecodeOption = None,
     matte: MatteOption = None,
     alpha: AlphaOption = False,
+    fps: SequenceFps = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -612,6 +615,7 @@ def edit(
     from reenact import pipeline
     from reenact.directions import parse_direction_arg, resolve_direction
 
+    use_sequence_fps(fps)
     if not direction:
         raise UsageError("give at least one --direction NAME=STRENGTH")
     run = with_video_options(run, codec=codec, timecode=timecode, alpha=alpha)

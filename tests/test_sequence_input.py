@@ -221,6 +221,32 @@ def test_bad_fps_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "is not a frame rate" in one_error_line(capsys)
 
 
+SEQUENCE_READERS = ("probe", "reencode", "align", "people", "invert", "tune", "transfer", "edit", "evaluate")
+"""Every command that reads a video also reads an image sequence, so each takes `--fps` (the one error a
+sequence without it gets names that option)."""
+
+
+@pytest.mark.parametrize("command", SEQUENCE_READERS)
+def test_every_command_that_reads_a_sequence_takes_fps(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run([command, "--help"]) == 0
+    assert "--fps" in capsys.readouterr().out, command
+
+
+def test_people_reads_a_sequence_with_fps_and_refuses_one_without(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pattern = write_sequence(tmp_path / "in", frames=2)
+    common = ["--workdir", str(tmp_path / "work"), "--quiet", "--json"]
+    capsys.readouterr()
+    assert run(["people", str(pattern), *common]) == 2
+    assert "give it with --fps" in one_error_line(capsys)
+    assert run(["people", str(pattern), "--fps", str(FPS), *common]) == 1  # read: the frames have no face
+    line = one_error_line(capsys)
+    assert "no face found" in line and "(2 frames" in line, line
+
+
 def test_a_sequence_output_cannot_overwrite_its_own_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
