@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ def test_help_keeps_every_word_and_shows_every_default(
     path: tuple[str, ...], command: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run([*path, "--help"]) == 0
-    shown = capsys.readouterr().out.split()
+    shown = re.sub(r"(\w-)\n\s*", r"\1", capsys.readouterr().out).split()  # re-join words wrapped at hyphens
     texts = [command.help or ""] + [param.help or "" for param in command.params if hasattr(param, "help")]
     lost = [word for text in texts for word in text.split() if word not in shown]
     assert not lost, f"words lost from `reenact {' '.join(path)} --help`: {lost}"
