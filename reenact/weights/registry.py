@@ -163,7 +163,7 @@ FACE_WORLD_NAME = "face-world"
 """Registry name of reenact's own face world: a 64 px StyleGAN2 trained here (docs/face-world.md)."""
 FACE_WORLD_FILE = "weights/face_world/generator.safetensors"
 """Where the `reenact` package ships the face world's generator."""
-FACE_WORLD_SHA256 = "851a9eff45494db907372076033accfca25e93da07ae8d16bb249fa14ad7db5f"
+FACE_WORLD_SHA256 = "692a3dfa158eabe5d41c3182357c47c2518abb4b3090f4c9359f9428848912d8"
 FACE_WORLD_BYTES = 5_548_072
 """The shipped file's sha256 and size (tests/test_weights.py checks them against the file)."""
 DIFFAUGMENT_CITATION = (
