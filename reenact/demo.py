@@ -111,12 +111,26 @@ class DemoReport:
     """The same for the target itself (the expression dropped): the gap is what the transfer adds."""
     face_rate: float
     """Share of the output frames in which dlib finds a face (upscaled `FACE_CHECK_FACTOR` times)."""
+    expression_share: float
+    """How much of the driver's expression the output carries (`transferred_share`; doing nothing: 0)."""
 
 
 def face_errors(frames: np.ndarray, truth: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """Mean squared error of each frame against the truth over its face region: [T, H, W, 3] x2 -> [T]."""
     error = (frames.astype(np.float64) - truth.astype(np.float64)) ** 2  # [T, H, W, 3]
     return np.array([e[r].mean() for e, r in zip(error, regions, strict=True)])
+
+
+def transferred_share(
+    frames: np.ndarray, target: np.ndarray, truth: np.ndarray, regions: np.ndarray
+) -> float:
+    """How much of the truth's change from the target the output carries, over the face regions: the
+    projection of (output - target) on (truth - target), pooled over the clip. 1: all of it; 0: the output
+    is the target (doing nothing) or moves across the expression, not along it."""
+    target = target.astype(np.float64)
+    change = (frames.astype(np.float64) - target) * regions[..., None]  # [T, H, W, 3]
+    wanted = (truth.astype(np.float64) - target) * regions[..., None]
+    return float((change * wanted).sum() / max(float((wanted * wanted).sum()), MIN_MSE))
 
 
 def face_psnr(frames: np.ndarray, truth: np.ndarray, regions: np.ndarray) -> float:
@@ -285,6 +299,7 @@ def run_demo(
     psnr = face_psnr(frames, truth, regions)
     psnr_target = face_psnr(target, truth, regions)
     face_rate = output_face_rate(frames)
+    share = transferred_share(frames, target, truth, regions)
     seconds = time.perf_counter() - started
     report = {
         "world": world_name,
@@ -299,6 +314,7 @@ def run_demo(
         "face_mse_per_frame": [round(float(value), 3) for value in face_errors(frames, truth, regions)],
         "face_psnr_db_without_expression": round(psnr_target, 3),
         "output_face_rate": round(face_rate, 3),
+        "expression_share": round(share, 3),
         "stages": [stage.to_dict() for stage in run.stages],
         **run.details,
     }
@@ -309,4 +325,5 @@ def run_demo(
         face_psnr=psnr,
         face_psnr_no_expression=psnr_target,
         face_rate=face_rate,
+        expression_share=share,
     )

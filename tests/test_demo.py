@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from reenact import video
+from reenact.config import DEMO_FRAMES
 from reenact.demo import (
     COLUMNS,
     DEMO_FILES,
@@ -35,6 +36,9 @@ MIN_TRANSFER_GAIN_DB = 2.0
 """The demo's transfer beats the target itself (the expression dropped) by at least this much in face
 PSNR, in its 4:4:4 output and in the 4:2:0 `transfer.mp4`; 4 frames give about 3.5 and 2.9 dB (32 frames:
 about 10 dB); doing nothing gives 0."""
+MIN_EXPRESSION_SHARE = 0.3
+"""Share of the driver's expression (the truth's change from the target, over the face) a demo's output
+carries at least; doing nothing gives 0, the random world's demo 0.47 on 4 frames (0.87 on 32)."""
 PEOPLE_VIDEOS = ("transfer.mp4", "target.mp4", "driver.mp4", "side_by_side.mp4")
 
 
@@ -94,26 +98,38 @@ def test_demo_files_play_anywhere_at_the_targets_timing(
     assert set(report["files"]) == {str(folder / name) for name in DEMO_FILES}
     assert report["face_psnr_db"] >= report["face_psnr_db_without_expression"] + MIN_TRANSFER_GAIN_DB, report
     assert report["face_psnr_db_yuv420p"] >= report["face_psnr_db_without_expression"] + MIN_TRANSFER_GAIN_DB
+    assert report["expression_share"] >= MIN_EXPRESSION_SHARE, report
 
 
-FACE_DEMO_FRAMES = 16
-"""Frames of the face demo's test: the driver's mouth opens and closes once."""
-MIN_FACE_GAIN_DB = 1.0
-"""The face demo's transfer beats the target left as it is by at least this much in face PSNR against the
-truth (measured: see the test's docstring); doing nothing gives 0."""
+FACE_DEMO_FRAMES = DEMO_FRAMES
+"""The face demo's test runs `reenact demo` as a user does (its frames, its threads): dlib's verdict on
+borderline frames moves with the numerics."""
 MIN_FACE_RATE = 0.9
 """Share of the face demo's output frames in which dlib finds a face (issue #27's target)."""
 
 
-@pytest.mark.slow
-def test_the_face_demo_moves_a_face_as_its_truth_does(tmp_path: Path) -> None:
-    """`reenact demo --world faces` on 16 frames: the output is nearer the truth than the target is, and
-    dlib sees a face in it."""
-    from reenact.demo import run_demo
-    from reenact.device import resolve_runtime
-
-    report = run_demo(
-        tmp_path / "demo", runtime=resolve_runtime("cpu"), num_frames=FACE_DEMO_FRAMES, world_name="faces"
+@pytest.fixture(scope="module")
+def face_demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`reenact demo` (the face world) as a user runs it: its report."""
+    folder = tmp_path_factory.mktemp("face-demo") / "demo"
+    assert (
+        run(["demo", "-o", str(folder), "--frames", str(FACE_DEMO_FRAMES), "--device", "cpu", "--quiet"]) == 0
     )
-    assert report.face_psnr >= report.face_psnr_no_expression + MIN_FACE_GAIN_DB, report
-    assert report.face_rate >= MIN_FACE_RATE, report
+    return json.loads((folder / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_dlib_finds_a_face_in_the_face_demos_output(face_demo: dict) -> None:
+    assert face_demo["world"] == "faces"
+    assert face_demo["output_face_rate"] >= MIN_FACE_RATE, face_demo
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="#27 item 6: in the face world the transfer carries almost none of the driver's expression "
+    "(share about 0): its inversion puts a third of the expression's size on layers 4-7 and the rest "
+    "elsewhere (docs/face-world.md)",
+)
+def test_the_face_demo_carries_the_drivers_expression(face_demo: dict) -> None:
+    assert face_demo["expression_share"] >= MIN_EXPRESSION_SHARE, face_demo

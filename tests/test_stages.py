@@ -171,7 +171,7 @@ def test_random_generator_and_demo_run_with_the_one_synthetic_preset(
 
     monkeypatch.setattr(demo.pipeline, "transfer", capture)
     with pytest.raises(Stop):
-        demo.run_demo(tmp_path / "demo", runtime=resolve_runtime("cpu"), num_frames=4)
+        demo.run_demo(tmp_path / "demo", runtime=resolve_runtime("cpu"), num_frames=4, world_name="random")
     options = RunOptions(generator="random:tiny", device="cpu", workdir=tmp_path / "w", quiet=True)
     implicit = make_context(options)
     explicit = make_context(dataclasses.replace(options, preset="synthetic"))
