@@ -1,6 +1,6 @@
 """Draw a training run's curves (D and G losses, the face detection rate of its samples) as a PNG.
 
-    python tools/plot_training.py face-world/run-64 -o docs/img/face-world-training.png
+python tools/plot_training.py face-world/run-64 -o docs/img/face-world-training.png
 """
 
 from __future__ import annotations
