@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -47,7 +46,7 @@ from reenact.gan.stylegan2 import Generator  # noqa: E402
 from reenact.imaging import images_from_uint8, images_to_uint8  # noqa: E402
 from reenact.invert import invert_clip  # noqa: E402
 from reenact.metrics import IdentityEmbedder  # noqa: E402
-from reenact.sampling import FACE_CHECK_SIDE, FACE_CHECK_TRUNCATION, FaceCounter, render_seeds  # noqa: E402
+from reenact.sampling import FACE_CHECK_TRUNCATION, FaceCounter, render_seeds, upscaled_for_check  # noqa: E402
 from reenact.threads import use_threads  # noqa: E402
 
 SHARED_DIR = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared"))
@@ -60,10 +59,6 @@ def table(title: str, rows: list[tuple[str, str]]) -> None:
     print(f"\n{title}\n| figure | value |\n| --- | --- |")
     for name, value in rows:
         print(f"| {name} | {value} |")
-
-
-def upscaled(image: np.ndarray) -> np.ndarray:
-    return cv2.resize(image, (FACE_CHECK_SIDE, FACE_CHECK_SIDE), interpolation=cv2.INTER_CUBIC)
 
 
 def samples(generator: Generator) -> list[tuple[str, str]]:
@@ -91,7 +86,7 @@ def in_domain(generator: Generator, data: Path) -> list[tuple[str, str]]:
         with torch.no_grad():
             renders = images_to_uint8(generator.synthesis(result.pivots, noise_mode="const")).numpy()
         for crop, render in zip(chosen, renders, strict=True):
-            a, b = embedder.embed(upscaled(crop)), embedder.embed(upscaled(render))
+            a, b = embedder.embed(upscaled_for_check(crop)), embedder.embed(upscaled_for_check(render))
             distances.append(np.nan if a is None or b is None else float(np.linalg.norm(a - b)))
     found = np.isfinite(distances)
     same = np.asarray(distances)[found] < SAME_PERSON_DISTANCE

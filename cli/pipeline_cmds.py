@@ -21,6 +21,7 @@ import typer
 from reenact.checks import FaceRequest, usage_value
 from reenact.errors import UsageError
 from reenact.threads import is_small_work, use_threads
+from reenact.weights.registry import FACE_WORLD_NAME
 from reenact_cli.common import (
     AlphaOption,
     CodecOption,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 RANDOM_GENERATOR_PRESET = "synthetic"
 """The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
-OWN_PRESETS = {"face-world": "face-world"}
+OWN_PRESETS = {FACE_WORLD_NAME: FACE_WORLD_NAME}
 """Generators that run with a preset of their own unless told otherwise (the face world: pixel losses)."""
 
 

@@ -46,10 +46,10 @@ from reenact.imaging import UINT8_PEAK, psnr_from_mse
 from reenact.progress import SILENT, Progress
 from reenact.sampling import FaceCounter
 from reenact.synthetic import (
-    MEASURED_PIX_FMT,
     SyntheticConfig,
     SyntheticWorld,
     make_world,
+    measured_settings,
     synthetic_settings,
     true_transfer_frames,
     write_world,
@@ -250,23 +250,23 @@ def run_demo(
     directory.mkdir(parents=True, exist_ok=True)
     base = SyntheticConfig(num_frames=num_frames)
     settings = world_settings(world_name)
-    measured = settings.with_values(video={"pix_fmt": MEASURED_PIX_FMT})
+    measured = measured_settings(settings)
+    workspace = Workspace(directory / "work")
+    world_folder = directory / WORLD_FOLDER
     if world_name == "faces":
-        world = face_world.make_face_world(base, device=runtime.device)
+        spec = face_world.FACE_WORLD
+        source = load_generator_spec(spec, device=runtime.device, workspace=workspace)
+        world = face_world.make_face_world(base, device=runtime.device, generator=source.generator)
     else:
         world = make_world(base, device=runtime.device)
     progress.note(
         f"{world_name} world: {num_frames} frames, {world.config.resolution} px, seed {world.config.seed}, "
         f"on {runtime.describe()}"
     )
-    world_folder = directory / WORLD_FOLDER
     files = write_world(world, world_folder, video_config=measured.video, overwrite=True)
-    workspace = Workspace(directory / "work")
-    if world_name == "faces":
-        spec = face_world.FACE_WORLD
-    else:
+    if world_name == "random":
         spec = str(save_generator(world.generator, world_folder / "generator.safetensors"))
-    source = load_generator_spec(spec, device=runtime.device, workspace=workspace)
+        source = load_generator_spec(spec, device=runtime.device, workspace=workspace)
     context = pipeline.make_context(
         workspace=workspace, source=source, settings=measured, runtime=runtime, progress=progress
     )

@@ -20,8 +20,9 @@ import torch
 from reenact.errors import ReenactError
 from reenact.gan.stylegan2 import Generator
 from reenact.synthetic import SyntheticConfig, SyntheticWorld, make_world
+from reenact.weights.registry import FACE_WORLD_NAME
 
-FACE_WORLD = "face-world"
+FACE_WORLD = FACE_WORLD_NAME
 """The face world's registry name (`--generator face-world`) and the name of its preset."""
 FACE_WORLD_RESOLUTION = 64
 """The shipped face world's resolution (the CPU run of issue #27; tests/test_weights.py checks it)."""
@@ -85,9 +86,12 @@ def demo_config(base: SyntheticConfig, generator: Generator) -> SyntheticConfig:
     )
 
 
-def make_face_world(base: SyntheticConfig, *, device: torch.device | str = "cpu") -> SyntheticWorld:
-    """The demo world on faces: `base`'s clips rendered by the face world with its expression direction."""
-    generator = face_world_generator(device=device)
+def make_face_world(
+    base: SyntheticConfig, *, device: torch.device | str = "cpu", generator: Generator | None = None
+) -> SyntheticWorld:
+    """The demo world on faces: `base`'s clips rendered by the face world (`generator`, when the caller has
+    loaded it already) with its expression direction."""
+    generator = face_world_generator(device=device) if generator is None else generator
     return make_world(
         demo_config(base, generator),
         device=device,

@@ -13,6 +13,7 @@ import torch
 
 from reenact.config import DEFAULT_GENERATOR
 from reenact.errors import ReenactError
+from reenact.files import sha256_file
 from reenact.gan.checkpoints import load_generator
 from reenact.gan.random import is_random_spec, random_generator_from_spec
 from reenact.gan.stylegan2 import Generator
@@ -34,7 +35,8 @@ def load_generator_spec(
 ) -> GeneratorSource:
     """`NAME` from the weight registry, a checkpoint `PATH`, or `random:tiny[-RES]` (explicitly random).
 
-    A missing registry file is a `ReenactError` naming the file and the `reenact weights` command.
+    A missing registry file is a `ReenactError` naming the file and the `reenact weights` command. The
+    digest of a file is its sha256, remembered by `workspace` when one is given.
     """
     from reenact import weights
 
@@ -54,6 +56,11 @@ def load_generator_spec(
             f"generator {spec!r} is neither a file nor a known weight name; see `reenact weights list` "
             f"(default {DEFAULT_GENERATOR}), or pass random:tiny for a random test generator"
         )
-    digest = (workspace or Workspace()).input_digest(path) if path.is_file() else spec
+    if not path.is_file():
+        digest = spec
+    elif workspace is None:  # no run's workspace to remember the hash in: none is made in the cwd
+        digest = sha256_file(path)
+    else:
+        digest = workspace.input_digest(path)
     generator = load_generator(path, device=device).eval().requires_grad_(False)
     return GeneratorSource(spec=spec, generator=generator, digest=digest, is_random=False)

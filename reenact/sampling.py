@@ -106,6 +106,11 @@ def contact_sheet(images: np.ndarray, *, columns: int | None = None, pad: int = 
     return sheet
 
 
+def upscaled_for_check(image: np.ndarray, *, side: int = FACE_CHECK_SIDE) -> np.ndarray:
+    """A square uint8 image [R, R, 3] upscaled (bicubic) to `side` px, where dlib's detector finds faces."""
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
+
+
 class FaceCounter:
     """dlib's frontal face detector over generated samples (built once, used for every check)."""
 
@@ -118,7 +123,7 @@ class FaceCounter:
 
     def has_face(self, image: np.ndarray) -> bool:
         """Whether a face is found in one uint8 RGB image [R, R, 3], upscaled to `side` first."""
-        return self.has_face_at(cv2.resize(image, (self.side, self.side), interpolation=cv2.INTER_CUBIC))
+        return self.has_face_at(upscaled_for_check(image, side=self.side))
 
     def has_face_at(self, image: np.ndarray) -> bool:
         """Whether a face is found in one uint8 RGB image [H, W, 3] as it is."""

@@ -199,9 +199,10 @@ def synthetic_settings() -> Config:
     return Config.from_preset(SYNTHETIC_PRESET)
 
 
-def measured_settings() -> Config:
-    """The synthetic preset for runs whose output is measured: 4:4:4 video (`MEASURED_PIX_FMT`)."""
-    return synthetic_settings().with_values(video={"pix_fmt": MEASURED_PIX_FMT})
+def measured_settings(settings: Config | None = None) -> Config:
+    """`settings` (by default the synthetic preset) for runs whose output is measured: 4:4:4 video
+    (`MEASURED_PIX_FMT`)."""
+    return (settings or synthetic_settings()).with_values(video={"pix_fmt": MEASURED_PIX_FMT})
 
 
 def quick_invert_config() -> InvertConfig:

@@ -16,7 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -38,12 +37,11 @@ from reenact.files import load_arrays  # noqa: E402
 from reenact.imaging import images_from_uint8, images_to_uint8  # noqa: E402
 from reenact.invert import invert_clip  # noqa: E402
 from reenact.metrics import mouth_opening  # noqa: E402
+from reenact.sampling import upscaled_for_check  # noqa: E402
 from reenact.threads import use_threads  # noqa: E402
 
 CANDIDATES = 3
 """Principal directions tried, largest variance first."""
-CHECK_SIDE = 256
-"""Renders are upscaled to this side before dlib looks for their landmarks (as the face checks do)."""
 SPLITS = ("train", "held_out")
 
 
@@ -68,7 +66,7 @@ def mouth_of(images: np.ndarray, landmarks: DlibLandmarks) -> float:
     """Mean mouth opening of the faces dlib finds in uint8 images [N, R, R, 3] (NaN where none is found)."""
     values = []
     for image in images:
-        big = cv2.resize(image, (CHECK_SIDE, CHECK_SIDE), interpolation=cv2.INTER_CUBIC)
+        big = upscaled_for_check(image)  # as the face checks see samples
         faces = landmarks.detect(big)
         if faces:
             values.append(float(mouth_opening(max(faces, key=lambda face: face.size).points[None])[0]))
