@@ -38,9 +38,10 @@ LengthPolicy = Literal["loop", "pingpong", "cut", "hold"]
 
 REFERENCE_NUM_WS = 18
 """W+ layers of the FFHQ 1024 px StyleGAN2 generator, in whose indices the presets are written."""
-MIN_NUM_WS_BY_RESOLUTION = 12
-"""Generators with at least this many W+ layers (128 px and up) keep the reference layer indices;
-smaller (toy) generators get the bands scaled proportionally (see `LAYER_PRESETS`)."""
+MIN_NUM_WS_BY_RESOLUTION = 10
+"""Generators with at least this many W+ layers (64 px and up: they have the 16 and 32 px blocks of the
+middle band, and a finer one) keep the reference layer indices; smaller (toy) generators get the bands
+scaled proportionally (see `LAYER_PRESETS`)."""
 COARSE_END = 4
 """First middle layer: W+ layers 0-3 drive the 4x4 and 8x8 synthesis blocks."""
 MIDDLE_END = 8
@@ -65,11 +66,13 @@ for StyleGAN2's W+ too: *coarse* layers 0-3 (4x4-8x8) carry pose, face shape, ha
 = middle (an expression moved onto another face without its pose or colours), "pose" = coarse,
 "expression+pose" = coarse + middle (full puppeteering), "color" = fine, "all" = every layer.
 
-A band ending at 18 means "to the last layer" for any `num_ws`. Generators with `num_ws` >= 12
-(128 px and up) keep the indices, because W+ index k drives the same resolution in every StyleGAN2
-(layer 4 is the 16x16 block's first conv at 256 px as at 1024 px). Smaller generators (8 layers at
-32 px, 10 at 64 px) lack the fine resolutions altogether, so their bands are scaled by num_ws / 18 and
-rounded: at 8 and 10 layers, coarse = 0-1, middle = 2-3, fine = 4 to the end.
+A band ending at 18 means "to the last layer" for any `num_ws`. Generators with `num_ws` >= 10
+(64 px and up) keep the indices, because W+ index k drives the same resolution in every StyleGAN2
+(layer 4 is the 16x16 block's first conv at 64 px as at 1024 px): at 64 px, middle = 4-7 and fine =
+8-9. The face world (64 px) bears this out: its mouth moves on layers 4-7, and a transfer on the
+scaled layers 2-3 (its 8 px block) carried none of it (docs/face-world.md). Smaller generators (8
+layers at 32 px) lack a band above the middle, so their bands are scaled by num_ws / 18 and rounded:
+at 8 layers, coarse = 0-1, middle = 2-3, fine = 4 to the end.
 """
 
 KERNEL_RADIUS_SIGMAS = 3.0

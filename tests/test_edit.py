@@ -187,10 +187,14 @@ def test_presets_on_the_ffhq_generator() -> None:
     # 256 px (14 layers): the same resolutions, fewer fine layers.
     assert indices(layer_mask("expression", num_ws=14)) == [4, 5, 6, 7]
     assert indices(layer_mask("fine", num_ws=14)) == list(range(8, 14))
+    # 64 px (10 layers, the face world): its 16 and 32 px blocks are layers 4-7, as at 1024 px.
+    assert indices(layer_mask("expression", num_ws=10)) == [4, 5, 6, 7]
+    assert indices(layer_mask("pose", num_ws=10)) == [0, 1, 2, 3]
+    assert indices(layer_mask("fine", num_ws=10)) == [8, 9]
 
 
-@pytest.mark.parametrize("num_ws", [8, 10])
-def test_presets_scale_on_small_generators(num_ws: int) -> None:
+def test_presets_scale_on_generators_without_a_fine_band() -> None:
+    num_ws = 8  # 32 px: the middle band is its last
     assert indices(layer_mask("pose", num_ws=num_ws)) == [0, 1]
     assert indices(layer_mask("expression", num_ws=num_ws)) == [2, 3]
     assert indices(layer_mask("fine", num_ws=num_ws)) == list(range(4, num_ws))
