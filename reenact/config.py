@@ -298,11 +298,18 @@ class InvertConfig:
     key_stride: int = 16
     """Warm mode: frames between two key frames of the coarse chain that segments start from and are
     registered to (`stages.keys`): short enough that the chain follows the face."""
+    refit_steps: int = 10
+    """Warm mode: most optimiser steps that refit every pivot of a chain after it is registered to the key
+    chain (`stages.keys.invert_chain`), from the registered pivot (0 = keep the registered pivots). The
+    registration's correction moves a pivot along directions the picture barely shows, but not none: on
+    faces it costs fit that the refit wins back (`benchmarks/bench_registration.py`)."""
 
     def __post_init__(self) -> None:
         for name in ("first_steps", "warm_steps", "batch_size", "segment_frames", "key_stride"):
             if getattr(self, name) < 1:
                 raise ReenactError(f"invert.{name} must be >= 1, got {getattr(self, name)}")
+        if self.refit_steps < 0:
+            raise ReenactError(f"invert.refit_steps must be >= 0, got {self.refit_steps}")
         if self.segment_frames % self.key_stride != 0:
             raise ReenactError(
                 f"invert.segment_frames ({self.segment_frames}) must be a multiple of invert.key_stride "

@@ -376,12 +376,15 @@ def run_regime(regime: Regime, handover: Handover, *, on_finished: Callable[[Fin
 
 
 class Batch:
-    """Frames that start together from one start and finish together: the start point (`warm=False`)
-    or the previous frame's pivot (`warm=True`). The common part of `AdamBatch` and `LbfgsBatch`,
-    which each define `step`."""
+    """Frames that start together and finish together: from the start point (`warm=False`), the previous
+    frame's pivot (`warm=True`), or latents of their own (`given` [n, K, w_dim]: a refit). The common
+    part of `AdamBatch` and `LbfgsBatch`, which each define `step`."""
 
-    def __init__(self, problem: Problem, frames: range, *, steps: int, warm: bool) -> None:
+    def __init__(
+        self, problem: Problem, frames: range, *, steps: int, warm: bool, given: torch.Tensor | None = None
+    ) -> None:
         self.problem, self.frames, self.steps, self.warm = problem, frames, steps, warm
+        self.given = given
         self.previous = Handover()
         self.last = Handover()
         self.done = False
@@ -394,6 +397,9 @@ class Batch:
         if table.entered:
             return NONE
         targets = self.problem.crops(self.frames)  # [B, 3, R, R]
+        if self.given is not None:
+            table.enter(self.frames, self.given.to(self.problem.device), targets)
+            return NONE
         if self.warm:
             if self.previous.latents is None:
                 raise ValueError("a warm batch needs the previous frame's pivot")
@@ -426,10 +432,13 @@ class AdamBatch(Batch):
     steps, or once its summed loss plateaus. The update is `torch.optim.Adam`'s (`RowAdam` "torch");
     the handover carries the last frame's moments."""
 
-    def __init__(self, problem: Problem, frames: range, *, steps: int, warm: bool) -> None:
-        super().__init__(problem, frames, steps=steps, warm=warm)
+    def __init__(
+        self, problem: Problem, frames: range, *, steps: int, warm: bool, given: torch.Tensor | None = None
+    ) -> None:
+        super().__init__(problem, frames, steps=steps, warm=warm, given=given)
         config = problem.config
-        self.base_learning_rate = config.warm_learning_rate if warm else config.learning_rate
+        started = warm or given is not None  # from a pivot, not from the start point
+        self.base_learning_rate = config.warm_learning_rate if started else config.learning_rate
         self.history: list[float] = []  # the batch's summed loss after each step
 
     def step(self, table: FrameTable) -> Renders:
@@ -674,6 +683,46 @@ def invert_frames(
             renders += run_regime(regime, handover, on_finished=finished)
             handover = regime.handover()
     return renders
+
+
+def refit_frames(
+    generator: Generator,
+    targets: CropSource,
+    starts: torch.Tensor,
+    *,
+    config: InvertConfig,
+    perceptual: nn.Module | None,
+    runtime: Runtime,
+    steps: int,
+) -> tuple[torch.Tensor, Renders]:
+    """Every frame of `targets` (N crops [3, R, R]) fitted again from its own start `starts` [N, num_ws,
+    w_dim] with at most `steps` optimiser steps (the warm learning rate), `config.batch_size` frames at a
+    time: the refitted pivots [N, num_ws, w_dim] on the CPU, and the renders made."""
+    if len(starts) != len(targets):
+        raise ValueError(f"{len(starts)} starts for {len(targets)} frames")
+    layers = generator.num_ws if config.space == "w+" else 1
+    problem = Problem(
+        generator=generator,
+        targets=targets,
+        perceptual=perceptual,
+        config=config,
+        device=runtime.device,
+        layers=layers,
+    )
+    batch = LbfgsBatch if config.optimiser == "lbfgs" else AdamBatch
+    refitted = starts.detach().float().cpu().clone()  # [N, num_ws, w_dim]
+
+    def gather(run: Finished) -> None:
+        refitted[run.frames.start : run.frames.stop] = run.latents.detach().float().cpu()
+
+    renders = NONE
+    with autocast(runtime):
+        for begin in range(0, len(starts), config.batch_size):
+            frames = range(begin, min(begin + config.batch_size, len(starts)))
+            given = starts[frames.start : frames.stop, :layers].float()  # [n, K, w_dim]
+            regime = batch(problem, frames, steps=steps, warm=True, given=given)
+            renders += run_regime(regime, Handover(), on_finished=gather)
+    return refitted, renders
 
 
 def invert_clip(

@@ -17,6 +17,7 @@ pivots [K, num_ws, w_dim] and their frames [K], read one pivot at a time.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from reenact.files import index_rows, save_array
 from reenact.gan.stylegan2 import Generator
 from reenact.generator_source import GeneratorSource
 from reenact.imaging import CropSource
-from reenact.invert import Finished, invert_frames
+from reenact.invert import Finished, invert_frames, refit_frames
 from reenact.latents import LatentSource, LatentWriter, StoredLatents
 from reenact.progress import SILENT, Progress
 from reenact.renders import Renders
@@ -81,7 +82,9 @@ def invert_chain(
     """The pivots [len(chain), num_ws, w_dim] of the clip frames `chain` (a `segment_chain`; `crops`
     its crops): one warm chain from its first frame's key pivot, registered to the key chain (a run's
     first segment, `first_in_run`, from its own first pivot: no segment before it to meet); and the
-    renders made. Held until registered: at most `invert.segment_frames` + 1 rows."""
+    renders made. Held until registered: at most `invert.segment_frames` + 1 rows. Registered, every
+    pivot is fitted again from where the registration put it (`invert.refit_steps`): the correction
+    keeps the key chain's basin but not the fit."""
     rows = torch.empty(len(chain), generator.num_ws, generator.w_dim)  # [n, num_ws, w_dim]
 
     def gather(run: Finished) -> None:
@@ -101,7 +104,19 @@ def invert_chain(
     anchors = keys.rows(inside)  # [A, num_ws, w_dim]
     if first_in_run:  # nothing before it to meet: its own fit of its first frame stays
         anchors[0] = rows[0]
-    return register_to_keys(rows, chain.start, key_frames=inside, keys=anchors), renders
+    registered = register_to_keys(rows, chain.start, key_frames=inside, keys=anchors)
+    if config.refit_steps == 0:
+        return registered, renders
+    refitted, refit_renders = refit_frames(
+        generator,
+        crops,
+        registered,
+        config=config,
+        perceptual=perceptual,
+        runtime=runtime,
+        steps=config.refit_steps,
+    )
+    return refitted, renders + refit_renders
 
 
 def register_to_keys(
@@ -209,8 +224,10 @@ class KeysStage:
         return self.alignment.runs()
 
     def compute(self, frames: FrameRange, part: Path) -> Renders:
-        """The warm chain through the run's key frames (a warm inversion of those crops in order)."""
-        config = self.settings.invert
+        """The warm chain through the run's key frames (a warm inversion of those crops in order). Its
+        steps span `key_stride` frames of motion, so each key frame gets the budget of a frame started
+        afresh (`invert.first_steps`): every pivot of the run is registered to these."""
+        config = replace(self.settings.invert, warm_steps=self.settings.invert.first_steps)
         keys = np.array(key_frames(frames, stride=config.key_stride), dtype=np.int64)  # [K]
         slots = self.crops.slots(frames).start + keys - frames.start  # every frame of a run has a crop
         generator = self.source.generator
@@ -220,7 +237,7 @@ class KeysStage:
             renders = invert_frames(
                 generator,
                 Selection(self.crops.store(), slots),
-                config=self.settings.invert,
+                config=config,
                 perceptual=self.perceptual,
                 runtime=self.runtime,
                 on_finished=lambda run: out.write(run.frames.start, run.latents),
