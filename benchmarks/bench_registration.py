@@ -12,9 +12,9 @@ fits every registered pivot again from where the registration put it.
 
 On the demo driver of a world (its own renders, `--frames` frames, key frames every `invert.key_stride`),
 with the world's preset (`face-world` or `synthetic`), each row is one way: the key chain's budget per
-key frame (`first_steps`, as `stages.keys` gives it, or `warm_steps`, as it gave it before), and the refit
-budget. Reported: the mean and lowest PSNR of the registered (and refitted) pivots against the crops, and
-the chain's own PSNR without registration (what registration must not lose).
+key frame (`invert.key_steps`, as `stages.keys` gives it, or `warm_steps`, as it gave it before), and the
+refit budget. Reported: the mean and lowest PSNR of the registered (and refitted) pivots against the
+crops, and the chain's own PSNR without registration (what registration must not lose).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from reenact.stages.keys import KeyPivots, invert_chain, key_frames
 from reenact.synthetic import SYNTHETIC_PRESET, SyntheticConfig, SyntheticWorld, make_world
 from reenact.threads import use_threads
 
-KEY_BUDGETS = ("first_steps", "warm_steps")
+KEY_BUDGETS = ("key_steps", "warm_steps")
 
 
 def world_of(name: str, *, frames: int, seed: int) -> tuple[SyntheticWorld, InvertConfig]:

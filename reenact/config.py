@@ -298,6 +298,11 @@ class InvertConfig:
     key_stride: int = 16
     """Warm mode: frames between two key frames of the coarse chain that segments start from and are
     registered to (`stages.keys`): short enough that the chain follows the face."""
+    key_steps: int = 160
+    """Warm mode: most optimiser steps for each key frame after a run's first (`stages.keys`): a step of the
+    key chain spans `key_stride` frames of motion, not one, and every pivot of the run is registered to
+    these: with a warm frame's budget they fit worse, and so do the registered pivots
+    (`benchmarks/bench_registration.py`). The quality levels keep it at four warm budgets."""
     refit_steps: int = 10
     """Warm mode: most optimiser steps that refit every pivot of a chain after it is registered to the key
     chain (`stages.keys.invert_chain`), from the registered pivot (0 = keep the registered pivots). The
@@ -305,7 +310,7 @@ class InvertConfig:
     faces it costs fit that the refit wins back (`benchmarks/bench_registration.py`)."""
 
     def __post_init__(self) -> None:
-        for name in ("first_steps", "warm_steps", "batch_size", "segment_frames", "key_stride"):
+        for name in ("first_steps", "warm_steps", "key_steps", "batch_size", "segment_frames", "key_stride"):
             if getattr(self, name) < 1:
                 raise ReenactError(f"invert.{name} must be >= 1, got {getattr(self, name)}")
         if self.refit_steps < 0:

@@ -174,7 +174,7 @@ def test_quality_levels_order_the_budgets() -> None:
     for frames in (1, 32, 125, 500):
         tuning = [pti_steps(frames, config=c.pti) * tuning_batch(frames, config=c.pti) for c in levels]
         assert tuning == sorted(tuning) and len(set(tuning)) == len(tuning), (frames, tuning)
-    for field in ("first_steps", "warm_steps"):
+    for field in ("first_steps", "warm_steps", "key_steps"):
         steps = [getattr(c.invert, field) for c in levels]
         assert steps[0] < steps[1] < steps[2], (field, steps)
 

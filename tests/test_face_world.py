@@ -100,7 +100,7 @@ def test_a_registered_chain_is_refitted_to_the_fit_of_the_chain_alone() -> None:
     keys = np.array(key_frames(run, stride=config.key_stride), dtype=np.int64)
     assert keys.tolist() == [0, REGISTRATION_FRAMES - 1]
     alone = invert_clip(generator, crops, config=config, perceptual=None, runtime=runtime).psnr.mean()
-    key_config = replace(config, warm_steps=config.first_steps)  # as `stages.keys` inverts them
+    key_config = replace(config, warm_steps=config.key_steps)  # as `stages.keys` inverts them
     key_chain = invert_clip(generator, crops[keys], config=key_config, perceptual=None, runtime=runtime)
     means = {}
     for refit in (0, config.refit_steps):

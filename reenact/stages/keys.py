@@ -225,9 +225,9 @@ class KeysStage:
 
     def compute(self, frames: FrameRange, part: Path) -> Renders:
         """The warm chain through the run's key frames (a warm inversion of those crops in order). Its
-        steps span `key_stride` frames of motion, so each key frame gets the budget of a frame started
-        afresh (`invert.first_steps`): every pivot of the run is registered to these."""
-        config = replace(self.settings.invert, warm_steps=self.settings.invert.first_steps)
+        steps span `key_stride` frames of motion, so each key frame after the first gets
+        `invert.key_steps`: every pivot of the run is registered to these."""
+        config = replace(self.settings.invert, warm_steps=self.settings.invert.key_steps)
         keys = np.array(key_frames(frames, stride=config.key_stride), dtype=np.int64)  # [K]
         slots = self.crops.slots(frames).start + keys - frames.start  # every frame of a run has a crop
         generator = self.source.generator
