@@ -303,11 +303,14 @@ class InvertConfig:
     key chain spans `key_stride` frames of motion, not one, and every pivot of the run is registered to
     these: with a warm frame's budget they fit worse, and so do the registered pivots
     (`benchmarks/bench_registration.py`). The quality levels keep it at four warm budgets."""
-    refit_steps: int = 10
+    refit_steps: int = 0
     """Warm mode: most optimiser steps that refit every pivot of a chain after it is registered to the key
     chain (`stages.keys.invert_chain`), from the registered pivot (0 = keep the registered pivots). The
-    registration's correction moves a pivot along directions the picture barely shows, but not none: on
-    faces it costs fit that the refit wins back (`benchmarks/bench_registration.py`)."""
+    registration's correction moves a pivot along directions the picture barely shows, but not none: with
+    L-BFGS on faces it costs fit that the refit wins back (`benchmarks/bench_registration.py`; the
+    `face-world` preset refits). Adam's refit starts without moments and moved the random world's
+    output away from its truth (`benchmarks/bench_budget.py --set invert.refit_steps=10`), so it is off
+    by default."""
 
     def __post_init__(self) -> None:
         for name in ("first_steps", "warm_steps", "key_steps", "batch_size", "segment_frames", "key_stride"):
