@@ -6,7 +6,10 @@ Examples:
     python benchmarks/bench_budget.py --frames 125 --set invert.warm_steps=30 --json   # try a budget
 
 Each row is one `reenact transfer` (a subprocess, a fresh workspace) on the synthetic world: target and
-driver of `--frames` frames each, its random 32 px generator and its landmarks. The run takes the
+driver of `--frames` frames each, its random 32 px generator and its landmarks. `--world faces` runs the
+demo's face world instead (`reenact.face_world`: the 64 px face generator, a mouth that opens and closes)
+with its own preset `face-world` under the quality level, the colour match off (the truth is drawn by the
+generator inverted) and 4:4:4 video, as `reenact demo` does. The run takes the
 quality level's budgets (`--quality`, over the `default` preset); only what the tiny world needs
 differs from the defaults, and no budget: the `synthetic` preset's settings less its budgets
 (`world_settings`), i.e. MSE-only losses (no VGG16/LPIPS weights exist here), the start-point search of
@@ -14,7 +17,10 @@ its random generator, the tuning step size of its few weights, and its edit laye
 video settings. The counts are the run summary's (`--json`:
 `renders`), which a test checks against an independent count. Quality, where the answer is known:
 - target PSNR: the target inversion's mean PSNR of G(pivot) against the crops (dB);
-- face PSNR: the transfer's output against the ground truth over the face regions (dB).
+- face PSNR: the transfer's output against the ground truth over the face regions (dB), beside the
+  target left as it is ("still dB": what doing nothing scores);
+- share: how much of the driver's expression the output carries (`demo.transferred_share`; 0 = none);
+- faces (face world): the share of output frames in which dlib finds a face.
 The renders per frame of one setting do not depend on the machine; the seconds do (CPU, one thread).
 `best` runs only on clips up to `--best-max-frames`: its cost grows with the clip's length.
 """
@@ -31,9 +37,11 @@ import time
 from pathlib import Path
 
 from reenact.config import QUALITY_LEVELS, Config, config_to_dict, quality_layer
-from reenact.demo import decode, face_psnr
+from reenact.demo import decode, face_psnr, output_face_rate, transferred_share
+from reenact.face_world import FACE_WORLD, make_face_world
 from reenact.gan.checkpoints import save_generator
 from reenact.synthetic import (
+    MEASURED_PIX_FMT,
     SyntheticConfig,
     SyntheticFiles,
     make_world,
@@ -64,6 +72,9 @@ def world_settings() -> list[str]:
     ]
 
 
+FACE_WORLD_SETTINGS = ("composite.color_match=false", f"video.pix_fmt={json.dumps(MEASURED_PIX_FMT)}")
+"""What `reenact demo` sets over the face world's preset: no colour match, 4:4:4 video."""
+
 STAGES = ("tar-invert", "tar-tune", "dri-invert")
 COLUMNS = (
     ("frames", "frames", "{:>6}"),
@@ -76,21 +87,24 @@ COLUMNS = (
     ("forward_only", "fwd-only", "{:>8.1f}"),
     ("target_psnr", "tgt dB", "{:>7.2f}"),
     ("face_psnr", "face dB", "{:>7.2f}"),
+    ("still_psnr", "still dB", "{:>8.2f}"),
+    ("share", "share", "{:>6.2f}"),
+    ("face_rate", "faces", "{:>6.0%}"),
     ("seconds", "seconds", "{:>8.1f}"),
 )
 
 
 def run_transfer(
-    files: SyntheticFiles, generator: Path, *, quality: str, work: Path, sets: list[str]
+    files: SyntheticFiles, generator: Path, *, preset: str, quality: str, work: Path, sets: list[str]
 ) -> dict:
-    """One transfer at `quality` in a fresh workspace: its JSON summary."""
+    """One transfer at `quality` over `preset` in a fresh workspace: its JSON summary."""
     command = [
         sys.executable,
         "-m",
         "reenact_cli",
         *files.transfer_args(work / "out.mp4", generator=generator),
         "--preset",
-        "default",
+        preset,
         "--quality",
         quality,
         "--device",
@@ -114,13 +128,13 @@ def stage_manifest(summary: dict, name: str) -> dict:
 
 
 def row(
-    summary: dict, *, quality: str, sets: list[str], face_db: float, seconds: float
+    summary: dict, *, preset: str, quality: str, sets: list[str], scores: dict[str, float], seconds: float
 ) -> dict[str, float | int | str]:
     """Renders per output frame by stage (fwd+bwd; the regulariser's share of tuning apart), forward-only
-    renders per frame, and the quality figures."""
+    renders per frame, and the quality figures (`scores`)."""
     frames = summary["frames"]
     by_stage = {stage["name"]: stage["renders"] for stage in summary["stages"]}
-    settings = Config.from_preset("default", quality=quality, overrides=sets).pti
+    settings = Config.from_preset(preset, quality=quality, overrides=sets).pti
     steps = stage_manifest(summary, "tar-tune")["summary"]["steps"]
     regularised = -(-steps // settings.locality_interval) if settings.locality_weight > 0 else 0
     locality = regularised * settings.locality_samples
@@ -135,7 +149,7 @@ def row(
         "total": summary["renders"]["backward"] / frames,
         "forward_only": summary["renders"]["forward"] / frames,
         "target_psnr": stage_manifest(summary, "tar-invert")["summary"]["mean_psnr"],
-        "face_psnr": face_db,
+        **scores,
         "seconds": seconds,
     }
 
@@ -145,6 +159,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[32, 125, 500], help="clip lengths")
     parser.add_argument("--quality", nargs="+", default=["balanced"], choices=QUALITY_LEVELS)
     parser.add_argument("--seed", type=int, default=0, help="the synthetic world's seed")
+    parser.add_argument(
+        "--world", choices=("random", "faces"), default="random", help="the random world or the face world"
+    )
     parser.add_argument(
         "--best-max-frames", type=int, default=125, help="longest clip the best level runs on"
     )
@@ -159,25 +176,40 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    sets = [*world_settings(), *args.sets]
+    faces = args.world == "faces"
+    preset = FACE_WORLD if faces else "default"
+    sets = [*(FACE_WORLD_SETTINGS if faces else world_settings()), *args.sets]
+    composite = Config.from_preset(preset, overrides=sets).composite
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-budget-") as temp:
         root = Path(temp)
         for frames in args.frames:
-            world = make_world(SyntheticConfig(seed=args.seed, num_frames=frames))
-            files = write_world(world, root / f"world-{frames}")
-            generator = save_generator(world.generator, root / f"g-{frames}.safetensors")
-            composite = Config.from_preset("default", overrides=sets).composite
-            truth, regions = true_transfer_frames(world, composite=composite, ref=0)
+            base = SyntheticConfig(seed=args.seed, num_frames=frames)
+            world = make_face_world(base) if faces else make_world(base)
+            video_config = Config.from_preset(preset, overrides=sets).video
+            files = write_world(world, root / f"world-{frames}", video_config=video_config)
+            own = root / f"g-{frames}.safetensors"
+            generator = Path(FACE_WORLD) if faces else save_generator(world.generator, own)
+            target = decode(files.target_video)
             for quality in args.quality:
                 if quality == "best" and frames > args.best_max_frames:
                     continue
                 work = root / f"run-{frames}-{quality}"
                 started = time.perf_counter()
-                summary = run_transfer(files, generator, quality=quality, work=work, sets=sets)
+                summary = run_transfer(files, generator, preset=preset, quality=quality, work=work, sets=sets)
                 seconds = time.perf_counter() - started
-                face_db = face_psnr(decode(work / "out.mp4"), truth, regions)
-                rows.append(row(summary, quality=quality, sets=sets, face_db=face_db, seconds=seconds))
+                # The truth takes the run's own neutral frame, as `reenact demo` does.
+                truth, regions = true_transfer_frames(world, composite=composite, ref=summary["driver_ref"])
+                output = decode(work / "out.mp4")
+                scores = {
+                    "face_psnr": face_psnr(output, truth, regions),
+                    "still_psnr": face_psnr(target, truth, regions),
+                    "share": transferred_share(output, target, truth, regions),
+                    "face_rate": output_face_rate(output) if faces else float("nan"),
+                }
+                rows.append(
+                    row(summary, preset=preset, quality=quality, sets=sets, scores=scores, seconds=seconds)
+                )
                 print(f"{frames} frames, {quality}: {seconds:.1f} s", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
