@@ -224,6 +224,27 @@ class Problem:
     layers: int
     """K: latents optimised per frame (num_ws in W+; 1 in W, broadcast to every layer)."""
 
+    @classmethod
+    def of(
+        cls,
+        generator: Generator,
+        targets: CropSource,
+        *,
+        config: InvertConfig,
+        perceptual: nn.Module | None,
+        runtime: Runtime,
+    ) -> Problem:
+        """The problem of inverting `targets` in `config.space` on the runtime's device."""
+        layers = generator.num_ws if config.space == "w+" else 1
+        return cls(
+            generator=generator,
+            targets=targets,
+            perceptual=perceptual,
+            config=config,
+            device=runtime.device,
+            layers=layers,
+        )
+
     def render(self, latents: torch.Tensor) -> torch.Tensor:
         """Renders [A, 3, R, R] of latents [A, K, w_dim]."""
         return self.generator.synthesis(latents.expand(-1, self.generator.num_ws, -1), noise_mode="const")
@@ -647,15 +668,8 @@ def invert_frames(
         shape = "no frames" if first is None else f"[N, {', '.join(map(str, first.shape[1:]))}]"
         raise ValueError(f"targets must be [N, 3, {resolution}, {resolution}], got {shape}")
     num_frames = len(targets)
-    layers = generator.num_ws if config.space == "w+" else 1
-    problem = Problem(
-        generator=generator,
-        targets=targets,
-        perceptual=perceptual,
-        config=config,
-        device=runtime.device,
-        layers=layers,
-    )
+    problem = Problem.of(generator, targets, config=config, perceptual=perceptual, runtime=runtime)
+    layers = problem.layers
     chained = config.mode == "warm" and start is not None
     handover = Handover()
     if chained:
@@ -700,15 +714,8 @@ def refit_frames(
     time: the refitted pivots [N, num_ws, w_dim] on the CPU, and the renders made."""
     if len(starts) != len(targets):
         raise ValueError(f"{len(starts)} starts for {len(targets)} frames")
-    layers = generator.num_ws if config.space == "w+" else 1
-    problem = Problem(
-        generator=generator,
-        targets=targets,
-        perceptual=perceptual,
-        config=config,
-        device=runtime.device,
-        layers=layers,
-    )
+    problem = Problem.of(generator, targets, config=config, perceptual=perceptual, runtime=runtime)
+    layers = problem.layers
     batch = LbfgsBatch if config.optimiser == "lbfgs" else AdamBatch
     refitted = starts.detach().float().cpu().clone()  # [N, num_ws, w_dim]
 
