@@ -38,13 +38,14 @@ from pathlib import Path
 
 from reenact.config import QUALITY_LEVELS, Config, config_to_dict, quality_layer
 from reenact.demo import decode, face_psnr, output_face_rate, transferred_share
+from reenact.demo import world_settings as demo_world_settings
 from reenact.face_world import FACE_WORLD, make_face_world
 from reenact.gan.checkpoints import save_generator
 from reenact.synthetic import (
-    MEASURED_PIX_FMT,
     SyntheticConfig,
     SyntheticFiles,
     make_world,
+    measured_settings,
     synthetic_settings,
     true_transfer_frames,
     write_world,
@@ -52,6 +53,17 @@ from reenact.synthetic import (
 
 STEP_SETTINGS = ("invert.optimiser",)
 """Budgets beyond those a quality level names: the optimiser says what one of its steps is."""
+
+
+def differing_settings(wanted: Config, base: Config, *, skip: set[str] = frozenset()) -> list[str]:
+    """`--set` items that turn `base` into `wanted`: every setting that differs, less those in `skip`."""
+    have, want = config_to_dict(base), config_to_dict(wanted)
+    return [
+        f"{section}.{key}={json.dumps(value)}"  # a JSON scalar is a TOML value
+        for section, values in want.items()
+        for key, value in values.items()
+        if value != have[section][key] and f"{section}.{key}" not in skip
+    ]
 
 
 def world_settings() -> list[str]:
@@ -63,17 +75,14 @@ def world_settings() -> list[str]:
         for section, values in quality_layer(level).items()
         for key in values
     }
-    world, defaults = config_to_dict(synthetic_settings()), config_to_dict(Config())
-    return [
-        f"{section}.{key}={json.dumps(value)}"  # a JSON scalar is a TOML value
-        for section, values in world.items()
-        for key, value in values.items()
-        if value != defaults[section][key] and f"{section}.{key}" not in {*budgets, *STEP_SETTINGS}
-    ]
+    return differing_settings(synthetic_settings(), Config(), skip={*budgets, *STEP_SETTINGS})
 
 
-FACE_WORLD_SETTINGS = ("composite.color_match=false", f"video.pix_fmt={json.dumps(MEASURED_PIX_FMT)}")
-"""What `reenact demo` sets over the face world's preset: no colour match, 4:4:4 video."""
+def face_world_settings() -> list[str]:
+    """`--set` items for what `reenact demo` runs the face world with over its preset
+    (`demo.world_settings`, measured: no colour match, 4:4:4 video)."""
+    return differing_settings(measured_settings(demo_world_settings("faces")), Config.from_preset(FACE_WORLD))
+
 
 STAGES = ("tar-invert", "tar-tune", "dri-invert")
 COLUMNS = (
@@ -178,16 +187,16 @@ def main() -> None:
 
     faces = args.world == "faces"
     preset = FACE_WORLD if faces else "default"
-    sets = [*(FACE_WORLD_SETTINGS if faces else world_settings()), *args.sets]
+    sets = [*(face_world_settings() if faces else world_settings()), *args.sets]
     composite = Config.from_preset(preset, overrides=sets).composite
+    clips = measured_settings(demo_world_settings(args.world)).video  # the demo's world clips
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-budget-") as temp:
         root = Path(temp)
         for frames in args.frames:
             base = SyntheticConfig(seed=args.seed, num_frames=frames)
             world = make_face_world(base) if faces else make_world(base)
-            video_config = Config.from_preset(preset, overrides=sets).video
-            files = write_world(world, root / f"world-{frames}", video_config=video_config)
+            files = write_world(world, root / f"world-{frames}", video_config=clips)
             own = root / f"g-{frames}.safetensors"
             generator = Path(FACE_WORLD) if faces else save_generator(world.generator, own)
             target = decode(files.target_video)

@@ -32,11 +32,12 @@ from reenact.face_world import FACE_WORLD, make_face_world
 from reenact.invert import invert_clip
 from reenact.pti import clip_psnr
 from reenact.stages.base import FrameRange
-from reenact.stages.keys import KeyPivots, invert_chain, key_frames
+from reenact.stages.keys import KeyPivots, invert_chain, key_chain_config, key_frames
 from reenact.synthetic import SYNTHETIC_PRESET, SyntheticConfig, SyntheticWorld, make_world
 from reenact.threads import use_threads
 
-KEY_BUDGETS = ("key_steps", "warm_steps")
+KEY_BUDGETS = {"key_steps": key_chain_config, "warm_steps": lambda config: config}
+"""The key chain's settings: as `stages.keys` inverts it, or with a warm frame's budget (as it did before)."""
 
 
 def world_of(name: str, *, frames: int, seed: int) -> tuple[SyntheticWorld, InvertConfig]:
@@ -61,8 +62,8 @@ def measure(world_name: str, *, frames: int, seed: int, refits: list[int]) -> li
             f"{float(own.psnr.min()):.2f}",
         )
     ]
-    for budget in KEY_BUDGETS:
-        key_config = replace(config, warm_steps=getattr(config, budget))
+    for budget, settings_of in KEY_BUDGETS.items():
+        key_config = settings_of(config)
         key_chain = invert_clip(generator, crops[keys], config=key_config, perceptual=None, runtime=runtime)
         pivots = KeyPivots(keys, key_chain.pivots)
         for refit in refits:

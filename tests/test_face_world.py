@@ -25,7 +25,7 @@ from reenact.face_world import (
 from reenact.invert import invert_clip
 from reenact.pti import clip_psnr
 from reenact.stages.base import FrameRange
-from reenact.stages.keys import KeyPivots, invert_chain, key_frames
+from reenact.stages.keys import KeyPivots, invert_chain, key_chain_config, key_frames
 from reenact.synthetic import SyntheticConfig
 
 NUM_WS, W_DIM, FRAMES = 10, 16, 40
@@ -100,7 +100,7 @@ def test_a_registered_chain_is_refitted_to_the_fit_of_the_chain_alone() -> None:
     keys = np.array(key_frames(run, stride=config.key_stride), dtype=np.int64)
     assert keys.tolist() == [0, REGISTRATION_FRAMES - 1]
     alone = invert_clip(generator, crops, config=config, perceptual=None, runtime=runtime).psnr.mean()
-    key_config = replace(config, warm_steps=config.key_steps)  # as `stages.keys` inverts them
+    key_config = key_chain_config(config)
     key_chain = invert_clip(generator, crops[keys], config=key_config, perceptual=None, runtime=runtime)
     means = {}
     for refit in (0, config.refit_steps):

@@ -60,6 +60,12 @@ def key_frames(run: FrameRange, *, stride: int) -> list[int]:
     return list(range(run.start, run.stop, stride))
 
 
+def key_chain_config(config: InvertConfig) -> InvertConfig:
+    """The inversion settings of a key chain: each key frame after a run's first gets `invert.key_steps`,
+    as a step of the chain spans `key_stride` frames of motion, not one."""
+    return replace(config, warm_steps=config.key_steps)
+
+
 def segment_chain(frames: FrameRange, run: FrameRange) -> FrameRange:
     """The frames segment `frames` of `run` is inverted over as one warm chain: from its first frame (a
     key frame: the chain starts from its key pivot) to the next segment's first frame (a key frame too,
@@ -227,7 +233,7 @@ class KeysStage:
         """The warm chain through the run's key frames (a warm inversion of those crops in order). Its
         steps span `key_stride` frames of motion, so each key frame after the first gets
         `invert.key_steps`: every pivot of the run is registered to these."""
-        config = replace(self.settings.invert, warm_steps=self.settings.invert.key_steps)
+        config = key_chain_config(self.settings.invert)
         keys = np.array(key_frames(frames, stride=config.key_stride), dtype=np.int64)  # [K]
         slots = self.crops.slots(frames).start + keys - frames.start  # every frame of a run has a crop
         generator = self.source.generator
