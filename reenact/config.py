@@ -308,9 +308,9 @@ class InvertConfig:
     chain (`stages.keys.invert_chain`), from the registered pivot (0 = keep the registered pivots). The
     registration's correction moves a pivot along directions the picture barely shows, but not none: with
     L-BFGS on faces it costs fit that the refit wins back (`benchmarks/bench_registration.py`; the
-    `face-world` preset refits). Adam's refit starts without moments and moved the random world's
-    output away from its truth (`benchmarks/bench_budget.py --set invert.refit_steps=10`), so it is off
-    by default."""
+    `face-world` preset refits). With Adam (the default) it starts without moments; on the random world its
+    effect on the output was mixed (`benchmarks/bench_budget.py --set invert.refit_steps=10`, docs/cost.md)
+    and on FFHQ it is unmeasured, so it is off by default."""
 
     def __post_init__(self) -> None:
         for name in ("first_steps", "warm_steps", "key_steps", "batch_size", "segment_frames", "key_stride"):
