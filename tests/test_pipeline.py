@@ -494,3 +494,21 @@ def test_missing_generator_is_one_line(
     assert len(err.splitlines()) == 1
     assert "ffhq.pkl" in err and "reenact weights" in err
     assert not output.exists()
+
+
+def test_a_run_on_its_cached_workspace_writes_the_fresh_runs_frames(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One answer across resumes: the frames a fresh run hands the encoder are the ones a run on its
+    finished workspace hands it, bit for bit. A lossless output shows them (H.264's own output is not
+    repeatable run to run in this FFmpeg build; docs/architecture.md)."""
+    workdir = world.root / "once-work"
+    fresh, again = world.root / "fresh.mkv", world.root / "again.mkv"
+    _transfer(world, capsys, fresh, "--codec", "ffv1", workdir=workdir)
+    summary = _transfer(world, capsys, again, "--codec", "ffv1", workdir=workdir)
+    stages = {stage["name"]: stage["cached"] for stage in summary["stages"]}
+    assert all(cached for stage, cached in stages.items() if stage not in ("render", "encode")), stages
+    first, second = decode(fresh), decode(again)
+    assert first.shape == second.shape
+    changed = np.abs(first.astype(np.int16) - second.astype(np.int16)).max()
+    assert changed == 0, f"the cached run's frames differ by up to {changed} levels"
