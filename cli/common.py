@@ -202,7 +202,8 @@ MatteOption = Annotated[
         help=(
             "Also write the face matte: for every output frame, the exact weights the face was blended with "
             "(0: the source's pixel, 65535: the face's), 16-bit gray: an FFV1 .mkv with the output's frames "
-            "and timestamps, or a PNG/TIFF sequence (matte/%06d.png) numbered as an output sequence is."
+            "and timestamps, or a PNG/TIFF sequence (matte/%06d.png) numbered as an output sequence is; "
+            "an EXR sequence (matte/%06d.exr) holds the weights themselves as 32-bit float (0 to 1)."
         ),
         metavar="MATTE",
         show_default="none",

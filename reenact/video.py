@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from reenact.codecs import (
+    CODECS,
     FLOAT_RGB,
     Codec,
     alpha_format,
@@ -1129,12 +1130,15 @@ MATTE_PIX_FMT = "gray16le"
 MATTE_ENCODER = "ffv1"
 MATTE_LEVELS = 65535
 """A matte's code for a blend weight of 1 (16-bit gray)."""
+MATTE_FLOAT_PIX_FMT = "grayf32le"
+"""An EXR matte's pixel format: the blend weights themselves, as 32-bit float."""
 MATTE_SEQUENCE_FORMATS = {
     ".png": ("png", "gray16be"),
     ".tif": ("tiff", "gray16le"),
     ".tiff": ("tiff", "gray16le"),
+    ".exr": ("exr", MATTE_FLOAT_PIX_FMT),
 }
-"""Matte image sequences by extension: the encoder and its 16-bit gray pixel format."""
+"""Matte image sequences by extension: the encoder and its gray pixel format (16-bit codes; EXR float)."""
 
 
 def check_matte(
@@ -1147,8 +1151,8 @@ def check_matte(
         check_pattern(path)
     elif suffix != MATTE_SUFFIX:
         raise ReenactError(
-            f"--matte writes 16-bit gray: give a {MATTE_SUFFIX} path (FFV1 video) or a .png/.tif sequence "
-            f"pattern (matte/%06d.png), not {path}"
+            f"--matte writes gray: give a {MATTE_SUFFIX} path (FFV1 video, 16-bit) or a .png/.tif (16-bit) "
+            f"or .exr (float) sequence pattern (matte/%06d.png), not {path}"
         )
     check_output(path, inputs=inputs, overwrite=overwrite, first_number=first_number)
 
@@ -1156,7 +1160,8 @@ def check_matte(
 class MatteWriter:
     """Writes a face matte beside an output: for every output frame, the blend weights the paste-back used
     (0: the source's pixel, 1: the face's) as 16-bit gray, in FFV1 (lossless) in Matroska at the output's
-    timestamps with its rotation, or as a PNG/TIFF sequence (`MATTE_SEQUENCE_FORMATS`) numbered as an
+    timestamps with its rotation, or as a PNG/TIFF sequence (16-bit) or an EXR sequence (the weights
+    themselves, 32-bit float) (`MATTE_SEQUENCE_FORMATS`) numbered as an
     output sequence of the same source is (`first_output_number`, of the slice `window`). Like the output,
     it appears under its name only on a clean exit."""
 
@@ -1224,10 +1229,15 @@ class MatteWriter:
 
     def write(self, weights: np.ndarray, *, pts: int) -> None:
         """Encode one frame's blend weights [H, W] float in 0..1 at `pts` (the output frame's)."""
-        codes = matte_codes(weights)  # [H, W] uint16
+        floats = self.image_format is not None and self.image_format[1] == MATTE_FLOAT_PIX_FMT
+        codes = (
+            np.clip(weights, 0.0, 1.0).astype(np.float32) if floats else matte_codes(weights)
+        )  # [H, W] float32 or uint16
         if self.upright_frames:
             codes = to_coded(codes, self.like.rotation)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(codes), format=MATTE_PIX_FMT)
+        frame = av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(codes), format=MATTE_FLOAT_PIX_FMT if floats else MATTE_PIX_FMT
+        )
         if self._files is not None:
             self._write_image(frame)
             return
@@ -1255,6 +1265,8 @@ class MatteWriter:
             context = av.CodecContext.create(encoder, "w")
             context.width, context.height, context.pix_fmt = frame.width, frame.height, pix_fmt
             context.time_base = self.time_base
+            if encoder == CODECS["exr"].encoder:
+                context.options = dict(CODECS["exr"].options)  # float, compressed losslessly
             self._image_context = context
         image = frame.reformat(format=pix_fmt)  # the same codes, in the format's byte order
         image.pts = self.frames_written

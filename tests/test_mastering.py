@@ -328,6 +328,36 @@ def test_transfer_into_a_10_bit_lossless_source_keeps_every_code_outside_the_pas
         assert not np.array_equal(ours[0][region], theirs[0][region]), f"frame {index}: no new face"
 
 
+def test_an_exr_matte_holds_the_blend_weights_themselves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--matte matte/%06d.exr` writes one float EXR per output frame, numbered from 1, holding the
+    paste-back's blend weights as floats: nearer them than the 16-bit codes of the other mattes can be."""
+    files = write_world(make_world(SyntheticConfig(seed=0)), tmp_path / "files")
+    generator = save_generator(files.world.generator, tmp_path / "g.safetensors")
+    output, folder = tmp_path / "out.mp4", tmp_path / "matte"
+    args = files.transfer_args(output, generator=generator)
+    common = ["--preset", "synthetic", "--workdir", str(tmp_path / "work"), "--quiet", "--json"]
+    assert run([*args, *common, "--matte", str(folder / "%06d.exr")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    shape = video.probe(files.target_video)
+    weights = blend_weights_of(summary, (shape.height, shape.width))
+    written = sorted(folder.iterdir())
+    assert [path.name for path in written] == [f"{index:06d}.exr" for index in range(1, len(weights) + 1)]
+    float_error, code_error = 0.0, 0.0
+    for path, expected in zip(written, weights, strict=True):
+        with av.open(str(path)) as container:
+            matte = next(container.decode(video=0)).to_ndarray()
+        assert matte.dtype == np.float32 and matte.shape == expected.shape
+        assert np.array_equal(matte == 0, expected == 0), f"{path.name}: the matte's zeros moved"
+        float_error = max(float_error, float(np.abs(matte - expected).max()))
+        code_error = max(
+            code_error, float(np.abs(np.rint(expected * MATTE_LEVELS) / MATTE_LEVELS - expected).max())
+        )
+    print(f"largest error: float matte {float_error:.2e}, 16-bit codes {code_error:.2e}")
+    assert float_error < code_error / 10, (float_error, code_error)
+
+
 def blend_weights_of(summary: dict, shape: tuple[int, ...]) -> list[np.ndarray]:
     """Per frame, the paste-back's blend weights [H, W] in 0..1, from the run's stored alignment: the face
     mask warped into the whole frame (bilinear), clipped."""
@@ -365,7 +395,7 @@ def test_deep_frames_reach_the_writer_unrounded(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("matte_name", "message"),
     [
-        ("matte.avi", "give a .mkv path (FFV1 video) or a .png/.tif sequence pattern"),
+        ("matte.avi", "give a .mkv path (FFV1 video, 16-bit) or a .png/.tif (16-bit) or .exr (float)"),
         ("matte.png", "needs one frame number in its file name"),
         ("out.mkv", "is the output itself"),
     ],
