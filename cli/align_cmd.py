@@ -31,9 +31,9 @@ from reenact_cli.common import (
     Threads,
     Workdir,
     face_choice,
+    sequence_fps,
     settings_for,
     slice_window,
-    use_sequence_fps,
 )
 from reenact_cli.progress import cli_progress
 
@@ -168,25 +168,29 @@ def align(
     (frames from 0); its face detection is stored so that aligning the whole clip later reuses it.
     """
     use_threads(threads)
-    use_sequence_fps(fps)
+    rate = sequence_fps(fps)
 
     from reenact import checks, pipeline, video
     from reenact.device import resolve_runtime
     from reenact.faces.align import quad_jitter
     from reenact.workspace import Workspace
 
-    window = slice_window(source, start, duration)
+    window = slice_window(source, start, duration, fps=rate)
     settings = settings_for(preset, sets, faces={"landmarks": landmarks}, align={"resolution": resolution})
     checks.check_runtime_options(device=device)
     checks.check_run(
-        [source], generator=None, settings=settings, face=FaceRequest(face_index, face_at, person, person_ref)
+        [source],
+        generator=None,
+        settings=settings,
+        face=FaceRequest(face_index, face_at, person, person_ref),
+        fps=rate,
     )
     progress = cli_progress(quiet=quiet)
     if preview is not None:
         video.check_output(preview, inputs=(source,), overwrite=overwrite)
     workspace = Workspace(workdir)
     context = pipeline.RunContext(
-        workspace=workspace, settings=settings, runtime=resolve_runtime(device), progress=progress
+        workspace=workspace, settings=settings, runtime=resolve_runtime(device), progress=progress, fps=rate
     )
     alignment, stage = pipeline.align_clip(
         source,
@@ -201,7 +205,7 @@ def align(
     track_path, align_path = entry / "track.npz", entry / "align.npz"
     if preview is not None:
         write_preview(
-            video.VideoReader(source, window=window),
+            video.VideoReader(source, fps=rate, window=window),
             preview,
             track=track,
             raw_quads=raw_quads,

@@ -15,6 +15,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -320,12 +321,12 @@ def with_run_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def use_sequence_fps(fps: str | None) -> None:
-    """Give this run's image sequence inputs the frame rate `--fps` says (None: not given; a sequence input
-    is then refused in one line when it is first looked at, before any work)."""
-    from reenact.sequences import parse_rate, use_sequence_rate
+def sequence_fps(fps: str | None) -> Fraction | None:
+    """The frame rate `--fps` gives this run's image sequence inputs, passed down with them (None: not
+    given; a sequence input is then refused in one line when it is first looked at, before any work)."""
+    from reenact.sequences import parse_rate
 
-    use_sequence_rate(None if fps is None else parse_rate(fps))
+    return None if fps is None else parse_rate(fps)
 
 
 def video_settings(codec: str | None, timecode: str | None, alpha: bool | None = None) -> dict[str, Any]:
@@ -388,13 +389,16 @@ def face_choice(
     return FaceChoice(index=face_index or 0, at=face.point(), person=person, ref=person_ref)
 
 
-def slice_window(path: Path, start: str | None, duration: str | None) -> Window | None:
-    """The frames of `path` that `--start`/`--duration` ask for (None: the whole clip); a `UsageError`
-    (exit 2) for a TIME that does not parse, an empty duration or a start past the end."""
+def slice_window(
+    path: Path, start: str | None, duration: str | None, *, fps: Fraction | None = None
+) -> Window | None:
+    """The frames of `path` (an image sequence: at `fps`) that `--start`/`--duration` ask for (None: the
+    whole clip); a `UsageError` (exit 2) for a TIME that does not parse, an empty duration or a start past
+    the end."""
     from reenact import video
     from reenact.timeline import parse_slice
 
-    return video.slice_window(path, parse_slice(start, duration))
+    return video.slice_window(path, parse_slice(start, duration), fps=fps)
 
 
 def everyone_from(people: str | None, *, face: FaceRequest) -> bool:

@@ -4,6 +4,7 @@ for the clip's largest face and for each person of the source (`reenact people`)
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,9 +24,9 @@ from reenact_cli.common import (
     Start,
     Threads,
     Workdir,
+    sequence_fps,
     settings_for,
     slice_window,
-    use_sequence_fps,
 )
 from reenact_cli.progress import cli_progress
 
@@ -173,15 +174,18 @@ def reference_people(reference: Path, *, context: RunContext, window: Window | N
     return found
 
 
-def output_backend(source: str, *, output: Path, settings: Config, device: str) -> LandmarkBackend | None:
-    """The output's landmark backend for `source`; None for dlib (the whole-clip figures' own)."""
+def output_backend(
+    source: str, *, output: Path, settings: Config, device: str, fps: Fraction | None = None
+) -> LandmarkBackend | None:
+    """The output's landmark backend for `source` (`fps`: the output's rate when it is an image sequence);
+    None for dlib (the whole-clip figures' own)."""
     if source == "dlib":
         return None
     from reenact import video
     from reenact.faces.landmarks import make_backend
 
     return make_backend(
-        settings.faces, landmarks=source, device=device, num_frames=video.probe(output).frame_count
+        settings.faces, landmarks=source, device=device, num_frames=video.probe(output, fps=fps).frame_count
     )
 
 
@@ -280,14 +284,14 @@ def evaluate(
     driver's (the summary's "driver").
     """
     use_threads(threads)
-    use_sequence_fps(fps)
+    rate = sequence_fps(fps)
     from reenact import checks, pipeline, video
     from reenact.device import resolve_runtime
     from reenact.files import write_text_atomic
     from reenact.metrics import evaluate_videos, write_plot
     from reenact.workspace import Workspace
 
-    window = slice_window(reference, start, duration)
+    window = slice_window(reference, start, duration, fps=rate)
     settings = settings_for(preset, sets, faces={"landmarks": landmarks})
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot writes a PNG; give a .png path, not {plot}")
@@ -302,7 +306,7 @@ def evaluate(
     find_people = None
     if people:
         context = pipeline.RunContext(
-            workspace=Workspace(workdir), settings=settings, runtime=runtime, progress=progress
+            workspace=Workspace(workdir), settings=settings, runtime=runtime, progress=progress, fps=rate
         )
         find_people = functools.partial(reference_people, reference, context=context, window=window)
     report = evaluate_videos(  # its "evaluate" task opens only once both inputs passed their checks
@@ -315,11 +319,12 @@ def evaluate(
         window=window,
         people=find_people,
         output_faces=(
-            output_backend(out_source, output=output, settings=settings, device=str(runtime.device))
+            output_backend(out_source, output=output, settings=settings, device=str(runtime.device), fps=rate)
             if people
             else None
         ),
         driver=driver,
+        fps=rate,
     )
     if report_path is not None:
         try:

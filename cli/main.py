@@ -23,7 +23,6 @@ import typer
 
 from reenact import __version__
 from reenact.errors import ReenactError, UsageError
-from reenact.sequences import use_sequence_rate
 from reenact.threads import short_spinning
 from reenact_cli import (
     align_cmd,
@@ -121,7 +120,6 @@ def _run(args: list[str]) -> int:
     handlers = (
         {signum: signal.signal(signum, _interrupt) for signum in INTERRUPT_SIGNALS} if in_main_thread else {}
     )
-    use_sequence_rate(None)  # a run's --fps is its own (tests run many commands in one process)
     try:
         # standalone mode: typer reports usage errors itself (exit 2) and raises SystemExit.
         app(args=args, prog_name="reenact", standalone_mode=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,9 +26,9 @@ from reenact_cli.common import (
     Start,
     Threads,
     Workdir,
+    sequence_fps,
     settings_for,
     slice_window,
-    use_sequence_fps,
 )
 from reenact_cli.progress import cli_progress
 
@@ -113,9 +114,12 @@ def contact_sheet(tiles: list[np.ndarray], *, columns: int = SHEET_COLUMNS) -> n
     return sheet
 
 
-def write_sheet(found: ClipPeople, path: Path, *, source: Path, window: Window | None) -> None:
+def write_sheet(
+    found: ClipPeople, path: Path, *, source: Path, window: Window | None, fps: Fraction | None = None
+) -> None:
     """Each person's clearest face, labelled with their id, as a PNG contact sheet; of the frames
-    decoded, only those that show one are converted and held, one at a time."""
+    decoded, only those that show one are converted and held, one at a time (`fps`: the source's rate
+    when it is an image sequence)."""
     import cv2
     import numpy as np
 
@@ -125,7 +129,7 @@ def write_sheet(found: ClipPeople, path: Path, *, source: Path, window: Window |
     summaries = [found.person_summary(person) for person in found.people]
     wanted = {int(summary["clearest"]["frame"]) for summary in summaries}
     tiles: dict[int, np.ndarray] = {}
-    for frame in video.VideoReader(source, window=window).frames(upright=True, only=wanted):
+    for frame in video.VideoReader(source, fps=fps, window=window).frames(upright=True, only=wanted):
         for summary in summaries:
             if summary["clearest"]["frame"] == frame.index:
                 box = np.array(summary["clearest"]["box"], dtype=np.float64)
@@ -200,25 +204,29 @@ def people(
     run on the clip is instant.
     """
     use_threads(threads)
-    use_sequence_fps(fps)
+    rate = sequence_fps(fps)
 
     from reenact import checks, pipeline
     from reenact.device import resolve_runtime
     from reenact.workspace import Workspace
 
-    window = slice_window(source, start, duration)
+    window = slice_window(source, start, duration, fps=rate)
     settings = settings_for(preset, sets, faces={"landmarks": landmarks})
     checks.check_runtime_options(device=device)
-    checks.check_run([source], generator=None, settings=settings)
+    checks.check_run([source], generator=None, settings=settings, fps=rate)
     if sheet is not None:
         check_sheet(sheet, source=source, overwrite=overwrite)
     progress = cli_progress(quiet=quiet)
     context = pipeline.RunContext(
-        workspace=Workspace(workdir), settings=settings, runtime=resolve_runtime(device), progress=progress
+        workspace=Workspace(workdir),
+        settings=settings,
+        runtime=resolve_runtime(device),
+        progress=progress,
+        fps=rate,
     )
     found, _ = pipeline.clip_people(source, context=context, window=window)
     if sheet is not None:
-        write_sheet(found, sheet, source=source, window=window)
+        write_sheet(found, sheet, source=source, window=window, fps=rate)
     summaries = [found.person_summary(person) for person in found.people]
     if as_json:
         typer.echo(people_json(summaries))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,9 +43,9 @@ from reenact_cli.common import (
     config_default,
     everyone_from,
     face_choice,
+    sequence_fps,
     settings_for,
     slice_window,
-    use_sequence_fps,
     with_run_options,
     with_video_options,
 )
@@ -86,6 +87,7 @@ def make_context(
     face: FaceRequest | None = None,
     layers: dict[str, str | None] | None = None,
     driver_ref: int | None = None,
+    fps: Fraction | None = None,
     **sections: dict[str, Any],
 ) -> pipeline.RunContext:
     """Settings, device, workspace and generator of a command run with `run`, with the loss networks
@@ -94,6 +96,7 @@ def make_context(
     First everything is checked (`reenact.checks.check_run`): the option values, the `inputs` (the first
     is the clip whose `face` is followed, the second the driver `driver_ref` counts in), `layers` (option
     name -> W+ layer spec) and every weight file, so a mistake ends the command before anything loads.
+    `fps`: the frame rate of the inputs that are image sequences (`--fps`), which the context carries.
     `group`: the ranks that share this command's stages; by default the processes `torchrun` started (one
     without it). Under `torchrun` each process runs on its own GPU. A small generator gets one thread
     unless `--threads` is given (`reenact.threads`)."""
@@ -108,7 +111,13 @@ def make_context(
     preset = generator_preset(run.generator, run.preset)
     settings = settings_for(preset, run.sets, quality=run.quality, **sections)
     checks.check_run(
-        inputs, generator=run.generator, settings=settings, face=face, layers=layers, driver_ref=driver_ref
+        inputs,
+        generator=run.generator,
+        settings=settings,
+        face=face,
+        layers=layers,
+        driver_ref=driver_ref,
+        fps=fps,
     )
     runtime = resolve_runtime(run.device, precision=run.precision, compile=run.compile)
     runtime = dataclasses.replace(runtime, device=distributed.rank_device(runtime.device))
@@ -130,7 +139,13 @@ def make_context(
         f"generator {run.generator} ({source.generator.resolution} px) on {runtime.describe()}{ranks}"
     )
     return pipeline.make_context(
-        workspace=workspace, source=source, settings=settings, runtime=runtime, progress=progress, group=group
+        workspace=workspace,
+        source=source,
+        settings=settings,
+        runtime=runtime,
+        progress=progress,
+        group=group,
+        fps=fps,
     )
 
 
@@ -215,11 +230,11 @@ def prepare_command(*, tune: bool) -> Callable[..., None]:
     ) -> None:
         from reenact import pipeline
 
-        use_sequence_fps(fps)
+        rate = sequence_fps(fps)
         face = FaceRequest(face_index, face_at, person, person_ref)
         everyone = everyone_from(people, face=face)
-        window = slice_window(source, start, duration)
-        context = make_context(run, inputs=[source], face=face)
+        window = slice_window(source, start, duration, fps=rate)
+        context = make_context(run, inputs=[source], face=face, fps=rate)
         clips, report = pipeline.prepare(
             source,
             context=context,
@@ -362,7 +377,7 @@ def transfer(
     from reenact.edit import LengthPolicy
 
     checks.check_choice(length, option="--length", choices=get_args(LengthPolicy))
-    use_sequence_fps(fps)
+    rate = sequence_fps(fps)
     run = with_video_options(run, codec=codec, timecode=timecode, alpha=alpha)
     if cast is not None:
         single = {
@@ -394,6 +409,7 @@ def transfer(
             start=start,
             duration=duration,
             matte=matte,
+            fps=rate,
         )
         return
     if driver is None:
@@ -415,9 +431,10 @@ def transfer(
             start=start,
             duration=duration,
             matte=matte,
+            fps=rate,
         )
         return
-    window = slice_window(target, start, duration)
+    window = slice_window(target, start, duration, fps=rate)
     context = make_context(
         run,
         edit={"strength": strength, "layers": layers, "length_policy": length},
@@ -425,6 +442,7 @@ def transfer(
         face=face,
         layers={"--layers": layers},
         driver_ref=driver_ref,
+        fps=rate,
     )
     report = pipeline.transfer(
         target,
@@ -456,6 +474,7 @@ def _transfer_cast(
     start: str | None,
     duration: str | None,
     matte: Path | None = None,
+    fps: Fraction | None = None,
 ) -> None:
     """`reenact transfer SCENE --cast CAST.toml`: the cast read and checked, then `cast_transfer`."""
     from reenact.cast import read_cast
@@ -471,8 +490,9 @@ def _transfer_cast(
         length=length,
         landmarks=landmarks,
         overwrite=overwrite,
-        window=slice_window(scene, start, duration),
+        window=slice_window(scene, start, duration, fps=fps),
         matte=matte,
+        fps=fps,
     )
     print_summary(
         report.summary, as_json=run.as_json, title=f"transfer: {scene} with cast {cast_file} → {output}"
@@ -494,10 +514,12 @@ def cast_transfer(
     group: distributed.Group | None = None,
     layers_option: str = "--layers",
     matte: Path | None = None,
+    fps: Fraction | None = None,
 ) -> pipeline.RunReport:
     """A read cast's transfer on `scene` (`transfer --cast` and a batch's cast job): its photos checked,
-    the run's context made (`group`: as `make_context`; `layers_option` names `layers` in messages), then
-    `pipeline.transfer_cast`. Returns its report."""
+    the run's context made (`group`: as `make_context`; `layers_option` names `layers` in messages; `fps`:
+    the rate of the scene and drivers that are image sequences), then `pipeline.transfer_cast`. Returns
+    its report."""
     from reenact import checks, pipeline
 
     checks.check_inputs([member.face.ref for member in cast if member.face.ref is not None])
@@ -507,6 +529,7 @@ def cast_transfer(
         edit={"strength": strength, "layers": layers, "length_policy": length},
         inputs=[scene, *(member.driver for member in cast)],
         layers={layers_option: layers},
+        fps=fps,
     )
     return pipeline.transfer_cast(
         scene,
@@ -536,18 +559,20 @@ def _transfer_everyone(
     start: str | None,
     duration: str | None,
     matte: Path | None = None,
+    fps: Fraction | None = None,
 ) -> None:
     """`reenact transfer TARGET DRIVER --people all`: a cast of every person of TARGET with DRIVER, then
     `pipeline.transfer_cast`."""
     from reenact import pipeline
 
-    window = slice_window(target, start, duration)
+    window = slice_window(target, start, duration, fps=fps)
     context = make_context(
         run,
         edit={"strength": strength, "layers": layers, "length_policy": length},
         inputs=[target, driver],
         layers={"--layers": layers},
         driver_ref=driver_ref,
+        fps=fps,
     )
     cast = pipeline.everyone_cast(
         target,
@@ -616,20 +641,21 @@ def edit(
     from reenact import pipeline
     from reenact.directions import parse_direction_arg, resolve_direction
 
-    use_sequence_fps(fps)
+    rate = sequence_fps(fps)
     if not direction:
         raise UsageError("give at least one --direction NAME=STRENGTH")
     run = with_video_options(run, codec=codec, timecode=timecode, alpha=alpha)
     parsed = [usage_value(lambda item=item: parse_direction_arg(item)) for item in direction]
     face = FaceRequest(face_index, face_at, person, person_ref)
     everyone = everyone_from(people, face=face)
-    window = slice_window(source, start, duration)
+    window = slice_window(source, start, duration, fps=rate)
     context = make_context(
         run,
         edit={"direction_layers": layers},
         inputs=[source],
         face=face,
         layers={"--layers": layers},
+        fps=rate,
     )
     directions = [(resolve_direction(name), value) for name, value in parsed]
     report = pipeline.edit_video(

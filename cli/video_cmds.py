@@ -19,9 +19,9 @@ from reenact_cli.common import (
     Start,
     Threads,
     TimecodeOption,
+    sequence_fps,
     settings_for,
     slice_window,
-    use_sequence_fps,
     video_settings,
 )
 from reenact_cli.progress import cli_progress
@@ -38,8 +38,7 @@ def probe(
     """Describe a video or image: size, rotation, frame rate (average and nominal), VFR, frames, audio."""
     from reenact import video
 
-    use_sequence_fps(fps)
-    info = video.probe(path)
+    info = video.probe(path, fps=sequence_fps(fps))
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))
         return
@@ -103,12 +102,12 @@ def reencode(
     format carries its exact codes.
     """
     use_threads(threads)
-    use_sequence_fps(fps)
+    rate = sequence_fps(fps)
     from reenact import video
 
     settings = settings_for(preset, sets, video={"crf": crf, **video_settings(codec, timecode)})
-    window = slice_window(source, start, duration)
-    reader = video.VideoReader(source, window=window)
+    window = slice_window(source, start, duration, fps=rate)
+    reader = video.VideoReader(source, fps=rate, window=window)
     progress = cli_progress(quiet=quiet)
     with progress.task("reencode", total=reader.info.frame_count, unit="frame") as task:
         report = video.reencode(

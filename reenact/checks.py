@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -133,11 +134,12 @@ def check_driver_ref(ref: int | None, *, info: VideoInfo) -> None:
         )
 
 
-def check_inputs(paths: Sequence[Path]) -> list[VideoInfo]:
-    """Each input exists and probes as a video or image (a `ReenactError` naming the file otherwise)."""
+def check_inputs(paths: Sequence[Path], *, fps: Fraction | None = None) -> list[VideoInfo]:
+    """Each input exists and probes as a video or image, or as an image sequence at `fps` (a `ReenactError`
+    naming the file otherwise; a `UsageError` for a sequence without `fps`)."""
     from reenact import video
 
-    return [video.probe(path) for path in paths]
+    return [video.probe(path, fps=fps) for path in paths]
 
 
 def usage_value(build: Callable[[], T]) -> T:
@@ -248,16 +250,18 @@ def check_run(
     face: FaceRequest | None = None,
     layers: dict[str, str | None] | None = None,
     driver_ref: int | None = None,
+    fps: Fraction | None = None,
 ) -> list[VideoInfo]:
     """Everything a run needs, checked in the module's order before any work; the inputs' probes.
 
-    `inputs[0]` is the clip whose face is followed; with `driver_ref`, `inputs[1]` is the driver.
+    `inputs[0]` is the clip whose face is followed; with `driver_ref`, `inputs[1]` is the driver; `fps`:
+    the frame rate of those that are image sequences (`--fps`).
     `layers`: option name -> layer spec (e.g. {"--layers": "3-7"}); `generator` None: no weights needed."""
     face = face or FaceRequest()
     check_face_options(face)
     for option, spec in (layers or {}).items():
         check_layers(spec, option=option)
-    infos = check_inputs(inputs)
+    infos = check_inputs(inputs, fps=fps)
     if infos:
         check_face_in_frame(face, info=infos[0])
     if driver_ref is not None and len(infos) > 1:

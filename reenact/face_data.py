@@ -143,7 +143,9 @@ def build_face_dataset(
                     face=FaceChoice(person=person),
                     role="faces",
                 )
-                stage = CropsStage(source.path, alignment, align=align.key, progress=progress)
+                stage = CropsStage(
+                    source.path, alignment, align=align.key, progress=progress, fps=context.fps
+                )
                 (store,) = context.run(StageJob(stage, name="crops", detail=lambda s: f"{len(s)} crops"))
                 valid = np.flatnonzero(alignment.valid)  # frame of each crop slot
                 large = quad_size(alignment.quads[valid]) >= MIN_FACE_SCALE * resolution

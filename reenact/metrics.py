@@ -58,6 +58,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -375,24 +376,26 @@ def _or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def output_window(output: Path, window: Window | None) -> Window | None:
-    """The slice of `output` paired with the slice `window` of the reference: none (the output whole) when
-    the output is as long as the slice (what a command given the same --start/--duration wrote), else the
-    same slice."""
-    if window is not None and probe(output).frame_count != window.frames:
+def output_window(output: Path, window: Window | None, *, fps: Fraction | None = None) -> Window | None:
+    """The slice of `output` (an image sequence: at `fps`) paired with the slice `window` of the
+    reference: none (the output whole) when the output is as long as the slice (what a command given the
+    same --start/--duration wrote), else the same slice."""
+    if window is not None and probe(output, fps=fps).frame_count != window.frames:
         return window
     return None
 
 
 def paired_frames(
-    output: Path, reference: Path, *, window: Window | None = None
+    output: Path, reference: Path, *, window: Window | None = None, fps: Fraction | None = None
 ) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """Frame count and upright RGB frame pairs (output t, reference t); `ReenactError` on a mismatch.
 
     `window`: a slice of the reference. The output is paired with it whole when it is that slice (as
-    long as it: what a command given the same --start/--duration wrote), else the same slice of it."""
-    out_window = output_window(output, window)
-    out_reader, ref_reader = VideoReader(output, window=out_window), VideoReader(reference, window=window)
+    long as it: what a command given the same --start/--duration wrote), else the same slice of it.
+    `fps`: the frame rate of either that is an image sequence."""
+    out_window = output_window(output, window, fps=fps)
+    out_reader = VideoReader(output, fps=fps, window=out_window)
+    ref_reader = VideoReader(reference, fps=fps, window=window)
     out_count, ref_count = out_reader.info.frame_count, ref_reader.info.frame_count
     if out_count and ref_count and out_count != ref_count:
         raise ReenactError(
@@ -817,6 +820,7 @@ def evaluate_videos(
     people: ClipPeople | Callable[[], ClipPeople] | None = None,
     output_faces: LandmarkBackend | None = None,
     driver: Path | str | None = None,
+    fps: Fraction | None = None,
 ) -> EvaluationReport:
     """Score an output clip against the reference clip it was made from (frames paired by index; of a
     slice `window` of the reference: `paired_frames`).
@@ -827,14 +831,15 @@ def evaluate_videos(
     `people`: the reference's (or its window's) people, or what finds them (called once the frame counts
     agree), to score each (`evaluate_frames`); `output_faces` finds the output's faces for them (a
     landmarks file is asked for the output's own frame numbers). `driver`: the clip the output was
-    driven by, from its first frame (`driver_figures`).
+    driven by, from its first frame (`driver_figures`). `fps`: the frame rate of the clips that are image
+    sequences (`--fps`).
     """
     config = config or MetricsConfig()
     faces = faces or FacesConfig()
-    length, pairs = paired_frames(Path(output), Path(reference), window=window)
+    length, pairs = paired_frames(Path(output), Path(reference), window=window, fps=fps)
     if callable(people):
         people = people()
-    out_window = output_window(Path(output), window) if output_faces is not None else None
+    out_window = output_window(Path(output), window, fps=fps) if output_faces is not None else None
     note: str | None = None
     if lpips is None:
         if use_lpips:
@@ -856,7 +861,7 @@ def evaluate_videos(
         output_first=0 if out_window is None else out_window.first,
         driver=None
         if driver is None
-        else (frame.image for frame in VideoReader(Path(driver)).frames(upright=True)),
+        else (frame.image for frame in VideoReader(Path(driver), fps=fps).frames(upright=True)),
     )
 
 

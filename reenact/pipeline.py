@@ -124,6 +124,9 @@ class RunContext:
     progress: Progress = SILENT
     group: Group = SINGLE
     """The ranks running this command together (`torchrun`); one process by default."""
+    fps: Fraction | None = None
+    """The frame rate of the run's image sequence inputs (the CLI's `--fps`; None: not given, and a
+    sequence input is refused in one line). Every probe and reader of an input is given it."""
     reports: list[StageReport] = field(default_factory=list)
     """Every stage of the command so far, in the order they finished (a stage's needs before it)."""
 
@@ -208,8 +211,10 @@ def make_context(
     runtime: Runtime,
     progress: Progress = SILENT,
     group: Group = SINGLE,
+    fps: Fraction | None = None,
 ) -> RunContext:
-    """A run's shared state; the loss networks are built once, here (failing early if weights are missing)."""
+    """A run's shared state (`fps`: its image sequence inputs' frame rate); the loss networks are built
+    once, here (failing early if weights are missing)."""
     perceptual, lpips = loss_networks(settings, runtime=runtime)
     maybe_compile(source.generator.synthesis, runtime=runtime)
     return RunContext(
@@ -221,6 +226,7 @@ def make_context(
         lpips=lpips,
         progress=progress,
         group=group,
+        fps=fps,
     )
 
 
@@ -349,6 +355,7 @@ def clip_people(
         progress=context.progress,
         shards=context.group.size,
         window=window,
+        fps=context.fps,
     )
     note_lost_frames(path, stage.info, context=context)
     name = "people" if role is None else f"{role[:3]}-people"
@@ -442,6 +449,7 @@ def prepare_clips(
                 progress=context.progress,
                 shards=context.group.size,
                 window=request.window,
+                fps=context.fps,
             ),
             name=f"{request.role[:3]}-crops",
         )
@@ -843,8 +851,10 @@ def transfer(
     started = context.begin()
     source = context.generator_source
     video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
-    target_info = video.probe(target_path)
-    timing = video.probe(driver_path) if target_info.is_image else target_info  # a photo: the driver's
+    target_info = video.probe(target_path, fps=context.fps)
+    timing = (
+        video.probe(driver_path, fps=context.fps) if target_info.is_image else target_info
+    )  # a photo: the driver's
     check_output_format(
         output,
         like=timing,
@@ -857,7 +867,9 @@ def transfer(
     )
     config = context.settings.edit
     checks.check_layers(config.layers, option="edit.layers", num_ws=source.generator.num_ws)
-    checks.check_driver_ref(driver_ref, info=video.probe(driver_path))  # so do bad option values
+    checks.check_driver_ref(
+        driver_ref, info=video.probe(driver_path, fps=context.fps)
+    )  # so do bad option values
     target, driver = prepare_clips(
         [
             ClipRequest(target_path, landmarks=target_landmarks, face=face, role="target", window=window),
@@ -874,10 +886,10 @@ def transfer(
     if target.info.is_image:
         # A still photo: the output follows the driver's timeline, one frame of the photo per driver frame.
         latents = edit.transfer_to_still(target.pivots.ws[0:1], deltas, strength=config.strength)
-        photo = next(iter(video.VideoReader(target_path).frames(upright=True)))
+        photo = next(iter(video.VideoReader(target_path, fps=context.fps).frames(upright=True)))
         timeline = (
             video.Frame(image=photo.image, pts=frame.pts, time_base=frame.time_base, index=0)
-            for frame in video.VideoReader(driver_path).frames(upright=True)
+            for frame in video.VideoReader(driver_path, fps=context.fps).frames(upright=True)
         )
 
         def composite(crops: RenderStream) -> Iterator[Composited]:
@@ -908,7 +920,7 @@ def transfer(
             return composite_frames(
                 (
                     frame
-                    for frame in video.VideoReader(target_path, window=window).frames(
+                    for frame in video.VideoReader(target_path, fps=context.fps, window=window).frames(
                         upright=True, native=True
                     )
                     if frame.index < num_out
@@ -1044,7 +1056,7 @@ def transfer_cast(
     source = context.generator_source
     drivers = tuple(member.driver for member in cast)
     video.check_output(output, inputs=(scene, *drivers), overwrite=overwrite)
-    info = video.probe(scene)
+    info = video.probe(scene, fps=context.fps)
     check_output_format(
         output,
         like=info,
@@ -1057,7 +1069,7 @@ def transfer_cast(
     if info.is_image:
         raise UsageError(f"--cast needs a video scene; {scene} is a still image")
     edits = []
-    for member, driver_info in zip(cast, checks.check_inputs(list(drivers)), strict=True):
+    for member, driver_info in zip(cast, checks.check_inputs(list(drivers), fps=context.fps), strict=True):
         config = replace(
             context.settings.edit,
             strength=context.settings.edit.strength if member.strength is None else member.strength,
@@ -1154,7 +1166,9 @@ def paste_people(
         return cast_frames(
             (
                 frame
-                for frame in video.VideoReader(source, window=window).frames(upright=True, native=True)
+                for frame in video.VideoReader(source, fps=context.fps, window=window).frames(
+                    upright=True, native=True
+                )
                 if frame.index < plan.total
             ),
             faces=[
@@ -1198,7 +1212,7 @@ def edit_video(
     video.check_output(output, inputs=(input_path,), overwrite=overwrite)
     check_output_format(
         output,
-        like=video.probe(input_path),
+        like=video.probe(input_path, fps=context.fps),
         context=context,
         window=window,
         inputs=(input_path,),
@@ -1252,7 +1266,7 @@ def edit_video(
 
     def composite(crops: RenderStream) -> Iterator[Composited]:
         return composite_frames(
-            video.VideoReader(input_path, window=window).frames(upright=True, native=True),
+            video.VideoReader(input_path, fps=context.fps, window=window).frames(upright=True, native=True),
             alignment=clip.alignment,
             crops=crops,
             slots=slots_for(clip.alignment, clip.pivots.frames),

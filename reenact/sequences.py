@@ -4,8 +4,8 @@ The format is the pattern's extension. Outputs (`SEQUENCE_SUFFIXES`) are numbere
 first frame number when it is a sequence, else from `FIRST_FRAME_NUMBER`; `video.SequenceWriter` writes
 them. Inputs (`INPUT_SEQUENCE_SUFFIXES`) are a pattern or a folder of numbered frames (`find_sequence`):
 their files must run without a gap from the first number, and since an image carries no frame rate,
-the run gives one (`use_sequence_rate`, the CLI's `--fps`). `frame_path` names a frame's file on both
-sides, so an input and an output sequence number their files the same way.
+whoever opens one gives its rate with it (`sequence_rate`; the CLI's `--fps`). `frame_path` names a
+frame's file on both sides, so an input and an output sequence number their files the same way.
 """
 
 from __future__ import annotations
@@ -28,9 +28,6 @@ FIRST_FRAME_NUMBER = 1
 """The number of an output sequence's first frame when the source is not a sequence (as FFmpeg's image2)."""
 NUMBERED_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<suffix>\.[A-Za-z]+)$")
 """A numbered frame's file name in a folder: anything, the frame number (the last digits), the extension."""
-
-_rate: Fraction | None = None
-"""The frame rate of image sequence inputs in this run (`use_sequence_rate`)."""
 
 
 @dataclass(frozen=True)
@@ -148,20 +145,14 @@ def _folder_pattern(folder: Path) -> Path:
     return folder / f"{prefix}{field}{suffix}"
 
 
-def use_sequence_rate(fps: Fraction | None) -> None:
-    """Set the frame rate of this run's image sequence inputs (the CLI's `--fps`; None: not given)."""
-    global _rate
-    if fps is not None and fps <= 0:
-        raise UsageError(f"--fps must be positive, got {fps}")
-    _rate = fps
-
-
-def sequence_rate(path: str | Path) -> Fraction:
-    """The frame rate of the image sequence `path`: the run's (`use_sequence_rate`), or a one-line
-    `UsageError` when none was given (an image carries no frame rate)."""
-    if _rate is None:
+def sequence_rate(path: str | Path, fps: Fraction | None) -> Fraction:
+    """The frame rate of the image sequence `path`: `fps`, the one its caller gives (the CLI's `--fps`), or
+    a one-line `UsageError` when none was given (an image carries no frame rate) or it is not positive."""
+    if fps is None:
         raise UsageError(f"{path} is an image sequence, which carries no frame rate: give it with --fps")
-    return _rate
+    if fps <= 0:
+        raise UsageError(f"--fps must be positive, got {fps}")
+    return fps
 
 
 def parse_rate(text: str) -> Fraction:

@@ -18,9 +18,10 @@
   interrupted or failed run never leaves a file that looks finished.
 
 Image sequences (`reenact.sequences`: a pattern or a folder of numbered PNG/TIFF/DPX/EXR files) read as
-clips through FFmpeg's image2 demuxer, at the run's `--fps`, their first frame number kept (an output
-sequence, `SequenceWriter`, starts at it; a video's timecode counts it). Still images
-(jpg/png/webp/bmp/tiff) read as one-frame clips. Orientation: frames come in coded
+clips through FFmpeg's image2 demuxer, at the rate their caller gives with them (`probe(path, fps=...)`,
+`VideoReader(path, fps=...)`: the CLI's `--fps`), their first frame number kept (an output sequence,
+`SequenceWriter`, starts at it; a video's timecode counts it). Still images (jpg/png/webp/bmp/tiff) read
+as one-frame clips. Orientation: frames come in coded
 orientation unless `upright=True`, which applies the display rotation (what a player shows).
 """
 
@@ -274,14 +275,15 @@ def to_coded(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, -turns)) if turns else image
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Describe a video or image file; `ReenactError` when it is missing or unreadable. A file is read
-    once per process while it is unchanged (same size and modification time): every stage of a run asks,
-    and a long file's packets are many."""
+def probe(path: str | Path, *, fps: Fraction | None = None) -> VideoInfo:
+    """Describe a video or image file, or an image sequence at `fps` frames per second (which it needs: a
+    one-line `UsageError` without; a file has its own rate and ignores it); `ReenactError` when it is
+    missing or unreadable. A file is read once per process while it is unchanged (same size and
+    modification time): every stage of a run asks, and a long file's packets are many."""
     path = check_input(path)
     if is_sequence_input(path):
         sequence = find_sequence(path)
-        rate = sequence_rate(path)
+        rate = sequence_rate(path, fps)
         stamp = _file_stamp(frame_path(sequence.pattern, sequence.last))
         info = _probe_sequence(str(sequence.pattern.resolve()), sequence.first, sequence.count, rate, *stamp)
         return replace(info, path=str(path))
@@ -346,12 +348,15 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def slice_window(path: str | Path, request: ClipSlice | None) -> Window | None:
-    """The frames of `path` that `request` holds (None: the whole clip); a `UsageError` when it holds
-    none or the file is a still image. Reads the clip's packet timestamps (no decoding)."""
+def slice_window(
+    path: str | Path, request: ClipSlice | None, *, fps: Fraction | None = None
+) -> Window | None:
+    """The frames of `path` (an image sequence: at `fps`, as `probe`) that `request` holds (None: the whole
+    clip); a `UsageError` when it holds none or the file is a still image. Reads the clip's packet
+    timestamps (no decoding)."""
     if request is None:
         return None
-    info = probe(path)
+    info = probe(path, fps=fps)
     if info.is_image:
         raise UsageError(f"--start/--duration slice a video; {path} is a still image")
     if info.first_frame_number is not None:  # an image sequence: one frame a 1/rate tick
@@ -399,12 +404,16 @@ def sliced_info(info: VideoInfo, window: Window | None) -> VideoInfo:
 
 class VideoReader:
     """Streaming decoder: `for frame in reader.frames(): ...` holds one frame at a time. With a `window`
-    it reads that slice as if it were the clip: frames numbered from 0, pts from 0 (`slice_window`)."""
+    it reads that slice as if it were the clip: frames numbered from 0, pts from 0 (`slice_window`). An
+    image sequence reads at `fps` frames per second (as `probe`)."""
 
-    def __init__(self, path: str | Path, *, window: Window | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, fps: Fraction | None = None, window: Window | None = None
+    ) -> None:
         self.path = check_input(path)
+        self.fps = fps
         self.window = window
-        self.info = sliced_info(probe(self.path), window)
+        self.info = sliced_info(probe(self.path, fps=fps), window)
         self.frames_decoded = 0
 
     def __enter__(self) -> VideoReader:
@@ -457,7 +466,7 @@ class VideoReader:
             first, stop, shift = self.window.first, self.window.stop, self.window.start_pts
         if only is not None:
             stop = min(stop, first + max(only, default=-1) + 1)
-        with _open_source(self.path) as container:
+        with _open_source(self.path, fps=self.fps) as container:
             stream = _video_stream(container, self.path)
             stream.thread_type = "AUTO"
             time_base = Fraction(stream.time_base)
@@ -1608,10 +1617,10 @@ def _read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _open_source(path: Path) -> av.container.InputContainer:
-    """The demuxer of an input: an image sequence's (`_open_sequence`) or a video file's."""
+def _open_source(path: Path, *, fps: Fraction | None) -> av.container.InputContainer:
+    """The demuxer of an input: an image sequence's at `fps` (`_open_sequence`) or a video file's."""
     if is_sequence_input(path):
-        return _open_sequence(find_sequence(path), rate=sequence_rate(path))
+        return _open_sequence(find_sequence(path), rate=sequence_rate(path, fps))
     return _open_video(path)
 
 

@@ -139,22 +139,16 @@ def test_image_sequences_with_alpha_hold_the_matte(
     """A 10-bit DPX sequence into PNG/TIFF/DPX/EXR with alpha: RGBA (DPX at 16 bits, the only depth it
     holds RGBA at above 8), the colour exactly the source's, alpha the weights at its depth (EXR: the
     float weights themselves)."""
-    from reenact.sequences import use_sequence_rate
     from tests.test_sequence_input import write_sequence
 
     pattern = write_sequence(tmp_path / "in", suffix=".dpx", frames=2)
     output = tmp_path / "out" / f"%04d{suffix}"
-    use_sequence_rate(Fraction(25))
-    try:
-        reader = video.VideoReader(pattern)
-        frames = list(reader.frames(native=True))
-        with video.open_writer(
-            output, like=reader.info, config=VideoConfig(codec="source", alpha=True)
-        ) as writer:
-            for frame in frames:
-                writer.write(frame.image, pts=frame.pts, alpha=ramp(frame.image.shape[:2], frame.index))
-    finally:
-        use_sequence_rate(None)
+    reader = video.VideoReader(pattern, fps=Fraction(25))
+    frames = list(reader.frames(native=True))
+    config = VideoConfig(codec="source", alpha=True)
+    with video.open_writer(output, like=reader.info, config=config) as writer:
+        for frame in frames:
+            writer.write(frame.image, pts=frame.pts, alpha=ramp(frame.image.shape[:2], frame.index))
     for frame in frames:
         with av.open(str(tmp_path / "out" / f"{1001 + frame.index:04d}{suffix}")) as container:
             picture = next(container.decode(video=0))

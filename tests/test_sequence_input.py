@@ -122,21 +122,42 @@ def test_the_reader_gives_a_sequence_deep_frames_at_its_rate(tmp_path: Path) -> 
     """`probe` and `VideoReader` of a 16-bit PNG pattern at 24000/1001: its first number, frame count, rate
     and depth; frames numbered from 0 with pts from 0 in 1001/24000 s ticks, uint16 for writing out,
     uint8 for analysis."""
-    from reenact.sequences import use_sequence_rate
-
     pattern = write_sequence(tmp_path / "in")
-    use_sequence_rate(Fraction(24000, 1001))
-    try:
-        info = video.probe(pattern)
-        frames = list(video.VideoReader(pattern).frames(native=True))
-        analysis = next(iter(video.VideoReader(pattern.parent).frames()))
-    finally:
-        use_sequence_rate(None)
+    rate = Fraction(24000, 1001)
+    info = video.probe(pattern, fps=rate)
+    frames = list(video.VideoReader(pattern, fps=rate).frames(native=True))
+    analysis = next(iter(video.VideoReader(pattern.parent, fps=rate).frames()))
     assert (info.first_frame_number, info.frame_count, info.bit_depth) == (FIRST, FRAMES, 16)
     assert info.time_base_fraction == Fraction(1001, 24000) and info.fps_nominal == round(24000 / 1001, 4)
     assert [(frame.index, frame.pts) for frame in frames] == [(index, index) for index in range(FRAMES)]
     assert frames[0].image.dtype == np.uint16 and np.array_equal(frames[0].image, deep_image(0, bits=16))
     assert analysis.image.dtype == np.uint8
+
+
+def test_two_sequences_read_at_once_each_at_its_own_rate(tmp_path: Path) -> None:
+    """The rate travels with each input (no run-wide setting): two sequences, and the same files at a
+    third rate, probed and decoded side by side, frames interleaved, each timed by its own rate; without
+    one a sequence is refused in one line."""
+    from reenact.errors import UsageError
+
+    rates = {"a": Fraction(24000, 1001), "b": Fraction(50), "same files as a": Fraction(12)}
+    patterns = {"a": write_sequence(tmp_path / "a"), "b": write_sequence(tmp_path / "b", frames=FRAMES)}
+    patterns["same files as a"] = patterns["a"]
+    infos = {name: video.probe(patterns[name], fps=rate) for name, rate in rates.items()}
+    readers = {name: video.VideoReader(patterns[name], fps=rate).frames() for name, rate in rates.items()}
+    seconds: dict[str, list[Fraction]] = {name: [] for name in rates}
+    for _ in range(FRAMES):
+        for name, frames in readers.items():
+            frame = next(frames)
+            seconds[name].append(frame.pts * frame.time_base)
+    for name, rate in rates.items():
+        assert infos[name].time_base_fraction == 1 / rate, name
+        assert infos[name].duration_s == pytest.approx(float(FRAMES / rate), abs=1e-3), name
+        assert seconds[name] == [index / rate for index in range(FRAMES)], name
+    with pytest.raises(UsageError, match="carries no frame rate: give it with --fps"):
+        video.probe(patterns["a"])
+    with pytest.raises(UsageError, match="carries no frame rate: give it with --fps"):
+        video.VideoReader(patterns["b"])
 
 
 def test_a_slice_of_a_sequence_keeps_its_frame_numbers(tmp_path: Path) -> None:
@@ -322,13 +343,7 @@ def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matt
 
 def read_frames(path: Path) -> list[np.ndarray]:
     """The frames of a sequence as the reader gives them to be written out ([H, W, 3] uint16 RGB)."""
-    from reenact.sequences import use_sequence_rate
-
-    use_sequence_rate(Fraction(FPS))
-    try:
-        return [frame.image for frame in video.VideoReader(path).frames(native=True)]
-    finally:
-        use_sequence_rate(None)
+    return [frame.image for frame in video.VideoReader(path, fps=Fraction(FPS)).frames(native=True)]
 
 
 @pytest.mark.parametrize(

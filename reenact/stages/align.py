@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,10 +175,11 @@ def crop_matrices(quads: np.ndarray, resolution: int) -> np.ndarray:
 
 class FrameCursor:
     """Upright frames of a clip (or of its `window`, numbered from 0) from any start, continuing the same
-    decode when asked for the next range."""
+    decode when asked for the next range. An image sequence reads at `fps` (`video.VideoReader`)."""
 
-    def __init__(self, path: Path, *, window: Window | None = None) -> None:
+    def __init__(self, path: Path, *, fps: Fraction | None = None, window: Window | None = None) -> None:
         self.path = path
+        self.fps = fps
         self.window = window
         self._frames: Iterator[video.Frame] | None = None
         self._position = 0
@@ -185,7 +187,9 @@ class FrameCursor:
     def images(self, frames: FrameRange, *, to_end: bool = False) -> Iterator[np.ndarray]:
         """The images of `frames` (with `to_end`, every frame from `frames.start` to the end of the clip)."""
         if self._frames is None or self._position != frames.start:
-            self._frames = iter(video.VideoReader(self.path, window=self.window).frames(upright=True))
+            self._frames = iter(
+                video.VideoReader(self.path, fps=self.fps, window=self.window).frames(upright=True)
+            )
             self._position = 0
         for frame in self._frames:
             self._position += 1
@@ -211,8 +215,11 @@ class DetectionParts:
         progress: Progress = SILENT,
         shards: int = 1,
         window: Window | None = None,
+        fps: Fraction | None = None,
     ) -> None:
+        """`fps`: the clip's frame rate when it is an image sequence (`video.probe`)."""
         self.path = path
+        self.fps = fps
         self.shards = shards
         """Ranks the detection is split over (a block of parts each); the result does not depend on it."""
         self.window = window
@@ -220,7 +227,7 @@ class DetectionParts:
         self.landmarks = landmarks
         self.runtime = runtime
         self.progress = progress
-        self.clip_info = video.probe(path)
+        self.clip_info = video.probe(path, fps=fps)
         """The whole clip, whose frame numbers the detection parts use."""
         self.info = video.sliced_info(self.clip_info, window)
         """What is detected: the clip, or its window."""
@@ -233,7 +240,7 @@ class DetectionParts:
         faces.pop("descriptor")  # tells people apart (`stages.people`), no part of the detection
         self.settings_of: dict[str, Any] = {"input": workspace.input_digest(path), "faces": faces}
         """What the whole clip's detection depends on."""
-        self._cursor = FrameCursor(path)
+        self._cursor = FrameCursor(path, fps=fps)
         self._backend: Any = None
 
     def ranges(self) -> list[FrameRange]:
@@ -292,7 +299,7 @@ class DetectionParts:
         """Let go of the landmark backend (a model, or a sidecar's whole table of points) and the decoder:
         detection is over."""
         self._backend = None
-        self._cursor = FrameCursor(self.path)
+        self._cursor = FrameCursor(self.path, fps=self.fps)
 
 
 def person_track(people: ClipPeople, person: int) -> FaceTrack:

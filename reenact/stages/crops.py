@@ -14,6 +14,7 @@ Disk: a compressed crop per frame with a face (docs/architecture.md gives the me
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,10 @@ class CropsStage:
         progress: Progress = SILENT,
         shards: int = 1,
         window: Window | None = None,
+        fps: Fraction | None = None,
     ) -> None:
-        """`window`: the slice of the clip that `alignment` aligned (its key is in `align`)."""
+        """`window`: the slice of the clip that `alignment` aligned (its key is in `align`); `fps`: the
+        clip's frame rate when it is an image sequence (`video.probe`)."""
         self.path = path
         self.shards = shards
         """Ranks the crops are split over; the result does not depend on it."""
@@ -112,7 +115,7 @@ class CropsStage:
         self.key = stage_key(
             "crops", {"version": STAGE_VERSION, "align": align.digest, "resolution": alignment.resolution}
         )
-        self._cursor = FrameCursor(path, window=window)
+        self._cursor = FrameCursor(path, fps=fps, window=window)
 
     def ranges(self) -> list[FrameRange]:
         frames = self.alignment.num_frames

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -228,8 +229,11 @@ class PeopleStage:
         progress: Progress = SILENT,
         shards: int = 1,
         window: Window | None = None,
+        fps: Fraction | None = None,
     ) -> None:
+        """`fps`: the clip's frame rate when it is an image sequence (`video.probe`)."""
         self.path = path
+        self.fps = fps
         self.window = window
         self.settings = settings
         self.landmarks = landmarks
@@ -243,6 +247,7 @@ class PeopleStage:
             progress=progress,
             shards=shards,
             window=window,
+            fps=fps,
         )
         self.info = self.detection.info
         self.descriptor = descriptor_name(settings.faces, landmarks=landmarks)
@@ -292,7 +297,7 @@ class PeopleStage:
         def images(wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
             """The frames `wanted` [F], one at a time: the clip is decoded up to the last of them, and
             only they are converted to RGB."""
-            reader = video.VideoReader(self.path, window=self.window)
+            reader = video.VideoReader(self.path, fps=self.fps, window=self.window)
             with self.progress.task("people", total=len(wanted), unit="frame") as task:
                 for frame in reader.frames(upright=True, only=set(wanted.tolist())):
                     task.advance()
