@@ -642,11 +642,14 @@ def check_output_format(
     pixels: video.VideoInfo | None = None,
 ) -> None:
     """Stop the run now, not after the tuning, when its output cannot be written as asked
-    (`video.output_format`: codec, container, bit depth, timecode, frame size), nor its `matte`, when the
+    (`video.check_output`, on a sequence's first file as it will be numbered; `video.output_format`: codec,
+    container, bit depth, timecode, frame size), nor its `matte`, when the
     faces cannot be pasted in its colour space (HDR, wide gamut: `video.check_face_colour`), or when
     Poisson blending (8-bit only) is asked of a deeper source; notes the source's subtitle and data streams
     the output cannot hold (`video.dropped_streams_note`). `pixels`: the clip whose frames are written
     when it is not `like` (a photo animated on a driver's timing), whose size the codec must take."""
+    first_number = video.first_output_number(like, window)
+    video.check_output(output, inputs=inputs, overwrite=overwrite, first_number=first_number)
     chosen = video.output_format(output, like=like, config=context.settings.video, window=window)
     if pixels is not None:
         video.check_encodable(pixels, codec=chosen.codec)
@@ -657,7 +660,6 @@ def check_output_format(
     if matte is not None:
         if matte.resolve() == output.resolve():
             raise ReenactError(f"--matte {matte} is the output itself: give the matte a file of its own")
-        first_number = video.first_output_number(like, window)
         video.check_matte(matte, inputs=(*inputs, output), overwrite=overwrite, first_number=first_number)
     if context.settings.composite.poisson and like.bit_depth > video.EIGHT_BITS:
         raise ReenactError(
@@ -850,7 +852,6 @@ def transfer(
     used from its first frame, as for a whole target, its length fitted by `edit.length_policy`."""
     started = context.begin()
     source = context.generator_source
-    video.check_output(output, inputs=(target_path, driver_path), overwrite=overwrite)
     target_info = video.probe(target_path, fps=context.fps)
     timing = (
         video.probe(driver_path, fps=context.fps) if target_info.is_image else target_info
@@ -1055,7 +1056,6 @@ def transfer_cast(
     started = context.begin()
     source = context.generator_source
     drivers = tuple(member.driver for member in cast)
-    video.check_output(output, inputs=(scene, *drivers), overwrite=overwrite)
     info = video.probe(scene, fps=context.fps)
     check_output_format(
         output,
@@ -1209,7 +1209,6 @@ def edit_video(
     their own frames), all pasted into one output; `face` is then unused."""
     started = context.begin()
     num_ws = context.generator_source.generator.num_ws
-    video.check_output(output, inputs=(input_path,), overwrite=overwrite)
     check_output_format(
         output,
         like=video.probe(input_path, fps=context.fps),

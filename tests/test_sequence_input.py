@@ -292,6 +292,32 @@ def png_sequence_of(clip: Path, folder: Path, *, first: int = FIRST) -> Path:
     return folder / "plate.%04d.png"
 
 
+def test_an_existing_output_file_numbered_from_the_sources_first_frame_stops_the_run_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An output sequence is numbered from a sequence source's first frame (1001): a file already there
+    under that number is one `error:` line before any work, not after the tuning."""
+    from reenact.gan.checkpoints import save_generator
+    from reenact.synthetic import SyntheticConfig, make_world, write_world
+
+    files = write_world(make_world(SyntheticConfig(seed=0)), tmp_path / "files")
+    generator = save_generator(files.world.generator, tmp_path / "g.safetensors")
+    target = png_sequence_of(files.target_video, tmp_path / "plates")
+    output = tmp_path / "out" / "%06d.png"
+    output.parent.mkdir()
+    existing = output.parent / f"{FIRST:06d}.png"
+    existing.write_bytes(b"an earlier render")
+    args = files.transfer_args(output, generator=generator)
+    args[1] = str(target)
+    workdir = tmp_path / "work"
+    capsys.readouterr()
+    assert run([*args, "--preset", "synthetic", "--workdir", str(workdir), "--fps", str(FPS), "--quiet"]) == 1
+    message = one_error_line(capsys)
+    assert f"{existing} already exists" in message, message
+    assert not (workdir / "invert").exists() and not (workdir / "tune").exists()
+    assert existing.read_bytes() == b"an earlier render"
+
+
 def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matte_and_embeds_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
