@@ -242,7 +242,9 @@ CONTAINER_NAMES = {
     f"{SEQUENCE}:exr": ".exr sequences",
 }
 """How an error names a container: by the extensions that choose it."""
-FFV1_FALLBACK = {8: "gbrp", 16: "gbrp16le"}
+FFV1_FALLBACK = {8: ("gbrp", "gbrp10le"), 16: ("gbrp16le",)}
+"""Planar RGB for FFV1 when the source's own format is not one it takes, by depth, the first the encoder
+takes (FFmpeg 8's FFV1 has no 8-bit planar RGB: 8-bit codes go into 10 bits, exactly)."""
 FLOAT_RGB = "gbrpf32le"
 """The float RGB the EXR encoder takes (it stores half or float as its `format` option says)."""
 SEQUENCE_FORMATS = {
@@ -373,7 +375,9 @@ def pixel_format(codec: Codec, *, source_pix_fmt: str, x26x_pix_fmt: str) -> str
         own = plain_format(source_pix_fmt)
         if own in _encoder_formats(codec.encoder) and is_planar(own):
             return own
-        return FFV1_FALLBACK[EIGHT_BITS if layout.depth <= EIGHT_BITS else 16]
+        taken = _encoder_formats(codec.encoder)
+        candidates = FFV1_FALLBACK[EIGHT_BITS if layout.depth <= EIGHT_BITS else 16]
+        return next(fmt for fmt in candidates if fmt in taken)
     if codec.encoder == "prores_ks":
         return "yuv444p10le" if codec.chroma == ("4:4:4",) else "yuv422p10le"
     if codec.encoder == "dnxhd":

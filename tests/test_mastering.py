@@ -262,6 +262,33 @@ def test_the_default_codec_is_the_source_family_where_the_container_holds_it() -
     assert pixel_format(CODECS["ffv1"], source_pix_fmt="gbrp12le", x26x_pix_fmt="yuv420p") == "gbrp12le"
 
 
+def test_an_8_bit_rgb_source_reencodes_into_ffv1_with_every_code_kept(tmp_path: Path) -> None:
+    """An 8-bit RGB FFV1 source (`bgr0`, every code 0-255 in every channel) into FFV1: FFmpeg 8's FFV1
+    takes no 8-bit planar RGB, so the output is 10-bit planar RGB holding each code exactly."""
+    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    image = np.stack([ramp, ramp.T, 255 - ramp], axis=-1)  # [16, 16, 3]: every code in every channel
+    source, output = tmp_path / "rgb.mkv", tmp_path / "out.mkv"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.pix_fmt, stream.width, stream.height = "bgr0", 16, 16
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(np.roll(image, index, axis=0), format="rgb24").reformat(
+                format="bgr0"
+            )
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    assert run(["reencode", str(source), "-o", str(output), "--quiet"]) == 0
+    info = video.probe(output)
+    assert (info.video_codec, info.chroma) == ("ffv1", "rgb")
+    with av.open(str(source)) as ours, av.open(str(output)) as theirs:
+        pairs = zip(ours.decode(video=0), theirs.decode(video=0), strict=True)
+        for a, b in pairs:
+            assert np.array_equal(a.to_ndarray(format="rgb24"), b.to_ndarray(format="rgb24"))
+
+
 # ----------------------------------------------------------------------------- transfer, paste-back
 
 
