@@ -144,7 +144,12 @@ def build_face_dataset(
                     role="faces",
                 )
                 stage = CropsStage(
-                    source.path, alignment, align=align.key, progress=progress, fps=context.fps
+                    source.path,
+                    alignment,
+                    align=align.key,
+                    progress=progress,
+                    fps=context.fps,
+                    colour=align.info.colour,
                 )
                 (store,) = context.run(StageJob(stage, name="crops", detail=lambda s: f"{len(s)} crops"))
                 valid = np.flatnonzero(alignment.valid)  # frame of each crop slot

@@ -450,6 +450,7 @@ def prepare_clips(
                 shards=context.group.size,
                 window=request.window,
                 fps=context.fps,
+                colour=align.info.colour,
             ),
             name=f"{request.role[:3]}-crops",
         )
@@ -900,6 +901,7 @@ def transfer(
                 crops=crops,
                 settings=context.settings,
                 device=context.runtime.device,
+                colour=target.info.colour,
             )
 
         plan = OutputPlan.following(
@@ -931,6 +933,7 @@ def transfer(
                 slots=slots_for(target.alignment, target.pivots.frames),
                 settings=context.settings,
                 device=context.runtime.device,
+                colour=target.info.colour,
             )
 
         plan = OutputPlan.following(
@@ -1173,7 +1176,10 @@ def paste_people(
             ),
             faces=[
                 PastedFace(
-                    render.clip.alignment, slots_for(render.clip.alignment, render.clip.pivots.frames), crops
+                    render.clip.alignment,
+                    slots_for(render.clip.alignment, render.clip.pivots.frames),
+                    crops,
+                    colour=render.clip.info.colour,
                 )
                 for render, crops in zip(renders, streams, strict=True)
             ],
@@ -1271,6 +1277,7 @@ def edit_video(
             slots=slots_for(clip.alignment, clip.pivots.frames),
             settings=context.settings,
             device=context.runtime.device,
+            colour=clip.info.colour,
         )
 
     return render_and_encode(

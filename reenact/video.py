@@ -55,6 +55,7 @@ from reenact.codecs import (
     pixel_layout,
     plain_format,
 )
+from reenact.colour import PRIMARIES, TRANSFERS, SourceColour
 from reenact.config import SOURCE_TIMECODE, VideoConfig
 from reenact.errors import ReenactError, UsageError
 from reenact.sequences import (
@@ -192,6 +193,11 @@ class VideoInfo:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @property
+    def colour(self) -> SourceColour:
+        """Its primaries and transfer, which faces are converted into and out of (`reenact.colour`)."""
+        return SourceColour(primaries=self.color_primaries, transfer=self.color_trc)
 
     @property
     def time_base_fraction(self) -> Fraction:
@@ -623,17 +629,24 @@ WIDE_PRIMARIES = {9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
 
 def check_face_colour(info: VideoInfo) -> None:
     """A one-line `ReenactError` before any work when a face cannot be pasted into `info`'s colour: the
-    generator renders BT.709/sRGB faces, and reenact does not yet convert them into an HDR transfer or a
-    wide gamut (a `reencode` of such a clip keeps its tags and codes)."""
-    transfer, primaries = HDR_TRANSFERS.get(info.color_trc), WIDE_PRIMARIES.get(info.color_primaries)
-    if transfer is None and primaries is None:
+    generator renders BT.709 faces, converted into the source's primaries and transfer where
+    `reenact.colour` knows them (BT.601's and BT.470's, gamma curves, sRGB, linear), never into an HDR
+    transfer or a gamut wider than BT.709, which a BT.709 face cannot hold (a `reencode` of such a clip
+    keeps its tags and codes)."""
+    if info.colour.known:
         return
+    transfer = HDR_TRANSFERS.get(info.color_trc) or (
+        None if info.color_trc in TRANSFERS else f"AVCOL_TRC {info.color_trc}"
+    )
+    primaries = WIDE_PRIMARIES.get(info.color_primaries) or (
+        None if info.color_primaries in PRIMARIES else f"AVCOL_PRI {info.color_primaries}"
+    )
     what = " and ".join(
         part for part in (transfer and f"{transfer} transfer", primaries and f"{primaries} primaries") if part
     )
     raise ReenactError(
         f"{info.path} is tagged {what}: reenact renders BT.709 faces and does not convert them into this "
-        "colour space yet; grade it to BT.709 first"
+        "colour space; grade it to BT.709 first"
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reenact.colour import FACE_COLOUR, SourceColour, to_face_space
 from reenact.distributed import part_size
 from reenact.faces.align import warp_to_crop
 from reenact.files import ImageParts, ImageWriter, index_rows
@@ -104,16 +105,21 @@ class CropsStage:
         shards: int = 1,
         window: Window | None = None,
         fps: Fraction | None = None,
+        colour: SourceColour = FACE_COLOUR,
     ) -> None:
         """`window`: the slice of the clip that `alignment` aligned (its key is in `align`); `fps`: the
-        clip's frame rate when it is an image sequence (`video.probe`)."""
+        clip's frame rate when it is an image sequence (`video.probe`); `colour`: the clip's, which each
+        crop is moved out of into the faces' (`colour.to_face_space`)."""
+        self.colour = colour
         self.path = path
         self.shards = shards
         """Ranks the crops are split over; the result does not depend on it."""
         self.alignment = alignment
         self.progress = progress
         self.key = stage_key(
-            "crops", {"version": STAGE_VERSION, "align": align.digest, "resolution": alignment.resolution}
+            "crops",
+            {"version": STAGE_VERSION, "align": align.digest, "resolution": alignment.resolution}
+            | ({"colour": colour.key()} if colour.needs_conversion else {}),
         )
         self._cursor = FrameCursor(path, fps=fps, window=window)
 
@@ -137,7 +143,8 @@ class CropsStage:
             for index, image in zip(indices, self._cursor.images(frames), strict=False):
                 task.advance()
                 if alignment.valid[index]:
-                    out.write(warp_to_crop(image, alignment.matrices[index], resolution))  # [R, R, 3]
+                    crop = warp_to_crop(image, alignment.matrices[index], resolution)  # [R, R, 3]
+                    out.write(to_face_space(crop, self.colour))
         return NONE
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from reenact import video
+from reenact.colour import FACE_COLOUR, SourceColour, from_face_space
 from reenact.composite import face_mask, paste_back, paste_weights
 from reenact.config import Config
 from reenact.progress import SILENT, Progress
@@ -68,21 +69,32 @@ def composite_frames(
     slots: np.ndarray,
     settings: Config,
     device: torch.device | str = "cpu",
+    colour: SourceColour = FACE_COLOUR,
 ) -> Iterator[Composited]:
     """Each frame with its rendered face pasted back; frames without a face (slot -1) pass through unchanged.
+    `colour`: the frames', which each face is moved into first (`colour.from_face_space`).
 
     `slots[t]` is the crop index for frame `t` (or -1); the paste-back runs on the run's `device`
     (`paste_back`). Yields (decoded frame, output image, blend weights).
     """
-    return cast_frames(frames, faces=[PastedFace(alignment, slots, crops)], settings=settings, device=device)
+    return cast_frames(
+        frames, faces=[PastedFace(alignment, slots, crops, colour=colour)], settings=settings, device=device
+    )
 
 
 class PastedFace:
-    """One person's faces for `cast_frames`: their alignment, each frame's crop slot (-1: none) and the
-    crops."""
+    """One person's faces for `cast_frames`: their alignment, each frame's crop slot (-1: none), the
+    crops, and the colour of the frames they go into (`colour.from_face_space`)."""
 
-    def __init__(self, alignment: ClipAlignment, slots: np.ndarray, crops: CropReader) -> None:
-        self.alignment, self.slots, self.crops = alignment, slots, crops
+    def __init__(
+        self,
+        alignment: ClipAlignment,
+        slots: np.ndarray,
+        crops: CropReader,
+        *,
+        colour: SourceColour = FACE_COLOUR,
+    ) -> None:
+        self.alignment, self.slots, self.crops, self.colour = alignment, slots, crops, colour
 
     def size(self, index: int) -> float:
         """The face's size in frame `index` (its quad's side, pixels): nearer faces are larger."""
@@ -117,7 +129,7 @@ def cast_frames(
                 resolution=alignment.resolution,
                 config=settings.composite,
             )
-            crop = face.crops.crop(int(face.slots[index]))
+            crop = from_face_space(face.crops.crop(int(face.slots[index])), face.colour)
             image = paste_back(
                 image, crop, matrix=matrix, mask_crop=mask, config=settings.composite, device=device
             )
@@ -134,15 +146,17 @@ def still_frames(
     crops: CropReader,
     settings: Config,
     device: torch.device | str = "cpu",
+    colour: SourceColour = FACE_COLOUR,
 ) -> Iterator[Composited]:
-    """A photo with step `t`'s rendered face for each frame `t` of another clip's timeline."""
+    """A photo (of colour `colour`) with step `t`'s rendered face for each frame `t` of another clip's
+    timeline."""
     matrix = alignment.matrices[0]
     mask = face_mask(
         alignment.track.points[0], matrix=matrix, resolution=alignment.resolution, config=settings.composite
     )
     pasted = None
     for position, frame in enumerate(timeline):
-        crop = crops.crop(min(position, len(crops) - 1))
+        crop = from_face_space(crops.crop(min(position, len(crops) - 1)), colour)
         if pasted is None:
             pasted = paste_weights(mask, matrix=matrix, frame_shape=frame.image.shape)
         image = paste_back(
