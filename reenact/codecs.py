@@ -20,6 +20,8 @@ SOURCE_CODEC = "source"
 SEQUENCE = "sequence"
 """The "container" of an image sequence output, `sequence:FORMAT` (one file per frame)."""
 EIGHT_BITS = 8
+FLOAT_DEPTH = 32
+"""The depth of a float source (EXR float), which only the float EXR output holds."""
 TEN_BITS = 10
 DNXHR_MIN_SIZE = (256, 120)
 """The smallest frame FFmpeg's DNxHR encoder takes (width, height)."""
@@ -194,7 +196,7 @@ CODECS: dict[str, Codec] = {
             encoder="exr",
             families=("exr",),
             containers=(f"{SEQUENCE}:exr",),
-            depths=(8, 16),
+            depths=(8, 16, FLOAT_DEPTH),
             chroma=("rgb",),
             alpha=True,
             lossless=True,
@@ -251,7 +253,7 @@ SEQUENCE_FORMATS = {
     "png": ((8, "rgb24"), (16, "rgb48be")),
     "tiff": ((8, "rgb24"), (16, "rgb48le")),
     "dpx": ((8, "rgb24"), (10, "gbrp10le"), (12, "gbrp12le"), (16, "rgb48le")),
-    "exr": ((16, FLOAT_RGB),),
+    "exr": ((FLOAT_DEPTH, FLOAT_RGB),),
     "exr_half": ((16, FLOAT_RGB),),
 }
 """Pixel format of each image sequence format by the least depth it holds: the smallest that holds the
@@ -333,11 +335,6 @@ def choose_codec(requested: str, *, source_codec: str, source_pix_fmt: str, cont
     if container not in codec.containers:
         holders = ", ".join(container_name(name) for name in codec.containers)
         raise ReenactError(f"{codec.name} cannot be written to {container_name(container)}: use {holders}")
-    if layout.depth > max(other.max_depth for other in CODECS.values()):
-        raise ReenactError(
-            f"the source has {layout.depth}-bit (float) samples, and reenact writes frames from 16-bit "
-            "integers, which would clip and round them: convert it to 16-bit first"
-        )
     if layout.depth > codec.max_depth:
         deeper = [name for name, other in CODECS.items() if other.max_depth >= layout.depth]
         raise ReenactError(

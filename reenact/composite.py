@@ -125,8 +125,12 @@ def face_mask(
 
 
 def _to_space(image: np.ndarray, space: str) -> np.ndarray:
-    """uint8 or uint16 RGB [..., 3] as float32 in `space` (RGB in 0..1, or CIE Lab)."""
-    rgb = np.divide(image, np.float32(np.iinfo(image.dtype).max), dtype=np.float32)
+    """uint8 or uint16 RGB [..., 3] (or float32 values, clipped to 0..1) as float32 in `space` (RGB in
+    0..1, or CIE Lab)."""
+    if image.dtype == np.float32:
+        rgb = np.clip(image, 0.0, 1.0)
+    else:
+        rgb = np.divide(image, np.float32(np.iinfo(image.dtype).max), dtype=np.float32)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab) if space == "lab" else rgb
 
 
@@ -242,12 +246,12 @@ def composite_face(
     mask_crop: np.ndarray,
     config: CompositeConfig,
 ) -> np.ndarray:
-    """The frame [H, W, 3] uint8 (or uint16) with the rendered `crop` [R, R, 3] uint8 pasted back through
-    `matrix`.
+    """The frame [H, W, 3] uint8 (or uint16, or float32 values) with the rendered `crop` [R, R, 3] uint8
+    pasted back through `matrix`.
 
     `matrix` is the frame -> crop affine the crop was taken with; `mask_crop` [R, R] float in 0..1 is
     the face mask in crop space. Where the warped mask is zero the frame's pixels are returned
-    unchanged, bit for bit. A uint16 frame's face stays in float until the blend is rounded
+    unchanged, bit for bit. A uint16 or float frame's face stays in float until the blend is rounded
     (`_blend_deep`).
     """
     deep = frame.dtype != np.uint8
@@ -327,11 +331,13 @@ def _blend_deep(
     mask_crop: np.ndarray,
     config: CompositeConfig,
 ) -> np.ndarray:
-    """`composite_face`'s blend into `frame`, its uint16 copy [H, W, 3], in place (`window` and `box`: its
-    `paste_region`): the crop colour matched, warped and blended in float32, rounded once to the frame's
-    16 bits; the frame's own codes wherever the warped mask is 0. Returns `frame`."""
+    """`composite_face`'s blend into `frame`, its uint16 (or float32) copy [H, W, 3], in place (`window`
+    and `box`: its `paste_region`): the crop colour matched, warped and blended in float32, rounded once
+    to the frame's 16 bits (float values: left unrounded, only kept from going negative); the frame's own
+    samples wherever the warped mask is 0. Returns `frame`."""
     resolution = crop.shape[0]
-    top = np.float32(np.iinfo(frame.dtype).max)
+    floats = frame.dtype == np.float32
+    top = np.float32(1.0 if floats else np.iinfo(frame.dtype).max)
     values = np.divide(crop, np.float32(UINT8_MAX), dtype=np.float32)  # [R, R, 3] in 0..1
     if config.color_match:
         original = warp_to_crop(frame, matrix, resolution, border="replicate", box=window)
@@ -345,7 +351,8 @@ def _blend_deep(
     face = warp_to_frame(values * top, matrix, frame.shape, box=box)  # [h, w, 3] float32, in frame codes
     a = alpha[:, :, None]
     blended = a * face + (1.0 - a) * frame[box].astype(np.float32)
-    np.copyto(frame[box], np.clip(np.rint(blended), 0, top).astype(frame.dtype), where=inside[:, :, None])
+    result = np.maximum(blended, 0.0) if floats else np.clip(np.rint(blended), 0, top)
+    np.copyto(frame[box], result.astype(frame.dtype), where=inside[:, :, None])
     return frame
 
 

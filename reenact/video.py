@@ -46,6 +46,7 @@ import numpy as np
 
 from reenact.codecs import (
     CODECS,
+    FLOAT_DEPTH,
     FLOAT_RGB,
     Codec,
     alpha_format,
@@ -128,6 +129,9 @@ DEEP_RGB = "rgb48le"
 MXF = "mxf"
 FLOAT_RGBA = "gbrapf32le"
 """`FLOAT_RGB` with an alpha plane (EXR with `--alpha`)."""
+FLOAT_VALUES = "float32"
+"""`VideoInfo.rgb_format` of a 32-bit float source: frames to be written out are its values as float32,
+unclipped and unrounded, so a float EXR output keeps them exactly."""
 FLOAT_RGB_PLANES = {
     "gbrpf32le": (np.float32, "GBR"),
     "gbrapf32le": (np.float32, "GBR"),
@@ -210,7 +214,10 @@ class VideoInfo:
 
     @property
     def rgb_format(self) -> str:
-        """The RGB that frames to be written out are decoded to: 16-bit above 8 bits, else 8-bit."""
+        """The RGB that frames to be written out are decoded to: a 32-bit float source's values
+        themselves, 16-bit above 8 bits (a half float source's clipped to 0..1), else 8-bit."""
+        if self.bit_depth == FLOAT_DEPTH:
+            return FLOAT_VALUES
         return DEEP_RGB if self.bit_depth > EIGHT_BITS else EIGHT_BIT_RGB
 
     @property
@@ -570,19 +577,21 @@ def _float_to_rgb(frame: av.VideoFrame, *, rgb_format: str) -> np.ndarray:
     channels = [
         _plane_array(plane, dtype, plane.height, plane.width) for plane in frame.planes[:3]
     ]  # G, B, R
+    rgb = np.stack([channels[planes.index(name)] for name in "RGB"], axis=-1)  # [H, W, 3]
+    if rgb_format == FLOAT_VALUES:
+        return rgb.astype(np.float32)
     out = np.uint16 if rgb_format == DEEP_RGB else np.uint8
-    rgb = np.stack([channels[planes.index(name)] for name in "RGB"], axis=-1).astype(np.float64)
-    return np.rint(np.clip(rgb, 0.0, 1.0) * np.iinfo(out).max).astype(out)
+    return np.rint(np.clip(rgb.astype(np.float64), 0.0, 1.0) * np.iinfo(out).max).astype(out)
 
 
 def _rgb_to_float(image: np.ndarray, *, alpha: bool = False) -> av.VideoFrame:
     """`FLOAT_RGB` picture (`FLOAT_RGBA` with `alpha`: its alpha plane left for `put_alpha`) of an RGB image
-    `[H, W, 3]` (uint8 or uint16): each code over its full scale, so `_float_to_rgb` gives the very codes
-    back (float32 holds every 16-bit code's quotient closely)."""
+    `[H, W, 3]`: uint8 or uint16, each code over its full scale, so `_float_to_rgb` gives the very codes
+    back (float32 holds every 16-bit code's quotient closely); float32, its values themselves."""
     height, width = image.shape[:2]
     frame = av.VideoFrame(width, height, FLOAT_RGBA if alpha else FLOAT_RGB)
     dtype, planes = FLOAT_RGB_PLANES[FLOAT_RGB]
-    scale = np.iinfo(image.dtype).max
+    scale = 1 if image.dtype == np.float32 else np.iinfo(image.dtype).max
     for plane, name in zip(frame.planes, planes, strict=False):  # an alpha plane is the fourth
         _plane_array(plane, dtype, height, width)[:] = image[..., "RGB".index(name)] / scale
     return frame
@@ -1061,9 +1070,10 @@ class SequenceWriter:
         source: Frame | None = None,
         alpha: np.ndarray | None = None,
     ) -> None:
-        """Write one RGB frame `[H, W, 3]` (uint8 or uint16) as the next image of the sequence; `alpha` as
-        in `VideoWriter.write`."""
-        if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
+        """Write one RGB frame `[H, W, 3]` (uint8 or uint16; float32 values into a float EXR) as the next
+        image of the sequence; `alpha` as in `VideoWriter.write`."""
+        floats = image.dtype == np.float32 and self.format.color_pix_fmt == FLOAT_RGB
+        if not (image.dtype in (np.uint8, np.uint16) or floats) or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an [H, W, 3] uint8 or uint16 image, got {image.shape} {image.dtype}")
         weights = alpha_weights(alpha, image) if self.format.alpha else None  # [H, W]
         if self.upright_frames:

@@ -13,12 +13,15 @@ import numpy as np
 import pytest
 
 from reenact import video
+from reenact.codecs import CODECS
 from reenact.video import MATTE_LEVELS
 from reenact_cli.main import run
 from tests.test_mastering import blend_weights_of
 from tests.videotools import frame_times
 
 FIRST = 1001
+HIGHLIGHT = 4.5
+"""A float plate's value above 1.0 (scene light), which a 16-bit path would clip to 1."""
 """First frame number of the test sequences (a common VFX start)."""
 FRAMES = 5
 SIZE = (48, 32)
@@ -368,8 +371,10 @@ def test_transfer_onto_a_16_bit_png_sequence_keeps_every_sample_outside_the_matt
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
-    """The frames of a sequence as the reader gives them to be written out ([H, W, 3] uint16 RGB)."""
-    return [frame.image for frame in video.VideoReader(path, fps=Fraction(FPS)).frames(native=True)]
+    """The frames of a sequence as the reader gives them to be written out, as 16-bit codes [H, W, 3] (a
+    float EXR's values times 65535, unrounded)."""
+    images = [frame.image for frame in video.VideoReader(path, fps=Fraction(FPS)).frames(native=True)]
+    return [image * 65535.0 if image.dtype == np.float32 else image for image in images]
 
 
 @pytest.mark.parametrize(
@@ -408,8 +413,11 @@ def test_half_exr_refuses_a_16_bit_source(tmp_path: Path, capsys: pytest.Capture
     assert "16-bit samples and exr_half holds at most 10 bits" in one_error_line(capsys)
 
 
-def test_float_exr_is_read_but_not_written_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """An EXR source is read (probe: 32-bit float) and refused as a source to write from, in one line."""
+def test_float_exr_is_read_and_refused_by_formats_that_cannot_hold_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An EXR source is read (probe: 32-bit float); into PNG (16 bits at most) it is one line naming
+    the format that holds it."""
     folder = tmp_path / "in"
     folder.mkdir()
     write_image(folder / "shot_000001.png", deep_image(0, bits=16), suffix=".png")
@@ -423,7 +431,67 @@ def test_float_exr_is_read_but_not_written_from(tmp_path: Path, capsys: pytest.C
     assert (
         run(["reencode", str(tmp_path / "exr"), "-o", str(tmp_path / "o" / "%04d.png"), "--fps", "25"]) == 1
     )
-    assert "32-bit (float) samples" in one_error_line(capsys)
+    assert "32-bit samples and png holds at most 16 bits: use exr" in one_error_line(capsys)
+
+
+def float_sequence_of(clip: Path, folder: Path, *, first: int = FIRST) -> Path:
+    """`clip`'s frames as a float EXR sequence from `first`: each code over 255 plus noise far below a
+    16-bit step, and a corner above 1.0 (scene light a 16-bit path would clip); returns its pattern."""
+    rng = np.random.default_rng(SEED)
+    folder.mkdir(parents=True)
+    with av.open(str(clip)) as source:
+        for index, frame in enumerate(source.decode(video=0)):
+            values = frame.to_ndarray(format="rgb24").astype(np.float32) / 255
+            values += rng.uniform(0, 1e-6, values.shape).astype(np.float32)
+            values[:4, :4] = HIGHLIGHT
+            picture = video._rgb_to_float(values)
+            context = av.CodecContext.create("exr", "w")
+            context.width, context.height, context.pix_fmt = (
+                picture.width,
+                picture.height,
+                picture.format.name,
+            )
+            context.time_base, context.options = Fraction(1, FPS), dict(CODECS["exr"].options)
+            picture.pts = 0
+            packets = context.encode(picture) + context.encode(None)
+            (folder / f"plate.{first + index:04d}.exr").write_bytes(b"".join(bytes(p) for p in packets))
+    return folder / "plate.%04d.exr"
+
+
+def exr_values(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0)).to_ndarray()  # [H, W, 3] (or [H, W]) float32
+
+
+def test_transfer_onto_a_float_exr_sequence_keeps_every_value_outside_the_matte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`transfer` onto a float EXR plate (values between 16-bit steps, highlights above 1.0) into float
+    EXR: every value where the float matte is 0 is the plate's own, bit for bit; a new face where it is 1.
+    A 16-bit path would round every value and clip the highlights."""
+    from reenact.gan.checkpoints import save_generator
+    from reenact.synthetic import SyntheticConfig, make_world, write_world
+
+    files = write_world(make_world(SyntheticConfig(seed=0)), tmp_path / "files")
+    generator = save_generator(files.world.generator, tmp_path / "g.safetensors")
+    target = float_sequence_of(files.target_video, tmp_path / "plates")
+    output, matte = tmp_path / "out" / "%06d.exr", tmp_path / "matte" / "%06d.exr"
+    args = files.transfer_args(output, generator=generator)
+    args[1] = str(target)
+    common = ["--preset", "synthetic", "--workdir", str(tmp_path / "work"), "--quiet"]
+    assert run([*args, *common, "--fps", str(FPS), "--matte", str(matte)]) == 0, capsys.readouterr().err
+    sources = sorted(target.parent.iterdir())
+    written = sorted((tmp_path / "out").iterdir())
+    mattes = sorted((tmp_path / "matte").iterdir())
+    assert [path.name for path in written] == [f"{FIRST + index:06d}.exr" for index in range(len(sources))]
+    for index, (ours, theirs, weights_file) in enumerate(zip(sources, written, mattes, strict=True)):
+        before, after, weights = exr_values(ours), exr_values(theirs), exr_values(weights_file)
+        assert after.dtype == np.float32 and after.shape == before.shape
+        outside, inside = weights == 0, weights == 1
+        assert outside.any() and inside.any(), f"frame {index}: no face"
+        assert np.array_equal(before[outside], after[outside]), f"frame {index}: values changed outside"
+        assert after[:4, :4].min() == HIGHLIGHT, f"frame {index}: the highlight was clipped"
+        assert not np.array_equal(before[inside], after[inside]), f"frame {index}: no new face"
 
 
 def test_an_rgb_sequence_into_yuv_is_tagged_bt709_limited_range(tmp_path: Path) -> None:
