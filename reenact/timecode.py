@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from reenact.errors import ReenactError
 
@@ -19,6 +20,9 @@ HOURS_PER_DAY = 24
 DROP_FRAME_INTERVAL = 10
 """Drop-frame timecode keeps the frame numbers of every tenth minute."""
 DROP_FRAME_SEPARATORS = ";."
+DROP_FRAME_RATES = (Fraction(30000, 1001), Fraction(60000, 1001))
+"""The rates whose timecode is drop-frame by convention (NTSC's 29.97 and 59.94): counted from frame
+numbers alone, it stays near the wall clock."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,12 @@ class Timecode:
 
     def moved(self, frames: int) -> Timecode:
         return Timecode(frames=self.frames + frames, rate=self.rate, drop=self.drop)
+
+
+def frame_timecode(frame: int, *, rate: Fraction) -> Timecode:
+    """The timecode of frame number `frame` counted at `rate` (an image sequence's first frame): drop-frame
+    at the `DROP_FRAME_RATES`, else not."""
+    return Timecode(frames=frame, rate=timecode_rate(float(rate)), drop=rate in DROP_FRAME_RATES)
 
 
 def timecode_rate(fps: float) -> int:

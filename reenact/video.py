@@ -70,7 +70,7 @@ from reenact.sequences import (
     sequence_container,
     sequence_rate,
 )
-from reenact.timecode import Timecode, parse_timecode, timecode_rate
+from reenact.timecode import frame_timecode, parse_timecode
 from reenact.timeline import ClipSlice, Window, resolve_window
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -317,8 +317,7 @@ def _probe_sequence(
         stream = _video_stream(container, sequence.pattern)
         times = PacketTimes(pts=list(range(count)), announced=count, truncated=False)
         info = _video_info(sequence.pattern, container, stream, None, rotation=0, times=times)
-    start = Timecode(frames=first, rate=timecode_rate(float(rate)), drop=False)
-    return replace(info, first_frame_number=first, timecode=str(start))
+    return replace(info, first_frame_number=first, timecode=str(frame_timecode(first, rate=rate)))
 
 
 @functools.lru_cache(maxsize=PROBES_REMEMBERED)

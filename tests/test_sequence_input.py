@@ -163,6 +163,23 @@ def test_two_sequences_read_at_once_each_at_its_own_rate(tmp_path: Path) -> None
         video.VideoReader(patterns["b"])
 
 
+@pytest.mark.parametrize(
+    ("rate", "timecode"),
+    [
+        (Fraction(30000, 1001), "00:01:00;02"),  # drop-frame skips ;00 and ;01 at the first minute
+        (Fraction(60000, 1001), "00:00:30;00"),
+        (Fraction(24000, 1001), "00:01:15:00"),  # counted at 24, never drop-frame
+        (Fraction(25), "00:01:12:00"),
+    ],
+)
+def test_a_sequences_timecode_is_drop_frame_at_ntsc_rates(
+    tmp_path: Path, rate: Fraction, timecode: str
+) -> None:
+    """Frame 1800's timecode: drop-frame at 29.97 and 59.94 (SMPTE 12M's convention there), else not."""
+    pattern = write_sequence(tmp_path / "in", first=1800, frames=2)
+    assert video.probe(pattern, fps=rate).timecode == timecode
+
+
 def test_a_slice_of_a_sequence_keeps_its_frame_numbers(tmp_path: Path) -> None:
     """`--start 2f` of a sequence from 1001: an output sequence starts at 1003, a video's timecode there."""
     pattern = write_sequence(tmp_path / "in")
