@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -142,3 +143,31 @@ def sample_bits(path: Path) -> int:
     with av.open(str(path)) as container:
         fmt = container.streams.video[0].codec_context.format
         return max(component.bits for component in fmt.components)
+
+
+def ffv1_copy(
+    clip: Path,
+    destination: Path,
+    *,
+    pix_fmt: str,
+    picture: Callable[[av.VideoFrame], av.VideoFrame],
+    primaries: int | None = None,
+    transfer: int | None = None,
+) -> Path:
+    """`clip`'s frames, each made into `picture(frame)` (in `pix_fmt`), as lossless FFV1 with the clip's
+    timing, tagged with `primaries` and `transfer` where given."""
+    with av.open(str(clip)) as source, av.open(str(destination), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.pix_fmt, stream.time_base = pix_fmt, source.streams.video[0].time_base
+        if primaries is not None and transfer is not None:
+            stream.codec_context.color_primaries, stream.codec_context.color_trc = primaries, transfer
+        for index, frame in enumerate(source.decode(video=0)):
+            made = picture(frame)
+            if index == 0:
+                stream.width, stream.height = made.width, made.height
+            made.pts = frame.pts
+            for packet in stream.encode(made):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return destination

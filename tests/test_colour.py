@@ -38,7 +38,10 @@ from reenact.synthetic import (
     write_world,
 )
 from reenact_cli.main import run
+from tests.mastering import ffv1_copy
 
+PACKED_RGB = "bgr0"
+"""8-bit RGB as FFV1 takes it (no conversion through YUV)."""
 BT601 = SourceColour(primaries=6, transfer=5)
 """SMPTE 170M primaries with a gamma 2.8 curve: far enough from BT.709 that a missed conversion shows."""
 CURVE_FOOT = 1e-3
@@ -119,27 +122,19 @@ def _info() -> video.VideoInfo:
 def tagged_copy(clip: Path, destination: Path, colour: SourceColour) -> Path:
     """`clip`'s frames moved into `colour` (`from_face_space`: the world's BT.709 pictures as such a
     camera would have coded them), lossless RGB FFV1 tagged with it, same timing."""
-    with av.open(str(clip)) as source, av.open(str(destination), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.pix_fmt, stream.time_base = "bgr0", source.streams.video[0].time_base
-        stream.codec_context.color_primaries = colour.primaries
-        stream.codec_context.color_trc = colour.transfer
-        for index, frame in enumerate(source.decode(video=0)):
-            picture = av.VideoFrame.from_ndarray(
-                from_face_space(frame.to_ndarray(format="rgb24"), colour), format="rgb24"
-            ).reformat(format="bgr0")
-            if index == 0:
-                stream.width, stream.height = picture.width, picture.height
-            picture.pts, picture.color_primaries, picture.color_trc = (
-                frame.pts,
-                colour.primaries,
-                colour.transfer,
-            )
-            for packet in stream.encode(picture):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return destination
+
+    def coded(frame: av.VideoFrame) -> av.VideoFrame:
+        rgb = from_face_space(frame.to_ndarray(format="rgb24"), colour)
+        return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=PACKED_RGB)
+
+    return ffv1_copy(
+        clip,
+        destination,
+        pix_fmt=PACKED_RGB,
+        picture=coded,
+        primaries=colour.primaries,
+        transfer=colour.transfer,
+    )
 
 
 def test_a_transfer_into_a_bt601_gamma_28_clip_matches_the_truth_in_its_colour(
@@ -174,17 +169,10 @@ def test_a_transfer_into_a_bt601_gamma_28_clip_matches_the_truth_in_its_colour(
 
 def untagged_copy(clip: Path, destination: Path) -> Path:
     """`clip` with its colour tags dropped (the same codes)."""
-    with av.open(str(clip)) as source, av.open(str(destination), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.pix_fmt, stream.time_base = "bgr0", source.streams.video[0].time_base
-        for index, frame in enumerate(source.decode(video=0)):
-            picture = frame.reformat(format="bgr0")
-            picture.color_primaries = picture.color_trc = UNSPECIFIED
-            if index == 0:
-                stream.width, stream.height = picture.width, picture.height
-            picture.pts = frame.pts
-            for packet in stream.encode(picture):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return destination
+
+    def untagged(frame: av.VideoFrame) -> av.VideoFrame:
+        picture = frame.reformat(format=PACKED_RGB)
+        picture.color_primaries = picture.color_trc = UNSPECIFIED
+        return picture
+
+    return ffv1_copy(clip, destination, pix_fmt=PACKED_RGB, picture=untagged)

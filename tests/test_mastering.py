@@ -34,6 +34,7 @@ from tests.mastering import (
     audio_digests,
     decoded_planes,
     deep_frame,
+    ffv1_copy,
     mean_luma,
     mean_luma_error,
     write_deep_clip,
@@ -296,23 +297,15 @@ def deep_copy_of(clip: Path, destination: Path) -> Path:
     """`clip` (8-bit) as 10-bit 4:2:2 FFV1 with noise in every sample's low bits, same timing: a
     ProRes-like layout whose chroma a round trip through RGB does not give back exactly."""
     rng = np.random.default_rng(3)
-    with av.open(str(clip)) as source, av.open(str(destination), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.pix_fmt, stream.time_base = DEEP_TARGET_FORMAT, source.streams.video[0].time_base
-        for index, frame in enumerate(source.decode(video=0)):
-            rgb = frame.to_ndarray(format="rgb48le").astype(np.int64)
-            noisy = np.clip(rgb + rng.integers(-512, 512, rgb.shape), 0, 65535).astype(np.uint16)
-            deep = av.VideoFrame.from_ndarray(noisy, format="rgb48le").reformat(
-                format=DEEP_TARGET_FORMAT, dst_colorspace=BT709
-            )
-            if index == 0:
-                stream.width, stream.height = deep.width, deep.height
-            deep.pts = frame.pts
-            for packet in stream.encode(deep):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return destination
+
+    def noisy(frame: av.VideoFrame) -> av.VideoFrame:
+        rgb = frame.to_ndarray(format="rgb48le").astype(np.int64)
+        values = np.clip(rgb + rng.integers(-512, 512, rgb.shape), 0, 65535).astype(np.uint16)
+        return av.VideoFrame.from_ndarray(values, format="rgb48le").reformat(
+            format=DEEP_TARGET_FORMAT, dst_colorspace=BT709
+        )
+
+    return ffv1_copy(clip, destination, pix_fmt=DEEP_TARGET_FORMAT, picture=noisy)
 
 
 def test_transfer_into_a_10_bit_lossless_source_keeps_every_code_outside_the_paste_mask(
