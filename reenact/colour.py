@@ -15,11 +15,14 @@ The codes follow FFmpeg's AVCOL_PRI_* and AVCOL_TRC_* numbering, as `VideoInfo` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 
-Array = np.ndarray | torch.Tensor
+if TYPE_CHECKING:  # torch is imported only where a tensor comes in: `reenact probe` and others never load it
+    import torch
+
+Array = Union[np.ndarray, "torch.Tensor"]
 """A picture on the host (numpy) or where the generator rendered it (torch)."""
 
 Chromaticities = tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]]
@@ -120,8 +123,14 @@ def primaries_matrix(primaries: int) -> np.ndarray:
     return np.linalg.inv(rgb_to_xyz(bt709)) @ adapt @ rgb_to_xyz(source)
 
 
+def _is_tensor(values: object) -> bool:
+    return type(values).__module__.startswith("torch")
+
+
 def _where(condition: Array, a: Array, b: Array) -> Array:
-    if isinstance(condition, torch.Tensor):
+    if _is_tensor(condition):
+        import torch
+
         return torch.where(condition, a, b)
     return np.where(condition, a, b)
 
@@ -184,7 +193,9 @@ def encode_transfer(linear: Array, transfer: int) -> Array:
 
 def _convert(image: Array, *, decode: int, matrix: np.ndarray, encode: int) -> Array:
     """uint8 RGB [..., 3] decoded by one transfer, through a linear [3, 3] `matrix`, encoded by another."""
-    if isinstance(image, torch.Tensor):
+    if _is_tensor(image):
+        import torch
+
         values = image.to(torch.float32) / 255.0
         linear = decode_transfer(values, decode) @ torch.as_tensor(matrix.T, dtype=values.dtype).to(
             values.device
