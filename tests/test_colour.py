@@ -137,6 +137,7 @@ def tagged_copy(clip: Path, destination: Path, colour: SourceColour) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_a_transfer_into_a_bt601_gamma_28_clip_matches_the_truth_in_its_colour(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
