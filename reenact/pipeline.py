@@ -854,9 +854,8 @@ def transfer(
     started = context.begin()
     source = context.generator_source
     target_info = video.probe(target_path, fps=context.fps)
-    timing = (
-        video.probe(driver_path, fps=context.fps) if target_info.is_image else target_info
-    )  # a photo: the driver's
+    driver_info = video.probe(driver_path, fps=context.fps)
+    timing = driver_info if target_info.is_image else target_info  # a photo: the driver's
     check_output_format(
         output,
         like=timing,
@@ -869,9 +868,7 @@ def transfer(
     )
     config = context.settings.edit
     checks.check_layers(config.layers, option="edit.layers", num_ws=source.generator.num_ws)
-    checks.check_driver_ref(
-        driver_ref, info=video.probe(driver_path, fps=context.fps)
-    )  # so do bad option values
+    checks.check_driver_ref(driver_ref, info=driver_info)  # so do bad option values
     target, driver = prepare_clips(
         [
             ClipRequest(target_path, landmarks=target_landmarks, face=face, role="target", window=window),
