@@ -42,23 +42,32 @@ PRIMARIES: dict[int, tuple[str, Chromaticities]] = {
 }
 """The primaries a face is converted into, by AVCOL_PRI code (untagged: BT.709's)."""
 
+
+@dataclass(frozen=True)
+class Curve:
+    """A transfer curve (OETF) from linear light L to a code V, both in 0..1: V = `slope`·L below `beta`,
+    `alpha`·L^`power` − (`alpha` − 1) above it; a pure power where `beta` is 0 and `alpha` 1."""
+
+    name: str
+    power: float
+    beta: float = 0.0
+    alpha: float = 1.0
+    slope: float = 1.0
+
+
 BT709_TRANSFER = 1
 BT709_CURVE = (1, 6, 14, 15)
 """Transfers that are BT.709's curve: BT.709, SMPTE 170M, BT.2020 10- and 12-bit."""
-GAMMA22, GAMMA28, SMPTE240M, LINEAR, SRGB = 4, 5, 7, 8, 13
-TRANSFERS: dict[int, str] = {
-    **dict.fromkeys(BT709_CURVE, "BT.709"),
-    GAMMA22: "gamma 2.2 (BT.470 M)",
-    GAMMA28: "gamma 2.8 (BT.470 BG)",
-    SMPTE240M: "SMPTE 240M",
-    LINEAR: "linear",
-    SRGB: "sRGB (IEC 61966-2-1)",
+BT709 = Curve("BT.709", power=0.45, beta=0.018053968510807, alpha=1.099296826809442, slope=4.5)
+TRANSFERS: dict[int, Curve] = {
+    **dict.fromkeys(BT709_CURVE, BT709),
+    4: Curve("gamma 2.2 (BT.470 M)", power=1 / 2.2),
+    5: Curve("gamma 2.8 (BT.470 BG)", power=1 / 2.8),
+    7: Curve("SMPTE 240M", power=0.45, beta=0.0228, alpha=1.1115, slope=4.0),
+    8: Curve("linear", power=1.0),
+    13: Curve("sRGB (IEC 61966-2-1)", power=1 / 2.4, beta=0.0031308, alpha=1.055, slope=12.92),
 }
 """The transfer curves a face is converted into, by AVCOL_TRC code (untagged: BT.709's)."""
-
-BT709_BETA, BT709_ALPHA, BT709_SLOPE, BT709_POWER = 0.018053968510807, 1.099296826809442, 4.5, 0.45
-SMPTE240M_BETA, SMPTE240M_ALPHA, SMPTE240M_SLOPE = 0.0228, 1.1115, 4.0
-SRGB_BETA, SRGB_ALPHA, SRGB_SLOPE, SRGB_POWER = 0.0031308, 1.055, 12.92, 1 / 2.4
 
 
 @dataclass(frozen=True)
@@ -135,60 +144,34 @@ def _where(condition: Array, a: Array, b: Array) -> Array:
     return np.where(condition, a, b)
 
 
+def curve_of(transfer: int) -> Curve:
+    """The curve of AVCOL_TRC code `transfer` (untagged: BT.709's); `ValueError` for one not in
+    `TRANSFERS`."""
+    if transfer == UNSPECIFIED:
+        return BT709
+    if transfer not in TRANSFERS:
+        raise ValueError(f"no transfer curve for AVCOL_TRC {transfer}")
+    return TRANSFERS[transfer]
+
+
 def decode_transfer(codes: Array, transfer: int) -> Array:
     """Linear light of `codes` in 0..1 under the transfer curve `transfer` (its inverse OETF)."""
+    curve = curve_of(transfer)
     v = codes.clip(0.0, 1.0)
-    if transfer in (*BT709_CURVE, UNSPECIFIED):
-        return _where(
-            v < BT709_SLOPE * BT709_BETA,
-            v / BT709_SLOPE,
-            ((v + BT709_ALPHA - 1) / BT709_ALPHA) ** (1 / BT709_POWER),
-        )
-    if transfer == GAMMA22:
-        return v**2.2
-    if transfer == GAMMA28:
-        return v**2.8
-    if transfer == SMPTE240M:
-        return _where(
-            v < SMPTE240M_SLOPE * SMPTE240M_BETA,
-            v / SMPTE240M_SLOPE,
-            ((v + SMPTE240M_ALPHA - 1) / SMPTE240M_ALPHA) ** (1 / BT709_POWER),
-        )
-    if transfer == LINEAR:
-        return v
-    if transfer == SRGB:
-        return _where(
-            v < SRGB_SLOPE * SRGB_BETA,
-            v / SRGB_SLOPE,
-            ((v + SRGB_ALPHA - 1) / SRGB_ALPHA) ** (1 / SRGB_POWER),
-        )
-    raise ValueError(f"no transfer curve for AVCOL_TRC {transfer}")
+    return _where(
+        v < curve.slope * curve.beta,
+        v / curve.slope,
+        ((v + curve.alpha - 1) / curve.alpha) ** (1 / curve.power),
+    )
 
 
 def encode_transfer(linear: Array, transfer: int) -> Array:
     """Codes in 0..1 of linear light `linear` under the transfer curve `transfer` (its OETF)."""
+    curve = curve_of(transfer)
     light = linear.clip(0.0, 1.0)
-    if transfer in (*BT709_CURVE, UNSPECIFIED):
-        return _where(
-            light < BT709_BETA, BT709_SLOPE * light, BT709_ALPHA * light**BT709_POWER - (BT709_ALPHA - 1)
-        )
-    if transfer == GAMMA22:
-        return light ** (1 / 2.2)
-    if transfer == GAMMA28:
-        return light ** (1 / 2.8)
-    if transfer == SMPTE240M:
-        return _where(
-            light < SMPTE240M_BETA,
-            SMPTE240M_SLOPE * light,
-            SMPTE240M_ALPHA * light**BT709_POWER - (SMPTE240M_ALPHA - 1),
-        )
-    if transfer == LINEAR:
-        return light
-    if transfer == SRGB:
-        return _where(
-            light < SRGB_BETA, SRGB_SLOPE * light, SRGB_ALPHA * light**SRGB_POWER - (SRGB_ALPHA - 1)
-        )
-    raise ValueError(f"no transfer curve for AVCOL_TRC {transfer}")
+    return _where(
+        light < curve.beta, curve.slope * light, curve.alpha * light**curve.power - (curve.alpha - 1)
+    )
 
 
 def _convert(image: Array, *, decode: int, matrix: np.ndarray, encode: int) -> Array:

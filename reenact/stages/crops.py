@@ -116,10 +116,11 @@ class CropsStage:
         """Ranks the crops are split over; the result does not depend on it."""
         self.alignment = alignment
         self.progress = progress
+        converted = colour.key()  # None where nothing is converted: the key stays as it was
         self.key = stage_key(
             "crops",
             {"version": STAGE_VERSION, "align": align.digest, "resolution": alignment.resolution}
-            | ({"colour": colour.key()} if colour.needs_conversion else {}),
+            | ({} if converted is None else {"colour": converted}),
         )
         self._cursor = FrameCursor(path, fps=fps, window=window)
 
