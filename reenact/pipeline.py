@@ -401,10 +401,10 @@ def slot_ranges(ranges: list[FrameRange], frames: np.ndarray) -> list[range]:
 
 
 def key_chains(
-    crops: ClipCrops, *, align: StageKey, role: str, settings: Config, context: RunContext
+    crops: ClipCrops, *, align: StageKey, role: str, settings: Config, context: RunContext, owner: int
 ) -> Need[KeyPivots] | None:
-    """The clip's key chains (`stages.keys`), which warm inversion segments start from; None in cold
-    mode."""
+    """The clip's key chain (`stages.keys`), which warm inversion segments start from, computed by rank
+    `owner`; None in cold mode."""
     if settings.invert.mode == "cold":
         return None
     stage = KeysStage(
@@ -415,6 +415,7 @@ def key_chains(
         perceptual=context.perceptual,
         runtime=context.runtime,
         progress=context.progress,
+        owner=owner,
     )
     return Need(
         StageJob(stage, name=f"{role[:3]}-keys", detail=lambda keys: f"{len(keys.frames)} key frames")
@@ -473,7 +474,12 @@ def prepare_clips(
                 runtime=context.runtime,
                 progress=context.progress,
                 keys=key_chains(
-                    crops, align=align.key, role=request.role, settings=settings, context=context
+                    crops,
+                    align=align.key,
+                    role=request.role,
+                    settings=settings,
+                    context=context,
+                    owner=clip_owners[0] if clip_owners else 0,
                 ),
                 owners=clip_owners,
             )

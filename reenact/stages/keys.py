@@ -3,16 +3,20 @@ start and end.
 
 Inversion cuts a run (consecutive frames with a face in one shot) into segments of `invert.segment_frames`
 (`stages.invert`), a multiple of `key_stride`. A segment started afresh lands elsewhere in W+ for the
-same picture, and a segment that waits for the one before it cannot run beside it. So each run is first
-inverted coarsely: one warm chain through its key frames (every `key_stride`-th frame, so every
-segment's first frame), its first frame from the start point with the full budget. Every segment is
-then one warm chain from its first frame's key pivot to the next segment's first frame
+same picture, and a segment that waits for the one before it cannot run beside it. So the clip is first
+inverted coarsely: one warm chain through its key frames (every `key_stride`-th frame of each run, so
+every segment's first frame). Its first frame starts from the start point; the first key frame of every
+later run (after a cut or a gap) starts from the last key pivot of the run before, with the same full
+budget (`run_start_config`): a chain started afresh at a cut fits as well but may land in another basin
+of W+, where the same face's expression moves along other directions (docs/distributed.md). Every
+segment is then one warm chain from its first frame's key pivot to the next segment's first frame
 (`segment_chain`), registered to the key chain (`register_to_keys`): it meets the key chain at every key
 frame, both ends included, so all segments sit in one basin of W+ and run in any order, on any number of
 ranks. Nothing depends on the ranks: the key frames and the segments are the clip's own.
 
-Parts: one run each (its chain is sequential), its key pivots written as they finish. Merge: the key
-pivots [K, num_ws, w_dim] and their frames [K], read one pivot at a time.
+Parts: one run each, computed in order by one rank (`owners`), each reading the last key pivot of the
+part before it; its key pivots are written as they finish. Merge: the key pivots [K, num_ws, w_dim] and
+their frames [K], read one pivot at a time.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from reenact.imaging import CropSource
 from reenact.invert import Finished, invert_frames, refit_frames
 from reenact.latents import LatentSource, LatentWriter, StoredLatents
 from reenact.progress import SILENT, Progress
-from reenact.renders import Renders
+from reenact.renders import NONE, Renders
 from reenact.stages.align import ClipAlignment
 from reenact.stages.base import STAGE_VERSION, FrameRange, link_parts, split_range
 from reenact.stages.crops import ClipCrops
@@ -46,6 +50,8 @@ KEYS_FILE = "keys.npy"
 KEYS_PREFIX = "keys-"
 KEY_FRAMES_FILE = "key_frames.npy"
 """Their clip frames [K] int64, ascending."""
+RUN_STARTS = "continued"
+"""How a run after a clip's first starts its key chain (part of the stage key): from the key chain so far."""
 
 
 def segments_of(alignment: ClipAlignment, *, size: int) -> list[FrameRange]:
@@ -64,6 +70,12 @@ def key_chain_config(config: InvertConfig) -> InvertConfig:
     """The inversion settings of a key chain: each key frame after a run's first gets `invert.key_steps`,
     as a step of the chain spans `key_stride` frames of motion, not one."""
     return replace(config, warm_steps=config.key_steps)
+
+
+def run_start_config(config: InvertConfig) -> InvertConfig:
+    """The settings of a later run's first key frame, warm-started from the run before: the budget of a
+    frame from the start point (`invert.first_steps`), as a cut can change the whole picture."""
+    return replace(config, warm_steps=config.first_steps)
 
 
 def segment_chain(frames: FrameRange, run: FrameRange) -> FrameRange:
@@ -206,8 +218,11 @@ class KeysStage:
         perceptual: nn.Module | None,
         runtime: Runtime,
         progress: Progress = SILENT,
+        owner: int = 0,
     ) -> None:
+        """`owner`: the rank that computes the clip's key chain (its runs in order, one sequential chain)."""
         self.crops = crops
+        self.owner = owner
         self.needs = [crops]
         self.alignment: ClipAlignment = crops.alignment
         self.source = source
@@ -222,6 +237,7 @@ class KeysStage:
                 "align": align.digest,
                 "generator": source.digest,
                 "invert": config_to_dict(settings.invert),
+                "runs": RUN_STARTS,
                 "numerics": numerics_key(runtime),
             },
         )
@@ -229,28 +245,71 @@ class KeysStage:
     def ranges(self) -> list[FrameRange]:
         return self.alignment.runs()
 
+    @property
+    def owners(self) -> list[int]:
+        """The rank of each part (`stages.base.part_owners`): all on `owner`, as each continues the last."""
+        return [self.owner] * len(self.ranges())
+
     def compute(self, frames: FrameRange, part: Path) -> Renders:
         """The warm chain through the run's key frames (a warm inversion of those crops in order). Its
         steps span `key_stride` frames of motion, so each key frame after the first gets
-        `invert.key_steps`: every pivot of the run is registered to these."""
+        `invert.key_steps`: every pivot of the run is registered to these. A run after the clip's first
+        continues the chain: its first key frame starts from the last key pivot of the part before
+        (`previous_pivot`), with `run_start_config`'s budget."""
         config = key_chain_config(self.settings.invert)
         keys = np.array(key_frames(frames, stride=config.key_stride), dtype=np.int64)  # [K]
         slots = self.crops.slots(frames).start + keys - frames.start  # every frame of a run has a crop
+        crops = Selection(self.crops.store(), slots)
         generator = self.source.generator
+        start = self.previous_pivot(frames, part)
+        renders = NONE
         with LatentWriter(
             part / KEYS_FILE, rows=len(keys), row_shape=(generator.num_ws, generator.w_dim)
         ) as out:  # a long run's chain is written as its key frames finish, never held
-            renders = invert_frames(
-                generator,
-                Selection(self.crops.store(), slots),
-                config=config,
-                perceptual=self.perceptual,
-                runtime=self.runtime,
-                on_finished=lambda run: out.write(run.frames.start, run.latents),
-                progress=self.progress,
-            )
+            if start is not None:  # the run's first key frame, from the chain so far
+
+                def first(run: Finished) -> None:
+                    nonlocal start
+                    out.write(0, run.latents)
+                    start = run.latents.detach().float().cpu()
+
+                renders += invert_frames(
+                    generator,
+                    Selection(self.crops.store(), slots[:1]),
+                    config=run_start_config(config),
+                    perceptual=self.perceptual,
+                    runtime=self.runtime,
+                    on_finished=first,
+                    start=start,
+                )
+                crops = Selection(self.crops.store(), slots[1:])
+            offset = len(keys) - len(crops)
+            if len(crops):
+                renders += invert_frames(
+                    generator,
+                    crops,
+                    config=config,
+                    perceptual=self.perceptual,
+                    runtime=self.runtime,
+                    on_finished=lambda run: out.write(offset + run.frames.start, run.latents),
+                    progress=self.progress,
+                    start=start,
+                )
         save_array(part / KEY_FRAMES_FILE, keys)
         return renders
+
+    def previous_pivot(self, frames: FrameRange, part: Path) -> torch.Tensor | None:
+        """The last key pivot [1, num_ws, w_dim] of the run before `frames` (None for the clip's first),
+        read from its finished part beside `part` (the runner computes a stage's parts in order)."""
+        runs = self.ranges()
+        index = runs.index(frames)
+        if index == 0:
+            return None
+        previous = part.parent / runs[index - 1].name / KEYS_FILE
+        if not previous.is_file():
+            raise ReenactError(f"internal error: the key chain of {runs[index - 1]} is not finished")
+        rows = np.load(previous, mmap_mode="r")  # [k, num_ws, w_dim]
+        return torch.from_numpy(np.array(rows[-1:]))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         link_parts(self.ranges(), parts, directory, file=KEYS_FILE, prefix=KEYS_PREFIX)
