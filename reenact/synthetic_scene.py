@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reenact.config import CompositeConfig
 from reenact.errors import ReenactError
 from reenact.faces.align import crop_matrix, quads_from_params, rot90, transform_points
 from reenact.faces.landmarks import NUM_LANDMARKS, write_landmarks
@@ -31,9 +32,12 @@ from reenact.gan.stylegan2 import Generator
 from reenact.imaging import images_to_uint8
 from reenact.synthetic import (
     CUT_TINT_MIX,
+    FACE_REGION_ALPHA,
     SyntheticConfig,
+    SyntheticWorld,
     drifting_background,
     landmark_template,
+    make_world,
     measured_settings,
     motion_offsets,
     paste,
@@ -220,6 +224,75 @@ def make_scene(
         frames=frames,
         shot_starts=starts,
     )
+
+
+SECOND_WORLD_SEED = 1000
+"""`worlds_scene`: person 1's world is drawn with this seed offset, by person 0's world's generator."""
+
+
+def worlds_scene(seed: int, *, motion: float) -> tuple[SyntheticScene, tuple[SyntheticWorld, SyntheticWorld]]:
+    """The scene of `seed` whose two people are the targets of two one-person worlds drawn by its one
+    generator (the world of `seed`, and one of `seed + SECOND_WORLD_SEED`), each with `motion` (W
+    spreads): each person can then be reenacted in the scene (a cast, each with their world's driver) and
+    alone (their world's transfer), the same face and driver frame by frame (issue #25's comparison with
+    the one-person demo). Returns the scene and the two worlds."""
+    config = SceneConfig(seed=seed)
+    first = make_world(SyntheticConfig(seed=seed, num_frames=config.num_frames, motion=motion))
+    second = make_world(
+        SyntheticConfig(seed=seed + SECOND_WORLD_SEED, num_frames=config.num_frames, motion=motion),
+        generator=first.generator,
+    )
+    scene = make_scene(config, latents={0: first.target.ws, 1: second.target.ws})
+    if not torch.equal(scene.generator.mapping.w_avg, first.generator.mapping.w_avg):
+        raise ReenactError(
+            f"internal error: the scene and the world of seed {seed} have different generators"
+        )
+    return scene, (first, second)
+
+
+def true_cast_frames(
+    scene: SyntheticScene,
+    source: np.ndarray,
+    drivers: list[tuple[torch.Tensor, float]],
+    *,
+    layer_mask: torch.Tensor,
+    composite: CompositeConfig,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The true output of a cast on the scene's clip `source` [T, H, W, 3] uint8 (as written): each
+    person's true latents plus their driver's offsets (`drivers`: latents [T, num_ws, w_dim] and strength,
+    per person) from its frame 0 on `layer_mask`'s layers [num_ws], rendered and pasted in depth order
+    (the smaller face first, as the pipeline composites). Returns the frames and each person's face region
+    [T, H, W] bool (where the mask's alpha > `FACE_REGION_ALPHA`)."""
+    from reenact.composite import composite_face, face_mask
+    from reenact.faces.align import warp_to_frame
+
+    mask_layers = layer_mask[None, :, None]
+    crops = []
+    for person, (driver, strength) in enumerate(drivers):
+        latents = scene.ws[person] + strength * (driver - driver[0:1]) * mask_layers
+        with torch.no_grad():
+            crops.append(images_to_uint8(scene.generator.synthesis(latents, noise_mode="const")).numpy())
+    truth = source.copy()
+    regions = [np.zeros(source.shape[:3], dtype=bool) for _ in crops]
+    for frame in range(len(source)):
+        present = [p for p in range(len(crops)) if scene.present[p, frame]]
+        sizes = {
+            p: float(np.linalg.norm(scene.quads[p, frame, 1] - scene.quads[p, frame, 0])) for p in present
+        }
+        for person in sorted(present, key=sizes.get):
+            matrix = scene.matrices[person, frame]
+            mask = face_mask(
+                scene.landmarks[person, frame],
+                matrix=matrix,
+                resolution=scene.config.resolution,
+                config=composite,
+            )
+            truth[frame] = composite_face(
+                truth[frame], crops[person][frame], matrix=matrix, mask_crop=mask, config=composite
+            )
+            alpha = warp_to_frame(mask.astype(np.float32), matrix, source[frame].shape)
+            regions[person][frame] = alpha > FACE_REGION_ALPHA
+    return truth, regions
 
 
 def write_scene(scene: SyntheticScene, directory: Path | str) -> tuple[Path, Path]:

@@ -15,9 +15,7 @@ from reenact.cast import read_cast
 from reenact.demo import decode, face_psnr
 from reenact.errors import UsageError
 from reenact.gan.checkpoints import save_generator
-from reenact.imaging import images_to_uint8
 from reenact.synthetic import (
-    FACE_REGION_ALPHA,
     MEASURED_PIX_FMT,
     SyntheticConfig,
     SyntheticWorld,
@@ -25,7 +23,7 @@ from reenact.synthetic import (
     synthetic_settings,
     write_world,
 )
-from reenact.synthetic_scene import SceneConfig, SyntheticScene, make_scene, write_scene
+from reenact.synthetic_scene import SceneConfig, SyntheticScene, make_scene, true_cast_frames, write_scene
 from reenact_cli.main import EXIT_USAGE, run
 from tests.test_cuts import _cli
 
@@ -48,48 +46,6 @@ class CastRun:
     summary: dict
     singles: list[np.ndarray]
     """Each person reenacted alone (`transfer SCENE DRIVER --person ID`, same driver and settings)."""
-
-
-def _true_cast(
-    scene: SyntheticScene,
-    world: SyntheticWorld,
-    source: np.ndarray,
-    drivers: list[tuple[torch.Tensor, float]],
-) -> tuple[np.ndarray, list]:
-    """The true output (each person's true latents plus their driver's offsets [T, num_ws, w_dim] from its
-    frame 0 on the world's expression layers, times their strength, rendered and pasted in depth order, as
-    the pipeline composites) and each person's face region [T, H, W] bool."""
-    from reenact.composite import composite_face, face_mask
-    from reenact.faces.align import warp_to_frame
-
-    composite = synthetic_settings().composite
-    mask_layers = world.layer_mask[None, :, None]
-    crops = []
-    for person, (driver, strength) in enumerate(drivers):
-        latents = scene.ws[person] + strength * (driver - driver[0:1]) * mask_layers
-        with torch.no_grad():
-            crops.append(images_to_uint8(scene.generator.synthesis(latents, noise_mode="const")).numpy())
-    truth = source.copy()
-    regions = [np.zeros(source.shape[:3], dtype=bool) for _ in crops]
-    for frame in range(len(source)):
-        present = [p for p in range(len(crops)) if scene.present[p, frame]]
-        sizes = {
-            p: float(np.linalg.norm(scene.quads[p, frame, 1] - scene.quads[p, frame, 0])) for p in present
-        }
-        for person in sorted(present, key=sizes.get):
-            matrix = scene.matrices[person, frame]
-            mask = face_mask(
-                scene.landmarks[person, frame],
-                matrix=matrix,
-                resolution=scene.config.resolution,
-                config=composite,
-            )
-            truth[frame] = composite_face(
-                truth[frame], crops[person][frame], matrix=matrix, mask_crop=mask, config=composite
-            )
-            alpha = warp_to_frame(mask.astype(np.float32), matrix, source[frame].shape)
-            regions[person][frame] = alpha > FACE_REGION_ALPHA
-    return truth, regions
 
 
 @pytest.fixture(scope="module")
@@ -157,11 +113,12 @@ def test_each_cast_persons_face_matches_their_truth(cast_run: CastRun) -> None:
     """Every person's face PSNR against their own truth is within `MAX_LOSS_DB` of reenacting that person
     alone with the same driver (the cast pastes each person's own crops, none lost or swapped); doing
     nothing misses it."""
-    truth, regions = _true_cast(
+    truth, regions = true_cast_frames(
         cast_run.scene,
-        cast_run.world,
         cast_run.source,
         [(cast_run.world.driver.ws, STRENGTHS[0]), (cast_run.world.target.ws, STRENGTHS[1])],
+        layer_mask=cast_run.world.layer_mask,
+        composite=synthetic_settings().composite,
     )
     assert [entry["person"] for entry in cast_run.summary["cast"]] == [0, 1]
     for person, region in enumerate(regions):
@@ -293,7 +250,13 @@ def test_people_all_gives_every_person_the_driver(tmp_path: Path) -> None:
     assert [member["person"] for member in summary["cast"]] == [0, 1]
     assert [member["frames"] for member in summary["cast"]] == scene.present.sum(axis=1).tolist()
     source, frames = decode(clip), decode(output)
-    truth, regions = _true_cast(scene, world, source, [(world.driver.ws, 1.0)] * scene.config.num_people)
+    truth, regions = true_cast_frames(
+        scene,
+        source,
+        [(world.driver.ws, 1.0)] * scene.config.num_people,
+        layer_mask=world.layer_mask,
+        composite=synthetic_settings().composite,
+    )
     for person in range(scene.config.num_people):
         present = scene.present[person]
         got = face_psnr(frames[present], truth[present], regions[person][present])
