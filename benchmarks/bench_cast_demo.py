@@ -45,7 +45,14 @@ from reenact.synthetic import (
     true_transfer_frames,
     write_world,
 )
-from reenact.synthetic_scene import SLOT_SCALE, SceneConfig, true_cast_frames, worlds_scene, write_scene
+from reenact.synthetic_scene import (
+    SLOT_SCALE,
+    SceneConfig,
+    true_cast_frames,
+    worlds_scene,
+    write_scene,
+    write_world_cast,
+)
 from reenact_cli.main import run
 
 
@@ -88,28 +95,10 @@ def measure(seed: int, root: Path, extra: list[str], *, motion: float) -> dict:
         ]
     )  # fmt: skip
     drivers = [write_world(world, root / f"world{person}") for person, world in enumerate(worlds)]
-    cast = root / "cast.toml"
-    cast.write_text(
-        "".join(
-            f'[[person]]\nid = {person}\ndriver = "{files.driver_video}"\n'
-            f'driver_landmarks = "{files.driver_landmarks}"\nstrength = 1.0\ndriver_frame = 0\n\n'
-            for person, files in enumerate(drivers)
-        )
-    )
+    cast = write_world_cast(root / "cast.toml", drivers)
     output = root / "cast.mp4"
-    cli(
-        [
-            "transfer",
-            str(clip),
-            "--cast",
-            str(cast),
-            "-o",
-            str(output),
-            "--target-landmarks",
-            str(landmarks),
-            *common,
-        ]
-    )
+    scene_args = [str(clip), "--target-landmarks", str(landmarks)]
+    cli(["transfer", *scene_args, "--cast", str(cast), "-o", str(output), *common])
     composite = synthetic_settings().composite
     cast_truth, cast_regions = true_cast_frames(
         scene,

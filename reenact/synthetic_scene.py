@@ -34,6 +34,7 @@ from reenact.synthetic import (
     CUT_TINT_MIX,
     FACE_REGION_ALPHA,
     SyntheticConfig,
+    SyntheticFiles,
     SyntheticWorld,
     drifting_background,
     landmark_template,
@@ -248,6 +249,19 @@ def worlds_scene(seed: int, *, motion: float) -> tuple[SyntheticScene, tuple[Syn
             f"internal error: the scene and the world of seed {seed} have different generators"
         )
     return scene, (first, second)
+
+
+def write_world_cast(path: Path, drivers: list[SyntheticFiles]) -> Path:
+    """A cast file (`reenact.cast`) in which person i of a scene is driven by the driver clip of the
+    written world `drivers[i]` (its landmarks sidecar, reference frame 0, strength 1)."""
+    path.write_text(
+        "".join(
+            f'[[person]]\nid = {person}\ndriver = "{files.driver_video}"\n'
+            f'driver_landmarks = "{files.driver_landmarks}"\nstrength = 1.0\ndriver_frame = 0\n\n'
+            for person, files in enumerate(drivers)
+        )
+    )
+    return path
 
 
 def true_cast_frames(

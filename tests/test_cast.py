@@ -31,6 +31,7 @@ from reenact.synthetic_scene import (
     true_cast_frames,
     worlds_scene,
     write_scene,
+    write_world_cast,
 )
 from reenact_cli.main import EXIT_USAGE, run
 from tests.test_cuts import _cli
@@ -163,14 +164,7 @@ def test_a_cast_is_as_near_its_truth_as_the_one_person_demo(tmp_path: Path) -> N
             "--workdir", str(root / "work"), "--quiet", "--json",
         ]  # fmt: skip
         files = [write_world(world, root / f"world{person}") for person, world in enumerate(worlds)]
-        cast = root / "cast.toml"
-        cast.write_text(
-            "".join(
-                f'[[person]]\nid = {person}\ndriver = "{world.driver_video}"\n'
-                f'driver_landmarks = "{world.driver_landmarks}"\ndriver_frame = 0\n\n'
-                for person, world in enumerate(files)
-            )
-        )
+        cast = write_world_cast(root / "cast.toml", files)
         output = root / "cast.mp4"
         args = ["transfer", str(clip), "--cast", str(cast), "-o", str(output), "--target-landmarks"]
         _cli([*args, str(landmarks), "--generator", str(generator), *common])
