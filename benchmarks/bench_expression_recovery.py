@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from reenact.config import DEMO_FRAMES, Config  # noqa: E402
-from reenact.demo import run_demo  # noqa: E402
+from reenact.demo import run_demo, scaled_frames  # noqa: E402
 from reenact.device import resolve_runtime  # noqa: E402
 from reenact.edit import driver_deltas, layer_mask  # noqa: E402
 from reenact.face_world import FACE_WORLD, face_world_generator, make_face_world  # noqa: E402
@@ -125,6 +125,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=DEMO_FRAMES, help="the demo's frames")
     parser.add_argument("--stride", type=int, default=2, help="fit every N-th driver frame")
+    parser.add_argument(
+        "--frame-scale", type=float, default=1.0, help="the demo world's frame and face size, times"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     use_threads(None, small_work=True)
@@ -132,7 +135,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-expression-") as temp:
         folder = Path(temp) / "demo"
-        run_demo(folder, runtime=resolve_runtime("cpu"), num_frames=args.frames)
+        run_demo(folder, runtime=resolve_runtime("cpu"), num_frames=args.frames, frame_scale=args.frame_scale)
         report = json.loads((folder / "report.json").read_text())
         stages = [stage for stage in report["stages"] if stage.get("location")]
         where = {stage["name"]: Path(stage["location"]) for stage in stages}
@@ -144,7 +147,8 @@ def main() -> None:
 
     settings = Config.from_preset(FACE_WORLD)
     generator = face_world_generator().requires_grad_(False)
-    world = make_face_world(SyntheticConfig(num_frames=args.frames), generator=generator)
+    base = scaled_frames(SyntheticConfig(num_frames=args.frames), scale=args.frame_scale)
+    world = make_face_world(base, generator=generator)
     mask = layer_mask(settings.edit.layers, num_ws=generator.num_ws).bool()  # [L]
     ref = int(report["driver_ref"])
     chosen = torch.arange(0, args.frames, args.stride)
@@ -198,13 +202,17 @@ def main() -> None:
                     "crops_vs_renders_db": round(crops_vs_renders, 2),
                     "driver_ref": ref,
                     "frames": args.frames,
+                    "frame_scale": args.frame_scale,
                     "stride": args.stride,
                     "rows": rows,
                 }
             )
         )
         return
-    print(f"face demo, {args.frames} frames (every {args.stride}), driver reference frame {ref}")
+    print(
+        f"face demo, {args.frames} frames (every {args.stride}), frames and face {args.frame_scale:g}x, "
+        f"driver reference frame {ref}"
+    )
     print(f"the driver's video crops against its own renders: {crops_vs_renders:.2f} dB")
     print(f"{'way':<20} {'driver fit':>10} {'target vs truth':>16} {'share':>6} {'cosine':>7}")
     for item in rows:

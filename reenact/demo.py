@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -226,6 +226,18 @@ def output_face_rate(frames: np.ndarray) -> float:
     return float(np.mean(found)) if found else 0.0
 
 
+def scaled_frames(config: SyntheticConfig, *, scale: float) -> SyntheticConfig:
+    """`config` with its frame and face `scale` times as large."""
+    if scale <= 0:
+        raise ReenactError(f"the frame scale must be positive, got {scale}")
+    return replace(
+        config,
+        frame_width=round(config.frame_width * scale),
+        frame_height=round(config.frame_height * scale),
+        face_size=config.face_size * scale,
+    )
+
+
 def run_demo(
     directory: Path,
     *,
@@ -234,8 +246,12 @@ def run_demo(
     world_name: DemoWorld = DEFAULT_WORLD,
     overwrite: bool = False,
     progress: Progress = SILENT,
+    frame_scale: float = 1.0,
 ) -> DemoReport:
-    """Build the world, run the transfer on its files and compare with the ground truth, in `directory`."""
+    """Build the world, run the transfer on its files and compare with the ground truth, in `directory`.
+
+    `frame_scale` multiplies the world's frame and face size (benchmarks: how much the clips' own
+    resampling costs)."""
     if world_name not in DEMO_WORLDS:
         raise ReenactError(f"unknown demo world {world_name!r}; use one of {', '.join(DEMO_WORLDS)}")
     started = time.perf_counter()
@@ -248,7 +264,7 @@ def run_demo(
                 f"{directory} already holds {', '.join(existing)}; pass --overwrite to replace them"
             )
     directory.mkdir(parents=True, exist_ok=True)
-    base = SyntheticConfig(num_frames=num_frames)
+    base = scaled_frames(SyntheticConfig(num_frames=num_frames), scale=frame_scale)
     settings = world_settings(world_name)
     measured = measured_settings(settings)
     workspace = Workspace(directory / "work")

@@ -19,9 +19,11 @@ from reenact.demo import (
     MEASURED_OUTPUT,
     MIN_PANEL_HEIGHT,
     WORLD_FOLDER,
+    scaled_frames,
     side_by_side_frame,
 )
-from reenact.synthetic import MEASURED_PIX_FMT
+from reenact.errors import ReenactError
+from reenact.synthetic import MEASURED_PIX_FMT, SyntheticConfig
 from reenact_cli.main import run
 
 DEMO_TEST_FRAMES = 4
@@ -49,6 +51,17 @@ def _panels(frame: np.ndarray) -> list[np.ndarray]:
 
 def _label_pixels(panel: np.ndarray) -> int:
     return int((panel[:LABEL_HEIGHT].max(axis=2) > LABEL_LEVEL).sum())
+
+
+def test_a_scaled_world_draws_frame_and_face_larger_and_scale_one_is_the_world_itself() -> None:
+    base = SyntheticConfig(num_frames=8)
+    assert scaled_frames(base, scale=1.0) == base  # the demo's own world: keys and figures unchanged
+    double = scaled_frames(base, scale=2.0)
+    assert (double.frame_width, double.frame_height) == (2 * base.frame_width, 2 * base.frame_height)
+    assert double.face_size == 2 * base.face_size
+    assert double.seed == base.seed and double.num_frames == base.num_frames
+    with pytest.raises(ReenactError, match="positive"):
+        scaled_frames(base, scale=0.0)
 
 
 def test_side_by_side_frame_scales_up_and_labels_every_panel() -> None:
