@@ -37,12 +37,13 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from reenact.config import DEMO_FRAMES, Config  # noqa: E402
+from reenact.config import DEMO_FRAMES, Config, InvertConfig  # noqa: E402
 from reenact.demo import run_demo, scaled_frames  # noqa: E402
 from reenact.device import resolve_runtime  # noqa: E402
 from reenact.edit import driver_deltas, layer_mask  # noqa: E402
 from reenact.face_world import FACE_WORLD, face_world_generator, make_face_world  # noqa: E402
 from reenact.gan.stylegan2 import Generator  # noqa: E402
+from reenact.invert import psnr, start_latents  # noqa: E402
 from reenact.stages.crops import CropStore  # noqa: E402
 from reenact.stages.invert import Pivots  # noqa: E402
 from reenact.synthetic import SyntheticConfig  # noqa: E402
@@ -51,16 +52,13 @@ from reenact.threads import use_threads  # noqa: E402
 FIT_STEPS = 100
 """L-BFGS iterations of each frame's expression fit (and of the base's W fit, times `BASE_FACTOR`)."""
 BASE_FACTOR = 3
-START_SAMPLES = 64
-"""Samples the W base starts from the closest of (as the face world's preset does)."""
 CLOSE_TO_TRUE = 1.0
 """Frames whose true offsets are shorter than this (in w units) are left out of the share and cosine."""
 
 
 def psnr_db(images: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean PSNR over frames of images [N, 3, R, R] in [-1, 1]."""
-    mse = (images - reference).square().mean(dim=(1, 2, 3))  # [N]
-    return float((10 * torch.log10(4 / mse.clamp_min(1e-12))).mean())
+    return float(psnr(images, reference).mean())
 
 
 def lbfgs_fit(
@@ -86,13 +84,10 @@ def lbfgs_fit(
     return free.detach()
 
 
-def w_base(generator: Generator, target: torch.Tensor, *, steps: int) -> torch.Tensor:
-    """A code [1, L, w_dim] in W (one w for every layer) fitted to `target` from the closest sample."""
-    seeds = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        samples = generator.mapping(torch.randn(START_SAMPLES, generator.z_dim, generator=seeds))  # [S, L, W]
-        errors = (generator.synthesis(samples, noise_mode="const") - target).square().mean(dim=(1, 2, 3))
-    start = samples[int(errors.argmin()), :1]  # [1, W]
+def w_base(generator: Generator, target: torch.Tensor, *, config: InvertConfig, steps: int) -> torch.Tensor:
+    """A code [1, L, w_dim] in W (one w for every layer) fitted to `target` from the closest of the
+    preset's start samples (`invert.start_latents`)."""
+    start = start_latents(generator, target, config=config, layers=1)[:, 0]  # [1, W]
     w = lbfgs_fit(
         generator, lambda free: free[:, None].repeat(1, generator.num_ws, 1), start, target, steps=steps
     )
@@ -185,7 +180,7 @@ def main() -> None:
     rows.append(row("pipeline", deltas[chosen], crops_fit))
     steps = FIT_STEPS
     for name, pictures in (("W base, crops", crop_images), ("W base, renders", renders)):
-        base = w_base(generator, pictures[ref : ref + 1], steps=steps * BASE_FACTOR)
+        base = w_base(generator, pictures[ref : ref + 1], config=settings.invert, steps=steps * BASE_FACTOR)
         fitted, fit = expression_fits(
             generator, base.repeat(len(chosen), 1, 1), pictures[chosen], mask=mask, steps=steps
         )
