@@ -443,6 +443,16 @@ class EditConfig:
     """Temporal Gaussian smoothing of the deltas, standard deviation in frames (0 = none)."""
     min_component: float = 0.0
     """Per-layer soft threshold of the deltas, as a fraction of that layer's largest delta (0 = off)."""
+    driver_base: Literal["pivots", "w"] = "pivots"
+    """Where the driver's offsets are read: `pivots`, its W+ pivots; `w`, its neutral frame fitted in W (one
+    w on every layer, `base_steps`), then each frame's expression layers alone fitted from there
+    (`expression_steps`), every other layer held (`reenact.stages.expression`). A W+ pivot fits the picture
+    along directions it barely shows, and offsets measured there draw other things on the target; a base
+    in W keeps them where the expression layers act as on a face's true code (docs/face-world.md)."""
+    base_steps: int = 300
+    """`driver_base = "w"`: most optimiser steps of the neutral frame's fit in W (from the start point)."""
+    expression_steps: int = 100
+    """`driver_base = "w"`: most optimiser steps of each driver frame's expression layers, from the base."""
     length_policy: Literal["loop", "pingpong", "cut", "hold"] = "hold"
     """Driver shorter than the target: hold its last frame, loop it, play it back and forth (pingpong),
     or cut the output to the driver's length."""
@@ -466,6 +476,9 @@ class EditConfig:
             raise ReenactError(f"edit.min_component must be in [0, 1), got {self.min_component}")
         if self.morph_frames < 2:
             raise ReenactError(f"edit.morph_frames must be >= 2, got {self.morph_frames}")
+        for name in ("base_steps", "expression_steps"):
+            if getattr(self, name) < 1:
+                raise ReenactError(f"edit.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass

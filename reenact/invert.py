@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -222,7 +222,12 @@ class Problem:
     config: InvertConfig
     device: torch.device
     layers: int
-    """K: latents optimised per frame (num_ws in W+; 1 in W, broadcast to every layer)."""
+    """K: latents optimised per frame (num_ws in W+; 1 in W, broadcast to every layer; the free layers'
+    count when `free` is given)."""
+    held: torch.Tensor | None = None
+    """With `free`: every row's code [A, num_ws, w_dim] whose other layers stay as they are."""
+    free: torch.Tensor | None = None
+    """Bool [num_ws]: the only layers optimised (the rest held at `held`); None: every layer."""
 
     @classmethod
     def of(
@@ -245,9 +250,18 @@ class Problem:
             layers=layers,
         )
 
+    def compose(self, latents: torch.Tensor) -> torch.Tensor:
+        """Codes [A, num_ws, w_dim] of the optimised latents [A, K, w_dim]: broadcast over the layers,
+        or put into the held codes' free layers."""
+        if self.free is None or self.held is None:
+            return latents.expand(-1, self.generator.num_ws, -1)
+        codes = self.held.to(latents).clone()  # [A, num_ws, w_dim]
+        codes[:, self.free.to(latents.device)] = latents
+        return codes
+
     def render(self, latents: torch.Tensor) -> torch.Tensor:
         """Renders [A, 3, R, R] of latents [A, K, w_dim]."""
-        return self.generator.synthesis(latents.expand(-1, self.generator.num_ws, -1), noise_mode="const")
+        return self.generator.synthesis(self.compose(latents), noise_mode="const")
 
     def loss(self, images: torch.Tensor, targets: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """Per-frame loss [A] of renders against targets [A, 3, R, R], plus `invert.spread_weight` times
@@ -295,6 +309,7 @@ class FrameTable:
     def __init__(self, problem: Problem, *, arithmetic: AdamArithmetic) -> None:
         generator, device = problem.generator, problem.device
         self.num_ws = generator.num_ws
+        self.compose = problem.compose
         self.frames: list[int] = []  # [A] clip index of each row
         self.latents = torch.zeros(0, problem.layers, generator.w_dim, device=device)  # [A, K, w_dim]
         resolution = generator.resolution
@@ -327,7 +342,7 @@ class FrameTable:
         """Rows `start:stop` (consecutive frames, same steps) as a finished run, latents on every layer."""
         return Finished(
             frames=range(self.frames[start], self.frames[stop - 1] + 1),
-            latents=self.best.latents[start:stop].expand(-1, self.num_ws, -1).clone(),
+            latents=self.compose(self.best.latents[start:stop]).detach().clone(),
             loss=self.best.loss[start:stop].clone(),
             psnr=self.best.psnr[start:stop].clone(),
             steps=int(self.taken[start]),
@@ -708,14 +723,15 @@ def refit_frames(
     perceptual: nn.Module | None,
     runtime: Runtime,
     steps: int,
+    free: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Renders]:
     """Every frame of `targets` (N crops [3, R, R]) fitted again from its own start `starts` [N, num_ws,
     w_dim] with at most `steps` optimiser steps (the warm learning rate), `config.batch_size` frames at a
-    time: the refitted pivots [N, num_ws, w_dim] on the CPU, and the renders made."""
+    time: the refitted pivots [N, num_ws, w_dim] on the CPU, and the renders made. With `free` (bool
+    [num_ws]) only those layers are fitted, every other held at its start."""
     if len(starts) != len(targets):
         raise ValueError(f"{len(starts)} starts for {len(targets)} frames")
     problem = Problem.of(generator, targets, config=config, perceptual=perceptual, runtime=runtime)
-    layers = problem.layers
     batch = LbfgsBatch if config.optimiser == "lbfgs" else AdamBatch
     refitted = starts.detach().float().cpu().clone()  # [N, num_ws, w_dim]
 
@@ -726,8 +742,14 @@ def refit_frames(
     with autocast(runtime):
         for begin in range(0, len(starts), config.batch_size):
             frames = range(begin, min(begin + config.batch_size, len(starts)))
-            given = starts[frames.start : frames.stop, :layers].float()  # [n, K, w_dim]
-            regime = batch(problem, frames, steps=steps, warm=True, given=given)
+            rows = starts[frames.start : frames.stop].float()  # [n, num_ws, w_dim]
+            if free is None:
+                given, problem_rows = rows[:, : problem.layers], problem
+            else:
+                held = rows.to(runtime.device)
+                problem_rows = replace(problem, held=held, free=free.bool(), layers=int(free.sum()))
+                given = rows[:, free.bool().cpu()]  # [n, K, w_dim]
+            regime = batch(problem_rows, frames, steps=steps, warm=True, given=given)
             renders += run_regime(regime, Handover(), on_finished=gather)
     return refitted, renders
 

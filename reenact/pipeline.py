@@ -53,6 +53,7 @@ from reenact.report import RunReport, StageReport, stage_line, summarise
 from reenact.stages.align import LARGEST_FACE, AlignStage, ClipAlignment, FaceChoice
 from reenact.stages.base import FrameRange, Need, StageJob, StageRun, Work, run_stages
 from reenact.stages.crops import ClipCrops, CropsStage, CropStore
+from reenact.stages.expression import BaseStage, ExpressionStage
 from reenact.stages.invert import InvertStage, Pivots, plan_segments
 from reenact.stages.keys import KeyPivots, KeysStage
 from reenact.stages.output import (
@@ -270,6 +271,11 @@ class PreparedClip:
     info: video.VideoInfo
     tune_digest: str = ""
     tuned: Tuned | None = None
+    crops: ClipCrops | None = None
+    """Its crops (stored when a stage that needs them computes), for stages after the inversion."""
+    align_key: StageKey | None = None
+    settings: Config | None = None
+    """The settings its inversion ran with (`clip_settings`)."""
 
 
 def note_lost_frames(path: Path, info: video.VideoInfo, *, context: RunContext) -> None:
@@ -462,8 +468,10 @@ def prepare_clips(
         shards=context.group.size,
     )
     inverts = []
+    clip_configs = []
     for (_, align, crops), clip_owners, request in zip(clips, owners, requests, strict=True):
         settings = clip_settings(context.settings, drives=request.drives)
+        clip_configs.append(settings)
         inverts.append(
             InvertStage(
                 crops,
@@ -500,10 +508,11 @@ def prepare_clips(
             alignment=alignment,
             pivots=clip_pivots,
             info=align.info,
+            crops=crops,
+            align_key=align.key,
+            settings=settings,
         )
-        for request, (alignment, align, _), clip_pivots, invert in zip(
-            requests, clips, pivots, inverts, strict=True
-        )
+        for (alignment, align, crops), clip_pivots, settings in zip(clips, pivots, clip_configs, strict=True)
     ]
     if tune_first:
         stage = TuneStage(
@@ -823,19 +832,62 @@ def render_and_encode_all(
 
 
 def driver_offsets(
-    driver: PreparedClip, *, config: EditConfig, w_avg: Tensor, ref: int | None
+    driver: PreparedClip, *, context: RunContext, config: EditConfig, ref: int | None
 ) -> tuple[ComputedLatents, int]:
-    """The driver's expression offsets [T_drv, num_ws, w_dim] from its neutral frame (`ref`, or found),
-    taken along its runs joined (`edit.driver_deltas`), and that frame."""
-    return edit.driver_deltas(
+    """The driver's expression offsets [T_drv, num_ws, w_dim] from its neutral frame (`ref`, or found from
+    its pivots), and that frame: taken along its runs joined (`edit.driver_deltas`), or, with
+    `edit.driver_base = "w"`, between its expression fits on a base in W (`stages.expression`)."""
+    w_avg = context.generator_source.generator.mapping.w_avg
+    num_frames = driver.alignment.num_frames
+    deltas, ref_frame = edit.driver_deltas(
         driver.pivots.ws,
         driver.pivots.frames,
-        num_frames=driver.alignment.num_frames,
+        num_frames=num_frames,
         config=config,
         w_avg=w_avg,
         ref=ref,
         runs=slot_ranges(driver.alignment.runs(), driver.pivots.frames),
     )
+    if config.driver_base == "pivots":
+        return deltas, ref_frame
+    fits = expression_fits(driver, ref=ref_frame, context=context)
+    return edit.driver_deltas(
+        fits.ws, fits.frames, num_frames=num_frames, config=config, w_avg=w_avg, ref=ref_frame
+    )
+
+
+def expression_fits(driver: PreparedClip, *, ref: int, context: RunContext) -> Pivots:
+    """The driver's frames fitted on its expression layers alone from its frame `ref` fitted in W (cached;
+    `stages.expression`)."""
+    assert driver.crops is not None and driver.align_key is not None and driver.settings is not None
+    role = driver.crops.job.name.removesuffix("-crops")
+    settings = driver.settings
+    base = BaseStage(
+        driver.crops,
+        ref=ref,
+        align=driver.align_key,
+        source=context.generator_source,
+        settings=settings,
+        perceptual=context.perceptual,
+        runtime=context.runtime,
+    )
+    stage = ExpressionStage(
+        driver.crops,
+        base=Need(StageJob(base, name=f"{role}-base", detail=lambda _: f"frame {ref} in W")),
+        base_key=base.key,
+        free=edit.layer_mask(settings.edit.layers, num_ws=context.generator_source.generator.num_ws),
+        source=context.generator_source,
+        settings=settings,
+        perceptual=context.perceptual,
+        runtime=context.runtime,
+        progress=context.progress,
+    )
+    (fits,) = context.run(
+        StageJob(
+            stage, name=f"{role}-expression", detail=lambda got: f"mean PSNR {float(got.psnr.mean()):.2f} dB"
+        )
+    )
+    return fits
 
 
 def transfer(
@@ -884,9 +936,8 @@ def transfer(
         tune_first=True,
     )
     assert target.tuned is not None
-    deltas, ref_frame = driver_offsets(
-        driver, config=config, w_avg=source.generator.mapping.w_avg, ref=driver_ref
-    )  # [T_drv, num_ws, w_dim]
+    # [T_drv, num_ws, w_dim]
+    deltas, ref_frame = driver_offsets(driver, context=context, config=config, ref=driver_ref)
     composite: Composite
     if target.info.is_image:
         # A still photo: the output follows the driver's timeline, one frame of the photo per driver frame.
@@ -1102,9 +1153,8 @@ def transfer_cast(
             tune_first=True,
         )
         assert target.tuned is not None
-        deltas, ref_frame = driver_offsets(
-            driver, config=config, w_avg=source.generator.mapping.w_avg, ref=member.driver_frame
-        )  # [T_drv, num_ws, w_dim]
+        # [T_drv, num_ws, w_dim]
+        deltas, ref_frame = driver_offsets(driver, context=context, config=config, ref=member.driver_frame)
         latents = transfer_latents(target, deltas, config=config)  # [N_person, num_ws, w_dim]
         lengths.append(
             edit.output_length(

@@ -25,6 +25,7 @@ from reenact.invert import (
     plan_regimes,
     plateaued,
     psnr,
+    refit_frames,
     start_latents,
 )
 from reenact.losses import Image2StyleGANPerceptual
@@ -419,3 +420,38 @@ def test_spread_weight_pulls_an_out_of_domain_fit_towards_w(world: SyntheticWorl
 def test_spread_weight_must_not_be_negative() -> None:
     with pytest.raises(Exception, match="spread_weight"):
         InvertConfig(spread_weight=-1.0)
+
+
+FREE_FIT_DB = 50.0
+"""Fitted on its free layers alone, an identifiable world's frame (the rest held at its truth) is
+recovered to at least this PSNR; started from another frame's free layers it is far below."""
+
+
+def test_a_refit_of_free_layers_holds_every_other_layer_and_recovers_the_free_ones(
+    identifiable: SyntheticWorld,
+) -> None:
+    generator = identifiable.generator
+    truth = identifiable.driver.ws[:LBFGS_FRAMES]  # [N, L, W]
+    with torch.no_grad():
+        targets = generator.synthesis(truth, noise_mode="const")  # [N, 3, R, R]
+    free = torch.zeros(generator.num_ws, dtype=torch.bool)
+    free[generator.num_ws // 2 :] = True
+    starts = truth.clone()
+    starts[:, free] = truth[0:1, free]  # frame 0's free layers on every frame
+    fitted, renders = refit_frames(
+        generator,
+        targets,
+        starts,
+        config=LBFGS,
+        perceptual=None,
+        runtime=CPU,
+        steps=LBFGS.first_steps,
+        free=free,
+    )
+    assert torch.equal(fitted[:, ~free], starts[:, ~free]), "the held layers are the starts' own"
+    assert renders.backward > 0
+    with torch.no_grad():
+        before = psnr(generator.synthesis(starts, noise_mode="const"), targets)[1:]
+        after = psnr(generator.synthesis(fitted, noise_mode="const"), targets)[1:]
+    assert float(after.min()) >= FREE_FIT_DB
+    assert float(before.max()) < FREE_FIT_DB, "the do-nothing start must fail the bound"

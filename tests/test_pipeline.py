@@ -512,3 +512,28 @@ def test_a_run_on_its_cached_workspace_writes_the_fresh_runs_frames(
     assert first.shape == second.shape
     changed = np.abs(first.astype(np.int16) - second.astype(np.int16)).max()
     assert changed == 0, f"the cached run's frames differ by up to {changed} levels"
+
+
+def test_a_driver_read_on_a_w_base_matches_the_truth_and_is_stored_as_stages(
+    world: World, truth: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`edit.driver_base = "w"`: the driver's neutral frame fitted in W and every frame's expression layers
+    from there, two stages of their own, reused by a run that changes only the strength; the transfer
+    beats doing nothing by as much as the pivots' does, and dropping the offsets falls as far."""
+    frames_truth, regions = truth
+    work = world.root / "w-base-work"
+    scores, stages = {}, []
+    for name, strength in (("transfer", "1"), ("dropped", "0")):
+        output = world.root / f"w-base-{name}.mp4"
+        summary = _transfer(
+            world, capsys, output, "--strength", strength, "--set", "edit.driver_base=w", workdir=work
+        )
+        stages.append({stage["name"]: stage["cached"] for stage in summary["stages"]})
+        scores[name] = face_psnr(decode(output), frames_truth, regions)
+    scores["do nothing"] = face_psnr(decode(world.files.target_video), frames_truth, regions)
+    print("face-region PSNR vs ground truth, driver read on a W base:", scores)
+    assert stages[0]["dri-base"] is False and stages[0]["dri-expression"] is False, stages[0]
+    assert stages[1]["dri-expression"] is True, stages[1]
+    assert stages[1].get("dri-base", True) is True, "a stored read needs no base fit"
+    assert scores["transfer"] >= scores["do nothing"] + MIN_GAIN_OVER_TARGET_DB
+    assert scores["transfer"] - scores["dropped"] >= MIN_GAP_DB
