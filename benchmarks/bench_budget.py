@@ -37,12 +37,11 @@ import time
 from pathlib import Path
 
 from reenact.config import QUALITY_LEVELS, Config, config_to_dict, quality_layer
-from reenact.demo import decode, face_psnr, output_face_rate, transferred_share
+from reenact.demo import decode, demo_world_config, face_psnr, output_face_rate, transferred_share
 from reenact.demo import world_settings as demo_world_settings
 from reenact.face_world import FACE_WORLD, make_face_world
 from reenact.gan.checkpoints import save_generator
 from reenact.synthetic import (
-    SyntheticConfig,
     SyntheticFiles,
     make_world,
     measured_settings,
@@ -194,7 +193,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-budget-") as temp:
         root = Path(temp)
         for frames in args.frames:
-            base = SyntheticConfig(seed=args.seed, num_frames=frames)
+            base = demo_world_config(args.world, num_frames=frames, seed=args.seed)
             world = make_face_world(base) if faces else make_world(base)
             files = write_world(world, root / f"world-{frames}", video_config=clips)
             own = root / f"g-{frames}.safetensors"
@@ -214,7 +213,9 @@ def main() -> None:
                     "face_psnr": face_psnr(output, truth, regions),
                     "still_psnr": face_psnr(target, truth, regions),
                     "share": transferred_share(output, target, truth, regions),
-                    "face_rate": output_face_rate(output) if faces else float("nan"),
+                    "face_rate": output_face_rate(output, face_size=world.config.face_size)
+                    if faces
+                    else float("nan"),
                 }
                 rows.append(
                     row(summary, preset=preset, quality=quality, sets=sets, scores=scores, seconds=seconds)

@@ -6,14 +6,14 @@ Examples:
     python benchmarks/bench_expression_recovery.py --stride 1 --json
 
 It runs `reenact demo` (the face world) in a temporary folder, then, for the driver's frames, takes
-expression offsets `d[t]` on the expression layers in five ways and applies each to the world's **true**
+expression offsets `d[t]` on the expression layers in four ways and applies each to the world's **true**
 target code with the face world's generator. Neither the target's inversion nor its tuning takes part, so
 each row measures the driver alone. Rows:
 
 - nothing: no offsets (the target left as it is);
-- pipeline: the offsets the transfer takes (`edit.driver_deltas` of the demo's driver pivots);
-- W base, crops: the driver's reference crop fitted in W (one w for every layer), then each frame's
-  expression layers fitted to its video crop from there, every other layer held at the base;
+- W+ pivots: the offsets between the driver's W+ pivots (`edit.driver_base = "pivots"`, the default);
+- pipeline: W base: the offsets the face world's transfer takes (`edit.driver_base = "w"`: the neutral
+  crop fitted in W, then each frame's expression layers alone from there, `stages.expression`);
 - W base, renders: the same on the driver's own renders (no video, no alignment);
 - true base, renders: every layer but the expression ones at the driver's true code, the expression
   layers fitted to its render from the true reference code (an oracle: it knows all but the expression).
@@ -29,7 +29,6 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,21 +36,21 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from reenact.config import DEMO_FRAMES, Config, InvertConfig  # noqa: E402
-from reenact.demo import run_demo, scaled_frames  # noqa: E402
+from reenact.config import DEMO_FRAMES, Config  # noqa: E402
+from reenact.demo import demo_world_config, run_demo  # noqa: E402
 from reenact.device import resolve_runtime  # noqa: E402
 from reenact.edit import driver_deltas, layer_mask  # noqa: E402
 from reenact.face_world import FACE_WORLD, face_world_generator, make_face_world  # noqa: E402
 from reenact.gan.stylegan2 import Generator  # noqa: E402
-from reenact.invert import psnr, start_latents  # noqa: E402
+from reenact.invert import fit_in_w, psnr, refit_frames  # noqa: E402
 from reenact.stages.crops import CropStore  # noqa: E402
 from reenact.stages.invert import Pivots  # noqa: E402
 from reenact.synthetic import SyntheticConfig  # noqa: E402
 from reenact.threads import use_threads  # noqa: E402
 
-FIT_STEPS = 100
-"""L-BFGS iterations of each frame's expression fit (and of the base's W fit, times `BASE_FACTOR`)."""
-BASE_FACTOR = 3
+CPU = resolve_runtime("cpu")
+DEMO_BASE_WIDTH = SyntheticConfig().frame_width
+"""The unscaled world's frame width: a world's frame scale is its width over this."""
 CLOSE_TO_TRUE = 1.0
 """Frames whose true offsets are shorter than this (in w units) are left out of the share and cosine."""
 
@@ -61,58 +60,18 @@ def psnr_db(images: torch.Tensor, reference: torch.Tensor) -> float:
     return float(psnr(images, reference).mean())
 
 
-def lbfgs_fit(
-    generator: Generator,
-    compose: Callable[[torch.Tensor], torch.Tensor],
-    start: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    steps: int,
-) -> torch.Tensor:
-    """The free values `start` fitted so that `generator.synthesis(compose(free))` draws `target`
-    [1, 3, R, R]."""
-    free = start.clone().requires_grad_(True)
-    optimiser = torch.optim.LBFGS([free], max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = (generator.synthesis(compose(free), noise_mode="const") - target).square().mean()
-        loss.backward()
-        return loss
-
-    optimiser.step(closure)
-    return free.detach()
-
-
-def w_base(generator: Generator, target: torch.Tensor, *, config: InvertConfig, steps: int) -> torch.Tensor:
-    """A code [1, L, w_dim] in W (one w for every layer) fitted to `target` from the closest of the
-    preset's start samples (`invert.start_latents`)."""
-    start = start_latents(generator, target, config=config, layers=1)[:, 0]  # [1, W]
-    w = lbfgs_fit(
-        generator, lambda free: free[:, None].repeat(1, generator.num_ws, 1), start, target, steps=steps
-    )
-    return w[:, None].repeat(1, generator.num_ws, 1)
-
-
-def expression_fits(
-    generator: Generator, bases: torch.Tensor, targets: torch.Tensor, *, mask: torch.Tensor, steps: int
+def expression_rows(
+    generator: Generator, bases: torch.Tensor, pictures: torch.Tensor, *, settings: Config, mask: torch.Tensor
 ) -> tuple[torch.Tensor, float]:
-    """Each target [N, 3, R, R] fitted on the expression layers alone from its base [N, L, W]: the fitted
-    codes [N, L, W] and their mean PSNR against the targets."""
-    fitted = bases.clone()
-    for index in range(len(targets)):
-        base = bases[index : index + 1]
-
-        def compose(free: torch.Tensor, base: torch.Tensor = base) -> torch.Tensor:
-            code = base.clone()
-            code[:, mask] = free
-            return code
-
-        fitted[index, mask] = lbfgs_fit(
-            generator, compose, base[:, mask], targets[index : index + 1], steps=steps
-        )[0]
+    """Each picture [N, 3, R, R] fitted on the expression layers `mask` alone from its base [N, L, W], as the
+    transfer does with `edit.driver_base = "w"` (`invert.refit_frames(free=)`): the codes [N, L, W] and
+    their mean PSNR against the pictures."""
+    fitted, _ = refit_frames(
+        generator, pictures, bases, config=settings.invert, perceptual=None, runtime=CPU,
+        steps=settings.edit.expression_steps, free=mask,
+    )  # fmt: skip
     with torch.no_grad():
-        fit = psnr_db(generator.synthesis(fitted, noise_mode="const"), targets)
+        fit = psnr_db(generator.synthesis(fitted, noise_mode="const"), pictures)
     return fitted, fit
 
 
@@ -121,7 +80,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=DEMO_FRAMES, help="the demo's frames")
     parser.add_argument("--stride", type=int, default=2, help="fit every N-th driver frame")
     parser.add_argument(
-        "--frame-scale", type=float, default=1.0, help="the demo world's frame and face size, times"
+        "--frame-scale",
+        type=float,
+        default=None,
+        help="the world's frame and face size over 128x96 and 56 px (default: the demo's own)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -130,19 +92,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-expression-") as temp:
         folder = Path(temp) / "demo"
-        run_demo(folder, runtime=resolve_runtime("cpu"), num_frames=args.frames, frame_scale=args.frame_scale)
+        run_demo(folder, runtime=CPU, num_frames=args.frames, frame_scale=args.frame_scale)
         report = json.loads((folder / "report.json").read_text())
         stages = [stage for stage in report["stages"] if stage.get("location")]
         where = {stage["name"]: Path(stage["location"]) for stage in stages}
         pivots = Pivots.load(where["dri-invert"])
+        fits = Pivots.load(where["dri-expression"])
         crops = CropStore(where["dri-crops"])
         driver_ws = pivots.ws[0 : len(pivots.frames)]  # [N, L, W]
+        fitted_ws = fits.ws[0 : len(fits.frames)]  # [N, L, W]
         crop_images = crops[0 : len(crops)]  # [N, 3, R, R]
         frames = pivots.frames
 
     settings = Config.from_preset(FACE_WORLD)
     generator = face_world_generator().requires_grad_(False)
-    base = scaled_frames(SyntheticConfig(num_frames=args.frames), scale=args.frame_scale)
+    base = demo_world_config("faces", num_frames=args.frames, frame_scale=args.frame_scale)
     world = make_face_world(base, generator=generator)
     mask = layer_mask(settings.edit.layers, num_ws=generator.num_ws).bool()  # [L]
     ref = int(report["driver_ref"])
@@ -172,22 +136,24 @@ def main() -> None:
     crops_vs_renders = psnr_db(crop_images[: len(renders)], renders[: len(crop_images)])
     rows = [row("nothing", torch.zeros_like(true_offsets[chosen]), None)]
     w_avg = generator.mapping.w_avg
-    deltas, _ = driver_deltas(
-        driver_ws, frames, num_frames=args.frames, config=settings.edit, w_avg=w_avg, ref=ref
-    )
-    with torch.no_grad():
-        crops_fit = psnr_db(generator.synthesis(driver_ws, noise_mode="const"), crop_images)
-    rows.append(row("pipeline", deltas[chosen], crops_fit))
-    steps = FIT_STEPS
-    for name, pictures in (("W base, crops", crop_images), ("W base, renders", renders)):
-        base = w_base(generator, pictures[ref : ref + 1], config=settings.invert, steps=steps * BASE_FACTOR)
-        fitted, fit = expression_fits(
-            generator, base.repeat(len(chosen), 1, 1), pictures[chosen], mask=mask, steps=steps
+    for name, codes in (("W+ pivots", driver_ws), ("pipeline: W base", fitted_ws)):
+        deltas, _ = driver_deltas(
+            codes, frames, num_frames=args.frames, config=settings.edit, w_avg=w_avg, ref=ref
         )
-        rows.append(row(name, fitted - base, fit))
+        with torch.no_grad():
+            fit = psnr_db(generator.synthesis(codes, noise_mode="const"), crop_images)
+        rows.append(row(name, deltas[chosen], fit))
+    in_w, _ = fit_in_w(
+        generator, renders[ref : ref + 1], config=settings.invert, perceptual=None, runtime=CPU,
+        steps=settings.edit.base_steps,
+    )  # fmt: skip
+    fitted, fit = expression_rows(
+        generator, in_w.repeat(len(chosen), 1, 1), renders[chosen], settings=settings, mask=mask
+    )
+    rows.append(row("W base, renders", fitted - in_w, fit))
     oracle_bases = true_driver[chosen].clone()
     oracle_bases[:, mask] = true_driver[ref : ref + 1, mask]
-    fitted, fit = expression_fits(generator, oracle_bases, renders[chosen], mask=mask, steps=steps)
+    fitted, fit = expression_rows(generator, oracle_bases, renders[chosen], settings=settings, mask=mask)
     rows.append(row("true base, renders", fitted - oracle_bases, fit))
 
     if args.json:
@@ -197,15 +163,16 @@ def main() -> None:
                     "crops_vs_renders_db": round(crops_vs_renders, 2),
                     "driver_ref": ref,
                     "frames": args.frames,
-                    "frame_scale": args.frame_scale,
+                    "frame_scale": base.frame_width / DEMO_BASE_WIDTH,
                     "stride": args.stride,
                     "rows": rows,
                 }
             )
         )
         return
+    scale = base.frame_width / DEMO_BASE_WIDTH
     print(
-        f"face demo, {args.frames} frames (every {args.stride}), frames and face {args.frame_scale:g}x, "
+        f"face demo, {args.frames} frames (every {args.stride}), frames and face {scale:g}x, "
         f"driver reference frame {ref}"
     )
     print(f"the driver's video crops against its own renders: {crops_vs_renders:.2f} dB")

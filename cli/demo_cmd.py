@@ -69,5 +69,5 @@ def demo(
         f"face-region PSNR against the ground truth: {report.face_psnr:.2f} dB "
         f"(the target without the expression: {report.face_psnr_no_expression:.2f} dB); "
         f"the output carries {report.expression_share:.0%} of the driver's expression; dlib finds a face in "
-        f"{report.face_rate:.0%} of the output frames"
+        f"{report.face_rate:.0%} of the output frames (the truth: {report.truth_face_rate:.0%})"
     )

@@ -60,9 +60,11 @@ DemoWorld = Literal["faces", "random"]
 """The worlds the demo renders in: the face world, or the synthetic world's random generator."""
 DEMO_WORLDS: tuple[str, ...] = get_args(DemoWorld)
 DEFAULT_WORLD: DemoWorld = "faces"
-FACE_CHECK_FACTOR = 4
-"""Frames are upscaled this many times before dlib looks for a face in them: the demo's faces are 56 px
-across, and dlib's detector finds faces from about 80 px."""
+FACE_CHECK_SIDE = 224
+"""Frames are upscaled by a whole factor so that the face is about this many pixels across before dlib
+looks for it (`face_check_factor`): its detector finds faces from about 80 px, and its verdict on a face
+world's face moves with the face's size in pixels (at twice this size it misses some of the truth's
+own), so every world is checked at one face size."""
 MIN_MSE = 1e-10
 DEMO_FILES = {
     "transfer.mp4": "the target with the driver's expression (the output)",
@@ -80,6 +82,11 @@ WORLD_RESOLUTIONS: dict[str, int] = {
 }
 """Each demo world's generator resolution: whether a second CPU thread pays off depends on it
 (`reenact.threads.is_small_work`)."""
+WORLD_FRAME_SCALES: dict[str, float] = {"faces": 2.0, "random": 1.0}
+"""Each demo world's frame and face size over `SyntheticConfig`'s (128x96 frames, a 56 px face). The face
+world draws its face at 112 px in 256x192 frames: larger than its generator's 64 px crops, as a face in
+real footage is, so the crops are drawn down from the face, not up; at 56 px the crops lose more to the
+two resamplings than the expression moves (docs/face-world.md). The random world stays small (fast tests)."""
 WORLD_FOLDER = "world"
 """Subfolder of the world's 4:4:4 clips, landmarks, ground truth and generator, and the measured output."""
 MEASURED_OUTPUT = "transfer_yuv444.mp4"
@@ -110,7 +117,9 @@ class DemoReport:
     face_psnr_no_expression: float
     """The same for the target itself (the expression dropped): the gap is what the transfer adds."""
     face_rate: float
-    """Share of the output frames in which dlib finds a face (upscaled `FACE_CHECK_FACTOR` times)."""
+    """Share of the output frames in which dlib finds a face (`output_face_rate`)."""
+    truth_face_rate: float
+    """The same for the ground truth: what the check can ask of the output."""
     expression_share: float
     """How much of the driver's expression the output carries (`transferred_share`; doing nothing: 0)."""
 
@@ -213,14 +222,18 @@ def world_settings(world: DemoWorld) -> Config:
     return Config.from_preset(face_world.FACE_WORLD).with_values(composite={"color_match": False})
 
 
-def output_face_rate(frames: np.ndarray) -> float:
-    """Share of frames [T, H, W, 3] uint8 in which dlib finds a face, each upscaled `FACE_CHECK_FACTOR`
-    times."""
+def face_check_factor(face_size: float) -> int:
+    """The whole factor that brings a face `face_size` px across nearest `FACE_CHECK_SIDE` (at least 1)."""
+    return max(1, round(FACE_CHECK_SIDE / face_size))
+
+
+def output_face_rate(frames: np.ndarray, *, face_size: float) -> float:
+    """Share of frames [T, H, W, 3] uint8 in which dlib finds a face, each upscaled by
+    `face_check_factor(face_size)` (the faces' size in the frames, px)."""
+    factor = face_check_factor(face_size)
     counter = FaceCounter()
     found = [
-        counter.has_face_at(
-            cv2.resize(frame, None, fx=FACE_CHECK_FACTOR, fy=FACE_CHECK_FACTOR, interpolation=cv2.INTER_CUBIC)
-        )
+        counter.has_face_at(cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC))
         for frame in frames
     ]
     return float(np.mean(found)) if found else 0.0
@@ -238,6 +251,15 @@ def scaled_frames(config: SyntheticConfig, *, scale: float) -> SyntheticConfig:
     )
 
 
+def demo_world_config(
+    world_name: DemoWorld, *, num_frames: int = DEMO_FRAMES, seed: int = 0, frame_scale: float | None = None
+) -> SyntheticConfig:
+    """The settings of a demo world's clips: `SyntheticConfig`'s, scaled by `frame_scale` (by default the
+    world's own, `WORLD_FRAME_SCALES`)."""
+    scale = WORLD_FRAME_SCALES[world_name] if frame_scale is None else frame_scale
+    return scaled_frames(SyntheticConfig(num_frames=num_frames, seed=seed), scale=scale)
+
+
 def run_demo(
     directory: Path,
     *,
@@ -246,12 +268,12 @@ def run_demo(
     world_name: DemoWorld = DEFAULT_WORLD,
     overwrite: bool = False,
     progress: Progress = SILENT,
-    frame_scale: float = 1.0,
+    frame_scale: float | None = None,
 ) -> DemoReport:
     """Build the world, run the transfer on its files and compare with the ground truth, in `directory`.
 
-    `frame_scale` multiplies the world's frame and face size (benchmarks: how much the clips' own
-    resampling costs)."""
+    `frame_scale` sets the world's frame and face size over `SyntheticConfig`'s (by default the world's
+    own, `WORLD_FRAME_SCALES`; benchmarks: how much the clips' own resampling costs)."""
     if world_name not in DEMO_WORLDS:
         raise ReenactError(f"unknown demo world {world_name!r}; use one of {', '.join(DEMO_WORLDS)}")
     started = time.perf_counter()
@@ -264,7 +286,7 @@ def run_demo(
                 f"{directory} already holds {', '.join(existing)}; pass --overwrite to replace them"
             )
     directory.mkdir(parents=True, exist_ok=True)
-    base = scaled_frames(SyntheticConfig(num_frames=num_frames), scale=frame_scale)
+    base = demo_world_config(world_name, num_frames=num_frames, frame_scale=frame_scale)
     settings = world_settings(world_name)
     measured = measured_settings(settings)
     workspace = Workspace(directory / "work")
@@ -314,7 +336,8 @@ def run_demo(
     write_png(paths["side_by_side.png"], side_by_side_frame([clip[still] for clip in rows]))
     psnr = face_psnr(frames, truth, regions)
     psnr_target = face_psnr(target, truth, regions)
-    face_rate = output_face_rate(frames)
+    face_rate = output_face_rate(frames, face_size=world.config.face_size)
+    truth_face_rate = output_face_rate(truth, face_size=world.config.face_size)
     share = transferred_share(frames, target, truth, regions)
     seconds = time.perf_counter() - started
     report = {
@@ -330,6 +353,8 @@ def run_demo(
         "face_mse_per_frame": [round(float(value), 3) for value in face_errors(frames, truth, regions)],
         "face_psnr_db_without_expression": round(psnr_target, 3),
         "output_face_rate": round(face_rate, 3),
+        "truth_face_rate": round(truth_face_rate, 3),
+        "face_check_factor": face_check_factor(world.config.face_size),
         "expression_share": round(share, 3),
         "stages": [stage.to_dict() for stage in run.stages],
         **run.details,
@@ -341,5 +366,6 @@ def run_demo(
         face_psnr=psnr,
         face_psnr_no_expression=psnr_target,
         face_rate=face_rate,
+        truth_face_rate=truth_face_rate,
         expression_share=share,
     )

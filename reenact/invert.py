@@ -814,3 +814,20 @@ def invert_clip(
 def latent_speed(latents: torch.Tensor) -> torch.Tensor:
     """Frame-to-frame distance of latents [N, num_ws, w_dim] (Frobenius over layers and dims): [N - 1]."""
     return (latents[1:] - latents[:-1]).flatten(1).norm(dim=1)
+
+
+def fit_in_w(
+    generator: Generator,
+    targets: CropSource,
+    *,
+    config: InvertConfig,
+    perceptual: nn.Module | None,
+    runtime: Runtime,
+    steps: int,
+) -> tuple[torch.Tensor, Renders]:
+    """Each of `targets` (N crops [3, R, R]) fitted in W (one w on every layer) from the start point, with
+    at most `steps` optimiser steps: codes [N, num_ws, w_dim] on the CPU, and the renders made. A base that
+    offsets on some layers act on as on a face's true code (`stages.expression`)."""
+    in_w = replace(config, space="w", mode="cold", first_steps=steps)
+    result = invert_clip(generator, targets, config=in_w, perceptual=perceptual, runtime=runtime)
+    return result.pivots, result.renders

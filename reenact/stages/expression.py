@@ -16,7 +16,6 @@ frames and PSNRs (the result has the shape of the inversion's, `stages.invert.Pi
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,13 @@ from reenact.config import Config, config_to_dict
 from reenact.device import Runtime, numerics_key
 from reenact.files import save_array
 from reenact.generator_source import GeneratorSource
-from reenact.invert import Finished, invert_frames, refit_frames
+from reenact.invert import fit_in_w, refit_frames
 from reenact.progress import SILENT, Progress
 from reenact.pti import clip_psnr
 from reenact.renders import NONE, Renders
-from reenact.stages.base import STAGE_VERSION, FrameRange, Need, link_parts
+from reenact.stages.base import STAGE_VERSION, FrameRange, Need, adopt
 from reenact.stages.crops import ClipCrops
-from reenact.stages.invert import FRAMES_FILE, PIVOTS_FILE, PIVOTS_PREFIX, PSNR_FILE, Pivots
+from reenact.stages.invert import Pivots, merge_pivot_parts, save_pivot_part
 from reenact.stages.keys import segments_of
 from reenact.workspace import StageKey, stage_key
 
@@ -62,7 +61,8 @@ class BaseStage:
         self.needs: list[Need[Any]] = [crops]
         self.ref = ref
         self.source = source
-        self.config = replace(settings.invert, space="w", mode="cold", first_steps=settings.edit.base_steps)
+        self.config = settings.invert
+        self.steps = settings.edit.base_steps
         self.perceptual = perceptual
         self.runtime = runtime
         self.key = stage_key(
@@ -73,6 +73,7 @@ class BaseStage:
                 "generator": source.digest,
                 "ref": ref,
                 "invert": config_to_dict(self.config),
+                "steps": self.steps,
                 "numerics": numerics_key(runtime),
             },
         )
@@ -81,26 +82,20 @@ class BaseStage:
         return [FrameRange(self.ref, self.ref + 1)]
 
     def compute(self, frames: FrameRange, part: Path) -> Renders:
-        found: list[torch.Tensor] = []
-
-        def keep(run: Finished) -> None:
-            found.append(run.latents.detach().float().cpu())
-
-        renders = invert_frames(
+        base, renders = fit_in_w(
             self.source.generator,
             self.crops.store().window(self.crops.slots(frames)),
             config=self.config,
             perceptual=self.perceptual,
             runtime=self.runtime,
-            on_finished=keep,
-        )
-        save_array(part / BASE_FILE, torch.cat(found).numpy())  # [1, num_ws, w_dim]
+            steps=self.steps,
+        )  # [1, num_ws, w_dim]
+        save_array(part / BASE_FILE, base.float().numpy())
         return renders
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
         (part,) = parts
-        base = np.load(part / BASE_FILE)
-        save_array(directory / BASE_FILE, base)
+        adopt(part / BASE_FILE, directory / BASE_FILE)
         return {"ref": self.ref}
 
     def load(self, directory: Path) -> torch.Tensor:
@@ -178,16 +173,11 @@ class ExpressionStage:
                 task.advance(len(chunk))
         codes = torch.cat(fitted)  # [n, num_ws, w_dim]
         psnr = clip_psnr(generator, targets, codes, frames=torch.arange(len(frames)))  # [n]
-        save_array(part / PIVOTS_FILE, codes.numpy())
-        save_array(part / PSNR_FILE, psnr.numpy().astype(np.float32))
+        save_pivot_part(part, codes, psnr)
         return renders + Renders(forward=len(frames))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        link_parts(self.ranges(), parts, directory, file=PIVOTS_FILE, prefix=PIVOTS_PREFIX)
-        psnr = np.concatenate([np.load(part / PSNR_FILE) for part in parts])  # [N]
-        save_array(directory / PSNR_FILE, psnr)
-        save_array(directory / FRAMES_FILE, np.flatnonzero(self.alignment.valid).astype(np.int64))
-        return {"mean_psnr": float(psnr.mean())}
+        return merge_pivot_parts(self.ranges(), parts, directory, alignment=self.alignment)
 
     def load(self, directory: Path) -> Pivots:
         return Pivots.load(directory)

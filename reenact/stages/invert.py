@@ -178,16 +178,29 @@ class InvertStage:
             registered,
             frames=torch.arange(len(frames)),
         )  # [n]
-        save_array(part / PIVOTS_FILE, registered.numpy())
-        save_array(part / PSNR_FILE, psnr.numpy().astype(np.float32))
+        save_pivot_part(part, registered, psnr)
         return renders + Renders(forward=len(frames))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        link_parts(self.ranges(), parts, directory, file=PIVOTS_FILE, prefix=PIVOTS_PREFIX)
-        psnr = np.concatenate([np.load(part / PSNR_FILE) for part in parts])  # [N]
-        save_array(directory / PSNR_FILE, psnr)
-        save_array(directory / FRAMES_FILE, np.flatnonzero(self.alignment.valid).astype(np.int64))
-        return {"mean_psnr": float(psnr.mean())}
+        return merge_pivot_parts(self.ranges(), parts, directory, alignment=self.alignment)
 
     def load(self, directory: Path) -> Pivots:
         return Pivots.load(directory)
+
+
+def save_pivot_part(part: Path, codes: torch.Tensor, psnr: torch.Tensor) -> None:
+    """A part's codes [n, num_ws, w_dim] and their PSNRs [n], as `merge_pivot_parts` reads them."""
+    save_array(part / PIVOTS_FILE, codes.numpy())
+    save_array(part / PSNR_FILE, psnr.numpy().astype(np.float32))
+
+
+def merge_pivot_parts(
+    ranges: list[FrameRange], parts: list[Path], directory: Path, *, alignment: ClipAlignment
+) -> dict[str, Any]:
+    """The parts' code tables linked in frame order, with their PSNRs and the frames with a face: a
+    `Pivots` result."""
+    link_parts(ranges, parts, directory, file=PIVOTS_FILE, prefix=PIVOTS_PREFIX)
+    psnr = np.concatenate([np.load(part / PSNR_FILE) for part in parts])  # [N]
+    save_array(directory / PSNR_FILE, psnr)
+    save_array(directory / FRAMES_FILE, np.flatnonzero(alignment.valid).astype(np.int64))
+    return {"mean_psnr": float(psnr.mean())}
