@@ -147,7 +147,10 @@ def real_pair(folder: Path, duration: str) -> list[tuple[str, str]]:
         ("target tuning PSNR (before -> after)", stage(summary, "tar-tune")["detail"]),
         ("driver inversion PSNR (out of domain)", stage(summary, "dri-invert")["detail"]),
         ("output faces nearer the target than the driver", f"{figures['nearer_reference_share']:.0%}"),
-        ("mouth opening correlation with the driver", f"{figures['mouth_correlation']}"),
+        (
+            "mouth opening correlation with the driver",
+            f"{figures['mouth_correlation']} over {figures['mouth_frames']} frames with the output's face",
+        ),
         ("the target's own mouth correlation with the driver", f"{figures['mouth_correlation_reference']}"),
     ]
 

@@ -103,7 +103,8 @@ def driver_lines(driver: dict[str, Any]) -> list[str]:
         f"  follows   the driver's mouth r={_figure(driver['mouth_correlation'], '.2f')} (the reference's "
         f"own {_figure(driver['mouth_correlation_reference'], '.2f')}), eyes "
         f"r={_figure(driver['eyes_correlation'], '.2f')} "
-        f"({_figure(driver['eyes_correlation_reference'], '.2f')}), over {driver['frames']} paired frames",
+        f"({_figure(driver['eyes_correlation_reference'], '.2f')}), over the {driver['mouth_frames']} of "
+        f"{driver['frames']} paired frames where dlib finds the output's and the driver's face",
     ]
 
 

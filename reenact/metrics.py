@@ -614,7 +614,9 @@ def driver_figures(
     }
     for name, measure in (("mouth", mouth_opening), ("eyes", eye_opening)):
         driver = measure(drv_points)
-        figures[f"{name}_correlation"] = _or_none(correlation(measure(out_points), driver))
+        output = measure(out_points)
+        figures[f"{name}_frames"] = int((np.isfinite(output) & np.isfinite(driver)).sum())
+        figures[f"{name}_correlation"] = _or_none(correlation(output, driver))
         figures[f"{name}_correlation_reference"] = _or_none(correlation(measure(ref_points), driver))
     return figures
 

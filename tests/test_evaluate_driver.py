@@ -109,6 +109,7 @@ def test_an_output_that_is_the_reference_keeps_its_identity_and_ignores_the_driv
     target, driver = clips
     figures = _driver_figures(target, target, driver, capsys)
     assert figures["frames"] == FRAMES and figures["identity_frames"] >= FRAMES - 2, figures
+    assert figures["mouth_frames"] == figures["eyes_frames"] >= FRAMES - 2, "the frames it correlates over"
     assert figures["nearer_reference_share"] >= MIN_KEPT, figures
     assert figures["mouth_correlation"] == pytest.approx(figures["mouth_correlation_reference"])
     assert figures["mouth_correlation"] < NOT_FOLLOWED, figures
