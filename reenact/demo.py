@@ -4,7 +4,8 @@ It writes a target and a driver clip with known latents, rendered by one of two 
 
 - `faces` (the default): the face world (`reenact.face_world`), reenact's own 64 px StyleGAN2 of real
   faces; the driver opens and closes its mouth along a direction found in the face world's W+. The run
-  uses the `face-world` preset, as `reenact transfer --generator face-world` does.
+  uses the `face-world` preset, as `reenact transfer --generator face-world` does, with the driver read on
+  a base in W (`world_settings`).
 - `random`: the synthetic world's tiny generator (random weights fixed by a seed: not a face model), with
   the `synthetic` preset, as `reenact transfer --generator random:tiny` does; the fast tests use it.
 
@@ -215,11 +216,17 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def world_settings(world: DemoWorld) -> Config:
-    """The preset a run in `world` uses: `face-world` with the colour match off (the truth is drawn by the
-    very generator the run inverts, so there is no colour cast to correct), or `synthetic`."""
+    """The preset a run in `world` uses: `synthetic`, or `face-world` with two changes. The colour match is
+    off: the truth is drawn by the very generator the run inverts, so there is no colour cast to correct.
+    The driver's expression is read on a base in W (`edit.driver_base = "w"`, `stages.expression`): the
+    demo's driver holds its pose and moves its expression, where this reading recovers the expression and
+    the W+ pivots' offsets draw what the driver never showed; a real driver that turns its head is read
+    from its pivots (the preset's), as the held layers would push its pose into the expression layers."""
     if world == "random":
         return synthetic_settings()
-    return Config.from_preset(face_world.FACE_WORLD).with_values(composite={"color_match": False})
+    return Config.from_preset(face_world.FACE_WORLD).with_values(
+        composite={"color_match": False}, edit={"driver_base": "w"}
+    )
 
 
 def face_check_factor(face_size: float) -> int:
