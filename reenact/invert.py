@@ -308,7 +308,6 @@ class FrameTable:
 
     def __init__(self, problem: Problem, *, arithmetic: AdamArithmetic) -> None:
         generator, device = problem.generator, problem.device
-        self.num_ws = generator.num_ws
         self.compose = problem.compose
         self.frames: list[int] = []  # [A] clip index of each row
         self.latents = torch.zeros(0, problem.layers, generator.w_dim, device=device)  # [A, K, w_dim]

@@ -124,7 +124,6 @@ class ExpressionStage:
         self.crops = crops
         self.base = base
         self.needs: list[Need[Any]] = [crops, base]
-        self.alignment = crops.alignment
         self.segments = segments_of(crops.alignment, size=settings.invert.segment_frames)
         self.free = free.bool()
         self.source = source
@@ -177,7 +176,7 @@ class ExpressionStage:
         return renders + Renders(forward=len(frames))
 
     def merge(self, parts: list[Path], directory: Path) -> dict[str, Any]:
-        return merge_pivot_parts(self.ranges(), parts, directory, alignment=self.alignment)
+        return merge_pivot_parts(self.ranges(), parts, directory, alignment=self.crops.alignment)
 
     def load(self, directory: Path) -> Pivots:
         return Pivots.load(directory)
