@@ -44,12 +44,12 @@ CUT_SETTINGS = {"target_cut": TARGET_CUT, "driver_cut": DRIVER_CUT}
 MAX_CUT_LOSS_DB = 1.0
 """How far the transfer's face PSNR against the truth on one side of a cut may fall below the cut-free
 world's transfer on the same frames (#28's Must show)."""
-MAX_CUT_STEP_DB = 3.0
+MAX_CUT_STEP_DB = 4.5
 """How far the two frames next to a cut may fall below their clip's median per-frame face PSNR, beyond how
 far the same frames fall in the cut-free world's transfer: far below what a per-shot driver reference
-does, above the spread between CPUs (one frame's face PSNR moves by a dB or more from one x86 model to
-another; the target's cut gave 1.36 dB on one Xeon and 2.60 on another, the last frame of a shot being
-the worst, as the cut-free clip's last frame is)."""
+does (over 100 dB), above the spread between CPUs (one frame's face PSNR moves by a dB or more from one
+x86 model to another; the target's cut gave 1.36 dB on one Xeon, 2.60 on another and 3.03 on a third,
+the last frame of a shot being the worst, as the cut-free clip's last frame is)."""
 MAX_SEAM_LOSS_DB = 1.5
 """How far the split shot's face PSNR on one side of its seam may fall below the one-segment run's. The
 registration to the key chain moves error from one side to the other (the whole shot's mean is unchanged):
