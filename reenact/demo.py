@@ -216,16 +216,17 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def world_settings(world: DemoWorld) -> Config:
-    """The preset a run in `world` uses: `synthetic`, or `face-world` with two changes. The colour match is
-    off: the truth is drawn by the very generator the run inverts, so there is no colour cast to correct.
+    """The preset a run in `world` uses: `synthetic`, or `face-world` with three changes. The colour match
+    is off: the truth is drawn by the very generator the run inverts, so there is no colour cast to
+    correct. The strength is the driver's own amount (the preset's is half): the truth moves by all of it.
     The driver's expression is read on a base in W (`edit.driver_base = "w"`, `stages.expression`): the
-    demo's driver holds its pose and moves its expression, where this reading recovers the expression and
-    the W+ pivots' offsets draw what the driver never showed; a real driver that turns its head is read
-    from its pivots (the preset's), as the held layers would push its pose into the expression layers."""
+    demo's driver is drawn by the face world itself, where this reading recovers the expression and the
+    W+ pivots' offsets draw what the driver never showed; a real driver is read from its pivots (the
+    preset's), as on the kept-out real pair the W base wrecked the output (docs/face-world.md)."""
     if world == "random":
         return synthetic_settings()
     return Config.from_preset(face_world.FACE_WORLD).with_values(
-        composite={"color_match": False}, edit={"driver_base": "w"}
+        composite={"color_match": False}, edit={"driver_base": "w", "strength": 1.0}
     )
 
 

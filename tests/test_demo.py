@@ -25,6 +25,7 @@ from reenact.demo import (
     face_check_factor,
     scaled_frames,
     side_by_side_frame,
+    world_settings,
 )
 from reenact.errors import ReenactError
 from reenact.synthetic import MEASURED_PIX_FMT, SyntheticConfig
@@ -77,6 +78,13 @@ def test_each_world_is_checked_at_one_face_size_and_the_face_world_drawn_larger(
     assert faces.face_size > face_world.FACE_WORLD_RESOLUTION, "the crops are drawn down from the face"
     assert small == SyntheticConfig(num_frames=DEMO_FRAMES), "the random world is the fast tests' own"
     assert demo_world_config("faces", frame_scale=1.0) == small
+
+
+def test_every_world_transfers_at_the_strength_its_truth_was_drawn_with() -> None:
+    """The truth is G(w_target + Δ_driver), the driver's whole expression: a preset's own strength (the face
+    world's is half, for real footage) would leave the output short of it."""
+    for name in DEMO_WORLDS:
+        assert world_settings(name).edit.strength == 1.0, name
 
 
 def test_side_by_side_frame_scales_up_and_labels_every_panel() -> None:
