@@ -3,11 +3,11 @@
 torch starts one intra-op thread per core, and in this wheel those threads are an OpenMP (libgomp)
 team whose idle members spin before they sleep. Two such processes on one machine, or one beside any
 other busy program, thrash: each spins on the cores the other needs. So a run takes the cores this
-process may use (`os.sched_getaffinity`), shared out between the local ranks under `torchrun`, and
-its idle OpenMP threads spin only briefly before they sleep (`GOMP_SPINCOUNT`): long enough to catch the
-next small operation, short enough to leave a busy machine's cores to whoever computes. (Sleeping at
-once, `OMP_WAIT_POLICY=passive`, was clearly slower alone in `benchmarks/bench_threads.py
---generator-steps`.)
+process may use (`os.sched_getaffinity`, capped by a container's CPU quota), shared out between the
+local ranks under `torchrun`, and its idle OpenMP threads spin only briefly before they sleep
+(`GOMP_SPINCOUNT`): long enough to catch the next small operation, short enough to leave a busy
+machine's cores to whoever computes. (Sleeping at once, `OMP_WAIT_POLICY=passive`, was clearly slower
+alone in `benchmarks/bench_threads.py --generator-steps`.)
 
 The count: `--threads N`, else `REENACT_THREADS`, else `OMP_NUM_THREADS` (outside `torchrun`, which sets
 it to 1 on its own), else the usable cores divided by `LOCAL_WORLD_SIZE` (at least 1) — except for small
@@ -27,8 +27,10 @@ user set (`OMP_WAIT_POLICY` or `GOMP_SPINCOUNT`) is kept.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 
 from reenact.errors import UsageError
 
@@ -46,15 +48,40 @@ SPIN_COUNT_ENV = "GOMP_SPINCOUNT"
 SHORT_SPIN_COUNT = "1000"
 """Spins an idle libgomp thread makes before it sleeps (about 10 µs; libgomp's default is 300,000, about
 3 ms, which two processes on the same cores spend spinning on each other's time)."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+"""Where Linux mounts the control groups; a container sees its own group at the root."""
+CGROUP_V1_CPU = ("cpu", "cpu,cpuacct")
+"""The folders under `CGROUP_ROOT` where cgroup v1 keeps the CPU controller's quota."""
 SMALL_WORK_RESOLUTION = 64
 """Generators of at most this many pixels a side are small work: one thread by default (module docstring)."""
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask; all of them where there is none)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+def usable_cores(*, cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The cores this process may run on: its affinity mask (all of them where there is none), capped by
+    its cgroup's CPU quota (`cpu_quota_cores`), as a container limited to 2 CPUs on a large host is."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cpu_quota_cores(cgroup_root)
+    return cores if quota is None else max(1, min(cores, quota))
+
+
+def cpu_quota_cores(root: Path = CGROUP_ROOT) -> int | None:
+    """The whole cores a CPU quota allows (quota over period, rounded up), from the cgroup root this process
+    sees (a container's own): cgroup v2's `cpu.max`, else v1's `cpu.cfs_quota_us` over `cpu.cfs_period_us`.
+    None where there is no quota or it cannot be read: the affinity mask alone then counts."""
+    lines = [(root / "cpu.max", None)] + [
+        (root / folder / "cpu.cfs_quota_us", root / folder / "cpu.cfs_period_us") for folder in CGROUP_V1_CPU
+    ]
+    for quota_file, period_file in lines:
+        try:
+            if period_file is None:
+                quota_text, period_text = quota_file.read_text().split()[:2]
+            else:
+                quota_text, period_text = quota_file.read_text(), period_file.read_text()
+            quota, period = int(quota_text), int(period_text)
+        except (OSError, ValueError):
+            continue
+        return math.ceil(quota / period) if quota > 0 and period > 0 else None
+    return None
 
 
 def _positive(text: str, *, source: str) -> int:

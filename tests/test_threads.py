@@ -26,6 +26,7 @@ from reenact.threads import (
     SPIN_COUNT_ENV,
     THREADS_ENV,
     WAIT_POLICY_ENV,
+    cpu_quota_cores,
     decide_threads,
     is_small_work,
     short_spinning,
@@ -73,10 +74,43 @@ def test_environment_variable_wins_over_the_cores() -> None:
     assert decide_threads(None, environ={THREADS_ENV: " 5 ", LOCAL_WORLD_ENV: "2"}, cores=16) == 5
 
 
-def test_default_is_the_usable_cores() -> None:
+def test_default_is_the_usable_cores(tmp_path: Path) -> None:
     assert decide_threads(None, environ={}, cores=6) == 6
     assert decide_threads(None, environ={THREADS_ENV: ""}, cores=6) == 6
-    assert usable_cores() == len(os.sched_getaffinity(0))
+    assert usable_cores(cgroup_root=tmp_path) == len(os.sched_getaffinity(0)), "no quota: the affinity"
+
+
+def _cgroup(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+    return root
+
+
+def test_a_containers_cpu_quota_caps_the_cores(tmp_path: Path) -> None:
+    """A container limited to fewer CPUs than its host's (docker --cpus, a Kubernetes limit) computes with
+    the limit: cgroup v2's cpu.max or v1's quota over period, rounded up; no quota, or none readable,
+    leaves the affinity mask."""
+    cases = {
+        "v2-one": ({"cpu.max": "100000 100000"}, 1),
+        "v2-half-more": ({"cpu.max": "150000 100000"}, 2),
+        "v2-none": ({"cpu.max": "max 100000"}, None),
+        "v1": ({"cpu/cpu.cfs_quota_us": "250000", "cpu/cpu.cfs_period_us": "100000"}, 3),
+        "v1-joined": (
+            {"cpu,cpuacct/cpu.cfs_quota_us": "50000", "cpu,cpuacct/cpu.cfs_period_us": "100000"},
+            1,
+        ),
+        "v1-none": ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
+        "garbage": ({"cpu.max": "lots"}, None),
+        "absent": ({}, None),
+    }
+    for name, (files, cores) in cases.items():
+        assert cpu_quota_cores(_cgroup(tmp_path / name, files)) == cores, name
+    affinity = len(os.sched_getaffinity(0))
+    if affinity < 2:
+        pytest.skip("one core: a quota of one cannot show")
+    assert usable_cores(cgroup_root=tmp_path / "v2-one") == 1
+    assert usable_cores(cgroup_root=tmp_path / "v2-none") == affinity
 
 
 def test_openmp_count_is_kept_outside_torchrun_only() -> None:
