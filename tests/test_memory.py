@@ -32,7 +32,9 @@ paste-back interleave), so a tighter bound would fail at random. Whole-table rea
 computed tables, and whole-table writes of latents, are caught exactly by
 `test_no_stage_reads_or_writes_a_whole_table`."""
 RUN_TIMEOUT_S = 600
-TABLE_FRAMES = 1200
+TABLE_FRAMES = 600
+"""Longer than two latent batches and than `MAX_ROWS_PER_READ`, so that a read of the whole clip, or of
+two batches at once, shows."""
 MAX_ROWS_PER_READ = 300
 """A batch (`reenact.latents.LATENT_BATCH`, 256 rows) and the smoothing kernel's reach on both sides."""
 
