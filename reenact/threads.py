@@ -68,10 +68,10 @@ def cpu_quota_cores(root: Path = CGROUP_ROOT) -> int | None:
     """The whole cores a CPU quota allows (quota over period, rounded up), from the cgroup root this process
     sees (a container's own): cgroup v2's `cpu.max`, else v1's `cpu.cfs_quota_us` over `cpu.cfs_period_us`.
     None where there is no quota or it cannot be read: the affinity mask alone then counts."""
-    lines = [(root / "cpu.max", None)] + [
+    files = [(root / "cpu.max", None)] + [
         (root / folder / "cpu.cfs_quota_us", root / folder / "cpu.cfs_period_us") for folder in CGROUP_V1_CPU
     ]
-    for quota_file, period_file in lines:
+    for quota_file, period_file in files:
         try:
             if period_file is None:
                 quota_text, period_text = quota_file.read_text().split()[:2]
