@@ -68,20 +68,33 @@ def cpu_quota_cores(root: Path = CGROUP_ROOT) -> int | None:
     """The whole cores a CPU quota allows (quota over period, rounded up), from the cgroup root this process
     sees (a container's own): cgroup v2's `cpu.max`, else v1's `cpu.cfs_quota_us` over `cpu.cfs_period_us`.
     None where there is no quota or it cannot be read: the affinity mask alone then counts."""
-    files = [(root / "cpu.max", None)] + [
-        (root / folder / "cpu.cfs_quota_us", root / folder / "cpu.cfs_period_us") for folder in CGROUP_V1_CPU
-    ]
-    for quota_file, period_file in files:
-        try:
-            if period_file is None:
-                quota_text, period_text = quota_file.read_text().split()[:2]
-            else:
-                quota_text, period_text = quota_file.read_text(), period_file.read_text()
-            quota, period = int(quota_text), int(period_text)
-        except (OSError, ValueError):
-            continue
-        return math.ceil(quota / period) if quota > 0 and period > 0 else None
+    v2 = _read_text(root / "cpu.max")
+    if v2 is not None:
+        quota, _, period = v2.strip().partition(" ")
+        return _whole_cores(quota, period)
+    for folder in CGROUP_V1_CPU:
+        quota, period = (
+            _read_text(root / folder / name) for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        )
+        if quota is not None and period is not None:
+            return _whole_cores(quota, period)
     return None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _whole_cores(quota: str, period: str) -> int | None:
+    """`quota` over `period` (microseconds) rounded up; None for no quota (`max`, -1) or an unreadable one."""
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:
+        return None
+    return math.ceil(quota_us / period_us) if quota_us > 0 and period_us > 0 else None
 
 
 def _positive(text: str, *, source: str) -> int:

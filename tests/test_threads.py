@@ -102,6 +102,7 @@ def test_a_containers_cpu_quota_caps_the_cores(tmp_path: Path) -> None:
         ),
         "v1-none": ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
         "garbage": ({"cpu.max": "lots"}, None),
+        "empty": ({"cpu.max": ""}, None),
         "absent": ({}, None),
     }
     for name, (files, cores) in cases.items():
