@@ -12,7 +12,11 @@ of faces it was trained on and of faces it never saw, the demo on faces, and a r
 - a real pair it never saw (`build_face_data.KEPT_OUT`: a talking target and an expressive driver, the
   first `--duration` of the target): `reenact transfer --generator face-world`, its inversion and tuning
   PSNR (out of domain, before and after tuning), then `reenact evaluate --driver`: output faces nearer the
-  target than the driver, and the correlation of the output's mouth opening with the driver's.
+  target than the driver, and the correlation of the output's mouth opening with the driver's;
+- how far the face world can open that target's mouth at all: the target's pivots (every
+  `RANGE_STRIDE`-th) moved along the face world's expression direction, at fractions of the demo's
+  expression, rendered by its tuned generator: the mean mouth opening dlib reads and the share of renders
+  it still finds a face in; beside them, the world's own samples moved the same way.
 
 Needs ../shared/testdata and the face data (`tools/build_face_data.py`). Prints one table per target.
 """
@@ -40,25 +44,55 @@ from build_face_data import KEPT_OUT  # noqa: E402
 from reenact.config import DEMO_FRAMES, Config  # noqa: E402
 from reenact.demo import run_demo  # noqa: E402
 from reenact.device import resolve_runtime  # noqa: E402
-from reenact.face_world import FACE_WORLD, face_world_generator  # noqa: E402
+from reenact.face_world import (  # noqa: E402
+    DEMO_EXPRESSION,
+    EXPRESSION_LAYERS,
+    FACE_WORLD,
+    expression_direction,
+    face_world_generator,
+)
+from reenact.faces.landmarks import DlibLandmarks  # noqa: E402
 from reenact.files import load_arrays  # noqa: E402
+from reenact.gan.checkpoints import load_generator  # noqa: E402
 from reenact.gan.stylegan2 import Generator  # noqa: E402
 from reenact.imaging import images_from_uint8, images_to_uint8  # noqa: E402
 from reenact.invert import invert_clip  # noqa: E402
-from reenact.metrics import IdentityEmbedder  # noqa: E402
-from reenact.sampling import FACE_CHECK_TRUNCATION, FaceCounter, render_seeds, upscaled_for_check  # noqa: E402
+from reenact.metrics import IdentityEmbedder, rendered_mouth_openings  # noqa: E402
+from reenact.sampling import (  # noqa: E402
+    FACE_CHECK_TRUNCATION,
+    FaceCounter,
+    render_seeds,
+    seed_latents,
+    upscaled_for_check,
+)
+from reenact.stages.invert import Pivots  # noqa: E402
+from reenact.stages.tune import GENERATOR_FILE  # noqa: E402
+from reenact.synthetic import scaled_expression, w_std  # noqa: E402
 from reenact.threads import use_threads  # noqa: E402
 
 SHARED_DIR = Path(os.environ.get("REENACT_SHARED", REPO_ROOT.parent / "shared"))
 SAMPLE_SEEDS = range(64)
 SAME_PERSON_DISTANCE = 0.6
 """dlib's rule: descriptors of one person are nearer than this (Euclidean)."""
+RANGE_FRACTIONS = (-0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0)
+"""Amounts of the demo's expression the mouth range moves faces by (1: the demo driver's whole amount)."""
+RANGE_STRIDE = 4
+"""Every this many target pivots are moved in the mouth range."""
+RANGE_HEADER = (
+    "amount of the demo's expression",
+    "target: mouth",
+    "target: faces",
+    "samples: mouth",
+    "samples: faces",
+)
+RANGE_SEEDS = range(12)
+"""The world's own samples moved in the mouth range."""
 
 
-def table(title: str, rows: list[tuple[str, str]]) -> None:
-    print(f"\n{title}\n| figure | value |\n| --- | --- |")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+def table(title: str, rows: list[tuple[str, ...]], *, header: tuple[str, ...] = ("figure", "value")) -> None:
+    print(f"\n{title}\n| {' | '.join(header)} |\n|{' --- |' * len(header)}")
+    for row in rows:
+        print(f"| {' | '.join(row)} |")
 
 
 def samples(generator: Generator) -> list[tuple[str, str]]:
@@ -127,7 +161,8 @@ def stage(summary: dict, name: str) -> dict:
     return next(entry for entry in summary["stages"] if entry["name"] == name)
 
 
-def real_pair(folder: Path, duration: str) -> list[tuple[str, str]]:
+def real_pair(folder: Path, duration: str) -> tuple[list[tuple[str, str]], dict]:
+    """The pair's figures, and the transfer's summary (`mouth_range` reads its workspace)."""
     target, driver = (SHARED_DIR / "testdata" / name for name in KEPT_OUT)
     output = folder / "pair.mp4"
     common = ["--workdir", str(folder / "work"), "--quiet", "--json"]
@@ -140,7 +175,7 @@ def real_pair(folder: Path, duration: str) -> list[tuple[str, str]]:
         "--no-lpips", "--no-people", *common,
     )  # fmt: skip
     figures = scores["summary"]["driver"]
-    return [
+    rows = [
         ("target, driver (kept out of training)", f"{target.name}, {driver.name}"),
         ("target frames", str(summary.get("frames", "?"))),
         ("target inversion PSNR (out of domain)", stage(summary, "tar-invert")["detail"]),
@@ -153,6 +188,36 @@ def real_pair(folder: Path, duration: str) -> list[tuple[str, str]]:
         ),
         ("the target's own mouth correlation with the driver", f"{figures['mouth_correlation_reference']}"),
     ]
+    return rows, summary
+
+
+@torch.no_grad()
+def mouth_range(summary: dict) -> list[tuple[str, ...]]:
+    """The mouth opening and face share of the pair's target and of the world's samples, moved along the
+    face world's expression direction by `RANGE_FRACTIONS` of the demo's expression (module docstring)."""
+    world = face_world_generator()
+    tuned = load_generator(Path(stage(summary, "tar-tune")["location"]) / GENERATOR_FILE, device="cpu")
+    pivots = Pivots.load(Path(stage(summary, "tar-invert")["location"]))
+    target = pivots.ws[0 : len(pivots.frames)][::RANGE_STRIDE]  # [n, num_ws, w_dim]
+    z = seed_latents(RANGE_SEEDS, z_dim=world.z_dim)
+    samples = world.mapping(z, truncation_psi=FACE_CHECK_TRUNCATION)  # [m, num_ws, w_dim]
+    mask = torch.zeros(world.num_ws, dtype=torch.bool)
+    mask[list(EXPRESSION_LAYERS)] = True
+    demo = scaled_expression(
+        expression_direction(), spread=w_std(world), size=DEMO_EXPRESSION, layer_mask=mask
+    )
+    landmarks = DlibLandmarks()
+    rows = []
+    for fraction in RANGE_FRACTIONS:
+        cells = []
+        for generator, codes in ((tuned, target), (world, samples)):
+            images = images_to_uint8(generator.synthesis(codes + fraction * demo, noise_mode="const")).numpy()
+            openings = rendered_mouth_openings(images, landmarks)  # [N]
+            found = np.isfinite(openings)
+            mean = f"{openings[found].mean():.3f}" if found.any() else "-"
+            cells += [mean, f"{found.mean():.0%} of {len(openings)}"]
+        rows.append((f"{fraction:+.2f}", *cells))
+    return rows
 
 
 def main() -> int:
@@ -176,7 +241,13 @@ def main() -> int:
         if "demo" not in skip:
             table("the demo on faces", demo(folder / "demo"))
         if "pair" not in skip:
-            table("a real pair never trained on", real_pair(folder, args.duration))
+            rows, summary = real_pair(folder, args.duration)
+            table("a real pair never trained on", rows)
+            table(
+                "how far the face world opens the pair's target's mouth (dlib, eye distances)",
+                mouth_range(summary),
+                header=RANGE_HEADER,
+            )
     seconds = time.perf_counter() - started
     print(f"\n{seconds:.0f} s; torch {torch.__version__}, {torch.get_num_threads()} threads")
     return 0

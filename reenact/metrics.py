@@ -83,6 +83,7 @@ from reenact.imaging import image_from_uint8, uint8_psnr
 from reenact.losses import LPIPS
 from reenact.plots import Axis, Series, two_axis_plot, write_plot_png
 from reenact.progress import SILENT, Progress
+from reenact.sampling import upscaled_for_check
 from reenact.timeline import Window
 from reenact.video import VideoReader, probe
 
@@ -565,6 +566,18 @@ def mouth_opening(points: np.ndarray) -> np.ndarray:
     stay NaN)."""
     gaps = [np.linalg.norm(points[:, upper] - points[:, lower], axis=1) for upper, lower in INNER_LIP_PAIRS]
     return np.mean(gaps, axis=0) / eye_distance(points)
+
+
+def rendered_mouth_openings(images: np.ndarray, landmarks: LandmarkBackend) -> np.ndarray:
+    """Mouth opening (`mouth_opening`) of the largest face the landmarks find in each generator render,
+    uint8 [N, R, R, 3] upscaled as the face checks see them (`sampling.upscaled_for_check`): [N], NaN
+    where none is found."""
+    openings = np.full(len(images), np.nan)
+    for index, image in enumerate(images):
+        faces = landmarks.detect(upscaled_for_check(image))
+        if faces:
+            openings[index] = mouth_opening(max(faces, key=lambda face: face.size).points[None])[0]
+    return openings
 
 
 def eye_opening(points: np.ndarray) -> np.ndarray:

@@ -234,6 +234,15 @@ def w_std(generator: Generator, *, seed: int = 0) -> torch.Tensor:
         return generator.mapping(z.to(device))[:, 0].std(dim=0)
 
 
+def scaled_expression(
+    expression: torch.Tensor, *, spread: torch.Tensor, size: float, layer_mask: torch.Tensor
+) -> torch.Tensor:
+    """A direction found in a trained world's W+ [num_ws, w_dim] as the world's expression: each layer of
+    the mask `size` times as long as W's per-dimension spread `spread` [w_dim] (`w_std`), the others 0."""
+    unit = expression / expression.norm(dim=1, keepdim=True).clamp_min(MIN_DIRECTION_NORM)
+    return unit * spread.norm() * size * layer_mask[:, None]  # [num_ws, w_dim]
+
+
 def perturbed_generator(generator: Generator, *, scale: float, seed: int) -> Generator:
     """A copy of `generator` with Gaussian noise of relative size `scale` on its synthesis weights.
 
@@ -591,11 +600,12 @@ def make_world(
     layer_mask[list(config.expression_layers)] = True
     direction = torch.from_numpy(rng.standard_normal((num_ws, generator.w_dim))).float().to(device)
     if expression is None:
-        direction = direction * spread  # [num_ws, w_dim]: each layer about |spread| long
+        # [num_ws, w_dim]: each layer about |spread| long
+        direction = direction * spread * config.expression * layer_mask[:, None]
     else:
-        unit = expression.to(device) / expression.norm(dim=1, keepdim=True).clamp_min(MIN_DIRECTION_NORM)
-        direction = unit * spread.norm()
-    direction = direction * config.expression * layer_mask[:, None]  # [num_ws, w_dim]
+        direction = scaled_expression(
+            expression.to(device), spread=spread, size=config.expression, layer_mask=layer_mask
+        )
     z = torch.from_numpy(rng.standard_normal((2, generator.z_dim))).float().to(device)
     with torch.no_grad():
         bases = generator.mapping(z, truncation_psi=config.truncation)[:, 0]  # [2, w_dim]: target, driver

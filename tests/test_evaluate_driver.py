@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from reenact.metrics import correlation, eye_opening, mouth_opening
+from reenact.faces.landmarks import FaceDetection, detection_from_points
+from reenact.metrics import correlation, eye_opening, mouth_opening, rendered_mouth_openings
+from reenact.sampling import FACE_CHECK_SIDE
 from reenact.synthetic import landmark_template, measured_settings
 from reenact.video import VideoReader, VideoWriter, new_video_info
 from reenact_cli.main import run
@@ -58,6 +60,32 @@ def test_mouth_and_eye_opening_measure_what_they_say() -> None:
     scaled = faces * 2.5 + 7.0  # a larger face elsewhere in the frame: the same openings
     np.testing.assert_allclose(mouth_opening(scaled), mouth_opening(faces), atol=1e-9)
     np.testing.assert_allclose(eye_opening(scaled), eye_opening(faces), atol=1e-9)
+
+
+class _ScriptedFaces:
+    """A landmark backend that answers each image by its first pixel's value: the faces listed for it."""
+
+    def __init__(self, faces: dict[int, list[FaceDetection]]) -> None:
+        self.faces = faces
+        self.sides: list[int] = []
+
+    def detect(self, image: np.ndarray, *, frame_index: int = 0) -> list[FaceDetection]:
+        self.sides.append(image.shape[0])
+        return self.faces.get(int(image[0, 0, 0]), [])
+
+
+def test_rendered_mouth_openings_read_the_largest_face_of_each_render_upscaled() -> None:
+    small = detection_from_points(_template(5.0))  # the template face, mouth 5 px open
+    large = detection_from_points(_template(30.0) * 2.0)  # twice as large, mouth open 30 px at its scale
+    backend = _ScriptedFaces({1: [small], 2: [small, large]})
+    images = np.zeros((3, 16, 16, 3), np.uint8)  # 16 px renders: upscaled before they are read
+    images[0, 0, 0, 0], images[1, 0, 0, 0] = 1, 2  # one face; two faces; none
+    openings = rendered_mouth_openings(images, backend)
+    expected = mouth_opening(np.stack([small.points, large.points]))
+    np.testing.assert_allclose(openings[:2], expected, atol=1e-9)
+    assert expected[1] > 2 * expected[0]  # the larger face is the wider-open one: it was chosen
+    assert np.isnan(openings[2])
+    assert backend.sides == [FACE_CHECK_SIDE] * 3
 
 
 def test_correlation_skips_missing_frames_and_flat_series() -> None:

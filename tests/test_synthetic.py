@@ -20,6 +20,7 @@ from reenact.synthetic import (
     landmark_template,
     make_world,
     perturbed_generator,
+    scaled_expression,
     write_world,
 )
 from reenact.video import VideoReader, probe
@@ -180,3 +181,16 @@ def test_world_rendered_by_a_different_identity() -> None:
 def test_expression_layers_must_fit_the_generator() -> None:
     with pytest.raises(ReenactError, match="expression_layers"):
         make_world(SyntheticConfig(resolution=8, expression_layers=(5,)))
+
+
+def test_a_found_expression_is_scaled_to_the_spread_on_its_layers_alone() -> None:
+    generator = torch.Generator().manual_seed(0)
+    found = torch.randn(6, 8, generator=generator) * torch.arange(1, 7)[:, None]  # layers of unequal length
+    spread = torch.rand(8, generator=generator) + 0.5
+    mask = torch.tensor([False, True, True, False, True, False])
+    scaled = scaled_expression(found, spread=spread, size=1.5, layer_mask=mask)
+    lengths = scaled.norm(dim=1)
+    torch.testing.assert_close(lengths[mask], torch.full((3,), 1.5 * float(spread.norm())))
+    assert torch.all(lengths[~mask] == 0)
+    cosines = torch.nn.functional.cosine_similarity(scaled[mask], found[mask], dim=1)
+    torch.testing.assert_close(cosines, torch.ones(3))  # each layer keeps its direction

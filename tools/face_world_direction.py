@@ -36,8 +36,7 @@ from reenact.faces.landmarks import DlibLandmarks  # noqa: E402
 from reenact.files import load_arrays  # noqa: E402
 from reenact.imaging import images_from_uint8, images_to_uint8  # noqa: E402
 from reenact.invert import invert_clip  # noqa: E402
-from reenact.metrics import mouth_opening  # noqa: E402
-from reenact.sampling import upscaled_for_check  # noqa: E402
+from reenact.metrics import rendered_mouth_openings  # noqa: E402
 from reenact.threads import use_threads  # noqa: E402
 
 CANDIDATES = 3
@@ -64,13 +63,8 @@ def source_crops(data: Path, source: str) -> np.ndarray:
 
 def mouth_of(images: np.ndarray, landmarks: DlibLandmarks) -> float:
     """Mean mouth opening of the faces dlib finds in uint8 images [N, R, R, 3] (NaN where none is found)."""
-    values = []
-    for image in images:
-        big = upscaled_for_check(image)  # as the face checks see samples
-        faces = landmarks.detect(big)
-        if faces:
-            values.append(float(mouth_opening(max(faces, key=lambda face: face.size).points[None])[0]))
-    return float(np.mean(values)) if values else float("nan")
+    openings = rendered_mouth_openings(images, landmarks)  # [N]
+    return float(np.nanmean(openings)) if np.isfinite(openings).any() else float("nan")
 
 
 def main() -> int:
