@@ -178,6 +178,7 @@ def real_pair(folder: Path, duration: str) -> tuple[list[tuple[str, str]], dict]
     rows = [
         ("target, driver (kept out of training)", f"{target.name}, {driver.name}"),
         ("target frames", str(summary.get("frames", "?"))),
+        ("threads the transfer computed with", str(summary["threads"])),
         ("target inversion PSNR (out of domain)", stage(summary, "tar-invert")["detail"]),
         ("target tuning PSNR (before -> after)", stage(summary, "tar-tune")["detail"]),
         ("driver inversion PSNR (out of domain)", stage(summary, "dri-invert")["detail"]),
