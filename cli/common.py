@@ -33,10 +33,16 @@ from reenact.config import (
 )
 from reenact.errors import UsageError
 from reenact.threads import use_threads
+from reenact.weights.registry import FACE_WORLD_NAME
 
 if TYPE_CHECKING:
     from reenact.stages.align import FaceChoice
     from reenact.timeline import Window
+
+RANDOM_GENERATOR_PRESET = "synthetic"
+"""The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
+OWN_PRESETS = {FACE_WORLD_NAME: FACE_WORLD_NAME}
+"""Generators that run with a preset of their own unless told otherwise (the face world: pixel losses)."""
 
 NO_DEFAULT = "none"
 """How `--help` shows the default of an option that is off unless given (`--set`, `--plot` ...)."""
@@ -54,7 +60,9 @@ Preset = Annotated[
         "--preset",
         help=(
             f"Settings preset: a packaged name ({', '.join(preset_names())}) or your own .toml file "
-            f"(see configs/). Default: {DEFAULT_PRESET}, or synthetic with a random:* generator."
+            f"(see configs/). Default: {DEFAULT_PRESET}, or the generator's own ({RANDOM_GENERATOR_PRESET} "
+            f"with a random:* generator, {OWN_PRESETS[FACE_WORLD_NAME]} with {FACE_WORLD_NAME}): its values "
+            "replace the defaults this help shows."
         ),
     ),
 ]

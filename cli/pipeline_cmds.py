@@ -22,8 +22,9 @@ import typer
 from reenact.checks import FaceRequest, usage_value
 from reenact.errors import UsageError
 from reenact.threads import is_small_work, use_threads
-from reenact.weights.registry import FACE_WORLD_NAME
 from reenact_cli.common import (
+    OWN_PRESETS,
+    RANDOM_GENERATOR_PRESET,
     AlphaOption,
     CodecOption,
     Duration,
@@ -55,11 +56,6 @@ if TYPE_CHECKING:
     from reenact import distributed, pipeline
     from reenact.cast import CastMember
     from reenact.timeline import Window
-
-RANDOM_GENERATOR_PRESET = "synthetic"
-"""The preset a random:* generator runs with unless told otherwise (MSE-only losses, small budgets)."""
-OWN_PRESETS = {FACE_WORLD_NAME: FACE_WORLD_NAME}
-"""Generators that run with a preset of their own unless told otherwise (the face world: pixel losses)."""
 
 
 def generator_preset(generator: str, preset: str | None) -> str | None:
