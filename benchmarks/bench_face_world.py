@@ -193,10 +193,9 @@ def real_pair(folder: Path, duration: str) -> tuple[list[tuple[str, str]], dict]
 
 
 @torch.no_grad()
-def mouth_range(summary: dict) -> list[tuple[str, ...]]:
-    """The mouth opening and face share of the pair's target and of the world's samples, moved along the
-    face world's expression direction by `RANGE_FRACTIONS` of the demo's expression (module docstring)."""
-    world = face_world_generator()
+def mouth_range(world: Generator, summary: dict) -> list[tuple[str, ...]]:
+    """The mouth opening and face share of the pair's target and of the face world `world`'s samples, moved
+    along its expression direction by `RANGE_FRACTIONS` of the demo's expression (module docstring)."""
     tuned = load_generator(Path(stage(summary, "tar-tune")["location"]) / GENERATOR_FILE, device="cpu")
     pivots = Pivots.load(Path(stage(summary, "tar-invert")["location"]))
     target = pivots.ws[0 : len(pivots.frames)][::RANGE_STRIDE]  # [n, num_ws, w_dim]
@@ -246,7 +245,7 @@ def main() -> int:
             table("a real pair never trained on", rows)
             table(
                 "how far the face world opens the pair's target's mouth (dlib, eye distances)",
-                mouth_range(summary),
+                mouth_range(generator, summary),
                 header=RANGE_HEADER,
             )
     seconds = time.perf_counter() - started
